@@ -1,0 +1,365 @@
+"""The message contract, written once.
+
+Topics, verbs, payload schemas and their validation. The control side imports
+this module; nothing here imports the control side. The allowed/prohibited
+lists of the fleet ADR are enforced by *shape*: every payload is a JSON object
+with a fixed set of keys and types, so there is no field that could carry free
+text between agents.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+
+SCHEMA_VERSION = 1
+MAX_PAYLOAD_BYTES = 4096
+
+VERBS = ("health-check", "version-report", "config-reload", "status-report")
+KINDS = ("heartbeat", "status", "alert", "command")
+FLEET_PREFIX = "fleet"
+
+# One safe label: a name is a topic segment, a DNS label and a container name.
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+COMMAND_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_RFC3339_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+STATE_ONLINE = "online"
+STATE_OFFLINE = "offline"
+
+
+class ContractError(ValueError):
+    """A name, topic or payload that breaks the contract.
+
+    ``reason`` is a short machine-readable code (``not-json``, ``unknown-verb``,
+    ...) used to count and report drops without echoing the payload.
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# --- names and topics -------------------------------------------------------
+
+def check_name(name: object) -> str:
+    """Return ``name`` if it is one safe label, else raise ContractError."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ContractError("bad-name", name_problem(name))
+    return name
+
+
+def name_problem(name: object) -> str:
+    """Explain why ``name`` is not a safe label (empty string if it is)."""
+    if not isinstance(name, str):
+        return f"a name must be a string, not {type(name).__name__}"
+    if isinstance(name, str) and NAME_RE.match(name):
+        return ""
+    if not name:
+        return "a name must not be empty"
+    if len(name) > 63:
+        return f"{name!r} is {len(name)} characters; at most 63 are allowed"
+    bad = sorted({c for c in name if not (c.isascii() and (c.islower() or c.isdigit() or c == "-"))})
+    if bad:
+        shown = " ".join(repr(c) for c in bad)
+        return (f"{name!r} contains {shown}; use only lowercase letters, digits "
+                "and hyphens (a name becomes an MQTT topic segment, a DNS label "
+                "and a container name)")
+    return f"{name!r} must start and end with a letter or digit"
+
+
+def topic(name: str, kind: str) -> str:
+    """``fleet/{name}/{kind}`` for one of KINDS."""
+    if kind not in KINDS:
+        raise ContractError("unknown-kind", kind)
+    return f"{FLEET_PREFIX}/{check_name(name)}/{kind}"
+
+
+def broadcast_topic(manager: str) -> str:
+    """``{manager}/broadcast``: fleet-wide commands from the manager."""
+    return f"{check_name(manager)}/broadcast"
+
+
+def parse_topic(topic_name: str) -> tuple[str, str] | None:
+    """Split ``fleet/{name}/{kind}`` into (name, kind); None if not a fleet topic."""
+    parts = topic_name.split("/")
+    if (len(parts) == 3 and parts[0] == FLEET_PREFIX and parts[2] in KINDS
+            and NAME_RE.match(parts[1])):
+        return parts[1], parts[2]
+    return None
+
+
+# --- time -------------------------------------------------------------------
+
+def now_rfc3339() -> str:
+    """UTC now, RFC 3339 with millisecond precision (``2026-03-18T21:30:00.123Z``)."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def parse_rfc3339(value: object) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware datetime, or raise ContractError."""
+    if not isinstance(value, str) or not _RFC3339_RE.match(value):
+        raise ContractError("bad-ts", "ts must be an RFC 3339 timestamp")
+    text = value.replace("Z", "+00:00")
+    if "." in text:  # fromisoformat on 3.9/3.10 takes at most 6 fraction digits
+        head, rest = text.split(".", 1)
+        digits = re.match(r"\d+", rest).group(0)
+        text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ContractError("bad-ts", str(exc)) from None
+
+
+# --- encoding ---------------------------------------------------------------
+
+def encode(payload: dict) -> bytes:
+    """Compact JSON bytes; raises ContractError if over MAX_PAYLOAD_BYTES."""
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ContractError("oversized", f"{len(data)} bytes > {MAX_PAYLOAD_BYTES}")
+    return data
+
+
+def decode(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
+    """Bytes to a JSON object, refusing oversized, non-UTF-8 and non-object input."""
+    if len(data) > limit:
+        raise ContractError("oversized", f"{len(data)} bytes > {limit}")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ContractError("not-json") from None
+    if not isinstance(value, dict):
+        raise ContractError("not-object", type(value).__name__)
+    return value
+
+
+# --- schemas ----------------------------------------------------------------
+# A schema maps each allowed key to (type or tuple of types, required).
+# Keys outside the schema are refused: that is what keeps free text off the bus.
+
+_NUM = (int, float)
+COMMAND_SCHEMA = {"v": (int, True), "id": (str, True), "verb": (str, True),
+                  "ts": (str, True)}
+HEARTBEAT_SCHEMA = {
+    "v": (int, True), "ts": (str, True), "agent": (str, True), "ok": (bool, True),
+    "uptime": (_NUM, True), "mem_kb": (int, False), "cpu": (_NUM, False),
+    "errors": (dict, False), "interval": (_NUM, False), "version": (str, False),
+}
+STATE_SCHEMA = {"v": (int, True), "ts": (str, True), "agent": (str, True),
+                "kind": (str, True), "state": (str, True)}
+REPLY_SCHEMA = {"v": (int, True), "ts": (str, True), "agent": (str, True),
+                "kind": (str, True), "id": (str, True), "verb": (str, True),
+                "ok": (bool, True), "result": (dict, False), "error": (str, False)}
+ALERT_SCHEMA = {"v": (int, True), "ts": (str, True), "agent": (str, True),
+                "kind": (str, True), "code": (str, True), "reason": (str, False),
+                "count": (int, False), "suppressed": (int, False),
+                "size": (int, False), "digest": (str, False),
+                "topic": (str, False), "level": (str, False)}
+
+
+def check_schema(payload: dict, schema: dict) -> dict:
+    """Raise ContractError unless ``payload`` has exactly the schema's shape."""
+    extra = sorted(set(payload) - set(schema))
+    if extra:
+        raise ContractError("extra-keys", ", ".join(extra)[:80])
+    for key, (types, required) in schema.items():
+        if key not in payload:
+            if required:
+                raise ContractError("missing-" + key)
+            continue
+        value = payload[key]
+        # bool is an int in Python; never accept it where a number is meant
+        if isinstance(value, bool) and types is not bool:
+            raise ContractError("bad-type", key)
+        if not isinstance(value, types):
+            raise ContractError("bad-type", key)
+    if payload["v"] != SCHEMA_VERSION:
+        raise ContractError("bad-version", str(payload["v"])[:10])
+    parse_rfc3339(payload["ts"])
+    return payload
+
+
+# --- commands ---------------------------------------------------------------
+
+def make_command(verb: str, command_id: str, ts: str | None = None) -> dict:
+    """A command payload; raises ContractError for a verb off the vocabulary."""
+    command = {"v": SCHEMA_VERSION, "id": command_id, "verb": verb,
+               "ts": ts or now_rfc3339()}
+    return validate_command(command)
+
+
+def validate_command(payload: dict) -> dict:
+    """Check a decoded command against schema and vocabulary."""
+    check_schema(payload, COMMAND_SCHEMA)
+    if payload["verb"] not in VERBS:
+        raise ContractError("unknown-verb")
+    if not COMMAND_ID_RE.match(payload["id"]):
+        raise ContractError("bad-id")
+    return payload
+
+
+def parse_command(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
+    """Bytes from a command or broadcast topic to a valid command, or ContractError."""
+    return validate_command(decode(data, limit))
+
+
+# --- agent-side payloads ------------------------------------------------------
+
+def make_state(agent: str, state: str) -> dict:
+    """Retained online/offline state (birth message and Last Will)."""
+    return {"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": agent,
+            "kind": "state", "state": state}
+
+
+def make_reply(agent: str, command: dict, ok: bool, result: dict | None = None,
+               error: str | None = None) -> dict:
+    """A reply on the status topic, carrying the id of the command it answers."""
+    reply = {"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": agent,
+             "kind": "reply", "id": command["id"], "verb": command["verb"], "ok": ok}
+    if result is not None:
+        reply["result"] = result
+    if error is not None:
+        reply["error"] = error
+    return reply
+
+
+def make_alert(agent: str, code: str, **fields) -> dict:
+    """An alert; fields are limited to ALERT_SCHEMA's keys."""
+    alert = {"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": agent,
+             "kind": "alert", "code": code, **fields}
+    return validate_alert(alert)
+
+
+def classify_status(payload: dict) -> str:
+    """'state', 'reply' or 'event' for a decoded status payload."""
+    kind = payload.get("kind")
+    return kind if kind in ("state", "reply") else "event"
+
+
+# --- slugs: the only strings an agent may volunteer ---------------------------
+# Events, alerts and heartbeats carry numbers, booleans and short slugs. A slug
+# cannot hold a sentence, so it cannot hold a name, a transcript or a prompt.
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+MAX_EVENT_FIELDS = 16
+# Keys that are the envelope of an event, not its data.
+EVENT_ENVELOPE = ("v", "ts", "agent", "kind", "event")
+
+
+def is_slug(value: object) -> bool:
+    return isinstance(value, str) and bool(SLUG_RE.match(value))
+
+
+def check_slug(key: str, value: object) -> str:
+    """Return ``value`` if it is a short slug, else raise ContractError('not-slug')."""
+    if not is_slug(value):
+        raise ContractError("not-slug", key)
+    return value
+
+
+def check_scalar(key: str, value: object) -> object:
+    """A number, a bool or a slug: the only values an agent-published field may hold."""
+    if not KEY_RE.match(key):
+        raise ContractError("bad-key", key[:32])
+    if isinstance(value, (bool, int, float)):
+        return value
+    return check_slug(key, value)
+
+
+# --- heartbeat ----------------------------------------------------------------
+
+def make_heartbeat(agent: str, ok: bool, uptime: float, *, mem_kb: int | None = None,
+                   cpu: float | None = None, errors: dict | None = None,
+                   interval: float | None = None, version: str | None = None) -> dict:
+    """A retained heartbeat (about 200 bytes); raises ContractError if malformed."""
+    beat = {"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": check_name(agent),
+            "ok": ok, "uptime": uptime}
+    optional = {"mem_kb": mem_kb, "cpu": cpu, "errors": errors,
+                "interval": interval, "version": version}
+    beat.update({k: v for k, v in optional.items() if v is not None})
+    return validate_heartbeat(beat)
+
+
+def validate_heartbeat(payload: dict) -> dict:
+    """Schema plus: error counters are slug -> int, version is a slug."""
+    check_schema(payload, HEARTBEAT_SCHEMA)
+    check_name(payload["agent"])
+    for key, count in payload.get("errors", {}).items():
+        if not KEY_RE.match(key) or isinstance(count, bool) or not isinstance(count, int):
+            raise ContractError("bad-errors", key[:32])
+    if "version" in payload:
+        check_slug("version", payload["version"])
+    return payload
+
+
+# --- alerts and events ----------------------------------------------------------
+
+_ALERT_SLUGS = ("code", "reason", "level")
+
+
+def validate_alert(payload: dict) -> dict:
+    """Schema plus: code, reason and level are slugs; topic is a topic name."""
+    check_schema(payload, ALERT_SCHEMA)
+    check_name(payload["agent"])
+    for key in _ALERT_SLUGS:
+        if key in payload:
+            check_slug(key, payload[key])
+    if "topic" in payload and not _is_topic_name(payload["topic"]):
+        raise ContractError("bad-topic")
+    if "digest" in payload and not re.match(r"^[0-9a-f]{8,64}$", payload["digest"]):
+        raise ContractError("bad-digest")
+    return payload
+
+
+def _is_topic_name(value: str) -> bool:
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable() \
+        and not any(c in value for c in "+# ")
+
+
+def make_event(agent: str, event: str, **fields) -> dict:
+    """A state change on the status topic (``cron-failed``, ``version-updated``...).
+
+    Fields are slug keys with number, bool or slug values: no free text.
+    """
+    payload = {"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": agent,
+               "kind": "event", "event": event, **fields}
+    return validate_event(payload)
+
+
+def validate_event(payload: dict) -> dict:
+    """Check an event: envelope keys typed, every other key a slug scalar."""
+    for key in EVENT_ENVELOPE:
+        if key not in payload:
+            raise ContractError("missing-" + key)
+    if payload["v"] != SCHEMA_VERSION or isinstance(payload["v"], bool):
+        raise ContractError("bad-version", str(payload["v"])[:10])
+    parse_rfc3339(payload["ts"])
+    check_name(payload["agent"])
+    if payload["kind"] != "event":
+        raise ContractError("bad-kind")
+    check_slug("event", payload["event"])
+    data = {k: v for k, v in payload.items() if k not in EVENT_ENVELOPE}
+    if len(data) > MAX_EVENT_FIELDS:
+        raise ContractError("too-many-fields", str(len(data)))
+    for key, value in data.items():
+        check_scalar(key, value)
+    return payload
+
+
+def validate_status(payload: dict) -> dict:
+    """Any payload an agent may put on its status topic: state, reply or event."""
+    kind = classify_status(payload)
+    if kind == "event":
+        return validate_event(payload)
+    schema = STATE_SCHEMA if kind == "state" else REPLY_SCHEMA
+    check_schema(payload, schema)
+    check_name(payload["agent"])
+    if kind == "state" and payload["state"] not in (STATE_ONLINE, STATE_OFFLINE):
+        raise ContractError("bad-state")
+    return payload

@@ -1,0 +1,144 @@
+"""Command round trips through the real product: real mosquitto, real handlers.
+
+    .venv/bin/python bench/command_bench.py [--agents 2,100] [--rounds 1000]
+
+Deploys a broker and N agents with the local runtime from a throw-away
+inventory (its own port and state directory), then measures with the
+manager's BusClient:
+  * single-agent round trip: one health-check to one agent, command out to
+    reply in (p50, p99 over --rounds);
+  * fleet command: the same command to every agent, time until every reply
+    is in (p50, p99 over --fleet-rounds), one command per agent and one broadcast.
+Prints a markdown table and writes JSON to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hatchery.agentconf import agent_config  # noqa: E402
+from hatchery.brokerconf import render_conf  # noqa: E402
+from hatchery.busclient import BusClient  # noqa: E402
+from hatchery.inventory import load_inventory  # noqa: E402
+from hatchery.plan import apply_plan  # noqa: E402
+from hatchery.runtime import local  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_inventory(workdir: Path, agents: int, port: int) -> Path:
+    lines = ["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
+             "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {port}", "agents:"]
+    for i in range(agents):
+        lines += [f"  bench-{i:04d}:", "    runtime: local", "    version_command: 'echo 1.0'"]
+    path = workdir / "fleet_inventory.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def percentile(samples: list, q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def up(inv) -> None:
+    changes = local.broker_plan(inv, conf_text=render_conf(inv))
+    for agent in inv.agents.values():
+        changes += local.agent_plan(inv, agent, agent_config=agent_config(inv, agent))
+    report = apply_plan("bench up", changes)
+    if not report.ok:
+        raise SystemExit(f"bench: could not start the fleet: {[r.error for r in report.failed]}")
+
+
+def down(inv) -> None:
+    changes = [c for a in inv.agents.values() for c in local.agent_stop_plan(inv, a, remove=True)]
+    apply_plan("bench down", changes + local.broker_stop_plan(inv))
+
+
+def wait_all_online(bus: BusClient, names: list, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = bus.request(names, "health-check", timeout=2)
+        if all(r.state == "answered" for r in replies):
+            return
+    raise SystemExit("bench: not every agent answered within 60 s")
+
+
+def single_agent(bus: BusClient, name: str, rounds: int) -> dict:
+    samples = []
+    for _ in range(rounds):
+        (reply,) = bus.request([name], "health-check", timeout=5)
+        assert reply.state == "answered", reply
+        samples.append(reply.rtt_ms)
+    return {"p50_ms": percentile(samples, 0.5), "p99_ms": percentile(samples, 0.99)}
+
+
+def fleet_command(bus: BusClient, names: list, rounds: int, manager: str | None) -> dict:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        replies = bus.request(names, "health-check", timeout=10, broadcast_manager=manager)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert all(r.state == "answered" for r in replies), [r for r in replies if r.state != "answered"]
+        samples.append(elapsed)
+    return {"p50_ms": percentile(samples, 0.5), "p99_ms": percentile(samples, 0.99),
+            "mean_ms": statistics.mean(samples)}
+
+
+def run(agents: int, rounds: int, fleet_rounds: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="hatchery-bench-") as tmp:
+        inv = load_inventory(write_inventory(Path(tmp), agents, free_port()), env={})
+        started = time.perf_counter()
+        up(inv)
+        startup = time.perf_counter() - started
+        try:
+            names = list(inv.agents)
+            with BusClient(inv.broker.host, inv.broker.port) as bus:
+                wait_all_online(bus, names)
+                return {"agents": agents, "startup_s": startup,
+                        "single": single_agent(bus, names[0], rounds),
+                        "per_agent_commands": fleet_command(bus, names, fleet_rounds, None),
+                        "broadcast": fleet_command(bus, names, fleet_rounds, inv.manager)}
+        finally:
+            down(inv)
+
+
+def table(results: list) -> str:
+    rows = ["| agents | single-agent RTT p50 | p99 | command to all, every reply in: p50 | p99 | broadcast, every reply in: p50 | p99 |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        s, f, b = r["single"], r["per_agent_commands"], r["broadcast"]
+        rows.append(f"| {r['agents']} | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms | "
+                    f"{f['p50_ms']:.2f} ms | {f['p99_ms']:.2f} ms | {b['p50_ms']:.2f} ms | {b['p99_ms']:.2f} ms |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", default="2,100", help="comma-separated fleet sizes")
+    parser.add_argument("--rounds", type=int, default=1000, help="single-agent round trips")
+    parser.add_argument("--fleet-rounds", type=int, default=50, help="fleet-wide commands")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "command_bench.json"))
+    args = parser.parse_args()
+    results = [run(int(n), args.rounds, args.fleet_rounds) for n in args.agents.split(",")]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""invoke verify: round trips, retained messages, DNS and agents, after every change."""
+
+from __future__ import annotations
+
+from .. import output
+from ..verify import verify as run_verify
+from .common import fail_unless, load, op
+
+
+@op()
+def verify(c, inventory=None, timeout=5.0, json=False):
+    """Check the bus end to end: broker, round trip, retained, DNS, every agent."""
+    inv = load(inventory)
+    if json:
+        report = run_verify(inv, timeout=float(timeout))
+        output.emit_json(report.as_dict())
+    else:
+        output.emit("verify")
+        report = run_verify(inv, timeout=float(timeout), on_check=output.check_line)
+        passed = sum(c.ok for c in report.checks)
+        output.emit(f"{passed}/{len(report.checks)} checks passed")
+    fail_unless(report.ok)
