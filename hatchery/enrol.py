@@ -8,6 +8,7 @@ writes nothing.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,10 +34,18 @@ def enrol_plan(inv: Inventory, name: str | None, *, check: bool) -> tuple:
 
 
 def _with_agent(inv: Inventory, name: str, fields: dict) -> tuple:
-    """Load a copy of the inventory with the agent added (validating it); the diff."""
-    with tempfile.TemporaryDirectory(dir=inv.path.parent, prefix=".hatchery-enrol-") as tmp:
-        copy = Path(tmp) / inv.path.name
+    """Load a copy of the inventory with the agent added (validating it); the diff.
+
+    The copy sits beside the original so that the fleet's own roles/ are found.
+    """
+    fd, tmp = tempfile.mkstemp(dir=inv.path.parent, prefix=".hatchery-enrol-", suffix=".yaml")
+    os.close(fd)
+    copy = Path(tmp)
+    try:
         shutil.copy2(inv.path, copy)
         diff = add_agent(copy, name, fields)
         loaded = load_inventory(copy, env={})
+    finally:
+        copy.unlink(missing_ok=True)
+    diff = diff.replace(copy.name, inv.path.name)
     return dataclasses.replace(loaded, path=inv.path, state_dir=inv.state_dir), diff
