@@ -1,0 +1,115 @@
+"""One factory for paho clients, plus the few helpers the one-shot tools need.
+
+Every client speaks MQTT v5, sets TCP_NODELAY (a QoS 1 round trip on loopback
+drops from ~88 ms to well under 1 ms) and reconnects with a 1..30 s backoff.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Optional, Tuple
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+Will = Tuple[str, bytes]  # (topic, payload): always retained, QoS 1
+
+
+class BusError(ConnectionError):
+    """The broker could not be reached, refused us, or did not acknowledge in time."""
+
+
+def _nodelay(client: mqtt.Client, userdata, sock) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (unix socket, websocket)
+        pass
+
+
+def new_client(client_id: str = "", will: Optional[Will] = None) -> mqtt.Client:
+    """A configured, unconnected v5 client."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    client.on_socket_open = _nodelay
+    client.reconnect_delay_set(1, 30)
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
+    return client
+
+
+def connect_properties(session_expiry: int) -> Properties:
+    """CONNECT properties asking the broker to keep our session ``session_expiry`` s."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = session_expiry
+    return props
+
+
+def connect_in_background(client: mqtt.Client, host: str, port: int, *, keepalive: int = 60,
+                          session_expiry: int = 0) -> None:
+    """Start the network thread; it connects, and reconnects, by itself.
+
+    With ``session_expiry`` > 0 the session is persistent (clean_start=False):
+    QoS 1 messages sent while we are away are kept for us.
+    """
+    persistent = session_expiry > 0
+    props = connect_properties(session_expiry) if persistent else None
+    client.connect_async(host, port, keepalive=keepalive, clean_start=not persistent,
+                         properties=props)
+    client.loop_start()
+
+
+def connect_and_wait(client: mqtt.Client, host: str, port: int, timeout: float,
+                     keepalive: int = 30) -> None:
+    """Connect, start the network thread and wait for CONNACK; BusError on failure."""
+    connected = threading.Event()
+    failure = []
+    previous = client.on_connect
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            failure.append(str(reason_code))
+        connected.set()
+        if previous is not None:
+            previous(c, userdata, flags, reason_code, properties)
+
+    client.on_connect = on_connect
+    client.connect_timeout = timeout
+    try:
+        client.connect(host, port, keepalive=keepalive)
+    except (OSError, ValueError) as exc:
+        raise BusError(f"cannot connect to the broker at {host}:{port}: {exc}") from None
+    client.loop_start()
+    if not connected.wait(timeout) or failure:
+        client.loop_stop()
+        why = failure[0] if failure else f"no CONNACK within {timeout:g}s"
+        raise BusError(f"the broker at {host}:{port} did not accept us: {why}")
+
+
+def publish_and_wait(client: mqtt.Client, topic: str, payload: bytes, *, qos: int = 1,
+                     retain: bool = False, timeout: float = 5.0) -> None:
+    """Publish and wait (bounded) until the broker acknowledged; BusError otherwise."""
+    info = client.publish(topic, payload, qos=qos, retain=retain)
+    if info.rc != mqtt.MQTT_ERR_SUCCESS:
+        raise BusError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+    try:
+        info.wait_for_publish(timeout)
+    except (RuntimeError, ValueError) as exc:
+        raise BusError(f"publish to {topic} failed: {exc}") from None
+    if not info.is_published():
+        raise BusError(f"the broker did not acknowledge the publish to {topic} "
+                       f"within {timeout:g}s")
+
+
+@contextmanager
+def session(host: str, port: int, timeout: float, client_id: str = "") -> Iterator[mqtt.Client]:
+    """A short-lived connected client for one-shot tools; always disconnected after."""
+    client = new_client(client_id)
+    connect_and_wait(client, host, port, timeout)
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
