@@ -133,6 +133,8 @@ def decode(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ContractError("not-json") from None
+    except RecursionError:  # 4 KiB of '[' nests deeper than the parser's stack
+        raise ContractError("too-deep") from None
     if not isinstance(value, dict):
         raise ContractError("not-object", type(value).__name__)
     return value

@@ -36,8 +36,10 @@ class BrokerSpec:
     dns_name: str = "mqtt-broker"       # network alias / DNS name
     image: str = "eclipse-mosquitto:2"  # docker runtime
     docker_host: Optional[str] = None   # None = local engine; "ssh://user@host" = remote
+    remote_dir: Optional[str] = None    # ssh:// engine: where mounted files go (default ~/.hatchery/<container>)
     network: str = "hatchery"           # user-defined Docker network of the fleet
     container: str = "hatchery-broker"
+    container_prefix: str = "hatchery-"  # docker runtime: agent containers are {prefix}agent-{name}
     max_packet_size: int = 65536        # broker guard; the contract limit is enforced by agents
     dns_provider: Optional[str] = None  # None | "hosts" | "dnsmasq"
     dns_options: dict = field(default_factory=dict)

@@ -38,6 +38,7 @@ BAD_PAYLOADS = {
 MORE_BAD = [
     ("unknown-verb", raw(verb="health-check now")),
     ("not-json", bytes(range(256)) * 4),
+    ("too-deep", b"[" * 2000 + b"]" * 2000),  # nests past the JSON parser's stack
 ]
 
 

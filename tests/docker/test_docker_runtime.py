@@ -1,0 +1,286 @@
+"""The Docker runtime against the REAL engine: broker and agents as containers.
+
+Hermetic: one random prefix per run names every container, network and volume
+(and labels them with the run's fleet); the module finalizer removes them all,
+plus the agent images, even when a test fails. The offline base images are
+built once (mmdebstrap + docker import) and kept: a second run skips them.
+The tests run in file order and share one fleet, like an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, wait_port
+from hatchery.agentconf import agent_config
+from hatchery.brokerconf import render_conf
+from hatchery.images import BuildContext, agent_context, bootstrap_images
+from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.plan import apply_plan
+from hatchery.runtime import docker as rt
+from hatchery.runtime.dockerctx import FLEET, engine
+
+pytestmark = pytest.mark.docker
+MEASURED: dict = {}     # figures printed at the end (pytest -s) for the report
+
+
+@pytest.fixture(scope="module")
+def client():
+    try:
+        c = engine(None)
+        c.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
+        pytest.fail(f"no Docker engine ({exc}); start one with scripts/start-dockerd.sh")
+    started = time.monotonic()
+    report = apply_plan("images", bootstrap_images(c))
+    assert report.ok, [r.error for r in report.failed]
+    MEASURED["bootstrap images (s)"] = round(time.monotonic() - started, 1)
+    return c
+
+
+@pytest.fixture(scope="module")
+def fleet(client, tmp_path_factory):
+    prefix = f"hty-{secrets.token_hex(3)}-"
+    root = tmp_path_factory.mktemp("fleet")
+    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
+                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
+    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker, state_dir=root / ".hatchery")
+    yield inv
+    _remove_everything(client, inv)
+    for line in (f"{k}: {v}" for k, v in MEASURED.items()):
+        print(line)
+
+
+def _remove_everything(client, inv: Inventory) -> None:
+    label = f"{FLEET}={inv.broker.container}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
+        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
+            client.images.remove(image.id, force=True)
+
+
+def _agents(inv: Inventory) -> list:
+    prefix = inv.broker.container_prefix
+    return [AgentSpec(f"{prefix}a", runtime=DOCKER, version_command="echo 1.0.0"),
+            AgentSpec(f"{prefix}b", runtime=DOCKER, version_command="echo 2.0.0",
+                      main_command="sleep infinity", env={"AGENT_ROLE": "client"})]
+
+
+def _conf(inv: Inventory) -> str:
+    # Mosquitto 2.0.11 block-buffers log_dest stdout into a pipe (docker logs stays empty);
+    # stderr is unbuffered. Reported to the template's owner.
+    return render_conf(inv).replace("log_dest stdout", "log_dest stderr")
+
+
+def _hatch(inv: Inventory, agent: AgentSpec):
+    return rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent))
+
+
+def _wait(probe, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} after {timeout}s")
+
+
+def _sub_one(inv: Inventory, topic: str, wait: int = 10) -> str:
+    """One message from the broker's published port, with the host's mosquitto_sub."""
+    done = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(inv.broker.port), "-t", topic,
+                           "-C", "1", "-W", str(wait), "-v"], capture_output=True, text=True, timeout=wait + 5)
+    return done.stdout.strip()
+
+
+# --- broker ---------------------------------------------------------------------------------
+
+def test_broker_deploy_creates_the_container_with_its_network_volume_and_alias(client, fleet):
+    changes = rt.broker_plan(fleet, conf_text=_conf(fleet))
+    assert [c.action for c in changes] == ["create"]
+    assert "+image: \"hatchery/mosquitto:2.0.11\"" in changes[0].diff
+    report = apply_plan("broker.deploy", changes)
+    assert report.ok, report.failed[0].error if report.failed else ""
+    wait_port(fleet.broker.port, timeout=10)
+    container = client.containers.get(fleet.broker.container)
+    endpoint = container.attrs["NetworkSettings"]["Networks"][fleet.broker.network]
+    assert fleet.broker.dns_name in endpoint["Aliases"]
+    assert container.labels["io.hatchery.role"] == "broker"
+    assert client.volumes.get(f"{fleet.broker.container}-data").name
+    conf = fleet.state_dir / "broker" / "config" / "mosquitto.conf"
+    assert conf.read_text() == _conf(fleet) and oct(conf.stat().st_mode)[-3:] == "644"
+
+
+def test_second_deploy_is_unchanged_and_fast(fleet):
+    started = time.perf_counter()
+    changes = rt.broker_plan(fleet, conf_text=_conf(fleet))
+    MEASURED["unchanged broker deploy plan (ms)"] = round((time.perf_counter() - started) * 1000, 1)
+    assert [c.action for c in changes] == ["none"], changes[0].reason
+    assert MEASURED["unchanged broker deploy plan (ms)"] < 2000
+
+
+def test_a_reloadable_config_change_sends_sighup_instead_of_recreating(client, fleet):
+    before = client.containers.get(fleet.broker.container).attrs
+    conf_text = _conf(fleet) + "log_type debug\n"
+    changes = rt.broker_plan(fleet, conf_text=conf_text)
+    assert [c.action for c in changes] == ["reload"] and "+log_type debug" in changes[0].diff
+    assert apply_plan("broker.deploy", changes).ok
+    after = client.containers.get(fleet.broker.container)
+    assert after.id == before["Id"] and after.attrs["State"]["StartedAt"] == before["State"]["StartedAt"]
+    # the reloaded config is in force: debug logging shows each PUBLISH
+    topic = f"hatchery/test/{fleet.broker.container_prefix}hup"
+    _wait(lambda: subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(fleet.broker.port),
+                                  "-t", topic, "-m", "x"], timeout=5).returncode == 0
+          and f"'{topic}'" in after.logs().decode(), 5, "no debug line after SIGHUP")
+    assert rt.broker_plan(fleet, conf_text=conf_text)[0].action == "none"
+    # back to the rendered config for the rest of the module
+    assert apply_plan("broker.deploy", rt.broker_plan(fleet, conf_text=_conf(fleet))).ok
+
+
+def test_a_port_change_recreates_the_container(client, fleet):
+    moved = replace(fleet, broker=replace(fleet.broker, port=free_port()))
+    changes = rt.broker_plan(moved, conf_text=_conf(moved))
+    assert [c.action for c in changes] == ["recreate"] and "ports" in changes[0].reason
+    assert f"-ports: [\"127.0.0.1:{fleet.broker.port}->1883/tcp\"]" in changes[0].diff
+    assert rt.broker_plan(fleet, conf_text=_conf(fleet))[0].action == "none"
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+def test_hatch_two_agents_cold(client, fleet):
+    for agent in _agents(fleet):
+        changes = _hatch(fleet, agent)
+        assert [c.action for c in changes] == ["create"], changes[0].reason
+        started = time.perf_counter()
+        report = apply_plan("agent.hatch", changes)
+        assert report.ok, report.failed[0].error if report.failed else ""
+        MEASURED[f"hatch {agent.name[-1]} cold (s)"] = round(time.perf_counter() - started, 2)
+        # the command handler in the container connected: its retained birth/heartbeat is there
+        assert _sub_one(fleet, f"fleet/{agent.name}/#").startswith(f"fleet/{agent.name}/")
+
+
+def test_agent_container_runs_handler_and_main_process_with_config_mounted(client, fleet):
+    a, b = _agents(fleet)
+    container = client.containers.get(rt.agent_container(fleet, b))
+    processes = " ".join(" ".join(p) for p in container.top()["Processes"])
+    assert "agent_kit.handler" in processes and "sleep infinity" in processes
+    code, text = rt.exec_in_agent(fleet, b, ["cat", "/etc/hatchery/agent.json"], timeout=5)
+    assert code == 0 and json.loads(text)["broker"] == {"host": "mqtt-broker", "port": 1883}
+    assert container.attrs["Config"]["Env"].count("AGENT_ROLE=client") == 1
+    code, text = rt.exec_in_agent(fleet, a, ["sh", "-c", "command -v bus-publish mosquitto_pub"], timeout=5)
+    assert code == 0 and "/usr/local/bin/bus-publish" in text
+
+
+def test_agent_image_holds_no_config_or_secret(fleet):
+    context: BuildContext = agent_context(fleet, _agents(fleet)[0])
+    assert not any(path.endswith(".json") for path in context.files)
+    assert b"/etc/hatchery" not in context.files["Dockerfile"][0]   # mounted at run time only
+
+
+def test_exec_verify_inside_each_agent(fleet):
+    for agent in _agents(fleet):
+        checks = rt.verify_in_agent(fleet, agent, timeout=5)
+        assert len(checks) == 2 and all(c.ok for c in checks), [(c.name, c.detail) for c in checks]
+
+
+def test_a_command_that_outlives_its_timeout_is_stopped(fleet):
+    started = time.monotonic()
+    code, _ = rt.exec_in_agent(fleet, _agents(fleet)[0], ["sleep", "30"], timeout=1)
+    assert code == 124 and time.monotonic() - started < 5
+
+
+def test_second_hatch_is_unchanged_and_a_cached_image_hatches_warm(client, fleet):
+    agent = _agents(fleet)[0]
+    started = time.perf_counter()
+    assert [c.action for c in _hatch(fleet, agent)] == ["none"]
+    MEASURED["unchanged hatch plan (ms)"] = round((time.perf_counter() - started) * 1000, 1)
+    client.containers.get(rt.agent_container(fleet, agent)).remove(force=True)
+    changes = _hatch(fleet, agent)
+    assert changes[0].action == "create" and "image cached" in changes[0].reason
+    started = time.perf_counter()
+    assert apply_plan("agent.hatch", changes).ok
+    MEASURED["hatch a warm (cached image) (s)"] = round(time.perf_counter() - started, 2)
+
+
+def test_a_changed_agent_config_recreates_only_that_agent(fleet):
+    a, b = _agents(fleet)
+    slower = replace(a, heartbeat_interval=1200.0)
+    changes = _hatch(fleet, slower)
+    assert changes[0].action == "recreate" and "labels" in changes[0].reason
+    assert _hatch(fleet, b)[0].action == "none"
+
+
+def test_agent_list_shows_both_running(fleet):
+    rows = {r["agent"]: r for r in rt.agent_list(replace(fleet, agents={a.name: a for a in _agents(fleet)}))}
+    assert all(rows[a.name]["running"] and rows[a.name]["in_inventory"] for a in _agents(fleet))
+
+
+# --- persistence and status -------------------------------------------------------------------
+
+def test_retained_messages_survive_broker_removal_and_redeploy(client, fleet):
+    topic = f"hatchery/test/{fleet.broker.container_prefix}retained"
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(fleet.broker.port), "-t", topic,
+                    "-m", "kept", "-r", "-q", "1"], check=True, timeout=10)
+    stop = rt.broker_stop_plan(fleet)
+    assert [c.action for c in stop] == ["remove"] and apply_plan("broker.stop", stop).ok
+    assert rt.broker_status(fleet)["running"] is False
+    assert apply_plan("broker.deploy", rt.broker_plan(fleet, conf_text=_conf(fleet))).ok
+    wait_port(fleet.broker.port, timeout=10)
+    assert _sub_one(fleet, topic, wait=5) == f"{topic} kept"
+
+
+def test_broker_restart_keeps_retained_and_becomes_healthy(client, fleet):
+    client.containers.get(fleet.broker.container).restart(timeout=10)
+    wait_port(fleet.broker.port, timeout=10)
+    topic = f"hatchery/test/{fleet.broker.container_prefix}retained"
+    assert _sub_one(fleet, topic, wait=5) == f"{topic} kept"
+    status = _wait(lambda: (s := rt.broker_status(fleet))["health"] == "healthy" and s, 30, "broker not healthy")
+    assert status["running"] and status["container"] == fleet.broker.container
+    stats = client.containers.get(fleet.broker.container).stats(stream=False)
+    MEASURED["broker container memory (MiB)"] = round(stats["memory_stats"]["usage"] / 2**20, 1)
+
+
+def test_agents_reconnect_after_the_broker_came_back(fleet):
+    for agent in _agents(fleet):
+        checks = rt.verify_in_agent(fleet, agent, timeout=5)
+        assert all(c.ok for c in checks), [(c.name, c.detail) for c in checks]
+
+
+# --- stop and retire ------------------------------------------------------------------------
+
+def test_stop_then_hatch_starts_the_same_container(client, fleet):
+    agent = _agents(fleet)[1]
+    assert apply_plan("agent.stop", rt.agent_stop_plan(fleet, agent)).ok
+    assert rt.agent_stop_plan(fleet, agent)[0].action == "none"
+    changes = _hatch(fleet, agent)
+    assert changes[0].action == "start" and apply_plan("agent.hatch", changes).ok
+    assert client.containers.get(rt.agent_container(fleet, agent)).status == "running"
+
+
+def test_retire_removes_container_images_and_config(client, fleet):
+    agent = _agents(fleet)[1]
+    assert apply_plan("agent.retire", rt.agent_stop_plan(fleet, agent, remove=True)).ok
+    assert not client.containers.list(all=True, filters={"name": rt.agent_container(fleet, agent)})
+    assert not client.images.list(name=f"hatchery/agent-{agent.name}")
+    assert not Path(fleet.state_dir / "agents" / agent.name).exists()
+
+
+def test_when_the_main_process_ends_the_container_exits_and_docker_restarts_it(client, fleet):
+    agent = AgentSpec(f"{fleet.broker.container_prefix}c", runtime=DOCKER, main_command="sleep 1; exit 3")
+    assert apply_plan("agent.hatch", _hatch(fleet, agent)).ok
+    container = client.containers.get(rt.agent_container(fleet, agent))
+    _wait(lambda: container.reload() or container.attrs["RestartCount"] >= 1, 15, "no restart")
+    assert "main process exited with 3" in container.logs().decode()
+    assert apply_plan("agent.retire", rt.agent_stop_plan(fleet, agent, remove=True)).ok

@@ -1,0 +1,113 @@
+"""monitor.snapshot / stream against a real Mosquitto; build_snapshot on captured messages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from agent_kit import contract
+from hatchery import monitor
+from hatchery.busclient import BusClient, Message
+from responders import Responder, clear_retained, inventory, unique
+
+
+@pytest.fixture
+def bus(module_broker):
+    with BusClient(module_broker.host, module_broker.port, connect_timeout=3) as client:
+        yield client
+
+
+def _msg(name, kind, payload):
+    data = payload if isinstance(payload, bytes) else contract.encode(payload)
+    return Message(contract.topic(name, kind), data, True, time.time())
+
+
+def test_build_snapshot_from_captured_messages():
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    beat = {"v": 1, "ts": "2026-01-01T11:59:30.000Z", "agent": "a", "ok": True,
+            "uptime": 99, "mem_kb": 4096, "cpu": 1.5, "errors": {"x": 2, "y": 3},
+            "version": "9.9"}
+    messages = [_msg("a", "heartbeat", beat),
+                _msg("a", "status", contract.make_state("a", "online")),
+                _msg("b", "status", contract.make_state("b", "offline")),
+                _msg("c", "heartbeat", b"not json"),
+                _msg("stray", "status", contract.make_state("stray", "online"))]
+    snap = monitor.build_snapshot(messages, ["a", "b", "c", "d"], now)
+    rows = {r["agent"]: r for r in snap.rows()}
+    assert rows["a"] == {"agent": "a", "state": "online", "heartbeat_age_s": 30.0,
+                         "uptime_s": 99, "mem_kb": 4096, "cpu": 1.5, "errors": 5,
+                         "version": "9.9"}
+    assert rows["b"]["state"] == "offline" and rows["b"]["heartbeat_age_s"] is None
+    assert snap.agents["c"].invalid == 1
+    assert rows["d"]["state"] == "unknown"
+    assert "stray (not in inventory)" in rows
+    assert list(snap.agents)[:4] == ["a", "b", "c", "d"]
+
+
+def test_snapshot_reads_the_real_bus_quickly(module_broker, bus):
+    names = [unique() for _ in range(3)]
+    inv = inventory(module_broker, names)
+    agents = [Responder(module_broker, n, inv.manager) for n in names[:2]]
+    agents[1].crash()
+    time.sleep(0.2)
+    try:
+        snap = monitor.snapshot(inv, bus, timeout=3)
+    finally:
+        agents[0].stop()
+        clear_retained(module_broker, names)
+    assert snap.agents[names[0]].state == "online"
+    assert snap.agents[names[0]].beat("version") == "1.2.3"
+    assert snap.agents[names[1]].state == "offline"
+    assert snap.agents[names[2]].state == "unknown"
+    assert snap.seconds < 0.5
+    assert snap.as_dict()["agents"][0]["agent"] == names[0]
+
+
+def test_stream_delivers_filtered_live_events(module_broker, bus):
+    name, other = unique(), unique()
+    inv = inventory(module_broker, [name, other])
+    got = []
+    stop = threading.Event()
+
+    def on_event(event):
+        got.append(event)
+        if event.kind == "heartbeat" and not event.retained:
+            stop.set()
+
+    def later():
+        time.sleep(0.3)
+        Responder(module_broker, other, inv.manager).stop()   # filtered out: other agent
+        agent = Responder(module_broker, name, inv.manager)
+        agent.stop()
+
+    worker = threading.Thread(target=later)
+    worker.start()
+    try:
+        count = monitor.stream(inv, bus, on_event=on_event, agents=[name],
+                               kinds=["heartbeat", "status"], duration=5, stop=stop)
+    finally:
+        worker.join()
+        clear_retained(module_broker, [name, other])
+    assert count == len(got) >= 2
+    assert {e.agent for e in got} == {name}
+    assert got[0].kind == "status" and got[0].summary == "state online"
+    beat = next(e for e in got if e.kind == "heartbeat")
+    assert beat.valid and "uptime=12.5s" in beat.line()
+    assert beat.as_dict()["payload"]["agent"] == name
+
+
+def test_to_event_marks_bad_payloads_and_broadcasts():
+    bad = monitor.to_event(Message("fleet/a/alert", b"\xff", False, time.time()), "mgr")
+    assert not bad.valid and bad.summary == "dropped: not-json"
+    cmd = contract.encode(contract.make_command("health-check", "abc"))
+    event = monitor.to_event(Message("mgr/broadcast", cmd, False, time.time()), "mgr")
+    assert (event.agent, event.kind, event.summary) == ("*", "command", "health-check id=abc")
+    assert monitor.to_event(Message("other/topic", b"{}", False, time.time()), "mgr") is None
+
+
+def test_stream_filters():
+    assert monitor.stream_filters("m", None, list(contract.KINDS)) == ["fleet/+/+", "m/broadcast"]
+    assert monitor.stream_filters("m", ["a"], ["alert"]) == ["fleet/a/alert"]

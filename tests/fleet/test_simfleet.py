@@ -1,0 +1,57 @@
+"""The simulated fleet speaks the real contract: the control side sees it like real agents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hatchery import fleet, health, monitor
+from hatchery.busclient import BusClient
+from responders import inventory, unique
+
+SIMFLEET = Path(__file__).resolve().parents[2] / "bench" / "simfleet.py"
+COUNT = 60   # above busclient.WILDCARD_ABOVE: exercises the wildcard subscription
+
+
+@pytest.fixture
+def simfleet(module_broker):
+    prefix, manager = unique("sim"), unique("mgr")
+    proc = subprocess.Popen([sys.executable, str(SIMFLEET), "--port", str(module_broker.port),
+                             "--count", str(COUNT), "--prefix", prefix, "--manager", manager,
+                             "--silent", "2", "--crash", "--stop-on-stdin-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(proc.stdout.readline())
+        assert ready["ready"] == COUNT
+        names = [f"{prefix}-{i:04d}" for i in range(COUNT)]
+        yield inventory(module_broker, names, manager=manager), proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_collect_monitor_and_health_on_a_simulated_fleet(module_broker, simfleet):
+    inv, proc = simfleet
+    with BusClient(module_broker.host, module_broker.port) as bus:
+        started = time.perf_counter()
+        result = fleet.collect(inv, timeout=1.0, bus=bus)
+        elapsed = time.perf_counter() - started
+        snap = monitor.snapshot(inv, bus)
+        direct = fleet.run_command(inv, "version-report", names=list(inv.agents)[2:5], bus=bus)
+        proc.terminate()           # --crash: the agents vanish, their Wills fire
+        proc.wait(10)
+        time.sleep(0.3)
+        after = health.bus_health(inv, bus)
+    assert len(result.answered) == COUNT - 2
+    assert [m["state"] for m in result.missing] == ["silent", "silent"]
+    assert 1.0 <= elapsed < 2.0, "waited the timeout for the two silent agents only"
+    assert sum(v.state == "online" for v in snap.agents.values()) == COUNT
+    assert {row["version"] for row in snap.rows()} == {"sim-1.0"}
+    assert direct.ok and {r["answer"] for r in direct.rows()} == {"sim-1.0"}
+    assert {a.verdict for a in after.agents} == {"offline"}
