@@ -46,6 +46,15 @@ def collector_command(inventory_path: Path, timeout: float = 10.0) -> tuple:
             "--inventory", str(Path(inventory_path).resolve()), "--timeout", f"{timeout:g}")
 
 
+def default_kind() -> str:
+    """launchd on macOS, systemd where it is the running init, else cron."""
+    if sys.platform == "darwin":
+        return LAUNCHD
+    if Path("/run/systemd/system").is_dir():
+        return SYSTEMD
+    return CRON
+
+
 def make_spec(kind: str, every_minutes: int, inventory_path: Path, *,
               state_dir: Path, label: str = DEFAULT_LABEL) -> ScheduleSpec:
     if kind not in KINDS:

@@ -4,7 +4,9 @@ from invoke import Collection
 
 from .agent import agent
 from .broker import broker
+from .bus import bus
 from .fleet import fleet
+from .images import images
 from .verify import verify
 
-namespace = Collection(broker, agent, fleet, verify)
+namespace = Collection(broker, agent, fleet, bus, images, verify)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 from invoke import Collection
 
-from .. import output
-from ..fleet import run_command
-from .common import fail_unless, load, op
+from .. import exporter, health, monitor, output, schedule
+from ..errors import UsageError
+from ..fleet import broadcast as send_broadcast
+from ..fleet import bus_for, collect as run_collect, run_command
+from ..state import StatePaths
+from .common import fail_unless, load, op, run_plan
 
 TIMEOUT = 5.0
 
@@ -15,6 +21,10 @@ def _run(verb, name, group, timeout, inventory, json):
     inv = load(inventory)
     result = run_command(inv, verb, names=[name] if name else None, group=group,
                          timeout=float(timeout))
+    _show_result(result, json)
+
+
+def _show_result(result, json):
     if json:
         output.emit_json(result.as_dict())
     else:
@@ -48,4 +58,112 @@ def config_reload(c, name=None, group=None, timeout=TIMEOUT, inventory=None, jso
     _run("config-reload", name, group, timeout, inventory, json)
 
 
-fleet = Collection("fleet", version_report, health_check, status_report, config_reload)
+# --- seeing the fleet -------------------------------------------------------------
+
+@op(snapshot="read the retained heartbeats and states, print one table, exit (default)",
+    stream="follow the bus live, one line per message, until Ctrl-C or --duration",
+    kinds="stream only these kinds, comma-separated: heartbeat,status,alert,command",
+    duration="stop streaming after this many seconds")
+def monitor_(c, snapshot=False, stream=False, name=None, kinds=None, duration=None,
+             inventory=None, json=False, timeout=5.0):
+    """Show the whole fleet at a glance (--snapshot), or follow the bus live (--stream)."""
+    inv = load(inventory)
+    if snapshot and stream:
+        raise UsageError("--snapshot and --stream exclude each other", "pick one")
+    with bus_for(inv, connect_timeout=float(timeout)) as bus:
+        if stream:
+            _stream(inv, bus, name, kinds, duration, json)
+            return
+        snap = monitor.snapshot(inv, bus, timeout=float(timeout))
+    if json:
+        output.emit_json(snap.as_dict())
+    else:
+        output.table(snap.rows(), snap.columns)
+        output.emit(f"{len(snap.agents)} agents, read in {snap.seconds * 1000:.1f} ms")
+
+
+def _stream(inv, bus, name, kinds, duration, json):
+    chosen = [k.strip() for k in kinds.split(",")] if kinds else None
+    show = (lambda e: output.emit_json_line(e.as_dict())) if json else (lambda e: output.emit(e.line()))
+    monitor.stream(inv, bus, on_event=show, agents=[inv.agent(name).name] if name else None,
+                   kinds=chosen, duration=float(duration) if duration else None)
+
+
+@op(threshold="seconds without a heartbeat before an agent is stale (default: twice its interval)")
+def bus_health(c, threshold=None, inventory=None, json=False, timeout=5.0):
+    """Staleness check for cron: exit 1 naming every stale, offline or missing agent."""
+    inv = load(inventory)
+    with bus_for(inv, connect_timeout=float(timeout)) as bus:
+        report = health.bus_health(inv, bus, threshold=float(threshold) if threshold else None)
+    if json:
+        output.emit_json(report.as_dict())
+    else:
+        output.table(report.rows(), report.columns)
+        for line in report.problems:
+            output.emit(line, err=True)
+    fail_unless(report.ok)
+
+
+# --- acting on the fleet ------------------------------------------------------------
+
+@op()
+def collect(c, timeout=10.0, inventory=None, json=False):
+    """The heartbeat collector: one broadcast health-check; exit 1 if anyone is missing."""
+    _show_result(run_collect(load(inventory), float(timeout)), json)
+
+
+@op(verb="one of health-check, version-report, config-reload, status-report",
+    pattern="only agents whose name matches this glob, e.g. 'client-*'",
+    dry_run="list who would receive it; send nothing")
+def broadcast(c, verb, name=None, group=None, pattern=None, dry_run=False, timeout=TIMEOUT,
+              inventory=None, json=False):
+    """Send one command fleet-wide on {manager}/broadcast (or to a chosen subset)."""
+    inv = load(inventory)
+    result = send_broadcast(inv, verb, names=[name] if name else None, group=group,
+                            pattern=pattern, dry_run=dry_run, timeout=float(timeout))
+    if not dry_run:
+        _show_result(result, json)
+    elif json:
+        output.emit_json(result.as_dict())
+    else:
+        output.emit(f"{verb} would go to {len(result.recipients)} agent(s) ({result.mode}):")
+        output.table(result.rows(), ["agent", "topic"])
+
+
+# --- Prometheus and scheduling -------------------------------------------------------
+
+@op(port="port to serve /metrics on", addr="address to bind",
+    rules="print the Prometheus alerting rules and exit")
+def exporter_(c, port=9883, addr="127.0.0.1", rules=False, inventory=None, timeout=5.0):
+    """Serve Prometheus metrics from the bus at http://ADDR:PORT/metrics (Ctrl-C stops)."""
+    inv = load(inventory)
+    if rules:
+        output.emit(exporter.render_rules(inventory=inv).rstrip("\n"))
+        return
+    log = StatePaths(inv.state_dir).broker_log
+    with bus_for(inv, connect_timeout=float(timeout)) as bus:
+        exporter.serve(inv, bus, port=int(port), addr=addr, stop=threading.Event(),
+                       broker_log=log if log.exists() else None,
+                       on_ready=lambda a: output.notice(f"serving http://{a[0]}:{a[1]}/metrics"))
+
+
+@op(every="interval in minutes (default 10)",
+    kind="scheduler: launchd, systemd or cron (default: launchd on macOS, systemd where it runs, else cron)",
+    remove="remove the schedule instead of installing it",
+    target_dir="where unit or plist files go (default: the scheduler's user directory)")
+def schedule_(c, every=10, kind=None, remove=False, target_dir=None, inventory=None,
+              check=False, diff=False, json=False):
+    """Install (or --remove) the heartbeat collector as a periodic job; no LLM involved."""
+    inv = load(inventory)
+    spec = schedule.make_spec(kind or schedule.default_kind(), int(every), inv.path,
+                              state_dir=inv.state_dir)
+    target = Path(target_dir) if target_dir else None
+    plan = (schedule.remove_plan if remove else schedule.install_plan)(spec, target_dir=target)
+    run_plan("fleet.schedule", plan, check=check, diff=diff, json=json)
+
+
+fleet = Collection("fleet", version_report, health_check, status_report, config_reload,
+                   bus_health, collect, broadcast)
+fleet.add_task(monitor_, name="monitor")
+fleet.add_task(exporter_, name="exporter")
+fleet.add_task(schedule_, name="schedule")
