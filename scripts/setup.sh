@@ -38,5 +38,7 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
 extra=""; [[ "${1:-}" == "--test" ]] && extra="[test]"
-.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+# (grep: this machine's pip config names find-links folders that may not exist;
+#  pipefail still fails the script when pip fails)
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}" 2>&1 | { grep -v "^WARNING: Location" || true; }
 echo "setup: .venv ready ($(.venv/bin/python --version))"

@@ -1,0 +1,137 @@
+"""Docker runtime figures: hatch cold and warm, unchanged re-runs, memory.
+
+    .venv/bin/python bench/docker_bench.py
+
+Needs a running Docker engine and the offline base images (it bootstraps them
+when missing). Uses its own random names and port, and removes everything it
+made. Cold = the first agent image built on a base image the engine has never
+built on (a fresh one-label child of hatchery/agent-base, so no layer is
+cached); warm = a second agent on the same base, whose layers up to its own
+files are cached; unchanged = hatch the first again, nothing to do.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hatchery.agentconf import agent_config  # noqa: E402
+from hatchery.brokerconf import render_conf  # noqa: E402
+from hatchery.busclient import BusClient  # noqa: E402
+from hatchery.images import bootstrap_images  # noqa: E402
+from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory  # noqa: E402
+from hatchery.plan import apply_plan  # noqa: E402
+from hatchery.runtime import docker as rt  # noqa: E402
+from hatchery.runtime.dockerctx import FLEET, engine  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def timed_apply(title: str, changes: list) -> float:
+    started = time.perf_counter()
+    report = apply_plan(title, changes)
+    if not report.ok:
+        raise SystemExit(f"{title} failed: {[r.error for r in report.failed]}")
+    return time.perf_counter() - started
+
+
+def hatch(inv: Inventory, agent: AgentSpec) -> float:
+    """Plan and apply, as `invoke agent.hatch` does (without the CLI's start-up)."""
+    started = time.perf_counter()
+    timed_apply(f"hatch {agent.name}", rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent)))
+    return time.perf_counter() - started
+
+
+def deploy(inv: Inventory) -> float:
+    started = time.perf_counter()
+    timed_apply("broker", rt.broker_plan(inv, conf_text=render_conf(inv)))
+    return time.perf_counter() - started
+
+
+def memory_mib(client, name: str) -> float:
+    stats = client.containers.get(name).stats(stream=False)
+    mem = stats["memory_stats"]
+    cache = mem.get("stats", {}).get("inactive_file", 0)
+    return (mem["usage"] - cache) / 2**20
+
+
+def wait_answering(inv: Inventory, names: list) -> None:
+    with BusClient(inv.broker.host, inv.broker.port) as bus:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(r.state == "answered" for r in bus.request(names, "health-check", timeout=2)):
+                return
+    raise SystemExit("agents did not answer within 30 s")
+
+
+def fresh_base(client, tag: str) -> str:
+    """A child of the agent base image with a new id: nothing built on it is cached."""
+    dockerfile = f"FROM hatchery/agent-base:bookworm\nLABEL io.hatchery.bench={tag}\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    return tag
+
+
+def remove_all(client, inv: Inventory, base: str) -> None:
+    label = f"{FLEET}={inv.broker.container}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
+        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
+            client.images.remove(image.id, force=True)
+    client.images.remove(base, force=True)
+
+
+def main() -> None:
+    client = engine(None)
+    apply_plan("images", bootstrap_images(client))
+    prefix = f"hb-{secrets.token_hex(3)}-"
+    with tempfile.TemporaryDirectory(prefix="hatchery-dbench-") as tmp:
+        broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
+                            network=f"{prefix}net", container=f"{prefix}broker",
+                            container_prefix=prefix)
+        inv = Inventory(path=Path(tmp) / "fleet_inventory.yaml", broker=broker,
+                        state_dir=Path(tmp) / ".hatchery")
+        base = fresh_base(client, f"{prefix}base:cold")
+        agents = [AgentSpec(f"{prefix}{x}", runtime=DOCKER, image=base, version_command="echo 1")
+                  for x in "ab"]
+        try:
+            figures = {
+                "broker deploy (s)": deploy(inv),
+                "broker deploy unchanged (s)": deploy(inv),
+                "hatch cold (s)": hatch(inv, agents[0]),
+                "hatch warm, cached layers (s)": hatch(inv, agents[1]),
+                "hatch unchanged (s)": hatch(inv, agents[0]),
+            }
+            wait_answering(inv, [a.name for a in agents])
+            time.sleep(2)  # let start-up allocations settle before reading memory
+            figures["agent container memory, handler + supervisor (MiB)"] = memory_mib(
+                client, rt.agent_container(inv, agents[0]))
+            figures["broker container memory (MiB)"] = memory_mib(client, inv.broker.container)
+        finally:
+            remove_all(client, inv, base)
+    print("| measure | value |\n|---|---:|")
+    for key, value in figures.items():
+        print(f"| {key} | {value:.2f} |")
+    out = ROOT / "bench" / "results" / "docker_bench.json"
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
