@@ -22,7 +22,7 @@ from .model import Inventory
 DIRECT, BROADCAST = "direct", "broadcast"
 
 _WHY = {
-    OFFLINE: "offline: its Last Will is retained (it disconnected without a goodbye)",
+    OFFLINE: "offline: its retained state says so (stopped, or its Last Will fired)",
     SILENT: "silent: no answer in time and not known offline (down, slow, or never started)",
     FAILED: "answered with an error",
 }
@@ -60,8 +60,10 @@ class CommandResult:
         for r in self.replies:
             if r.state == FAILED:
                 lines.append(f"{r.agent}: {_WHY[FAILED]}: {r.error or 'no detail'}")
-            elif r.state in (OFFLINE, SILENT):
-                lines.append(f"{r.agent}: {_WHY[r.state]} (waited {self.timeout:g}s)")
+            elif r.state == OFFLINE:  # known at once from the retained Will: no wait
+                lines.append(f"{r.agent}: {_WHY[OFFLINE]}")
+            elif r.state == SILENT:
+                lines.append(f"{r.agent}: {_WHY[SILENT]} (waited {self.timeout:g}s)")
         return lines
 
     def as_dict(self) -> dict:
@@ -85,16 +87,34 @@ def answer_text(reply: Reply) -> str:
 
 
 def bus_for(inv: Inventory, *, connect_timeout: float = 5.0, username: Optional[str] = None,
-            password: Optional[str] = None, tls=None) -> BusClient:
+            password: Optional[str] = None, tls=None, role: Optional[str] = None) -> BusClient:
     """An unconnected BusClient for the inventory's broker (use it as a context manager).
 
-    The one place that turns an inventory into connection details: when the
-    broker requires credentials (Phase 2), pass the manager's here.
+    The one place that turns an inventory into connection details. With
+    ``broker.auth`` it logs in as ``role`` (default: the manager; or
+    ``monitor``, ``exporter``, ``recorder``) with the secret from the state
+    directory, and signs commands with the agents' keys. With ``broker.tls``
+    it uses the TLS listener and verifies the broker against the fleet CA.
     """
-    client_id = f"{inv.manager}-{secrets.token_hex(4)}"
-    return BusClient(inv.broker.host, inv.broker.port, client_id=client_id,
-                     username=username, password=password, tls=tls,
-                     connect_timeout=connect_timeout)
+    from .credentials import signing_keys, user_secret
+    user = role or inv.manager
+    if inv.broker.auth and username is None:
+        username, password = user, user_secret(inv, user)
+    host, port, tls = connection_target(inv, tls)
+    signer = signing_keys(inv) if inv.broker.auth and user == inv.manager else None
+    client_id = f"{user}-{secrets.token_hex(4)}"
+    return BusClient(host, port, client_id=client_id, username=username, password=password,
+                     tls=tls, connect_timeout=connect_timeout, signing_keys=signer)
+
+
+def connection_target(inv: Inventory, tls=None) -> tuple:
+    """(host, port, tls) the control side connects to: the TLS listener when enabled."""
+    if tls is None and inv.broker.tls:
+        from .brokerconf import tls_paths
+        import ssl
+        tls = ssl.create_default_context(cafile=tls_paths(inv)["cafile"])
+        return inv.broker.host, inv.broker.tls_port, tls
+    return inv.broker.host, inv.broker.port, tls
 
 
 @contextlib.contextmanager
