@@ -29,14 +29,20 @@ def _nodelay(client: mqtt.Client, userdata, sock) -> None:
         pass
 
 
-def new_client(client_id: str = "", will: Optional[Will] = None) -> mqtt.Client:
-    """A configured, unconnected v5 client."""
+def new_client(client_id: str = "", will: Optional[Will] = None, *,
+               username: Optional[str] = None, password: Optional[str] = None,
+               ca_file: Optional[str] = None) -> mqtt.Client:
+    """A configured, unconnected v5 client (with credentials and TLS when given)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv5)
     client.on_socket_open = _nodelay
     client.reconnect_delay_set(1, 30)
     if will is not None:
         client.will_set(will[0], will[1], qos=1, retain=True)
+    if username:
+        client.username_pw_set(username, password)
+    if ca_file:
+        client.tls_set(ca_certs=ca_file)   # verifies the broker's certificate and name
     return client
 
 
@@ -104,9 +110,11 @@ def publish_and_wait(client: mqtt.Client, topic: str, payload: bytes, *, qos: in
 
 
 @contextmanager
-def session(host: str, port: int, timeout: float, client_id: str = "") -> Iterator[mqtt.Client]:
+def session(host: str, port: int, timeout: float, client_id: str = "", *,
+            username: Optional[str] = None, password: Optional[str] = None,
+            ca_file: Optional[str] = None) -> Iterator[mqtt.Client]:
     """A short-lived connected client for one-shot tools; always disconnected after."""
-    client = new_client(client_id)
+    client = new_client(client_id, username=username, password=password, ca_file=ca_file)
     connect_and_wait(client, host, port, timeout)
     try:
         yield client

@@ -55,7 +55,13 @@ def _config(args, require_name: bool) -> AgentConfig:
 
 
 def _session(config: AgentConfig, args):
-    return bus.session(config.broker_host, config.broker_port, args.connect_timeout)
+    # The agent's own credentials; a random client id (the handler holds hatchery-agent-{name}).
+    try:
+        password = config.password()
+    except ValueError as exc:
+        raise ToolError(str(exc), EXIT_USAGE) from None
+    return bus.session(config.broker_host, config.broker_port, args.connect_timeout,
+                       username=config.username, password=password, ca_file=config.ca_file)
 
 
 def _run(prog: str, body, argv) -> int:

@@ -24,8 +24,12 @@ ENV_OVERRIDES = {  # env var -> path of the config key it overrides
 }
 TOP_KEYS = {"name", "manager", "broker", "heartbeat_interval", "version_command",
             "reload", "max_payload", "session_expiry", "alert_interval",
-            "command_timeout", "keepalive"}
-BROKER_KEYS = {"host", "port"}
+            "command_timeout", "keepalive",
+            # credentials: the files hold the secrets, never this JSON
+            "username", "password_file", "signing_key_file", "broadcast_key_file",
+            "credentials"}
+BROKER_KEYS = {"host", "port", "ca_file"}
+SECRET_FILE_LIMIT = 4096
 
 Command = Union[str, tuple]  # a string runs with /bin/sh -c; a tuple is an argv
 
@@ -57,10 +61,46 @@ class AgentConfig:
     alert_interval: float = 10
     command_timeout: float = 10
     keepalive: int = 60
+    username: Optional[str] = None
+    password_file: Optional[str] = None
+    signing_key_file: Optional[str] = None
+    broadcast_key_file: Optional[str] = None
+    credentials: Optional[str] = None     # a fingerprint: changes when the secrets rotate
+    ca_file: Optional[str] = None         # verify the broker's TLS certificate against this CA
 
     @property
     def client_id(self) -> str:
         return f"hatchery-agent-{self.name}"
+
+    def password(self) -> Optional[str]:
+        return read_secret_file(self.password_file, "password_file") if self.password_file else None
+
+    def signing_key(self) -> Optional[bytes]:
+        return _key(self.signing_key_file, "signing_key_file")
+
+    def broadcast_key(self) -> Optional[bytes]:
+        return _key(self.broadcast_key_file, "broadcast_key_file")
+
+
+def read_secret_file(path: str, key: str) -> str:
+    """The one-line secret in ``path``; ValueError naming the key (never the secret)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(SECRET_FILE_LIMIT).strip()
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not text or any(c.isspace() for c in text):
+        raise ValueError(f"{key}: {path} must hold one non-empty line")
+    return text
+
+
+def _key(path: Optional[str], key: str) -> Optional[bytes]:
+    if not path:
+        return None
+    try:
+        return bytes.fromhex(read_secret_file(path, key))
+    except ValueError as exc:
+        raise ValueError(f"{key}: {path} is not a hex key ({exc})") from None
 
 
 def load_config(path: str | None = None, environ: Mapping[str, str] | None = None,
@@ -127,7 +167,25 @@ def from_dict(data: dict, source: str = "config", require_name: bool = True) -> 
         alert_interval=_number(data, "alert_interval", defaults, source, 0),
         command_timeout=_number(data, "command_timeout", defaults, source, 0.1),
         keepalive=_int(data.get("keepalive", defaults.keepalive), source, "keepalive", 1, 65535),
+        username=_optional_name(data.get("username"), source, "username"),
+        password_file=_path(data.get("password_file"), source, "password_file"),
+        signing_key_file=_path(data.get("signing_key_file"), source, "signing_key_file"),
+        broadcast_key_file=_path(data.get("broadcast_key_file"), source, "broadcast_key_file"),
+        credentials=_path(data.get("credentials"), source, "credentials"),
+        ca_file=_path(broker.get("ca_file"), source, "broker.ca_file"),
     )
+
+
+def _optional_name(value: object, source: str, key: str) -> Optional[str]:
+    return None if value is None else _name(value, source, key, True)
+
+
+def _path(value: object, source: str, key: str) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{source}: key '{key}' must be a non-empty string")
+    return value
 
 
 def _refuse_unknown(data: dict, allowed: set, source: str, prefix: str) -> None:

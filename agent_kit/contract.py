@@ -145,8 +145,10 @@ def decode(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
 # Keys outside the schema are refused: that is what keeps free text off the bus.
 
 _NUM = (int, float)
+# ``sig``: HMAC-SHA256 over the other fields (agent_kit.signing); agents that
+# hold a key refuse commands without a valid one.
 COMMAND_SCHEMA = {"v": (int, True), "id": (str, True), "verb": (str, True),
-                  "ts": (str, True)}
+                  "ts": (str, True), "sig": (str, False)}
 HEARTBEAT_SCHEMA = {
     "v": (int, True), "ts": (str, True), "agent": (str, True), "ok": (bool, True),
     "uptime": (_NUM, True), "mem_kb": (int, False), "cpu": (_NUM, False),

@@ -27,7 +27,7 @@ from dataclasses import replace
 
 import paho.mqtt.client as mqtt
 
-from . import __version__, actions, bus, contract
+from . import __version__, actions, bus, contract, signing
 from .alerts import DropAlerts
 from .config import AgentConfig, load_config
 from .metrics import Counters, CpuMeter, rss_kb
@@ -62,8 +62,16 @@ class RecentIds:
 class CommandHandler:
     """The handler's core; many can run in one process (tests, benchmarks)."""
 
-    def __init__(self, config: AgentConfig):
+    def __init__(self, config: AgentConfig, *, password: str | None = None,
+                 keys: dict | None = None):
+        """``password`` and ``keys`` ({"command": bytes, "broadcast": bytes}) default
+        to what the config's files hold; with a key, unsigned commands are refused."""
         self.config = config
+        self._password = config.password() if password is None else password
+        keys = keys if keys is not None else {"command": config.signing_key(),
+                                              "broadcast": config.broadcast_key()}
+        self._keys = {k: v for k, v in keys.items() if v}
+        self._replays = signing.ReplayCache()
         self.name = config.name
         self.counters = Counters()
         self.started = time.monotonic()
@@ -89,7 +97,9 @@ class CommandHandler:
 
     def _make_client(self) -> mqtt.Client:
         will = contract.encode(contract.make_state(self.name, contract.STATE_OFFLINE))
-        client = bus.new_client(self.config.client_id, will=(self.topics["status"], will))
+        client = bus.new_client(self.config.client_id, will=(self.topics["status"], will),
+                                username=self.config.username, password=self._password,
+                                ca_file=self.config.ca_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -167,6 +177,7 @@ class CommandHandler:
             if retained:  # a retained command would re-run on every reconnect
                 raise contract.ContractError("retained")
             command = contract.parse_command(payload, self.config.max_payload)
+            self._check_signature(topic, command)
         except contract.ContractError as exc:
             self._drop(exc.reason, topic, payload)
             return
@@ -179,6 +190,16 @@ class CommandHandler:
             self._answer(command, self._fast[verb])
         else:
             self._enqueue(command)
+
+    def _check_signature(self, topic: str, command: dict) -> None:
+        """With a key for this topic, only an authentic, fresh, new command passes.
+
+        Forged, tampered, stale and replayed commands raise SignatureError
+        (a ContractError): dropped, counted by reason and alerted like any other.
+        """
+        key = self._keys.get("broadcast" if topic == self.broadcast else "command")
+        if key is not None:
+            signing.verify_command(command, key, seen=self._replays)
 
     def _answer(self, command: dict, action) -> None:
         try:
@@ -310,10 +331,11 @@ def main(argv: list | None = None) -> int:
         config = load_config(args.config, os.environ)
         if args.keepalive:
             config = _with_keepalive(config, args.keepalive)
+        handler = CommandHandler(config)   # reads the credential files: fail early
     except ValueError as exc:
         print(f"bus-command-handler: {exc}", file=sys.stderr)
         return 2
-    return run(config)
+    return run(config, handler)
 
 
 def _with_keepalive(config: AgentConfig, keepalive: int) -> AgentConfig:
@@ -322,12 +344,12 @@ def _with_keepalive(config: AgentConfig, keepalive: int) -> AgentConfig:
     return replace(config, keepalive=keepalive)
 
 
-def run(config: AgentConfig) -> int:
+def run(config: AgentConfig, handler: CommandHandler | None = None) -> int:
     """Run until SIGTERM or SIGINT, then stop cleanly and return 0."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    handler = CommandHandler(config)
+    handler = handler or CommandHandler(config)
     handler.start()
     log.info("%s: handler %s started (pid %d)", config.name, __version__, os.getpid())
     while not stop.wait(1.0):

@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hatchery.agentconf import agent_config  # noqa: E402
-from hatchery.brokerconf import render_conf  # noqa: E402
+from hatchery.brokerconf import ACL_FILE, PASSWORD_FILE, render_conf  # noqa: E402
 from hatchery.busclient import BusClient  # noqa: E402
+from hatchery.credentials import plan_auth  # noqa: E402
+from hatchery.fleet import bus_for  # noqa: E402
 from hatchery.inventory import load_inventory  # noqa: E402
 from hatchery.plan import apply_plan  # noqa: E402
 from hatchery.runtime import local  # noqa: E402
@@ -40,9 +42,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_inventory(workdir: Path, agents: int, port: int) -> Path:
+def write_inventory(workdir: Path, agents: int, port: int, auth: bool = True) -> Path:
     lines = ["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
-             "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {port}", "agents:"]
+             "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {port}",
+             f"  auth: {'true' if auth else 'false'}", "agents:"]
     for i in range(agents):
         lines += [f"  bench-{i:04d}:", "    runtime: local", "    version_command: 'echo 1.0'"]
     path = workdir / "fleet_inventory.yaml"
@@ -56,9 +59,13 @@ def percentile(samples: list, q: float) -> float:
 
 
 def up(inv) -> None:
-    changes = local.broker_plan(inv, conf_text=render_conf(inv))
+    """What broker.deploy + agent.hatch do: credentials first when auth is on."""
+    auth = plan_auth(inv) if inv.broker.auth else None
+    files = {PASSWORD_FILE: auth.password_text(), ACL_FILE: auth.acl_text()} if auth else None
+    changes = ([auth.change()] if auth else []) + local.broker_plan(
+        inv, conf_text=render_conf(inv), auth_files=files)
     for agent in inv.agents.values():
-        changes += local.agent_plan(inv, agent, agent_config=agent_config(inv, agent))
+        changes += local.agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth))
     report = apply_plan("bench up", changes)
     if not report.ok:
         raise SystemExit(f"bench: could not start the fleet: {[r.error for r in report.failed]}")
@@ -99,17 +106,17 @@ def fleet_command(bus: BusClient, names: list, rounds: int, manager: str | None)
             "mean_ms": statistics.mean(samples)}
 
 
-def run(agents: int, rounds: int, fleet_rounds: int) -> dict:
+def run(agents: int, rounds: int, fleet_rounds: int, auth: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="hatchery-bench-") as tmp:
-        inv = load_inventory(write_inventory(Path(tmp), agents, free_port()), env={})
+        inv = load_inventory(write_inventory(Path(tmp), agents, free_port(), auth), env={})
         started = time.perf_counter()
         up(inv)
         startup = time.perf_counter() - started
         try:
             names = list(inv.agents)
-            with BusClient(inv.broker.host, inv.broker.port) as bus:
+            with bus_for(inv) as bus:     # the manager's credentials and signing keys
                 wait_all_online(bus, names)
-                return {"agents": agents, "startup_s": startup,
+                return {"agents": agents, "auth": auth, "startup_s": startup,
                         "single": single_agent(bus, names[0], rounds),
                         "per_agent_commands": fleet_command(bus, names, fleet_rounds, None),
                         "broadcast": fleet_command(bus, names, fleet_rounds, inv.manager)}
@@ -118,11 +125,11 @@ def run(agents: int, rounds: int, fleet_rounds: int) -> dict:
 
 
 def table(results: list) -> str:
-    rows = ["| agents | single-agent RTT p50 | p99 | command to all, every reply in: p50 | p99 | broadcast, every reply in: p50 | p99 |",
-            "|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| agents | auth | single-agent RTT p50 | p99 | command to all, every reply in: p50 | p99 | broadcast, every reply in: p50 | p99 |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         s, f, b = r["single"], r["per_agent_commands"], r["broadcast"]
-        rows.append(f"| {r['agents']} | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms | "
+        rows.append(f"| {r['agents']} | {'on' if r.get('auth', True) else 'off'} | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms | "
                     f"{f['p50_ms']:.2f} ms | {f['p99_ms']:.2f} ms | {b['p50_ms']:.2f} ms | {b['p99_ms']:.2f} ms |")
     return "\n".join(rows)
 
@@ -133,8 +140,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1000, help="single-agent round trips")
     parser.add_argument("--fleet-rounds", type=int, default=50, help="fleet-wide commands")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "command_bench.json"))
+    parser.add_argument("--auth", choices=("on", "off", "both"), default="on",
+                        help="credentials + ACL + signed commands (the default), off, or both to compare")
     args = parser.parse_args()
-    results = [run(int(n), args.rounds, args.fleet_rounds) for n in args.agents.split(",")]
+    modes = {"on": [True], "off": [False], "both": [False, True]}[args.auth]
+    results = [run(int(n), args.rounds, args.fleet_rounds, auth)
+               for n in args.agents.split(",") for auth in modes]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))

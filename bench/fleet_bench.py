@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from hatchery import fleet, health, monitor  # noqa: E402
 from hatchery.busclient import BusClient  # noqa: E402
+from hatchery.credentials import plan_auth, signing_keys, user_secret  # noqa: E402
 from hatchery.model import AgentSpec, BrokerSpec, Inventory  # noqa: E402
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -71,11 +72,18 @@ def _raise_nofile(limit: int):
     return preexec
 
 
-def start_broker(workdir: Path, agents: int) -> tuple:
+def start_broker(workdir: Path, agents: int, auth=None) -> tuple:
+    """``auth``: a hatchery FleetAuth; its password and ACL files are written and enforced."""
     port = free_port()
     user = "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+    access = "allow_anonymous true\n"
+    if auth is not None:
+        (workdir / "passwd").write_text(auth.password_text())
+        (workdir / "acl").write_text(auth.acl_text())
+        access = (f"per_listener_settings false\nallow_anonymous false\n"
+                  f"password_file {workdir}/passwd\nacl_file {workdir}/acl\n")
+    conf.write_text(f"listener {port} 127.0.0.1\n{access}set_tcp_nodelay true\n"
                     "max_connections -1\nmax_packet_size 65536\npersistence false\n"
                     f"user {user}\nlog_dest stdout\nlog_type error\nlog_type warning\n")
     log = (workdir / "mosquitto.log").open("ab")
@@ -86,10 +94,13 @@ def start_broker(workdir: Path, agents: int) -> tuple:
     return proc, port
 
 
-def start_simfleet(port: int, count: int, manager: str) -> subprocess.Popen:
+def start_simfleet(port: int, count: int, manager: str, secrets_dir: Optional[Path] = None,
+                   signed: bool = True) -> subprocess.Popen:
+    extra = ["--secrets-dir", str(secrets_dir)] if secrets_dir else []
+    extra += [] if signed else ["--unsigned"]
     proc = subprocess.Popen([sys.executable, str(SIMFLEET), "--port", str(port),
                              "--count", str(count), "--manager", manager,
-                             "--stop-on-stdin-eof", "--prefix", "sim"],
+                             "--stop-on-stdin-eof", "--prefix", "sim", *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     ready = json.loads(line) if line else {}
@@ -116,10 +127,12 @@ def rss_kb(pid: int) -> Optional[int]:
     return None
 
 
-def inventory_for(port: int, count: int, manager: str) -> Inventory:
+def inventory_for(port: int, count: int, manager: str, *, auth: bool = False,
+                  state_dir: Path = Path("/nonexistent/.hatchery")) -> Inventory:
     agents = {n: AgentSpec(n) for n in (f"sim-{i:04d}" for i in range(count))}
-    return Inventory(Path("/nonexistent/bench.yaml"), manager=manager,
-                     broker=BrokerSpec(host="127.0.0.1", port=port), agents=agents)
+    return Inventory(state_dir.parent / "bench.yaml", manager=manager,
+                     broker=BrokerSpec(host="127.0.0.1", port=port, auth=auth), agents=agents,
+                     state_dir=state_dir)
 
 
 def percentile(samples: list, pct: float) -> float:
@@ -162,18 +175,31 @@ def measure(inv: Inventory, bus: BusClient) -> dict:
     }
 
 
-def bench_size(count: int) -> dict:
+OFF, ACL, SIGNED = "off", "acl", "signed"
+
+
+def bench_size(count: int, mode: str = OFF) -> dict:
+    """One fleet size. ``acl``: every client logs in and the ACL is enforced;
+    ``signed``: also every command is signed and verified by the simulated
+    agents (all 1,000 verify on ONE simulator core, unlike a real fleet)."""
+    auth, signed = mode != OFF, mode == SIGNED
     manager = f"bench-{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory(prefix="hatchery-bench-") as tmp:
-        broker, port = start_broker(Path(tmp), count)
+        state = Path(tmp) / ".hatchery"
+        credentials = None
+        if auth:
+            credentials = plan_auth(inventory_for(0, count, manager, auth=True, state_dir=state))
+            credentials.change().apply()
+        broker, port = start_broker(Path(tmp), count, credentials)
         try:
             idle_rss = rss_kb(broker.pid)
-            sim, ramp_s = start_simfleet(port, count, manager)
+            sim, ramp_s = start_simfleet(port, count, manager, state / "secrets" if auth else None,
+                                         signed)
             try:
-                inv = inventory_for(port, count, manager)
-                with BusClient("127.0.0.1", port, client_id=f"{manager}-bench") as bus:
+                inv = inventory_for(port, count, manager, auth=auth, state_dir=state)
+                with _bus(inv, signed) as bus:
                     figures = measure(inv, bus)
-                figures.update(agents=count, simfleet_ramp_s=ramp_s,
+                figures.update(agents=count, auth=mode, simfleet_ramp_s=ramp_s,
                                broker_rss_kb_idle=idle_rss, broker_rss_kb=rss_kb(broker.pid))
                 return figures
             finally:
@@ -183,7 +209,15 @@ def bench_size(count: int) -> dict:
             stop(broker)
 
 
-COLUMNS = [("agents", "agents"), ("broadcast_all_in_ms_median", "broadcast all-in ms (median)"),
+def _bus(inv: Inventory, signed: bool) -> BusClient:
+    if not inv.broker.auth:
+        return fleet.bus_for(inv)
+    return BusClient("127.0.0.1", inv.broker.port, client_id=f"{inv.manager}-bench",
+                     username=inv.manager, password=user_secret(inv, inv.manager),
+                     signing_keys=signing_keys(inv) if signed else None)
+
+
+COLUMNS = [("agents", "agents"), ("auth", "auth"), ("broadcast_all_in_ms_median", "broadcast all-in ms (median)"),
            ("broadcast_all_in_ms_max", "max"), ("broadcast_answered_min", "answered (min)"),
            ("snapshot_ms_median", "snapshot ms"), ("snapshot_online", "online seen (min)"),
            ("bus_health_ms_median", "bus-health ms"), ("broker_rss_kb", "broker RSS kB"),
@@ -203,8 +237,16 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON results here")
     parser.add_argument("--json", action="store_true", help="also print the JSON")
+    parser.add_argument("--auth", default=OFF,
+                        help="comma-separated modes: off (anonymous), acl (credentials + ACL), "
+                             "signed (acl + signed commands); e.g. off,acl,signed")
+    parser.add_argument("--repeat", type=int, default=1, help="run each size and mode N times, interleaved")
     args = parser.parse_args(argv)
-    results = [bench_size(int(n)) for n in args.sizes.split(",")]
+    modes = [m.strip() for m in args.auth.split(",")]
+    if not set(modes) <= {OFF, ACL, SIGNED}:
+        parser.error(f"--auth takes off, acl, signed; got {args.auth}")
+    results = [bench_size(int(n), mode) for n in args.sizes.split(",")
+               for _ in range(args.repeat) for mode in modes]
     document = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                             "mosquitto": _mosquitto_version()},
                 "results": results}

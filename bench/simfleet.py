@@ -33,7 +33,7 @@ from typing import Optional
 import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agent_kit import contract  # noqa: E402  (after the path tweak, for a plain script)
+from agent_kit import contract, signing  # noqa: E402  (after the path tweak, for a plain script)
 
 VERSION = "sim-1.0"
 
@@ -46,6 +46,8 @@ class SimAgent:
         self.started = time.monotonic()
         self.ready = False
         self.answered = 0
+        self.keys = fleet.keys_for(name)          # {} when auth is off: commands unsigned
+        self.replays = signing.ReplayCache()
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -60,6 +62,9 @@ class SimAgent:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        password = self.fleet.password_for(self.name)
+        if password:     # auth on: log in as ourselves, like the real handler
+            client.username_pw_set(self.name, password)
         return client
 
     def _state(self, state: str) -> bytes:
@@ -88,6 +93,9 @@ class SimAgent:
     def _on_message(self, client, userdata, message) -> None:
         try:
             command = contract.parse_command(message.payload)
+            key = self.keys.get("broadcast" if message.topic.endswith("/broadcast") else "command")
+            if key:   # the same check as the real handler, so auth on costs what it costs
+                signing.verify_command(command, key, seen=self.replays)
         except contract.ContractError:
             return   # a real agent would raise an alert; the simulation just drops it
         if self.silent:
@@ -104,14 +112,36 @@ class SimFleet:
     """Many SimAgents on one selector loop."""
 
     def __init__(self, host: str, port: int, names: list, *, manager: str,
-                 silent: int = 0, interval: float = 600.0):
+                 silent: int = 0, interval: float = 600.0, secrets_dir: Optional[Path] = None,
+                 verify: bool = True):
         self.host, self.port, self.manager, self.interval = host, port, manager, interval
+        self.secrets_dir = Path(secrets_dir) if secrets_dir else None
+        self.verify = verify
         self.selector = selectors.DefaultSelector()
         self.stop_event = threading.Event()
         self.ready_count = 0
         self.all_ready = threading.Event()
         self.agents = [SimAgent(self, n, silent=i < silent) for i, n in enumerate(names)]
         self.by_client = {a.client: a for a in self.agents}
+
+    # --- credentials (hatchery's state-dir layout: NAME.password, NAME.sigkey) ------
+
+    def _read(self, file_name: str) -> Optional[str]:
+        if self.secrets_dir is None:
+            return None
+        try:
+            return (self.secrets_dir / file_name).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def password_for(self, name: str) -> Optional[str]:
+        return self._read(f"{name}.password")
+
+    def keys_for(self, name: str) -> dict:
+        if not self.verify:
+            return {}
+        found = {"command": self._read(f"{name}.sigkey"), "broadcast": self._read("_broadcast.sigkey")}
+        return {k: bytes.fromhex(v) for k, v in found.items() if v}
 
     # --- selector bookkeeping (called by paho from inside our loop) ----------------
 
@@ -223,13 +253,19 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--crash", action="store_true", help="on exit vanish: Wills fire")
     parser.add_argument("--clear", action="store_true", help="on exit clear retained messages")
     parser.add_argument("--ready-timeout", type=float, default=60.0)
+    parser.add_argument("--secrets-dir", type=Path, default=None,
+                        help="log in and verify signed commands with the credentials in this "
+                             "hatchery state directory's secrets/ (auth on)")
+    parser.add_argument("--unsigned", action="store_true",
+                        help="with --secrets-dir: log in, but accept unsigned commands")
     parser.add_argument("--stop-on-stdin-eof", action="store_true",
                         help="stop when stdin closes (a parent process holds it)")
     args = parser.parse_args(argv)
 
     raise_fd_limit(args.count + 256)
     fleet = SimFleet(args.host, args.port, names_for(args.prefix, args.count),
-                     manager=args.manager, silent=args.silent)
+                     manager=args.manager, silent=args.silent, secrets_dir=args.secrets_dir,
+                     verify=not args.unsigned)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: fleet.stop_event.set())
     if args.stop_on_stdin_eof:

@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent_kit import contract
+from agent_kit import contract, signing
 
 from .errors import BusError, UsageError
 
@@ -69,8 +69,12 @@ class BusClient:
 
     def __init__(self, host: str, port: int, *, client_id: Optional[str] = None,
                  username: Optional[str] = None, password: Optional[str] = None,
-                 tls: "ssl.SSLContext | bool | None" = None, connect_timeout: float = 5):
+                 tls: "ssl.SSLContext | bool | None" = None, connect_timeout: float = 5,
+                 signing_keys: Optional[Callable[[Optional[str]], Optional[bytes]]] = None):
+        """``signing_keys(agent)`` gives the key to sign a command to ``agent`` with
+        (``signing_keys(None)``: the broadcast key); None or a None key: unsigned."""
         self.host, self.port = host, port
+        self._signing_keys = signing_keys
         self.client_id = client_id or f"hatchery-{secrets.token_hex(6)}"
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
@@ -82,6 +86,8 @@ class BusClient:
         self._connect_error: Optional[str] = None
         self._ping_topic: Optional[str] = None
         self._client = self._make_client(username, password, tls)
+        self._refused_fix = ("check the username/password and the broker's ACL" if username else
+                             "the broker requires credentials: run invoke broker.deploy to issue them")
 
     # --- connection -------------------------------------------------------------
 
@@ -120,8 +126,7 @@ class BusClient:
             self.close()
             why = self._connect_error or f"no CONNACK within {self.connect_timeout}s"
             raise BusError(f"the broker at {self.host}:{self.port} refused us: {why}",
-                           FIX_BROKER if not self._connect_error else
-                           "check the manager's username/password and the broker's ACL")
+                           FIX_BROKER if not self._connect_error else self._refused_fix)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -322,18 +327,24 @@ class BusClient:
         with self.listen(filters, pending.on_message, qos=qos, timeout=timeout):
             if broadcast_manager:
                 self._send_command(contract.broadcast_topic(broadcast_manager), verb,
-                                   pending.expect(names), timeout)
+                                   pending.expect(names), timeout, self._key(None))
             else:
                 for name in names:
                     self._send_command(contract.topic(name, "command"), verb,
-                                       pending.expect([name]), timeout)
+                                       pending.expect([name]), timeout, self._key(name))
             pending.wait(timeout)
         return pending.replies()
 
-    def _send_command(self, topic: str, verb: str, command_id: str, timeout: float) -> None:
+    def _key(self, name: Optional[str]) -> Optional[bytes]:
+        return self._signing_keys(name) if self._signing_keys else None
+
+    def _send_command(self, topic: str, verb: str, command_id: str, timeout: float,
+                      key: Optional[bytes] = None) -> None:
         # Expiry: a command stuck in a queue must not run long after we stopped waiting
-        payload = contract.encode(contract.make_command(verb, command_id))
-        self._send(topic, payload, qos=1, expiry=timeout)
+        command = contract.make_command(verb, command_id)
+        if key:
+            command = signing.sign_command(command, key)
+        self._send(topic, contract.encode(command), qos=1, expiry=timeout)
 
 
 def _status_filters(names: list, broadcast_manager: Optional[str]) -> tuple:

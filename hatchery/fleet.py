@@ -96,10 +96,13 @@ def bus_for(inv: Inventory, *, connect_timeout: float = 5.0, username: Optional[
     directory, and signs commands with the agents' keys. With ``broker.tls``
     it uses the TLS listener and verifies the broker against the fleet CA.
     """
-    from .credentials import signing_keys, user_secret
+    from .credentials import signing_keys, stored_secret
     user = role or inv.manager
-    if inv.broker.auth and username is None:
-        username, password = user, user_secret(inv, user)
+    secret = stored_secret(inv, user) if inv.broker.auth and username is None else None
+    if secret:
+        username, password = user, secret
+    # No stored secret (a broker this state dir did not deploy): connect without
+    # credentials and let the broker decide; a refusal names broker.deploy as the fix.
     host, port, tls = connection_target(inv, tls)
     signer = signing_keys(inv) if inv.broker.auth and user == inv.manager else None
     client_id = f"{user}-{secrets.token_hex(4)}"

@@ -148,6 +148,7 @@ WRAPPERS = {"bus-publish": "agent_kit.cli:publish_main",
             "bus-subscribe": "agent_kit.cli:subscribe_main",
             "bus-command": "agent_kit.cli:command_main",
             "bus-heartbeat": "agent_kit.cli:heartbeat_main",
+            "bus-selftest": "agent_kit.selftest:main",
             "bus-command-handler": "agent_kit.handler:main"}
 
 

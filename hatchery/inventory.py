@@ -148,6 +148,12 @@ def _choice(choices: tuple) -> Callable:
     return check
 
 
+def _boolean(value) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"expected true or false, got {_kind(value)}", "write true or false, unquoted")
+    return bool(value)
+
+
 def _optional(check: Callable) -> Callable:
     return lambda value: None if value is None else check(value)
 
@@ -329,6 +335,9 @@ BROKER_FIELDS = {
     # Room for the contract's payload plus topic and properties; MQTT's own ceiling.
     "max_packet_size": _integer(MAX_PAYLOAD_BYTES + 1024, 268_435_455),
     "dns_provider": _optional(_choice(("hosts", "dnsmasq"))), "dns_options": _mapping,
+    "remote_dir": _optional(_text), "auth": _boolean, "tls": _boolean,
+    "tls_port": _integer(1, 65535), "tls_ca": _optional(_text), "tls_cert": _optional(_text),
+    "tls_key": _optional(_text),
 }
 AGENT_FIELDS = {
     "role": _safe_name, "runtime": _choice(RUNTIMES), "version_command": _command,

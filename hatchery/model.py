@@ -43,6 +43,12 @@ class BrokerSpec:
     max_packet_size: int = 65536        # broker guard; the contract limit is enforced by agents
     dns_provider: Optional[str] = None  # None | "hosts" | "dnsmasq"
     dns_options: dict = field(default_factory=dict)
+    auth: bool = True                   # per-user credentials + topic ACL; False = Phase 1 anonymous
+    tls: bool = False                   # add a TLS listener on tls_port
+    tls_port: int = 8883
+    tls_ca: Optional[str] = None        # user-supplied CA / server cert / key (else generated)
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
 
 
 @dataclass(frozen=True)

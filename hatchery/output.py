@@ -123,3 +123,13 @@ def error(exc: BaseException) -> None:
 
 def notice(text: str) -> None:
     emit(text, err=True)
+
+
+def findings(result) -> None:
+    """bus.audit's table (masked findings only) and a one-line summary."""
+    rows = [f.as_dict() for f in result.findings]
+    if rows:
+        table(rows, ["time", "topic", "rule", "detail"])
+    counts = ", ".join(f"{rule}: {n}" for rule, n in result.counts().items())
+    emit(f"{result.messages} message(s) audited, {len(rows)} finding(s)"
+         + (f" ({counts})" if counts else ""))

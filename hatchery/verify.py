@@ -16,7 +16,7 @@ from .busclient import BusClient
 from .checks import Check, VerifyReport, ms_since, timed
 from .dnsplan import dns_checks
 from .errors import HatcheryError
-from .fleet import run_command
+from .fleet import bus_for, run_command
 from .model import DOCKER, Inventory
 
 VERIFY_PREFIX = "hatchery/verify"
@@ -35,7 +35,10 @@ def verify(inv: Inventory, *, timeout: float = 5.0, on_check=None) -> VerifyRepo
     reach = add(timed(f"broker reachable at {host}:{port}", lambda: _tcp(host, port, timeout)))
     if not reach.ok:
         return report
-    with BusClient(host, port, connect_timeout=timeout) as bus:
+    with bus_for(inv, connect_timeout=timeout) as bus:
+        if inv.broker.tls:
+            add(Check(f"TLS listener {bus.host}:{bus.port} verified against the fleet CA",
+                      True, "certificate and name checked; logged in"))
         add(_round_trip(bus, timeout))
         add(timed("retained message stored and read back by a fresh client",
                   lambda: _retained(inv, bus, timeout)))
@@ -68,7 +71,7 @@ def _retained(inv: Inventory, bus: BusClient, timeout: float) -> str:
     payload = secrets.token_hex(8).encode()
     bus.publish(topic, payload, qos=1, retain=True, timeout=timeout)
     try:
-        with BusClient(inv.broker.host, inv.broker.port, connect_timeout=timeout) as fresh:
+        with bus_for(inv, connect_timeout=timeout) as fresh:
             got = fresh.retained([topic], timeout=timeout).get(topic)
     finally:
         bus.publish(topic, b"", qos=1, retain=True, timeout=timeout)  # clear it

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +36,12 @@ CONFIG_HASH = "io.hatchery.config-hash"
 AGENT = images.AGENT_LABEL
 SECOND = 1_000_000_000      # Docker durations are in nanoseconds
 BROKER_HEALTHCHECK = {
-    # $SYS topics are retained: one message arrives at once from a live broker.
-    "test": ["CMD", "mosquitto_sub", "-h", "127.0.0.1", "-p", str(CONTAINER_PORT),
-             "-t", "$SYS/broker/uptime", "-C", "1", "-W", "3"],
+    # A plain TCP connect: anonymous clients are refused, and a credential in the
+    # healthcheck would show in `docker inspect`. bash's /dev/tcp, else busybox nc.
+    "test": ["CMD-SHELL", f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{CONTAINER_PORT}' 2>/dev/null"
+             f" || nc -z 127.0.0.1 {CONTAINER_PORT}"],
     "interval": 10 * SECOND, "timeout": 5 * SECOND, "retries": 3, "start_period": 3 * SECOND}
+SECRETS_MOUNT = "/run/secrets/hatchery"     # agentconf.CONTAINER_SECRETS_DIR
 
 
 @dataclass(frozen=True)
@@ -170,13 +171,30 @@ def broker_volume(inv: Inventory) -> str:
     return f"{inv.broker.container}-data"
 
 
-def broker_plan(inv: Inventory, *, conf_text: str) -> list:
+def _broker_file(name: str) -> str:
+    return f"{Path(BROKER_CONF).parent.as_posix()}/{name}"
+
+
+def _stale_auth(files, auth_files: dict) -> list:
+    return [name for name, text in auth_files.items() if files.read(_broker_file(name)) != text]
+
+
+def _auth_diff(files, stale: list) -> str:
+    # Names only: the password file holds hashes.
+    return "".join(f"~ {files.path(_broker_file(name))} (rewritten)\n" for name in stale)
+
+
+def broker_plan(inv: Inventory, *, conf_text: str, auth_files: Optional[dict] = None) -> list:
+    """``auth_files``: {name: text} (passwd, acl) written beside mosquitto.conf; a
+    change to them alone is a SIGHUP reload."""
     client, files = broker_client(inv), _files(inv, inv.broker.docker_host)
     conf_dir = str(Path(files.path(BROKER_CONF)).parent)
     spec = broker_spec(inv, conf_dir, conf_text)
     current_conf = files.read(BROKER_CONF)
-    conf_diff = text_diff(current_conf, conf_text, files.path(BROKER_CONF))
-    deploy = _BrokerDeploy(inv, client, files, spec, conf_text)
+    auth_files = auth_files or {}
+    stale = _stale_auth(files, auth_files)
+    conf_diff = text_diff(current_conf, conf_text, files.path(BROKER_CONF)) + _auth_diff(files, stale)
+    deploy = _BrokerDeploy(inv, client, files, spec, conf_text, auth_files)
     container = find_container(client, spec.name)
     if container is None:
         return [Change("broker", "create", "no container", _spec_diff({}, spec) + conf_diff, deploy.create)]
@@ -187,10 +205,11 @@ def broker_plan(inv: Inventory, *, conf_text: str) -> list:
                        _spec_diff(current, spec) + conf_diff, deploy.recreate)]
     if container.status != "running":
         return [Change("broker", "start", f"container {container.status}", conf_diff, deploy.start)]
-    if current_conf == conf_text:
+    if current_conf == conf_text and not stale:
         return [Change("broker", "none", f"running ({container.short_id}), config unchanged")]
     if reload_is_enough(current_conf, conf_text):
-        return [Change("broker", "reload", "config changed; SIGHUP is enough", conf_diff, deploy.reload)]
+        what = "config" if current_conf != conf_text else " and ".join(stale)
+        return [Change("broker", "reload", f"{what} changed; SIGHUP is enough", conf_diff, deploy.reload)]
     return [Change("broker", "restart", "config changed; needs a restart", conf_diff, deploy.restart)]
 
 
@@ -214,9 +233,12 @@ class _BrokerDeploy:
     files: object
     spec: ContainerSpec
     conf_text: str
+    auth_files: dict = field(default_factory=dict)
 
     def _write_conf(self) -> bool:
-        # 0644 and a 0755 directory: Mosquitto re-reads it as user 'mosquitto' on SIGHUP.
+        # 0644 and a 0755 directory: Mosquitto re-reads them as user 'mosquitto' on SIGHUP.
+        # The password file holds only PBKDF2 hashes of 256-bit random secrets.
+        write_auth_files(self.files, self.auth_files)
         return self.files.write(BROKER_CONF, self.conf_text, mode=0o644, dir_mode=0o755)
 
     def create(self) -> str:
@@ -249,6 +271,36 @@ class _BrokerDeploy:
         with docker_errors(f"restart {self.spec.name}"):
             self.client.containers.get(self.spec.name).restart(timeout=10)
         return "config rewritten; container restarted"
+
+
+def write_auth_files(files, auth_files: dict) -> None:
+    for name, text in auth_files.items():
+        files.write(_broker_file(name), text, mode=0o644, dir_mode=0o755)
+
+
+def auth_sync_plan(inv: Inventory, auth_files: dict) -> list:
+    """Bring the broker's password and ACL files in line and SIGHUP it (agent.hatch, retire, rotate)."""
+    files = _files(inv, inv.broker.docker_host)
+    stale = _stale_auth(files, auth_files)
+    if not stale:
+        return [Change("broker auth", "none", "password and ACL files current")]
+
+    def apply() -> str:
+        write_auth_files(files, auth_files)
+        return reload_broker(inv) or "files written; the broker container is not running"
+    return [Change("broker auth", "reload", f"{' and '.join(stale)} changed; SIGHUP",
+                   _auth_diff(files, stale), apply)]
+
+
+def reload_broker(inv: Inventory) -> str:
+    """SIGHUP the broker container; '' when it does not run."""
+    client = broker_client(inv)
+    container = find_container(client, inv.broker.container)
+    if container is None or container.status != "running":
+        return ""
+    with docker_errors(f"signal {inv.broker.container}"):
+        container.kill(signal="SIGHUP")
+    return f"SIGHUP sent to {inv.broker.container}"
 
 
 def _ensure_volume(client, name: str, labels: dict) -> str:
@@ -326,12 +378,19 @@ def agent_env(inv: Inventory, agent: AgentSpec, agent_config: dict) -> dict:
             "HATCHERY_AGENT_CONFIG": images.AGENT_CONFIG}
 
 
-def agent_spec(inv: Inventory, agent: AgentSpec, tag: str, conf_dir: str, config_text: str) -> ContainerSpec:
+def _agent_secrets(agent: AgentSpec) -> str:
+    return f"agents/{agent.name}/secrets"
+
+
+def agent_spec(inv: Inventory, agent: AgentSpec, tag: str, conf_dir: str, config_text: str,
+               secrets_dir: Optional[str] = None) -> ContainerSpec:
     labels = {**fleet_labels(inv, "agent"), AGENT: agent.name, CONFIG_HASH: content_hash(config_text)}
+    mounts = [Mount(images.AGENT_CONFIG_DIR, conf_dir, type="bind", read_only=True)]
+    if secrets_dir:   # credentials: a read-only mount, never an image layer or an env var
+        mounts.append(Mount(SECRETS_MOUNT, secrets_dir, type="bind", read_only=True))
     return ContainerSpec(
         name=agent_container(inv, agent), image=tag, network=inv.broker.network, labels=labels,
-        env=agent_env(inv, agent, _config_dict(config_text)),
-        mounts=(Mount(images.AGENT_CONFIG_DIR, conf_dir, type="bind", read_only=True),))
+        env=agent_env(inv, agent, _config_dict(config_text)), mounts=tuple(mounts))
 
 
 def _config_dict(config_text: str) -> dict:
@@ -339,15 +398,18 @@ def _config_dict(config_text: str) -> dict:
 
 
 def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
-               context_dir: Optional[Path] = None) -> list:
+               context_dir: Optional[Path] = None, secret_files: Optional[dict] = None) -> list:
+    """``secret_files``: {name: text} mounted read-only at /run/secrets/hatchery (credentials)."""
     client, files = agent_client(inv, agent), _files(inv, _agent_host(inv, agent))
     context = images.agent_context(inv, agent)
     tag = f"{images.agent_image_repo(agent.name)}:{context.digest(image_id(client, agent.image) or agent.image)}"
     config_text = to_json(agent_config)
     conf_dir = str(Path(files.path(_agent_conf(agent))).parent)
-    spec = agent_spec(inv, agent, tag, conf_dir, config_text)
+    secrets_dir = files.path(_agent_secrets(agent)) if secret_files else None
+    spec = agent_spec(inv, agent, tag, conf_dir, config_text, secrets_dir)
     hatch = _AgentHatch(inv, agent, client, files, spec, context, config_text,
-                        Path(context_dir or StatePaths(inv.state_dir).build_dir(agent.name)))
+                        Path(context_dir or StatePaths(inv.state_dir).build_dir(agent.name)),
+                        secret_files or {})
     item = f"agent {agent.name}"
     built = "image cached" if image_id(client, tag) else "image to build"
     container = find_container(client, spec.name)
@@ -360,6 +422,9 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
                        _spec_diff(current, spec), hatch.recreate)]
     if container.status != "running":
         return [Change(item, "start", f"container {container.status}", apply=hatch.start)]
+    if hatch.stale_secrets():
+        return [Change(item, "restart", "credential files differ from the state directory",
+                       apply=hatch.restart)]
     return [Change(item, "none", f"running ({container.short_id}), {tag.split(':')[1]}")]
 
 
@@ -375,6 +440,16 @@ class _AgentHatch:
     context: images.BuildContext
     config_text: str
     context_dir: Path
+    secret_files: dict = field(default_factory=dict)
+
+    def _write_files(self) -> None:
+        self.files.write(_agent_conf(self.agent), self.config_text)
+        for name, text in self.secret_files.items():   # 0600 in a 0700 dir; root reads them
+            self.files.write(f"{_agent_secrets(self.agent)}/{name}", text)
+
+    def stale_secrets(self) -> bool:
+        return any(self.files.read(f"{_agent_secrets(self.agent)}/{name}") != text
+                   for name, text in self.secret_files.items())
 
     def create(self) -> str:
         steps = [ensure_network(self.client, self.spec.network, fleet_labels(self.inv, "network"))]
@@ -382,16 +457,22 @@ class _AgentHatch:
             ensure_dir(self.context_dir.parent)
             steps.append(images.build_agent_image(self.client, self.context, self.context_dir,
                                                   self.spec.image, self.agent.name))
-        self.files.write(_agent_conf(self.agent), self.config_text)
+        self._write_files()
         steps.append(f"container {create_container(self.client, self.spec)} started")
         return "; ".join(steps)
+
+    def restart(self) -> str:
+        self._write_files()
+        with docker_errors(f"restart {self.spec.name}"):
+            self.client.containers.get(self.spec.name).restart(timeout=10)
+        return "credential files rewritten; container restarted"
 
     def recreate(self) -> str:
         remove_container(self.client, self.spec.name)
         return self.create()
 
     def start(self) -> str:
-        self.files.write(_agent_conf(self.agent), self.config_text)
+        self._write_files()
         with docker_errors(f"start {self.spec.name}"):
             self.client.containers.get(self.spec.name).start()
         return "started"
@@ -472,27 +553,27 @@ def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) 
 
 
 def verify_in_agent(inv: Inventory, agent: AgentSpec, timeout: float = 5.0) -> list:
-    """Inside the container: the broker name resolves; a retained pub/sub round trip works."""
-    host, port = inv.broker.dns_name, str(CONTAINER_PORT)
-    topic = f"hatchery/verify/{agent.name}/{secrets.token_hex(4)}"
+    """Inside the container: the broker name resolves; a retained round trip works
+    with the agent's own mounted credentials (agent_kit.selftest)."""
+    host = inv.broker.dns_name
 
     def run(argv: list) -> str:
-        code, out = exec_in_agent(inv, agent, argv, timeout)
+        code, out = exec_in_agent(inv, agent, argv, timeout + 2)
         if code != 0:
-            raise DockerError(f"{' '.join(argv[:2])} exited {code}: {out.strip()[-200:]}")
+            raise DockerError(f"{' '.join(argv[:3])} exited {code}: {out.strip()[-200:]}")
         return out.strip()
 
     def round_trip() -> str:
-        run(["mosquitto_pub", "-h", host, "-p", port, "-t", topic, "-m", "ping", "-r", "-q", "1"])
-        got = run(["mosquitto_sub", "-h", host, "-p", port, "-t", topic, "-C", "1", "-W", str(int(timeout))])
-        run(["mosquitto_pub", "-h", host, "-p", port, "-t", topic, "-r", "-n"])  # clear the retained copy
+        got = run(["python3", "-m", "agent_kit.selftest", "--config", images.AGENT_CONFIG,
+                   "--timeout", str(timeout)])
         if got != "ping":
-            raise DockerError(f"read back {got!r} instead of 'ping'")
-        return "published a retained message and read it back"
+            raise DockerError(f"read back {got[-80:]!r} instead of 'ping'")
+        return "published a retained message as the agent and read it back"
 
     return [timed(f"agent {agent.name}: {host} resolves in the container",
                   lambda: run(["getent", "hosts", host])),
-            timed(f"agent {agent.name}: mosquitto_pub/sub round trip in the container", round_trip)]
+            timed(f"agent {agent.name}: retained round trip in the container (own credentials)",
+                  round_trip)]
 
 
 def render_only(inv: Inventory, agents: list) -> list:

@@ -1,5 +1,97 @@
-"""invoke bus.*: record bus traffic and audit it against the contract."""
+"""invoke bus.*: record bus traffic and audit it against the contract.
+
+Both log in as the ``recorder`` user (ACL: read ``#``) when the broker
+requires credentials. ``bus.audit`` exits 1 when it finds anything, so a
+weekly cron job can alert on its status alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
 
 from invoke import Collection
 
-bus = Collection("bus")
+from .. import output
+from ..audit import BusMessage, audit_messages, audit_record
+from ..errors import UsageError
+from ..fleet import bus_for
+from ..record import DEFAULT_KEEP, DEFAULT_MAX_BYTES, ALL_TOPICS, RotatingLog, _rfc3339, record as record_bus
+from .common import fail_unless, load, op
+
+RECORDER = "recorder"
+FINDING_COLUMNS = ["time", "topic", "rule", "detail"]
+
+
+def _bus(inv, timeout: float):
+    return bus_for(inv, connect_timeout=timeout, role=RECORDER if inv.broker.auth else None)
+
+
+@op(duration="seconds to record (required: the record is bounded in time too)",
+    out="the record file (JSON lines; rotated as FILE.1, FILE.2, ...)",
+    max_bytes="rotate when the file reaches this size (default 10 MiB)",
+    keep="rotated files to keep (default 5)")
+def record(c, duration, out, max_bytes=DEFAULT_MAX_BYTES, keep=DEFAULT_KEEP, inventory=None,
+           json=False, timeout=5.0):
+    """Record every message on the bus for --duration seconds into a bounded, rotated log."""
+    inv = load(inventory)
+    seconds = _positive(duration, "--duration")
+    log = RotatingLog(Path(out), max_bytes=int(max_bytes), keep=int(keep))
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    try:
+        with _bus(inv, float(timeout)) as bus:
+            timer.start()
+            stats = record_bus(bus, log, stop=stop)
+    finally:
+        timer.cancel()
+        log.close()
+    summary = {"out": str(out), "seconds": seconds, "messages": stats.messages,
+               "bytes": stats.bytes, "rotations": stats.rotations}
+    if json:
+        output.emit_json(summary)
+    else:
+        output.emit(f"recorded {stats.messages} message(s), {stats.bytes} bytes in {seconds:g}s "
+                    f"to {out} ({stats.rotations} rotation(s))")
+
+
+@op(record="audit this record file (written by bus.record), rotated files included",
+    listen="instead, listen live for this many seconds and audit what passes")
+def audit(c, record=None, listen=None, inventory=None, json=False, timeout=5.0):
+    """Check bus traffic against the contract: topics, verbs, JSON, size, free text, personal data."""
+    inv = load(inventory)
+    if bool(record) == bool(listen):
+        raise UsageError("give exactly one of --record FILE or --listen SECONDS",
+                         "e.g. invoke bus.audit --record bus.jsonl")
+    if record:
+        if not Path(record).exists():
+            raise UsageError(f"no record at {record}", "write one with: invoke bus.record")
+        result = audit_record(Path(record), manager=inv.manager)
+    else:
+        result = _audit_live(inv, _positive(listen, "--listen"), float(timeout))
+    if json:
+        output.emit_json(result.as_dict())
+    else:
+        output.findings(result)
+    fail_unless(result.ok)
+
+
+def _audit_live(inv, seconds: float, timeout: float):
+    with _bus(inv, timeout) as bus:
+        messages = bus.subscribe_collect([ALL_TOPICS], seconds)
+    return audit_messages([BusMessage(m.topic, m.payload, _rfc3339(m.received), m.retain)
+                           for m in messages], manager=inv.manager)
+
+
+def _positive(value, flag: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if seconds <= 0:
+        raise UsageError(f"{flag} must be a positive number of seconds, got {value!r}",
+                         f"e.g. {flag} 60")
+    return seconds
+
+
+bus = Collection("bus", record, audit)

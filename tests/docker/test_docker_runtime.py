@@ -21,6 +21,9 @@ import pytest
 from conftest import free_port, wait_port
 from hatchery.agentconf import agent_config
 from hatchery.brokerconf import render_conf
+from hatchery.credentials import plan_auth, user_secret
+from hatchery.fleet import bus_for
+from hatchery.tasks.broker import auth_files
 from hatchery.images import BuildContext, agent_context, bootstrap_images
 from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.plan import apply_plan
@@ -52,6 +55,8 @@ def fleet(client, tmp_path_factory):
     broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
                         network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
     inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker, state_dir=root / ".hatchery")
+    inv = replace(inv, agents={a.name: a for a in _agents(inv) + [_third(inv)]})
+    assert apply_plan("credentials", [plan_auth(inv).change()]).ok   # what broker.deploy does first
     yield inv
     _remove_everything(client, inv)
     for line in (f"{k}: {v}" for k, v in MEASURED.items()):
@@ -78,14 +83,30 @@ def _agents(inv: Inventory) -> list:
                       main_command="sleep infinity", env={"AGENT_ROLE": "client"})]
 
 
+def _third(inv: Inventory) -> AgentSpec:
+    return AgentSpec(f"{inv.broker.container_prefix}c", runtime=DOCKER, main_command="sleep 1; exit 3")
+
+
+def _broker_plan(inv: Inventory, conf_text: str = "") -> list:
+    auth = plan_auth(inv)
+    return rt.broker_plan(inv, conf_text=conf_text or _conf(inv), auth_files=auth_files(auth))
+
+
+def _cli_auth(inv: Inventory) -> list:
+    """mosquitto_pub/sub options for the manager (test-only: the secret shows in ps)."""
+    return ["-u", inv.manager, "-P", user_secret(inv, inv.manager)]
+
+
 def _conf(inv: Inventory) -> str:
     # Mosquitto 2.0.11 block-buffers log_dest stdout into a pipe (docker logs stays empty);
     # stderr is unbuffered. Reported to the template's owner.
     return render_conf(inv).replace("log_dest stdout", "log_dest stderr")
 
 
-def _hatch(inv: Inventory, agent: AgentSpec):
-    return rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent))
+def _hatch(inv: Inventory, agent: AgentSpec, auth=None):
+    auth = auth or plan_auth(inv)
+    return rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth),
+                         secret_files=auth.agent_files(agent.name))
 
 
 def _wait(probe, timeout: float, what: str):
@@ -100,7 +121,7 @@ def _wait(probe, timeout: float, what: str):
 
 def _sub_one(inv: Inventory, topic: str, wait: int = 10) -> str:
     """One message from the broker's published port, with the host's mosquitto_sub."""
-    done = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(inv.broker.port), "-t", topic,
+    done = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(inv.broker.port), *_cli_auth(inv), "-t", topic,
                            "-C", "1", "-W", str(wait), "-v"], capture_output=True, text=True, timeout=wait + 5)
     return done.stdout.strip()
 
@@ -108,7 +129,7 @@ def _sub_one(inv: Inventory, topic: str, wait: int = 10) -> str:
 # --- broker ---------------------------------------------------------------------------------
 
 def test_broker_deploy_creates_the_container_with_its_network_volume_and_alias(client, fleet):
-    changes = rt.broker_plan(fleet, conf_text=_conf(fleet))
+    changes = _broker_plan(fleet)
     assert [c.action for c in changes] == ["create"]
     assert "+image: \"hatchery/mosquitto:2.0.11\"" in changes[0].diff
     report = apply_plan("broker.deploy", changes)
@@ -125,7 +146,7 @@ def test_broker_deploy_creates_the_container_with_its_network_volume_and_alias(c
 
 def test_second_deploy_is_unchanged_and_fast(fleet):
     started = time.perf_counter()
-    changes = rt.broker_plan(fleet, conf_text=_conf(fleet))
+    changes = _broker_plan(fleet)
     MEASURED["unchanged broker deploy plan (ms)"] = round((time.perf_counter() - started) * 1000, 1)
     assert [c.action for c in changes] == ["none"], changes[0].reason
     assert MEASURED["unchanged broker deploy plan (ms)"] < 2000
@@ -134,27 +155,27 @@ def test_second_deploy_is_unchanged_and_fast(fleet):
 def test_a_reloadable_config_change_sends_sighup_instead_of_recreating(client, fleet):
     before = client.containers.get(fleet.broker.container).attrs
     conf_text = _conf(fleet) + "log_type debug\n"
-    changes = rt.broker_plan(fleet, conf_text=conf_text)
+    changes = _broker_plan(fleet, conf_text)
     assert [c.action for c in changes] == ["reload"] and "+log_type debug" in changes[0].diff
     assert apply_plan("broker.deploy", changes).ok
     after = client.containers.get(fleet.broker.container)
     assert after.id == before["Id"] and after.attrs["State"]["StartedAt"] == before["State"]["StartedAt"]
     # the reloaded config is in force: debug logging shows each PUBLISH
-    topic = f"hatchery/test/{fleet.broker.container_prefix}hup"
+    topic = f"hatchery/verify/{fleet.broker.container_prefix}hup"
     _wait(lambda: subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(fleet.broker.port),
-                                  "-t", topic, "-m", "x"], timeout=5).returncode == 0
+                                  *_cli_auth(fleet), "-t", topic, "-m", "x"], timeout=5).returncode == 0
           and f"'{topic}'" in after.logs().decode(), 5, "no debug line after SIGHUP")
-    assert rt.broker_plan(fleet, conf_text=conf_text)[0].action == "none"
+    assert _broker_plan(fleet, conf_text)[0].action == "none"
     # back to the rendered config for the rest of the module
-    assert apply_plan("broker.deploy", rt.broker_plan(fleet, conf_text=_conf(fleet))).ok
+    assert apply_plan("broker.deploy", _broker_plan(fleet)).ok
 
 
 def test_a_port_change_recreates_the_container(client, fleet):
     moved = replace(fleet, broker=replace(fleet.broker, port=free_port()))
-    changes = rt.broker_plan(moved, conf_text=_conf(moved))
+    changes = _broker_plan(moved)
     assert [c.action for c in changes] == ["recreate"] and "ports" in changes[0].reason
     assert f"-ports: [\"127.0.0.1:{fleet.broker.port}->1883/tcp\"]" in changes[0].diff
-    assert rt.broker_plan(fleet, conf_text=_conf(fleet))[0].action == "none"
+    assert _broker_plan(fleet)[0].action == "none"
 
 
 # --- agents ---------------------------------------------------------------------------------
@@ -195,6 +216,93 @@ def test_exec_verify_inside_each_agent(fleet):
         assert len(checks) == 2 and all(c.ok for c in checks), [(c.name, c.detail) for c in checks]
 
 
+# --- security: credentials mounted, ACL enforced inside the fleet network ------------------
+
+# Runs inside agent A's container with A's mounted credentials: subscribes to
+# everything, publishes on B's heartbeat and command topics, prints what it saw.
+IN_CONTAINER_PROBE = r"""
+import json, queue, sys, time
+from agent_kit import bus
+from agent_kit.config import load_config
+cfg = load_config("/etc/hatchery/agent.json")
+other, seen = sys.argv[1], queue.SimpleQueue()
+with bus.session(cfg.broker_host, cfg.broker_port, 5, username=cfg.username,
+                 password=cfg.password()) as c:
+    c.on_message = lambda cl, u, m: seen.put(m.topic)
+    c.subscribe([("fleet/#", 1), ("#", 1)])
+    for kind in ("heartbeat", "command"):
+        bus.publish_and_wait(c, f"fleet/{other}/{kind}", b'{"forged":1}', timeout=5)
+    time.sleep(1.5)
+topics = set()
+while not seen.empty():
+    topics.add(seen.get())
+print(json.dumps(sorted(topics)))
+"""
+
+
+def test_agent_secrets_are_a_read_only_mount_never_env_or_image(client, fleet):
+    a = _agents(fleet)[0]
+    attrs = client.containers.get(rt.agent_container(fleet, a)).attrs
+    mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+    assert mounts["/run/secrets/hatchery"]["RW"] is False
+    secret = plan_auth(fleet).secrets[a.name]
+    assert secret not in json.dumps(attrs)                  # not in docker inspect at all
+    context = agent_context(fleet, a)
+    assert not any(secret.encode() in data for data, _ in context.files.values())
+    code, text = rt.exec_in_agent(fleet, a, ["sh", "-c", "stat -c %a /run/secrets/hatchery/password"], 5)
+    assert code == 0 and text.strip() == "600"
+
+
+def test_in_a_container_an_agent_sees_and_forges_nothing_of_another(fleet):
+    a, b = _agents(fleet)
+    forged: list = []
+    with bus_for(fleet) as manager:
+        with manager.listen([f"fleet/{b.name}/#"], lambda m: forged.append(m.payload)
+                            if b"forged" in m.payload else None):
+            code, text = rt.exec_in_agent(fleet, a, ["python3", "-c", IN_CONTAINER_PROBE, b.name], 15)
+            time.sleep(0.3)
+    assert code == 0, text
+    topics = json.loads(text.strip().splitlines()[-1])
+    assert not [t for t in topics if b.name in t], topics   # none of B's telemetry
+    assert forged == []                                      # nothing arrived on B's topics
+
+
+def test_anonymous_is_refused_inside_the_fleet_network(fleet):
+    code, text = rt.exec_in_agent(fleet, _agents(fleet)[0], [
+        "mosquitto_pub", "-h", fleet.broker.dns_name, "-t", "fleet/x/heartbeat", "-m", "x"], 5)
+    assert code != 0 and "not authori" in text.lower()
+
+
+def test_signed_commands_are_answered_and_unsigned_ones_dropped_and_alerted(fleet):
+    a, b = _agents(fleet)
+    alerts: list = []
+    with bus_for(fleet) as manager:
+        replies = manager.request([a.name, b.name], "health-check", timeout=5)
+        assert [r.state for r in replies] == ["answered", "answered"]
+        with manager.listen([f"fleet/{a.name}/alert"], lambda m: alerts.append(json.loads(m.payload))):
+            unsigned = {"v": 1, "id": secrets.token_hex(8), "verb": "health-check",
+                        "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            manager.publish(f"fleet/{a.name}/command", json.dumps(unsigned).encode())
+            _wait(lambda: alerts, 5, "no alert for the unsigned command")
+    assert alerts[0]["reason"] == "bad-signature"
+
+
+def test_rotating_one_agents_credentials_keeps_the_other_answering(fleet):
+    a, b = _agents(fleet)
+    auth = plan_auth(fleet, rotate=[a.name])
+    assert [c.user for c in auth.changes] == [a.name]
+    changes = [auth.change(), *rt.auth_sync_plan(fleet, auth_files(auth)), *_hatch(fleet, a, auth)]
+    assert [c.action for c in changes] == ["update", "reload", "recreate"]
+    started = time.perf_counter()
+    assert apply_plan("agent.rotate-credentials", changes).ok
+    with bus_for(fleet) as manager:
+        assert manager.request([b.name], "health-check", timeout=5)[0].state == "answered"
+        reply = _wait(lambda: (r := manager.request([a.name], "health-check", timeout=2)[0]).state
+                      == "answered" and r, 20, "rotated agent never answered")
+    MEASURED["rotate credentials, agent answering again (s)"] = round(time.perf_counter() - started, 2)
+    assert reply.ok
+
+
 def test_a_command_that_outlives_its_timeout_is_stopped(fleet):
     started = time.monotonic()
     code, _ = rt.exec_in_agent(fleet, _agents(fleet)[0], ["sleep", "30"], timeout=1)
@@ -230,13 +338,13 @@ def test_agent_list_shows_both_running(fleet):
 # --- persistence and status -------------------------------------------------------------------
 
 def test_retained_messages_survive_broker_removal_and_redeploy(client, fleet):
-    topic = f"hatchery/test/{fleet.broker.container_prefix}retained"
-    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(fleet.broker.port), "-t", topic,
+    topic = f"hatchery/verify/{fleet.broker.container_prefix}retained"
+    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(fleet.broker.port), *_cli_auth(fleet), "-t", topic,
                     "-m", "kept", "-r", "-q", "1"], check=True, timeout=10)
     stop = rt.broker_stop_plan(fleet)
     assert [c.action for c in stop] == ["remove"] and apply_plan("broker.stop", stop).ok
     assert rt.broker_status(fleet)["running"] is False
-    assert apply_plan("broker.deploy", rt.broker_plan(fleet, conf_text=_conf(fleet))).ok
+    assert apply_plan("broker.deploy", _broker_plan(fleet)).ok
     wait_port(fleet.broker.port, timeout=10)
     assert _sub_one(fleet, topic, wait=5) == f"{topic} kept"
 
@@ -244,7 +352,7 @@ def test_retained_messages_survive_broker_removal_and_redeploy(client, fleet):
 def test_broker_restart_keeps_retained_and_becomes_healthy(client, fleet):
     client.containers.get(fleet.broker.container).restart(timeout=10)
     wait_port(fleet.broker.port, timeout=10)
-    topic = f"hatchery/test/{fleet.broker.container_prefix}retained"
+    topic = f"hatchery/verify/{fleet.broker.container_prefix}retained"
     assert _sub_one(fleet, topic, wait=5) == f"{topic} kept"
     status = _wait(lambda: (s := rt.broker_status(fleet))["health"] == "healthy" and s, 30, "broker not healthy")
     assert status["running"] and status["container"] == fleet.broker.container
@@ -278,7 +386,7 @@ def test_retire_removes_container_images_and_config(client, fleet):
 
 
 def test_when_the_main_process_ends_the_container_exits_and_docker_restarts_it(client, fleet):
-    agent = AgentSpec(f"{fleet.broker.container_prefix}c", runtime=DOCKER, main_command="sleep 1; exit 3")
+    agent = _third(fleet)
     assert apply_plan("agent.hatch", _hatch(fleet, agent)).ok
     container = client.containers.get(rt.agent_container(fleet, agent))
     _wait(lambda: container.reload() or container.attrs["RestartCount"] >= 1, 15, "no restart")

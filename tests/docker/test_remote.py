@@ -19,6 +19,8 @@ import pytest
 from conftest import free_port, wait_port
 from hatchery import remote
 from hatchery.brokerconf import render_conf
+from hatchery.credentials import plan_auth
+from hatchery.tasks.broker import auth_files
 from hatchery.errors import DockerError, UsageError
 from hatchery.model import DOCKER, BrokerSpec, Inventory
 from hatchery.plan import apply_plan
@@ -101,8 +103,10 @@ def test_broker_on_a_remote_engine_over_ssh(ssh_env, tmp_path):
     client = engine(broker.docker_host)
     try:
         conf = render_conf(inv)
+        auth = plan_auth(inv)
+        files = auth_files(auth)
         started = time.perf_counter()
-        report = apply_plan("broker.deploy", rt.broker_plan(inv, conf_text=conf))
+        report = apply_plan("broker.deploy", [auth.change(), *rt.broker_plan(inv, conf_text=conf, auth_files=files)])
         assert report.ok, report.failed[0].error if report.failed else ""
         elapsed = time.perf_counter() - started
         wait_port(broker.port, timeout=10)
@@ -110,7 +114,8 @@ def test_broker_on_a_remote_engine_over_ssh(ssh_env, tmp_path):
         remote_conf = home / "remote-state" / "broker" / "config" / "mosquitto.conf"
         assert remote_conf.read_text() == conf
         assert not (inv.state_dir / "broker").exists()
-        assert rt.broker_plan(inv, conf_text=conf)[0].action == "none"
+        assert (home / "remote-state" / "broker" / "config" / "passwd").read_text() == files["passwd"]
+        assert rt.broker_plan(inv, conf_text=conf, auth_files=files)[0].action == "none"
         assert rt.broker_status(inv)["running"] is True
         print(f"remote broker deploy over ssh: {elapsed:.2f}s")
     finally:
