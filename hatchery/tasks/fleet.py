@@ -70,7 +70,8 @@ def monitor_(c, snapshot=False, stream=False, name=None, kinds=None, duration=No
     inv = load(inventory)
     if snapshot and stream:
         raise UsageError("--snapshot and --stream exclude each other", "pick one")
-    with bus_for(inv, connect_timeout=float(timeout)) as bus:
+    # read-only login: the monitor role may read fleet/# but publish no command
+    with bus_for(inv, connect_timeout=float(timeout), role="monitor") as bus:
         if stream:
             _stream(inv, bus, name, kinds, duration, json)
             return
@@ -93,7 +94,7 @@ def _stream(inv, bus, name, kinds, duration, json):
 def bus_health(c, threshold=None, inventory=None, json=False, timeout=5.0):
     """Staleness check for cron: exit 1 naming every stale, offline or missing agent."""
     inv = load(inventory)
-    with bus_for(inv, connect_timeout=float(timeout)) as bus:
+    with bus_for(inv, connect_timeout=float(timeout), role="monitor") as bus:
         report = health.bus_health(inv, bus, threshold=float(threshold) if threshold else None)
     if json:
         output.emit_json(report.as_dict())
@@ -141,7 +142,7 @@ def exporter_(c, port=9883, addr="127.0.0.1", rules=False, inventory=None, timeo
         output.emit(exporter.render_rules(inventory=inv).rstrip("\n"))
         return
     log = StatePaths(inv.state_dir).broker_log
-    with bus_for(inv, connect_timeout=float(timeout)) as bus:
+    with bus_for(inv, connect_timeout=float(timeout), role="exporter") as bus:
         exporter.serve(inv, bus, port=int(port), addr=addr, stop=threading.Event(),
                        broker_log=log if log.exists() else None,
                        on_ready=lambda a: output.notice(f"serving http://{a[0]}:{a[1]}/metrics"))
