@@ -26,12 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hatchery.agentconf import agent_config  # noqa: E402
-from hatchery.brokerconf import ACL_FILE, PASSWORD_FILE, render_conf  # noqa: E402
 from hatchery.busclient import BusClient  # noqa: E402
-from hatchery.credentials import plan_auth  # noqa: E402
 from hatchery.fleet import bus_for  # noqa: E402
 from hatchery.inventory import load_inventory  # noqa: E402
+from hatchery.operations import deploy_plan, hatch_plan  # noqa: E402
 from hatchery.plan import apply_plan  # noqa: E402
 from hatchery.runtime import local  # noqa: E402
 
@@ -59,14 +57,8 @@ def percentile(samples: list, q: float) -> float:
 
 
 def up(inv) -> None:
-    """What broker.deploy + agent.hatch do: credentials first when auth is on."""
-    auth = plan_auth(inv) if inv.broker.auth else None
-    files = {PASSWORD_FILE: auth.password_text(), ACL_FILE: auth.acl_text()} if auth else None
-    changes = ([auth.change()] if auth else []) + local.broker_plan(
-        inv, conf_text=render_conf(inv), auth_files=files)
-    for agent in inv.agents.values():
-        changes += local.agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth))
-    report = apply_plan("bench up", changes)
+    """What broker.deploy + agent.hatch do."""
+    report = apply_plan("bench up", deploy_plan(inv) + hatch_plan(inv, list(inv.agents.values())))
     if not report.ok:
         raise SystemExit(f"bench: could not start the fleet: {[r.error for r in report.failed]}")
 

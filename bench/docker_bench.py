@@ -24,11 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hatchery.agentconf import agent_config  # noqa: E402
-from hatchery.brokerconf import render_conf  # noqa: E402
-from hatchery.busclient import BusClient  # noqa: E402
+from hatchery.fleet import bus_for  # noqa: E402
 from hatchery.images import bootstrap_images  # noqa: E402
 from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory  # noqa: E402
+from hatchery.operations import deploy_plan, hatch_plan  # noqa: E402
 from hatchery.plan import apply_plan  # noqa: E402
 from hatchery.runtime import docker as rt  # noqa: E402
 from hatchery.runtime.dockerctx import FLEET, engine  # noqa: E402
@@ -43,6 +42,8 @@ def free_port() -> int:
 def timed_apply(title: str, changes: list) -> float:
     started = time.perf_counter()
     report = apply_plan(title, changes)
+    if "-v" in sys.argv:
+        print(title, [(r.item, r.status, r.action, r.reason) for r in report.results])
     if not report.ok:
         raise SystemExit(f"{title} failed: {[r.error for r in report.failed]}")
     return time.perf_counter() - started
@@ -51,13 +52,13 @@ def timed_apply(title: str, changes: list) -> float:
 def hatch(inv: Inventory, agent: AgentSpec) -> float:
     """Plan and apply, as `invoke agent.hatch` does (without the CLI's start-up)."""
     started = time.perf_counter()
-    timed_apply(f"hatch {agent.name}", rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent)))
+    timed_apply(f"hatch {agent.name}", hatch_plan(inv, [agent]))
     return time.perf_counter() - started
 
 
 def deploy(inv: Inventory) -> float:
     started = time.perf_counter()
-    timed_apply("broker", rt.broker_plan(inv, conf_text=render_conf(inv)))
+    timed_apply("broker", deploy_plan(inv))
     return time.perf_counter() - started
 
 
@@ -69,7 +70,7 @@ def memory_mib(client, name: str) -> float:
 
 
 def wait_answering(inv: Inventory, names: list) -> None:
-    with BusClient(inv.broker.host, inv.broker.port) as bus:
+    with bus_for(inv) as bus:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if all(r.state == "answered" for r in bus.request(names, "health-check", timeout=2)):
@@ -79,7 +80,7 @@ def wait_answering(inv: Inventory, names: list) -> None:
 
 def fresh_base(client, tag: str) -> str:
     """A child of the agent base image with a new id: nothing built on it is cached."""
-    dockerfile = f"FROM hatchery/agent-base:bookworm\nLABEL io.hatchery.bench={tag}\n"
+    dockerfile = f"FROM hatchery/agent-base:bookworm\nLABEL bench.hatchery.cold-base={tag}\n"
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     return tag
 
@@ -106,11 +107,11 @@ def main() -> None:
         broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
                             network=f"{prefix}net", container=f"{prefix}broker",
                             container_prefix=prefix)
-        inv = Inventory(path=Path(tmp) / "fleet_inventory.yaml", broker=broker,
-                        state_dir=Path(tmp) / ".hatchery")
         base = fresh_base(client, f"{prefix}base:cold")
         agents = [AgentSpec(f"{prefix}{x}", runtime=DOCKER, image=base, version_command="echo 1")
                   for x in "ab"]
+        inv = Inventory(path=Path(tmp) / "fleet_inventory.yaml", broker=broker,
+                        agents={a.name: a for a in agents}, state_dir=Path(tmp) / ".hatchery")
         try:
             figures = {
                 "broker deploy (s)": deploy(inv),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -23,7 +22,7 @@ from docker.types import Mount
 from .. import images, remote
 from ..agentconf import to_json
 from ..brokerconf import CONTAINER_CONF_DIR, CONTAINER_DATA_DIR, CONTAINER_PORT, reload_is_enough
-from ..checks import Check, timed
+from ..checks import timed
 from ..errors import DockerError
 from ..model import AgentSpec, Inventory
 from ..plan import Change, text_diff

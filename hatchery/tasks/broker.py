@@ -5,33 +5,16 @@ from __future__ import annotations
 from invoke import Collection
 
 from .. import output
-from ..brokerconf import ACL_FILE, PASSWORD_FILE, render_conf
-from ..credentials import plan_auth
-from ..dnsplan import dns_register_plan, dns_unregister_plan
+from ..dnsplan import dns_unregister_plan
+from ..operations import deploy_plan
 from ..runtime import for_runtime
-from ..security.tlsplan import tls_change
 from .common import fail_unless, load, op, run_plan
-
-
-def auth_files(auth) -> dict:
-    """The files the broker reads beside its config, from a ``FleetAuth``."""
-    return {PASSWORD_FILE: auth.password_text(), ACL_FILE: auth.acl_text()}
 
 
 @op()
 def deploy(c, inventory=None, check=False, diff=False, json=False):
     """Render mosquitto.conf, credentials and ACL; start or update the broker; register its DNS name."""
-    inv = load(inventory)
-    runtime = for_runtime(inv.broker.runtime)
-    changes, files = [], None
-    if inv.broker.auth:
-        auth = plan_auth(inv)
-        changes.append(auth.change())
-        files = auth_files(auth)
-    changes += tls_change(inv)
-    changes += runtime.broker_plan(inv, conf_text=render_conf(inv), auth_files=files)
-    changes += dns_register_plan(inv)
-    run_plan("broker.deploy", changes, check=check, diff=diff, json=json)
+    run_plan("broker.deploy", deploy_plan(load(inventory)), check=check, diff=diff, json=json)
 
 
 @op()

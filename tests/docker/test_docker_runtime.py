@@ -23,7 +23,7 @@ from hatchery.agentconf import agent_config
 from hatchery.brokerconf import render_conf
 from hatchery.credentials import plan_auth, user_secret
 from hatchery.fleet import bus_for
-from hatchery.tasks.broker import auth_files
+from hatchery.operations import auth_files
 from hatchery.images import BuildContext, agent_context, bootstrap_images
 from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.plan import apply_plan

@@ -20,7 +20,7 @@ from conftest import free_port, wait_port
 from hatchery import remote
 from hatchery.brokerconf import render_conf
 from hatchery.credentials import plan_auth
-from hatchery.tasks.broker import auth_files
+from hatchery.operations import auth_files
 from hatchery.errors import DockerError, UsageError
 from hatchery.model import DOCKER, BrokerSpec, Inventory
 from hatchery.plan import apply_plan
