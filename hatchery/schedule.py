@@ -1,9 +1,19 @@
-"""Run the heartbeat collector (``fleet.collect``) every N minutes, without an LLM.
+"""Run a fleet job on a schedule, without an LLM: the collector or the audit.
+
+Two jobs, each under its own label so both can be installed side by side:
+- ``collect``: ``fleet.collect`` (a broadcast health-check) every N minutes;
+- ``audit``: ``bus.audit`` (the ADR's weekly compliance check), once a week,
+  listening live for a while or reading a ``bus.record`` file.
 
 Renders one of three schedulers from ``templates/schedule/``: a launchd
 agent (macOS, as in the ADR), a systemd service + timer, or a crontab line.
 Installing and removing are plan-then-apply ``Change`` objects, so
 ``--check`` shows the files and the diff before anything is written.
+
+Both jobs exit non-zero when they find a problem; the alert is the
+scheduler's own: cron mails the failure line (MAILTO), systemd marks the
+unit failed (``systemctl --user --failed``, the journal), launchd records
+``LastExitStatus`` (``launchctl list LABEL``). Output goes to a log file.
 """
 
 from __future__ import annotations
@@ -14,36 +24,104 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
-from .errors import RuntimeFailure, UsageError
+from .errors import RenderError, RuntimeFailure, UsageError
 from .plan import Change, text_diff
 from .render import render
 from .state import read_text, write_if_changed
 
 LAUNCHD, SYSTEMD, CRON = "launchd", "systemd", "cron"
 KINDS = (LAUNCHD, SYSTEMD, CRON)
+COLLECT, AUDIT = "collect", "audit"
+JOBS = (COLLECT, AUDIT)
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_LABEL = "hatchery-collect"
+LABELS = {COLLECT: "hatchery-collect", AUDIT: "hatchery-audit"}
+DEFAULT_LABEL = LABELS[COLLECT]
+DESCRIPTIONS = {COLLECT: "hatchery heartbeat collector (broadcast health-check)",
+                AUDIT: "hatchery compliance audit of bus traffic (bus.audit)"}
+DEFAULT_AT = "Mon 03:00"          # cron's "0 3 * * 1"
+DEFAULT_LISTEN_S = 300            # how long the weekly audit listens live
+# cron and launchd number the days alike: 0 (or 7) is Sunday, 1 is Monday
+DAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+@dataclass(frozen=True)
+class Every:
+    """Every N minutes, counted from the last run (the collector)."""
+
+    minutes: int
+
+    def text(self) -> str:
+        return f"every {self.minutes} minutes"
+
+
+@dataclass(frozen=True)
+class Weekly:
+    """Once a week at a local day and time (the audit)."""
+
+    weekday: int                    # 0 = Sunday ... 6 = Saturday, as cron and launchd count
+    hour: int
+    minute: int
+
+    def text(self) -> str:
+        return f"weekly on {DAYS[self.weekday]} at {self.hour:02d}:{self.minute:02d}"
+
+    def on_calendar(self) -> str:
+        return f"{DAYS[self.weekday]} *-*-* {self.hour:02d}:{self.minute:02d}:00"
+
+
+When = Union[Every, Weekly]
 
 
 @dataclass(frozen=True)
 class ScheduleSpec:
     kind: str
-    every_minutes: int
-    command: tuple                  # argv of the collector
+    when: When
+    command: tuple                  # argv of the job
     workdir: Path
     log_path: Path
     label: str = DEFAULT_LABEL
-    description: str = "hatchery heartbeat collector (broadcast health-check)"
+    description: str = DESCRIPTIONS[COLLECT]
+    timeout_s: int = 300            # systemd kills a run that hangs longer (a oneshot waits forever)
+
+
+def parse_at(text: str) -> Weekly:
+    """'Mon 03:00' (or 'monday 3:00') to a Weekly."""
+    match = re.fullmatch(r"\s*([A-Za-z]+)\s+(\d{1,2}):(\d{2})\s*", str(text))
+    day = _weekday(match[1]) if match else None
+    if day is None:
+        raise UsageError(f"--at {text!r} is not a weekday and a time",
+                         "e.g. --at 'Mon 03:00' (days Sun..Sat, 24-hour local time)")
+    hour, minute = int(match[2]), int(match[3])
+    if hour > 23 or minute > 59:
+        raise UsageError(f"--at {text!r}: no such time of day", "use 00:00 to 23:59")
+    return Weekly(day, hour, minute)
+
+
+def _weekday(word: str) -> Optional[int]:
+    full = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+    return next((i for i, day in enumerate(full) if word.lower() in (day, day[:3])), None)
 
 
 def collector_command(inventory_path: Path, timeout: float = 10.0) -> tuple:
     """argv that runs ``invoke fleet.collect`` for this inventory with this Python."""
-    return (sys.executable, "-m", "invoke", "--search-root", str(REPO), "fleet.collect",
-            "--inventory", str(Path(inventory_path).resolve()), "--timeout", f"{timeout:g}")
+    return (*_invoke(), "fleet.collect", "--inventory", str(Path(inventory_path).resolve()),
+            "--timeout", f"{timeout:g}")
+
+
+def audit_command(inventory_path: Path, *, listen: Optional[float] = None,
+                  record: Optional[Path] = None) -> tuple:
+    """argv that runs ``invoke bus.audit`` live for ``listen`` seconds, or on a record file."""
+    source = ("--record", str(Path(record).resolve())) if record else ("--listen", f"{listen:g}")
+    return (*_invoke(), "bus.audit", "--inventory", str(Path(inventory_path).resolve()), *source)
+
+
+def _invoke() -> tuple:
+    return (sys.executable, "-m", "invoke", "--search-root", str(REPO))
 
 
 def default_kind() -> str:
@@ -57,17 +135,39 @@ def default_kind() -> str:
 
 def make_spec(kind: str, every_minutes: int, inventory_path: Path, *,
               state_dir: Path, label: str = DEFAULT_LABEL) -> ScheduleSpec:
+    """The collector every ``every_minutes`` minutes."""
+    _check_kind_and_label(kind, label)
+    if not isinstance(every_minutes, int) or isinstance(every_minutes, bool) or every_minutes < 1:
+        raise UsageError(f"every must be a whole number of minutes >= 1, not {every_minutes!r}")
+    if kind == CRON:
+        cron_schedule(every_minutes)   # refuse an interval cron cannot keep, before rendering
+    return ScheduleSpec(kind, Every(every_minutes), collector_command(inventory_path),
+                        Path(inventory_path).resolve().parent, state_dir / "collect.log", label)
+
+
+def make_audit_spec(kind: str, weekly: Weekly, inventory_path: Path, *, state_dir: Path,
+                    listen: Optional[float] = None, record: Optional[Path] = None,
+                    label: str = LABELS[AUDIT]) -> ScheduleSpec:
+    """The audit once a week: live for ``listen`` seconds (default 300), or on ``record``."""
+    _check_kind_and_label(kind, label)
+    if listen is not None and record is not None:
+        raise UsageError("give --listen or --record for the audit, not both",
+                         "--record audits a file that bus.record keeps writing")
+    seconds = DEFAULT_LISTEN_S if listen is None else listen
+    if record is None and (not isinstance(seconds, (int, float)) or not 0 < seconds <= 86400):
+        raise UsageError(f"--listen must be seconds between 1 and 86400, not {listen!r}")
+    command = audit_command(inventory_path, listen=None if record else seconds, record=record)
+    timeout = 300 if record else int(seconds) + 300
+    return ScheduleSpec(kind, weekly, command, Path(inventory_path).resolve().parent,
+                        state_dir / "audit.log", label, DESCRIPTIONS[AUDIT], timeout)
+
+
+def _check_kind_and_label(kind: str, label: str) -> None:
     if kind not in KINDS:
         raise UsageError(f"unknown scheduler {kind!r}", f"use one of: {', '.join(KINDS)}")
-    if not isinstance(every_minutes, int) or every_minutes < 1:
-        raise UsageError(f"every must be a whole number of minutes >= 1, not {every_minutes!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", label):
         raise UsageError(f"label {label!r} is not a safe file name",
                          "use letters, digits, '.', '_' and '-'")
-    if kind == CRON:
-        cron_schedule(every_minutes)   # refuse an interval cron cannot keep, before rendering
-    return ScheduleSpec(kind, every_minutes, collector_command(inventory_path),
-                        Path(inventory_path).resolve().parent, state_dir / "collect.log", label)
 
 
 # --- rendering (pure) -------------------------------------------------------------
@@ -80,22 +180,35 @@ def render_files(spec: ScheduleSpec) -> dict:
         return {f"{spec.label}.plist": text}
     if spec.kind == SYSTEMD:
         context = {**_context(spec), "exec_start": " ".join(systemd_quote(a) for a in spec.command)}
-        return {f"{spec.label}.service": render("schedule/collect.service.j2", context),
-                f"{spec.label}.timer": render("schedule/collect.timer.j2", context)}
+        return {f"{spec.label}.service": render("schedule/job.service.j2", context),
+                f"{spec.label}.timer": render("schedule/job.timer.j2", context)}
     return {"crontab": cron_line(spec)}
 
 
 def _context(spec: ScheduleSpec) -> dict:
+    when = spec.when
+    weekly = None
+    if isinstance(when, Weekly):
+        weekly = {"weekday": when.weekday, "hour": when.hour, "minute": when.minute,
+                  "on_calendar": when.on_calendar()}
     return {"label": spec.label, "command": list(spec.command), "workdir": str(spec.workdir),
-            "log_path": str(spec.log_path), "every_minutes": spec.every_minutes,
-            "description": spec.description}
+            "log_path": str(spec.log_path), "description": spec.description,
+            "timeout_s": spec.timeout_s, "schedule_text": when.text(),
+            "every_minutes": when.minutes if isinstance(when, Every) else None, "weekly": weekly}
 
 
 def cron_line(spec: ScheduleSpec) -> str:
-    context = {"schedule": cron_schedule(spec.every_minutes), "marker": cron_marker(spec.label),
-               "workdir_q": cron_quote(str(spec.workdir)), "log_q": cron_quote(str(spec.log_path)),
+    context = {"schedule": cron_fields(spec.when), "marker": cron_marker(spec.label),
+               "label": spec.label, "workdir_q": cron_quote(str(spec.workdir)),
+               "log_q": cron_quote(str(spec.log_path)),
                "command_q": " ".join(cron_quote(a) for a in spec.command)}
     return render("schedule/crontab.j2", context)
+
+
+def cron_fields(when: When) -> str:
+    if isinstance(when, Weekly):
+        return f"{when.minute} {when.hour} * * {when.weekday}"
+    return cron_schedule(when.minutes)
 
 
 def cron_schedule(every_minutes: int) -> str:
@@ -144,6 +257,8 @@ def install_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
                  activate: bool = True) -> list:
     """Changes that install the schedule. ``target_dir``: where unit/plist files go."""
     files = render_files(spec)
+    if spec.kind == SYSTEMD:
+        verify_systemd(files)
     if spec.kind == CRON:
         return [_crontab_change(spec.label, lambda cur: crontab_with(cur, files["crontab"],
                                                                      spec.label))]
@@ -164,6 +279,24 @@ def remove_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
     if activate and any(c.needed for c in changes):
         changes.insert(0, _activation(spec, target, enable=False))
     return changes
+
+
+def verify_systemd(files: dict) -> None:
+    """``systemd-analyze verify`` the rendered units, where it is installed; raise on problems."""
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / name for name in files]
+        for path in paths:
+            path.write_text(files[path.name])
+        done = subprocess.run([analyze, "verify", *map(str, paths)], capture_output=True,
+                              text=True, timeout=60)
+    # it also reports on unrelated units of this host: keep only lines about ours
+    problems = [line for line in done.stderr.splitlines() if any(n in line for n in files)]
+    if problems:
+        raise RenderError("systemd-analyze verify refused the rendered units: "
+                          + "; ".join(problems[:5]), "check templates/schedule/job.*.j2")
 
 
 def default_target_dir(kind: str) -> Path:

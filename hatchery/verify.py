@@ -3,7 +3,9 @@
 Broker reachable; a pub/sub round trip and its latency; a retained message
 stored and read back by a fresh client; the broker's DNS name; each agent
 answers a health-check. Docker agents are also checked from inside their
-containers. Every check is collected, none stops the others.
+containers, and what the bus says about them is checked against the Docker
+API (threat 3: bus data is advisory). Every check is collected, none stops
+the others.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 
 from .busclient import BusClient
 from .checks import Check, VerifyReport, ms_since, timed
+from .crosscheck import CONSISTENT, bus_and_docker, docker_agents
 from .dnsplan import dns_checks
 from .errors import HatcheryError
 from .fleet import bus_for, run_command
@@ -45,6 +48,8 @@ def verify(inv: Inventory, *, timeout: float = 5.0, on_check=None) -> VerifyRepo
         for check in dns_checks(inv):
             add(check)
         for check in _agent_checks(inv, bus, timeout):
+            add(check)
+        for check in _crosscheck_checks(inv, bus, timeout):
             add(check)
     for check in _container_checks(inv, timeout):
         add(check)
@@ -93,6 +98,20 @@ def _agent_checks(inv: Inventory, bus: BusClient, timeout: float) -> list:
         checks.append(Check(f"agent {reply.agent} answers a health-check", ok, detail,
                             reply.rtt_ms if ok else ms_since(started)))
     return checks
+
+
+def _crosscheck_checks(inv: Inventory, bus: BusClient, timeout: float) -> list:
+    """Docker agents: the bus (just refreshed by the health-checks) agrees with Docker."""
+    if not docker_agents(inv):
+        return []
+    started = time.perf_counter()
+    try:
+        _, report = bus_and_docker(inv, bus, timeout=timeout)
+    except (HatcheryError, TimeoutError) as exc:
+        return [Check("docker agents: the bus agrees with the Docker API", False,
+                      str(exc).splitlines()[0], ms_since(started))]
+    return [Check(f"agent {c.agent}: the bus agrees with the Docker API ({c.docker})",
+                  c.verdict == CONSISTENT, c.reason, ms_since(started)) for c in report.agents]
 
 
 def _container_checks(inv: Inventory, timeout: float) -> list:

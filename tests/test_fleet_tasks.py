@@ -137,3 +137,28 @@ def test_schedule_check_shows_the_systemd_units_and_writes_nothing(fleet, tmp_pa
               "--target-dir", str(tmp_path), "--check", "--diff").stdout
     assert "would change" in out and "OnUnitActiveSec" in out and "fleet.collect" in out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_schedule_check_shows_the_weekly_audit_and_writes_nothing(fleet, tmp_path):
+    out = cli(fleet, "fleet.schedule", "--job", "audit", "--kind", "systemd", "--at", "Wed 04:30",
+              "--target-dir", str(tmp_path), "--check", "--diff").stdout
+    assert "hatchery-audit.timer" in out and "OnCalendar=Wed *-*-* 04:30:00" in out
+    assert "bus.audit" in out and "--listen 300" in out and "hatchery-collect" not in out
+    plist = cli(fleet, "fleet.schedule", "--job", "audit", "--kind", "launchd", "--weekly",
+                "--target-dir", str(tmp_path), "--check", "--diff").stdout
+    assert "<key>StartCalendarInterval</key>" in plist and "hatchery-audit.plist" in plist
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_schedule_refuses_flags_of_the_other_job(fleet):
+    mixed = cli(fleet, "fleet.schedule", "--at", "Mon 03:00", "--check", rc=2)
+    assert "--job audit" in mixed.stdout + mixed.stderr
+    cli(fleet, "fleet.schedule", "--job", "audit", "--every", "10", "--check", rc=2)
+    cli(fleet, "fleet.schedule", "--job", "audit", "--at", "someday", "--check", rc=2)
+    cli(fleet, "fleet.schedule", "--job", "nightly", "--check", rc=2)
+
+
+def test_bus_health_verify_docker_has_nothing_to_cross_check_on_a_local_fleet(fleet):
+    cli(fleet, "fleet.collect")     # fresh heartbeats after the stop/kill tests above
+    report = json_out(fleet, "fleet.bus-health", "--verify-docker")
+    assert report["ok"] and report["docker"] == {"ok": True, "agents": [], "problems": []}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import Collection
 
-from .. import exporter, health, monitor, output, schedule
+from .. import crosscheck, exporter, health, monitor, output, schedule
 from ..errors import UsageError
 from ..fleet import broadcast as send_broadcast
 from ..fleet import bus_for, collect as run_collect, run_command
@@ -90,19 +90,32 @@ def _stream(inv, bus, name, kinds, duration, json):
                    kinds=chosen, duration=float(duration) if duration else None)
 
 
-@op(threshold="seconds without a heartbeat before an agent is stale (default: twice its interval)")
-def bus_health(c, threshold=None, inventory=None, json=False, timeout=5.0):
+@op(threshold="seconds without a heartbeat before an agent is stale (default: twice its interval)",
+    verify_docker="also ask the Docker API about docker agents; exit 1 on any inconsistency")
+def bus_health(c, threshold=None, verify_docker=False, inventory=None, json=False, timeout=5.0):
     """Staleness check for cron: exit 1 naming every stale, offline or missing agent."""
     inv = load(inventory)
+    limit = float(threshold) if threshold else None
     with bus_for(inv, connect_timeout=float(timeout), role="monitor") as bus:
-        report = health.bus_health(inv, bus, threshold=float(threshold) if threshold else None)
+        if verify_docker:
+            report, docker = crosscheck.bus_and_docker(inv, bus, threshold=limit)
+        else:
+            report, docker = health.bus_health(inv, bus, threshold=limit), None
     if json:
-        output.emit_json(report.as_dict())
+        output.emit_json({**report.as_dict(), "ok": report.ok and (docker is None or docker.ok),
+                          **({"docker": docker.as_dict()} if docker else {})})
     else:
-        output.table(report.rows(), report.columns)
-        for line in report.problems:
-            output.emit(line, err=True)
-    fail_unless(report.ok)
+        _show_health(report)
+        if docker:
+            _show_health(docker)
+    fail_unless(report.ok and (docker is None or docker.ok))
+
+
+def _show_health(report):
+    """A HealthReport or a CrossCheckReport: the table, then one line per problem."""
+    output.table(report.rows(), report.columns)
+    for line in report.problems:
+        output.emit(line, err=True)
 
 
 # --- acting on the fleet ------------------------------------------------------------
@@ -148,19 +161,57 @@ def exporter_(c, port=9883, addr="127.0.0.1", rules=False, inventory=None, timeo
                        on_ready=lambda a: output.notice(f"serving http://{a[0]}:{a[1]}/metrics"))
 
 
-@op(every="interval in minutes (default 10)",
+@op(job="which job: collect (the heartbeat collector, default) or audit (bus.audit)",
+    every="collect: interval in minutes (default 10)",
+    weekly="audit: run once a week (the default for the audit; at --at)",
+    at="audit: the weekly day and local time (default 'Mon 03:00', cron's 0 3 * * 1)",
+    listen="audit: seconds the audit listens live (default 300)",
+    record="audit: audit this bus.record file instead of listening",
     kind="scheduler: launchd, systemd or cron (default: launchd on macOS, systemd where it runs, else cron)",
     remove="remove the schedule instead of installing it",
     target_dir="where unit or plist files go (default: the scheduler's user directory)")
-def schedule_(c, every=10, kind=None, remove=False, target_dir=None, inventory=None,
-              check=False, diff=False, json=False):
-    """Install (or --remove) the heartbeat collector as a periodic job; no LLM involved."""
+def schedule_(c, job=schedule.COLLECT, every=None, weekly=False, at=None, listen=None, record=None,
+              kind=None, remove=False, target_dir=None, inventory=None, check=False, diff=False,
+              json=False):
+    """Install (or --remove) the collector or the weekly audit as a scheduled job; no LLM involved."""
     inv = load(inventory)
-    spec = schedule.make_spec(kind or schedule.default_kind(), int(every), inv.path,
-                              state_dir=inv.state_dir)
+    spec = _schedule_spec(inv, job, kind or schedule.default_kind(), every=every, weekly=weekly,
+                          at=at, listen=listen, record=record)
     target = Path(target_dir) if target_dir else None
     plan = (schedule.remove_plan if remove else schedule.install_plan)(spec, target_dir=target)
     run_plan("fleet.schedule", plan, check=check, diff=diff, json=json)
+
+
+def _schedule_spec(inv, job, kind, *, every, weekly, at, listen, record):
+    if job == schedule.COLLECT:
+        if weekly or at or listen or record:
+            raise UsageError("--weekly, --at, --listen and --record belong to the audit job",
+                             "add --job audit")
+        return schedule.make_spec(kind, _whole(every or 10, "--every"), inv.path,
+                                  state_dir=inv.state_dir)
+    if job == schedule.AUDIT:
+        if every:
+            raise UsageError("the audit runs weekly; --every is for the collector",
+                             "use --at 'Mon 03:00' to choose the day and time")
+        return schedule.make_audit_spec(
+            kind, schedule.parse_at(at or schedule.DEFAULT_AT), inv.path, state_dir=inv.state_dir,
+            listen=_number(listen, "--listen") if listen else None,
+            record=Path(record) if record else None)
+    raise UsageError(f"unknown job {job!r}", f"use one of: {', '.join(schedule.JOBS)}")
+
+
+def _whole(value, flag: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} must be a whole number, not {value!r}") from None
+
+
+def _number(value, flag: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} must be a number of seconds, not {value!r}") from None
 
 
 fleet = Collection("fleet", version_report, health_check, status_report, config_reload,

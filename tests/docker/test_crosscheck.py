@@ -1,0 +1,289 @@
+"""Threat 3, poisoned telemetry: the bus is advisory, the Docker API decides.
+
+The pure comparison runs on ``docker inspect`` State captured from a real
+engine (running, unhealthy, exited, restarting). The docker tests hatch one
+real agent container on a hermetic fleet (random prefix, removed even when a
+test fails), then lie on the bus with the agent's own credentials, the way a
+compromised agent could: the ACL lets it speak only about itself, and that
+is exactly what it forges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from agent_kit import contract
+from conftest import free_port, wait_port
+from hatchery import crosscheck
+from hatchery.agentconf import agent_config
+from hatchery.brokerconf import render_conf
+from hatchery.credentials import plan_auth, user_secret
+from hatchery.crosscheck import CONSISTENT, INCONSISTENT, DockerView, compare, docker_view
+from hatchery.fleet import bus_for
+from hatchery.health import HEALTHY, OFFLINE, STALE, AgentHealth, bus_health
+from hatchery.images import bootstrap_images
+from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.monitor import AgentView
+from hatchery.operations import auth_files
+from hatchery.plan import apply_plan
+from hatchery.runtime import docker as rt
+from hatchery.runtime.dockerctx import FLEET, engine
+from hatchery.verify import verify
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 24, 19, 21, 0, tzinfo=timezone.utc)
+# `docker inspect` State and RestartCount, captured from Docker's engine on this host
+CAPTURED = {
+    "running": {"State": {"Status": "running", "Running": True, "Restarting": False, "Pid": 16051,
+                          "ExitCode": 0, "StartedAt": "2026-11-24T19:20:41.853576078Z",
+                          "FinishedAt": "0001-01-01T00:00:00Z"}, "RestartCount": 0},
+    "unhealthy": {"State": {"Status": "running", "Running": True, "Restarting": False,
+                            "Pid": 16118, "ExitCode": 0,
+                            "StartedAt": "2026-11-24T19:20:42.02445081Z",
+                            "FinishedAt": "0001-01-01T00:00:00Z",
+                            "Health": {"Status": "unhealthy", "FailingStreak": 6}},
+                  "RestartCount": 0},
+    "exited": {"State": {"Status": "exited", "Running": False, "Restarting": False, "Pid": 0,
+                         "ExitCode": 3, "StartedAt": "2026-11-24T19:20:42.189577125Z",
+                         "FinishedAt": "2026-11-24T19:20:42.191795554Z"}, "RestartCount": 0},
+    "restarting": {"State": {"Status": "restarting", "Running": True, "Restarting": True,
+                             "Pid": 0, "ExitCode": 3,
+                             "StartedAt": "2026-11-24T19:20:46.676252262Z",
+                             "FinishedAt": "2026-11-24T19:20:47.69420915Z"}, "RestartCount": 4},
+}
+
+
+def _bus_view(verdict: str, uptime: float = 5, sent: datetime = NOW) -> tuple:
+    view = AgentView("a", state="offline" if verdict == OFFLINE else "online",
+                     heartbeat={"ok": True, "uptime": uptime}, heartbeat_at=sent)
+    return view, AgentHealth("a", verdict, 1.0, 10.0, "")
+
+
+# --- the pure comparison, on captured data ------------------------------------------------
+
+def test_captured_states_read_as_docker_views():
+    running = docker_view("a", CAPTURED["running"])
+    assert running.up and running.health is None
+    assert running.started_at == datetime(2026, 11, 24, 19, 20, 41, 853576, tzinfo=timezone.utc)
+    assert not docker_view("a", CAPTURED["unhealthy"]).up
+    assert docker_view("a", CAPTURED["exited"]).text() == "exited, 0 restart(s)"
+    stopped = {"State": {**CAPTURED["exited"]["State"], "Health": {"Status": "unhealthy"}}}
+    assert docker_view("a", stopped).health is None    # stale: kept from when it ran
+    restarting = docker_view("a", CAPTURED["restarting"])
+    assert not restarting.up and restarting.restart_count == 4
+    assert docker_view("a", None).status == "missing"
+
+
+@pytest.mark.parametrize("captured, bus, expected", [
+    ("running", HEALTHY, CONSISTENT),
+    ("exited", HEALTHY, INCONSISTENT),         # the forged heartbeat of a stopped agent
+    ("unhealthy", HEALTHY, INCONSISTENT),
+    ("restarting", HEALTHY, INCONSISTENT),
+    (None, HEALTHY, INCONSISTENT),             # no container at all
+    ("running", OFFLINE, INCONSISTENT),        # running, but the bus says its Will fired
+    ("running", STALE, INCONSISTENT),
+    ("exited", OFFLINE, CONSISTENT),           # both say down
+    ("restarting", STALE, CONSISTENT),
+])
+def test_compare_flags_every_disagreement(captured, bus, expected):
+    view, health = _bus_view(bus, sent=NOW - timedelta(seconds=2))
+    docker = docker_view("a", CAPTURED[captured] if captured else None)
+    result = compare(view, health, docker, NOW)
+    assert result.verdict == expected, result.reason
+    assert result.docker == docker.text() and result.bus == bus
+
+
+def test_a_heartbeat_claiming_more_uptime_than_the_container_has_is_inconsistent():
+    docker = docker_view("a", CAPTURED["running"])            # started 19:20:41.85
+    honest = compare(*_bus_view(HEALTHY, uptime=15), docker, NOW)
+    assert honest.verdict == CONSISTENT
+    lying = compare(*_bus_view(HEALTHY, uptime=3600), docker, NOW)
+    assert lying.verdict == INCONSISTENT and "3600s of uptime" in lying.reason
+    # a heartbeat from before the last start belongs to an earlier life: no claim about this one
+    earlier = compare(*_bus_view(HEALTHY, uptime=3600, sent=NOW - timedelta(seconds=60)),
+                      docker, NOW)
+    assert earlier.verdict == CONSISTENT
+
+
+def test_a_container_that_just_started_may_not_have_reported_yet():
+    view, health = _bus_view(OFFLINE)
+    fresh = DockerView("a", "running", started_at=NOW - timedelta(seconds=3))
+    assert compare(view, health, fresh, NOW).verdict == CONSISTENT
+    starting = replace(docker_view("a", CAPTURED["running"]), health="starting")
+    assert compare(view, health, starting, NOW).verdict == CONSISTENT
+
+
+# --- a real agent container on a real engine ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client():
+    try:
+        c = engine(None)
+        c.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
+        pytest.fail(f"no Docker engine ({exc}); start one with scripts/start-dockerd.sh")
+    report = apply_plan("images", bootstrap_images(c))
+    assert report.ok, [r.error for r in report.failed]
+    return c
+
+
+@pytest.fixture(scope="module")
+def fleet(client, tmp_path_factory):
+    prefix = f"hxc-{secrets.token_hex(3)}-"
+    root = tmp_path_factory.mktemp("crosscheck")
+    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
+                        network=f"{prefix}net", container=f"{prefix}broker",
+                        container_prefix=prefix)
+    agent = AgentSpec(f"{prefix}a", runtime=DOCKER, heartbeat_interval=5.0)
+    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker,
+                    state_dir=root / ".hatchery", agents={agent.name: agent})
+    _write_inventory(inv)   # the same fleet, for the CLI
+    try:
+        auth = plan_auth(inv)
+        assert apply_plan("credentials", [auth.change()]).ok
+        assert apply_plan("broker.deploy", rt.broker_plan(
+            inv, conf_text=render_conf(inv), auth_files=auth_files(auth))).ok
+        wait_port(broker.port, timeout=10)
+        assert apply_plan("agent.hatch", _hatch(inv, agent)).ok
+        yield inv
+    finally:
+        _remove_everything(client, inv)
+
+
+def _write_inventory(inv: Inventory) -> None:
+    b, agent = inv.broker, _agent(inv)
+    inv.path.write_text(
+        "fleet:\n  manager: zephyr\n  state_dir: .hatchery\n"
+        f"broker:\n  runtime: docker\n  port: {b.port}\n  image: {b.image}\n"
+        f"  network: {b.network}\n  container: {b.container}\n"
+        f"  container_prefix: {b.container_prefix}\n"
+        f"agents:\n  {agent.name}:\n    runtime: docker\n    heartbeat_interval: 5\n")
+
+
+def _bus_health_cli(inv: Inventory, *flags) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "fleet.bus-health",
+            "--inventory", str(inv.path), *flags]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "NO_COLOR": "1"})
+
+
+def _hatch(inv: Inventory, agent: AgentSpec) -> list:
+    auth = plan_auth(inv)
+    return rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth),
+                         secret_files=auth.agent_files(agent.name))
+
+
+def _remove_everything(client, inv: Inventory) -> None:
+    label = f"{FLEET}={inv.broker.container}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
+        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
+            client.images.remove(image.id, force=True)
+
+
+def _agent(inv: Inventory) -> AgentSpec:
+    return next(iter(inv.agents.values()))
+
+
+def _check(inv: Inventory, threshold=None):
+    with bus_for(inv, role="monitor") as bus:
+        health, docker = crosscheck.bus_and_docker(inv, bus, threshold=threshold)
+    return health.agents[0], docker
+
+
+def _wait_for(probe, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            assert value, f"{what} after {timeout}s"
+            return value
+        time.sleep(0.3)
+
+
+def _forge(inv: Inventory, kind: str, payload: dict) -> None:
+    """Publish retained on the agent's own topic with the agent's own credentials."""
+    name = _agent(inv).name
+    with bus_for(inv, username=name, password=user_secret(inv, name)) as liar:
+        liar.publish(contract.topic(name, kind), contract.encode(payload), qos=1, retain=True,
+                     timeout=5)
+
+
+def _docker_crosscheck(report) -> list:
+    return [c for c in report.checks if "agrees with the Docker API" in c.name]
+
+
+@pytest.mark.docker
+def test_a_running_agent_that_reports_healthy_is_consistent(fleet):
+    # both sources settle: the heartbeat arrives, Docker's healthcheck passes its start period
+    health, docker = _wait_for(lambda: (r := _check(fleet))[0].verdict == HEALTHY
+                               and r[1].agents[0].docker.startswith("running (healthy)") and r,
+                               40, "the hatched agent never became healthy on bus and Docker")
+    assert docker.ok and docker.agents[0].verdict == CONSISTENT
+
+
+@pytest.mark.docker
+def test_a_forged_offline_state_for_a_running_container_is_inconsistent(fleet):
+    name = _agent(fleet).name
+    _forge(fleet, "status", contract.make_state(name, contract.STATE_OFFLINE))
+    try:
+        health, docker = _check(fleet, threshold=1.0)   # the container is older than 1 s
+        assert health.verdict == OFFLINE
+        assert not docker.ok and docker.problems == [
+            f"{name}: inconsistent: Docker says running (healthy), 0 restart(s), the bus says offline"]
+    finally:
+        _forge(fleet, "status", contract.make_state(name, contract.STATE_ONLINE))
+
+
+@pytest.mark.docker
+def test_a_forged_heartbeat_for_a_stopped_container_is_inconsistent(client, fleet):
+    agent = _agent(fleet)
+    assert apply_plan("agent.stop", rt.agent_stop_plan(fleet, agent)).ok
+    _wait_for(lambda: _check(fleet)[0].verdict == OFFLINE, 10, "no offline state after stop")
+    # the lie: a fresh ok heartbeat and an online state, while the container is stopped
+    _forge(fleet, "heartbeat", contract.make_heartbeat(agent.name, True, 86400))
+    _forge(fleet, "status", contract.make_state(agent.name, contract.STATE_ONLINE))
+    with bus_for(fleet, role="monitor") as bus:
+        assert bus_health(fleet, bus).ok            # the bus alone believes it
+    health, docker = _check(fleet)
+    assert health.verdict == HEALTHY
+    assert not docker.ok and docker.agents[0].verdict == INCONSISTENT
+    assert docker.agents[0].reason == "the bus says healthy, Docker says exited, 0 restart(s)"
+    # through the CLI: plain bus-health is fooled, --verify-docker is not
+    assert _bus_health_cli(fleet).returncode == 0
+    done = _bus_health_cli(fleet, "--verify-docker", "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert [a["verdict"] for a in report["agents"]] == [HEALTHY] and not report["ok"]
+    assert report["docker"]["problems"] == [
+        f"{agent.name}: inconsistent: the bus says healthy, Docker says exited, 0 restart(s)"]
+    # invoke verify carries the same cross-check and fails on it
+    checks = _docker_crosscheck(verify(fleet, timeout=2))
+    assert [c.ok for c in checks] == [False] and "Docker says exited" in checks[0].detail
+
+
+@pytest.mark.docker
+def test_after_docker_starts_it_again_both_agree(client, fleet):
+    agent = _agent(fleet)
+    changes = _hatch(fleet, agent)
+    assert [c.action for c in changes] == ["start"] and apply_plan("agent.hatch", changes).ok
+    _, docker = _wait_for(lambda: (r := _check(fleet))[1].ok and r, 30,
+                          "bus and Docker never agreed after the restart")
+    assert docker.agents[0].docker.startswith("running")
+    checks = _docker_crosscheck(verify(fleet, timeout=5))
+    assert [c.ok for c in checks] == [True], [(c.name, c.detail) for c in checks]
