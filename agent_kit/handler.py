@@ -48,6 +48,10 @@ class RecentIds:
         self._size = size
         self._lock = threading.Lock()
 
+    def __contains__(self, command_id: str) -> bool:
+        with self._lock:
+            return command_id in self._ids
+
     def add(self, command_id: str) -> bool:
         """True if the id is new."""
         with self._lock:
@@ -166,22 +170,32 @@ class CommandHandler:
             log.warning("%s: disconnected (%s); reconnecting", self.name, reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        self.handle_message(message.topic, message.payload, message.retain)
+        self.handle_message(message.topic, message.payload, message.retain, message.dup)
 
     # --- commands -------------------------------------------------------------------
 
-    def handle_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
-        """Validate one message and answer it, queue it, or drop it."""
+    def handle_message(self, topic: str, payload: bytes, retained: bool = False,
+                       redelivery: bool = False) -> None:
+        """Validate one message and answer it, queue it, or drop it.
+
+        ``redelivery``: the broker's DUP flag (a QoS 1 resend after a reconnect).
+        """
         self.counters.add("received")
         try:
             if retained:  # a retained command would re-run on every reconnect
                 raise contract.ContractError("retained")
             command = contract.parse_command(payload, self.config.max_payload)
+            if redelivery and command["id"] in self._seen:
+                # The broker resending what we already took (persistent session)
+                # is normal, not an attack. A replay by a peer arrives as a fresh
+                # publish (no DUP flag): the replay cache catches and alerts it.
+                self.counters.add("duplicates")
+                return
             self._check_signature(topic, command)
         except contract.ContractError as exc:
             self._drop(exc.reason, topic, payload)
             return
-        if not self._seen.add(command["id"]):
+        if not self._seen.add(command["id"]):  # only once authentic: a forgery cannot block an id
             self.counters.add("duplicates")
             return
         self.last_command = contract.now_rfc3339()

@@ -18,7 +18,7 @@ from .model import Inventory
 from .plan import Change
 
 
-def enrol_plan(inv: Inventory, name: str | None, *, check: bool) -> tuple:
+def enrol_plan(inv: Inventory, name: str | None) -> tuple:
     """(inventory including ``name``, [Change]) — the change adds it to the file."""
     if not name or name in inv.agents:
         return inv, []

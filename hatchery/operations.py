@@ -8,7 +8,7 @@ from __future__ import annotations
 from .agentconf import agent_config
 from .brokerconf import ACL_FILE, PASSWORD_FILE, render_conf
 from .credentials import plan_auth
-from .dnsplan import dns_register_plan
+from .dnsplan import dns_register_plan, dns_unregister_plan
 from .model import AgentSpec, Inventory
 from .runtime import for_runtime
 from .security.tlsplan import tls_change
@@ -30,6 +30,11 @@ def deploy_plan(inv: Inventory) -> list:
     changes += for_runtime(inv.broker.runtime).broker_plan(
         inv, conf_text=render_conf(inv), auth_files=files)
     return changes + dns_register_plan(inv)
+
+
+def stop_broker_plan(inv: Inventory) -> list:
+    """Stop the broker (its data kept) and unregister its DNS name."""
+    return for_runtime(inv.broker.runtime).broker_stop_plan(inv) + dns_unregister_plan(inv)
 
 
 def _auth_plan(inv: Inventory, **plan_args) -> tuple:

@@ -31,6 +31,21 @@ def emit(text: str = "", *, err: bool = False) -> None:
     print(text, file=stream, flush=True)
 
 
+def clean(text: str, limit: int = 200) -> str:
+    """Text that came off the bus, safe for a terminal: no escape sequences.
+
+    A compromised agent could otherwise put terminal control sequences into a
+    version string or an error and have them run in the operator's terminal.
+    """
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def emit_untrusted(text: str, *, err: bool = False) -> None:
+    """A line built from bus data (monitor events, agents' answers)."""
+    emit(clean(text, limit=1000), err=err)
+
+
 def emit_json(data) -> None:
     print(json.dumps(data, indent=2, sort_keys=False, default=str), flush=True)
 
@@ -106,14 +121,14 @@ def _cell(value) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.2f}"
-    return str(value)
+    return clean(value)
 
 
 def check_line(check) -> None:
     """One ✓/✗ line; ``check`` has name, ok, detail, ms."""
     mark = _paint("✓", "pass") if check.ok else _paint("✗", "fail")
     timing = f"  ({check.ms:.2f} ms)" if check.ms is not None else ""
-    detail = f" — {check.detail}" if check.detail else ""
+    detail = f" — {clean(check.detail)}" if check.detail else ""
     emit(f"  {mark} {check.name}{detail}{timing}")
 
 

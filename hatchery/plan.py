@@ -96,11 +96,18 @@ def _apply_one(change: Change, check: bool) -> ItemResult:
     started = time.monotonic()
     try:
         detail = change.apply() if change.apply else None
-    except HatcheryError as exc:
-        return ItemResult(status=FAILED, error=str(exc),
+    except (HatcheryError, OSError) as exc:  # OSError: a file, a signal, a socket
+        return ItemResult(status=FAILED, error=_error_text(exc),
                           seconds=time.monotonic() - started, **base)
     return ItemResult(status=CHANGED, detail=detail or "",
                       seconds=time.monotonic() - started, **base)
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
 
 
 def failed_item(item: str, error: Exception) -> ItemResult:

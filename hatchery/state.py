@@ -7,8 +7,13 @@ because they may hold secrets.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import RuntimeFailure
 
 
 @dataclass(frozen=True)
@@ -75,3 +80,28 @@ def read_text(path: Path) -> str:
         return path.read_text()
     except FileNotFoundError:
         return ""
+
+
+@contextlib.contextmanager
+def state_lock(root: Path, timeout: float = 60.0):
+    """Hold the state directory's lock: one changing task at a time.
+
+    Two runs at once (cron and a person) would both see "not running" and both
+    start a handler; the second waits here instead, then finds it running.
+    """
+    ensure_dir(root)
+    with open(root / ".lock", "a+") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeFailure(f"another hatchery task holds {root / '.lock'} for over {timeout:g}s",
+                                         "wait for it to finish, or find it with: fuser " + str(root / ".lock")) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -93,6 +93,14 @@ def start_broker(workdir: Path, extra: str = "", port: int | None = None) -> Bro
     return broker
 
 
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch):
+    """The developer's own fleet settings must not leak into a test (or its subprocesses)."""
+    for key in list(os.environ):
+        if key.startswith("HATCHERY_") or key in ("FLEET_INVENTORY", "DOCKER_HOST"):
+            monkeypatch.delenv(key)
+
+
 @pytest.fixture
 def broker(tmp_path):
     """A fresh Mosquitto for one test."""

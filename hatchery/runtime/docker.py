@@ -59,7 +59,7 @@ class ContainerSpec:
     created_labels: dict = field(default_factory=dict)  # set at creation, not compared
 
     def summary(self) -> dict:
-        return {"image": self.image, "env": dict(sorted(self.env.items())),
+        return {"image": self.image, "env": shown_env(self.env),
                 "ports": sorted(_port_text(k, ip, port) for k, (ip, port) in self.ports.items()),
                 "mounts": sorted(_mount_text(m["Type"], m["Source"], m["Target"], m["ReadOnly"])
                                  for m in self.mounts),
@@ -70,6 +70,13 @@ class ContainerSpec:
 
     def digest(self) -> str:
         return content_hash(json.dumps(self.summary(), sort_keys=True))
+
+
+def shown_env(env: dict) -> dict:
+    """Environment as compared and diffed: our own HATCHERY_* values in clear,
+    the operator's values as a digest, so --diff and --json never print them."""
+    return {k: v if k.startswith("HATCHERY_") else f"sha256:{content_hash(v)}"
+            for k, v in sorted(env.items())}
 
 
 def _port_text(container_port: str, ip: str, port) -> str:
@@ -88,7 +95,7 @@ def running_summary(container, wanted: ContainerSpec) -> dict:
     networks = attrs["NetworkSettings"]["Networks"] or {}
     aliases = (networks.get(wanted.network) or {}).get("Aliases") or []
     return {"image": config["Image"],
-            "env": {k: v for k, v in sorted(env.items()) if k in wanted.env or k.startswith("HATCHERY_")},
+            "env": shown_env({k: v for k, v in env.items() if k in wanted.env or k.startswith("HATCHERY_")}),
             "ports": sorted(_port_text(k, b.get("HostIp"), b.get("HostPort"))
                             for k, binds in (host.get("PortBindings") or {}).items() for b in binds or []),
             "mounts": sorted(_mount_text(m["Type"], m.get("Name") or m["Source"], m["Destination"],

@@ -237,8 +237,11 @@ def _start_agent(paths: StatePaths, name: str, config_text: str) -> str:
 
 def _handler_env() -> dict:
     # The handler imports agent_kit from the same tree as this process.
+    # Its config file is the only source of truth: HATCHERY_* variables in the
+    # operator's shell would override it (agent_kit reads them for containers).
     root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HATCHERY_") and k != "FLEET_INVENTORY"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env

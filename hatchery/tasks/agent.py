@@ -22,39 +22,47 @@ def hatch(c, name=None, inventory=None, check=False, diff=False, json=False, ren
     Makes sure the agent's broker credentials and signing key exist first
     (the broker re-reads its files on SIGHUP) and hands them to the handler.
     """
-    inv, changes = enrol_plan(load(inventory), name, check=check)
+    base = load(inventory)
     if render_only:
         from ..runtime.docker import render_only as write_dockerfiles
+        inv, _ = enrol_plan(base, name)
         for path in write_dockerfiles(inv, _targets(inv, name)):
             output.emit(f"rendered {path}")
         return
-    changes += hatch_plan(inv, _targets(inv, name))
-    run_plan("agent.hatch", changes, check=check, diff=diff, json=json)
+
+    def plan():
+        inv, changes = enrol_plan(base, name)
+        return changes + hatch_plan(inv, _targets(inv, name))
+    run_plan("agent.hatch", plan, lock=base.state_dir, check=check, diff=diff, json=json)
 
 
 @op()
 def stop(c, name=None, inventory=None, check=False, json=False):
     """Stop an agent's handler (or container); its state and enrolment are kept."""
     inv = load(inventory)
-    run_plan("agent.stop", stop_plan(inv, _targets(inv, name)), check=check, json=json)
+    run_plan("agent.stop", lambda: stop_plan(inv, _targets(inv, name)), lock=inv.state_dir,
+             check=check, json=json)
 
 
 @op(name="the agent to retire")
 def retire(c, name, inventory=None, check=False, json=False):
     """Revoke an agent's credentials (SIGHUP drops its connection), then remove its handler or container and state."""
     inv = load(inventory)
-    run_plan("agent.retire", retire_plan(inv, inv.agent(name)), check=check, json=json)
+    agent = inv.agent(name)
+    run_plan("agent.retire", lambda: retire_plan(inv, agent), lock=inv.state_dir,
+             check=check, json=json)
 
 
 @op(name="the agent whose credentials to rotate")
 def rotate_credentials(c, name, inventory=None, check=False, diff=False, json=False):
     """New secret and signing key for one agent; the broker reloads, only its handler restarts."""
     inv = load(inventory)
-    changes = rotate_plan(inv, inv.agent(name))
-    if changes is None:
+    agent = inv.agent(name)
+    if not inv.broker.auth:
         output.notice("broker.auth is false in the inventory: there are no credentials to rotate")
         return
-    run_plan("agent.rotate-credentials", changes, check=check, diff=diff, json=json)
+    run_plan("agent.rotate-credentials", lambda: rotate_plan(inv, agent), lock=inv.state_dir,
+             check=check, diff=diff, json=json)
 
 
 @op()

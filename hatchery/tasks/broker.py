@@ -5,8 +5,7 @@ from __future__ import annotations
 from invoke import Collection
 
 from .. import output
-from ..dnsplan import dns_unregister_plan
-from ..operations import deploy_plan
+from ..operations import deploy_plan, stop_broker_plan
 from ..runtime import for_runtime
 from .common import fail_unless, load, op, run_plan
 
@@ -14,7 +13,9 @@ from .common import fail_unless, load, op, run_plan
 @op()
 def deploy(c, inventory=None, check=False, diff=False, json=False):
     """Render mosquitto.conf, credentials and ACL; start or update the broker; register its DNS name."""
-    run_plan("broker.deploy", deploy_plan(load(inventory)), check=check, diff=diff, json=json)
+    inv = load(inventory)
+    run_plan("broker.deploy", lambda: deploy_plan(inv), lock=inv.state_dir,
+             check=check, diff=diff, json=json)
 
 
 @op()
@@ -33,9 +34,8 @@ def status(c, inventory=None, json=False):
 def stop(c, inventory=None, check=False, json=False):
     """Stop the broker (its data is kept) and unregister its DNS name."""
     inv = load(inventory)
-    changes = for_runtime(inv.broker.runtime).broker_stop_plan(inv)
-    changes += dns_unregister_plan(inv)
-    run_plan("broker.stop", changes, check=check, json=json)
+    run_plan("broker.stop", lambda: stop_broker_plan(inv), lock=inv.state_dir,
+             check=check, json=json)
 
 
 broker = Collection("broker", deploy, status, stop)

@@ -7,6 +7,7 @@ and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -17,6 +18,7 @@ from .. import output
 from ..errors import EXIT_FAILED, HatcheryError
 from ..inventory import load_inventory
 from ..plan import Report, apply_plan
+from ..state import state_lock
 
 INVENTORY_HELP = "inventory file (default: $FLEET_INVENTORY, else ./fleet_inventory.yaml)"
 COMMON_HELP = {
@@ -58,18 +60,31 @@ def load(path=None):
     return load_inventory(path, env=os.environ)
 
 
-def run_plan(title: str, changes: list, *, check=False, diff=False, json=False) -> Report:
-    """Apply (or with ``check`` only show) a plan, streaming a line per item."""
+def run_plan(title: str, plan, *, lock=None, check=False, diff=False, json=False) -> Report:
+    """Apply (or with ``check`` only show) a plan, streaming a line per item.
+
+    ``plan`` is a list of changes or a function that computes it; with ``lock``
+    (a state directory) planning and applying happen under its lock, so two
+    runs at once cannot both decide to start the same thing.
+    """
+    guard = state_lock(lock) if lock is not None and not check else contextlib.nullcontext()
+    with guard:
+        changes = plan() if callable(plan) else plan
+        rep = _apply(title, changes, check=check, diff=diff, json=json)
+    if not rep.ok:
+        raise Exit(code=EXIT_FAILED)
+    return rep
+
+
+def _apply(title: str, changes: list, *, check, diff, json) -> Report:
     if json:
         rep = apply_plan(title, changes, check=check)
         output.emit_json(rep.as_dict())
-    else:
-        output.report_header(title, check)
-        rep = apply_plan(title, changes, check=check,
-                         on_result=lambda r: output.result_line(r, show_diff=diff))
-        output.report_summary(rep)
-    if not rep.ok:
-        raise Exit(code=EXIT_FAILED)
+        return rep
+    output.report_header(title, check)
+    rep = apply_plan(title, changes, check=check,
+                     on_result=lambda r: output.result_line(r, show_diff=diff))
+    output.report_summary(rep)
     return rep
 
 

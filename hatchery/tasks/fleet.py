@@ -30,7 +30,7 @@ def _show_result(result, json):
     else:
         output.table(result.rows(), result.columns)
         for line in result.problems():
-            output.emit(line, err=True)
+            output.emit_untrusted(line, err=True)
     fail_unless(result.ok)
 
 
@@ -85,7 +85,7 @@ def monitor_(c, snapshot=False, stream=False, name=None, kinds=None, duration=No
 
 def _stream(inv, bus, name, kinds, duration, json):
     chosen = [k.strip() for k in kinds.split(",")] if kinds else None
-    show = (lambda e: output.emit_json_line(e.as_dict())) if json else (lambda e: output.emit(e.line()))
+    show = (lambda e: output.emit_json_line(e.as_dict())) if json else (lambda e: output.emit_untrusted(e.line()))
     monitor.stream(inv, bus, on_event=show, agents=[inv.agent(name).name] if name else None,
                    kinds=chosen, duration=float(duration) if duration else None)
 
@@ -115,7 +115,7 @@ def _show_health(report):
     """A HealthReport or a CrossCheckReport: the table, then one line per problem."""
     output.table(report.rows(), report.columns)
     for line in report.problems:
-        output.emit(line, err=True)
+        output.emit_untrusted(line, err=True)
 
 
 # --- acting on the fleet ------------------------------------------------------------

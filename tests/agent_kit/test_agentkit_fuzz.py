@@ -81,3 +81,16 @@ def test_a_valid_signature_is_the_only_way_in():
     handler.handle_message(TOPIC, contract.encode(other))           # the broadcast key on a unicast
     assert handler.counters.get("executed") == 1
     assert handler.counters.with_prefix(DROPPED) == {"replayed": 1, "bad-signature": 1}
+
+
+def test_a_broker_redelivery_is_a_duplicate_not_a_replay_attack():
+    # After a reconnect the broker resends unacknowledged QoS 1 commands with DUP
+    # set: answered once, no alert. The same bytes without DUP are a peer's replay.
+    handler = _handler({"command": KEY})
+    good = contract.encode(signing.sign_command(contract.make_command("health-check", "c" * 16), KEY))
+    handler.handle_message(TOPIC, good)
+    handler.handle_message(TOPIC, good, redelivery=True)
+    assert handler.counters.get("executed") == 1 and handler.counters.get("duplicates") == 1
+    assert handler.counters.with_prefix(DROPPED) == {}
+    handler.handle_message(TOPIC, good)
+    assert handler.counters.with_prefix(DROPPED) == {"replayed": 1}

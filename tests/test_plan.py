@@ -1,0 +1,57 @@
+"""Plan/apply, the state lock and what a diff may show (pure logic, no services)."""
+
+import threading
+import time
+
+from hatchery.errors import RuntimeFailure
+from hatchery.plan import CHANGED, FAILED, OK, WOULD_CHANGE, Change, apply_plan
+from hatchery.runtime.docker import shown_env
+from hatchery.state import state_lock
+
+
+def _boom():
+    raise PermissionError(1, "Operation not permitted", "/run/x.pid")
+
+
+def test_every_item_is_reported_even_after_a_failure():
+    made = []
+    changes = [Change("a", "create", apply=lambda: made.append("a")),
+               Change("b", "create", apply=_boom),
+               Change("c", "none"),
+               Change("d", "update", apply=lambda: (_ for _ in ()).throw(RuntimeFailure("no"))),
+               Change("e", "create", apply=lambda: made.append("e"))]
+    report = apply_plan("t", changes)
+    assert [r.status for r in report.results] == [CHANGED, FAILED, OK, FAILED, CHANGED]
+    assert made == ["a", "e"] and not report.ok
+    assert report.results[1].error == "Operation not permitted (/run/x.pid)"
+
+
+def test_check_mode_applies_nothing():
+    made = []
+    report = apply_plan("t", [Change("a", "create", apply=lambda: made.append(1)), Change("b")],
+                        check=True)
+    assert made == [] and [r.status for r in report.results] == [WOULD_CHANGE, OK]
+
+
+def test_diffs_show_our_variables_but_never_the_operators_values():
+    shown = shown_env({"HATCHERY_AGENT_NAME": "a", "OPENAI_KEY": "sk-live-123"})
+    assert shown["HATCHERY_AGENT_NAME"] == "a"
+    assert "sk-live-123" not in str(shown) and shown["OPENAI_KEY"].startswith("sha256:")
+    assert shown_env({"X": "1"}) != shown_env({"X": "2"})  # a change is still seen
+
+
+def test_the_state_lock_lets_one_task_in_at_a_time(tmp_path):
+    inside, overlaps = [], []
+
+    def task():
+        with state_lock(tmp_path):
+            inside.append(1)
+            overlaps.append(len(inside))
+            time.sleep(0.2)
+            inside.pop()
+    threads = [threading.Thread(target=task) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert overlaps == [1, 1, 1]
