@@ -55,7 +55,7 @@ def _config(args, require_name: bool) -> AgentConfig:
 
 
 def _session(config: AgentConfig, args):
-    # The agent's own credentials; a random client id (the handler holds hatchery-agent-{name}).
+    # The agent's own credentials; a random client id (the handler holds config.client_id).
     try:
         password = config.password()
     except ValueError as exc:

@@ -8,6 +8,8 @@ Every problem is a ValueError naming the source and the key.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import signal
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ TOP_KEYS = {"name", "manager", "broker", "heartbeat_interval", "version_command"
             "credentials"}
 BROKER_KEYS = {"host", "port", "ca_file"}
 SECRET_FILE_LIMIT = 4096
+CLIENT_ID_LABEL = b"mqtt-client-id"
 
 Command = Union[str, tuple]  # a string runs with /bin/sh -c; a tuple is an argv
 
@@ -70,7 +73,9 @@ class AgentConfig:
 
     @property
     def client_id(self) -> str:
-        return f"hatchery-agent-{self.name}"
+        """The handler's MQTT client id: stable across restarts (the session persists),
+        unguessable when the agent has a password (see ``handler_client_id``)."""
+        return handler_client_id(self.name, self.password())
 
     def password(self) -> Optional[str]:
         return read_secret_file(self.password_file, "password_file") if self.password_file else None
@@ -80,6 +85,22 @@ class AgentConfig:
 
     def broadcast_key(self) -> Optional[bytes]:
         return _key(self.broadcast_key_file, "broadcast_key_file")
+
+
+def handler_client_id(name: str, password: Optional[str]) -> str:
+    """``hatchery-agent-{name}``, plus a tag derived from the password when there is one.
+
+    The broker kicks an existing connection when another one arrives with the same
+    client id, so a predictable id would let any user knock the handler off the bus
+    for good (both sides keep reconnecting). The tag is an HMAC of a fixed label
+    under the agent's secret: other users cannot compute it, the agent's own
+    ``bus-*`` tools (random ids) never collide with it, and it only changes when the
+    credentials rotate (which restarts the handler anyway).
+    """
+    if not password:
+        return f"hatchery-agent-{name}"
+    tag = hmac.new(password.encode("utf-8"), CLIENT_ID_LABEL, hashlib.sha256).hexdigest()
+    return f"hatchery-agent-{name}-{tag[:16]}"
 
 
 def read_secret_file(path: str, key: str) -> str:

@@ -212,7 +212,8 @@ def bench_size(count: int, mode: str = OFF) -> dict:
 def _bus(inv: Inventory, signed: bool) -> BusClient:
     if not inv.broker.auth:
         return fleet.bus_for(inv)
-    return BusClient("127.0.0.1", inv.broker.port, client_id=f"{inv.manager}-bench",
+    client_id = f"{inv.manager}-bench-{secrets.token_hex(4)}"    # a fixed id can be kicked
+    return BusClient("127.0.0.1", inv.broker.port, client_id=client_id,
                      username=inv.manager, password=user_secret(inv, inv.manager),
                      signing_keys=signing_keys(inv) if signed else None)
 

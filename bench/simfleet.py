@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent_kit import contract, signing  # noqa: E402  (after the path tweak, for a plain script)
+from agent_kit.config import handler_client_id  # noqa: E402
 
 VERSION = "sim-1.0"
 
@@ -51,7 +52,10 @@ class SimAgent:
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.name,
+        password = self.fleet.password_for(self.name)
+        # the real handler's id: with auth on, derived from the secret (not guessable)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=handler_client_id(self.name, password),
                              protocol=mqtt.MQTTv5)
         client.will_set(contract.topic(self.name, "status"), self._state("offline"),
                         qos=1, retain=True)
@@ -62,7 +66,6 @@ class SimAgent:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        password = self.fleet.password_for(self.name)
         if password:     # auth on: log in as ourselves, like the real handler
             client.username_pw_set(self.name, password)
         return client

@@ -23,6 +23,7 @@ from typing import Optional
 
 from .errors import DnsError, UsageError
 from .plan import Change, text_diff
+from .process import running_pid
 
 BEGIN, END = "# BEGIN hatchery managed", "# END hatchery managed"
 
@@ -156,8 +157,8 @@ class Dnsmasq(HostsFile):
         return answers[0] if answers else None
 
     def _apply(self, wanted: str, what: str) -> str:
+        pid = self._pid()        # before writing: a failed reload must leave work to redo
         detail = super()._apply(wanted, what)
-        pid = self._pid()
         try:
             os.kill(pid, signal.SIGHUP)
         except OSError as exc:
@@ -166,11 +167,23 @@ class Dnsmasq(HostsFile):
         return f"{detail}; dnsmasq (pid {pid}) reloaded"
 
     def _pid(self) -> int:
+        """The running dnsmasq's pid, never anything else we could signal.
+
+        0 would signal our own process group, -1 every process we may signal
+        (all of them, as root), 1 is init, and a stale pid file names whatever
+        program got that pid since: only a live process whose command line says
+        dnsmasq qualifies.
+        """
         try:
-            return int(self.pid_file.read_text().split()[0])
+            pid = int(self.pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             raise DnsError(f"no dnsmasq pid in {self.pid_file}",
                            "start dnsmasq with --pid-file, or set dns_options.pid_file") from None
+        if pid <= 1 or running_pid(self.pid_file, "dnsmasq") != pid:
+            raise DnsError(f"{self.pid_file} names pid {pid}, which is not a running dnsmasq; "
+                           "not signalling it",
+                           "is dnsmasq running? restart it, or fix dns_options.pid_file")
+        return pid
 
 
 PROVIDERS = {"hosts": HostsFile, "dnsmasq": Dnsmasq}

@@ -103,6 +103,29 @@ def test_dnsmasq_reload_without_a_running_dnsmasq_fails_with_a_fix(tmp_path):
     assert not report.ok and "no dnsmasq pid" in report.results[0].error
 
 
+@pytest.mark.parametrize("content", ["0", "-1", "1", "other-program"])
+def test_dnsmasq_reload_signals_nothing_but_a_running_dnsmasq(tmp_path, monkeypatch, content):
+    # 0 = our own process group, -1 = every process (as root), 1 = init,
+    # and a stale pid file naming a live, unrelated program
+    signalled = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signalled.append((pid, sig)))
+    other = subprocess.Popen(["sleep", "30"]) if content == "other-program" else None
+    try:
+        pid_file = tmp_path / "dnsmasq.pid"
+        pid_file.write_text(f"{other.pid if other else content}\n")
+        addn = tmp_path / "addn"
+        provider = make_provider("dnsmasq", addn_hosts=str(addn), pid_file=str(pid_file))
+        report = apply_plan("dns", [provider.plan_register("mqtt-broker", "10.0.0.1")])
+        assert not report.ok and "not a running dnsmasq" in report.results[0].error
+        assert signalled == []
+        assert not addn.exists()      # nothing half-done: the next run retries the whole change
+    finally:
+        monkeypatch.undo()           # Popen.kill goes through os.kill
+        if other:
+            other.kill()
+            other.wait(5)
+
+
 def test_lookup_against_a_silent_server_raises_dns_error():
     provider = make_provider("dnsmasq", addn_hosts="/nonexistent", port=free_port(), timeout=0.3)
     with pytest.raises(DnsError, match="no answer"):

@@ -22,7 +22,6 @@ from typing import Callable, Iterable, Mapping
 from agent_kit.contract import ContractError, check_name
 
 from ..errors import UsageError
-from ..plan import Change
 
 # mosquitto_passwd 2.0 writes 101 iterations. Our secrets are 256 random bits,
 # so key stretching adds nothing against guessing; more iterations would only
@@ -180,39 +179,6 @@ def describe(changes: Iterable[CredentialChange]) -> str:
     """A diff-like summary that names users and actions, never secrets or hashes."""
     marks = {ADD: "+", ROTATE: "~", REVOKE: "-"}
     return "".join(f"{marks[c.action]} {c.user} ({c.action}: {c.reason})\n" for c in changes)
-
-
-def credentials_change(password_file: Path, secrets_dir: Path, wanted: Iterable[str],
-                       rotate: Iterable[str] = ()) -> Change:
-    """One plan item for the password file; its apply writes secrets, then the file.
-
-    The caller reloads the broker (SIGHUP) after applying, so revoked users
-    are refused from their next CONNECT.
-    """
-    wanted = list(wanted)
-    hashes = read_password_file(password_file)
-    stored = {u: read_secret(secrets_dir, u) for u in set(wanted) | set(hashes)}
-    changes = plan_credentials(hashes, stored, wanted, rotate)
-    if not changes:
-        return Change("broker credentials", "none", "every user holds a working secret")
-
-    def apply() -> str:
-        return _write_credentials(password_file, secrets_dir, hashes, changes)
-
-    reason = ", ".join(f"{c.action} {c.user}" for c in changes)
-    return Change("broker credentials", "update", reason, describe(changes), apply)
-
-
-def _write_credentials(password_file: Path, secrets_dir: Path, hashes: Mapping,
-                       changes: list) -> str:
-    new_hashes, issued = apply_credentials(hashes, changes)
-    for user, secret in issued.items():   # secrets first: a hash never exists without its secret
-        write_secret(secrets_dir, user, secret)
-    write_private(Path(password_file), render_password_file(new_hashes))
-    for change in changes:
-        if change.action == REVOKE:
-            remove_secret(secrets_dir, change.user)
-    return f"{len(issued)} secret(s) issued, {len(changes) - len(issued)} revoked"
 
 
 def write_private(path: Path, text: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 
 import pytest
@@ -27,6 +29,18 @@ def test_full_file_loads(tmp_path):
     assert (config.reload.signal, config.reload.method) == ("HUP", "signal")
     assert config.client_id == "hatchery-agent-client-a"
     assert (config.max_payload, config.session_expiry, config.command_timeout) == (2048, 60, 3)
+
+
+def test_with_a_password_the_client_id_is_derived_from_it_and_stable(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-one\n")
+    path = write(tmp_path, {"name": "client-a", "username": "client-a",
+                            "password_file": str(secret)})
+    tag = hmac.new(b"s3cret-one", b"mqtt-client-id", hashlib.sha256).hexdigest()[:16]
+    assert load_config(path, {}).client_id == f"hatchery-agent-client-a-{tag}"
+    assert load_config(path, {}).client_id == load_config(path, {}).client_id
+    secret.write_text("s3cret-two\n")          # rotation: a new id
+    assert load_config(path, {}).client_id != f"hatchery-agent-client-a-{tag}"
 
 
 def test_defaults_for_a_minimal_file(tmp_path):

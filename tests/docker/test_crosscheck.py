@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from agent_kit import contract
-from conftest import free_port, wait_port
+from conftest import free_port
+from dockerhelpers import client, remove_everything, wait_mqtt  # noqa: F401 (fixture)
 from hatchery import crosscheck
 from hatchery.agentconf import agent_config
 from hatchery.brokerconf import render_conf
@@ -31,13 +32,11 @@ from hatchery.credentials import plan_auth, user_secret
 from hatchery.crosscheck import CONSISTENT, INCONSISTENT, DockerView, compare, docker_view
 from hatchery.fleet import bus_for
 from hatchery.health import HEALTHY, OFFLINE, STALE, AgentHealth, bus_health
-from hatchery.images import bootstrap_images
 from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.monitor import AgentView
 from hatchery.operations import auth_files
 from hatchery.plan import apply_plan
 from hatchery.runtime import docker as rt
-from hatchery.runtime.dockerctx import FLEET, engine
 from hatchery.verify import verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,18 +125,6 @@ def test_a_container_that_just_started_may_not_have_reported_yet():
 # --- a real agent container on a real engine ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def client():
-    try:
-        c = engine(None)
-        c.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
-        pytest.fail(f"no Docker engine ({exc}); start one with scripts/start-dockerd.sh")
-    report = apply_plan("images", bootstrap_images(c))
-    assert report.ok, [r.error for r in report.failed]
-    return c
-
-
-@pytest.fixture(scope="module")
 def fleet(client, tmp_path_factory):
     prefix = f"hxc-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("crosscheck")
@@ -153,11 +140,11 @@ def fleet(client, tmp_path_factory):
         assert apply_plan("credentials", [auth.change()]).ok
         assert apply_plan("broker.deploy", rt.broker_plan(
             inv, conf_text=render_conf(inv), auth_files=auth_files(auth))).ok
-        wait_port(broker.port, timeout=10)
+        wait_mqtt(inv)
         assert apply_plan("agent.hatch", _hatch(inv, agent)).ok
         yield inv
     finally:
-        _remove_everything(client, inv)
+        remove_everything(client, inv)
 
 
 def _write_inventory(inv: Inventory) -> None:
@@ -181,19 +168,6 @@ def _hatch(inv: Inventory, agent: AgentSpec) -> list:
     auth = plan_auth(inv)
     return rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth),
                          secret_files=auth.agent_files(agent.name))
-
-
-def _remove_everything(client, inv: Inventory) -> None:
-    label = f"{FLEET}={inv.broker.container}"
-    for container in client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for network in client.networks.list(filters={"label": label}):
-        network.remove()
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
-        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
-            client.images.remove(image.id, force=True)
 
 
 def _agent(inv: Inventory) -> AgentSpec:

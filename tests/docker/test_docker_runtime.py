@@ -11,41 +11,27 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_port
+from conftest import free_port
+from dockerhelpers import client  # noqa: F401 (fixture)
+from dockerhelpers import TIMINGS, publish, remove_everything, sub_one, try_publish, wait_mqtt
 from hatchery.agentconf import agent_config
 from hatchery.brokerconf import render_conf
-from hatchery.credentials import plan_auth, user_secret
+from hatchery.credentials import plan_auth
 from hatchery.fleet import bus_for
 from hatchery.operations import auth_files
-from hatchery.images import BuildContext, agent_context, bootstrap_images
+from hatchery.images import BuildContext, agent_context
 from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.plan import apply_plan
 from hatchery.runtime import docker as rt
-from hatchery.runtime.dockerctx import FLEET, engine
 
 pytestmark = pytest.mark.docker
 MEASURED: dict = {}     # figures printed at the end (pytest -s) for the report
-
-
-@pytest.fixture(scope="module")
-def client():
-    try:
-        c = engine(None)
-        c.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
-        pytest.fail(f"no Docker engine ({exc}); start one with scripts/start-dockerd.sh")
-    started = time.monotonic()
-    report = apply_plan("images", bootstrap_images(c))
-    assert report.ok, [r.error for r in report.failed]
-    MEASURED["bootstrap images (s)"] = round(time.monotonic() - started, 1)
-    return c
 
 
 @pytest.fixture(scope="module")
@@ -58,22 +44,9 @@ def fleet(client, tmp_path_factory):
     inv = replace(inv, agents={a.name: a for a in _agents(inv) + [_third(inv)]})
     assert apply_plan("credentials", [plan_auth(inv).change()]).ok   # what broker.deploy does first
     yield inv
-    _remove_everything(client, inv)
-    for line in (f"{k}: {v}" for k, v in MEASURED.items()):
+    remove_everything(client, inv)
+    for line in (f"{k}: {v}" for k, v in {**TIMINGS, **MEASURED}.items()):
         print(line)
-
-
-def _remove_everything(client, inv: Inventory) -> None:
-    label = f"{FLEET}={inv.broker.container}"
-    for container in client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for network in client.networks.list(filters={"label": label}):
-        network.remove()
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
-        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
-            client.images.remove(image.id, force=True)
 
 
 def _agents(inv: Inventory) -> list:
@@ -90,11 +63,6 @@ def _third(inv: Inventory) -> AgentSpec:
 def _broker_plan(inv: Inventory, conf_text: str = "") -> list:
     auth = plan_auth(inv)
     return rt.broker_plan(inv, conf_text=conf_text or _conf(inv), auth_files=auth_files(auth))
-
-
-def _cli_auth(inv: Inventory) -> list:
-    """mosquitto_pub/sub options for the manager (test-only: the secret shows in ps)."""
-    return ["-u", inv.manager, "-P", user_secret(inv, inv.manager)]
 
 
 def _conf(inv: Inventory) -> str:
@@ -119,13 +87,6 @@ def _wait(probe, timeout: float, what: str):
     raise TimeoutError(f"{what} after {timeout}s")
 
 
-def _sub_one(inv: Inventory, topic: str, wait: int = 10) -> str:
-    """One message from the broker's published port, with the host's mosquitto_sub."""
-    done = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(inv.broker.port), *_cli_auth(inv), "-t", topic,
-                           "-C", "1", "-W", str(wait), "-v"], capture_output=True, text=True, timeout=wait + 5)
-    return done.stdout.strip()
-
-
 # --- broker ---------------------------------------------------------------------------------
 
 def test_broker_deploy_creates_the_container_with_its_network_volume_and_alias(client, fleet):
@@ -134,7 +95,7 @@ def test_broker_deploy_creates_the_container_with_its_network_volume_and_alias(c
     assert "+image: \"hatchery/mosquitto:2.0.11\"" in changes[0].diff
     report = apply_plan("broker.deploy", changes)
     assert report.ok, report.failed[0].error if report.failed else ""
-    wait_port(fleet.broker.port, timeout=10)
+    wait_mqtt(fleet)
     container = client.containers.get(fleet.broker.container)
     endpoint = container.attrs["NetworkSettings"]["Networks"][fleet.broker.network]
     assert fleet.broker.dns_name in endpoint["Aliases"]
@@ -162,12 +123,12 @@ def test_a_reloadable_config_change_sends_sighup_instead_of_recreating(client, f
     assert after.id == before["Id"] and after.attrs["State"]["StartedAt"] == before["State"]["StartedAt"]
     # the reloaded config is in force: debug logging shows each PUBLISH
     topic = f"hatchery/verify/{fleet.broker.container_prefix}hup"
-    _wait(lambda: subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(fleet.broker.port),
-                                  *_cli_auth(fleet), "-t", topic, "-m", "x"], timeout=5).returncode == 0
-          and f"'{topic}'" in after.logs().decode(), 5, "no debug line after SIGHUP")
+    _wait(lambda: try_publish(fleet, topic, "x") and f"'{topic}'" in after.logs().decode(),
+          5, "no debug line after SIGHUP")
     assert _broker_plan(fleet, conf_text)[0].action == "none"
     # back to the rendered config for the rest of the module
     assert apply_plan("broker.deploy", _broker_plan(fleet)).ok
+    wait_mqtt(fleet)
 
 
 def test_a_port_change_recreates_the_container(client, fleet):
@@ -189,7 +150,7 @@ def test_hatch_two_agents_cold(client, fleet):
         assert report.ok, report.failed[0].error if report.failed else ""
         MEASURED[f"hatch {agent.name[-1]} cold (s)"] = round(time.perf_counter() - started, 2)
         # the command handler in the container connected: its retained birth/heartbeat is there
-        assert _sub_one(fleet, f"fleet/{agent.name}/#").startswith(f"fleet/{agent.name}/")
+        assert sub_one(fleet, f"fleet/{agent.name}/#").startswith(f"fleet/{agent.name}/")
 
 
 def test_agent_container_runs_handler_and_main_process_with_config_mounted(client, fleet):
@@ -339,21 +300,22 @@ def test_agent_list_shows_both_running(fleet):
 
 def test_retained_messages_survive_broker_removal_and_redeploy(client, fleet):
     topic = f"hatchery/verify/{fleet.broker.container_prefix}retained"
-    subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(fleet.broker.port), *_cli_auth(fleet), "-t", topic,
-                    "-m", "kept", "-r", "-q", "1"], check=True, timeout=10)
+    wait_mqtt(fleet)
+    publish(fleet, topic, "kept", retain=True)
     stop = rt.broker_stop_plan(fleet)
     assert [c.action for c in stop] == ["remove"] and apply_plan("broker.stop", stop).ok
     assert rt.broker_status(fleet)["running"] is False
     assert apply_plan("broker.deploy", _broker_plan(fleet)).ok
-    wait_port(fleet.broker.port, timeout=10)
-    assert _sub_one(fleet, topic, wait=5) == f"{topic} kept"
+    # the published port takes TCP before Mosquitto inside listens: wait for a real CONNACK
+    MEASURED["broker redeploy to first CONNACK (s)"] = round(wait_mqtt(fleet), 2)
+    assert sub_one(fleet, topic, wait=5) == f"{topic} kept"
 
 
 def test_broker_restart_keeps_retained_and_becomes_healthy(client, fleet):
     client.containers.get(fleet.broker.container).restart(timeout=10)
-    wait_port(fleet.broker.port, timeout=10)
+    wait_mqtt(fleet)
     topic = f"hatchery/verify/{fleet.broker.container_prefix}retained"
-    assert _sub_one(fleet, topic, wait=5) == f"{topic} kept"
+    assert sub_one(fleet, topic, wait=5) == f"{topic} kept"
     status = _wait(lambda: (s := rt.broker_status(fleet))["health"] == "healthy" and s, 30, "broker not healthy")
     assert status["running"] and status["container"] == fleet.broker.container
     stats = client.containers.get(fleet.broker.container).stats(stream=False)

@@ -97,11 +97,12 @@ class Probe:
     """One paho client (VERSION2, MQTT v5, TCP_NODELAY) that remembers what it receives."""
 
     def __init__(self, broker: SecureBroker, username: Optional[str] = None,
-                 password: Optional[str] = None, *, tls_context=None, host: Optional[str] = None):
+                 password: Optional[str] = None, *, tls_context=None, host: Optional[str] = None,
+                 client_id: Optional[str] = None):
         self.host = host or broker.host
         self.port = broker.port
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"probe-{uuid.uuid4().hex[:8]}",
+                                  client_id=client_id or f"probe-{uuid.uuid4().hex[:8]}",
                                   protocol=mqtt.MQTTv5)
         self.client.on_socket_open = lambda c, u, sock: sock.setsockopt(
             socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -35,11 +35,31 @@ def test_plan_issues_every_user_then_is_idempotent(inv):
     _apply(auth)
     again = cr.plan_auth(inv)
     assert not again.needed and again.password_text() == auth.password_text()
+    hashes = pw.read_password_file(cr.password_file(inv))
     for user, secret in auth.secrets.items():
-        assert pw.verify_password(secret, pw.read_password_file(cr.password_file(inv))[user])
+        assert pw.verify_password(secret, hashes[user])
+        # what the state directory holds is what the broker's hash accepts
+        assert pw.read_secret(cr.secrets_dir(inv), user) == secret
+    names = {p.name for p in cr.secrets_dir(inv).iterdir()}
+    assert {"passwd", "alpha.password", "beta.password", "zephyr.password",
+            "alpha.sigkey", "_broadcast.sigkey"} <= names
     for path in cr.secrets_dir(inv).iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE(cr.secrets_dir(inv).stat().st_mode) == 0o700
+    # applying the unchanged plan again touches nothing
+    files = {p.name: p.read_bytes() for p in cr.secrets_dir(inv).iterdir()}
+    assert again.change().action == "none"
+    _apply(again)
+    assert {p.name: p.read_bytes() for p in cr.secrets_dir(inv).iterdir()} == files
+
+
+def test_a_rewritten_file_is_private_even_over_a_loose_one(inv):
+    _apply(cr.plan_auth(inv))
+    secret_file = cr.secrets_dir(inv) / "alpha.password"
+    secret_file.chmod(0o644)                       # someone loosened it
+    _apply(cr.plan_auth(inv, rotate=["alpha"]))
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert not list(cr.secrets_dir(inv).glob("*.tmp"))
 
 
 def test_the_change_never_shows_secrets_or_keys(inv):
@@ -64,8 +84,11 @@ def test_retired_agent_stays_revoked_until_hatched_again(inv):
     _apply(cr.plan_auth(inv))
     retire = cr.plan_auth(inv, revoke=["beta"])
     assert [(c.user, c.action) for c in retire.changes] == [("beta", pw.REVOKE)]
+    assert retire.change().action == "update" and "revoke beta" in retire.change().reason
     _apply(retire)
     assert "beta" not in pw.read_password_file(cr.password_file(inv))
+    assert not (cr.secrets_dir(inv) / "beta.password").exists()      # the secret is gone
+    assert not cr.key_path(inv, "beta").exists()                     # and its signing key
     assert not cr.plan_auth(inv).needed                       # broker.deploy leaves it revoked
     assert "user beta" not in cr.plan_auth(inv).acl_text()
     with pytest.raises(UsageError, match="retired"):

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import stat
 import subprocess
 
 import pytest
 
 from hatchery.errors import UsageError
-from hatchery.plan import apply_plan
 from hatchery.security import passwords as pw
 from tests.security.secbroker import Probe, start_secure_broker
 
@@ -100,23 +98,6 @@ def test_describe_never_shows_secrets_or_hashes():
     text = pw.describe(changes)
     assert "~ a (rotate" in text and "+ b (add" in text
     assert "topsecret" not in text and "$7$" not in text
-
-
-def test_credentials_change_writes_private_files_and_is_idempotent(tmp_path):
-    passwd, secrets_dir = tmp_path / "broker" / "passwd", tmp_path / "secrets"
-    report = apply_plan("credentials", [pw.credentials_change(passwd, secrets_dir, ["a", "b"])])
-    assert report.ok and len(report.changed) == 1
-    for path in (passwd, secrets_dir / "a.password", secrets_dir / "b.password"):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
-    hashes = pw.read_password_file(passwd)
-    assert pw.verify_password(pw.read_secret(secrets_dir, "a"), hashes["a"])
-    assert not pw.credentials_change(passwd, secrets_dir, ["a", "b"]).needed
-    revoke = pw.credentials_change(passwd, secrets_dir, ["a"])
-    assert revoke.action == "update" and "revoke b" in revoke.reason
-    revoke.apply()
-    assert set(pw.read_password_file(passwd)) == {"a"}
-    assert not (secrets_dir / "b.password").exists()
 
 
 # --- a real broker ----------------------------------------------------------------

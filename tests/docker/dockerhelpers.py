@@ -1,0 +1,115 @@
+"""What the docker test modules share: the engine fixture, clean-up, MQTT readiness.
+
+A plain module, not a conftest.py: pytest runs in prepend import mode and the
+tests import ``tests/conftest.py`` as ``conftest``; a second conftest.py here
+would shadow that name. Import the fixture into a test module to use it::
+
+    from dockerhelpers import client  # noqa: F401 (fixture)
+
+MQTT goes through paho in this process, as the manager: the manager's secret
+never appears in an argv (``ps``, or a CalledProcessError printed in CI logs).
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+from agent_kit import bus
+from hatchery.credentials import user_secret
+from hatchery.images import bootstrap_images
+from hatchery.model import Inventory
+from hatchery.plan import apply_plan
+from hatchery.runtime.dockerctx import FLEET, engine
+
+LOOPBACK = "127.0.0.1"
+TIMINGS: dict = {}      # "bootstrap images (s)", for the modules that print figures
+
+
+@pytest.fixture(scope="module")
+def client():
+    """The local Docker engine, with the offline base images built (kept across runs)."""
+    try:
+        c = engine(None)
+        c.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
+        pytest.fail(f"no Docker engine ({exc}); start one with scripts/start-dockerd.sh")
+    started = time.monotonic()
+    report = apply_plan("images", bootstrap_images(c))
+    assert report.ok, [r.error for r in report.failed]
+    TIMINGS["bootstrap images (s)"] = round(time.monotonic() - started, 1)
+    return c
+
+
+def remove_everything(client, inv: Inventory) -> None:
+    """Every container, network and volume labelled with the fleet, and its agent images."""
+    label = f"{FLEET}={inv.broker.container}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
+        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
+            client.images.remove(image.id, force=True)
+
+
+# --- MQTT as the manager, on the broker's published port -------------------------------------
+
+def manager_session(inv: Inventory, timeout: float = 5.0):
+    """A connected paho client (context manager); BusError, never naming the secret."""
+    return bus.session(LOOPBACK, inv.broker.port, timeout, username=inv.manager,
+                       password=user_secret(inv, inv.manager))
+
+
+def wait_mqtt(inv: Inventory, timeout: float = 30.0) -> float:
+    """Poll a real MQTT connect with the manager's credentials until the broker accepts it.
+
+    A published port accepts TCP as soon as Docker's proxy listens, before
+    Mosquitto inside does (the client then sees "connection lost"), and a
+    reload may not have re-read the password file yet: only a CONNACK with
+    success shows the broker is ready. Returns the seconds it took.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        try:
+            with manager_session(inv, timeout=min(2.0, max(deadline - time.monotonic(), 0.1))):
+                return time.monotonic() - started
+        except bus.BusError as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the broker on port {inv.broker.port} did not accept the "
+                                   f"manager within {timeout:g}s: {exc}") from None
+        time.sleep(0.1)
+
+
+def publish(inv: Inventory, topic: str, payload: str, *, retain: bool = False,
+            timeout: float = 5.0) -> None:
+    """Publish at QoS 1 and wait for the PUBACK; BusError otherwise."""
+    with manager_session(inv, timeout) as c:
+        bus.publish_and_wait(c, topic, payload.encode(), qos=1, retain=retain, timeout=timeout)
+
+
+def try_publish(inv: Inventory, topic: str, payload: str) -> bool:
+    try:
+        publish(inv, topic, payload)
+        return True
+    except bus.BusError:
+        return False
+
+
+def sub_one(inv: Inventory, topic: str, wait: float = 10) -> str:
+    """The first message on ``topic`` as ``"topic payload"`` (like ``mosquitto_sub -v``),
+    or "" when none came within ``wait`` seconds."""
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    with manager_session(inv) as c:
+        c.on_message = lambda _c, _u, msg: inbox.put(msg)
+        c.subscribe(topic, qos=1)
+        try:
+            msg = inbox.get(timeout=wait)
+        except queue.Empty:
+            return ""
+    return f"{msg.topic} {msg.payload.decode(errors='replace')}"
