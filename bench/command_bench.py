@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -32,12 +31,7 @@ from hatchery.inventory import load_inventory  # noqa: E402
 from hatchery.operations import deploy_plan, hatch_plan  # noqa: E402
 from hatchery.plan import apply_plan  # noqa: E402
 from hatchery.runtime import local  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from hatchery.ports import free_port  # noqa: E402
 
 
 def write_inventory(workdir: Path, agents: int, port: int, auth: bool = True) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import secrets
-import socket
 import sys
 import tempfile
 import time
@@ -31,12 +30,7 @@ from hatchery.operations import deploy_plan, hatch_plan  # noqa: E402
 from hatchery.plan import apply_plan  # noqa: E402
 from hatchery.runtime import docker as rt  # noqa: E402
 from hatchery.runtime.dockerctx import FLEET, engine  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from hatchery.ports import free_port  # noqa: E402
 
 
 def timed_apply(title: str, changes: list) -> float:

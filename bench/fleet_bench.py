@@ -39,18 +39,13 @@ from hatchery import fleet, health, monitor  # noqa: E402
 from hatchery.busclient import BusClient  # noqa: E402
 from hatchery.credentials import plan_auth, signing_keys, user_secret  # noqa: E402
 from hatchery.model import AgentSpec, BrokerSpec, Inventory  # noqa: E402
+from hatchery.ports import free_port  # noqa: E402
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 SIMFLEET = ROOT / "bench" / "simfleet.py"
 BROADCAST_ROUNDS = 7
 SNAPSHOT_ROUNDS = 7
 RTT_SAMPLES = 300
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 5.0) -> None:

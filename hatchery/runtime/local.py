@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..brokerconf import reload_is_enough
 from ..errors import RuntimeFailure
 from ..model import AgentSpec, Inventory
 from ..plan import Change, text_diff
+from ..ports import listening, wait_until
 from ..state import StatePaths, ensure_dir, read_text, write_if_changed
 
 HANDLER_MODULE = "agent_kit.handler"
@@ -91,7 +91,7 @@ def _start_broker(inv: Inventory, paths: StatePaths, conf_text: str, write_auth=
     write_if_changed(paths.broker_conf, conf_text)
     pid = process.spawn([mosquitto_binary(), "-c", str(paths.broker_conf)],
                         log=paths.broker_dir / "mosquitto.stdout", pid_file=paths.broker_pid)
-    _wait_listening(inv.broker.host, inv.broker.port, pid, paths)
+    _waitlistening(inv.broker.host, inv.broker.port, pid, paths)
     return f"pid {pid}, listening on {inv.broker.host}:{inv.broker.port}"
 
 
@@ -129,28 +129,20 @@ def auth_sync_plan(inv: Inventory, auth_files: dict) -> list:
 
 def _restart_broker(inv: Inventory, paths: StatePaths, conf_text: str, pid: int, write_auth=None) -> str:
     process.stop(pid)
-    _wait_port_free(inv.broker.host, inv.broker.port)
+    wait_until(inv.broker.host, inv.broker.port, up=False)
     return _start_broker(inv, paths, conf_text, write_auth)
 
 
 def _refuse_busy_port(host: str, port: int) -> None:
-    if _listening(host if host != "0.0.0.0" else "127.0.0.1", port):
+    if listening(host if host != "0.0.0.0" else "127.0.0.1", port):
         raise RuntimeFailure(f"port {port} on {host} is already in use by another program",
                              "stop that program, or set broker.port in the inventory to a free port")
 
 
-def _listening(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
-def _wait_listening(host: str, port: int, pid: int, paths: StatePaths, timeout: float = 5.0) -> None:
+def _waitlistening(host: str, port: int, pid: int, paths: StatePaths, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _listening(host, port):
+        if listening(host, port):
             return
         if _exited(pid):
             break
@@ -168,12 +160,6 @@ def _exited(pid: int) -> bool:
         return done == pid
     except ChildProcessError:       # not our child: is it still there?
         return not process.send_signal(pid, 0)
-
-
-def _wait_port_free(host: str, port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _listening(host, port):
-        time.sleep(0.02)
 
 
 def broker_stop_plan(inv: Inventory) -> list:
@@ -194,7 +180,7 @@ def broker_status(inv: Inventory) -> dict:
     paths = StatePaths(inv.state_dir)
     pid = _broker_pid(paths)
     return {"runtime": "local", "running": pid is not None, "pid": pid,
-            "listening": _listening(inv.broker.host, inv.broker.port),
+            "listening": listening(inv.broker.host, inv.broker.port),
             "address": f"{inv.broker.host}:{inv.broker.port}",
             "config": str(paths.broker_conf), "log": str(paths.broker_log)}
 

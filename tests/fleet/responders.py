@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 
 from agent_kit import contract
 from hatchery.model import AgentSpec, BrokerSpec, Inventory
+from hatchery.ports import free_port  # noqa: F401  (re-exported for the tests)
 
 
 def start_broker(workdir, extra=""):
@@ -30,12 +31,6 @@ def start_broker(workdir, extra=""):
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
     return sys.modules[name].start_broker(workdir, extra=extra)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def unique(prefix: str = "a") -> str:

@@ -22,14 +22,9 @@ from pathlib import Path
 from typing import Optional
 
 import paho.mqtt.client as mqtt
+from hatchery.ports import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
