@@ -112,7 +112,7 @@ def test_rules_render_and_pass_promtool(tmp_path):
         assert name in rules, "rules use metric names the exporter serves"
     promtool = shutil.which("promtool")
     if not promtool:
-        pytest.skip("promtool not installed (apt-get install -y prometheus)")
+        pytest.fail("promtool not installed: apt-get install -y prometheus (scripts/setup.sh --test does)")
     path = tmp_path / "rules.yml"
     path.write_text(rules)
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
