@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 packages=(mosquitto mosquitto-clients python3-venv)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(docker.io dnsmasq-base openssh-server openssh-client mmdebstrap prometheus)
+  packages+=(docker.io dnsmasq-base openssh-server openssh-client mmdebstrap prometheus systemd)
 fi
 
 missing=()
