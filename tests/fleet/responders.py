@@ -7,6 +7,7 @@ on their own command topic and on the manager's broadcast topic.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import threading
@@ -117,3 +118,20 @@ def clear_retained(broker, names):
             c.publish(contract.topic(n, kind), b"", 1, True).wait_for_publish(5)
     c.disconnect()
     c.loop_stop()
+
+
+@contextlib.contextmanager
+def serving_exporter(inv, bus, port: int):
+    """hatchery's exporter on ``port`` in a thread, for the block; stopped afterwards."""
+    from hatchery import exporter
+    stop, ready = threading.Event(), threading.Event()
+    worker = threading.Thread(target=exporter.serve, args=(inv, bus),
+                              kwargs={"port": port, "stop": stop,
+                                      "on_ready": lambda addr: ready.set()})
+    worker.start()
+    try:
+        assert ready.wait(5), "the exporter did not start"
+        yield
+    finally:
+        stop.set()
+        worker.join(5)

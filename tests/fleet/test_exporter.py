@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
 
@@ -13,7 +12,7 @@ import pytest
 from agent_kit import contract
 from hatchery import exporter
 from hatchery.busclient import BusClient, Message
-from responders import free_port, Responder, clear_retained, inventory, unique
+from responders import free_port, Responder, clear_retained, inventory, serving_exporter, unique
 
 
 class _Broker:
@@ -75,23 +74,16 @@ def test_serve_exports_the_real_bus(module_broker):
     name = unique()
     inv = inventory(module_broker, [name])
     agent = Responder(module_broker, name, inv.manager)
-    stop, ready = threading.Event(), threading.Event()
     port = free_port()
     with BusClient(module_broker.host, module_broker.port) as bus:
-        worker = threading.Thread(target=exporter.serve, args=(inv, bus),
-                                  kwargs={"port": port, "stop": stop,
-                                          "on_ready": lambda addr: ready.set()})
-        worker.start()
         try:
-            assert ready.wait(5)
-            time.sleep(0.2)   # retained state and heartbeat arrive
-            before = _scrape(port)
-            agent.crash()
-            time.sleep(0.3)
-            after = _scrape(port)
+            with serving_exporter(inv, bus, port):
+                time.sleep(0.2)   # retained state and heartbeat arrive
+                before = _scrape(port)
+                agent.crash()
+                time.sleep(0.3)
+                after = _scrape(port)
         finally:
-            stop.set()
-            worker.join(5)
             clear_retained(module_broker, [name])
     assert f'hatchery_agent_up{{agent="{name}"}} 1.0' in before
     assert f'hatchery_agent_uptime_seconds{{agent="{name}"}} 12.5' in before

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from hatchery import exporter
 from hatchery.busclient import BusClient
-from responders import Responder, clear_retained, free_port, inventory, unique
+from responders import Responder, clear_retained, free_port, inventory, serving_exporter, unique
 
 
 def _start_prometheus(tmp_path, target_port: int, port: int) -> subprocess.Popen:
@@ -45,26 +43,19 @@ def test_prometheus_scrapes_the_exporter_and_answers_a_query(module_broker, tmp_
     inv = inventory(module_broker, [name])
     agent = Responder(module_broker, name, inv.manager)
     exporter_port, prometheus_port = free_port(), free_port()
-    stop, ready = threading.Event(), threading.Event()
     prometheus = None
     with BusClient(module_broker.host, module_broker.port) as bus:
-        worker = threading.Thread(target=exporter.serve, args=(inv, bus),
-                                  kwargs={"port": exporter_port, "stop": stop,
-                                          "on_ready": lambda addr: ready.set()})
-        worker.start()
         try:
-            assert ready.wait(5)
-            prometheus = _start_prometheus(tmp_path, exporter_port, prometheus_port)
-            deadline, result = time.monotonic() + 30, []
-            while not result and time.monotonic() < deadline:
-                result = _query(prometheus_port, f'hatchery_agent_up{{agent="{name}"}}')
-                time.sleep(0.5)
+            with serving_exporter(inv, bus, exporter_port):
+                prometheus = _start_prometheus(tmp_path, exporter_port, prometheus_port)
+                deadline, result = time.monotonic() + 30, []
+                while not result and time.monotonic() < deadline:
+                    result = _query(prometheus_port, f'hatchery_agent_up{{agent="{name}"}}')
+                    time.sleep(0.5)
         finally:
             if prometheus:
                 prometheus.terminate()
                 prometheus.wait(10)
-            stop.set()
-            worker.join(5)
             agent.crash()
             clear_retained(module_broker, [name])
     assert result, (tmp_path / "prometheus.log").read_text()[-2000:]

@@ -48,6 +48,19 @@ class SecureBroker:
                 self.proc.wait(5)
 
 
+def start_fleet_broker(workdir: Path, manager: str, agents: list) -> tuple:
+    """A broker enforcing a fresh password file and the fleet ACL: (broker, {user: secret})."""
+    from hatchery.security import acl
+    from hatchery.security import passwords as pw
+    secrets = {u: pw.new_secret() for u in acl.fleet_users(manager, agents)}
+    passwd, acl_file = workdir / "passwd", workdir / "acl"
+    pw.write_private(passwd, pw.render_password_file(
+        {u: pw.hash_password(s) for u, s in secrets.items()}))
+    pw.write_private(acl_file, acl.render_acl(acl.fleet_grants(manager, agents)))
+    broker = start_secure_broker(workdir / "broker", password_file=passwd, acl_file=acl_file)
+    return broker, secrets
+
+
 def start_secure_broker(workdir: Path, *, password_file: Optional[Path] = None,
                         acl_file: Optional[Path] = None, tls: Optional[dict] = None,
                         anonymous: bool = False) -> SecureBroker:

@@ -13,7 +13,7 @@ from agent_kit import contract
 from hatchery.errors import UsageError
 from hatchery.security import acl
 from hatchery.security import passwords as pw
-from tests.security.secbroker import Probe, start_secure_broker
+from tests.security.secbroker import Probe, start_fleet_broker
 
 MANAGER = "zephyr"
 
@@ -67,13 +67,7 @@ def fleet(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("acl")
     suffix = uuid.uuid4().hex[:6]
     agents = [f"a-{suffix}", f"b-{suffix}"]
-    users = acl.fleet_users(MANAGER, agents)
-    secrets = {u: pw.new_secret() for u in users}
-    passwd, acl_file = tmp / "passwd", tmp / "acl"
-    pw.write_private(passwd, pw.render_password_file(
-        {u: pw.hash_password(s) for u, s in secrets.items()}))
-    pw.write_private(acl_file, acl.render_acl(acl.fleet_grants(MANAGER, agents)))
-    broker = start_secure_broker(tmp / "broker", password_file=passwd, acl_file=acl_file)
+    broker, secrets = start_fleet_broker(tmp, MANAGER, agents)
     probes = []
 
     def connect(user, password=None):
@@ -84,7 +78,7 @@ def fleet(tmp_path_factory):
         return probe
 
     yield {"broker": broker, "agents": agents, "secrets": secrets, "connect": connect,
-           "passwd": passwd}
+           "passwd": tmp / "passwd"}
     for probe in probes:
         probe.close()
     broker.stop()

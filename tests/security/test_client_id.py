@@ -17,9 +17,8 @@ import pytest
 
 from agent_kit.config import handler_client_id, load_config
 from agent_kit.handler import CommandHandler
-from hatchery.security import acl
 from hatchery.security import passwords as pw
-from tests.security.secbroker import Probe, start_secure_broker
+from tests.security.secbroker import Probe, start_fleet_broker
 
 MANAGER = "zephyr"
 
@@ -30,13 +29,7 @@ def fleet(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clientid")
     suffix = uuid.uuid4().hex[:6]
     agents = [f"a-{suffix}", f"b-{suffix}"]
-    users = acl.fleet_users(MANAGER, agents)
-    secrets = {u: pw.new_secret() for u in users}
-    passwd, acl_file = tmp / "passwd", tmp / "acl"
-    pw.write_private(passwd, pw.render_password_file(
-        {u: pw.hash_password(s) for u, s in secrets.items()}))
-    pw.write_private(acl_file, acl.render_acl(acl.fleet_grants(MANAGER, agents)))
-    broker = start_secure_broker(tmp / "broker", password_file=passwd, acl_file=acl_file)
+    broker, secrets = start_fleet_broker(tmp, MANAGER, agents)
     configs = {}
     for name in agents:
         secret_file = tmp / f"{name}.password"
