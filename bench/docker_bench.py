@@ -29,7 +29,7 @@ from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory  # noqa: E40
 from hatchery.operations import deploy_plan, hatch_plan  # noqa: E402
 from hatchery.plan import apply_plan  # noqa: E402
 from hatchery.runtime import docker as rt  # noqa: E402
-from hatchery.runtime.dockerctx import FLEET, engine  # noqa: E402
+from hatchery.runtime.dockerctx import engine  # noqa: E402
 from hatchery.ports import free_port  # noqa: E402
 
 
@@ -80,16 +80,7 @@ def fresh_base(client, tag: str) -> str:
 
 
 def remove_all(client, inv: Inventory, base: str) -> None:
-    label = f"{FLEET}={inv.broker.container}"
-    for container in client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for network in client.networks.list(filters={"label": label}):
-        network.remove()
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
-        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
-            client.images.remove(image.id, force=True)
+    rt.remove_fleet(client, inv)
     client.images.remove(base, force=True)
 
 

@@ -328,6 +328,23 @@ def _ensure_image(client, image: str) -> str:
     return f"pulled {image}"
 
 
+def remove_fleet(client, inv: Inventory) -> None:
+    """Every container, network and volume labelled with this fleet, and its agent images.
+
+    Not a task: the tests and benchmarks clean up their throw-away fleets with it.
+    """
+    label = f"{FLEET}={inv.broker.container}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
+        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
+            client.images.remove(image.id, force=True)
+
+
 def broker_stop_plan(inv: Inventory) -> list:
     client = broker_client(inv)
     container = find_container(client, inv.broker.container)

@@ -22,7 +22,8 @@ from hatchery.credentials import user_secret
 from hatchery.images import bootstrap_images
 from hatchery.model import Inventory
 from hatchery.plan import apply_plan
-from hatchery.runtime.dockerctx import FLEET, engine
+from hatchery.runtime.docker import remove_fleet  # noqa: F401  (the tests' clean-up)
+from hatchery.runtime.dockerctx import engine
 
 LOOPBACK = "127.0.0.1"
 TIMINGS: dict = {}      # "bootstrap images (s)", for the modules that print figures
@@ -41,20 +42,6 @@ def client():
     assert report.ok, [r.error for r in report.failed]
     TIMINGS["bootstrap images (s)"] = round(time.monotonic() - started, 1)
     return c
-
-
-def remove_everything(client, inv: Inventory) -> None:
-    """Every container, network and volume labelled with the fleet, and its agent images."""
-    label = f"{FLEET}={inv.broker.container}"
-    for container in client.containers.list(all=True, filters={"label": label}):
-        container.remove(force=True)
-    for network in client.networks.list(filters={"label": label}):
-        network.remove()
-    for volume in client.volumes.list(filters={"label": label}):
-        volume.remove(force=True)
-    for image in client.images.list(filters={"label": "io.hatchery.role=agent-image"}):
-        if any(t.startswith(f"hatchery/agent-{inv.broker.container_prefix}") for t in image.tags):
-            client.images.remove(image.id, force=True)
 
 
 # --- MQTT as the manager, on the broker's published port -------------------------------------

@@ -24,7 +24,7 @@ import pytest
 
 from agent_kit import contract
 from conftest import free_port
-from dockerhelpers import client, remove_everything, wait_mqtt  # noqa: F401 (fixture)
+from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
 from hatchery import crosscheck
 from hatchery.agentconf import agent_config
 from hatchery.brokerconf import render_conf
@@ -144,7 +144,7 @@ def fleet(client, tmp_path_factory):
         assert apply_plan("agent.hatch", _hatch(inv, agent)).ok
         yield inv
     finally:
-        remove_everything(client, inv)
+        remove_fleet(client, inv)
 
 
 def _write_inventory(inv: Inventory) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import free_port
 from dockerhelpers import client  # noqa: F401 (fixture)
-from dockerhelpers import TIMINGS, publish, remove_everything, sub_one, try_publish, wait_mqtt
+from dockerhelpers import TIMINGS, publish, remove_fleet, sub_one, try_publish, wait_mqtt
 from hatchery.agentconf import agent_config
 from hatchery.brokerconf import render_conf
 from hatchery.credentials import plan_auth
@@ -44,7 +44,7 @@ def fleet(client, tmp_path_factory):
     inv = replace(inv, agents={a.name: a for a in _agents(inv) + [_third(inv)]})
     assert apply_plan("credentials", [plan_auth(inv).change()]).ok   # what broker.deploy does first
     yield inv
-    remove_everything(client, inv)
+    remove_fleet(client, inv)
     for line in (f"{k}: {v}" for k, v in {**TIMINGS, **MEASURED}.items()):
         print(line)
 
