@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fleet_bench  # noqa: E402  (a sibling script; it puts the repo root on sys.path)
 
 from agent_kit import contract  # noqa: E402
-from hatchery import fleet  # noqa: E402
-from hatchery.busclient import BusClient  # noqa: E402
+from hatchery.bus import commands as fleet  # noqa: E402
+from hatchery.bus.client import BusClient  # noqa: E402
 
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 MOSQUITTO_SUB = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"

@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hatchery.busclient import BusClient  # noqa: E402
-from hatchery.fleet import bus_for  # noqa: E402
-from hatchery.inventory import load_inventory  # noqa: E402
-from hatchery.operations import deploy_plan, hatch_plan  # noqa: E402
-from hatchery.plan import apply_plan  # noqa: E402
+from hatchery.bus.client import BusClient  # noqa: E402
+from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.core.plan import apply_plan  # noqa: E402
+from hatchery.core.ports import free_port  # noqa: E402
+from hatchery.inventory.load import load_inventory  # noqa: E402
+from hatchery.provision.operations import deploy_plan, hatch_plan  # noqa: E402
 from hatchery.runtime import local  # noqa: E402
-from hatchery.ports import free_port  # noqa: E402
 
 
 def write_inventory(workdir: Path, agents: int, port: int, auth: bool = True) -> Path:

@@ -23,14 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hatchery.fleet import bus_for  # noqa: E402
-from hatchery.images import bootstrap_images  # noqa: E402
-from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory  # noqa: E402
-from hatchery.operations import deploy_plan, hatch_plan  # noqa: E402
-from hatchery.plan import apply_plan  # noqa: E402
-from hatchery.runtime import docker as rt  # noqa: E402
-from hatchery.runtime.dockerctx import engine  # noqa: E402
-from hatchery.ports import free_port  # noqa: E402
+from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.core.plan import apply_plan  # noqa: E402
+from hatchery.core.ports import free_port  # noqa: E402
+from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory  # noqa: E402
+from hatchery.provision.operations import deploy_plan, hatch_plan  # noqa: E402
+from hatchery.runtime.docker import plans as rt  # noqa: E402
+from hatchery.runtime.docker.engine import engine  # noqa: E402
+from hatchery.runtime.docker.images import bootstrap_images  # noqa: E402
 
 
 def timed_apply(title: str, changes: list) -> float:

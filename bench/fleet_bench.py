@@ -35,11 +35,15 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hatchery import fleet, health, monitor  # noqa: E402
-from hatchery.busclient import BusClient  # noqa: E402
-from hatchery.credentials import plan_auth, signing_keys, user_secret  # noqa: E402
-from hatchery.model import AgentSpec, BrokerSpec, Inventory  # noqa: E402
-from hatchery.ports import free_port  # noqa: E402
+from hatchery.bus import commands as fleet
+from hatchery.bus.client import BusClient  # noqa: E402
+from hatchery.core.ports import free_port  # noqa: E402
+from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory  # noqa: E402
+from hatchery.observe import (
+    health,
+    monitor,  # noqa: E402
+)
+from hatchery.provision.credentials import plan_auth, signing_keys, user_secret  # noqa: E402
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 SIMFLEET = ROOT / "bench" / "simfleet.py"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hatchery.ports import free_port, wait_until  # noqa: F401  (tests import free_port from here)
+from hatchery.core.ports import free_port, wait_until  # noqa: F401  (tests import free_port from here)
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 

@@ -8,12 +8,17 @@ import subprocess
 import time
 
 import pytest
-
-from hatchery.dns import BEGIN, END, make_provider, read_block, write_block
-from hatchery.errors import DnsError, UsageError
-from hatchery.plan import apply_plan
-
 from conftest import free_port
+
+from hatchery.core.plan import apply_plan
+from hatchery.errors import DnsError, UsageError
+from hatchery.provision.dns_providers import (
+    BEGIN,
+    END,
+    make_provider,
+    read_block,
+    write_block,
+)
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hatchery.errors import EXIT_USAGE, InventoryError, UsageError
-from hatchery.inventory import INVENTORY_ENV, add_agent, load_inventory
-from hatchery.model import ReloadSpec
+from hatchery.inventory.load import INVENTORY_ENV, add_agent, load_inventory
+from hatchery.inventory.model import ReloadSpec
 
 CASES = Path(__file__).parent / "inventory_cases"
 REPO = Path(__file__).parent.parent

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,8 +122,8 @@ def test_unknown_agent_name_is_a_usage_error(fleet):
 from types import SimpleNamespace  # noqa: E402
 
 from agent_kit import contract, signing  # noqa: E402
-from hatchery.fleet import bus_for  # noqa: E402
-from hatchery.inventory import load_inventory  # noqa: E402
+from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.inventory.load import load_inventory  # noqa: E402
 from tests.security.secbroker import Probe  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """What reaches the operator's terminal from the bus is stripped of control sequences."""
 
-from hatchery import output
+from hatchery.tasks import output
 
 
 def test_escape_sequences_from_an_agent_never_reach_the_terminal(capsys):

@@ -3,10 +3,10 @@
 import threading
 import time
 
+from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, Change, apply_plan
+from hatchery.core.state import state_lock
 from hatchery.errors import RuntimeFailure
-from hatchery.plan import CHANGED, FAILED, OK, WOULD_CHANGE, Change, apply_plan
-from hatchery.runtime.docker import shown_env
-from hatchery.state import state_lock
+from hatchery.runtime.docker.plans import shown_env
 
 
 def _boom():

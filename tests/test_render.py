@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from hatchery.core.render import REPO_TEMPLATES, content_hash, render, search_path
 from hatchery.errors import RenderError, UsageError
-from hatchery.model import Inventory
-from hatchery.render import REPO_TEMPLATES, content_hash, render, search_path
+from hatchery.inventory.model import Inventory
 
 
 def template(folder: Path, name: str, text: str) -> Path:

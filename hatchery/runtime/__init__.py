@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ..errors import UsageError
-from ..model import RUNTIMES
+from hatchery.errors import UsageError
+from hatchery.inventory.model import RUNTIMES
 
 
 def for_runtime(name: str):

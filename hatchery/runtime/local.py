@@ -14,14 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-from .. import process
-from ..agentconf import to_json
-from ..brokerconf import reload_is_enough
-from ..errors import RuntimeFailure
-from ..model import AgentSpec, Inventory
-from ..plan import Change, text_diff
-from ..ports import listening, wait_until
-from ..state import StatePaths, ensure_dir, read_text, write_if_changed
+from hatchery.configs.agent import to_json
+from hatchery.configs.broker import reload_is_enough
+from hatchery.core import process
+from hatchery.core.assets import PROJECT_ROOT
+from hatchery.core.plan import Change, text_diff
+from hatchery.core.ports import listening, wait_until
+from hatchery.core.state import StatePaths, ensure_dir, read_text, write_if_changed
+from hatchery.errors import RuntimeFailure
+from hatchery.inventory.model import AgentSpec, Inventory
 
 HANDLER_MODULE = "agent_kit.handler"
 
@@ -225,7 +226,7 @@ def _handler_env() -> dict:
     # The handler imports agent_kit from the same tree as this process.
     # Its config file is the only source of truth: HATCHERY_* variables in the
     # operator's shell would override it (agent_kit reads them for containers).
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(PROJECT_ROOT)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HATCHERY_") and k != "FLEET_INVENTORY"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))

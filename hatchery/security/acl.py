@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from agent_kit import contract
-
-from ..busclient import PROBE_PREFIX
-from ..errors import UsageError
-from .passwords import check_username
+from hatchery.bus.client import PROBE_PREFIX
+from hatchery.errors import UsageError
+from hatchery.security.passwords import check_username
 
 READ_ONLY_ROLES = ("monitor", "exporter")
 RECORDER_ROLES = ("recorder",)

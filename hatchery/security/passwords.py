@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from agent_kit.contract import ContractError, check_name
-
-from ..errors import UsageError
+from hatchery.errors import UsageError
 
 # mosquitto_passwd 2.0 writes 101 iterations. Our secrets are 256 random bits,
 # so key stretching adds nothing against guessing; more iterations would only

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ..errors import UsageError
-from .passwords import write_private
+from hatchery.errors import UsageError
+from hatchery.security.passwords import write_private
 
 CA_DAYS = 3650
 SERVER_DAYS = 397       # what browsers accept; short enough that renewal stays practised

@@ -2,11 +2,11 @@
 
 from invoke import Collection
 
-from .agent import agent
-from .broker import broker
-from .bus import bus
-from .fleet import fleet
-from .images import images
-from .verify import verify
+from hatchery.tasks.agent import agent
+from hatchery.tasks.broker import broker
+from hatchery.tasks.bus import bus
+from hatchery.tasks.fleet import fleet
+from hatchery.tasks.images import images
+from hatchery.tasks.verify import verify
 
 namespace = Collection(broker, agent, fleet, bus, images, verify)

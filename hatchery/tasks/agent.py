@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from .. import output
-from ..enrol import enrol_plan
-from ..operations import hatch_plan, retire_plan, rotate_plan, stop_plan
-from ..runtime import for_runtime
-from .common import load, op, run_plan
+from hatchery.inventory.enrol import enrol_plan
+from hatchery.provision.operations import (
+    hatch_plan,
+    retire_plan,
+    rotate_plan,
+    stop_plan,
+)
+from hatchery.runtime import for_runtime
+from hatchery.tasks import output
+from hatchery.tasks.common import load, op, run_plan
 
 
 def _targets(inv, name):
@@ -24,7 +29,7 @@ def hatch(c, name=None, inventory=None, check=False, diff=False, json=False, ren
     """
     base = load(inventory)
     if render_only:
-        from ..runtime.docker import render_only as write_dockerfiles
+        from hatchery.runtime.docker.plans import render_only as write_dockerfiles
         inv, _ = enrol_plan(base, name)
         for path in write_dockerfiles(inv, _targets(inv, name)):
             output.emit(f"rendered {path}")

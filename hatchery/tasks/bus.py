@@ -12,12 +12,19 @@ from pathlib import Path
 
 from invoke import Collection
 
-from .. import output
-from ..audit import BusMessage, audit_messages, audit_record
-from ..errors import UsageError
-from ..fleet import bus_for
-from ..record import DEFAULT_KEEP, DEFAULT_MAX_BYTES, ALL_TOPICS, RotatingLog, _rfc3339, record as record_bus
-from .common import fail_unless, load, op
+from hatchery.bus.commands import bus_for
+from hatchery.errors import UsageError
+from hatchery.observe.audit import BusMessage, audit_messages, audit_record
+from hatchery.observe.record import (
+    ALL_TOPICS,
+    DEFAULT_KEEP,
+    DEFAULT_MAX_BYTES,
+    RotatingLog,
+    _rfc3339,
+)
+from hatchery.observe.record import record as record_bus
+from hatchery.tasks import output
+from hatchery.tasks.common import fail_unless, load, op
 
 RECORDER = "recorder"
 FINDING_COLUMNS = ["time", "topic", "rule", "detail"]

@@ -14,11 +14,11 @@ import os
 
 from invoke import Exit, task
 
-from .. import output
-from ..errors import EXIT_FAILED, HatcheryError
-from ..inventory import load_inventory
-from ..plan import Report, apply_plan
-from ..state import state_lock
+from hatchery.core.plan import Report, apply_plan
+from hatchery.core.state import state_lock
+from hatchery.errors import EXIT_FAILED, HatcheryError
+from hatchery.inventory.load import load_inventory
+from hatchery.tasks import output
 
 INVENTORY_HELP = "inventory file (default: $FLEET_INVENTORY, else ./fleet_inventory.yaml)"
 COMMON_HELP = {

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from invoke import Collection
 
-from .. import crosscheck, exporter, health, monitor, output, schedule
-from ..errors import UsageError
-from ..fleet import broadcast as send_broadcast
-from ..fleet import bus_for, collect as run_collect, run_command
-from ..state import StatePaths
-from .common import fail_unless, load, op, run_plan
+from hatchery.bus.commands import broadcast as send_broadcast
+from hatchery.bus.commands import bus_for, run_command
+from hatchery.bus.commands import collect as run_collect
+from hatchery.core.state import StatePaths
+from hatchery.errors import UsageError
+from hatchery.observe import crosscheck, exporter, health, monitor
+from hatchery.provision import schedule
+from hatchery.tasks import output
+from hatchery.tasks.common import fail_unless, load, op, run_plan
 
 TIMEOUT = 5.0
 

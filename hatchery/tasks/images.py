@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from .. import output
-from ..images import DEFAULT_IMAGES, RECIPES, bootstrap_images
-from ..runtime.dockerctx import engine
-from .common import load, op, run_plan
+from hatchery.runtime.docker.engine import engine
+from hatchery.runtime.docker.images import DEFAULT_IMAGES, RECIPES, bootstrap_images
+from hatchery.tasks import output
+from hatchery.tasks.common import load, op, run_plan
 
 
 @op(which=f"comma-separated images to build (default: {','.join(DEFAULT_IMAGES)}; "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .. import output
-from ..verify import verify as run_verify
-from .common import fail_unless, load, op
+from hatchery.observe.verify import verify as run_verify
+from hatchery.tasks import output
+from hatchery.tasks.common import fail_unless, load, op
 
 
 @op()

@@ -25,10 +25,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE)]  # a script, not under pytest
 
+from akhelpers import Probe, unique_name  # noqa: E402
+
 from agent_kit import contract  # noqa: E402
 from agent_kit.config import AgentConfig  # noqa: E402
 from agent_kit.handler import CommandHandler  # noqa: E402
-from akhelpers import Probe, unique_name  # noqa: E402
 
 
 def load_fixtures():

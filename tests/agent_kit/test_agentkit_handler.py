@@ -9,12 +9,11 @@ import sys
 import time
 
 import pytest
+from akhelpers import command, handler_factory, probe_factory, unique_name  # noqa: F401 (fixtures)
 
 from agent_kit import contract
 from agent_kit.config import AgentConfig, ReloadConfig
 from agent_kit.handler import CommandHandler
-
-from akhelpers import command, handler_factory, probe_factory, unique_name  # noqa: F401 (fixtures)
 
 GOOD_TS = "2026-03-18T21:30:00Z"
 

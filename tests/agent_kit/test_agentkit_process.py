@@ -10,10 +10,9 @@ import sys
 import time
 
 import pytest
+from akhelpers import ROOT, probe_factory, unique_name  # noqa: F401 (fixtures)
 
 from agent_kit import contract
-
-from akhelpers import ROOT, probe_factory, unique_name  # noqa: F401 (fixtures)
 
 
 def agent_env(broker, name: str, tmp_path, **config) -> dict:

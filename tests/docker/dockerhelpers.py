@@ -18,12 +18,12 @@ import time
 import pytest
 
 from agent_kit import bus
-from hatchery.credentials import user_secret
-from hatchery.images import bootstrap_images
-from hatchery.model import Inventory
-from hatchery.plan import apply_plan
-from hatchery.runtime.docker import remove_fleet  # noqa: F401  (the tests' clean-up)
-from hatchery.runtime.dockerctx import engine
+from hatchery.core.plan import apply_plan
+from hatchery.inventory.model import Inventory
+from hatchery.provision.credentials import user_secret
+from hatchery.runtime.docker.engine import engine
+from hatchery.runtime.docker.images import bootstrap_images
+from hatchery.runtime.docker.plans import remove_fleet  # noqa: F401  (the tests' clean-up)
 
 LOOPBACK = "127.0.0.1"
 TIMINGS: dict = {}      # "bootstrap images (s)", for the modules that print figures

@@ -21,23 +21,29 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
-from agent_kit import contract
 from conftest import free_port
 from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
-from hatchery import crosscheck
-from hatchery.agentconf import agent_config
-from hatchery.brokerconf import render_conf
-from hatchery.credentials import plan_auth, user_secret
-from hatchery.crosscheck import CONSISTENT, INCONSISTENT, DockerView, compare, docker_view
-from hatchery.fleet import bus_for
-from hatchery.health import HEALTHY, OFFLINE, STALE, AgentHealth, bus_health
-from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-from hatchery.monitor import AgentView
-from hatchery.operations import auth_files
-from hatchery.plan import apply_plan
-from hatchery.runtime import docker as rt
-from hatchery.verify import verify
+
+from agent_kit import contract
+from hatchery.bus.commands import bus_for
+from hatchery.configs.agent import agent_config
+from hatchery.configs.broker import render_conf
+from hatchery.core.plan import apply_plan
+from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.observe import crosscheck
+from hatchery.observe.crosscheck import (
+    CONSISTENT,
+    INCONSISTENT,
+    DockerView,
+    compare,
+    docker_view,
+)
+from hatchery.observe.health import HEALTHY, OFFLINE, STALE, AgentHealth, bus_health
+from hatchery.observe.monitor import AgentView
+from hatchery.observe.verify import verify
+from hatchery.provision.credentials import plan_auth, user_secret
+from hatchery.provision.operations import auth_files
+from hatchery.runtime.docker import plans as rt
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 19, 21, 0, tzinfo=timezone.utc)

@@ -16,19 +16,26 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
-from dockerhelpers import client  # noqa: F401 (fixture)
-from dockerhelpers import TIMINGS, publish, remove_fleet, sub_one, try_publish, wait_mqtt
-from hatchery.agentconf import agent_config
-from hatchery.brokerconf import render_conf
-from hatchery.credentials import plan_auth
-from hatchery.fleet import bus_for
-from hatchery.operations import auth_files
-from hatchery.images import BuildContext, agent_context
-from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-from hatchery.plan import apply_plan
-from hatchery.runtime import docker as rt
+from dockerhelpers import (
+    TIMINGS,
+    client,  # noqa: F401 (fixture)
+    publish,
+    remove_fleet,
+    sub_one,
+    try_publish,
+    wait_mqtt,
+)
+
+from hatchery.bus.commands import bus_for
+from hatchery.configs.agent import agent_config
+from hatchery.configs.broker import render_conf
+from hatchery.core.plan import apply_plan
+from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.provision.credentials import plan_auth
+from hatchery.provision.operations import auth_files
+from hatchery.runtime.docker import plans as rt
+from hatchery.runtime.docker.images import BuildContext, agent_context
 
 pytestmark = pytest.mark.docker
 MEASURED: dict = {}     # figures printed at the end (pytest -s) for the report

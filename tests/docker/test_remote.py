@@ -15,17 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, wait_port
-from hatchery import remote
-from hatchery.brokerconf import render_conf
-from hatchery.credentials import plan_auth
-from hatchery.operations import auth_files
+
+from hatchery.configs.broker import render_conf
+from hatchery.core.plan import apply_plan
 from hatchery.errors import DockerError, UsageError
-from hatchery.model import DOCKER, BrokerSpec, Inventory
-from hatchery.plan import apply_plan
-from hatchery.runtime import docker as rt
-from hatchery.runtime.dockerctx import FLEET, engine, forget_engines
+from hatchery.inventory.model import DOCKER, BrokerSpec, Inventory
+from hatchery.provision.credentials import plan_auth
+from hatchery.provision.operations import auth_files
+from hatchery.runtime.docker import plans as rt
+from hatchery.runtime.docker import remote
+from hatchery.runtime.docker.engine import FLEET, engine, forget_engines
 
 pytestmark = pytest.mark.docker
 SSHD = "/usr/sbin/sshd"

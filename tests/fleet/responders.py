@@ -16,8 +16,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from agent_kit import contract
-from hatchery.model import AgentSpec, BrokerSpec, Inventory
-from hatchery.ports import free_port  # noqa: F401  (re-exported for the tests)
+from hatchery.core.ports import free_port  # noqa: F401  (re-exported for the tests)
+from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory
 
 
 def start_broker(workdir, extra=""):
@@ -123,7 +123,7 @@ def clear_retained(broker, names):
 @contextlib.contextmanager
 def serving_exporter(inv, bus, port: int):
     """hatchery's exporter on ``port`` in a thread, for the block; stopped afterwards."""
-    from hatchery import exporter
+    from hatchery.observe import exporter
     stop, ready = threading.Event(), threading.Event()
     worker = threading.Thread(target=exporter.serve, args=(inv, bus),
                               kwargs={"port": port, "stop": stop,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from responders import Responder, clear_retained, free_port, start_broker, unique
 
 from agent_kit import contract
-from hatchery.busclient import BusClient
+from hatchery.bus.client import BusClient
 from hatchery.errors import BusError, UsageError
-from responders import Responder, clear_retained, free_port, start_broker, unique
 
 
 @pytest.fixture

@@ -8,11 +8,18 @@ import time
 import urllib.request
 
 import pytest
+from responders import (
+    Responder,
+    clear_retained,
+    free_port,
+    inventory,
+    serving_exporter,
+    unique,
+)
 
 from agent_kit import contract
-from hatchery import exporter
-from hatchery.busclient import BusClient, Message
-from responders import free_port, Responder, clear_retained, inventory, serving_exporter, unique
+from hatchery.bus.client import BusClient, Message
+from hatchery.observe import exporter
 
 
 class _Broker:

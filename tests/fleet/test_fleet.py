@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from responders import Responder, clear_retained, inventory, unique
 
 from agent_kit import contract
-from hatchery import fleet
+from hatchery.bus import commands as fleet
 from hatchery.errors import UsageError
-from responders import Responder, clear_retained, inventory, unique
 
 
 @pytest.fixture

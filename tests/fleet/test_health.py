@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-from agent_kit import contract
-from hatchery import health, monitor
-from hatchery.busclient import BusClient, Message
 from responders import Responder, clear_retained, inventory, unique
+
+from agent_kit import contract
+from hatchery.bus.client import BusClient, Message
+from hatchery.observe import health, monitor
 
 NOW = datetime(2026, 3, 18, 21, 30, tzinfo=timezone.utc)
 

@@ -7,11 +7,11 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from responders import Responder, clear_retained, inventory, unique
 
 from agent_kit import contract
-from hatchery import monitor
-from hatchery.busclient import BusClient, Message
-from responders import Responder, clear_retained, inventory, unique
+from hatchery.bus.client import BusClient, Message
+from hatchery.observe import monitor
 
 
 @pytest.fixture

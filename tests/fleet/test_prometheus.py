@@ -10,9 +10,16 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from responders import (
+    Responder,
+    clear_retained,
+    free_port,
+    inventory,
+    serving_exporter,
+    unique,
+)
 
-from hatchery.busclient import BusClient
-from responders import Responder, clear_retained, free_port, inventory, serving_exporter, unique
+from hatchery.bus.client import BusClient
 
 
 def _start_prometheus(tmp_path, target_port: int, port: int) -> subprocess.Popen:

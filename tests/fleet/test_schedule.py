@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from hatchery import schedule
+from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
-from hatchery.plan import apply_plan
+from hatchery.provision import schedule
 
 
 @pytest.fixture

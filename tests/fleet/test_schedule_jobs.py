@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from hatchery import schedule
+from hatchery.core.plan import apply_plan
 from hatchery.errors import RenderError, UsageError
-from hatchery.plan import apply_plan
+from hatchery.provision import schedule
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from hatchery import fleet, health, monitor
-from hatchery.busclient import BusClient
 from responders import inventory, unique
+
+from hatchery.bus import commands as fleet
+from hatchery.bus.client import BusClient
+from hatchery.observe import health, monitor
 
 SIMFLEET = Path(__file__).resolve().parents[2] / "bench" / "simfleet.py"
 COUNT = 60   # above busclient.WILDCARD_ABOVE: exercises the wildcard subscription

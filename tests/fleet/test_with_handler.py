@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from responders import clear_retained, inventory, unique
 
 from agent_kit.config import AgentConfig
 from agent_kit.handler import CommandHandler
-from hatchery import fleet, health, monitor
-from hatchery.busclient import BusClient
-from responders import clear_retained, inventory, unique
+from hatchery.bus import commands as fleet
+from hatchery.bus.client import BusClient
+from hatchery.observe import health, monitor
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from agent_kit import contract
-from hatchery.audit import audit_record
-from hatchery.record import RotatingLog, entry
+from hatchery.observe.audit import audit_record
+from hatchery.observe.record import RotatingLog, entry
 from hatchery.security import acl
 from hatchery.security import passwords as pw
 from tests.security.secbroker import Probe, start_secure_broker

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Optional
 
 import paho.mqtt.client as mqtt
-from hatchery.ports import free_port
+
+from hatchery.core.ports import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 

@@ -9,9 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hatchery.audit import (BusMessage, audit_lines, audit_messages, audit_record,
-                            check_message)
-from hatchery.record import entry_payload
+from hatchery.observe.audit import (
+    BusMessage,
+    audit_lines,
+    audit_messages,
+    audit_record,
+    check_message,
+)
+from hatchery.observe.record import entry_payload
 from hatchery.security import pii
 
 DATA = Path(__file__).parent / "data"

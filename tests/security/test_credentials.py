@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from hatchery import credentials as cr
-from hatchery.agentconf import agent_config
-from hatchery.brokerconf import render_conf
+from hatchery.configs.agent import agent_config
+from hatchery.configs.broker import render_conf
+from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
-from hatchery.inventory import load_inventory
-from hatchery.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-from hatchery.plan import apply_plan
+from hatchery.inventory.load import load_inventory
+from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.provision import credentials as cr
 from hatchery.security import passwords as pw
 
 
@@ -135,8 +135,8 @@ def test_loader_reads_auth_tls_and_remote_dir(tmp_path):
 
 
 def test_bus_for_without_issued_credentials_is_refused_with_the_fix(inv, tmp_path):
+    from hatchery.bus.commands import bus_for
     from hatchery.errors import BusError
-    from hatchery.fleet import bus_for
     from tests.security.secbroker import start_secure_broker
     passwd = tmp_path / "passwd"
     passwd.write_text("")

@@ -10,10 +10,16 @@ import time
 import pytest
 
 from agent_kit import contract
-from hatchery.audit import audit_record
-from hatchery.busclient import BusClient
-from hatchery.record import (RotatingLog, entry, entry_payload, read_record, record,
-                             record_files)
+from hatchery.bus.client import BusClient
+from hatchery.observe.audit import audit_record
+from hatchery.observe.record import (
+    RotatingLog,
+    entry,
+    entry_payload,
+    read_record,
+    record,
+    record_files,
+)
 from hatchery.security import acl
 from hatchery.security import passwords as pw
 from tests.security.secbroker import Probe, start_secure_broker

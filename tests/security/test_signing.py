@@ -11,8 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_kit import contract
-from agent_kit.signing import (BAD_SIGNATURE, REPLAYED, STALE, ReplayCache,
-                               SignatureError, canonical, sign_command, verify_command)
+from agent_kit.signing import (
+    BAD_SIGNATURE,
+    REPLAYED,
+    STALE,
+    ReplayCache,
+    SignatureError,
+    canonical,
+    sign_command,
+    verify_command,
+)
 
 KEY = b"k" * 32
 NOW = 1_800_000_000.0

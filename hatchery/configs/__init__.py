@@ -1,0 +1,1 @@
+"""The files the broker and the agents read: rendered from the inventory, pure."""

@@ -1,0 +1,95 @@
+"""What the broker's mosquitto.conf should say, for either runtime."""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+from agent_kit import contract
+from hatchery.core.render import render
+from hatchery.core.state import StatePaths
+from hatchery.errors import UsageError
+from hatchery.inventory.model import DOCKER, Inventory
+
+# Paths inside the broker container (the official image's layout).
+CONTAINER_CONF_DIR = "/mosquitto/config"
+CONTAINER_DATA_DIR = "/mosquitto/data"
+CONTAINER_PORT = 1883
+
+# Settings Mosquitto re-reads on SIGHUP; a change to anything else needs a restart.
+RELOADABLE = {"password_file", "acl_file", "allow_anonymous", "log_type", "log_dest",
+              "connection_messages", "log_timestamp_format", "autosave_interval"}
+
+
+# The broker's auth files, by name: the runtimes write them beside mosquitto.conf.
+PASSWORD_FILE, ACL_FILE = "passwd", "acl"
+# TLS material as the broker reads it (local runtime: under the state dir).
+TLS_FILES = {"cafile": "ca.crt", "certfile": "server.crt", "keyfile": "server.key"}
+
+
+def auth_paths(inv: Inventory) -> dict:
+    """Where the broker reads its password and ACL files ({} with auth off)."""
+    if not inv.broker.auth:
+        return {}
+    directory = CONTAINER_CONF_DIR if inv.broker.runtime == DOCKER else str(StatePaths(inv.state_dir).broker_dir)
+    return {"password_file": f"{directory}/{PASSWORD_FILE}", "acl_file": f"{directory}/{ACL_FILE}"}
+
+
+def tls_paths(inv: Inventory) -> dict:
+    """The TLS listener's cafile/certfile/keyfile ({} with TLS off)."""
+    if not inv.broker.tls:
+        return {}
+    if inv.broker.runtime == DOCKER:
+        raise UsageError("broker.tls is supported with the local runtime only (for now)",
+                         "remove broker.tls, or run the broker with runtime: local")
+    b = inv.broker
+    supplied = {"cafile": b.tls_ca, "certfile": b.tls_cert, "keyfile": b.tls_key}
+    if all(supplied.values()):
+        return dict(supplied)
+    directory = StatePaths(inv.state_dir).root / "tls"
+    return {key: str(directory / name) for key, name in TLS_FILES.items()}
+
+
+def conf_context(inv: Inventory, *, password_file: str = "", acl_file: str = "") -> dict:
+    """Template variables for templates/mosquitto.conf.j2 (auth paths default from the inventory)."""
+    auth = auth_paths(inv)
+    common = {"fleet_name": inv.path.parent.name, "manager": inv.manager,
+              "contract_limit": contract.MAX_PAYLOAD_BYTES,
+              "max_packet_size": inv.broker.max_packet_size,
+              "password_file": password_file or auth.get("password_file", ""),
+              "acl_file": acl_file or auth.get("acl_file", ""),
+              "tls_port": inv.broker.tls_port, "tls": tls_paths(inv)}
+    if inv.broker.runtime == DOCKER:
+        return {**common, "port": CONTAINER_PORT, "bind": "",
+                "data_dir": CONTAINER_DATA_DIR, "log_file": "", "user": "mosquitto"}
+    paths = StatePaths(inv.state_dir)
+    return {**common, "port": inv.broker.port, "bind": inv.broker.bind,
+            "data_dir": str(paths.broker_data), "log_file": str(paths.broker_log),
+            "user": _local_user()}
+
+
+def _local_user() -> str:
+    # Run as root, Mosquitto drops to user 'mosquitto', who cannot write our state dir.
+    return "root" if os.geteuid() == 0 else getpass.getuser()
+
+
+def render_conf(inv: Inventory, **auth) -> str:
+    return render("mosquitto.conf.j2", conf_context(inv, **auth), inventory=inv)
+
+
+def settings(conf_text: str) -> dict:
+    """Directive -> list of values, comments and blank lines skipped."""
+    found: dict = {}
+    for line in conf_text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            found.setdefault(key, []).append(value.strip())
+    return found
+
+
+def reload_is_enough(current: str, wanted: str) -> bool:
+    """True when only SIGHUP-reloadable settings differ between two configs."""
+    before, after = settings(current), settings(wanted)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    return changed <= RELOADABLE

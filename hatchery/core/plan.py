@@ -1,0 +1,123 @@
+"""Plan, then apply: compute each change, show it, then make it.
+
+A planner compares what is wanted with what is there and returns ``Change``
+objects; nothing is touched while planning, so ``--check`` and ``--diff`` come
+for free. ``apply_plan`` makes the changes, keeps going when one item fails
+(like fabric's ``GroupResult``) and returns a ``Report`` with one result per
+item.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from hatchery.errors import HatcheryError
+
+OK, CHANGED, FAILED, WOULD_CHANGE = "ok", "changed", "failed", "would change"
+
+
+@dataclass
+class Change:
+    """One item's wanted change. ``action == 'none'`` means already as wanted."""
+
+    item: str                       # e.g. "broker", "agent client-a"
+    action: str = "none"            # create | update | reload | restart | remove | none
+    reason: str = ""                # why, in a few words: "config changed"
+    diff: str = ""                  # unified diff shown by --diff
+    apply: Optional[Callable[[], Optional[str]]] = None  # may return a detail line
+
+    @property
+    def needed(self) -> bool:
+        return self.action != "none"
+
+
+@dataclass
+class ItemResult:
+    item: str
+    status: str                     # ok | changed | failed | would change
+    action: str = "none"
+    reason: str = ""
+    diff: str = ""
+    detail: str = ""
+    error: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
+
+
+@dataclass
+class Report:
+    """The outcome of one task over many items."""
+
+    title: str
+    results: list = field(default_factory=list)
+    check: bool = False
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.results if r.status == FAILED]
+
+    @property
+    def changed(self) -> list:
+        return [r for r in self.results if r.status in (CHANGED, WOULD_CHANGE)]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict:
+        return {"task": self.title, "check": self.check, "ok": self.ok,
+                "changed": len(self.changed), "failed": len(self.failed),
+                "results": [r.as_dict() for r in self.results]}
+
+
+def apply_plan(title: str, changes: list, check: bool = False,
+               on_result: Callable[[ItemResult], None] | None = None) -> Report:
+    """Apply each needed change (or only report it, with ``check``)."""
+    report = Report(title, check=check)
+    for change in changes:
+        result = _apply_one(change, check)
+        report.results.append(result)
+        if on_result:
+            on_result(result)
+    return report
+
+
+def _apply_one(change: Change, check: bool) -> ItemResult:
+    base = dict(item=change.item, action=change.action, reason=change.reason, diff=change.diff)
+    if not change.needed:
+        return ItemResult(status=OK, **base)
+    if check:
+        return ItemResult(status=WOULD_CHANGE, **base)
+    started = time.monotonic()
+    try:
+        detail = change.apply() if change.apply else None
+    except (HatcheryError, OSError) as exc:  # OSError: a file, a signal, a socket
+        return ItemResult(status=FAILED, error=_error_text(exc),
+                          seconds=time.monotonic() - started, **base)
+    return ItemResult(status=CHANGED, detail=detail or "",
+                      seconds=time.monotonic() - started, **base)
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
+def failed_item(item: str, error: Exception) -> ItemResult:
+    """A result for an item whose planning itself failed."""
+    return ItemResult(item=item, status=FAILED, error=str(error))
+
+
+def text_diff(before: str, after: str, name: str) -> str:
+    """Unified diff of two texts, labelled with ``name``."""
+    lines = difflib.unified_diff(before.splitlines(keepends=True),
+                                 after.splitlines(keepends=True),
+                                 fromfile=f"{name} (current)", tofile=f"{name} (wanted)")
+    return "".join(lines)

@@ -1,0 +1,51 @@
+"""Enrolment: an agent named on the command line but not in the inventory yet.
+
+``agent.hatch --name X`` adds ``agents.X`` to the inventory file (keeping its
+comments and order) as a planned change, so ``--check`` shows the diff and
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hatchery.core.plan import Change
+from hatchery.inventory.load import add_agent, load_inventory
+from hatchery.inventory.model import Inventory
+
+
+def enrol_plan(inv: Inventory, name: str | None) -> tuple:
+    """(inventory including ``name``, [Change]) — the change adds it to the file."""
+    if not name or name in inv.agents:
+        return inv, []
+    fields = {"runtime": inv.broker.runtime}
+    preview, diff = _with_agent(inv, name, fields)
+
+    def apply() -> str:
+        add_agent(inv.path, name, fields)
+        return f"added agents.{name} to {inv.path.name}"
+
+    change = Change(f"inventory agents.{name}", "update", "not in the inventory yet", diff, apply)
+    return preview, [change]
+
+
+def _with_agent(inv: Inventory, name: str, fields: dict) -> tuple:
+    """Load a copy of the inventory with the agent added (validating it); the diff.
+
+    The copy sits beside the original so that the fleet's own roles/ are found.
+    """
+    fd, tmp = tempfile.mkstemp(dir=inv.path.parent, prefix=".hatchery-enrol-", suffix=".yaml")
+    os.close(fd)
+    copy = Path(tmp)
+    try:
+        shutil.copy2(inv.path, copy)
+        diff = add_agent(copy, name, fields)
+        loaded = load_inventory(copy, env={})
+    finally:
+        copy.unlink(missing_ok=True)
+    diff = diff.replace(copy.name, inv.path.name)
+    return dataclasses.replace(loaded, path=inv.path, state_dir=inv.state_dir), diff

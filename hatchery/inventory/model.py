@@ -1,0 +1,97 @@
+"""Typed objects the inventory is validated into.
+
+Everything downstream (renderers, planners, runtimes, fleet operations) takes
+these objects, never raw YAML. They are plain, immutable data: no I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+LOCAL, DOCKER = "local", "docker"
+RUNTIMES = (LOCAL, DOCKER)
+
+
+@dataclass(frozen=True)
+class ReloadSpec:
+    """What config-reload does: send ``signal`` to the pid in ``pid_file``, or run ``command``."""
+
+    signal: Optional[str] = None        # e.g. "HUP"
+    pid_file: Optional[str] = None
+    command: Optional[Union[str, tuple]] = None
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class BrokerSpec:
+    runtime: str = LOCAL
+    host: str = "127.0.0.1"             # where clients (manager, local agents) connect
+    port: int = 1883
+    bind: str = "127.0.0.1"             # listener address (local runtime)
+    dns_name: str = "mqtt-broker"       # network alias / DNS name
+    image: str = "eclipse-mosquitto:2"  # docker runtime
+    docker_host: Optional[str] = None   # None = local engine; "ssh://user@host" = remote
+    remote_dir: Optional[str] = None    # ssh:// engine: where mounted files go (default ~/.hatchery/<container>)
+    network: str = "hatchery"           # user-defined Docker network of the fleet
+    container: str = "hatchery-broker"
+    container_prefix: str = "hatchery-"  # docker runtime: agent containers are {prefix}agent-{name}
+    max_packet_size: int = 65536        # broker guard; the contract limit is enforced by agents
+    dns_provider: Optional[str] = None  # None | "hosts" | "dnsmasq"
+    dns_options: dict = field(default_factory=dict)
+    auth: bool = True                   # per-user credentials + topic ACL; False = Phase 1 anonymous
+    tls: bool = False                   # add a TLS listener on tls_port
+    tls_port: int = 8883
+    tls_ca: Optional[str] = None        # user-supplied CA / server cert / key (else generated)
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    runtime: str = LOCAL
+    version_command: Union[str, tuple] = "echo unknown"
+    reload: Optional[ReloadSpec] = None
+    heartbeat_interval: float = 600.0
+    role: str = "agent"
+    groups: tuple = ()
+    image: str = "hatchery/agent-base:bookworm"   # docker runtime: the agent's base image
+    main_command: Optional[Union[str, tuple]] = None  # the agent's own main process (docker)
+    docker_host: Optional[str] = None
+    env: dict = field(default_factory=dict)        # extra, non-secret environment
+    source: Optional[int] = None                   # line in the inventory, for messages
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path                          # the inventory file
+    manager: str = "zephyr"
+    broker: BrokerSpec = field(default_factory=BrokerSpec)
+    agents: dict = field(default_factory=dict)      # name -> AgentSpec, in file order
+    groups: dict = field(default_factory=dict)      # group -> tuple of agent names
+    state_dir: Path = Path(".hatchery")             # absolute after loading
+
+    def agent(self, name: str) -> AgentSpec:
+        from hatchery.errors import UsageError
+        if name not in self.agents:
+            known = ", ".join(self.agents) or "none"
+            raise UsageError(f"agent {name!r} is not in {self.path}",
+                             f"use one of: {known}; or add it under 'agents:'")
+        return self.agents[name]
+
+    def select(self, name: Optional[str] = None, group: Optional[str] = None) -> list:
+        """Agents picked by name, group, or all; in inventory order."""
+        from hatchery.errors import UsageError
+        if name:
+            return [self.agent(name)]
+        if group:
+            if group not in self.groups:
+                raise UsageError(f"group {group!r} is not in {self.path}",
+                                 f"use one of: {', '.join(self.groups) or 'none'}")
+            return [self.agents[n] for n in self.groups[group]]
+        return list(self.agents.values())

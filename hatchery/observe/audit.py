@@ -1,0 +1,247 @@
+"""bus.audit: check recorded bus traffic against the contract and the ADR.
+
+Every message is checked for what the fleet ADR allows: a known topic, a JSON
+object under the size limit with its kind's exact schema, a verb from the
+vocabulary — and for what it prohibits: free text, personal data and secrets
+(``hatchery.security.pii``). A finding names the time, the topic, the rule and
+where in the payload; it never repeats the data it found, only a mask.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from agent_kit import contract
+from hatchery.errors import EXIT_FAILED
+from hatchery.observe.record import entry_payload, read_record
+from hatchery.security import pii
+
+# Rule names (beside the pii rules: email, phone, card-number, iban, national-id,
+# secret-token, high-entropy).
+UNKNOWN_TOPIC, OVERSIZED, NOT_JSON, SCHEMA = "unknown-topic", "oversized", "not-json", "schema"
+UNKNOWN_VERB, FREE_TEXT, AGENT_MISMATCH = "unknown-verb", "free-text", "agent-mismatch"
+CORRUPT_RECORD = "corrupt-record"
+
+# Fields that are random by design (signatures, digests, ids, commit hashes):
+# exempt from the high-entropy rule only, still scanned for named secrets.
+OPAQUE_KEYS = frozenset({"sig", "digest", "id", "version"})
+PROSE_WORDS = 5          # this many words, most of them alphabetic, read as a sentence
+LONG_STRING = 200        # no field of the contract needs a string this long
+SCAN_LIMIT = 65536       # bytes of an oversized or non-JSON payload scanned for data
+_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$")
+
+SIGNED_COMMAND_SCHEMA = {**contract.COMMAND_SCHEMA, "sig": (str, False)}
+
+
+@dataclass(frozen=True)
+class Finding:
+    time: str
+    topic: str        # redacted: a topic can carry data too
+    rule: str
+    detail: str       # masked; never the data itself
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def __str__(self) -> str:
+        return f"{self.time} {self.topic}: {self.rule}: {self.detail}"
+
+
+@dataclass
+class AuditResult:
+    findings: list = field(default_factory=list)
+    messages: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def counts(self) -> dict:
+        """Findings per rule, most frequent first."""
+        return dict(Counter(f.rule for f in self.findings).most_common())
+
+    def exit_status(self) -> int:
+        """0 when clean, EXIT_FAILED (1) when anything was found."""
+        return 0 if self.ok else EXIT_FAILED
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "messages": self.messages, "counts": self.counts(),
+                "findings": [f.as_dict() for f in self.findings]}
+
+
+@dataclass(frozen=True)
+class BusMessage:
+    topic: str
+    payload: bytes
+    time: str = ""
+    retain: bool = False
+
+
+# --- entry points ---------------------------------------------------------------
+
+def audit_record(path: Path, *, manager: Optional[str] = None) -> AuditResult:
+    """Audit a record written by bus.record (with its rotated files)."""
+    return audit_lines(read_record(path), manager=manager)
+
+
+def audit_lines(lines: Iterable[dict], *, manager: Optional[str] = None) -> AuditResult:
+    result = AuditResult()
+    for line in lines:
+        if "corrupt" in line:
+            result.findings.append(Finding("", "", CORRUPT_RECORD,
+                                           f"{line.get('file')} line {line['corrupt']}"))
+            continue
+        message = BusMessage(str(line.get("topic", "")), entry_payload(line),
+                             str(line.get("time", "")), bool(line.get("retain")))
+        result.findings += check_message(message, manager=manager)
+        result.messages += 1
+    return result
+
+
+def audit_messages(messages: Iterable[BusMessage], *,
+                   manager: Optional[str] = None) -> AuditResult:
+    result = AuditResult()
+    for message in messages:
+        result.findings += check_message(message, manager=manager)
+        result.messages += 1
+    return result
+
+
+def check_message(message: BusMessage, *, manager: Optional[str] = None) -> list:
+    """Every finding for one message (empty when it keeps the contract)."""
+    topic = pii.redact(message.topic)
+    problems = list(_contract_problems(message, manager))
+    return [Finding(message.time, topic, rule, detail) for rule, detail in problems]
+
+
+# --- the contract -----------------------------------------------------------------
+
+def _contract_problems(message: BusMessage, manager: Optional[str]) -> Iterator[tuple]:
+    kind = topic_kind(message.topic, manager)
+    if kind is None:
+        yield UNKNOWN_TOPIC, "not a fleet or broadcast topic"
+    if not message.payload and kind in ("heartbeat", "status"):
+        return    # an empty payload clears a retained heartbeat or state: allowed
+    if len(message.payload) > contract.MAX_PAYLOAD_BYTES:
+        yield OVERSIZED, f"{len(message.payload)} bytes > {contract.MAX_PAYLOAD_BYTES}"
+    payload = _decode(message.payload)
+    if payload is None:
+        yield NOT_JSON, f"{len(message.payload)} bytes that are not a JSON object"
+        yield from _text_problems(message.payload[:SCAN_LIMIT].decode("utf-8", "replace"), "$")
+        return
+    if kind is not None:
+        yield from _schema_problems(payload, kind, message.topic)
+    yield from _content_problems(payload)
+
+
+def topic_kind(topic: str, manager: Optional[str]) -> Optional[str]:
+    """heartbeat/status/alert/command for fleet topics, 'broadcast', or None."""
+    parsed = contract.parse_topic(topic)
+    if parsed:
+        return parsed[1]
+    head, sep, tail = topic.partition("/")
+    if sep and tail == "broadcast" and (head == manager or
+                                        (manager is None and contract.NAME_RE.match(head))):
+        return "broadcast"
+    return None
+
+
+def _decode(data: bytes) -> Optional[dict]:
+    try:
+        return contract.decode(data, limit=max(len(data), 1))
+    except (contract.ContractError, RecursionError):   # deep nesting overflows json
+        return None
+
+
+def _schema_problems(payload: dict, kind: str, topic: str) -> Iterator[tuple]:
+    try:
+        _VALIDATORS[kind](payload)
+    except contract.ContractError as exc:
+        yield (UNKNOWN_VERB if exc.reason == "unknown-verb" else SCHEMA,
+               exc.reason + _extra_keys(payload, kind))
+        return
+    if kind == "status" and "verb" in payload and payload["verb"] not in contract.VERBS:
+        yield UNKNOWN_VERB, f"reply to verb {_safe_text(payload['verb'])}"
+    if kind not in ("command", "broadcast") and payload.get("agent") != topic.split("/")[1]:
+        yield AGENT_MISMATCH, "payload 'agent' differs from the topic's agent"
+
+
+def _validate_command(payload: dict) -> dict:
+    """contract.validate_command, allowing the optional signature."""
+    contract.check_schema(payload, SIGNED_COMMAND_SCHEMA)
+    unsigned = {k: v for k, v in payload.items() if k != "sig"}
+    return contract.validate_command(unsigned)
+
+
+_VALIDATORS = {"command": _validate_command, "broadcast": _validate_command,
+               "heartbeat": contract.validate_heartbeat, "status": contract.validate_status,
+               "alert": contract.validate_alert}
+
+
+def _extra_keys(payload: dict, kind: str) -> str:
+    schema = {"command": SIGNED_COMMAND_SCHEMA, "broadcast": SIGNED_COMMAND_SCHEMA,
+              "heartbeat": contract.HEARTBEAT_SCHEMA, "alert": contract.ALERT_SCHEMA,
+              "status": _status_schema(payload)}[kind]
+    extra = sorted(set(payload) - set(schema)) if schema else []
+    return f" ({', '.join(_safe_key(k) for k in extra)})" if extra else ""
+
+
+def _status_schema(payload: dict) -> Optional[dict]:
+    return {"state": contract.STATE_SCHEMA, "reply": contract.REPLY_SCHEMA}.get(
+        contract.classify_status(payload))
+
+
+# --- content: free text, personal data, secrets ---------------------------------
+
+def _content_problems(payload: dict) -> Iterator[tuple]:
+    for path, key, value in _walk(payload):
+        if isinstance(value, str):
+            yield from _string_problems(value, path, key)
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**7:
+            yield from _text_problems(str(value), path)   # a card or phone as a number
+
+
+def _string_problems(value: str, path: str, key: str) -> Iterator[tuple]:
+    words = value.split()
+    if len(words) >= PROSE_WORDS and sum(w.isalpha() for w in words) >= PROSE_WORDS - 1:
+        yield FREE_TEXT, f"{len(words)} words of text in {path}"
+    elif len(value) > LONG_STRING:
+        yield FREE_TEXT, f"{len(value)}-character string in {path}"
+    yield from _text_problems(value, path, entropy=key not in OPAQUE_KEYS)
+
+
+def _text_problems(text: str, path: str, *, entropy: bool = True) -> Iterator[tuple]:
+    for hit in pii.scan(text, entropy=entropy):
+        yield hit.rule, f"{hit.kind} {hit.masked} in {path}"
+
+
+def _walk(value, path: str = "$", key: str = "", depth: int = 0) -> Iterator[tuple]:
+    """(path, key, leaf) for every leaf and every key of a decoded payload."""
+    if depth > 32:
+        return    # json already refused anything deeper than the interpreter allows
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield path, "", k                       # keys are text too
+            yield from _walk(v, f"{path}.{_safe_key(k)}", k, depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{path}[{i}]", key, depth + 1)
+    else:
+        yield path, key, value
+
+
+@functools.lru_cache(maxsize=4096)   # payloads repeat the same few keys
+def _safe_key(key: str) -> str:
+    """A key as it may appear in a report: itself if it is a plain name, else '?'."""
+    return key if _SAFE_KEY.match(key) and not pii.scan(key) else "?"
+
+
+def _safe_text(value: object) -> str:
+    text = json.dumps(value)[:40] if not isinstance(value, str) else value[:40]
+    return repr(text) if _SAFE_KEY.match(text) and not pii.scan(text) else "(not shown)"

@@ -1,0 +1,125 @@
+"""invoke verify: the checks to run after every change.
+
+Broker reachable; a pub/sub round trip and its latency; a retained message
+stored and read back by a fresh client; the broker's DNS name; each agent
+answers a health-check. Docker agents are also checked from inside their
+containers, and what the bus says about them is checked against the Docker
+API (threat 3: bus data is advisory). Every check is collected, none stops
+the others.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+
+from hatchery.bus.client import BusClient
+from hatchery.bus.commands import bus_for, run_command
+from hatchery.core.checks import Check, VerifyReport, ms_since, timed
+from hatchery.errors import HatcheryError
+from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.observe.crosscheck import CONSISTENT, bus_and_docker, docker_agents
+from hatchery.provision.dns import dns_checks
+
+VERIFY_PREFIX = "hatchery/verify"
+
+
+def verify(inv: Inventory, *, timeout: float = 5.0, on_check=None) -> VerifyReport:
+    report = VerifyReport()
+
+    def add(check: Check) -> Check:
+        report.checks.append(check)
+        if on_check:
+            on_check(check)
+        return check
+
+    host, port = inv.broker.host, inv.broker.port
+    reach = add(timed(f"broker reachable at {host}:{port}", lambda: _tcp(host, port, timeout)))
+    if not reach.ok:
+        return report
+    with bus_for(inv, connect_timeout=timeout) as bus:
+        if inv.broker.tls:
+            add(Check(f"TLS listener {bus.host}:{bus.port} verified against the fleet CA",
+                      True, "certificate and name checked; logged in"))
+        add(_round_trip(bus, timeout))
+        add(timed("retained message stored and read back by a fresh client",
+                  lambda: _retained(inv, bus, timeout)))
+        for check in dns_checks(inv):
+            add(check)
+        for check in _agent_checks(inv, bus, timeout):
+            add(check)
+        for check in _crosscheck_checks(inv, bus, timeout):
+            add(check)
+    for check in _container_checks(inv, timeout):
+        add(check)
+    return report
+
+
+def _tcp(host: str, port: int, timeout: float) -> str:
+    socket.create_connection((host, port), timeout).close()
+    return "TCP connect ok"
+
+
+def _round_trip(bus: BusClient, timeout: float) -> Check:
+    started = time.perf_counter()
+    try:
+        samples = sorted(bus.ping(timeout=timeout) for _ in range(20))
+    except (HatcheryError, TimeoutError) as exc:
+        return Check("pub/sub round trip", False, str(exc), ms_since(started))
+    median = samples[len(samples) // 2]
+    return Check("pub/sub round trip (QoS 1, median of 20)", True, f"{median:.2f} ms", median)
+
+
+def _retained(inv: Inventory, bus: BusClient, timeout: float) -> str:
+    topic = f"{VERIFY_PREFIX}/{secrets.token_hex(6)}"
+    payload = secrets.token_hex(8).encode()
+    bus.publish(topic, payload, qos=1, retain=True, timeout=timeout)
+    try:
+        with bus_for(inv, connect_timeout=timeout) as fresh:
+            got = fresh.retained([topic], timeout=timeout).get(topic)
+    finally:
+        bus.publish(topic, b"", qos=1, retain=True, timeout=timeout)  # clear it
+    if got != payload:
+        raise HatcheryError(f"retained message on {topic} not read back (got {got!r})",
+                            "check 'persistence' and retain settings in mosquitto.conf")
+    return "stored, read back, cleared"
+
+
+def _agent_checks(inv: Inventory, bus: BusClient, timeout: float) -> list:
+    if not inv.agents:
+        return [Check("agents answer a health-check", True, "no agents in the inventory")]
+    started = time.perf_counter()
+    result = run_command(inv, "health-check", timeout=timeout, bus=bus)
+    checks = []
+    for reply in result.replies:
+        ok = reply.state == "answered"
+        detail = f"answered in {reply.rtt_ms:.2f} ms" if ok else reply.state
+        checks.append(Check(f"agent {reply.agent} answers a health-check", ok, detail,
+                            reply.rtt_ms if ok else ms_since(started)))
+    return checks
+
+
+def _crosscheck_checks(inv: Inventory, bus: BusClient, timeout: float) -> list:
+    """Docker agents: the bus (just refreshed by the health-checks) agrees with Docker."""
+    if not docker_agents(inv):
+        return []
+    started = time.perf_counter()
+    try:
+        _, report = bus_and_docker(inv, bus, timeout=timeout)
+    except (HatcheryError, TimeoutError) as exc:
+        return [Check("docker agents: the bus agrees with the Docker API", False,
+                      str(exc).splitlines()[0], ms_since(started))]
+    return [Check(f"agent {c.agent}: the bus agrees with the Docker API ({c.docker})",
+                  c.verdict == CONSISTENT, c.reason, ms_since(started)) for c in report.agents]
+
+
+def _container_checks(inv: Inventory, timeout: float) -> list:
+    docker_agents = [a for a in inv.agents.values() if a.runtime == DOCKER]
+    if not docker_agents:
+        return []
+    from hatchery.runtime.docker.plans import verify_in_agent
+    checks = []
+    for agent in docker_agents:
+        checks += verify_in_agent(inv, agent, timeout=timeout)
+    return checks

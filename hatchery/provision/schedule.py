@@ -1,0 +1,374 @@
+"""Run a fleet job on a schedule, without an LLM: the collector or the audit.
+
+Two jobs, each under its own label so both can be installed side by side:
+- ``collect``: ``fleet.collect`` (a broadcast health-check) every N minutes;
+- ``audit``: ``bus.audit`` (the ADR's weekly compliance check), once a week,
+  listening live for a while or reading a ``bus.record`` file.
+
+Renders one of three schedulers from ``templates/schedule/``: a launchd
+agent (macOS, as in the ADR), a systemd service + timer, or a crontab line.
+Installing and removing are plan-then-apply ``Change`` objects, so
+``--check`` shows the files and the diff before anything is written.
+
+Both jobs exit non-zero when they find a problem; the alert is the
+scheduler's own: cron mails the failure line (MAILTO), systemd marks the
+unit failed (``systemctl --user --failed``, the journal), launchd records
+``LastExitStatus`` (``launchctl list LABEL``). Output goes to a log file.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from hatchery.core.assets import PROJECT_ROOT
+from hatchery.core.plan import Change, text_diff
+from hatchery.core.render import render
+from hatchery.core.state import read_text, write_if_changed
+from hatchery.errors import RenderError, RuntimeFailure, UsageError
+
+LAUNCHD, SYSTEMD, CRON = "launchd", "systemd", "cron"
+KINDS = (LAUNCHD, SYSTEMD, CRON)
+COLLECT, AUDIT = "collect", "audit"
+JOBS = (COLLECT, AUDIT)
+REPO = PROJECT_ROOT
+LABELS = {COLLECT: "hatchery-collect", AUDIT: "hatchery-audit"}
+DEFAULT_LABEL = LABELS[COLLECT]
+DESCRIPTIONS = {COLLECT: "hatchery heartbeat collector (broadcast health-check)",
+                AUDIT: "hatchery compliance audit of bus traffic (bus.audit)"}
+DEFAULT_AT = "Mon 03:00"          # cron's "0 3 * * 1"
+DEFAULT_LISTEN_S = 300            # how long the weekly audit listens live
+# cron and launchd number the days alike: 0 (or 7) is Sunday, 1 is Monday
+DAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+@dataclass(frozen=True)
+class Every:
+    """Every N minutes, counted from the last run (the collector)."""
+
+    minutes: int
+
+    def text(self) -> str:
+        return f"every {self.minutes} minutes"
+
+
+@dataclass(frozen=True)
+class Weekly:
+    """Once a week at a local day and time (the audit)."""
+
+    weekday: int                    # 0 = Sunday ... 6 = Saturday, as cron and launchd count
+    hour: int
+    minute: int
+
+    def text(self) -> str:
+        return f"weekly on {DAYS[self.weekday]} at {self.hour:02d}:{self.minute:02d}"
+
+    def on_calendar(self) -> str:
+        return f"{DAYS[self.weekday]} *-*-* {self.hour:02d}:{self.minute:02d}:00"
+
+
+When = Union[Every, Weekly]
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    kind: str
+    when: When
+    command: tuple                  # argv of the job
+    workdir: Path
+    log_path: Path
+    label: str = DEFAULT_LABEL
+    description: str = DESCRIPTIONS[COLLECT]
+    timeout_s: int = 300            # systemd kills a run that hangs longer (a oneshot waits forever)
+
+
+def parse_at(text: str) -> Weekly:
+    """'Mon 03:00' (or 'monday 3:00') to a Weekly."""
+    match = re.fullmatch(r"\s*([A-Za-z]+)\s+(\d{1,2}):(\d{2})\s*", str(text))
+    day = _weekday(match[1]) if match else None
+    if day is None:
+        raise UsageError(f"--at {text!r} is not a weekday and a time",
+                         "e.g. --at 'Mon 03:00' (days Sun..Sat, 24-hour local time)")
+    hour, minute = int(match[2]), int(match[3])
+    if hour > 23 or minute > 59:
+        raise UsageError(f"--at {text!r}: no such time of day", "use 00:00 to 23:59")
+    return Weekly(day, hour, minute)
+
+
+def _weekday(word: str) -> Optional[int]:
+    full = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+    return next((i for i, day in enumerate(full) if word.lower() in (day, day[:3])), None)
+
+
+def collector_command(inventory_path: Path, timeout: float = 10.0) -> tuple:
+    """argv that runs ``invoke fleet.collect`` for this inventory with this Python."""
+    return (*_invoke(), "fleet.collect", "--inventory", str(Path(inventory_path).resolve()),
+            "--timeout", f"{timeout:g}")
+
+
+def audit_command(inventory_path: Path, *, listen: Optional[float] = None,
+                  record: Optional[Path] = None) -> tuple:
+    """argv that runs ``invoke bus.audit`` live for ``listen`` seconds, or on a record file."""
+    source = ("--record", str(Path(record).resolve())) if record else ("--listen", f"{listen:g}")
+    return (*_invoke(), "bus.audit", "--inventory", str(Path(inventory_path).resolve()), *source)
+
+
+def _invoke() -> tuple:
+    return (sys.executable, "-m", "invoke", "--search-root", str(REPO))
+
+
+def default_kind() -> str:
+    """launchd on macOS, systemd where it is the running init, else cron."""
+    if sys.platform == "darwin":
+        return LAUNCHD
+    if Path("/run/systemd/system").is_dir():
+        return SYSTEMD
+    return CRON
+
+
+def make_spec(kind: str, every_minutes: int, inventory_path: Path, *,
+              state_dir: Path, label: str = DEFAULT_LABEL) -> ScheduleSpec:
+    """The collector every ``every_minutes`` minutes."""
+    _check_kind_and_label(kind, label)
+    if not isinstance(every_minutes, int) or isinstance(every_minutes, bool) or every_minutes < 1:
+        raise UsageError(f"every must be a whole number of minutes >= 1, not {every_minutes!r}")
+    if kind == CRON:
+        cron_schedule(every_minutes)   # refuse an interval cron cannot keep, before rendering
+    return ScheduleSpec(kind, Every(every_minutes), collector_command(inventory_path),
+                        Path(inventory_path).resolve().parent, state_dir / "collect.log", label)
+
+
+def make_audit_spec(kind: str, weekly: Weekly, inventory_path: Path, *, state_dir: Path,
+                    listen: Optional[float] = None, record: Optional[Path] = None,
+                    label: str = LABELS[AUDIT]) -> ScheduleSpec:
+    """The audit once a week: live for ``listen`` seconds (default 300), or on ``record``."""
+    _check_kind_and_label(kind, label)
+    if listen is not None and record is not None:
+        raise UsageError("give --listen or --record for the audit, not both",
+                         "--record audits a file that bus.record keeps writing")
+    seconds = DEFAULT_LISTEN_S if listen is None else listen
+    if record is None and (not isinstance(seconds, (int, float)) or not 0 < seconds <= 86400):
+        raise UsageError(f"--listen must be seconds between 1 and 86400, not {listen!r}")
+    command = audit_command(inventory_path, listen=None if record else seconds, record=record)
+    timeout = 300 if record else int(seconds) + 300
+    return ScheduleSpec(kind, weekly, command, Path(inventory_path).resolve().parent,
+                        state_dir / "audit.log", label, DESCRIPTIONS[AUDIT], timeout)
+
+
+def _check_kind_and_label(kind: str, label: str) -> None:
+    if kind not in KINDS:
+        raise UsageError(f"unknown scheduler {kind!r}", f"use one of: {', '.join(KINDS)}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", label):
+        raise UsageError(f"label {label!r} is not a safe file name",
+                         "use letters, digits, '.', '_' and '-'")
+
+
+# --- rendering (pure) -------------------------------------------------------------
+
+def render_files(spec: ScheduleSpec) -> dict:
+    """{file name: text} for the scheduler; validated where a validator exists."""
+    if spec.kind == LAUNCHD:
+        text = render("schedule/launchd.plist.j2", _context(spec))
+        plistlib.loads(text.encode())   # raises if the template produced a bad plist
+        return {f"{spec.label}.plist": text}
+    if spec.kind == SYSTEMD:
+        context = {**_context(spec), "exec_start": " ".join(systemd_quote(a) for a in spec.command)}
+        return {f"{spec.label}.service": render("schedule/job.service.j2", context),
+                f"{spec.label}.timer": render("schedule/job.timer.j2", context)}
+    return {"crontab": cron_line(spec)}
+
+
+def _context(spec: ScheduleSpec) -> dict:
+    when = spec.when
+    weekly = None
+    if isinstance(when, Weekly):
+        weekly = {"weekday": when.weekday, "hour": when.hour, "minute": when.minute,
+                  "on_calendar": when.on_calendar()}
+    return {"label": spec.label, "command": list(spec.command), "workdir": str(spec.workdir),
+            "log_path": str(spec.log_path), "description": spec.description,
+            "timeout_s": spec.timeout_s, "schedule_text": when.text(),
+            "every_minutes": when.minutes if isinstance(when, Every) else None, "weekly": weekly}
+
+
+def cron_line(spec: ScheduleSpec) -> str:
+    context = {"schedule": cron_fields(spec.when), "marker": cron_marker(spec.label),
+               "label": spec.label, "workdir_q": cron_quote(str(spec.workdir)),
+               "log_q": cron_quote(str(spec.log_path)),
+               "command_q": " ".join(cron_quote(a) for a in spec.command)}
+    return render("schedule/crontab.j2", context)
+
+
+def cron_fields(when: When) -> str:
+    if isinstance(when, Weekly):
+        return f"{when.minute} {when.hour} * * {when.weekday}"
+    return cron_schedule(when.minutes)
+
+
+def cron_schedule(every_minutes: int) -> str:
+    """The five cron fields; only intervals cron can keep evenly are accepted."""
+    if every_minutes < 60 and 60 % every_minutes == 0:
+        return f"*/{every_minutes} * * * *" if every_minutes > 1 else "* * * * *"
+    hours, rest = divmod(every_minutes, 60)
+    if rest == 0 and 24 % hours == 0:
+        return f"0 */{hours} * * *" if hours > 1 else "0 * * * *"
+    raise UsageError(f"cron cannot run every {every_minutes} minutes evenly",
+                     "use a divisor of 60 minutes or of 24 hours, or the systemd timer")
+
+
+def cron_marker(label: str) -> str:
+    return f"hatchery:{label}"
+
+
+def cron_quote(arg: str) -> str:
+    # cron turns an unescaped % into a newline before the shell sees it
+    return shlex.quote(arg).replace("%", "\\%")
+
+
+def systemd_quote(arg: str) -> str:
+    """Quote one ExecStart argument: systemd expands %, $ and splits on spaces."""
+    escaped = arg.replace("%", "%%").replace("$", "$$")
+    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", escaped):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def crontab_with(current: str, line: str, label: str) -> str:
+    """``current`` crontab with our line replacing any earlier one (by its marker)."""
+    kept = crontab_without(current, label)
+    return (kept + ("\n" if kept and not kept.endswith("\n") else "") + line.rstrip("\n") + "\n")
+
+
+def crontab_without(current: str, label: str) -> str:
+    marker = f"# {cron_marker(label)}"
+    lines = [ln for ln in current.splitlines() if not ln.rstrip().endswith(marker)]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+# --- install / remove (plan-then-apply) ------------------------------------------------
+
+def install_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
+                 activate: bool = True) -> list:
+    """Changes that install the schedule. ``target_dir``: where unit/plist files go."""
+    files = render_files(spec)
+    if spec.kind == SYSTEMD:
+        verify_systemd(files)
+    if spec.kind == CRON:
+        return [_crontab_change(spec.label, lambda cur: crontab_with(cur, files["crontab"],
+                                                                     spec.label))]
+    target = target_dir or default_target_dir(spec.kind)
+    changes = [_file_change(target / name, text) for name, text in files.items()]
+    if activate and any(c.needed for c in changes):
+        changes.append(_activation(spec, target, enable=True))
+    return changes
+
+
+def remove_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
+                activate: bool = True) -> list:
+    if spec.kind == CRON:
+        return [_crontab_change(spec.label, lambda cur: crontab_without(cur, spec.label))]
+    target = target_dir or default_target_dir(spec.kind)
+    names = render_files(spec)
+    changes = [_removal(target / name) for name in names]
+    if activate and any(c.needed for c in changes):
+        changes.insert(0, _activation(spec, target, enable=False))
+    return changes
+
+
+def verify_systemd(files: dict) -> None:
+    """``systemd-analyze verify`` the rendered units, where it is installed; raise on problems."""
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / name for name in files]
+        for path in paths:
+            path.write_text(files[path.name])
+        done = subprocess.run([analyze, "verify", *map(str, paths)], capture_output=True,
+                              text=True, timeout=60)
+    # it also reports on unrelated units of this host: keep only lines about ours
+    problems = [line for line in done.stderr.splitlines() if any(n in line for n in files)]
+    if problems:
+        raise RenderError("systemd-analyze verify refused the rendered units: "
+                          + "; ".join(problems[:5]), "check templates/schedule/job.*.j2")
+
+
+def default_target_dir(kind: str) -> Path:
+    home = Path.home()
+    return home / "Library/LaunchAgents" if kind == LAUNCHD else home / ".config/systemd/user"
+
+
+def _file_change(path: Path, text: str) -> Change:
+    current = read_text(path)
+    if current == text:
+        return Change(str(path), "none", "up to date")
+    return Change(str(path), "update" if current else "create",
+                  "content differs" if current else "not installed",
+                  text_diff(current, text, path.name),
+                  lambda: "written" if write_if_changed(path, text, 0o644) else "unchanged")
+
+
+def _removal(path: Path) -> Change:
+    if not path.exists():
+        return Change(str(path), "none", "not installed")
+    return Change(str(path), "remove", "installed", text_diff(read_text(path), "", path.name),
+                  lambda: (path.unlink(missing_ok=True), "removed")[1])
+
+
+def _activation(spec: ScheduleSpec, target: Path, *, enable: bool) -> Change:
+    argv = activation_command(spec, target, enable=enable)
+    return Change(f"{spec.kind} {spec.label}", "reload", " ".join(argv), "", lambda: _run(argv))
+
+
+def activation_command(spec: ScheduleSpec, target: Path, *, enable: bool) -> list:
+    if spec.kind == LAUNCHD:
+        plist = str(target / f"{spec.label}.plist")
+        return ["launchctl", "load" if enable else "unload", "-w", plist]
+    verb = "enable" if enable else "disable"
+    return ["systemctl", "--user", verb, "--now", f"{spec.label}.timer"]
+
+
+def _crontab_change(label: str, edit) -> Change:
+    current = _crontab_read()
+    wanted = edit(current)
+    if wanted == current:
+        return Change(f"crontab {label}", "none", "up to date")
+    return Change(f"crontab {label}", "update", "crontab differs",
+                  text_diff(current, wanted, "crontab"), lambda: _crontab_write(wanted))
+
+
+def _crontab_read() -> str:
+    if not shutil.which("crontab"):
+        return ""
+    done = subprocess.run(["crontab", "-l"], capture_output=True, text=True, timeout=10)
+    return done.stdout if done.returncode == 0 else ""   # 1 = no crontab yet
+
+
+def _crontab_write(text: str) -> str:
+    _require("crontab", "apt-get install -y cron (or use the systemd timer)")
+    done = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True,
+                          timeout=10)
+    if done.returncode != 0:
+        raise RuntimeFailure(f"crontab refused the new table: {done.stderr.strip()}")
+    return "crontab updated"
+
+
+def _run(argv: list) -> str:
+    _require(argv[0], "install it, or pass activate=False and load the file yourself")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise RuntimeFailure(f"{' '.join(argv)} failed: {done.stderr.strip()[:300]}",
+                             "check the unit with systemd-analyze verify / plutil -lint")
+    return " ".join(argv)
+
+
+def _require(program: str, fix: str) -> None:
+    if not shutil.which(program):
+        raise RuntimeFailure(f"{program} is not installed on this machine", fix)

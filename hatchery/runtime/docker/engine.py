@@ -1,0 +1,131 @@
+"""The one boundary to the Docker engine: connecting, and turning its errors into ours.
+
+``docker_errors(action)`` maps ``docker.errors.*`` and ``requests`` errors to
+``DockerError`` with a fix, most specific first (like httpx's mapping).
+``engine(docker_host)`` returns one cached client per engine address; an
+``ssh://user@host`` address goes through the system ssh client.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from hatchery.errors import DockerError
+
+START_DOCKERD = "is dockerd running? start it with: scripts/start-dockerd.sh (or: dockerd &)"
+CLIENT_TIMEOUT = 300        # seconds; an image build streams for longer than the default 60
+
+# Labels every object we create carries; the fleet label scopes lists and clean-ups.
+MANAGED = "io.hatchery.managed"
+ROLE = "io.hatchery.role"
+FLEET = "io.hatchery.fleet"
+
+_clients: dict = {}
+
+
+@contextmanager
+def docker_errors(action: str, unreachable_fix: str = START_DOCKERD) -> Iterator[None]:
+    """Raise DockerError (with a fix) for any engine failure while doing ``action``."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise DockerError(f"{action}: image not found ({_explain(exc)})",
+                          "build the offline images with: invoke images.bootstrap, "
+                          "or set an image that exists in the inventory") from None
+    except docker.errors.BuildError as exc:
+        tail = "\n".join(_build_log_tail(exc.build_log))
+        raise DockerError(f"{action}: image build failed: {exc.msg}\n{tail}",
+                          "read the build output above; render the Dockerfile with "
+                          "--render-only to inspect it") from None
+    except docker.errors.NotFound as exc:
+        raise DockerError(f"{action}: not found ({_explain(exc)})",
+                          "it was removed meanwhile; run the task again") from None
+    except docker.errors.APIError as exc:
+        raise DockerError(f"{action}: the Docker engine refused: {_explain(exc)}",
+                          _api_fix(exc)) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise DockerError(f"{action}: cannot talk to the Docker engine: {exc}", unreachable_fix) from None
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(getattr(exc, "explanation", None) or exc)
+
+
+def _api_fix(exc: docker.errors.APIError) -> str:
+    text = _explain(exc)
+    if "port is already allocated" in text or "address already in use" in text:
+        return "another program or container holds that host port; set broker.port to a free one"
+    if "Conflict" in text or exc.status_code == 409:
+        return "a container with that name exists but is not managed by hatchery; remove or rename it"
+    return "see the engine's message above"
+
+
+def _build_log_tail(log, lines: int = 15) -> list:
+    text = [chunk.get("stream", "") or chunk.get("error", "") for chunk in log or ()]
+    return "".join(text).splitlines()[-lines:]
+
+
+def engine(docker_host: Optional[str] = None) -> docker.DockerClient:
+    """A client for the engine at ``docker_host`` (None: the local one, as $DOCKER_HOST says)."""
+    key = docker_host or ""
+    if key not in _clients:
+        with docker_errors(f"connect to the Docker engine {docker_host or '(local)'}", _unreachable_fix(docker_host)):
+            _clients[key] = _connect(docker_host)
+    return _clients[key]
+
+
+def _unreachable_fix(docker_host: Optional[str]) -> str:
+    if docker_host and docker_host.startswith("ssh://"):
+        # The SDK passes -p 22 when the address has no port, whatever ~/.ssh/config says.
+        return (f"check that this works: ssh <user@host> docker version (for {docker_host}); "
+                "put a non-default port in the address: ssh://user@host:2222")
+    return START_DOCKERD
+
+
+def _connect(docker_host: Optional[str]) -> docker.DockerClient:
+    if docker_host and docker_host.startswith("ssh://"):
+        # The system ssh client honours ~/.ssh/config, agents and known_hosts.
+        return docker.DockerClient(base_url=docker_host, use_ssh_client=True,
+                                   timeout=CLIENT_TIMEOUT)
+    if docker_host:
+        return docker.DockerClient(base_url=docker_host, timeout=CLIENT_TIMEOUT)
+    return docker.from_env(timeout=CLIENT_TIMEOUT)
+
+
+def forget_engines() -> None:
+    """Close and drop cached clients (tests; a long-lived process after a host change)."""
+    for client in _clients.values():
+        client.close()
+    _clients.clear()
+
+
+def find_container(client: docker.DockerClient, name: str):
+    """The container called ``name``, or None."""
+    with docker_errors(f"inspect container {name}"):
+        try:
+            return client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+
+def image_id(client: docker.DockerClient, ref: str) -> Optional[str]:
+    """The local image id for ``ref``, or None when it is not on the engine."""
+    with docker_errors(f"inspect image {ref}"):
+        try:
+            return client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            return None
+
+
+def ensure_network(client: docker.DockerClient, name: str, labels: dict) -> str:
+    """Create the user-defined bridge network ``name`` unless it exists; say what happened."""
+    with docker_errors(f"create network {name}"):
+        if client.networks.list(names=[name]):
+            return f"network {name} exists"
+        client.networks.create(name, driver="bridge", labels=labels)
+        return f"network {name} created"

@@ -1,0 +1,150 @@
+"""The one module that prints.
+
+Everything else returns data; this module turns it into Ansible-style result
+lines, tables, check lists, JSON, and error messages on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Sequence
+
+from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, ItemResult, Report
+
+_COLOURS = {OK: "32", CHANGED: "33", WOULD_CHANGE: "36", FAILED: "31",
+            "pass": "32", "fail": "31"}
+
+
+def _use_colour(stream) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _paint(text: str, status: str, stream=sys.stdout) -> str:
+    code = _COLOURS.get(status)
+    return f"\033[{code}m{text}\033[0m" if code and _use_colour(stream) else text
+
+
+def emit(text: str = "", *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    print(text, file=stream, flush=True)
+
+
+def clean(text: str, limit: int = 200) -> str:
+    """Text that came off the bus, safe for a terminal: no escape sequences.
+
+    A compromised agent could otherwise put terminal control sequences into a
+    version string or an error and have them run in the operator's terminal.
+    """
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def emit_untrusted(text: str, *, err: bool = False) -> None:
+    """A line built from bus data (monitor events, agents' answers)."""
+    emit(clean(text, limit=1000), err=err)
+
+
+def emit_json(data) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False, default=str), flush=True)
+
+
+def emit_json_line(data) -> None:
+    print(json.dumps(data, separators=(",", ":"), default=str), flush=True)
+
+
+# --- plan results -----------------------------------------------------------------
+
+def result_line(result: ItemResult, *, show_diff: bool = False) -> None:
+    """One line per item as it completes: progress on long work."""
+    status = _paint(f"{result.status:<12}", result.status)
+    what = result.action if result.action != "none" else ""
+    why = "; ".join(x for x in (result.reason, result.detail) if x)
+    timing = f" ({result.seconds:.2f}s)" if result.seconds >= 0.01 else ""
+    emit(f"  {status} {result.item:<24} {what:<8} {why}{timing}".rstrip())
+    if result.error:
+        for line in result.error.splitlines():
+            emit(f"      {line}", err=True)
+    if show_diff and result.diff:
+        for line in result.diff.rstrip("\n").splitlines():
+            emit(f"      {_diff_colour(line)}")
+
+
+def _diff_colour(line: str) -> str:
+    if line.startswith("+") and not line.startswith("+++"):
+        return _paint(line, OK)
+    if line.startswith("-") and not line.startswith("---"):
+        return _paint(line, FAILED)
+    return line
+
+
+def report_header(title: str, check: bool) -> None:
+    emit(f"{title}{' (check mode: nothing will be changed)' if check else ''}")
+
+
+def report_summary(report: Report) -> None:
+    counts = {s: sum(r.status == s for r in report.results) for s in (OK, CHANGED, WOULD_CHANGE, FAILED)}
+    parts = [f"ok={counts[OK]}"]
+    parts.append(f"would-change={counts[WOULD_CHANGE]}" if report.check else f"changed={counts[CHANGED]}")
+    parts.append(f"failed={counts[FAILED]}")
+    tail = "  (no changes)" if not report.changed and report.ok else ""
+    emit("  ".join(parts) + tail)
+
+
+def report(rep: Report, *, as_json: bool = False, show_diff: bool = False) -> None:
+    """A whole report at once (when lines were not streamed)."""
+    if as_json:
+        emit_json(rep.as_dict())
+        return
+    report_header(rep.title, rep.check)
+    for result in rep.results:
+        result_line(result, show_diff=show_diff)
+    report_summary(rep)
+
+
+# --- tables and check lists ------------------------------------------------------------
+
+def table(rows: Sequence[dict], columns: Sequence[str], *, headers: Sequence[str] | None = None) -> None:
+    headers = list(headers or [c.upper() for c in columns])
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    emit("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in cells:
+        emit("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return clean(value)
+
+
+def check_line(check) -> None:
+    """One ✓/✗ line; ``check`` has name, ok, detail, ms."""
+    mark = _paint("✓", "pass") if check.ok else _paint("✗", "fail")
+    timing = f"  ({check.ms:.2f} ms)" if check.ms is not None else ""
+    detail = f" — {clean(check.detail)}" if check.detail else ""
+    emit(f"  {mark} {check.name}{detail}{timing}")
+
+
+def error(exc: BaseException) -> None:
+    emit(_paint("error: ", FAILED, sys.stderr) + str(exc), err=True)
+
+
+def notice(text: str) -> None:
+    emit(text, err=True)
+
+
+def findings(result) -> None:
+    """bus.audit's table (masked findings only) and a one-line summary."""
+    rows = [f.as_dict() for f in result.findings]
+    if rows:
+        table(rows, ["time", "topic", "rule", "detail"])
+    counts = ", ".join(f"{rule}: {n}" for rule, n in result.counts().items())
+    emit(f"{result.messages} message(s) audited, {len(rows)} finding(s)"
+         + (f" ({counts})" if counts else ""))
