@@ -134,8 +134,11 @@ def _frame(model, sort, height):
     counts = topview.totals(table_rows)
     head = Text(f"hatchery fleet · {time.strftime('%H:%M:%S')} · sort: {sort} · ")
     head.append(" ".join(f"{k}={v}" for k, v in counts.items()))
-    table = Table(*topview.COLUMNS, expand=True, pad_edge=False, box=None, header_style="bold")
-    room = max(1, height - 5)
+    table = Table(expand=True, pad_edge=False, box=None, header_style="bold")
+    widest = max([len(r.agent) for r in table_rows] + [5])
+    for column in topview.COLUMNS:   # names are never cut: they are what a person looks for
+        table.add_column(column, no_wrap=True, min_width=widest if column == "agent" else None)
+    room = max(1, height - 6)
     for row in table_rows[:room]:
         cells = [Text(output.clean(cell, 64)) for cell in row.cells()]
         cells[1].stylize(STATE_STYLE.get(row.state, ""))
