@@ -27,7 +27,7 @@
     return (s / 3600).toFixed(1) + " h";
   }
 
-  function makeRow(name) {
+  function makeRow(name, into) {
     const tr = document.createElement("tr");
     tr.dataset.agent = name;
     const cells = {};
@@ -37,7 +37,7 @@
       cells[col] = td;
       tr.appendChild(td);
     }
-    $("rows").appendChild(tr);
+    into.appendChild(tr);
     return { tr, cells, data: null };
   }
 
@@ -45,7 +45,10 @@
 
   function paint(entry, t) {
     const d = entry.data, c = entry.cells, state = shownState(d, t);
-    entry.tr.dataset.state = state;
+    if (entry.tr.dataset.state !== state) {
+      entry.tr.dataset.state = state;
+      entry.tr.dataset.since = String(Date.now());   // when this page saw the change
+    }
     set(c.agent, d.in_inventory ? text(d.agent) : text(d.agent) + " (not in inventory)");
     set(c.state, state);
     set(c.age, age(d, t));
@@ -96,15 +99,16 @@
   function apply(event) {
     offset = event.now - Date.now() / 1000;
     set($("title"), text(event.title));
-    const t = now();
+    const t = now(), added = document.createDocumentFragment();
     for (const d of event.rows) {
       let entry = agents.get(d.agent);
-      if (!entry) { entry = makeRow(d.agent); agents.set(d.agent, entry); }
+      if (!entry) { entry = makeRow(d.agent, added); agents.set(d.agent, entry); }
       entry.data = d;
       for (const g of d.groups || []) addOption($("f-group"), String(g));
       addOption($("f-host"), String(d.host));
       paint(entry, t);
     }
+    $("rows").appendChild(added);   // one insertion for a thousand new rows
     totals(t);
     document.body.dataset.version = String(event.version);
   }
