@@ -165,3 +165,17 @@ def test_a_quote_in_a_url_stays_inside_its_string(tmp_path):
     config = YAML(typ="safe").load(text)
     assert config["receivers"][0]["webhook_configs"][0]["url"] == \
         "https://example.org/x?a='b\"c'&d=e"
+
+
+def test_fleet_exporter_prints_a_config_amtool_accepts(tmp_path, module_broker):
+    from viewhelpers import HATCHERY, write_inventory
+    inv = write_inventory(tmp_path / "fleet.yaml", module_broker, ["solo"], manager="mgr")
+    result = subprocess.run([str(HATCHERY), "fleet.exporter", "--inventory", str(inv),
+                             "--alertmanager-config", "--webhook", "http://127.0.0.1:5001/hook"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    checked = _amtool_check(tmp_path, result.stdout)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    refused = subprocess.run([str(HATCHERY), "fleet.exporter", "--inventory", str(inv),
+                              "--alertmanager-config"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "--webhook" in refused.stderr
