@@ -2,13 +2,15 @@
 # Set up a fresh Debian/Ubuntu machine for hatchery: system packages and a virtualenv.
 # Idempotent: a second run installs nothing and says so.
 #   scripts/setup.sh            # what the quick start needs (mosquitto, clients)
-#   scripts/setup.sh --test     # plus what the test suite needs (docker, dnsmasq, sshd, ...)
+#   scripts/setup.sh --test     # plus what the test suite needs (docker, dnsmasq, sshd,
+#                               # prometheus, alertmanager, headless chromium, tmux, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(mosquitto mosquitto-clients python3-venv)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(docker.io dnsmasq-base openssh-server openssh-client mmdebstrap prometheus systemd)
+  packages+=(docker.io dnsmasq-base openssh-server openssh-client mmdebstrap prometheus systemd
+             prometheus-alertmanager chromium chromium-driver tmux)
 fi
 
 missing=()

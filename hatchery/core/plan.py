@@ -76,10 +76,16 @@ class Report:
 
 
 def apply_plan(title: str, changes: list, check: bool = False,
-               on_result: Callable[[ItemResult], None] | None = None) -> Report:
-    """Apply each needed change (or only report it, with ``check``)."""
+               on_result: Callable[[ItemResult], None] | None = None,
+               on_start: Callable[[Change], None] | None = None) -> Report:
+    """Apply each needed change (or only report it, with ``check``).
+
+    ``on_start(change)`` is called before each change is made (progress display).
+    """
     report = Report(title, check=check)
     for change in changes:
+        if on_start:
+            on_start(change)
         result = _apply_one(change, check)
         report.results.append(result)
         if on_result:

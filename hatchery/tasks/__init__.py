@@ -8,5 +8,7 @@ from hatchery.tasks.bus import bus
 from hatchery.tasks.fleet import fleet
 from hatchery.tasks.images import images
 from hatchery.tasks.verify import verify
+from hatchery.tasks.views import register as register_views
 
+register_views(fleet)   # fleet.dashboard, fleet.top
 namespace = Collection(broker, agent, fleet, bus, images, verify)

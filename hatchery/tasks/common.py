@@ -19,6 +19,7 @@ from hatchery.core.state import state_lock
 from hatchery.errors import EXIT_FAILED, HatcheryError
 from hatchery.inventory.load import load_inventory
 from hatchery.tasks import output
+from hatchery.tasks.progress import plan_progress
 
 INVENTORY_HELP = "inventory file (default: $FLEET_INVENTORY, else ./fleet_inventory.yaml)"
 COMMON_HELP = {
@@ -82,8 +83,11 @@ def _apply(title: str, changes: list, *, check, diff, json) -> Report:
         output.emit_json(rep.as_dict())
         return rep
     output.report_header(title, check)
-    rep = apply_plan(title, changes, check=check,
-                     on_result=lambda r: output.result_line(r, show_diff=diff))
+    with plan_progress(title, changes, check=check) as bar:
+        def on_result(result):
+            output.result_line(result, show_diff=diff)
+            bar.done(result)
+        rep = apply_plan(title, changes, check=check, on_result=on_result, on_start=bar.start)
     output.report_summary(rep)
     return rep
 

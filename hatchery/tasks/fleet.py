@@ -12,7 +12,7 @@ from hatchery.bus.commands import bus_for, run_command
 from hatchery.bus.commands import collect as run_collect
 from hatchery.core.state import StatePaths
 from hatchery.errors import UsageError
-from hatchery.observe import crosscheck, exporter, health, monitor
+from hatchery.observe import alerting, crosscheck, exporter, health, monitor
 from hatchery.provision import schedule
 from hatchery.tasks import output
 from hatchery.tasks.common import fail_unless, load, op, run_plan
@@ -150,12 +150,25 @@ def broadcast(c, verb, name=None, group=None, pattern=None, dry_run=False, timeo
 # --- Prometheus and scheduling -------------------------------------------------------
 
 @op(port="port to serve /metrics on", addr="address to bind",
-    rules="print the Prometheus alerting rules and exit")
-def exporter_(c, port=9883, addr="127.0.0.1", rules=False, inventory=None, timeout=5.0):
+    rules="print the Prometheus alerting rules and exit",
+    alertmanager_config="print an Alertmanager config routing those alerts and exit "
+                        "(needs --webhook and/or --email-to, --email-from, --smarthost)",
+    webhook="with --alertmanager-config: the URL Alertmanager posts alerts to",
+    email_to="with --alertmanager-config: the address alerts are mailed to",
+    email_from="with --email-to: the sender address",
+    smarthost="with --email-to: the SMTP server, HOST:PORT")
+def exporter_(c, port=9883, addr="127.0.0.1", rules=False, alertmanager_config=False,
+              webhook=None, email_to=None, email_from=None, smarthost=None, inventory=None,
+              timeout=5.0):
     """Serve Prometheus metrics from the bus at http://ADDR:PORT/metrics (Ctrl-C stops)."""
     inv = load(inventory)
     if rules:
         output.emit(exporter.render_rules(inventory=inv).rstrip("\n"))
+        return
+    if alertmanager_config:
+        output.emit(alerting.render_alertmanager_config(
+            webhook_url=webhook, email_to=email_to, email_from=email_from, smarthost=smarthost,
+            inventory=inv).rstrip("\n"))
         return
     log = StatePaths(inv.state_dir).broker_log
     with bus_for(inv, connect_timeout=float(timeout), role="exporter") as bus:

@@ -117,4 +117,4 @@ def test_rules_render_and_pass_promtool(tmp_path):
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 7 rules found" in result.stdout

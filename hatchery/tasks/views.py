@@ -1,0 +1,175 @@
+"""invoke fleet.dashboard and fleet.top: live views of the fleet, fed from the bus.
+
+Both log in with the read-only ``monitor`` role and fold the bus into one
+``FleetModel``. The dashboard serves it as a web page; top draws it in the
+terminal with a rich Live table (the one place besides output.py that draws).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from hatchery.bus.commands import bus_for
+from hatchery.observe import dashboard as page
+from hatchery.observe import top as topview
+from hatchery.observe.live import FleetModel, live_filters
+from hatchery.tasks import output
+from hatchery.tasks.common import load, op
+
+PASSWORD_ENV = "HATCHERY_DASHBOARD_PASSWORD"
+PASSWORD_FILE = "dashboard.password"     # in the state directory, if present
+STATE_STYLE = {"online": "green", "stale": "bold yellow", "offline": "bold red",
+               "unknown": "dim"}
+
+
+@contextlib.contextmanager
+def live_model(inv, timeout: float):
+    """A FleetModel kept current from the bus for the block (monitor role)."""
+    model = FleetModel(inv)
+    with bus_for(inv, connect_timeout=float(timeout), role="monitor") as bus:
+        with bus.listen(live_filters(), model.observe, qos=0):
+            yield model
+
+
+def _stop_on_sigterm() -> threading.Event:
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
+# --- fleet.dashboard ------------------------------------------------------------------
+
+def dashboard_login(inv, password_file):
+    """The login the page demands: --password-file, $HATCHERY_DASHBOARD_PASSWORD, or
+    STATE_DIR/dashboard.password; None when none is given (loopback only)."""
+    if password_file:
+        return page.Login(page.USER, page.read_password(Path(password_file)))
+    if os.environ.get(PASSWORD_ENV):
+        return page.Login(page.USER, os.environ[PASSWORD_ENV])
+    stored = Path(inv.state_dir) / PASSWORD_FILE
+    return page.Login(page.USER, page.read_password(stored)) if stored.exists() else None
+
+
+@op(port="port to serve the page on (default 8765)",
+    addr="address to bind (default 127.0.0.1; any other address requires a password)",
+    password_file="file whose first line is the page's password (user 'hatchery'); "
+                  f"else ${PASSWORD_ENV}, else STATE_DIR/{PASSWORD_FILE}",
+    duration="stop after this many seconds (default: until Ctrl-C)")
+def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
+              inventory=None, timeout=5.0):
+    """Serve a live, read-only web page of the fleet at http://ADDR:PORT/ (Ctrl-C stops)."""
+    inv = load(inventory)
+    login = dashboard_login(inv, password_file)
+    page.check_bind(addr, login)          # before touching the bus
+    stop = _stop_on_sigterm()
+    if duration:
+        threading.Timer(float(duration), stop.set).start()
+    with live_model(inv, float(timeout)) as model:
+        page.serve(model, addr=addr, port=int(port), login=login, title=inv.manager, stop=stop,
+                   on_ready=lambda a: output.notice(
+                       f"dashboard on http://{_url_host(a[0])}:{a[1]}/"
+                       + (f" (login: {page.USER})" if login else "")))
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+# --- fleet.top --------------------------------------------------------------------------
+
+@op(sort="state (worst first, default), age (oldest heartbeat first) or name",
+    refresh="seconds between redraws (default 1)",
+    duration="stop after this many seconds (default: until q or Ctrl-C)")
+def top(c, sort=topview.SORT_STATE, refresh=1.0, duration=None, inventory=None, timeout=5.0):
+    """A live terminal view of the fleet, like htop: q quits, s/a/n change the sort."""
+    from hatchery.errors import UsageError
+    if sort not in topview.SORTS:
+        raise UsageError(f"unknown sort {sort!r}", f"use one of: {', '.join(topview.SORTS)}")
+    inv = load(inventory)
+    with live_model(inv, float(timeout)) as model:
+        if not sys.stdout.isatty():        # piped: one frame, like top -b -n 1
+            time.sleep(0.5)
+            _print_once(model, sort)
+            return
+        _run_top(model, sort, float(refresh), float(duration) if duration else None)
+
+
+def _print_once(model, sort):
+    table = topview.rows(model.snapshot(), model.clock(), sort)
+    output.table([dict(zip(topview.COLUMNS, r.cells())) for r in table], topview.COLUMNS)
+
+
+def _run_top(model, sort, refresh, duration):
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    stop = _stop_on_sigterm()
+    deadline = time.monotonic() + duration if duration else None
+    with _keys() as read_key, Live(console=console, screen=True, auto_refresh=False) as live:
+        while not stop.is_set() and not (deadline and time.monotonic() > deadline):
+            live.update(_frame(model, sort, console.size.height), refresh=True)
+            key = read_key(refresh)
+            if key in ("q", "Q", "\x03"):
+                break
+            if key:
+                sort = topview.sort_for_key(key, sort) or sort
+
+
+def _frame(model, sort, height):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    now = model.clock()
+    table_rows = topview.rows(model.snapshot(), now, sort)
+    counts = topview.totals(table_rows)
+    head = Text(f"hatchery fleet · {time.strftime('%H:%M:%S')} · sort: {sort} · ")
+    head.append(" ".join(f"{k}={v}" for k, v in counts.items()))
+    table = Table(expand=True, pad_edge=False, box=None, header_style="bold")
+    widest = max([len(r.agent) for r in table_rows] + [5])
+    for column in topview.COLUMNS:   # names are never cut: they are what a person looks for
+        table.add_column(column, no_wrap=True, min_width=widest if column == "agent" else None)
+    room = max(1, height - 6)
+    for row in table_rows[:room]:
+        cells = [Text(output.clean(cell, 64)) for cell in row.cells()]
+        cells[1].stylize(STATE_STYLE.get(row.state, ""))
+        table.add_row(*cells)
+    more = len(table_rows) - room
+    tail = Text(f"… {more} more (sorted by {sort})" if more > 0 else "", style="dim")
+    return Group(head, table, tail, Text(topview.KEYS_HELP, style="dim"))
+
+
+@contextlib.contextmanager
+def _keys():
+    """``read_key(timeout)``: one key press or '' — cbreak mode on a TTY, no mouse needed."""
+    if not sys.stdin.isatty():
+        yield lambda timeout: time.sleep(timeout) or ""
+        return
+    import termios
+    import tty
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+
+    def read_key(timeout: float) -> str:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return os.read(fd, 32).decode(errors="replace")[:1] if ready else ""
+    try:
+        yield read_key
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def register(collection) -> None:
+    """Add fleet.dashboard and fleet.top to the ``fleet`` collection."""
+    collection.add_task(dashboard, name="dashboard")
+    collection.add_task(top, name="top")

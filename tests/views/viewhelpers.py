@@ -1,0 +1,131 @@
+"""Helpers for the view tests: real agent processes, an inventory file, a headless Chromium.
+
+No conftest.py here on purpose (see tests/agent_kit/akhelpers.py): test modules
+import these by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from agent_kit import contract
+
+ROOT = Path(__file__).resolve().parents[2]
+IMG = ROOT / "docs" / "img"
+HATCHERY = Path(sys.executable).with_name("hatchery")
+
+
+def unique(prefix: str = "v") -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def write_inventory(path: Path, broker, names, *, manager: str, groups=None,
+                    interval: float = 600) -> Path:
+    """A real inventory file for the CLI: anonymous Phase 1 broker, local agents."""
+    lines = ["fleet:", f"  manager: {manager}", f"  state_dir: {path.parent / 'state'}",
+             "broker:", "  runtime: local", f"  host: {broker.host}", f"  port: {broker.port}",
+             "  auth: false", "agents:"]
+    for name in names:
+        lines += [f"  {name}:", f"    heartbeat_interval: {interval}"]
+    if groups:
+        lines.append("groups:")
+        for group, members in groups.items():
+            lines += [f"  {group}:", f"    agents: [{', '.join(members)}]"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Agents:
+    """Real agent_kit handlers as subprocesses (so SIGKILL is a real kill)."""
+
+    def __init__(self, broker, manager: str, workdir: Path):
+        self.broker, self.manager, self.workdir = broker, manager, workdir
+        self.procs: dict = {}
+
+    def start(self, name: str, *, interval: float = 600, version: str = "1.4.2"):
+        config = self.workdir / f"{name}.json"
+        config.write_text(json.dumps({
+            "name": name, "manager": self.manager, "heartbeat_interval": interval,
+            "version_command": f"echo {version}",
+            "broker": {"host": self.broker.host, "port": self.broker.port}}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HATCHERY_")}
+        env.update(HATCHERY_AGENT_CONFIG=str(config), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "agent_kit.handler", "--keepalive", "2"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        return self.procs[name]
+
+    def kill(self, name: str) -> None:
+        self.procs[name].kill()
+        self.procs[name].wait(5)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(5)
+
+
+def raw_client(broker) -> mqtt.Client:
+    """A plain paho client: what a compromised agent would use."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+def publish(client: mqtt.Client, topic: str, payload, retain: bool = False) -> None:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    client.publish(topic, data, 1, retain).wait_for_publish(5)
+
+
+def clear_retained(broker, names) -> None:
+    client = raw_client(broker)
+    for name in names:
+        for kind in ("status", "heartbeat"):
+            publish(client, contract.topic(name, kind), b"", retain=True)
+    client.disconnect()
+    client.loop_stop()
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def need(binary: str, package: str) -> str:
+    path = shutil.which(binary)
+    if not path:
+        pytest.fail(f"{binary} is not installed: apt-get install -y {package} "
+                    "(scripts/setup.sh --test does)")
+    return path
+
+
+def chromium():
+    """Headless Debian Chromium driven by selenium through Debian's chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = need("chromium", "chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-background-networking",
+                 "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900",
+                 "--disable-extensions", "--no-first-run"):
+        options.add_argument(flag)
+    service = Service(executable_path=need("chromedriver", "chromium-driver"))
+    return webdriver.Chrome(service=service, options=options)
