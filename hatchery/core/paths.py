@@ -137,6 +137,17 @@ class StatePaths:
         return self.root / "tls"
 
     @property
+    def tls_files(self) -> dict:
+        """The generated TLS listener files, by their mosquitto.conf setting."""
+        return {"cafile": self.tls_dir / "ca.crt", "certfile": self.tls_dir / "server.crt",
+                "keyfile": self.tls_dir / "server.key"}
+
+    @property
+    def tls_ca_key(self) -> PurePath:
+        """The fleet CA's key: it never leaves the state directory."""
+        return self.tls_dir / "ca.key"
+
+    @property
     def collect_log(self) -> PurePath:
         return self.root / "collect.log"
 
