@@ -90,8 +90,12 @@ class StatePaths:
         return self.broker_mount_dir / "mosquitto.conf"
 
     # --- agents ---
+    @property
+    def agents_dir(self) -> PurePath:
+        return self.root / "agents"
+
     def agent_dir(self, name: str) -> PurePath:
-        return self.root / "agents" / name
+        return self.agents_dir / name
 
     def agent_config(self, name: str) -> PurePath:
         return self.agent_dir(name) / "agent.json"

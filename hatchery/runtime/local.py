@@ -314,7 +314,7 @@ def write_build_files(inv: Inventory, agents: list) -> list:
 def remove_fleet(inv: Inventory) -> None:
     """Stop the broker and every handler with a pid file in the state directory (state kept)."""
     paths = state_paths(inv)
-    names = set(inv.agents) | {d.name for d in Path(paths.root, "agents").glob("*") if d.is_dir()}
+    names = set(inv.agents) | {d.name for d in Path(paths.agents_dir).glob("*") if d.is_dir()}
     for name in sorted(names):
         pid = _agent_pid(paths, name)
         if pid is not None:
