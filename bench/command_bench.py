@@ -31,7 +31,7 @@ from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402
 from hatchery.provision.operations import deploy_plan, hatch_plan  # noqa: E402
-from hatchery.runtime import local  # noqa: E402
+from hatchery.runtime import for_runtime  # noqa: E402
 
 
 def write_inventory(workdir: Path, agents: int, port: int, auth: bool = True) -> Path:
@@ -58,6 +58,7 @@ def up(inv) -> None:
 
 
 def down(inv) -> None:
+    local = for_runtime("local")
     changes = [c for a in inv.agents.values() for c in local.agent_stop_plan(inv, a, remove=True)]
     apply_plan("bench down", changes + local.broker_stop_plan(inv))
 

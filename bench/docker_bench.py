@@ -28,9 +28,8 @@ from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory  # noqa: E402
 from hatchery.provision.operations import deploy_plan, hatch_plan  # noqa: E402
-from hatchery.runtime.docker import plans as rt  # noqa: E402
-from hatchery.runtime.docker.engine import engine  # noqa: E402
-from hatchery.runtime.docker.images import bootstrap_images  # noqa: E402
+from hatchery.runtime import for_runtime  # noqa: E402
+from hatchery.runtime.docker import agent_container, bootstrap_images, engine  # noqa: E402
 
 
 def timed_apply(title: str, changes: list) -> float:
@@ -80,7 +79,7 @@ def fresh_base(client, tag: str) -> str:
 
 
 def remove_all(client, inv: Inventory, base: str) -> None:
-    rt.remove_fleet(client, inv)
+    for_runtime(DOCKER).remove_fleet(inv)
     client.images.remove(base, force=True)
 
 
@@ -108,7 +107,7 @@ def main() -> None:
             wait_answering(inv, [a.name for a in agents])
             time.sleep(2)  # let start-up allocations settle before reading memory
             figures["agent container memory, handler + supervisor (MiB)"] = memory_mib(
-                client, rt.agent_container(inv, agents[0]))
+                client, agent_container(inv, agents[0]))
             figures["broker container memory (MiB)"] = memory_mib(client, inv.broker.container)
         finally:
             remove_all(client, inv, base)

@@ -6,7 +6,7 @@ import time
 from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, Change, apply_plan
 from hatchery.core.state import state_lock
 from hatchery.errors import RuntimeFailure
-from hatchery.runtime.docker.plans import shown_env
+from hatchery.runtime.docker import shown_env
 
 
 def _boom():

@@ -52,8 +52,7 @@ def secret_file_paths(inv: Inventory, agent: AgentSpec) -> dict:
     if agent.runtime == DOCKER:
         return {name: f"{CONTAINER_SECRETS_DIR}/{name}"
                 for name in (credentials.PASSWORD, credentials.SIGNING_KEY, credentials.BROADCAST)}
-    directory = credentials.secrets_dir(inv)
-    return {credentials.PASSWORD: str(directory / f"{agent.name}.password"),
+    return {credentials.PASSWORD: str(credentials.secret_path(inv, agent.name)),
             credentials.SIGNING_KEY: str(credentials.key_path(inv, agent.name)),
             credentials.BROADCAST: str(credentials.key_path(inv, credentials.BROADCAST_KEY))}
 

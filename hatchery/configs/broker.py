@@ -7,7 +7,7 @@ import os
 
 from agent_kit import contract
 from hatchery.core.render import render
-from hatchery.core.state import StatePaths
+from hatchery.core.paths import state_paths
 from hatchery.errors import UsageError
 from hatchery.inventory.model import DOCKER, Inventory
 
@@ -23,15 +23,13 @@ RELOADABLE = {"password_file", "acl_file", "allow_anonymous", "log_type", "log_d
 
 # The broker's auth files, by name: the runtimes write them beside mosquitto.conf.
 PASSWORD_FILE, ACL_FILE = "passwd", "acl"
-# TLS material as the broker reads it (local runtime: under the state dir).
-TLS_FILES = {"cafile": "ca.crt", "certfile": "server.crt", "keyfile": "server.key"}
 
 
 def auth_paths(inv: Inventory) -> dict:
     """Where the broker reads its password and ACL files ({} with auth off)."""
     if not inv.broker.auth:
         return {}
-    directory = CONTAINER_CONF_DIR if inv.broker.runtime == DOCKER else str(StatePaths(inv.state_dir).broker_dir)
+    directory = CONTAINER_CONF_DIR if inv.broker.runtime == DOCKER else str(state_paths(inv).broker_dir)
     return {"password_file": f"{directory}/{PASSWORD_FILE}", "acl_file": f"{directory}/{ACL_FILE}"}
 
 
@@ -46,8 +44,7 @@ def tls_paths(inv: Inventory) -> dict:
     supplied = {"cafile": b.tls_ca, "certfile": b.tls_cert, "keyfile": b.tls_key}
     if all(supplied.values()):
         return dict(supplied)
-    directory = StatePaths(inv.state_dir).root / "tls"
-    return {key: str(directory / name) for key, name in TLS_FILES.items()}
+    return {key: str(path) for key, path in state_paths(inv).tls_files.items()}
 
 
 def conf_context(inv: Inventory, *, password_file: str = "", acl_file: str = "") -> dict:
@@ -62,7 +59,7 @@ def conf_context(inv: Inventory, *, password_file: str = "", acl_file: str = "")
     if inv.broker.runtime == DOCKER:
         return {**common, "port": CONTAINER_PORT, "bind": "",
                 "data_dir": CONTAINER_DATA_DIR, "log_file": "", "user": "mosquitto"}
-    paths = StatePaths(inv.state_dir)
+    paths = state_paths(inv)
     return {**common, "port": inv.broker.port, "bind": inv.broker.bind,
             "data_dir": str(paths.broker_data), "log_file": str(paths.broker_log),
             "user": _local_user()}

@@ -1,8 +1,9 @@
 """The state directory: everything a run leaves behind, beside the inventory.
 
 Rendered configs, broker data, pid files, logs and generated secrets live here
-(``.hatchery/`` by default), never in the repo. Directories are created 0700
-because they may hold secrets.
+(``.hatchery/`` by default), never in the repo; ``core.paths`` knows where each
+one goes. This module writes them: directories are created 0700 because they
+may hold secrets, and files are replaced atomically.
 """
 
 from __future__ import annotations
@@ -10,50 +11,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from hatchery.core.paths import StatePaths  # noqa: F401  (its home is core.paths; kept importable here)
 from hatchery.errors import RuntimeFailure
-
-
-@dataclass(frozen=True)
-class StatePaths:
-    root: Path
-
-    @property
-    def broker_dir(self) -> Path:
-        return self.root / "broker"
-
-    @property
-    def broker_conf(self) -> Path:
-        return self.broker_dir / "mosquitto.conf"
-
-    @property
-    def broker_pid(self) -> Path:
-        return self.broker_dir / "mosquitto.pid"
-
-    @property
-    def broker_log(self) -> Path:
-        return self.broker_dir / "mosquitto.log"
-
-    @property
-    def broker_data(self) -> Path:
-        return self.broker_dir / "data"
-
-    def agent_dir(self, name: str) -> Path:
-        return self.root / "agents" / name
-
-    def agent_config(self, name: str) -> Path:
-        return self.agent_dir(name) / "agent.json"
-
-    def agent_pid(self, name: str) -> Path:
-        return self.agent_dir(name) / "handler.pid"
-
-    def agent_log(self, name: str) -> Path:
-        return self.agent_dir(name) / "handler.log"
-
-    def build_dir(self, name: str) -> Path:
-        return self.root / "build" / name
 
 
 def ensure_dir(path: Path) -> Path:
@@ -90,7 +51,8 @@ def state_lock(root: Path, timeout: float = 60.0):
     start a handler; the second waits here instead, then finds it running.
     """
     ensure_dir(root)
-    with open(root / ".lock", "a+") as handle:
+    lock = StatePaths(Path(root)).lock
+    with open(lock, "a+") as handle:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -98,8 +60,8 @@ def state_lock(root: Path, timeout: float = 60.0):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise RuntimeFailure(f"another hatchery task holds {root / '.lock'} for over {timeout:g}s",
-                                         "wait for it to finish, or find it with: fuser " + str(root / ".lock")) from None
+                    raise RuntimeFailure(f"another hatchery task holds {lock} for over {timeout:g}s",
+                                         f"wait for it to finish, or find it with: fuser {lock}") from None
                 time.sleep(0.1)
         try:
             yield

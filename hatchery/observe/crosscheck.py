@@ -36,6 +36,7 @@ from hatchery.observe.health import (
     classify,
 )
 from hatchery.observe.monitor import AgentView, Snapshot, snapshot
+from hatchery.runtime import for_runtime
 
 CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
 CLOCK_SLACK_S = 10.0   # clocks of the agent host and the engine may differ a little
@@ -175,16 +176,10 @@ def docker_agents(inv: Inventory) -> list:
 
 def docker_views(inv: Inventory) -> dict:
     """{agent: DockerView} for the inventory's docker agents, from their engines."""
-    from hatchery.runtime.docker.engine import find_container
-    from hatchery.runtime.docker.plans import (  # docker SDK only when asked
-        agent_client,
-        agent_container,
-    )
     views = {}
     for name in docker_agents(inv):
         agent = inv.agents[name]
-        container = find_container(agent_client(inv, agent), agent_container(inv, agent))
-        views[name] = docker_view(name, None if container is None else container.attrs)
+        views[name] = docker_view(name, for_runtime(DOCKER).agent_inspect(inv, agent))
     return views
 
 

@@ -18,9 +18,10 @@ from hatchery.bus.client import BusClient
 from hatchery.bus.commands import bus_for, run_command
 from hatchery.core.checks import Check, VerifyReport, ms_since, timed
 from hatchery.errors import HatcheryError
-from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.inventory.model import Inventory
 from hatchery.observe.crosscheck import CONSISTENT, bus_and_docker, docker_agents
 from hatchery.provision.dns import dns_checks
+from hatchery.runtime import for_runtime
 
 VERIFY_PREFIX = "hatchery/verify"
 
@@ -115,11 +116,8 @@ def _crosscheck_checks(inv: Inventory, bus: BusClient, timeout: float) -> list:
 
 
 def _container_checks(inv: Inventory, timeout: float) -> list:
-    docker_agents = [a for a in inv.agents.values() if a.runtime == DOCKER]
-    if not docker_agents:
-        return []
-    from hatchery.runtime.docker.plans import verify_in_agent
+    """What each runtime checks from where its agents run (inside docker containers)."""
     checks = []
-    for agent in docker_agents:
-        checks += verify_in_agent(inv, agent, timeout=timeout)
+    for agent in inv.agents.values():
+        checks += for_runtime(agent.runtime).verify_in_agent(inv, agent, timeout=timeout)
     return checks

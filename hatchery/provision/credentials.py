@@ -8,7 +8,7 @@ is written (``--check`` and ``--diff`` stay honest, and the runtimes can
 compare it with what the broker reads). ``FleetAuth.change()`` is the one
 plan item that writes them to the state directory.
 
-State directory layout (``secrets/`` is 0700, every file 0600)::
+State directory layout (``secrets/`` is 0700, every file 0600; ``core.paths`` names them)::
 
     secrets/<user>.password     the user's broker secret
     secrets/<agent>.sigkey      the agent's HMAC key for signed commands
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+from hatchery.core.paths import state_paths
 from hatchery.core.plan import Change
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory
@@ -37,20 +38,26 @@ KEY_BYTES = 32
 PASSWORD, SIGNING_KEY, BROADCAST = "password", "signing.key", "broadcast.key"
 
 
+# Where each file lives is core.paths' business; these name them for an inventory.
+
 def secrets_dir(inv: Inventory) -> Path:
-    return Path(inv.state_dir) / "secrets"
+    return state_paths(inv).secrets_dir
 
 
 def password_file(inv: Inventory) -> Path:
-    return secrets_dir(inv) / "passwd"
+    return state_paths(inv).password_file
 
 
 def key_path(inv: Inventory, name: str) -> Path:
-    return secrets_dir(inv) / f"{name}.sigkey"
+    return state_paths(inv).key_file(name)
+
+
+def secret_path(inv: Inventory, user: str) -> Path:
+    return state_paths(inv).secret_file(pw.check_username(user))
 
 
 def retired_marker(inv: Inventory, name: str) -> Path:
-    return secrets_dir(inv) / f"{pw.check_username(name)}.retired"
+    return state_paths(inv).retired_marker(pw.check_username(name))
 
 
 def retired_agents(inv: Inventory) -> set:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from hatchery.core.assets import PROJECT_ROOT
+from hatchery.core.paths import StatePaths
 from hatchery.core.plan import Change, text_diff
 from hatchery.core.render import render
 from hatchery.core.state import read_text, write_if_changed
@@ -143,7 +144,7 @@ def make_spec(kind: str, every_minutes: int, inventory_path: Path, *,
     if kind == CRON:
         cron_schedule(every_minutes)   # refuse an interval cron cannot keep, before rendering
     return ScheduleSpec(kind, Every(every_minutes), collector_command(inventory_path),
-                        Path(inventory_path).resolve().parent, state_dir / "collect.log", label)
+                        Path(inventory_path).resolve().parent, StatePaths(state_dir).collect_log, label)
 
 
 def make_audit_spec(kind: str, weekly: Weekly, inventory_path: Path, *, state_dir: Path,
@@ -160,7 +161,7 @@ def make_audit_spec(kind: str, weekly: Weekly, inventory_path: Path, *, state_di
     command = audit_command(inventory_path, listen=None if record else seconds, record=record)
     timeout = 300 if record else int(seconds) + 300
     return ScheduleSpec(kind, weekly, command, Path(inventory_path).resolve().parent,
-                        state_dir / "audit.log", label, DESCRIPTIONS[AUDIT], timeout)
+                        StatePaths(state_dir).audit_log, label, DESCRIPTIONS[AUDIT], timeout)
 
 
 def _check_kind_and_label(kind: str, label: str) -> None:

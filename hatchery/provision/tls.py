@@ -11,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hatchery.configs.broker import tls_paths
+from hatchery.core.paths import state_paths
 from hatchery.core.plan import Change
 from hatchery.inventory.model import Inventory
 from hatchery.security import tls
-
-CA_KEY = "ca.key"
-
 
 def tls_change(inv: Inventory) -> list:
     """[] with TLS off or user-supplied files; else one Change (none when current)."""
@@ -24,7 +22,7 @@ def tls_change(inv: Inventory) -> list:
     if not b.tls or (b.tls_ca and b.tls_cert and b.tls_key):
         return []
     paths = {k: Path(v) for k, v in tls_paths(inv).items()}
-    ca_key = paths["cafile"].with_name(CA_KEY)
+    ca_key = Path(state_paths(inv).tls_ca_key)
     ca = tls.read_pair(paths["cafile"], ca_key)
     server = tls.read_pair(paths["certfile"], paths["keyfile"])
     hosts = _names(inv)

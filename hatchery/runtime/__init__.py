@@ -1,8 +1,12 @@
 """Runtimes: where the broker and the agents run.
 
-Each runtime module offers the same functions, so tasks need not care:
-``broker_plan``, ``broker_stop_plan``, ``broker_status``, ``agent_plan``,
-``agent_stop_plan``, ``agent_list``. ``for_runtime`` picks the module.
+Every runtime implements ``runtime.base.Runtime`` (broker_plan, broker_stop_plan,
+broker_status, auth_sync_plan, reload_broker, agent_plan, agent_stop_plan,
+agent_list, agent_status, agent_inspect, exec_in_agent, verify_in_agent,
+write_build_files, remove_fleet), so callers need not care which one runs.
+``for_runtime(name)`` returns the instance; nothing outside ``runtime/`` imports
+a runtime's modules (the docker package's ``__init__`` is its public face for
+Docker-only things such as the offline base images).
 """
 
 from __future__ import annotations
@@ -11,10 +15,22 @@ from importlib import import_module
 
 from hatchery.errors import UsageError
 from hatchery.inventory.model import RUNTIMES
+from hatchery.runtime.base import Runtime
+
+# name -> (module, class); imported on first use, so a local fleet never loads the docker SDK.
+_IMPLEMENTATIONS = {"local": ("hatchery.runtime.local", "LocalRuntime"),
+                    "docker": ("hatchery.runtime.docker.runtime", "DockerRuntime")}
+_instances: dict = {}
 
 
-def for_runtime(name: str):
-    """The runtime module for ``name`` ('local' or 'docker')."""
-    if name not in RUNTIMES:
+def for_runtime(name: str) -> Runtime:
+    """The runtime for an inventory's ``runtime:`` value ('local' or 'docker')."""
+    if name not in RUNTIMES or name not in _IMPLEMENTATIONS:
         raise UsageError(f"unknown runtime {name!r}", f"use one of: {', '.join(RUNTIMES)}")
-    return import_module(f"{__name__}.{name}")
+    if name not in _instances:
+        module, cls = _IMPLEMENTATIONS[name]
+        _instances[name] = getattr(import_module(module), cls)()
+    return _instances[name]
+
+
+__all__ = ["Runtime", "for_runtime"]

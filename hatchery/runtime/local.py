@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from hatchery.core import process
 from hatchery.core.assets import PROJECT_ROOT
 from hatchery.core.plan import Change, text_diff
 from hatchery.core.ports import listening, wait_until
-from hatchery.core.state import StatePaths, ensure_dir, read_text, write_if_changed
+from hatchery.core.paths import StatePaths, state_paths
+from hatchery.core.state import ensure_dir, read_text, write_if_changed
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 
@@ -49,7 +51,7 @@ def broker_plan(inv: Inventory, *, conf_text: str, auth_files: dict | None = Non
     A change to those files alone is applied with SIGHUP, like a reloadable
     setting: the config text may not change at all when a user is added.
     """
-    paths = StatePaths(inv.state_dir)
+    paths = state_paths(inv)
     auth_files = auth_files or {}
     current = read_text(paths.broker_conf)
     stale = stale_auth_files(paths.broker_dir, auth_files)
@@ -91,7 +93,7 @@ def _start_broker(inv: Inventory, paths: StatePaths, conf_text: str, write_auth=
         write_auth()
     write_if_changed(paths.broker_conf, conf_text)
     pid = process.spawn([mosquitto_binary(), "-c", str(paths.broker_conf)],
-                        log=paths.broker_dir / "mosquitto.stdout", pid_file=paths.broker_pid)
+                        log=paths.broker_stdout, pid_file=paths.broker_pid)
     _waitlistening(inv.broker.host, inv.broker.port, pid, paths)
     return f"pid {pid}, listening on {inv.broker.host}:{inv.broker.port}"
 
@@ -106,7 +108,7 @@ def _reload_broker(paths: StatePaths, conf_text: str, pid: int, write_auth=None)
 
 def reload_broker(inv: Inventory) -> str:
     """SIGHUP the running broker (after a credential change); '' when it does not run."""
-    paths = StatePaths(inv.state_dir)
+    paths = state_paths(inv)
     pid = _broker_pid(paths)
     if pid is None:
         return ""
@@ -116,7 +118,7 @@ def reload_broker(inv: Inventory) -> str:
 
 def auth_sync_plan(inv: Inventory, auth_files: dict) -> list:
     """Bring the broker's password and ACL files in line and SIGHUP it (agent.hatch, retire, rotate)."""
-    paths = StatePaths(inv.state_dir)
+    paths = state_paths(inv)
     stale = stale_auth_files(paths.broker_dir, auth_files)
     if not stale:
         return [Change("broker auth", "none", "password and ACL files current")]
@@ -148,7 +150,7 @@ def _waitlistening(host: str, port: int, pid: int, paths: StatePaths, timeout: f
         if _exited(pid):
             break
         time.sleep(0.02)
-    tail = process.log_tail(paths.broker_log) + "\n" + process.log_tail(paths.broker_dir / "mosquitto.stdout")
+    tail = process.log_tail(paths.broker_log) + "\n" + process.log_tail(paths.broker_stdout)
     raise RuntimeFailure(f"mosquitto (pid {pid}) is not listening on {host}:{port}; last log lines:\n{tail}",
                          f"read {paths.broker_log}")
 
@@ -164,7 +166,7 @@ def _exited(pid: int) -> bool:
 
 
 def broker_stop_plan(inv: Inventory) -> list:
-    paths = StatePaths(inv.state_dir)
+    paths = state_paths(inv)
     pid = _broker_pid(paths)
     if pid is None:
         return [Change("broker", "none", "not running")]
@@ -178,7 +180,7 @@ def _stop(pid: int, pid_file: Path) -> str:
 
 
 def broker_status(inv: Inventory) -> dict:
-    paths = StatePaths(inv.state_dir)
+    paths = state_paths(inv)
     pid = _broker_pid(paths)
     return {"runtime": "local", "running": pid is not None, "pid": pid,
             "listening": listening(inv.broker.host, inv.broker.port),
@@ -195,7 +197,7 @@ def _agent_pid(paths: StatePaths, name: str) -> int | None:
 def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_dir=None,
                secret_files: dict | None = None) -> list:
     """``secret_files`` is unused here: the config points at the secrets in the state dir."""
-    paths = StatePaths(inv.state_dir)
+    paths = state_paths(inv)
     wanted = to_json(agent_config)
     current = read_text(paths.agent_config(agent.name))
     diff = text_diff(current, wanted, str(paths.agent_config(agent.name)))
@@ -241,7 +243,7 @@ def _restart_agent(paths: StatePaths, name: str, config_text: str, pid: int) -> 
 
 def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
     """Stop the handler; with ``remove`` (agent.retire) also delete its state."""
-    paths = StatePaths(inv.state_dir)
+    paths = state_paths(inv)
     pid = _agent_pid(paths, agent.name)
     item = f"agent {agent.name}"
     state = paths.agent_dir(agent.name)
@@ -262,12 +264,81 @@ def _retire(pid: int | None, state: Path) -> str:
 
 
 def agent_list(inv: Inventory) -> list:
-    paths = StatePaths(inv.state_dir)
-    rows = []
-    for agent in inv.agents.values():
-        if agent.runtime != "local":
-            continue
-        pid = _agent_pid(paths, agent.name)
-        rows.append({"agent": agent.name, "runtime": "local", "running": pid is not None,
-                     "pid": pid, "log": str(paths.agent_log(agent.name))})
-    return rows
+    return [agent_status(inv, agent) for agent in inv.agents.values() if agent.runtime == "local"]
+
+
+def agent_status(inv: Inventory, agent: AgentSpec) -> dict:
+    """One agent's row of ``agent_list``."""
+    paths = state_paths(inv)
+    pid = _agent_pid(paths, agent.name)
+    return {"agent": agent.name, "runtime": "local", "running": pid is not None,
+            "pid": pid, "log": str(paths.agent_log(agent.name))}
+
+
+def agent_inspect(inv: Inventory, agent: AgentSpec) -> dict | None:
+    """The handler's pid (None when it does not run), config and log; None when it never started."""
+    paths = state_paths(inv)
+    if not paths.agent_dir(agent.name).exists():
+        return None
+    return {"pid": _agent_pid(paths, agent.name), "config": str(paths.agent_config(agent.name)),
+            "log": str(paths.agent_log(agent.name))}
+
+
+def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) -> tuple:
+    """Run ``argv`` on this host in the handler's environment: (exit code, output);
+    124 on timeout, as coreutils' timeout says in a container."""
+    if _agent_pid(state_paths(inv), agent.name) is None:
+        raise RuntimeFailure(f"agent {agent.name}'s handler is not running",
+                             f"hatch it: invoke agent.hatch --name {agent.name}")
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=_handler_env(), timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return 124, (exc.output or b"").decode(errors="replace")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot run {argv[0]!r} for agent {agent.name}: {exc}",
+                             "check the command and that it is installed on this host") from None
+    return done.returncode, done.stdout.decode(errors="replace")
+
+
+def verify_in_agent(inv: Inventory, agent: AgentSpec, timeout: float = 5.0) -> list:
+    """[]: a local handler runs on this host, which fleet.verify already checks from here."""
+    return []
+
+
+def write_build_files(inv: Inventory, agents: list) -> list:
+    """[]: local handlers run from this checkout; there is no image to build."""
+    return []
+
+
+def remove_fleet(inv: Inventory) -> None:
+    """Stop the broker and every handler with a pid file in the state directory (state kept)."""
+    paths = state_paths(inv)
+    names = set(inv.agents) | {d.name for d in Path(paths.agents_dir).glob("*") if d.is_dir()}
+    for name in sorted(names):
+        pid = _agent_pid(paths, name)
+        if pid is not None:
+            _stop(pid, paths.agent_pid(name))
+    pid = _broker_pid(paths)
+    if pid is not None:
+        _stop(pid, paths.broker_pid)
+
+
+class LocalRuntime:
+    """The native mosquitto and agent handlers as background processes on this host."""
+
+    name = "local"
+    broker_plan = staticmethod(broker_plan)
+    broker_stop_plan = staticmethod(broker_stop_plan)
+    broker_status = staticmethod(broker_status)
+    auth_sync_plan = staticmethod(auth_sync_plan)
+    reload_broker = staticmethod(reload_broker)
+    agent_plan = staticmethod(agent_plan)
+    agent_stop_plan = staticmethod(agent_stop_plan)
+    agent_list = staticmethod(agent_list)
+    agent_status = staticmethod(agent_status)
+    agent_inspect = staticmethod(agent_inspect)
+    exec_in_agent = staticmethod(exec_in_agent)
+    verify_in_agent = staticmethod(verify_in_agent)
+    write_build_files = staticmethod(write_build_files)
+    remove_fleet = staticmethod(remove_fleet)

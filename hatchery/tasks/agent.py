@@ -29,9 +29,8 @@ def hatch(c, name=None, inventory=None, check=False, diff=False, json=False, ren
     """
     base = load(inventory)
     if render_only:
-        from hatchery.runtime.docker.plans import render_only as write_dockerfiles
         inv, _ = enrol_plan(base, name)
-        for path in write_dockerfiles(inv, _targets(inv, name)):
+        for path in for_runtime("docker").write_build_files(inv, _targets(inv, name)):
             output.emit(f"rendered {path}")
         return
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from hatchery.runtime.docker.engine import engine
-from hatchery.runtime.docker.images import DEFAULT_IMAGES, RECIPES, bootstrap_images
+from hatchery.runtime.docker import DEFAULT_IMAGES, RECIPES, bootstrap_images, engine
 from hatchery.tasks import output
 from hatchery.tasks.common import load, op, run_plan
 

@@ -19,11 +19,12 @@ import pytest
 
 from agent_kit import bus
 from hatchery.core.plan import apply_plan
-from hatchery.inventory.model import Inventory
+from hatchery.inventory.model import DOCKER, Inventory
 from hatchery.provision.credentials import user_secret
-from hatchery.runtime.docker.engine import engine
-from hatchery.runtime.docker.images import bootstrap_images
-from hatchery.runtime.docker.plans import remove_fleet  # noqa: F401  (the tests' clean-up)
+from hatchery.runtime import for_runtime
+from hatchery.runtime.docker import bootstrap_images, engine
+
+remove_fleet = for_runtime(DOCKER).remove_fleet     # the tests' clean-up: remove_fleet(inv)
 
 LOOPBACK = "127.0.0.1"
 TIMINGS: dict = {}      # "bootstrap images (s)", for the modules that print figures

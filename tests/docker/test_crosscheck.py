@@ -43,8 +43,9 @@ from hatchery.observe.monitor import AgentView
 from hatchery.observe.verify import verify
 from hatchery.provision.credentials import plan_auth, user_secret
 from hatchery.provision.operations import auth_files
-from hatchery.runtime.docker import plans as rt
+from hatchery.runtime import for_runtime
 
+rt = for_runtime(DOCKER)
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 19, 21, 0, tzinfo=timezone.utc)
 # `docker inspect` State and RestartCount, captured from Docker's engine on this host
@@ -150,7 +151,7 @@ def fleet(client, tmp_path_factory):
         assert apply_plan("agent.hatch", _hatch(inv, agent)).ok
         yield inv
     finally:
-        remove_fleet(client, inv)
+        remove_fleet(inv)
 
 
 def _write_inventory(inv: Inventory) -> None:

@@ -34,10 +34,11 @@ from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
 from hatchery.provision.operations import auth_files
-from hatchery.runtime.docker import plans as rt
-from hatchery.runtime.docker.images import BuildContext, agent_context
+from hatchery.runtime import for_runtime
+from hatchery.runtime.docker import BuildContext, agent_container, agent_context
 
 pytestmark = pytest.mark.docker
+rt = for_runtime(DOCKER)
 MEASURED: dict = {}     # figures printed at the end (pytest -s) for the report
 
 
@@ -51,7 +52,7 @@ def fleet(client, tmp_path_factory):
     inv = replace(inv, agents={a.name: a for a in _agents(inv) + [_third(inv)]})
     assert apply_plan("credentials", [plan_auth(inv).change()]).ok   # what broker.deploy does first
     yield inv
-    remove_fleet(client, inv)
+    remove_fleet(inv)
     for line in (f"{k}: {v}" for k, v in {**TIMINGS, **MEASURED}.items()):
         print(line)
 
@@ -162,7 +163,7 @@ def test_hatch_two_agents_cold(client, fleet):
 
 def test_agent_container_runs_handler_and_main_process_with_config_mounted(client, fleet):
     a, b = _agents(fleet)
-    container = client.containers.get(rt.agent_container(fleet, b))
+    container = client.containers.get(agent_container(fleet, b))
     processes = " ".join(" ".join(p) for p in container.top()["Processes"])
     assert "agent_kit.handler" in processes and "sleep infinity" in processes
     code, text = rt.exec_in_agent(fleet, b, ["cat", "/etc/hatchery/agent.json"], timeout=5)
@@ -210,7 +211,7 @@ print(json.dumps(sorted(topics)))
 
 def test_agent_secrets_are_a_read_only_mount_never_env_or_image(client, fleet):
     a = _agents(fleet)[0]
-    attrs = client.containers.get(rt.agent_container(fleet, a)).attrs
+    attrs = client.containers.get(agent_container(fleet, a)).attrs
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/run/secrets/hatchery"]["RW"] is False
     secret = plan_auth(fleet).secrets[a.name]
@@ -282,7 +283,7 @@ def test_second_hatch_is_unchanged_and_a_cached_image_hatches_warm(client, fleet
     started = time.perf_counter()
     assert [c.action for c in _hatch(fleet, agent)] == ["none"]
     MEASURED["unchanged hatch plan (ms)"] = round((time.perf_counter() - started) * 1000, 1)
-    client.containers.get(rt.agent_container(fleet, agent)).remove(force=True)
+    client.containers.get(agent_container(fleet, agent)).remove(force=True)
     changes = _hatch(fleet, agent)
     assert changes[0].action == "create" and "image cached" in changes[0].reason
     started = time.perf_counter()
@@ -343,13 +344,13 @@ def test_stop_then_hatch_starts_the_same_container(client, fleet):
     assert rt.agent_stop_plan(fleet, agent)[0].action == "none"
     changes = _hatch(fleet, agent)
     assert changes[0].action == "start" and apply_plan("agent.hatch", changes).ok
-    assert client.containers.get(rt.agent_container(fleet, agent)).status == "running"
+    assert client.containers.get(agent_container(fleet, agent)).status == "running"
 
 
 def test_retire_removes_container_images_and_config(client, fleet):
     agent = _agents(fleet)[1]
     assert apply_plan("agent.retire", rt.agent_stop_plan(fleet, agent, remove=True)).ok
-    assert not client.containers.list(all=True, filters={"name": rt.agent_container(fleet, agent)})
+    assert not client.containers.list(all=True, filters={"name": agent_container(fleet, agent)})
     assert not client.images.list(name=f"hatchery/agent-{agent.name}")
     assert not Path(fleet.state_dir / "agents" / agent.name).exists()
 
@@ -357,7 +358,7 @@ def test_retire_removes_container_images_and_config(client, fleet):
 def test_when_the_main_process_ends_the_container_exits_and_docker_restarts_it(client, fleet):
     agent = _third(fleet)
     assert apply_plan("agent.hatch", _hatch(fleet, agent)).ok
-    container = client.containers.get(rt.agent_container(fleet, agent))
+    container = client.containers.get(agent_container(fleet, agent))
     _wait(lambda: container.reload() or container.attrs["RestartCount"] >= 1, 15, "no restart")
     assert "main process exited with 3" in container.logs().decode()
     assert apply_plan("agent.retire", rt.agent_stop_plan(fleet, agent, remove=True)).ok

@@ -23,11 +23,11 @@ from hatchery.errors import DockerError, UsageError
 from hatchery.inventory.model import DOCKER, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
 from hatchery.provision.operations import auth_files
-from hatchery.runtime.docker import plans as rt
-from hatchery.runtime.docker import remote
-from hatchery.runtime.docker.engine import FLEET, engine, forget_engines
+from hatchery.runtime import for_runtime
+from hatchery.runtime.docker import engine, forget_connections, parse_ssh_url
 
 pytestmark = pytest.mark.docker
+rt = for_runtime(DOCKER)
 SSHD = "/usr/sbin/sshd"
 
 
@@ -75,15 +75,14 @@ def ssh_env(ssh_host, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", f"{shim.parent}:{os.environ['PATH']}")
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     yield home, port
-    remote.forget_connections()
-    forget_engines()
+    forget_connections()
 
 
 def test_parse_ssh_url():
-    assert remote.parse_ssh_url("ssh://ops@nas.lan:2222") == ("ops", "nas.lan", 2222)
-    assert remote.parse_ssh_url("ssh://nas") == (None, "nas", None)
+    assert parse_ssh_url("ssh://ops@nas.lan:2222") == ("ops", "nas.lan", 2222)
+    assert parse_ssh_url("ssh://nas") == (None, "nas", None)
     with pytest.raises(UsageError, match="ssh://"):
-        remote.parse_ssh_url("tcp://nas:2375")
+        parse_ssh_url("tcp://nas:2375")
 
 
 def test_an_unreachable_engine_is_a_docker_error_with_a_fix():
@@ -100,7 +99,7 @@ def test_broker_on_a_remote_engine_over_ssh(ssh_env, tmp_path):
                         container=f"{prefix}broker", container_prefix=prefix,
                         remote_dir=str(home / "remote-state"))
     inv = Inventory(path=tmp_path / "fleet_inventory.yaml", broker=broker, state_dir=tmp_path / ".hatchery")
-    client = engine(broker.docker_host)
+    engine(broker.docker_host)     # connect first: an unreachable engine fails here, not in the clean-up
     try:
         conf = render_conf(inv)
         auth = plan_auth(inv)
@@ -119,9 +118,4 @@ def test_broker_on_a_remote_engine_over_ssh(ssh_env, tmp_path):
         assert rt.broker_status(inv)["running"] is True
         print(f"remote broker deploy over ssh: {elapsed:.2f}s")
     finally:
-        for c in client.containers.list(all=True, filters={"label": f"{FLEET}={broker.container}"}):
-            c.remove(force=True)
-        for n in client.networks.list(filters={"label": f"{FLEET}={broker.container}"}):
-            n.remove()
-        for v in client.volumes.list(filters={"label": f"{FLEET}={broker.container}"}):
-            v.remove(force=True)
+        rt.remove_fleet(inv)

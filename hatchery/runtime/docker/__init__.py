@@ -1,12 +1,38 @@
-"""The Docker runtime: the broker and the agents as containers on a local or remote engine."""
+"""The Docker runtime: the broker and the agents as containers on a local or remote engine.
 
-from hatchery.runtime.docker.plans import (  # noqa: F401  (the runtime interface)
-    agent_list,
-    agent_plan,
-    agent_stop_plan,
-    auth_sync_plan,
-    broker_plan,
-    broker_status,
-    broker_stop_plan,
-    reload_broker,
-)
+Callers use it through the runtime interface: ``hatchery.runtime.for_runtime("docker")``
+returns a ``DockerRuntime`` (see ``runtime.base.Runtime``). This module is the
+package's public face for what only Docker has; the job modules behind it
+(engine, containers, broker, agents, inside, build, bootstrap, remote) are internal.
+
+- ``bootstrap_images(client, which=...)``, ``DEFAULT_IMAGES``, ``RECIPES``: the
+  offline base images (invoke images.bootstrap).
+- ``engine(docker_host)``: the cached client for an engine address;
+  ``forget_connections()`` closes every cached engine and SSH connection.
+- ``agent_container(inv, agent)``: the name of an agent's container.
+- ``agent_context(inv, agent)``: an agent image's build context, in memory.
+- ``shown_env(env)``: a container environment as --diff shows it (values of the
+  operator's variables as digests).
+- ``parse_ssh_url(url)``: ``ssh://user@host:port`` -> (user, host, port), or UsageError.
+- ``FLEET``: the label that scopes every object of one fleet.
+"""
+
+from hatchery.runtime.docker.agents import agent_container
+from hatchery.runtime.docker.bootstrap import DEFAULT_IMAGES, RECIPES, bootstrap_images
+from hatchery.runtime.docker.build import BuildContext, agent_context
+from hatchery.runtime.docker.containers import shown_env
+from hatchery.runtime.docker.engine import FLEET, engine, forget_engines
+from hatchery.runtime.docker.remote import forget_connections as _forget_ssh
+from hatchery.runtime.docker.remote import parse_ssh_url
+from hatchery.runtime.docker.runtime import DockerRuntime
+
+
+def forget_connections() -> None:
+    """Close and drop every cached engine client and SSH connection (tests; after a host change)."""
+    _forget_ssh()
+    forget_engines()
+
+
+__all__ = ["DEFAULT_IMAGES", "FLEET", "RECIPES", "BuildContext", "DockerRuntime", "agent_container",
+           "agent_context", "bootstrap_images", "engine", "forget_connections", "parse_ssh_url",
+           "shown_env"]

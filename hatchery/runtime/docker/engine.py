@@ -24,6 +24,11 @@ CLIENT_TIMEOUT = 300        # seconds; an image build streams for longer than th
 MANAGED = "io.hatchery.managed"
 ROLE = "io.hatchery.role"
 FLEET = "io.hatchery.fleet"
+# Labels on containers and images, read back to compare what runs with what is wanted.
+SPEC_HASH = "io.hatchery.spec-hash"         # the ContainerSpec a container was created from
+CONFIG_HASH = "io.hatchery.config-hash"     # the config it was started with
+AGENT_LABEL = "io.hatchery.agent"           # the agent an image or container belongs to
+RECIPE_LABEL = "io.hatchery.recipe-hash"    # the recipe a base image was bootstrapped from
 
 _clients: dict = {}
 
@@ -129,3 +134,23 @@ def ensure_network(client: docker.DockerClient, name: str, labels: dict) -> str:
             return f"network {name} exists"
         client.networks.create(name, driver="bridge", labels=labels)
         return f"network {name} created"
+
+
+def ensure_volume(client: docker.DockerClient, name: str, labels: dict) -> str:
+    """Create the named volume unless it exists; say what happened ('' when nothing)."""
+    with docker_errors(f"create volume {name}"):
+        try:
+            client.volumes.get(name)
+            return ""
+        except docker.errors.NotFound:
+            client.volumes.create(name, labels=labels)
+            return f"volume {name} created"
+
+
+def ensure_image(client: docker.DockerClient, image: str) -> str:
+    """Pull ``image`` unless the engine has it ('' when it has)."""
+    if image_id(client, image):
+        return ""
+    with docker_errors(f"pull {image} (not on this engine; for offline hosts run: invoke images.bootstrap)"):
+        client.images.pull(image)
+    return f"pulled {image}"

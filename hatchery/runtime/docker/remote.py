@@ -4,7 +4,7 @@ Containers bind-mount their config files from the host that runs the engine.
 With a local engine that is the state directory; with ``docker_host:
 ssh://user@host[:port]`` Fabric puts the files under
 ``~/.hatchery/<fleet>/`` on that host (or ``broker.remote_dir``) (the engine itself is reached through the
-system ssh client, see ``runtime.dockerctx``). Both offer the same small
+system ssh client, see ``runtime.docker.engine``). Both offer the same small
 interface: ``path``, ``read``, ``write``, ``remove_tree``.
 """
 
@@ -18,8 +18,10 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional
 from urllib.parse import urlparse
 
+from hatchery.core.paths import remote_root
 from hatchery.core.state import ensure_dir, read_text, write_if_changed
 from hatchery.errors import RuntimeFailure, UsageError
+from hatchery.inventory.model import Inventory
 
 
 class LocalFiles:
@@ -50,7 +52,7 @@ class SshFiles:
         self.connection = connection
         if root is None:
             with ssh_errors(connection, "find the remote home directory"):
-                root = str(PurePosixPath(connection.sftp().normalize(".")) / ".hatchery" / fleet)
+                root = str(remote_root(PurePosixPath(connection.sftp().normalize(".")), fleet))
         self.root = PurePosixPath(root)
 
     def path(self, rel: str) -> str:
@@ -107,6 +109,11 @@ def files_for(docker_host: Optional[str], state_dir: Path, fleet: str, remote_di
     if docker_host and docker_host.startswith("ssh://"):
         return _ssh_files(docker_host, fleet, remote_dir)
     return LocalFiles(state_dir)
+
+
+def fleet_files(inv: Inventory, docker_host: Optional[str]):
+    """The files of ``inv``'s fleet on the engine at ``docker_host`` (None: the local one)."""
+    return files_for(docker_host, inv.state_dir, inv.broker.container, inv.broker.remote_dir)
 
 
 _ssh_cache: dict = {}

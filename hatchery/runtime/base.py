@@ -1,0 +1,91 @@
+"""The runtime interface: what every runtime offers, whatever runs the broker and the agents.
+
+A runtime plans: each ``*_plan`` method reads what runs now and returns the
+``Change`` objects that would bring it in line with the inventory, applying
+nothing (``core.plan.apply_plan`` does that). The rest read, or act at once
+where noted. ``hatchery.runtime.for_runtime(name)`` returns the instance for an
+inventory's ``runtime:`` value; ``tests/test_runtime_interface.py`` checks that
+each one implements every method below with the same signature.
+
+A new runtime (ssh, systemd, ...) is a class with these methods in
+``hatchery/runtime/<name>.py`` (or a package), plus its name in
+``inventory.model.RUNTIMES``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Protocol, runtime_checkable
+
+from hatchery.inventory.model import AgentSpec, Inventory
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Where the broker and the agents run: 'local' processes or 'docker' containers."""
+
+    name: str
+
+    # --- the broker ---------------------------------------------------------------
+
+    def broker_plan(self, inv: Inventory, *, conf_text: str, auth_files: Optional[dict] = None) -> list:
+        """Changes that start, reload (SIGHUP), restart or create the broker with
+        ``conf_text`` as mosquitto.conf and ``auth_files`` ({file name: text}:
+        passwd, acl) beside it; [Change(action='none')] when it runs as wanted."""
+
+    def broker_stop_plan(self, inv: Inventory) -> list:
+        """Changes that stop the broker (its data is kept)."""
+
+    def broker_status(self, inv: Inventory) -> dict:
+        """{'runtime', 'running', 'address', ...}: where the broker runs and whether it does."""
+
+    def auth_sync_plan(self, inv: Inventory, auth_files: dict) -> list:
+        """Changes that bring the broker's password and ACL files in line with
+        ``auth_files`` and SIGHUP it, so credentials change without a restart."""
+
+    def reload_broker(self, inv: Inventory) -> str:
+        """Acts now: SIGHUP the running broker; what was done, or '' when it does not run."""
+
+    # --- the agents ---------------------------------------------------------------
+
+    def agent_plan(self, inv: Inventory, agent: AgentSpec, *, agent_config: dict,
+                   context_dir: Optional[Path] = None, secret_files: Optional[dict] = None) -> list:
+        """Changes that start, restart or (re)create ``agent`` with ``agent_config``
+        (configs.agent) and its credentials ``secret_files`` ({name: text});
+        ``context_dir`` is where an image build context goes (None: the state dir)."""
+
+    def agent_stop_plan(self, inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
+        """Changes that stop ``agent``; with ``remove`` (agent.retire) also delete its state."""
+
+    def agent_list(self, inv: Inventory) -> list:
+        """One row per agent of this runtime: {'agent', 'runtime', 'running', 'pid', ...}."""
+
+    def agent_status(self, inv: Inventory, agent: AgentSpec) -> dict:
+        """``agent``'s row of ``agent_list`` (running False when it never started)."""
+
+    def agent_inspect(self, inv: Inventory, agent: AgentSpec) -> Optional[dict]:
+        """The runtime's own record of ``agent`` (docker: the container's ``docker inspect``
+        attributes; local: pid, config and log paths), or None when it has none."""
+
+    def exec_in_agent(self, inv: Inventory, agent: AgentSpec, argv: list, timeout: float) -> tuple:
+        """Acts now: run ``argv`` where ``agent`` runs, killed after ``timeout`` seconds;
+        (exit code, output). Raises HatcheryError when the agent does not run."""
+
+    def verify_in_agent(self, inv: Inventory, agent: AgentSpec, timeout: float = 5.0) -> list:
+        """``core.checks.Check`` results of what fleet.verify checks from where the
+        agent runs ([] when that place is this host, already checked from here)."""
+
+    def write_build_files(self, inv: Inventory, agents: list) -> list:
+        """Acts now: write what the agents' images are built from, for review
+        (agent.hatch --render-only); the Dockerfiles' paths ([] with no images)."""
+
+    # --- clean-up -----------------------------------------------------------------
+
+    def remove_fleet(self, inv: Inventory) -> None:
+        """Acts now: remove everything this runtime runs or built for ``inv``'s fleet
+        (processes or containers, networks, volumes, agent images). Not a task: the
+        tests and benchmarks clean up their throw-away fleets with it."""
+
+
+RUNTIME_METHODS = tuple(name for name, value in vars(Runtime).items()
+                        if callable(value) and not name.startswith("_"))

@@ -1,0 +1,231 @@
+"""Each agent as a container on the fleet's network: plan, hatch, stop, retire, list.
+
+The agent's image is built from a context whose digest is the image tag, so an
+unchanged agent is never rebuilt. Its config is mounted read-only at run time,
+and its credentials are a second read-only mount, never baked into an image
+and never in an environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from docker.types import Mount
+
+from hatchery.configs.agent import CONTAINER_SECRETS_DIR, to_json
+from hatchery.core.paths import StatePaths, state_paths
+from hatchery.core.plan import Change
+from hatchery.core.render import content_hash
+from hatchery.core.state import ensure_dir
+from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.runtime.docker import build
+from hatchery.runtime.docker.containers import (
+    ContainerSpec,
+    create_container,
+    differences,
+    fleet_labels,
+    remove_container,
+    restart_container,
+    running_summary,
+    spec_diff,
+    start_container,
+    stop_container,
+)
+from hatchery.runtime.docker.engine import (
+    AGENT_LABEL,
+    CONFIG_HASH,
+    FLEET,
+    ROLE,
+    docker_errors,
+    engine,
+    ensure_network,
+    find_container,
+    image_id,
+)
+from hatchery.runtime.docker.remote import fleet_files
+
+_LAYOUT = StatePaths.relative()
+
+
+def agent_container(inv: Inventory, agent: AgentSpec) -> str:
+    """The name of ``agent``'s container (the fleet's container prefix + agent-<name>)."""
+    return f"{inv.broker.container_prefix}agent-{agent.name}"
+
+
+def agent_host(inv: Inventory, agent: AgentSpec) -> Optional[str]:
+    """The engine address the agent runs on (its own docker_host, else the broker's)."""
+    return agent.docker_host or inv.broker.docker_host
+
+
+def agent_client(inv: Inventory, agent: AgentSpec):
+    return engine(agent_host(inv, agent))
+
+
+def agent_env(inv: Inventory, agent: AgentSpec, agent_config: dict) -> dict:
+    broker = agent_config["broker"]
+    return {**agent.env, "HATCHERY_AGENT_NAME": agent.name, "HATCHERY_MANAGER": inv.manager,
+            "HATCHERY_BROKER_HOST": str(broker["host"]), "HATCHERY_BROKER_PORT": str(broker["port"]),
+            "HATCHERY_AGENT_CONFIG": build.AGENT_CONFIG}
+
+
+def agent_spec(inv: Inventory, agent: AgentSpec, tag: str, conf_dir: str, config_text: str,
+               secrets_dir: Optional[str] = None) -> ContainerSpec:
+    labels = {**fleet_labels(inv, "agent"), AGENT_LABEL: agent.name, CONFIG_HASH: content_hash(config_text)}
+    mounts = [Mount(build.AGENT_CONFIG_DIR, conf_dir, type="bind", read_only=True)]
+    if secrets_dir:   # credentials: a read-only mount, never an image layer or an env var
+        mounts.append(Mount(CONTAINER_SECRETS_DIR, secrets_dir, type="bind", read_only=True))
+    return ContainerSpec(
+        name=agent_container(inv, agent), image=tag, network=inv.broker.network, labels=labels,
+        env=agent_env(inv, agent, json.loads(config_text)), mounts=tuple(mounts))
+
+
+def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
+               context_dir: Optional[Path] = None, secret_files: Optional[dict] = None) -> list:
+    """``secret_files``: {name: text} mounted read-only at /run/secrets/hatchery (credentials)."""
+    client, files = agent_client(inv, agent), fleet_files(inv, agent_host(inv, agent))
+    context = build.agent_context(inv, agent)
+    tag = f"{build.agent_image_repo(agent.name)}:{context.digest(image_id(client, agent.image) or agent.image)}"
+    config_text = to_json(agent_config)
+    conf_dir = str(Path(files.path(str(_LAYOUT.mounted_agent_config(agent.name)))).parent)
+    secrets_dir = files.path(str(_LAYOUT.agent_secrets_dir(agent.name))) if secret_files else None
+    spec = agent_spec(inv, agent, tag, conf_dir, config_text, secrets_dir)
+    hatch = _AgentHatch(inv, agent, client, files, spec, context, config_text,
+                        Path(context_dir or state_paths(inv).build_dir(agent.name)),
+                        secret_files or {})
+    item = f"agent {agent.name}"
+    built = "image cached" if image_id(client, tag) else "image to build"
+    container = find_container(client, spec.name)
+    if container is None:
+        return [Change(item, "create", f"no container; {built}", spec_diff({}, spec), hatch.create)]
+    current = running_summary(container, spec)
+    changed = differences(current, spec.summary())
+    if changed:
+        return [Change(item, "recreate", f"{', '.join(changed)} changed; {built}",
+                       spec_diff(current, spec), hatch.recreate)]
+    if container.status != "running":
+        return [Change(item, "start", f"container {container.status}", apply=hatch.start)]
+    if hatch.stale_secrets():
+        return [Change(item, "restart", "credential files differ from the state directory",
+                       apply=hatch.restart)]
+    return [Change(item, "none", f"running ({container.short_id}), {tag.split(':')[1]}")]
+
+
+@dataclass
+class _AgentHatch:
+    """The apply steps of agent_plan, bound to what was planned."""
+
+    inv: Inventory
+    agent: AgentSpec
+    client: object
+    files: object
+    spec: ContainerSpec
+    context: build.BuildContext
+    config_text: str
+    context_dir: Path
+    secret_files: dict = field(default_factory=dict)
+
+    def _secret(self, name: str) -> str:
+        return str(_LAYOUT.agent_secrets_dir(self.agent.name) / name)
+
+    def _write_files(self) -> None:
+        self.files.write(str(_LAYOUT.mounted_agent_config(self.agent.name)), self.config_text)
+        for name, text in self.secret_files.items():   # 0600 in a 0700 dir; root reads them
+            self.files.write(self._secret(name), text)
+
+    def stale_secrets(self) -> bool:
+        return any(self.files.read(self._secret(name)) != text for name, text in self.secret_files.items())
+
+    def create(self) -> str:
+        steps = [ensure_network(self.client, self.spec.network, fleet_labels(self.inv, "network"))]
+        if not image_id(self.client, self.spec.image):
+            ensure_dir(self.context_dir.parent)
+            steps.append(build.build_agent_image(self.client, self.context, self.context_dir,
+                                                 self.spec.image, self.agent.name))
+        self._write_files()
+        steps.append(f"container {create_container(self.client, self.spec)} started")
+        return "; ".join(steps)
+
+    def restart(self) -> str:
+        self._write_files()
+        restart_container(self.client, self.spec.name)
+        return "credential files rewritten; container restarted"
+
+    def recreate(self) -> str:
+        remove_container(self.client, self.spec.name)
+        return self.create()
+
+    def start(self) -> str:
+        self._write_files()
+        return start_container(self.client, self.spec.name)
+
+
+def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
+    """Stop the agent's container; with ``remove`` (agent.retire) also its container, images and config."""
+    client, name, item = agent_client(inv, agent), agent_container(inv, agent), f"agent {agent.name}"
+    container = find_container(client, name)
+    if remove:
+        files = fleet_files(inv, agent_host(inv, agent))
+        return [Change(item, "remove", "retiring: container, images and config",
+                       apply=lambda: _retire(client, files, inv, agent))]
+    if container is None or container.status != "running":
+        return [Change(item, "none", "not running")]
+    return [Change(item, "stop", f"running ({container.short_id})", apply=lambda: stop_container(container))]
+
+
+def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
+    remove_container(client, agent_container(inv, agent))
+    repo = build.agent_image_repo(agent.name)
+    with docker_errors(f"remove images {repo}"):
+        tags = [t for image in client.images.list(name=repo) for t in image.tags]
+        for tag in tags:
+            client.images.remove(tag, noprune=False)
+    files.remove_tree(str(_LAYOUT.agent_dir(agent.name)))
+    return f"removed container, {len(tags)} image(s) and config"
+
+
+def agent_list(inv: Inventory) -> list:
+    """The inventory's docker agents and any managed agent container of this fleet."""
+    rows, seen = [], set()
+    hosts = {agent_host(inv, a) for a in inv.agents.values() if a.runtime == "docker"}
+    for host in hosts or {inv.broker.docker_host}:
+        for container in _fleet_agents(engine(host), inv):
+            name = container.labels.get(AGENT_LABEL, "")
+            seen.add(name)
+            rows.append(_agent_row(name, container, name in inv.agents))
+    for agent in inv.agents.values():
+        if agent.runtime == "docker" and agent.name not in seen:
+            rows.append(_missing_row(inv, agent))
+    return rows
+
+
+def agent_status(inv: Inventory, agent: AgentSpec) -> dict:
+    """One agent's row of ``agent_list``."""
+    container = find_container(agent_client(inv, agent), agent_container(inv, agent))
+    return _missing_row(inv, agent) if container is None else _agent_row(agent.name, container, True)
+
+
+def agent_inspect(inv: Inventory, agent: AgentSpec) -> Optional[dict]:
+    """The agent container's ``docker inspect`` attributes, or None when it has no container."""
+    container = find_container(agent_client(inv, agent), agent_container(inv, agent))
+    return None if container is None else container.attrs
+
+
+def _fleet_agents(client, inv: Inventory) -> list:
+    with docker_errors("list agent containers"):
+        return client.containers.list(all=True, filters={"label": [f"{ROLE}=agent", f"{FLEET}={inv.broker.container}"]})
+
+
+def _missing_row(inv: Inventory, agent: AgentSpec) -> dict:
+    return {"agent": agent.name, "runtime": "docker", "running": False, "pid": None,
+            "container": agent_container(inv, agent), "status": "missing"}
+
+
+def _agent_row(name: str, container, in_inventory: bool) -> dict:
+    state = container.attrs["State"]
+    return {"agent": name, "runtime": "docker", "running": state.get("Running", False),
+            "pid": state.get("Pid") or None, "container": container.name, "status": container.status,
+            "health": (state.get("Health") or {}).get("Status"),
+            "image": container.attrs["Config"]["Image"], "in_inventory": in_inventory}

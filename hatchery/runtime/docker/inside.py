@@ -1,0 +1,50 @@
+"""Inside an agent's container: run a command, and the checks fleet.verify runs there."""
+
+from __future__ import annotations
+
+import math
+
+from hatchery.core.checks import timed
+from hatchery.errors import DockerError
+from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.runtime.docker.agents import agent_client, agent_container
+from hatchery.runtime.docker.build import AGENT_CONFIG
+from hatchery.runtime.docker.engine import docker_errors, find_container
+
+
+def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) -> tuple:
+    """Run ``argv`` inside the agent's container, killed after ``timeout`` seconds: (exit code, output)."""
+    name = agent_container(inv, agent)
+    container = find_container(agent_client(inv, agent), name)
+    if container is None or container.status != "running":
+        raise DockerError(f"agent {agent.name}'s container {name} is not running",
+                          f"hatch it: invoke agent.hatch --name {agent.name}")
+    # exec has no timeout of its own; coreutils' timeout exits 124 when it fires.
+    wrapped = ["timeout", "-k", "1", str(max(1, math.ceil(timeout))), *argv]
+    with docker_errors(f"exec in {name}"):
+        code, output = container.exec_run(wrapped, demux=False)
+    return code, (output or b"").decode(errors="replace")
+
+
+def verify_in_agent(inv: Inventory, agent: AgentSpec, timeout: float = 5.0) -> list:
+    """Inside the container: the broker name resolves; a retained round trip works
+    with the agent's own mounted credentials (agent_kit.selftest)."""
+    host = inv.broker.dns_name
+
+    def run(argv: list) -> str:
+        code, out = exec_in_agent(inv, agent, argv, timeout + 2)
+        if code != 0:
+            raise DockerError(f"{' '.join(argv[:3])} exited {code}: {out.strip()[-200:]}")
+        return out.strip()
+
+    def round_trip() -> str:
+        got = run(["python3", "-m", "agent_kit.selftest", "--config", AGENT_CONFIG,
+                   "--timeout", str(timeout)])
+        if got != "ping":
+            raise DockerError(f"read back {got[-80:]!r} instead of 'ping'")
+        return "published a retained message as the agent and read it back"
+
+    return [timed(f"agent {agent.name}: {host} resolves in the container",
+                  lambda: run(["getent", "hosts", host])),
+            timed(f"agent {agent.name}: retained round trip in the container (own credentials)",
+                  round_trip)]

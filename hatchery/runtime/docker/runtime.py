@@ -1,0 +1,50 @@
+"""``DockerRuntime``: the runtime interface (``runtime.base.Runtime``) over the job modules."""
+
+from __future__ import annotations
+
+from hatchery.inventory.model import Inventory
+from hatchery.runtime.docker import agents, broker, build, inside
+from hatchery.runtime.docker.engine import FLEET, ROLE, docker_errors, engine
+
+
+def remove_fleet(inv: Inventory) -> None:
+    """Every container, network and volume labelled with this fleet on the engines the
+    inventory names, and its agent images. The tests and benchmarks clean up with it."""
+    label = f"{FLEET}={inv.broker.container}"
+    hosts = {inv.broker.docker_host} | {agents.agent_host(inv, a) for a in inv.agents.values()}
+    for host in hosts:
+        client = engine(host)
+        with docker_errors(f"remove fleet {inv.broker.container}"):
+            _remove_labelled(client, label, f"hatchery/agent-{inv.broker.container_prefix}")
+
+
+def _remove_labelled(client, label: str, image_prefix: str) -> None:
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+    for image in client.images.list(filters={"label": f"{ROLE}=agent-image"}):
+        if any(t.startswith(image_prefix) for t in image.tags):
+            client.images.remove(image.id, force=True)
+
+
+class DockerRuntime:
+    """The broker and each agent as containers on a local or remote engine."""
+
+    name = "docker"
+    broker_plan = staticmethod(broker.broker_plan)
+    broker_stop_plan = staticmethod(broker.broker_stop_plan)
+    broker_status = staticmethod(broker.broker_status)
+    auth_sync_plan = staticmethod(broker.auth_sync_plan)
+    reload_broker = staticmethod(broker.reload_broker)
+    agent_plan = staticmethod(agents.agent_plan)
+    agent_stop_plan = staticmethod(agents.agent_stop_plan)
+    agent_list = staticmethod(agents.agent_list)
+    agent_status = staticmethod(agents.agent_status)
+    agent_inspect = staticmethod(agents.agent_inspect)
+    exec_in_agent = staticmethod(inside.exec_in_agent)
+    verify_in_agent = staticmethod(inside.verify_in_agent)
+    write_build_files = staticmethod(build.write_build_files)
+    remove_fleet = staticmethod(remove_fleet)
