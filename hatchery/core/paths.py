@@ -159,6 +159,11 @@ class StatePaths:
     def audit_log(self) -> PurePath:
         return self.root / "audit.log"
 
+    @property
+    def dashboard_password(self) -> PurePath:
+        """fleet.dashboard's login, when the operator keeps it here (0600, never argv)."""
+        return self.root / "dashboard.password"
+
 
 def state_paths(inv) -> StatePaths:
     """The paths of ``inv``'s state directory (an Inventory, or anything with ``state_dir``)."""

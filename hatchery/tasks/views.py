@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from hatchery.bus.commands import bus_for
+from hatchery.core.paths import state_paths
 from hatchery.observe import dashboard as page
 from hatchery.observe import top as topview
 from hatchery.observe.live import FleetModel, live_filters
@@ -24,7 +25,6 @@ from hatchery.tasks import output
 from hatchery.tasks.common import load, op
 
 PASSWORD_ENV = "HATCHERY_DASHBOARD_PASSWORD"
-PASSWORD_FILE = "dashboard.password"     # in the state directory, if present
 STATE_STYLE = {"online": "green", "stale": "bold yellow", "offline": "bold red",
                "unknown": "dim"}
 
@@ -54,14 +54,14 @@ def dashboard_login(inv, password_file):
         return page.Login(page.USER, page.read_password(Path(password_file)))
     if os.environ.get(PASSWORD_ENV):
         return page.Login(page.USER, os.environ[PASSWORD_ENV])
-    stored = Path(inv.state_dir) / PASSWORD_FILE
+    stored = Path(state_paths(inv).dashboard_password)
     return page.Login(page.USER, page.read_password(stored)) if stored.exists() else None
 
 
 @op(port="port to serve the page on (default 8765)",
     addr="address to bind (default 127.0.0.1; any other address requires a password)",
     password_file="file whose first line is the page's password (user 'hatchery'); "
-                  f"else ${PASSWORD_ENV}, else STATE_DIR/{PASSWORD_FILE}",
+                  f"else ${PASSWORD_ENV}, else STATE_DIR/dashboard.password",
     duration="stop after this many seconds (default: until Ctrl-C)")
 def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
               inventory=None, timeout=5.0):
