@@ -61,7 +61,7 @@ def dashboard_login(inv, password_file):
 @op(port="port to serve the page on (default 8765)",
     addr="address to bind (default 127.0.0.1; any other address requires a password)",
     password_file="file whose first line is the page's password (user 'hatchery'); "
-                  f"else ${PASSWORD_ENV}, else STATE_DIR/dashboard.password",
+                  f"else ${PASSWORD_ENV}, else the dashboard password file in the state directory",
     duration="stop after this many seconds (default: until Ctrl-C)")
 def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
               inventory=None, timeout=5.0):
