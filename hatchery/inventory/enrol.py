@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from hatchery.core.plan import Change
-from hatchery.inventory.load import add_agent, load_inventory
+from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import Inventory
 
 
@@ -26,7 +26,7 @@ def enrol_plan(inv: Inventory, name: str | None) -> tuple:
     preview, diff = _with_agent(inv, name, fields)
 
     def apply() -> str:
-        add_agent(inv.path, name, fields)
+        _editor().add_agent(inv.path, name, fields)
         return f"added agents.{name} to {inv.path.name}"
 
     change = Change(f"inventory agents.{name}", "update", "not in the inventory yet", diff, apply)
@@ -43,9 +43,16 @@ def _with_agent(inv: Inventory, name: str, fields: dict) -> tuple:
     copy = Path(tmp)
     try:
         shutil.copy2(inv.path, copy)
-        diff = add_agent(copy, name, fields)
+        diff = _editor().add_agent(copy, name, fields)
         loaded = load_inventory(copy, env={})
     finally:
         copy.unlink(missing_ok=True)
     diff = diff.replace(copy.name, inv.path.name)
     return dataclasses.replace(loaded, path=inv.path, state_dir=inv.state_dir), diff
+
+
+def _editor():
+    """``hatchery.inventory.edit``, imported only when an agent is enrolled: it
+    brings in ruamel's round-trip YAML, which no other command needs to start."""
+    from hatchery.inventory import edit
+    return edit
