@@ -48,17 +48,12 @@ from hatchery.inventory.fields import (
     rename_fix,
     suggest,
 )
-from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory
-from hatchery.security.acl import READ_ONLY_ROLES, RECORDER_ROLES
+from hatchery.inventory.model import CONTROL_USERS, DEFAULT_MANAGER, AgentSpec, BrokerSpec, Inventory
 
 INVENTORY_ENV = "FLEET_INVENTORY"
 DEFAULT_INVENTORY = "fleet_inventory.yaml"
 REPO_ROLES = ROLES
 DEFAULT_ROLE = "agent"
-DEFAULT_MANAGER = "zephyr"
-# Broker users the control side logs in as (the ACL layer's roles); an agent
-# or a manager by one of these names would share its credentials and topics.
-CONTROL_USERS = (*READ_ONLY_ROLES, *RECORDER_ROLES)
 HOW_TO_POINT = (f"pass --inventory PATH, set ${INVENTORY_ENV}=PATH, or create "
                 f"./{DEFAULT_INVENTORY} (the hatchery repo has a commented example)")
 
