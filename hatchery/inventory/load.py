@@ -225,9 +225,11 @@ def _build(doc: _Doc, data: dict, path: Path) -> Inventory:
 def _agent_nodes(doc: _Doc, agents_node: dict, manager: str):
     """(name, mapping) for each agent with a valid name, in file order."""
     for name, node in agents_node.items():
-        problem, fix = name_problem(name), rename_fix(name)
-        if not problem:
-            problem, fix = _taken(name, manager)
+        problem = name_problem(name)
+        if problem:
+            doc.add(agents_node, name, f"agents.{name}", problem, rename_fix(name))
+            continue
+        problem, fix = _taken(name, manager)
         if problem:
             doc.add(agents_node, name, f"agents.{name}", problem, fix)
             continue
@@ -244,15 +246,15 @@ def _agent_nodes(doc: _Doc, agents_node: dict, manager: str):
 
 def _taken(name: str, manager: str) -> tuple:
     """(why an agent may not be called ``name``, the fix); ('', '') if it may."""
+    if name != manager and name not in CONTROL_USERS:
+        return "", ""
     fix = f"rename the agent, e.g. {name[:57] + '-agent'!r}"
     if name == manager:
         return (f"{name!r} is the fleet manager's name (fleet.manager): an agent by that "
                 "name would log in to the broker as the manager", fix)
-    if name in CONTROL_USERS:
-        return (f"{name!r} is reserved for the control side's {name} user: an agent by that "
-                f"name would share its broker login (reserved: {', '.join(CONTROL_USERS)}, "
-                "and the manager's name)", fix)
-    return "", ""
+    return (f"{name!r} is reserved for the control side's {name} user: an agent by that "
+            f"name would share its broker login (reserved: {', '.join(CONTROL_USERS)}, "
+            "and the manager's name)", fix)
 
 
 def _reserved_manager(doc: _Doc, fleet_node: dict, manager: str) -> None:

@@ -22,9 +22,8 @@ from typing import Optional
 from hatchery.errors import InventoryError, Problem
 
 try:  # libyaml ships inside PyYAML's wheels; without it there is no fast path
+    from yaml import events as _events
     from yaml.cyaml import CParser as _CParser
-    from yaml.constructor import BaseConstructor as _BaseConstructor
-    from yaml.resolver import BaseResolver as _BaseResolver
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     _CParser = None
 
@@ -71,9 +70,9 @@ class LinedList(list):
 
 
 # Plain scalars that YAML 1.2 (and so ruamel) reads as something other than a
-# string. The simple forms are built below; the rest are ``Unsure``.
-_TRUE, _FALSE = {"true", "True", "TRUE"}, {"false", "False", "FALSE"}
-_NULL = {"", "~", "null", "Null", "NULL"}
+# string. The simple forms are read below; the rest are ``Unsure``.
+_TRUE_WORDS, _FALSE_WORDS = {"true", "True", "TRUE"}, {"false", "False", "FALSE"}
+_NULL_WORDS = {"", "~", "null", "Null", "NULL"}
 _SIMPLE_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _SIMPLE_FLOAT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\.[0-9]+")
 # ruamel's YAML 1.2 patterns for numbers and dates (ruamel/yaml/resolver.py),
@@ -95,81 +94,26 @@ _NOT_A_STRING = re.compile(r"""
 """, re.X)
 _NUMERIC_START = frozenset("-+0123456789.<=")
 
-# Our own tags: a node with any other tag (an explicit ``!!int`` or ``!thing``)
-# has no constructor here, which makes the fast parser unsure.
-_STR, _INT, _FLOAT, _TRUE_TAG, _FALSE_TAG, _NULL_TAG, _MAP, _SEQ = (
-    f"tag:hatchery.fast:{kind}" for kind in
-    ("str", "int", "float", "true", "false", "null", "map", "seq"))
 
-
-def _scalar_tag(value: str, plain: bool) -> str:
+def _read_scalar(value: str, plain: bool):
+    """A scalar's value as the round trip reads it (YAML 1.2), or ``Unsure``."""
     if not plain:
-        return _STR                  # quoted or block scalar: always a string
-    if value in _TRUE:
-        return _TRUE_TAG
-    if value in _FALSE:
-        return _FALSE_TAG
-    if value in _NULL:
-        return _NULL_TAG
+        return value                 # quoted or block scalar: always a string
+    if value in _TRUE_WORDS:
+        return True
+    if value in _FALSE_WORDS:
+        return False
+    if value in _NULL_WORDS:
+        return None
     if value[0] not in _NUMERIC_START:
-        return _STR
+        return value
     if _SIMPLE_INT.fullmatch(value):
-        return _INT
+        return int(value)
     if _SIMPLE_FLOAT.fullmatch(value):
-        return _FLOAT
+        return float(value)
     if _NOT_A_STRING.fullmatch(value):
         raise Unsure(f"plain scalar {value!r}")
-    return _STR
-
-
-if _CParser is not None:
-    class _Resolver(_BaseResolver):
-        def resolve(self, kind, value, implicit):
-            if kind.id == "scalar":
-                if not (implicit[0] or implicit[1]):
-                    raise Unsure("a non-specific '!' tag")
-                return _scalar_tag(value, implicit[0])
-            return _MAP if kind.id == "mapping" else _SEQ
-
-    class _Constructor(_BaseConstructor):
-        def _unsure(self, node):
-            raise Unsure(f"tag {node.tag}")
-
-        def _map(self, node):
-            data = LinedDict()
-            data.lines = lines = {}
-            yield data
-            for key_node, value_node in node.value:
-                key = self.construct_object(key_node)
-                try:
-                    if key in data:          # ruamel refuses a duplicate key
-                        raise Unsure(f"duplicate key {key!r}")
-                except TypeError:            # unhashable key
-                    raise Unsure("a key that is not a scalar") from None
-                data[key] = self.construct_object(value_node)
-                lines[key] = key_node.start_mark.line + 1
-
-        def _seq(self, node):
-            data = LinedList()
-            data.lines = [item.start_mark.line + 1 for item in node.value]
-            yield data
-            data.extend(self.construct_object(item) for item in node.value)
-
-    _Constructor.add_constructor(None, _Constructor._unsure)
-    _Constructor.add_constructor(_STR, lambda self, node: node.value)
-    _Constructor.add_constructor(_INT, lambda self, node: int(node.value))
-    _Constructor.add_constructor(_FLOAT, lambda self, node: float(node.value))
-    _Constructor.add_constructor(_TRUE_TAG, lambda self, node: True)
-    _Constructor.add_constructor(_FALSE_TAG, lambda self, node: False)
-    _Constructor.add_constructor(_NULL_TAG, lambda self, node: None)
-    _Constructor.add_constructor(_MAP, _Constructor._map)
-    _Constructor.add_constructor(_SEQ, _Constructor._seq)
-
-    class _FastLoader(_CParser, _Constructor, _Resolver):
-        def __init__(self, stream):
-            _CParser.__init__(self, stream)
-            _Constructor.__init__(self)
-            _Resolver.__init__(self)
+    return value
 
 
 _DIRECTIVE = re.compile(r"^%", re.M)
@@ -184,15 +128,101 @@ def fast(text: str):
         raise Unsure("libyaml is not available")
     if _DIRECTIVE.search(text):      # e.g. %YAML 1.1 would change how scalars read
         raise Unsure("a directive")
-    loader = _FastLoader(text)
+    parser = _CParser(text)
     try:
-        return loader.get_single_data()
+        return _Builder().run(parser.get_event)
     except Unsure:
         raise
     except Exception as exc:         # any libyaml complaint: let ruamel word it
         raise Unsure(str(exc)) from None
     finally:
-        loader.dispose()
+        parser.dispose()
+
+
+_KEY = object()                      # an open mapping waits for a key, not a value
+
+
+class _Builder:
+    """Data straight from libyaml's events: no node graph, no constructor.
+
+    Each open container on the stack is [container, is_mapping, key or _KEY,
+    the key's line, anchor]. An anchor is known once its node is complete, so
+    an alias to an open ancestor (a recursive structure) is ``Unsure``.
+    """
+
+    def __init__(self):
+        self.stack: list = []
+        self.anchors: dict = {}
+        self.root = None
+        self.documents = 0
+
+    def run(self, next_event):
+        handlers = {_events.ScalarEvent: self._scalar,
+                    _events.MappingStartEvent: self._start, _events.SequenceStartEvent: self._start,
+                    _events.MappingEndEvent: self._end, _events.SequenceEndEvent: self._end,
+                    _events.AliasEvent: self._alias, _events.DocumentStartEvent: self._document}
+        event = next_event()
+        while event is not None:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+            event = next_event()
+        return self.root
+
+    def _scalar(self, event) -> None:
+        if event.tag is not None or not (event.implicit[0] or event.implicit[1]):
+            raise Unsure(f"tag {event.tag}")   # an explicit tag, or the non-specific '!'
+        value = _read_scalar(event.value, event.implicit[0])
+        if event.anchor is not None:
+            self.anchors[event.anchor] = value
+        self._put(value, event.start_mark.line + 1)
+
+    def _start(self, event) -> None:
+        if event.tag is not None:
+            raise Unsure(f"tag {event.tag}")
+        if self.stack and self.stack[-1][1] and self.stack[-1][2] is _KEY:
+            raise Unsure("a key that is not a scalar")
+        mapping = isinstance(event, _events.MappingStartEvent)
+        container = LinedDict() if mapping else LinedList()
+        container.lines = {} if mapping else []
+        self._put(container, event.start_mark.line + 1)
+        self.stack.append([container, mapping, _KEY, None, event.anchor])
+
+    def _end(self, event) -> None:
+        container, _, _, _, anchor = self.stack.pop()
+        if anchor is not None:
+            self.anchors[anchor] = container
+
+    def _alias(self, event) -> None:
+        if event.anchor not in self.anchors:
+            raise Unsure(f"alias *{event.anchor}")
+        self._put(self.anchors[event.anchor], event.start_mark.line + 1)
+
+    def _document(self, event) -> None:
+        self.documents += 1
+        if self.documents > 1:       # ruamel's load() wants exactly one
+            raise Unsure("more than one document")
+
+    def _put(self, value, line: int) -> None:
+        if not self.stack:
+            self.root = value
+            return
+        top = self.stack[-1]
+        container, mapping, key = top[0], top[1], top[2]
+        if not mapping:
+            container.append(value)
+            container.lines.append(line)
+        elif key is _KEY:
+            try:
+                if value in container:   # ruamel refuses a duplicate key
+                    raise Unsure(f"duplicate key {value!r}")
+            except TypeError:            # an unhashable key (an aliased container)
+                raise Unsure("a key that is not a scalar") from None
+            top[2], top[3] = value, line
+        else:
+            container[key] = value
+            container.lines[key] = top[3]
+            top[2] = _KEY
 
 
 # --- with lines: ruamel's round trip --------------------------------------------
