@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
@@ -69,7 +70,17 @@ class _Doc:
     fast: bool = False              # parsed by parse.fast: no problem is worded from it
 
     def add(self, node, key, keypath: str, message: str, fix: str = "") -> None:
-        self.problems.append(Problem(self.shown, parse.line(node, key), keypath, message, fix))
+        self.problems.append(Problem(self.shown, parse.line(node, key), _printable(keypath),
+                                     message, fix))
+
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(keypath: str) -> str:
+    """A key path with control characters escaped: a key may hold a newline or an
+    ANSI escape, and the path is printed on the operator's terminal."""
+    return _CONTROL_CHARACTER.sub(lambda m: repr(m.group())[1:-1], keypath)
 
 
 # --- walking a mapping ----------------------------------------------------------
@@ -116,8 +127,6 @@ def _unknown_keys(doc: _Doc, node, known: tuple, keypath: str) -> None:
             path = f"{keypath}.{key}" if keypath else str(key)
             doc.add(node, key, path, f"unknown key; {suggest(key, known)}".rstrip("; "),
                     f"use one of: {', '.join(known)}")
-
-
 
 
 # --- reading ----------------------------------------------------------------
@@ -171,9 +180,9 @@ def _collector_paused():
     """No cyclic garbage collection while the inventory is read.
 
     Parsing allocates a few objects per line and keeps them all alive, which
-    makes the collector rescan a growing heap again and again: with it on, 10,000
-    agents took twice the CPU of ten times 1,000. Nothing built here forms a
-    cycle, so reference counting frees it all the same.
+    makes the collector rescan a growing heap again and again: with it on,
+    10,000 agents took twice the CPU of ten times 1,000. Reference counting
+    still frees what is dropped; the collector sees the rest when it is back.
     """
     was_on = gc.isenabled()
     gc.disable()
