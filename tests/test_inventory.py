@@ -470,3 +470,14 @@ def test_tasks_that_do_not_deploy_refuse_a_reserved_agent_name_too(tmp_path, tas
     assert done.returncode == EXIT_USAGE, done.stderr
     assert f"{path}:3: agents.recorder: 'recorder' is reserved" in done.stdout + done.stderr
     assert not (tmp_path / ".hatchery").exists()      # nothing was touched
+
+
+def test_enrolling_a_reserved_name_is_refused_naming_the_real_file(tmp_path):
+    from hatchery.inventory.enrol import enrol_plan
+    path = write(tmp_path, "agents:\n  client-a: {}\n")
+    with pytest.raises(InventoryError) as caught:
+        enrol_plan(load_inventory(path, env={}), "monitor")
+    [problem] = caught.value.problems
+    assert (problem.path, problem.line, problem.keypath) == (str(path), None, "agents.monitor")
+    assert "reserved" in problem.message and ".hatchery-enrol-" not in str(caught.value)
+    assert path.read_text() == "agents:\n  client-a: {}\n" and not list(tmp_path.glob(".hatchery-enrol-*"))

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from hatchery.core.plan import Change
+from hatchery.errors import InventoryError, Problem
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import Inventory
 
@@ -45,10 +46,22 @@ def _with_agent(inv: Inventory, name: str, fields: dict) -> tuple:
         shutil.copy2(inv.path, copy)
         diff = _editor().add_agent(copy, name, fields)
         loaded = load_inventory(copy, env={})
+    except InventoryError as exc:
+        raise _refused(exc, copy, inv.path) from None
     finally:
         copy.unlink(missing_ok=True)
     diff = diff.replace(copy.name, inv.path.name)
     return dataclasses.replace(loaded, path=inv.path, state_dir=inv.state_dir), diff
+
+
+def _refused(exc: InventoryError, copy: Path, original: Path) -> InventoryError:
+    """The copy's problems, told about the real file (the copy is gone by then).
+
+    Their lines are those of the file as it would have been, so they are left out.
+    """
+    problems = [Problem(str(original), None, p.keypath, p.message, p.fix) if p.path == str(copy)
+                else p for p in exc.problems]
+    return InventoryError(f"{original} (with the new agent)", problems)
 
 
 def _editor():

@@ -3,10 +3,10 @@
 ``fast(text)`` builds plain data from libyaml's events (PyYAML's C parser):
 a 1,000-agent inventory loads in ~40 ms of CPU instead of ~1,100 ms with
 ruamel's pure-Python round trip (bench/inventory_bench.py). It reads scalars
-exactly as the round-trip parser does (YAML 1.2:
-``yes`` and ``on`` are strings, ``010`` is not octal) or, where it cannot
-vouch for that (a number with underscores, a date, a merge key, an explicit
-tag, a ``%YAML`` directive, a duplicate key), it raises ``Unsure``.
+exactly as the round-trip parser does (YAML 1.2: ``yes`` and ``on`` are
+strings, ``010`` is not octal) or, where it cannot vouch for that (a number
+with underscores, a date, a merge key, an explicit tag, a ``%YAML``
+directive, a duplicate key), it raises ``Unsure``.
 
 ``with_lines(text, shown)`` is ruamel's round-trip parser: slower, but every
 mapping and sequence knows the line of each key and item, and a syntax error
@@ -251,6 +251,42 @@ def with_lines(text: str, shown: str):
         raise failure(shown, where, "(yaml)", problem, _syntax_fix(problem, where)) from None
     except YAMLError as exc:
         raise failure(shown, None, "(yaml)", str(exc), "fix the YAML syntax") from None
+    except (ValueError, IndexError, TypeError, AttributeError) as exc:
+        # ruamel's constructor trips over some scalars its resolver calls
+        # numbers, such as -_ or ._ (an IndexError, a ValueError).
+        found = _unreadable_scalar(text)
+        where, value = found if found else (None, None)
+        problem = (f"{value!r} looks like a number to YAML but is not one" if found
+                   else f"a value could not be read ({type(exc).__name__}: {exc})")
+        raise failure(shown, where, "(yaml)", problem,
+                      "quote it if it is text, e.g. '-_', or write the number") from None
+
+
+def _unreadable_scalar(text: str) -> Optional[tuple]:
+    """(line, value) of the first plain scalar ruamel cannot build; None if not found."""
+    if _CParser is None:
+        return None
+    parser = _CParser(text)
+    try:
+        event = parser.get_event()
+        while event is not None:
+            if (isinstance(event, _events.ScalarEvent) and event.implicit[0]
+                    and event.value[:1] in _NUMERIC_START and not _builds(event.value)):
+                return event.start_mark.line + 1, event.value
+            event = parser.get_event()
+    except Exception:                # libyaml refuses the text: no better place to point at
+        return None
+    finally:
+        parser.dispose()
+    return None
+
+
+def _builds(plain_scalar: str) -> bool:
+    try:
+        round_trip_yaml().load(f"k: {plain_scalar}\n")
+        return True
+    except Exception:
+        return False
 
 
 def _yaml_problem(exc, where: Optional[int]) -> str:
