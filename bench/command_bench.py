@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hatchery.bus.client import BusClient  # noqa: E402
-from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory  # noqa: E402

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from hatchery.bus import commands as fleet
 from hatchery.bus.client import BusClient  # noqa: E402
+from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory  # noqa: E402
 from hatchery.observe import (
@@ -210,7 +211,7 @@ def bench_size(count: int, mode: str = OFF) -> dict:
 
 def _bus(inv: Inventory, signed: bool) -> BusClient:
     if not inv.broker.auth:
-        return fleet.bus_for(inv)
+        return bus_for(inv)
     client_id = f"{inv.manager}-bench-{secrets.token_hex(4)}"    # a fixed id can be kicked
     return BusClient("127.0.0.1", inv.broker.port, client_id=client_id,
                      username=inv.manager, password=user_secret(inv, inv.manager),

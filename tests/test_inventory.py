@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hatchery.errors import EXIT_USAGE, InventoryError, UsageError
-from hatchery.inventory.load import INVENTORY_ENV, add_agent, load_inventory
-from hatchery.inventory.model import ReloadSpec
+from hatchery.inventory import parse
+from hatchery.inventory.edit import add_agent
+from hatchery.inventory.fields import plain
+from hatchery.inventory.load import INVENTORY_ENV, load_inventory
+from hatchery.inventory.model import CONTROL_USERS, ReloadSpec
 
 CASES = Path(__file__).parent / "inventory_cases"
 REPO = Path(__file__).parent.parent
@@ -330,3 +338,146 @@ def test_add_agent_refuses_a_present_or_unsafe_name_and_leaves_the_file(tmp_path
         add_agent(path, "a+b", {})
     assert path.read_text() == "agents:\n  alpha: {}\n"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# --- the fast parse reads YAML as the round trip does, or says it is unsure ---------
+
+TRICKY_SCALARS = [
+    "yes", "no", "on", "off", "y", "n", "true", "False", "TRUE", "null", "Null", "~", "",
+    "0", "-0", "+5", "1883", "010", "0o17", "0x1F", "0b11", "1_000", "1e3", "1.5e3", "0.5",
+    "+.5", ".5", "1.", ".inf", "-.inf", ".nan", "12:30", "1:20:30", "2001-12-14",
+    "2001-12-14 21:59:43.10 -5", "127.0.0.1", "1.2.3", "3.11", ".hatchery", "-", "--x",
+    "<<", "=", "hatchery/agent-base:bookworm", "echo 1.0", "a: b", "'quoted'", '"0x1F"',
+    "!!str 5", "!!int 5", "! 5", "&a 5", "[1, 2]", "{a: 1}", "|\n  block\n", "ssh://ops@nas",
+]
+
+
+def _both(text: str):
+    """(fast data or 'unsure', the round trip's data as plain values or 'refused')."""
+    try:
+        fast = parse.fast(text)
+    except parse.Unsure:
+        fast = "unsure"
+    try:
+        slow = plain(parse.with_lines(text, "t.yaml"))
+    except InventoryError:
+        slow = "refused"
+    return fast, slow
+
+
+def _agree(fast, slow) -> bool:
+    """What the loader relies on: the fast parse is unsure, or reads what ruamel reads."""
+    return fast == "unsure" or (fast == slow and _types(fast) == _types(slow))
+
+
+@pytest.mark.parametrize("scalar", TRICKY_SCALARS)
+def test_fast_parse_agrees_with_the_round_trip_or_is_unsure(scalar):
+    fast, slow = _both(f"key: {scalar}\n")
+    assert _agree(fast, slow), (fast, slow)
+
+
+def _types(value):
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789+-._:eExXoObBaf yYnN~<=", max_size=12))
+def test_fast_parse_never_reads_a_scalar_differently(scalar):
+    fast, slow = _both(f"key: {scalar}\n")
+    assert _agree(fast, slow), (scalar, fast, slow)
+
+
+@pytest.mark.parametrize("text", [
+    "a: 1\na: 2\n",                       # ruamel refuses a duplicate key
+    "%YAML 1.1\n---\na: yes\n",           # a directive changes how scalars read
+    "a: !!int 0x1F\n",                    # an explicit tag
+    "a: &x {b: 1}\nc:\n  <<: *x\n",       # a merge key
+    "a: [\n",                             # a syntax error: ruamel words it
+])
+def test_fast_parse_is_unsure_where_the_round_trip_decides(text):
+    with pytest.raises(parse.Unsure):
+        parse.fast(text)
+
+
+def test_fast_parse_keeps_the_line_of_every_key_and_item():
+    data = parse.fast("# c\na:\n  b: 1\n\n  c: [x,\n    y]\n")
+    assert parse.line(data, "a") == 2 and parse.line(data["a"], "c") == 5
+    assert [parse.line(data["a"]["c"], i) for i in (0, 1)] == [5, 6]
+
+
+def test_a_good_inventory_is_never_read_twice(tmp_path, monkeypatch):
+    def no_round_trip(text, shown):
+        raise AssertionError("a good inventory must not need the slow parse")
+    monkeypatch.setattr(parse, "with_lines", no_round_trip)
+    inv = load_inventory(REPO / "fleet_inventory.yaml", env={})
+    assert list(inv.agents) == ["client-a", "client-b"] and inv.agents["client-b"].source == 49
+
+
+def test_fast_and_round_trip_loads_build_the_same_inventory(tmp_path, monkeypatch):
+    path = write(tmp_path, PRECEDENCE)
+    write(tmp_path, "heartbeat_interval: 100\nenv: {LEVEL: role}\n", "roles/custom/defaults.yaml")
+    fast = load_inventory(path, env={})
+    monkeypatch.setattr(parse, "fast_available", lambda: False)
+    assert load_inventory(path, env={}) == fast
+
+
+def test_a_scalar_the_fast_parse_is_unsure_of_still_loads(tmp_path):
+    inv = load_inventory(write(tmp_path, "agents:\n  a: {heartbeat_interval: 1_200}\n"), env={})
+    assert inv.agents["a"].heartbeat_interval == 1200.0
+
+
+# --- names the control side holds: every task refuses them, before anything changes ---
+
+@pytest.mark.parametrize("name", ["zephyr", "monitor", "exporter", "recorder"])
+def test_an_agent_named_like_a_control_side_user_is_refused(tmp_path, name):
+    error = problems_of(write(tmp_path, f"agents:\n  client-a: {{}}\n  {name}: {{}}\n"))
+    [problem] = error.problems
+    assert (problem.line, problem.keypath) == (3, f"agents.{name}")
+    assert "reserved" in problem.message or "manager" in problem.message
+    assert problem.fix == f"rename the agent, e.g. '{name}-agent'"
+
+
+def test_the_agent_named_like_a_renamed_manager_is_refused_and_zephyr_is_free(tmp_path):
+    error = problems_of(write(tmp_path, "fleet: {manager: boss}\nagents:\n  boss: {}\n"))
+    assert [p.keypath for p in error.problems] == ["agents.boss"]
+    inv = load_inventory(write(tmp_path / "b", "fleet: {manager: boss}\nagents:\n  zephyr: {}\n"), env={})
+    assert list(inv.agents) == ["zephyr"]
+
+
+def test_a_manager_named_like_a_control_side_user_is_refused(tmp_path):
+    error = problems_of(write(tmp_path, "fleet:\n  manager: recorder\n"))
+    assert [(p.line, p.keypath) for p in error.problems] == [(2, "fleet.manager")]
+    assert "reserved" in error.problems[0].message
+
+
+def test_reserved_names_are_the_users_the_acl_layer_issues():
+    from hatchery.security.acl import fleet_users
+    assert sorted(fleet_users("zephyr", [])) == sorted(["zephyr", *CONTROL_USERS])
+
+
+@pytest.mark.parametrize("task", ["agent.stop", "agent.list"])
+def test_tasks_that_do_not_deploy_refuse_a_reserved_agent_name_too(tmp_path, task):
+    """Issue: agent.stop used to exit 0 (and stop every agent) where deploy refused."""
+    path = write(tmp_path, "agents:\n  client-a: {}\n  recorder: {}\n")
+    env = {k: v for k, v in os.environ.items() if k != INVENTORY_ENV}
+    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), task,
+                           "--inventory", str(path)], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert f"{path}:3: agents.recorder: 'recorder' is reserved" in done.stdout + done.stderr
+    assert not (tmp_path / ".hatchery").exists()      # nothing was touched
+
+
+def test_enrolling_a_reserved_name_is_refused_naming_the_real_file(tmp_path):
+    from hatchery.inventory.enrol import enrol_plan
+    path = write(tmp_path, "agents:\n  client-a: {}\n")
+    with pytest.raises(InventoryError) as caught:
+        enrol_plan(load_inventory(path, env={}), "monitor")
+    [problem] = caught.value.problems
+    assert (problem.path, problem.line, problem.keypath) == (str(path), None, "agents.monitor")
+    assert "reserved" in problem.message and ".hatchery-enrol-" not in str(caught.value)
+    assert path.read_text() == "agents:\n  client-a: {}\n" and not list(tmp_path.glob(".hatchery-enrol-*"))

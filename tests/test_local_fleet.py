@@ -122,7 +122,7 @@ def test_unknown_agent_name_is_a_usage_error(fleet):
 from types import SimpleNamespace  # noqa: E402
 
 from agent_kit import contract, signing  # noqa: E402
-from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402
 from tests.security.secbroker import Probe  # noqa: E402
 

@@ -7,14 +7,13 @@ only when all answered ok — the caller turns that into the exit status.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import secrets
 from dataclasses import dataclass
 from typing import Optional
 
 from agent_kit import contract
 from hatchery.bus.client import ANSWERED, FAILED, OFFLINE, SILENT, BusClient, Reply
+from hatchery.bus.connection import open_bus
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory
 
@@ -83,51 +82,6 @@ def answer_text(reply: Reply) -> str:
     if result.get("reloaded"):
         return f"reloaded ({result.get('method', '?')})"
     return "ok"
-
-
-def bus_for(inv: Inventory, *, connect_timeout: float = 5.0, username: Optional[str] = None,
-            password: Optional[str] = None, tls=None, role: Optional[str] = None) -> BusClient:
-    """An unconnected BusClient for the inventory's broker (use it as a context manager).
-
-    The one place that turns an inventory into connection details. With
-    ``broker.auth`` it logs in as ``role`` (default: the manager; or
-    ``monitor``, ``exporter``, ``recorder``) with the secret from the state
-    directory, and signs commands with the agents' keys. With ``broker.tls``
-    it uses the TLS listener and verifies the broker against the fleet CA.
-    """
-    from hatchery.provision.credentials import signing_keys, stored_secret
-    user = role or inv.manager
-    secret = stored_secret(inv, user) if inv.broker.auth and username is None else None
-    if secret:
-        username, password = user, secret
-    # No stored secret (a broker this state dir did not deploy): connect without
-    # credentials and let the broker decide; a refusal names broker.deploy as the fix.
-    host, port, tls = connection_target(inv, tls)
-    signer = signing_keys(inv) if inv.broker.auth and user == inv.manager else None
-    client_id = f"{user}-{secrets.token_hex(4)}"
-    return BusClient(host, port, client_id=client_id, username=username, password=password,
-                     tls=tls, connect_timeout=connect_timeout, signing_keys=signer)
-
-
-def connection_target(inv: Inventory, tls=None) -> tuple:
-    """(host, port, tls) the control side connects to: the TLS listener when enabled."""
-    if tls is None and inv.broker.tls:
-        import ssl
-
-        from hatchery.configs.broker import tls_paths
-        tls = ssl.create_default_context(cafile=tls_paths(inv)["cafile"])
-        return inv.broker.host, inv.broker.tls_port, tls
-    return inv.broker.host, inv.broker.port, tls
-
-
-@contextlib.contextmanager
-def open_bus(inv: Inventory, bus: Optional[BusClient] = None, *, connect_timeout: float = 5.0):
-    """Use ``bus`` if given, else connect to the inventory's broker for the block."""
-    if bus is not None:
-        yield bus
-        return
-    with bus_for(inv, connect_timeout=connect_timeout) as fresh:
-        yield fresh
 
 
 def run_command(inv: Inventory, verb: str, *, names: Optional[list] = None,

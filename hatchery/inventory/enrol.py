@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from hatchery.core.plan import Change
-from hatchery.inventory.load import add_agent, load_inventory
+from hatchery.errors import InventoryError, Problem
+from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import Inventory
 
 
@@ -26,7 +27,7 @@ def enrol_plan(inv: Inventory, name: str | None) -> tuple:
     preview, diff = _with_agent(inv, name, fields)
 
     def apply() -> str:
-        add_agent(inv.path, name, fields)
+        _editor().add_agent(inv.path, name, fields)
         return f"added agents.{name} to {inv.path.name}"
 
     change = Change(f"inventory agents.{name}", "update", "not in the inventory yet", diff, apply)
@@ -43,9 +44,28 @@ def _with_agent(inv: Inventory, name: str, fields: dict) -> tuple:
     copy = Path(tmp)
     try:
         shutil.copy2(inv.path, copy)
-        diff = add_agent(copy, name, fields)
+        diff = _editor().add_agent(copy, name, fields)
         loaded = load_inventory(copy, env={})
+    except InventoryError as exc:
+        raise _refused(exc, copy, inv.path) from None
     finally:
         copy.unlink(missing_ok=True)
     diff = diff.replace(copy.name, inv.path.name)
     return dataclasses.replace(loaded, path=inv.path, state_dir=inv.state_dir), diff
+
+
+def _refused(exc: InventoryError, copy: Path, original: Path) -> InventoryError:
+    """The copy's problems, told about the real file (the copy is gone by then).
+
+    Their lines are those of the file as it would have been, so they are left out.
+    """
+    problems = [Problem(str(original), None, p.keypath, p.message, p.fix) if p.path == str(copy)
+                else p for p in exc.problems]
+    return InventoryError(f"{original} (with the new agent)", problems)
+
+
+def _editor():
+    """``hatchery.inventory.edit``, imported only when an agent is enrolled: it
+    brings in ruamel's round-trip YAML, which no other command needs to start."""
+    from hatchery.inventory import edit
+    return edit

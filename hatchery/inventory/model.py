@@ -12,6 +12,11 @@ from typing import Optional, Union
 
 LOCAL, DOCKER = "local", "docker"
 RUNTIMES = (LOCAL, DOCKER)
+DEFAULT_MANAGER = "zephyr"
+# The broker users the control side logs in as besides the manager: the ACL
+# layer's read-only and recorder roles (hatchery.security.acl issues them; a
+# test checks the two lists agree). No agent, and no manager, may take one.
+CONTROL_USERS = ("monitor", "exporter", "recorder")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class AgentSpec:
 @dataclass(frozen=True)
 class Inventory:
     path: Path                          # the inventory file
-    manager: str = "zephyr"
+    manager: str = DEFAULT_MANAGER
     broker: BrokerSpec = field(default_factory=BrokerSpec)
     agents: dict = field(default_factory=dict)      # name -> AgentSpec, in file order
     groups: dict = field(default_factory=dict)      # group -> tuple of agent names

@@ -15,7 +15,8 @@ import socket
 import time
 
 from hatchery.bus.client import BusClient
-from hatchery.bus.commands import bus_for, run_command
+from hatchery.bus.commands import run_command
+from hatchery.bus.connection import bus_for
 from hatchery.core.checks import Check, VerifyReport, ms_since, timed
 from hatchery.errors import HatcheryError
 from hatchery.inventory.model import Inventory

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from invoke import Collection
 
-from hatchery.bus.commands import bus_for
+from hatchery.bus.connection import bus_for
 from hatchery.errors import UsageError
 from hatchery.observe.audit import BusMessage, audit_messages, audit_record
 from hatchery.observe.record import (

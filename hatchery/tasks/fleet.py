@@ -8,7 +8,8 @@ from pathlib import Path
 from invoke import Collection
 
 from hatchery.bus.commands import broadcast as send_broadcast
-from hatchery.bus.commands import bus_for, run_command
+from hatchery.bus.commands import run_command
+from hatchery.bus.connection import bus_for
 from hatchery.bus.commands import collect as run_collect
 from hatchery.core.state import StatePaths
 from hatchery.errors import UsageError

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from hatchery.bus.commands import bus_for
+from hatchery.bus.connection import bus_for
 from hatchery.core.paths import state_paths
 from hatchery.observe import dashboard as page
 from hatchery.observe import top as topview

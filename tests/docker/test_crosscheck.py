@@ -25,7 +25,7 @@ from conftest import free_port
 from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
 
 from agent_kit import contract
-from hatchery.bus.commands import bus_for
+from hatchery.bus.connection import bus_for
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan

@@ -27,7 +27,7 @@ from dockerhelpers import (
     wait_mqtt,
 )
 
-from hatchery.bus.commands import bus_for
+from hatchery.bus.connection import bus_for
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan

@@ -135,7 +135,7 @@ def test_loader_reads_auth_tls_and_remote_dir(tmp_path):
 
 
 def test_bus_for_without_issued_credentials_is_refused_with_the_fix(inv, tmp_path):
-    from hatchery.bus.commands import bus_for
+    from hatchery.bus.connection import bus_for
     from hatchery.errors import BusError
     from tests.security.secbroker import start_secure_broker
     passwd = tmp_path / "passwd"

@@ -1,0 +1,294 @@
+"""The inventory's value checks: one function per kind of value, and the schemas.
+
+A check takes a parsed YAML value and returns it as a plain Python value, or
+raises ``Bad`` with what is wrong and how to fix it. The loader
+(``hatchery.inventory.load``) walks the file and puts the file, line and key
+path on top. Every value here may end up in a topic, a file name, a config
+line or a container name, so names are checked with ``fullmatch`` against a
+whole pattern (``$`` would let a final newline through).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import signal as signals
+from typing import Callable, Optional
+
+from agent_kit.contract import MAX_PAYLOAD_BYTES, NAME_RE, name_problem
+from hatchery.inventory.model import RUNTIMES, ReloadSpec
+
+# --- what went wrong ------------------------------------------------------------
+
+class Bad(Exception):
+    """A value failed its check; ``subkey`` points inside a mapping value."""
+
+    def __init__(self, message: str, fix: str = "", subkey: Optional[str] = None):
+        super().__init__(message)
+        self.message, self.fix, self.subkey = message, fix, subkey
+
+
+def kind(value) -> str:
+    """How a YAML value reads to a person: 'a string', 'an integer', ..."""
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    for types, name in ((int, "an integer"), (float, "a number"), (str, "a string"),
+                        (list, "a list"), (dict, "a mapping")):
+        if isinstance(value, types):
+            shown = f" {value!r}" if isinstance(value, (int, float, str)) else ""
+            return f"{name}{shown}"
+    return type(value).__name__
+
+
+def suggest(word, choices) -> str:
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {match[0]!r}? " if match else ""
+
+
+# --- value checks: value -> plain Python value, or raise Bad ------------------
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise Bad(f"expected a string, got {kind(value)}", _quote_fix(value))
+    if not value.strip():
+        raise Bad("must not be empty", "write a value or remove the key")
+    return str(value)
+
+
+def _quote_fix(value) -> str:
+    if isinstance(value, bool):
+        return f"quote it: '{str(value).lower()}'"
+    return f"quote it: '{value}'" if isinstance(value, (int, float)) else "write a string"
+
+
+def _integer(low: int, high: int) -> Callable:
+    def check(value) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fix = "remove the quotes" if isinstance(value, str) and value.strip().isdigit() \
+                else f"write a whole number from {low} to {high}"
+            raise Bad(f"expected an integer, got {kind(value)}", fix)
+        if not low <= value <= high:
+            raise Bad(f"{value} is out of range", f"use a number from {low} to {high}")
+        return int(value)
+    return check
+
+
+def _seconds(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Bad(f"expected a number of seconds, got {kind(value)}", "write e.g. 600")
+    if not value > 0:
+        raise Bad(f"{value} is not a positive number of seconds", "use a number above 0, e.g. 600")
+    return float(value)
+
+
+def _choice(choices: tuple) -> Callable:
+    def check(value) -> str:
+        if value not in choices:
+            raise Bad(f"{value!r} is not allowed; {suggest(value, choices)}".rstrip("; "),
+                       f"use one of: {', '.join(choices)}")
+        return str(value)
+    return check
+
+
+def _boolean(value) -> bool:
+    if not isinstance(value, bool):
+        raise Bad(f"expected true or false, got {kind(value)}", "write true or false, unquoted")
+    return bool(value)
+
+
+def _optional(check: Callable) -> Callable:
+    return lambda value: None if value is None else check(value)
+
+
+def _safe_name(value) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise Bad(problem, rename_fix(value))
+    return str(value)
+
+
+def rename_fix(value) -> str:
+    if not isinstance(value, str):
+        return "use a string such as 'client-a'"
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63].strip("-")
+    return f"rename it, e.g. {cleaned!r}" if cleaned and NAME_RE.fullmatch(cleaned) \
+        else "rename it, e.g. 'client-a'"
+
+
+def _command(value):
+    """A shell string, or an argv list of strings (kept as a tuple)."""
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise Bad("a command list must hold non-empty strings only",
+                       "quote each item, e.g. [python3, --version]")
+        return tuple(str(v) for v in value)
+    if not isinstance(value, str):
+        raise Bad(f"expected a command string or a list of strings, got {kind(value)}",
+                   _quote_fix(value))
+    return _text(value)
+
+
+def _dns_name(value) -> str:
+    text = _text(value)
+    labels = text.split(".")
+    if len(text) > 253 or not all(NAME_RE.fullmatch(label) for label in labels):
+        raise Bad(f"{text!r} is not a DNS name of lowercase labels (letters, digits, hyphens)",
+                   "use e.g. 'mqtt-broker'")
+    return text
+
+
+_DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+
+
+def _docker_name(value) -> str:
+    text = _text(value)
+    if not _DOCKER_NAME_RE.fullmatch(text):
+        raise Bad(f"{text!r} is not a valid Docker name",
+                   "use letters, digits, '_', '.' and '-', starting with a letter or digit")
+    return text
+
+
+def _host(value) -> str:
+    text = _text(value)
+    if any(c.isspace() or c == "/" for c in text):
+        raise Bad(f"{text!r} is not a host name or address", "write e.g. 127.0.0.1")
+    return text
+
+
+_ENGINE_SCHEMES = ("ssh://", "unix://", "tcp://")
+
+
+def _docker_host(value) -> str:
+    text = _text(value)
+    if not text.startswith(_ENGINE_SCHEMES):
+        raise Bad(f"{text!r} is not a Docker engine address",
+                   "write ssh://user@host, unix:///var/run/docker.sock or tcp://host:2376")
+    return text
+
+
+def _mapping(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Bad(f"expected a mapping, got {kind(value)}", "write key: value pairs, or {}")
+    return plain(value)
+
+
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_RE = re.compile(r"PASSW|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
+
+
+def _env(value) -> dict:
+    env = _mapping(value)
+    for key, item in env.items():
+        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key):
+            raise Bad(f"{key!r} is not an environment variable name",
+                       "use letters, digits and '_'", subkey=key)
+        if _SECRET_RE.search(key):
+            raise Bad(f"{key!r} looks like a secret; the inventory is not the place for secrets",
+                       "keep secrets out of the inventory and the repo", subkey=key)
+        if not isinstance(item, str):
+            raise Bad(f"expected a string value, got {kind(item)}",
+                       f"quote it: {key}: '{item}'", subkey=key)
+    return env
+
+
+# Signals that cannot be caught would stop or kill the agent instead of reloading it.
+_UNCATCHABLE = {"KILL", "STOP"}
+_SIGNAL_NAMES = sorted(s.name[3:] for s in signals.Signals if not s.name.startswith("SIG_"))
+
+
+def _signal(value) -> str:
+    if not isinstance(value, str):
+        raise Bad(f"expected a signal name, got {kind(value)}", "write a name, e.g. HUP")
+    name = value.upper().removeprefix("SIG")
+    if name not in _SIGNAL_NAMES:
+        raise Bad(f"{value!r} is not a signal name; {suggest(name, _SIGNAL_NAMES)}".rstrip("; "),
+                   "use e.g. HUP or USR1")
+    if name in _UNCATCHABLE:
+        raise Bad(f"SIG{name} cannot be caught, so it would not reload the agent", "use HUP or USR1")
+    return name
+
+
+def _reload(value) -> ReloadSpec:
+    if not isinstance(value, dict):
+        raise Bad(f"expected a mapping, got {kind(value)}",
+                   "write {signal: HUP, pid_file: /run/agent.pid} or {command: '...'}")
+    unknown = [k for k in value if k not in ("signal", "pid_file", "command")]
+    if unknown:
+        raise Bad(f"unknown key {unknown[0]!r}; "
+                   f"{suggest(unknown[0], ('signal', 'pid_file', 'command'))}".rstrip("; "),
+                   "use signal + pid_file, or command", subkey=unknown[0])
+    if "command" in value:
+        return _reload_by_command(value)
+    return _reload_by_signal(value)
+
+
+def _reload_by_command(value) -> ReloadSpec:
+    if set(value) != {"command"}:
+        raise Bad("give either command, or signal with pid_file, not both",
+                   "remove signal/pid_file or command")
+    try:
+        return ReloadSpec(command=_command(value["command"]))
+    except Bad as bad:
+        raise Bad(bad.message, bad.fix, subkey="command") from None
+
+
+def _reload_by_signal(value) -> ReloadSpec:
+    missing = [k for k in ("signal", "pid_file") if k not in value]
+    if missing:
+        raise Bad(f"missing {missing[0]}: a signal reload needs both signal and pid_file",
+                   "write {signal: HUP, pid_file: /run/agent.pid} or {command: '...'}")
+    for key, check in (("signal", _signal), ("pid_file", _absolute_path)):
+        try:
+            check(value[key])
+        except Bad as bad:
+            raise Bad(bad.message, bad.fix, subkey=key) from None
+    return ReloadSpec(signal=_signal(value["signal"]), pid_file=str(value["pid_file"]))
+
+
+def _absolute_path(value) -> str:
+    text = _text(value)
+    if not text.startswith("/"):
+        raise Bad(f"{text!r} is not an absolute path", "write e.g. /run/agent.pid")
+    return text
+
+
+def plain(value):
+    """Parsed containers and scalars (ruamel's commented ones too) as plain Python values."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    for scalar in (bool, int, float, str):
+        if isinstance(value, scalar):
+            return scalar(value)
+    return value
+
+
+# --- schemas ----------------------------------------------------------------
+
+FLEET_FIELDS = {"manager": _safe_name, "state_dir": _text}
+BROKER_FIELDS = {
+    "runtime": _choice(RUNTIMES), "host": _host, "port": _integer(1, 65535),
+    "bind": _host, "dns_name": _dns_name, "image": _text,
+    "docker_host": _optional(_docker_host), "network": _docker_name,
+    "container": _docker_name, "container_prefix": _docker_name,
+    # Room for the contract's payload plus topic and properties; MQTT's own ceiling.
+    "max_packet_size": _integer(MAX_PAYLOAD_BYTES + 1024, 268_435_455),
+    "dns_provider": _optional(_choice(("hosts", "dnsmasq"))), "dns_options": _mapping,
+    "remote_dir": _optional(_text), "auth": _boolean, "tls": _boolean,
+    "tls_port": _integer(1, 65535), "tls_ca": _optional(_text), "tls_cert": _optional(_text),
+    "tls_key": _optional(_text),
+}
+AGENT_FIELDS = {
+    "role": _safe_name, "runtime": _choice(RUNTIMES), "version_command": _command,
+    "reload": _optional(_reload), "heartbeat_interval": _seconds, "image": _text,
+    "main_command": _optional(_command), "docker_host": _optional(_docker_host),
+    "env": _env,
+}
+ROLE_FIELDS = {k: v for k, v in AGENT_FIELDS.items() if k != "role"}
+GROUP_KEYS = ("agents", "vars")
+TOP_KEYS = ("fleet", "broker", "groups", "agents")
