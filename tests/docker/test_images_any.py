@@ -104,6 +104,23 @@ def _sizes(client, agent_name: str, base: str) -> tuple:
     return client.images.get(base).attrs["Size"], client.images.get(container.attrs["Image"]).attrs["Size"]
 
 
+def _node_up(client, name: str, starts: int, timeout: float = 120.0) -> float:
+    """Seconds until agent.js has logged its start ``starts`` times (it registers its SIGTERM
+    handler right after): under heavy CPU pressure here a fresh container's first processes
+    once sat for over a minute, so starting is waited for and reported, not asserted fast."""
+    started = time.monotonic()
+    container = client.containers.get(name)
+    while container.logs().count(b"agent.js: pid") < starts:
+        if time.monotonic() - started > timeout:
+            top = container.top(ps_args="-o pid,stat,wchan:24,args")["Processes"]
+            container.reload()
+            raise AssertionError(f"agent.js did not start {starts} time(s) within {timeout:g}s: "
+                                 f"restarts {container.attrs['RestartCount']}, processes {top}, "
+                                 f"logs {container.logs()[-1500:]!r}")
+        time.sleep(0.2)
+    return round(time.monotonic() - started, 2)
+
+
 def _processes(client, name: str) -> list:
     top = client.containers.get(name).top()
     user, cmd = top["Titles"].index("UID"), top["Titles"].index("CMD")
@@ -175,13 +192,9 @@ def test_a_node_image_hatches_with_its_own_cmd_beside_the_handler(client, fleet)
     node = _agents(fleet)[1]
     _hatch_and_time(fleet, node, "node image, cold")
     name = agent_container(fleet, node)
-    deadline = time.monotonic() + 60       # the machine may be busy: starting is not what is timed
-    while not any("agent.js" in cmd for _, cmd in _processes(client, name)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    MEASURED["node agent: container start to agent.js up (s)"] = _node_up(client, name, starts=1)
     processes = _processes(client, name)
-    container = client.containers.get(name)
-    logs = container.logs().decode(errors="replace")[-2000:]
-    assert ("nobody", "node /app/agent.js") in processes, (processes, container.attrs["RestartCount"], logs)  # the image's CMD and USER
+    assert ("nobody", "node /app/agent.js") in processes, processes    # the image's CMD and USER
     assert any(user == "root" and "agent_kit.handler" in cmd for user, cmd in processes), processes
     assert _answers(fleet, node, "version-report").result["version"].startswith("v18.")
     base, agent = _sizes(client, name, NODE)
@@ -230,10 +243,7 @@ def test_killing_the_node_program_shows_on_the_bus_as_status_and_alert(client, f
 def test_docker_stop_reaches_the_main_process_and_its_exit_code_is_the_containers(client, fleet):
     node = _agents(fleet)[1]
     container = client.containers.get(agent_container(fleet, node))
-    deadline = time.monotonic() + 10
-    while not any("agent.js" in cmd for _, cmd in _processes(client, container.name)):
-        assert time.monotonic() < deadline, "node not running after the restart"
-        time.sleep(0.2)
+    _node_up(client, container.name, starts=2)     # restarted after the kill, SIGTERM handler set
     started = time.monotonic()
     container.stop(timeout=10)
     MEASURED["docker stop of the node agent (s)"] = round(time.monotonic() - started, 2)
