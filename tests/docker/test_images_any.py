@@ -22,7 +22,7 @@ import pytest
 from conftest import free_port
 from dockerhelpers import TIMINGS, client, manager_session, remove_fleet, wait_mqtt  # noqa: F401
 
-from hatchery.bus.commands import bus_for
+from hatchery.bus.connection import bus_for
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
