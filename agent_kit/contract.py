@@ -356,6 +356,33 @@ def validate_event(payload: dict) -> dict:
     return payload
 
 
+# --- the agent's own main process ---------------------------------------------------
+# In a container, agent_kit's handler runs beside the agent's own program (the
+# image's ENTRYPOINT/CMD). When that program ends, the supervisor reports it once
+# on each topic, then the container exits and Docker restarts it:
+#   fleet/{name}/status  {"kind":"event","event":"main-exited","exit":137}
+#   fleet/{name}/alert   {"kind":"alert","code":"main-exited","reason":"signal-9","level":"critical"}
+# Only the exit status travels: never the program's output or command line.
+MAIN_EXITED = "main-exited"
+
+
+def exit_reason(exit_status: int) -> str:
+    """``signal-N`` for a shell status above 128 (killed by signal N), else ``exit-N``."""
+    if 128 < exit_status <= 128 + 64:
+        return f"signal-{exit_status - 128}"
+    return f"exit-{exit_status}"
+
+
+def make_main_exited(agent: str, exit_status: int) -> tuple:
+    """(status event, alert) for the agent's main process ending with ``exit_status`` (0-255)."""
+    if isinstance(exit_status, bool) or not isinstance(exit_status, int) or not 0 <= exit_status <= 255:
+        raise ContractError("bad-exit-status", str(exit_status)[:10])
+    event = make_event(agent, MAIN_EXITED, exit=exit_status)
+    level = "warning" if exit_status == 0 else "critical"
+    alert = make_alert(agent, MAIN_EXITED, reason=exit_reason(exit_status), level=level)
+    return event, alert
+
+
 def validate_status(payload: dict) -> dict:
     """Any payload an agent may put on its status topic: state, reply or event."""
     kind = classify_status(payload)

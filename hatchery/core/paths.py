@@ -15,6 +15,7 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     agents/<name>/config/agent.json     docker runtime: mounted read-only at /etc/hatchery
     agents/<name>/secrets/              docker runtime: mounted read-only at /run/secrets/hatchery
     build/<name>/                       docker runtime: the agent image's build context
+    cache/base-images/<image id>.json   docker runtime: what a base image has (runtime.docker.baseimage)
     secrets/<user>.password             broker secrets (0600 in a 0700 directory)
     secrets/<agent>.sigkey              signing keys (and _broadcast.sigkey)
     secrets/passwd                      the hashed password file the broker gets a copy of
@@ -113,6 +114,10 @@ class StatePaths:
     def agent_secrets_dir(self, name: str) -> PurePath:
         """Docker runtime: mounted read-only at /run/secrets/hatchery."""
         return self.agent_dir(name) / "secrets"
+
+    @property
+    def base_image_cache(self) -> PurePath:
+        return self.root / "cache" / "base-images"
 
     def build_dir(self, name: str) -> PurePath:
         return self.root / "build" / name

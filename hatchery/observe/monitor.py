@@ -215,7 +215,8 @@ def summarize(kind: str, payload: dict) -> str:
     if status == "reply":
         outcome = "ok" if payload.get("ok") else f"error {payload.get('error')}"
         return f"reply {payload.get('verb')} id={payload.get('id')} {outcome}"
-    return "status event"
+    event = payload.get("event")
+    return f"event {event}" if contract.is_slug(event) else "status event"
 
 
 _SCHEMAS = {"heartbeat": contract.HEARTBEAT_SCHEMA, "alert": contract.ALERT_SCHEMA,
@@ -223,10 +224,13 @@ _SCHEMAS = {"heartbeat": contract.HEARTBEAT_SCHEMA, "alert": contract.ALERT_SCHE
 
 
 def _is_valid(kind: str, payload: dict) -> bool:
+    if kind == "status":    # a state, a reply, or an event (bus-publish status, main-exited)
+        try:
+            contract.validate_status(payload)
+        except contract.ContractError:
+            return False
+        return True
     schema = _SCHEMAS.get(kind)
-    if kind == "status":
-        schema = {"state": contract.STATE_SCHEMA, "reply": contract.REPLY_SCHEMA}.get(
-            contract.classify_status(payload))
     if schema is None:
         return False
     try:

@@ -35,7 +35,7 @@ from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
 from hatchery.provision.operations import auth_files
 from hatchery.runtime import for_runtime
-from hatchery.runtime.docker import BuildContext, agent_container, agent_context
+from hatchery.runtime.docker import BuildContext, agent_container, agent_context, base_image
 
 pytestmark = pytest.mark.docker
 rt = for_runtime(DOCKER)
@@ -173,8 +173,9 @@ def test_agent_container_runs_handler_and_main_process_with_config_mounted(clien
     assert code == 0 and "/usr/local/bin/bus-publish" in text
 
 
-def test_agent_image_holds_no_config_or_secret(fleet):
-    context: BuildContext = agent_context(fleet, _agents(fleet)[0])
+def test_agent_image_holds_no_config_or_secret(client, fleet):
+    agent = _agents(fleet)[0]
+    context: BuildContext = agent_context(fleet, agent, base_image(fleet, client, agent))
     assert not any(path.endswith(".json") for path in context.files)
     assert b"/etc/hatchery" not in context.files["Dockerfile"][0]   # mounted at run time only
 
@@ -216,7 +217,7 @@ def test_agent_secrets_are_a_read_only_mount_never_env_or_image(client, fleet):
     assert mounts["/run/secrets/hatchery"]["RW"] is False
     secret = plan_auth(fleet).secrets[a.name]
     assert secret not in json.dumps(attrs)                  # not in docker inspect at all
-    context = agent_context(fleet, a)
+    context = agent_context(fleet, a, base_image(fleet, client, a))
     assert not any(secret.encode() in data for data, _ in context.files.values())
     code, text = rt.exec_in_agent(fleet, a, ["sh", "-c", "stat -c %a /run/secrets/hatchery/password"], 5)
     assert code == 0 and text.strip() == "600"

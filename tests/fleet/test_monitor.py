@@ -111,3 +111,15 @@ def test_to_event_marks_bad_payloads_and_broadcasts():
 def test_stream_filters():
     assert monitor.stream_filters("m", None, list(contract.KINDS)) == ["fleet/+/+", "m/broadcast"]
     assert monitor.stream_filters("m", ["a"], ["alert"]) == ["fleet/a/alert"]
+
+
+def test_status_events_are_valid_and_named_and_a_bad_one_is_flagged():
+    # bus-publish status events and the supervisor's main-exited are part of the contract
+    event, alert = contract.make_main_exited("a", 137)
+    seen = monitor.to_event(Message("fleet/a/status", contract.encode(event), False, time.time()), "mgr")
+    assert (seen.summary, seen.valid) == ("event main-exited", True)
+    seen = monitor.to_event(Message("fleet/a/alert", contract.encode(alert), False, time.time()), "mgr")
+    assert seen.valid and seen.summary.startswith("main-exited")
+    free_text = {**event, "note": "the agent said hello to client b"}
+    seen = monitor.to_event(Message("fleet/a/status", contract.encode(free_text), False, time.time()), "mgr")
+    assert seen.valid is False

@@ -21,7 +21,7 @@ from hatchery.core.plan import Change
 from hatchery.core.render import content_hash
 from hatchery.core.state import ensure_dir
 from hatchery.inventory.model import AgentSpec, Inventory
-from hatchery.runtime.docker import build
+from hatchery.runtime.docker import baseimage, build
 from hatchery.runtime.docker.containers import (
     ContainerSpec,
     create_container,
@@ -86,8 +86,9 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
                context_dir: Optional[Path] = None, secret_files: Optional[dict] = None) -> list:
     """``secret_files``: {name: text} mounted read-only at /run/secrets/hatchery (credentials)."""
     client, files = agent_client(inv, agent), fleet_files(inv, agent_host(inv, agent))
-    context = build.agent_context(inv, agent)
-    tag = f"{build.agent_image_repo(agent.name)}:{context.digest(image_id(client, agent.image) or agent.image)}"
+    base = build.base_image(inv, client, agent)
+    context = build.agent_context(inv, agent, base)
+    tag = f"{build.agent_image_repo(agent.name)}:{context.digest(base.image_id)}"
     config_text = to_json(agent_config)
     conf_dir = str(Path(files.path(str(_LAYOUT.mounted_agent_config(agent.name)))).parent)
     secrets_dir = files.path(str(_LAYOUT.agent_secrets_dir(agent.name))) if secret_files else None
@@ -96,7 +97,8 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
                         Path(context_dir or state_paths(inv).build_dir(agent.name)),
                         secret_files or {})
     item = f"agent {agent.name}"
-    built = "image cached" if image_id(client, tag) else "image to build"
+    built = "image cached" if image_id(client, tag) else \
+        f"image to build ({baseimage.describe(base, agent.main_command)})"
     container = find_container(client, spec.name)
     if container is None:
         return [Change(item, "create", f"no container; {built}", spec_diff({}, spec), hatch.create)]

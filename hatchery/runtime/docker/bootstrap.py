@@ -34,6 +34,14 @@ SLIM = ("--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/
 _MOSQUITTO_DIRS = ('mkdir -p "$1/mosquitto/config" "$1/mosquitto/data" "$1/mosquitto/log"'
                    ' && chroot "$1" chown mosquitto:mosquitto /mosquitto/data /mosquitto/log')
 
+# The node-demo image's main process: it stands in for an agent (an OpenClaw gateway,
+# say), logs, idles, and ends cleanly on SIGTERM (exit 0), as a well-behaved service does.
+_NODE_AGENT = """mkdir -p "$1/app" && cat > "$1/app/agent.js" <<'EOF'
+console.log(`agent.js: pid ${process.pid} up, node ${process.version}`);
+const idle = setInterval(() => {}, 3600 * 1000);
+process.on('SIGTERM', () => { console.log('agent.js: SIGTERM, exiting 0'); clearInterval(idle); });
+EOF"""
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -58,6 +66,9 @@ RECIPES = {r.key: r for r in (
            ('CMD ["python3"]',)),
     Recipe("agent-clients", "hatchery/agent-base:bookworm-clients",
            ("python3", "ca-certificates", "procps", "mosquitto-clients"), ('CMD ["python3"]',)),
+    # An agent image as most are (Node.js, no Python), made offline: for the tests and to try hatch.
+    Recipe("node-demo", "hatchery/node-demo:bookworm", ("nodejs",),
+           ('CMD ["node", "/app/agent.js"]', "WORKDIR /app", "USER nobody"), (_NODE_AGENT,)),
 )}
 DEFAULT_IMAGES = ("base", "broker", "agent-base")
 

@@ -18,7 +18,9 @@ from hatchery.core.assets import PROJECT_ROOT
 from hatchery.core.paths import state_paths
 from hatchery.core.render import content_hash, render
 from hatchery.core.state import ensure_dir
-from hatchery.runtime.docker.engine import AGENT_LABEL, MANAGED, ROLE, docker_errors
+from hatchery.runtime.docker import baseimage
+from hatchery.runtime.docker.baseimage import BaseImage, main_user, needs
+from hatchery.runtime.docker.engine import AGENT_LABEL, MANAGED, ROLE, docker_errors, engine
 
 AGENT_LIB = "/opt/hatchery/lib"               # agent_kit and paho-mqtt, on sys.path via a .pth file
 AGENT_CONFIG_DIR = "/etc/hatchery"            # the agent config is mounted here read-only at run time
@@ -61,36 +63,59 @@ def agent_image_repo(name: str) -> str:
     return f"hatchery/agent-{name}"
 
 
-def render_dockerfile(inv, agent) -> str:
+def render_dockerfile(inv, agent, base) -> str:
+    """``base``: the BaseImage (runtime.docker.baseimage) the Dockerfile builds on."""
+    extra = needs(base)
     return render("agent.Dockerfile.j2", {
         "name": agent.name, "base_image": agent.image, "lib_dir": AGENT_LIB,
         "entrypoint": ENTRYPOINT, "handler_pid": HANDLER_PID, "agent_label": AGENT_LABEL,
-        "wrappers": sorted(WRAPPERS)}, inventory=inv)
+        "wrappers": sorted(WRAPPERS), "package_manager": extra.package_manager,
+        "packages": " ".join(extra.packages), "why": "; ".join(extra.why),
+        "base_user": "" if base.runs_as_root else base.user}, inventory=inv)
 
 
-def render_entrypoint(inv, agent) -> str:
+def render_entrypoint(inv, agent, base) -> str:
     return render("agent-entrypoint.sh.j2", {
         "name": agent.name, "config": AGENT_CONFIG, "handler_pid": HANDLER_PID,
-        "main_command": _shell_command(agent.main_command)}, inventory=inv)
+        **main_process(agent.main_command, base.image_command),
+        "main_user": _quote(main_user(base, agent.main_command))}, inventory=inv)
 
 
-def _shell_command(command) -> str:
-    """The main command as one quoted word for ``sh -c`` ('' when the agent has none)."""
-    if not command:
-        return ""
-    text = command if isinstance(command, str) else shlex.join(command)
-    return shlex.quote(text)
+def main_process(main_command, image_command: tuple) -> dict:
+    """The agent's main process for the supervisor: the inventory's ``main_command``
+    (a shell string for ``sh -c``, or an argv), else the image's ENTRYPOINT + CMD.
+
+    ``main``: the words to run, each shell-quoted (the image config is input too);
+    ``main_source``: where it came from, for the comment and the logs.
+    """
+    if isinstance(main_command, str) and main_command:
+        return {"main": "sh -c " + shlex.quote(main_command), "main_source": "main_command"}
+    if main_command:
+        return {"main": shlex.join(main_command), "main_source": "main_command"}
+    if image_command:
+        return {"main": shlex.join(image_command), "main_source": "the image's ENTRYPOINT/CMD"}
+    return {"main": "", "main_source": "none"}
 
 
-def agent_context(inv, agent) -> BuildContext:
-    """Everything the agent image is built from; nothing is written yet."""
-    files = {"Dockerfile": (render_dockerfile(inv, agent).encode(), 0o644),
-             "entrypoint.sh": (render_entrypoint(inv, agent).encode(), 0o755)}
+def _quote(word: str) -> str:
+    return shlex.quote(word) if word else ""
+
+
+def agent_context(inv, agent, base) -> BuildContext:
+    """Everything the agent image is built from on ``base`` (a BaseImage, see
+    ``base_image``); nothing is written yet."""
+    files = {"Dockerfile": (render_dockerfile(inv, agent, base).encode(), 0o644),
+             "entrypoint.sh": (render_entrypoint(inv, agent, base).encode(), 0o755)}
     files.update(_package_files(PROJECT_ROOT / "agent_kit", "lib/agent_kit"))
     files.update(_package_files(_paho_dir(), "lib/paho"))
     for script, target in WRAPPERS.items():
         files[f"bin/{script}"] = (_wrapper(script, target).encode(), 0o755)
     return BuildContext(files)
+
+
+def base_image(inv, client, agent) -> BaseImage:
+    """The agent's base image as probed (python3? package manager? ENTRYPOINT/CMD), cached by id."""
+    return baseimage.inspect(client, agent.image, Path(state_paths(inv).base_image_cache))
 
 
 def _paho_dir() -> Path:
@@ -129,6 +154,7 @@ def write_build_files(inv, agents: list) -> list:
     for agent in agents:
         directory = Path(state_paths(inv).build_dir(agent.name))
         ensure_dir(directory.parent)
-        agent_context(inv, agent).write(directory)
+        client = engine(agent.docker_host or inv.broker.docker_host)   # the agent's engine
+        agent_context(inv, agent, base_image(inv, client, agent)).write(directory)
         written.append(directory / "Dockerfile")
     return written
