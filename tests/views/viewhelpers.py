@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +22,10 @@ import pytest
 from agent_kit import contract
 
 ROOT = Path(__file__).resolve().parents[2]
-IMG = ROOT / "docs" / "img"
+# The README's pictures are refreshed by a run with HATCHERY_DOCS_IMG=1; other runs
+# write them to a throw-away directory, so a test run never dirties the checkout.
+IMG = (ROOT / "docs" / "img" if os.environ.get("HATCHERY_DOCS_IMG")
+       else Path(tempfile.gettempdir()) / f"hatchery-docs-img-{os.getpid()}")
 HATCHERY = Path(sys.executable).with_name("hatchery")
 
 
