@@ -4,7 +4,8 @@ Each flag takes a comma-separated list whose entries are alternatives
 (``--name a,b`` is a or b). Flags given together narrow each other: an agent
 is chosen when it satisfies every flag given (``--group warm --pattern
 'client-*'`` is the warm agents whose name matches ``client-*``). No flag at
-all chooses every agent. The result keeps inventory order.
+all chooses every agent. The result keeps the order of the group listing with
+``--group``, else the inventory's order.
 
 A name that is not in the inventory is answered with the closest few names,
 never with the whole fleet.
@@ -19,6 +20,7 @@ from typing import Iterable, Optional, Union
 from hatchery.errors import UsageError
 
 MAX_SUGGESTIONS = 3
+MAX_LISTED = 5              # a fleet this small is listed when nothing is close
 MAX_ENTRIES = 1000          # a selector longer than this is a mistake, not a fleet
 Spec = Optional[Union[str, Iterable[str]]]
 
@@ -46,38 +48,42 @@ def unknown(kind: str, word: str, choices: Iterable[str], where) -> UsageError:
     close = suggest(word, choices)
     if close:
         fix = f"did you mean {' or '.join(close)}?"
+    elif 0 < len(choices) <= MAX_LISTED or (choices and kind != "agent"):
+        fix = f"use one of: {', '.join(choices[:MAX_LISTED])}" + \
+            (" ..." if len(choices) > MAX_LISTED else "")
     elif choices:
-        fix = f"{len(choices)} {kind}(s) in the inventory; see them with: invoke agent.list"
+        fix = f"{len(choices)} agents in the inventory; see them with: invoke agent.list"
     else:
         fix = f"the inventory has no {kind}s yet"
     return UsageError(f"{kind} {word!r} is not in {where}", fix)
 
 
 def select_agents(inv, *, names: Spec = None, pattern: Spec = None, group: Spec = None) -> list:
-    """The AgentSpecs chosen by the selectors, in inventory order."""
-    chosen = list(inv.agents)
+    """The AgentSpecs chosen by the selectors: group order with --group, else inventory order."""
+    chosen = _group_members(inv, entries(group)) if entries(group) else list(inv.agents)
     wanted = entries(names)
+    for name in wanted:
+        if name not in inv.agents:
+            raise unknown("agent", name, inv.agents, inv.path)
     if wanted:
-        for name in wanted:
-            if name not in inv.agents:
-                raise unknown("agent", name, inv.agents, inv.path)
         chosen = [n for n in chosen if n in wanted]
-    groups = entries(group)
-    if groups:
-        members = set()
-        for g in groups:
-            if g not in inv.groups:
-                raise unknown("group", g, inv.groups, inv.path)
-            members.update(inv.groups[g])
-        chosen = [n for n in chosen if n in members]
     globs = entries(pattern)
     if globs:
         chosen = [n for n in chosen if any(fnmatch.fnmatchcase(n, p) for p in globs)]
-    if not chosen and (wanted or groups or globs):
+    if not chosen and (wanted or group or globs):
         raise UsageError(f"no agent matches {describe(names=names, pattern=pattern, group=group)}",
                          "--name, --pattern and --group narrow each other; "
                          "see the names with: invoke agent.list")
     return [inv.agents[n] for n in chosen]
+
+
+def _group_members(inv, groups: list) -> list:
+    members = []
+    for g in groups:
+        if g not in inv.groups:
+            raise unknown("group", g, inv.groups, inv.path)
+        members += [n for n in inv.groups[g] if n not in members]
+    return members
 
 
 def select_names(inv, **selectors) -> list:

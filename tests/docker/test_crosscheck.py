@@ -250,9 +250,9 @@ def test_a_forged_heartbeat_for_a_stopped_container_is_inconsistent(client, flee
     done = _bus_health_cli(fleet, "--verify-docker", "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert [a["verdict"] for a in report["agents"]] == [HEALTHY] and not report["ok"]
+    assert [a["verdict"] for a in report["items"]] == [HEALTHY] and not report["ok"]
     assert report["docker"]["problems"] == [
-        f"{agent.name}: inconsistent: the bus says healthy, Docker says exited, 0 restart(s)"]
+        {"message": f"{agent.name}: inconsistent: the bus says healthy, Docker says exited, 0 restart(s)"}]
     # invoke verify carries the same cross-check and fails on it
     checks = _docker_crosscheck(verify(fleet, timeout=2))
     assert [c.ok for c in checks] == [False] and "Docker says exited" in checks[0].detail
