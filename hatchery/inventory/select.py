@@ -37,9 +37,9 @@ def entries(value: Spec) -> list:
     return cleaned
 
 
-def suggest(word: str, choices: Iterable[str]) -> list:
+def suggest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> list:
     """The closest few of ``choices`` to ``word`` (difflib), best first."""
-    return difflib.get_close_matches(word, list(choices), n=MAX_SUGGESTIONS, cutoff=0.6)
+    return difflib.get_close_matches(word, list(choices), n=MAX_SUGGESTIONS, cutoff=cutoff)
 
 
 def unknown(kind: str, word: str, choices: Iterable[str], where) -> UsageError:

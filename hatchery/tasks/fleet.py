@@ -125,7 +125,7 @@ def event_envelope(event) -> dict:
     return {"task": "fleet.monitor", "ok": event.valid, "items": [event.as_dict()],
             "problems": [] if event.valid else [
                 {"message": f"{event.agent}: {event.kind} breaks the contract"}],
-            "timings": {"at": event.at, "seconds": 0.0}, "event": True}
+            "timings": {"at": event.at, "seconds": 0.0}, "stream": True}
 
 
 @op(types={"threshold": float},

@@ -82,7 +82,8 @@ class BoundaryMixin:
         text = str(exc)
         unknown = _UNKNOWN.fullmatch(text)
         if not unknown:
-            task = getattr(getattr(exc, "context", None), "name", None) or "TASK"
+            task = getattr(getattr(exc, "context", None), "name", None) or \
+                _task_in(list(getattr(self, "argv", None) or sys.argv), self.collection) or "TASK"
             return UsageError(text, f"see the flags with: {self.command} --help {task}")
         token = _literal(unknown.group(1))
         if token.startswith("-"):
@@ -98,7 +99,8 @@ class BoundaryMixin:
         return UsageError(f"unknown flag {token!r}" + (f" for {task}" if task else ""), fix)
 
     def _unknown_task(self, token: str) -> UsageError:
-        close = suggest(token, self.collection.task_names) if self.collection else []
+        # task names share their collection's prefix ("fleet."): ask for a closer match
+        close = suggest(token, self.collection.task_names, cutoff=0.7) if self.collection else []
         fix = (f"did you mean {' or '.join(close)}? " if close else "") + \
             f"see every task with: {self.command} --list"
         return UsageError(f"unknown task {token!r}", fix)
