@@ -177,6 +177,7 @@ def task_args(task: str, tmp: Path) -> list:
         "bus.record": ["--duration", "0.5", "--out", str(tmp / "bus.jsonl")],
         "bus.audit": ["--listen", "0.5"],
         "images.bootstrap": ["--check"],
+        "fleet.dashboard": ["--duration", "0.5", "--port", str(free_port())],
     }.get(task, [])
 
 

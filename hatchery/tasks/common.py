@@ -87,11 +87,9 @@ def task_name(func) -> str:
 
 def boundary(func):
     """Turn library errors into one message (or JSON envelope) and an exit code."""
-    name = task_name(func)
-
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        run = TaskRun(name, json=bool(kwargs.get("json")))
+        run = TaskRun(wrapper.task_name, json=bool(kwargs.get("json")))
         token = _CURRENT.set(run)
         try:
             return func(*args, **kwargs)
@@ -106,7 +104,16 @@ def boundary(func):
             raise Exit(code=130) from None
         finally:
             _CURRENT.reset(token)
+    wrapper.task_name = task_name(func)     # name_tasks() sets the name invoke shows
     return wrapper
+
+
+def name_tasks(collection, prefix: str = "") -> None:
+    """Tell each task's boundary the dotted name it has in the namespace (for the envelope)."""
+    for name, one in collection.tasks.items():
+        one.body.task_name = prefix + name
+    for name, sub in collection.collections.items():
+        name_tasks(sub, f"{prefix}{name}.")
 
 
 def _report_error(run: TaskRun, exc: HatcheryError) -> None:
