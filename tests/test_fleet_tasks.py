@@ -49,7 +49,8 @@ def json_out(inventory, *args, rc=0):
 
 def test_monitor_snapshot_shows_every_agent_online(fleet):
     snap = json_out(fleet, "fleet.monitor")
-    states = {a["agent"]: a["state"] for a in snap["agents"]}
+    states = {a["agent"]: a["state"] for a in snap["items"]}
+    assert snap["task"] == "fleet.monitor" and snap["ok"] is True
     assert states == {name: "online" for name in AGENTS}
 
 
@@ -60,7 +61,9 @@ def test_monitor_stream_sees_a_command_and_its_reply(fleet):
                               stdout=subprocess.PIPE, text=True, env=env)
     time.sleep(1.0)
     cli(fleet, "fleet.health-check", "--name", "red")
-    events = [json.loads(line) for line in stream.communicate(timeout=10)[0].splitlines()]
+    lines = [json.loads(line) for line in stream.communicate(timeout=10)[0].splitlines()]
+    assert all(e["task"] == "fleet.monitor" and len(e["items"]) == 1 for e in lines)
+    events = [e["items"][0] for e in lines]
     kinds = [(e["agent"], e["kind"]) for e in events if not e["retained"]]
     assert ("red", "command") in kinds and ("red", "status") in kinds
     assert all(e["agent"] == "red" for e in events)
@@ -76,7 +79,7 @@ def test_broadcast_dry_run_lists_recipients_and_sends_nothing(fleet):
 
 def test_broadcast_collects_every_answer(fleet):
     result = json_out(fleet, "fleet.broadcast", "--verb", "version-report")
-    assert {r["agent"]: r["result"]["version"] for r in result["replies"]} == {n: "2.0" for n in AGENTS}
+    assert {r["agent"]: r["result"]["version"] for r in result["items"]} == {n: "2.0" for n in AGENTS}
 
 
 def test_collect_then_bus_health_is_clean(fleet):
@@ -109,7 +112,7 @@ def test_stopped_heartbeats_become_stale_at_the_threshold(fleet):
         assert json_out(fleet, "fleet.bus-health", "--threshold", "3")["ok"]
         time.sleep(3.5)
         report = json_out(fleet, "fleet.bus-health", "--threshold", "3", rc=1)
-        verdicts = {a["agent"]: a["verdict"] for a in report["agents"]}
+        verdicts = {a["agent"]: a["verdict"] for a in report["items"]}
         assert verdicts["green"] == "stale"
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -160,4 +163,4 @@ def test_schedule_refuses_flags_of_the_other_job(fleet):
 def test_bus_health_verify_docker_has_nothing_to_cross_check_on_a_local_fleet(fleet):
     cli(fleet, "fleet.collect")     # fresh heartbeats after the stop/kill tests above
     report = json_out(fleet, "fleet.bus-health", "--verify-docker")
-    assert report["ok"] and report["docker"] == {"ok": True, "agents": [], "problems": []}
+    assert report["ok"] and report["docker"] == {"ok": True, "items": [], "problems": []}

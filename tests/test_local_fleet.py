@@ -72,7 +72,7 @@ def test_hatch_then_unchanged(fleet):
 
 def test_version_report_lists_both(fleet):
     out = run("fleet.version-report", "--json", inventory=fleet, check=0).stdout
-    replies = {r["agent"]: r for r in json.loads(out)["replies"]}
+    replies = {r["agent"]: r for r in json.loads(out)["items"]}
     assert replies["alpha"]["result"]["version"] == "alpha-1.2.3"
     assert replies["beta"]["result"]["version"] == "beta-1.2.3"
     assert all(r["rtt_ms"] < 1000 for r in replies.values())
@@ -80,8 +80,8 @@ def test_version_report_lists_both(fleet):
 
 def test_verify_passes(fleet):
     report = json.loads(run("verify", "--json", inventory=fleet, check=0).stdout)
-    names = [c["check"] for c in report["checks"]]
-    assert report["ok"] and any("retained" in n for n in names)
+    names = [c["check"] for c in report["items"]]
+    assert report["task"] == "verify" and report["ok"] and any("retained" in n for n in names)
     assert sum("answers a health-check" in n for n in names) == 2
 
 
@@ -92,7 +92,7 @@ def test_killed_agent_is_reported_offline(fleet):
     proc = run("fleet.version-report", "--timeout", "2", inventory=fleet, check=1)
     assert "beta" in proc.stderr and "offline" in proc.stderr
     states = {r["agent"]: r["state"] for r in json.loads(
-        run("fleet.version-report", "--json", "--timeout", "2", inventory=fleet, check=1).stdout)["replies"]}
+        run("fleet.version-report", "--json", "--timeout", "2", inventory=fleet, check=1).stdout)["items"]}
     assert states == {"alpha": "answered", "beta": "offline"}
     # hatch brings it back, and only it
     out = run("agent.hatch", inventory=fleet, check=0).stdout
@@ -101,7 +101,7 @@ def test_killed_agent_is_reported_offline(fleet):
 
 def test_one_agent_by_name(fleet):
     out = json.loads(run("fleet.health-check", "--name", "alpha", "--json", inventory=fleet, check=0).stdout)
-    assert [r["agent"] for r in out["replies"]] == ["alpha"]
+    assert [r["agent"] for r in out["items"]] == ["alpha"]
 
 
 def test_bad_inventory_changes_nothing(tmp_path):
@@ -189,7 +189,7 @@ def test_an_agent_cannot_read_others_telemetry_nor_publish_on_their_topics(fleet
 
 def _status_dropped(fleet, name):
     out = json.loads(run("fleet.status-report", "--name", name, "--json", inventory=fleet, check=0).stdout)
-    return out["replies"][0]["result"]["counters"]["dropped"]
+    return out["items"][0]["result"]["counters"]["dropped"]
 
 
 def test_forged_tampered_stale_and_replayed_commands_are_dropped_and_alerted(fleet):
@@ -231,7 +231,7 @@ def test_rotate_credentials_keeps_the_other_agent_answering(fleet):
     probe = _probe(fleet, "alpha", old)
     assert probe.connect().is_failure                          # the old secret is dead
     probe.close()
-    replies = json.loads(run("fleet.version-report", "--json", inventory=fleet, check=0).stdout)["replies"]
+    replies = json.loads(run("fleet.version-report", "--json", inventory=fleet, check=0).stdout)["items"]
     assert {r["agent"]: r["state"] for r in replies} == {"alpha": "answered", "beta": "answered"}
     assert (fleet.parent / ".hatchery" / "agents" / "beta" / "handler.pid").read_text() == beta_pid
 
@@ -259,7 +259,8 @@ def test_bus_record_then_audit_clean_and_planted(fleet, tmp_path):
     assert "email" in proc.stdout and "schema" in proc.stdout
     assert "jane.roe@example.org" not in proc.stdout
     report = json.loads(run("bus.audit", "--record", str(planted), "--json", inventory=fleet, check=1).stdout)
-    assert report["counts"]["email"] == 1
+    assert report["counts"]["email"] == 1 and not report["ok"]
+    assert {f["rule"] for f in report["items"]} >= {"email", "schema"}
 
 
 def test_zz_retired_agent_cannot_connect_and_stays_retired(fleet):
@@ -288,7 +289,7 @@ def test_tls_listener_is_verified_against_the_fleet_ca(tmp_path):
         assert oct(key.stat().st_mode)[-3:] == "600"
         run("agent.hatch", inventory=inventory, check=0)
         report = json.loads(run("verify", "--json", inventory=inventory, check=0).stdout)
-        names = [c["check"] for c in report["checks"]]
+        names = [c["check"] for c in report["items"]]
         assert report["ok"] and any(f"TLS listener 127.0.0.1:{tls_port}" in n for n in names)
         assert "changed=0" in run("broker.deploy", inventory=inventory, check=0).stdout
     finally:

@@ -7,15 +7,16 @@ only when all answered ok — the caller turns that into the exit status.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Optional
 
 from agent_kit import contract
 from hatchery.bus.client import ANSWERED, FAILED, OFFLINE, SILENT, BusClient, Reply
 from hatchery.bus.connection import open_bus
+from hatchery.core.results import Result
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory
+from hatchery.inventory.select import select_names
 
 DIRECT, BROADCAST = "direct", "broadcast"
 
@@ -27,12 +28,16 @@ _WHY = {
 
 
 @dataclass
-class CommandResult:
+class CommandResult(Result):
     verb: str
     replies: list                       # Reply, one per target, inventory order
     mode: str = DIRECT                  # direct (one command each) or broadcast
     timeout: float = 5.0
     columns: tuple = ("agent", "state", "answer", "rtt_ms")
+
+    @property
+    def items(self) -> list:
+        return self.replies
 
     @property
     def ok(self) -> bool:
@@ -52,6 +57,7 @@ class CommandResult:
         return [{"agent": r.agent, "state": r.state, "answer": answer_text(r),
                  "rtt_ms": r.rtt_ms} for r in self.replies]
 
+    @property
     def problems(self) -> list:
         """One line per agent that did not answer ok."""
         lines = []
@@ -64,9 +70,8 @@ class CommandResult:
                 lines.append(f"{r.agent}: {_WHY[SILENT]} (waited {self.timeout:g}s)")
         return lines
 
-    def as_dict(self) -> dict:
-        return {"verb": self.verb, "mode": self.mode, "ok": self.ok,
-                "timeout": self.timeout, "replies": [r.as_dict() for r in self.replies],
+    def extras(self) -> dict:
+        return {"verb": self.verb, "mode": self.mode, "timeout": self.timeout,
                 "missing": self.missing}
 
 
@@ -85,11 +90,11 @@ def answer_text(reply: Reply) -> str:
 
 
 def run_command(inv: Inventory, verb: str, *, names: Optional[list] = None,
-                group: Optional[str] = None, timeout: float = 5.0,
-                bus: Optional[BusClient] = None) -> CommandResult:
-    """Send ``verb`` to each selected agent on its own command topic."""
+                group: Optional[str] = None, pattern: Optional[str] = None,
+                timeout: float = 5.0, bus: Optional[BusClient] = None) -> CommandResult:
+    """Send ``verb`` to each selected agent (see ``inventory.select``) on its command topic."""
     _check_verb(verb)
-    targets = _select(inv, names, group)
+    targets = select_names(inv, names=names, group=group, pattern=pattern)
     with open_bus(inv, bus, connect_timeout=timeout) as client:
         replies = client.request(targets, verb, timeout=timeout)
     return CommandResult(verb, replies, DIRECT, timeout)
@@ -102,16 +107,22 @@ def collect(inv: Inventory, timeout: float = 5.0, *,
 
 
 @dataclass
-class BroadcastPlan:
+class BroadcastPlan(Result):
     """Who would receive a broadcast and how it would be sent."""
 
     verb: str
     recipients: list
     mode: str                 # broadcast (whole fleet) or direct (a subset)
     topics: list
+    columns: tuple = ("agent", "topic")
 
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
+    @property
+    def items(self) -> list:
+        return self.rows()
+
+    def extras(self) -> dict:
+        return {"verb": self.verb, "mode": self.mode, "recipients": self.recipients,
+                "topics": self.topics, "dry_run": True}
 
     def rows(self) -> list:
         return [{"agent": n, "topic": t} for n, t in zip(self.recipients, self._topic_per_agent())]
@@ -128,12 +139,7 @@ def plan_broadcast(inv: Inventory, verb: str, *, names: Optional[list] = None,
     one command each, because every agent listens to the broadcast topic.
     """
     _check_verb(verb)
-    recipients = _select(inv, names, group)
-    if pattern:
-        recipients = [n for n in recipients if fnmatch.fnmatchcase(n, pattern)]
-        if not recipients:
-            raise UsageError(f"no agent matches {pattern!r}",
-                             f"agents: {', '.join(inv.agents) or 'none'}")
+    recipients = select_names(inv, names=names, group=group, pattern=pattern)
     if set(recipients) == set(inv.agents) and recipients:
         return BroadcastPlan(verb, recipients, BROADCAST, [contract.broadcast_topic(inv.manager)])
     return BroadcastPlan(verb, recipients, DIRECT,
@@ -158,12 +164,6 @@ def _broadcast_to(inv: Inventory, verb: str, names: list, timeout: float,
     with open_bus(inv, bus, connect_timeout=timeout) as client:
         replies = client.request(names, verb, timeout=timeout, broadcast_manager=inv.manager)
     return CommandResult(verb, replies, BROADCAST, timeout)
-
-
-def _select(inv: Inventory, names: Optional[list], group: Optional[str]) -> list:
-    if names:
-        return [inv.agent(n).name for n in names]
-    return [a.name for a in inv.select(None, group)]
 
 
 def _check_verb(verb: str) -> None:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from hatchery.core.results import Result
 from hatchery.errors import HatcheryError
 
 
@@ -21,15 +22,21 @@ class Check:
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(Result):
     checks: list = field(default_factory=list)
+    columns: tuple = ("check", "ok", "detail", "ms")
+
+    @property
+    def items(self) -> list:
+        return self.checks
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
+    @property
+    def problems(self) -> list:
+        return [f"{c.name}: {c.detail or 'failed'}" for c in self.checks if not c.ok]
 
 
 def timed(name: str, probe: Callable[[], str]) -> Check:

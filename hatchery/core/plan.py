@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from hatchery.core.results import Result
 from hatchery.errors import HatcheryError
 
 OK, CHANGED, FAILED, WOULD_CHANGE = "ok", "changed", "failed", "would change"
@@ -50,12 +51,17 @@ class ItemResult:
 
 
 @dataclass
-class Report:
+class Report(Result):
     """The outcome of one task over many items."""
 
     title: str
     results: list = field(default_factory=list)
     check: bool = False
+    columns: tuple = ("item", "status", "action", "reason")
+
+    @property
+    def items(self) -> list:
+        return self.results
 
     @property
     def failed(self) -> list:
@@ -69,10 +75,13 @@ class Report:
     def ok(self) -> bool:
         return not self.failed
 
-    def as_dict(self) -> dict:
-        return {"task": self.title, "check": self.check, "ok": self.ok,
-                "changed": len(self.changed), "failed": len(self.failed),
-                "results": [r.as_dict() for r in self.results]}
+    @property
+    def problems(self) -> list:
+        return [f"{r.item}: failed: {r.error.splitlines()[0] if r.error else 'no detail'}"
+                for r in self.failed]
+
+    def extras(self) -> dict:
+        return {"check": self.check, "changed": len(self.changed), "failed": len(self.failed)}
 
 
 def apply_plan(title: str, changes: list, check: bool = False,

@@ -82,21 +82,12 @@ class Inventory:
     state_dir: Path = Path(".hatchery")             # absolute after loading
 
     def agent(self, name: str) -> AgentSpec:
-        from hatchery.errors import UsageError
         if name not in self.agents:
-            known = ", ".join(self.agents) or "none"
-            raise UsageError(f"agent {name!r} is not in {self.path}",
-                             f"use one of: {known}; or add it under 'agents:'")
+            from hatchery.inventory.select import unknown
+            raise unknown("agent", name, self.agents, self.path)
         return self.agents[name]
 
-    def select(self, name: Optional[str] = None, group: Optional[str] = None) -> list:
-        """Agents picked by name, group, or all; in inventory order."""
-        from hatchery.errors import UsageError
-        if name:
-            return [self.agent(name)]
-        if group:
-            if group not in self.groups:
-                raise UsageError(f"group {group!r} is not in {self.path}",
-                                 f"use one of: {', '.join(self.groups) or 'none'}")
-            return [self.agents[n] for n in self.groups[group]]
-        return list(self.agents.values())
+    def select(self, name=None, group=None, pattern=None) -> list:
+        """Agents picked by name(s), group(s) and glob(s), or all; in inventory order."""
+        from hatchery.inventory.select import select_agents
+        return select_agents(self, names=name, group=group, pattern=pattern)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from agent_kit import contract
+from hatchery.core.results import Result
 from hatchery.errors import EXIT_FAILED
 from hatchery.observe.record import entry_payload, read_record
 from hatchery.security import pii
@@ -54,13 +55,23 @@ class Finding:
 
 
 @dataclass
-class AuditResult:
+class AuditResult(Result):
     findings: list = field(default_factory=list)
     messages: int = 0
+
+    columns: tuple = ("time", "topic", "rule", "detail")
+
+    @property
+    def items(self) -> list:
+        return self.findings
 
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    @property
+    def problems(self) -> list:
+        return [str(f) for f in self.findings]
 
     def counts(self) -> dict:
         """Findings per rule, most frequent first."""
@@ -70,9 +81,8 @@ class AuditResult:
         """0 when clean, EXIT_FAILED (1) when anything was found."""
         return 0 if self.ok else EXIT_FAILED
 
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "messages": self.messages, "counts": self.counts(),
-                "findings": [f.as_dict() for f in self.findings]}
+    def extras(self) -> dict:
+        return {"messages": self.messages, "counts": self.counts()}
 
 
 @dataclass(frozen=True)

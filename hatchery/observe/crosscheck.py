@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from hatchery.bus.client import BusClient
+from hatchery.core.results import Result
 from hatchery.inventory.model import DOCKER, Inventory
 from hatchery.observe.health import (
     HEALTHY,
@@ -75,9 +76,13 @@ class CrossCheck:
 
 
 @dataclass
-class CrossCheckReport:
+class CrossCheckReport(Result):
     agents: list                    # CrossCheck, inventory order; docker agents only
     columns: tuple = ("agent", "verdict", "bus", "docker", "reason")
+
+    @property
+    def items(self) -> list:
+        return self.agents
 
     @property
     def ok(self) -> bool:
@@ -87,12 +92,6 @@ class CrossCheckReport:
     def problems(self) -> list:
         return [f"{a.agent}: {a.verdict}: {a.reason}" for a in self.agents
                 if a.verdict != CONSISTENT]
-
-    def rows(self) -> list:
-        return [a.as_dict() for a in self.agents]
-
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "agents": self.rows(), "problems": self.problems}
 
 
 # --- pure -------------------------------------------------------------------------------

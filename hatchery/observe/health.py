@@ -19,6 +19,7 @@ from typing import Optional
 
 from agent_kit import contract
 from hatchery.bus.client import BusClient
+from hatchery.core.results import Result
 from hatchery.inventory.model import Inventory
 from hatchery.observe.monitor import AgentView, Snapshot, snapshot
 
@@ -38,11 +39,15 @@ class AgentHealth:
 
 
 @dataclass
-class HealthReport:
+class HealthReport(Result):
     agents: list                      # AgentHealth, inventory order
     checked_at: datetime
     seconds: float = 0.0
     columns: tuple = ("agent", "verdict", "age_s", "threshold_s", "reason")
+
+    @property
+    def items(self) -> list:
+        return self.agents
 
     @property
     def ok(self) -> bool:
@@ -53,13 +58,11 @@ class HealthReport:
         """One line per agent that is not healthy, naming it and why."""
         return [f"{a.agent}: {a.verdict}: {a.reason}" for a in self.agents if a.verdict != HEALTHY]
 
-    def rows(self) -> list:
-        return [a.as_dict() for a in self.agents]
+    def observed_at(self) -> datetime:
+        return self.checked_at
 
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "checked_at": self.checked_at.isoformat(),
-                "seconds": round(self.seconds, 4), "agents": self.rows(),
-                "problems": self.problems}
+    def extras(self) -> dict:
+        return {"bus_read_s": round(self.seconds, 4)}
 
 
 def bus_health(inv: Inventory, bus: BusClient, *, threshold: Optional[float] = None,

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Optional
 
 from agent_kit import contract
 from hatchery.bus.client import BusClient, Message
+from hatchery.core.results import Result
 from hatchery.inventory.model import Inventory
 
 UNKNOWN = "unknown"
@@ -51,12 +52,22 @@ class AgentView:
 
 
 @dataclass
-class Snapshot:
+class Snapshot(Result):
+    """What the bus retains, now. ``ok``: the bus was read (judging is bus-health's job)."""
+
     agents: dict                          # name -> AgentView, inventory order then extras
     taken_at: datetime
     seconds: float = 0.0                  # how long reading the bus took
     columns: tuple = ("agent", "state", "heartbeat_age_s", "uptime_s", "mem_kb", "cpu",
                       "errors", "version")
+
+    @property
+    def items(self) -> list:
+        return self.rows()
+
+    @property
+    def ok(self) -> bool:
+        return True
 
     def rows(self) -> list:
         return [self._row(v) for v in self.agents.values()]
@@ -69,9 +80,11 @@ class Snapshot:
                 "cpu": view.beat("cpu"), "errors": view.error_count(),
                 "version": view.beat("version")}
 
-    def as_dict(self) -> dict:
-        return {"taken_at": self.taken_at.isoformat(), "seconds": round(self.seconds, 4),
-                "agents": self.rows()}
+    def observed_at(self) -> datetime:
+        return self.taken_at
+
+    def extras(self) -> dict:
+        return {"bus_read_s": round(self.seconds, 4)}
 
 
 def snapshot(inv: Inventory, bus: BusClient, *, timeout: float = 5.0) -> Snapshot:

@@ -4,6 +4,7 @@ from invoke import Collection
 
 from hatchery.tasks.agent import agent
 from hatchery.tasks.broker import broker
+from hatchery.tasks.common import name_tasks
 from hatchery.tasks.bus import bus
 from hatchery.tasks.fleet import fleet
 from hatchery.tasks.images import images
@@ -12,3 +13,4 @@ from hatchery.tasks.views import register as register_views
 
 register_views(fleet)   # fleet.dashboard, fleet.top
 namespace = Collection(broker, agent, fleet, bus, images, verify)
+name_tasks(namespace)

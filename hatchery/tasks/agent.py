@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from hatchery.core.results import Rows
+from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
 from hatchery.provision.operations import (
     hatch_plan,
@@ -13,38 +15,52 @@ from hatchery.provision.operations import (
 )
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op, run_plan
+from hatchery.tasks.common import load, op, run_plan, show
 
 
-def _targets(inv, name):
-    return inv.select(name=name) if name else list(inv.agents.values())
+def _targets(inv, name, group=None, pattern=None):
+    return inv.select(name=name, group=group, pattern=pattern)
 
 
-@op(render_only="write the agent's Dockerfile for review and stop (docker runtime)")
-def hatch(c, name=None, inventory=None, check=False, diff=False, json=False, render_only=False):
+def _enrolling(base, name, group, pattern):
+    """A single --name not in the inventory yet is enrolled by hatch; anything else selects."""
+    return name if name and "," not in name and name not in base.agents \
+        and not (group or pattern) else None
+
+
+@op(render_only="write the agent's Dockerfile for review and stop (docker runtime)",
+    name="agents by name, comma-separated; one new name is enrolled into the inventory")
+def hatch(c, name=None, group=None, pattern=None, inventory=None, check=False, diff=False,
+          json=False, render_only=False):
     """Start (local) or build and run (docker) an agent's command handler; enrol it.
 
     Makes sure the agent's broker credentials and signing key exist first
     (the broker re-reads its files on SIGHUP) and hands them to the handler.
     """
     base = load(inventory)
+    new = _enrolling(base, name, group, pattern)
     if render_only:
-        inv, _ = enrol_plan(base, name)
-        for path in for_runtime("docker").write_build_files(inv, _targets(inv, name)):
+        inv, _ = enrol_plan(base, new)
+        paths = [str(p) for p in for_runtime("docker").write_build_files(
+            inv, _targets(inv, name, group, pattern))]
+        if json:
+            show(Rows([{"path": p} for p in paths], ("path",)), json)
+        for path in [] if json else paths:
             output.emit(f"rendered {path}")
         return
 
     def plan():
-        inv, changes = enrol_plan(base, name)
-        return changes + hatch_plan(inv, _targets(inv, name))
+        inv, changes = enrol_plan(base, new)
+        return changes + hatch_plan(inv, _targets(inv, name, group, pattern))
     run_plan("agent.hatch", plan, lock=base.state_dir, check=check, diff=diff, json=json)
 
 
 @op()
-def stop(c, name=None, inventory=None, check=False, json=False):
-    """Stop an agent's handler (or container); its state and enrolment are kept."""
+def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, json=False):
+    """Stop agents' handlers (or containers); their state and enrolment are kept."""
     inv = load(inventory)
-    run_plan("agent.stop", lambda: stop_plan(inv, _targets(inv, name)), lock=inv.state_dir,
+    targets = _targets(inv, name, group, pattern)
+    run_plan("agent.stop", lambda: stop_plan(inv, targets), lock=inv.state_dir,
              check=check, json=json)
 
 
@@ -63,23 +79,23 @@ def rotate_credentials(c, name, inventory=None, check=False, diff=False, json=Fa
     inv = load(inventory)
     agent = inv.agent(name)
     if not inv.broker.auth:
-        output.notice("broker.auth is false in the inventory: there are no credentials to rotate")
-        return
+        raise UsageError("broker.auth is false in the inventory: there are no credentials to rotate",
+                         "set broker.auth: true and run: invoke broker.deploy")
     run_plan("agent.rotate-credentials", lambda: rotate_plan(inv, agent), lock=inv.state_dir,
              check=check, diff=diff, json=json)
 
 
 @op()
-def list_(c, inventory=None, json=False):
+def list_(c, name=None, group=None, pattern=None, inventory=None, json=False):
     """List the inventory's agents and whether each one runs."""
     inv = load(inventory)
+    chosen = {a.name for a in _targets(inv, name, group, pattern)}
     rows = []
     for runtime_name in sorted({a.runtime for a in inv.agents.values()}):
         rows += for_runtime(runtime_name).agent_list(inv)
-    if json:
-        output.emit_json(rows)
-    else:
-        output.table(rows, ["agent", "runtime", "running", "pid"])
+    order = list(inv.agents)
+    rows = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order.index(r["agent"]))
+    show(Rows(rows, ("agent", "runtime", "running", "pid")), json)
 
 
 agent = Collection("agent", hatch, stop, retire, rotate_credentials)

@@ -7,7 +7,8 @@ from invoke import Collection
 from hatchery.provision.operations import deploy_plan, stop_broker_plan
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
-from hatchery.tasks.common import fail_unless, load, op, run_plan
+from hatchery.core.results import Rows
+from hatchery.tasks.common import fail_unless, load, op, run_plan, show
 
 
 @op()
@@ -23,11 +24,14 @@ def status(c, inventory=None, json=False):
     """Show whether the broker runs and where; exit 1 when it does not."""
     inv = load(inventory)
     state = for_runtime(inv.broker.runtime).broker_status(inv)
+    running = bool(state.get("running", False))
+    problems = [] if running else ["broker: not running; start it with: invoke broker.deploy"]
+    result = Rows([{"item": "broker", **state}], ("item",), ok=running, problems=problems)
     if json:
-        output.emit_json(state)
+        show(result, json)
     else:
         output.table([{"key": k, "value": v} for k, v in state.items()], ["key", "value"])
-    fail_unless(state.get("running", False))
+    fail_unless(running)
 
 
 @op()

@@ -24,7 +24,8 @@ from hatchery.observe.record import (
 )
 from hatchery.observe.record import record as record_bus
 from hatchery.tasks import output
-from hatchery.tasks.common import fail_unless, load, op
+from hatchery.core.results import Rows
+from hatchery.tasks.common import fail_unless, load, op, show
 
 RECORDER = "recorder"
 FINDING_COLUMNS = ["time", "topic", "rule", "detail"]
@@ -43,11 +44,11 @@ def record(c, duration, out, max_bytes=DEFAULT_MAX_BYTES, keep=DEFAULT_KEEP, inv
     """Record every message on the bus for --duration seconds into a bounded, rotated log."""
     inv = load(inventory)
     seconds = _positive(duration, "--duration")
-    log = RotatingLog(Path(out), max_bytes=int(max_bytes), keep=int(keep))
+    log = RotatingLog(Path(out), max_bytes=max_bytes, keep=keep)
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)
     try:
-        with _bus(inv, float(timeout)) as bus:
+        with _bus(inv, timeout) as bus:
             timer.start()
             stats = record_bus(bus, log, stop=stop)
     finally:
@@ -56,7 +57,7 @@ def record(c, duration, out, max_bytes=DEFAULT_MAX_BYTES, keep=DEFAULT_KEEP, inv
     summary = {"out": str(out), "seconds": seconds, "messages": stats.messages,
                "bytes": stats.bytes, "rotations": stats.rotations}
     if json:
-        output.emit_json(summary)
+        show(Rows([summary], tuple(summary)), json)
     else:
         output.emit(f"recorded {stats.messages} message(s), {stats.bytes} bytes in {seconds:g}s "
                     f"to {out} ({stats.rotations} rotation(s))")
@@ -75,9 +76,9 @@ def audit(c, record=None, listen=None, inventory=None, json=False, timeout=5.0):
             raise UsageError(f"no record at {record}", "write one with: invoke bus.record")
         result = audit_record(Path(record), manager=inv.manager)
     else:
-        result = _audit_live(inv, _positive(listen, "--listen"), float(timeout))
+        result = _audit_live(inv, _positive(listen, "--listen"), timeout)
     if json:
-        output.emit_json(result.as_dict())
+        show(result, json)
     else:
         output.findings(result)
     fail_unless(result.ok)

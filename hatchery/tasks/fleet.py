@@ -7,119 +7,157 @@ from pathlib import Path
 
 from invoke import Collection
 
+from agent_kit import contract
 from hatchery.bus.commands import broadcast as send_broadcast
 from hatchery.bus.commands import run_command
 from hatchery.bus.connection import bus_for
 from hatchery.bus.commands import collect as run_collect
+from hatchery.core.results import Rows
 from hatchery.core.state import StatePaths
 from hatchery.errors import UsageError
+from hatchery.inventory.select import select_names
 from hatchery.observe import alerting, crosscheck, exporter, health, monitor
 from hatchery.provision import schedule
 from hatchery.tasks import output
-from hatchery.tasks.common import fail_unless, load, op, run_plan
+from hatchery.tasks.common import (
+    as_envelope,
+    choice,
+    choices,
+    fail_unless,
+    load,
+    op,
+    run_plan,
+    show,
+)
 
 TIMEOUT = 5.0
+KINDS = ("heartbeat", "status", "alert", "command")
 
 
-def _run(verb, name, group, timeout, inventory, json):
+def _run(verb, selectors, timeout, inventory, json):
     inv = load(inventory)
-    result = run_command(inv, verb, names=[name] if name else None, group=group,
-                         timeout=float(timeout))
-    _show_result(result, json)
-
-
-def _show_result(result, json):
-    if json:
-        output.emit_json(result.as_dict())
-    else:
-        output.table(result.rows(), result.columns)
-        for line in result.problems():
-            output.emit_untrusted(line, err=True)
+    result = run_command(inv, verb, timeout=timeout, **selectors)
+    show(result, json)
     fail_unless(result.ok)
 
 
+def _selectors(name, group, pattern) -> dict:
+    return {"names": name, "group": group, "pattern": pattern}
+
+
 @op()
-def version_report(c, name=None, group=None, timeout=TIMEOUT, inventory=None, json=False):
+def version_report(c, name=None, group=None, pattern=None, timeout=TIMEOUT, inventory=None,
+                   json=False):
     """Ask agents which version of their software they run (their version_command)."""
-    _run("version-report", name, group, timeout, inventory, json)
+    _run("version-report", _selectors(name, group, pattern), timeout, inventory, json)
 
 
 @op()
-def health_check(c, name=None, group=None, timeout=TIMEOUT, inventory=None, json=False):
+def health_check(c, name=None, group=None, pattern=None, timeout=TIMEOUT, inventory=None,
+                 json=False):
     """Ask agents for an immediate health report (and a fresh retained heartbeat)."""
-    _run("health-check", name, group, timeout, inventory, json)
+    _run("health-check", _selectors(name, group, pattern), timeout, inventory, json)
 
 
 @op()
-def status_report(c, name=None, group=None, timeout=TIMEOUT, inventory=None, json=False):
+def status_report(c, name=None, group=None, pattern=None, timeout=TIMEOUT, inventory=None,
+                  json=False):
     """Ask agents for their full operational status (counters, uptime, connection)."""
-    _run("status-report", name, group, timeout, inventory, json)
+    _run("status-report", _selectors(name, group, pattern), timeout, inventory, json)
 
 
 @op()
-def config_reload(c, name=None, group=None, timeout=TIMEOUT, inventory=None, json=False):
+def config_reload(c, name=None, group=None, pattern=None, timeout=TIMEOUT, inventory=None,
+                  json=False):
     """Ask agents to reload their configuration the way their inventory entry says."""
-    _run("config-reload", name, group, timeout, inventory, json)
+    _run("config-reload", _selectors(name, group, pattern), timeout, inventory, json)
 
 
 # --- seeing the fleet -------------------------------------------------------------
 
-@op(snapshot="read the retained heartbeats and states, print one table, exit (default)",
-    stream="follow the bus live, one line per message, until Ctrl-C or --duration",
-    kinds="stream only these kinds, comma-separated: heartbeat,status,alert,command",
+@op(types={"duration": float},
+    snapshot="read the retained heartbeats and states, print one table, exit (the default)",
+    stream="follow the bus live, one line per message (with --json: one envelope per line), "
+           "until Ctrl-C or --duration",
+    kinds=f"stream only these kinds, comma-separated: {','.join(KINDS)}",
     duration="stop streaming after this many seconds")
-def monitor_(c, snapshot=False, stream=False, name=None, kinds=None, duration=None,
-             inventory=None, json=False, timeout=5.0):
+def monitor_(c, snapshot=False, stream=False, name=None, group=None, pattern=None, kinds=None,
+             duration=None, inventory=None, json=False, timeout=5.0):
     """Show the whole fleet at a glance (--snapshot), or follow the bus live (--stream)."""
     inv = load(inventory)
     if snapshot and stream:
         raise UsageError("--snapshot and --stream exclude each other", "pick one")
+    chosen_kinds = choices(kinds, KINDS, "--kinds")
+    agents = _chosen(inv, name, group, pattern)
     # read-only login: the monitor role may read fleet/# but publish no command
-    with bus_for(inv, connect_timeout=float(timeout), role="monitor") as bus:
+    with bus_for(inv, connect_timeout=timeout, role="monitor") as bus:
         if stream:
-            _stream(inv, bus, name, kinds, duration, json)
+            _stream(inv, bus, agents, chosen_kinds, duration, json)
             return
-        snap = monitor.snapshot(inv, bus, timeout=float(timeout))
-    if json:
-        output.emit_json(snap.as_dict())
-    else:
-        output.table(snap.rows(), snap.columns)
+        snap = monitor.snapshot(inv, bus, timeout=timeout)
+    if agents is not None:
+        snap.agents = {n: v for n, v in snap.agents.items() if n in agents}
+    show(snap, json)
+    if not json:
         output.emit(f"{len(snap.agents)} agents, read in {snap.seconds * 1000:.1f} ms")
 
 
-def _stream(inv, bus, name, kinds, duration, json):
-    chosen = [k.strip() for k in kinds.split(",")] if kinds else None
-    show = (lambda e: output.emit_json_line(e.as_dict())) if json else (lambda e: output.emit_untrusted(e.line()))
-    monitor.stream(inv, bus, on_event=show, agents=[inv.agent(name).name] if name else None,
-                   kinds=chosen, duration=float(duration) if duration else None)
+def _chosen(inv, name, group, pattern):
+    """The selected agents' names, or None when no selector was given (every agent)."""
+    if not (name or group or pattern):
+        return None
+    return select_names(inv, names=name, group=group, pattern=pattern)
 
 
-@op(threshold="seconds without a heartbeat before an agent is stale (default: twice its interval)",
+def _stream(inv, bus, agents, kinds, duration, json):
+    if json:
+        def show_event(event):
+            output.emit_json_line(event_envelope(event))
+    else:
+        def show_event(event):
+            output.emit_untrusted(event.line())
+    monitor.stream(inv, bus, on_event=show_event, agents=agents, kinds=kinds,
+                   duration=duration)
+
+
+def event_envelope(event) -> dict:
+    """One streamed event in the envelope's keys: one item, ok unless it broke the contract."""
+    return {"task": "fleet.monitor", "ok": event.valid, "items": [event.as_dict()],
+            "problems": [] if event.valid else [
+                {"message": f"{event.agent}: {event.kind} breaks the contract"}],
+            "timings": {"at": event.at, "seconds": 0.0}, "stream": True}
+
+
+@op(types={"threshold": float},
+    threshold="seconds without a heartbeat before an agent is stale (default: twice its interval)",
     verify_docker="also ask the Docker API about docker agents; exit 1 on any inconsistency")
-def bus_health(c, threshold=None, verify_docker=False, inventory=None, json=False, timeout=5.0):
+def bus_health(c, threshold=None, verify_docker=False, name=None, group=None, pattern=None,
+               inventory=None, json=False, timeout=5.0):
     """Staleness check for cron: exit 1 naming every stale, offline or missing agent."""
     inv = load(inventory)
-    limit = float(threshold) if threshold else None
-    with bus_for(inv, connect_timeout=float(timeout), role="monitor") as bus:
+    agents = _chosen(inv, name, group, pattern)
+    with bus_for(inv, connect_timeout=timeout, role="monitor") as bus:
         if verify_docker:
-            report, docker = crosscheck.bus_and_docker(inv, bus, threshold=limit)
+            report, docker = crosscheck.bus_and_docker(inv, bus, threshold=threshold)
         else:
-            report, docker = health.bus_health(inv, bus, threshold=limit), None
-    if json:
-        output.emit_json({**report.as_dict(), "ok": report.ok and (docker is None or docker.ok),
-                          **({"docker": docker.as_dict()} if docker else {})})
-    else:
-        _show_health(report)
+            report, docker = health.bus_health(inv, bus, threshold=threshold), None
+    if agents is not None:
+        report.agents = [a for a in report.agents if a.agent in agents]
         if docker:
-            _show_health(docker)
-    fail_unless(report.ok and (docker is None or docker.ok))
-
-
-def _show_health(report):
-    """A HealthReport or a CrossCheckReport: the table, then one line per problem."""
-    output.table(report.rows(), report.columns)
-    for line in report.problems:
-        output.emit_untrusted(line, err=True)
+            docker.agents = [a for a in docker.agents if a.agent in agents]
+    ok = report.ok and (docker is None or docker.ok)
+    if json:
+        body = as_envelope(report)
+        if docker:
+            body["ok"] = ok
+            body["problems"] += docker.as_dict()["problems"]
+            body["docker"] = docker.as_dict()
+        output.emit_json(body)
+    else:
+        show(report, json)
+        if docker:
+            show(docker, json)
+    fail_unless(ok)
 
 
 # --- acting on the fleet ------------------------------------------------------------
@@ -127,53 +165,63 @@ def _show_health(report):
 @op()
 def collect(c, timeout=10.0, inventory=None, json=False):
     """The heartbeat collector: one broadcast health-check; exit 1 if anyone is missing."""
-    _show_result(run_collect(load(inventory), float(timeout)), json)
+    result = run_collect(load(inventory), timeout)
+    show(result, json)
+    fail_unless(result.ok)
 
 
-@op(verb="one of health-check, version-report, config-reload, status-report",
-    pattern="only agents whose name matches this glob, e.g. 'client-*'",
+@op(verb=f"one of {', '.join(contract.VERBS)}",
     dry_run="list who would receive it; send nothing")
 def broadcast(c, verb, name=None, group=None, pattern=None, dry_run=False, timeout=TIMEOUT,
               inventory=None, json=False):
     """Send one command fleet-wide on {manager}/broadcast (or to a chosen subset)."""
     inv = load(inventory)
-    result = send_broadcast(inv, verb, names=[name] if name else None, group=group,
-                            pattern=pattern, dry_run=dry_run, timeout=float(timeout))
-    if not dry_run:
-        _show_result(result, json)
-    elif json:
-        output.emit_json(result.as_dict())
-    else:
+    result = send_broadcast(inv, verb, names=name, group=group, pattern=pattern,
+                            dry_run=dry_run, timeout=timeout)
+    if dry_run and not json:
         output.emit(f"{verb} would go to {len(result.recipients)} agent(s) ({result.mode}):")
-        output.table(result.rows(), ["agent", "topic"])
+    show(result, json)
+    fail_unless(result.ok)
 
 
 # --- Prometheus and scheduling -------------------------------------------------------
 
 @op(port="port to serve /metrics on", addr="address to bind",
-    rules="print the Prometheus alerting rules and exit",
+    rules="print the Prometheus alerting rules and exit (with --json: in the envelope's 'rules')",
     alertmanager_config="print an Alertmanager config routing those alerts and exit "
                         "(needs --webhook and/or --email-to, --email-from, --smarthost)",
     webhook="with --alertmanager-config: the URL Alertmanager posts alerts to",
     email_to="with --alertmanager-config: the address alerts are mailed to",
     email_from="with --email-to: the sender address",
-    smarthost="with --email-to: the SMTP server, HOST:PORT")
+    smarthost="with --email-to: the SMTP server, HOST:PORT",
+    json="errors, --rules and --alertmanager-config as the JSON envelope "
+         "(serving prints nothing on stdout)")
 def exporter_(c, port=9883, addr="127.0.0.1", rules=False, alertmanager_config=False,
               webhook=None, email_to=None, email_from=None, smarthost=None, inventory=None,
-              timeout=5.0):
+              timeout=5.0, json=False):
     """Serve Prometheus metrics from the bus at http://ADDR:PORT/metrics (Ctrl-C stops)."""
     inv = load(inventory)
     if rules:
-        output.emit(exporter.render_rules(inventory=inv).rstrip("\n"))
+        text = exporter.render_rules(inventory=inv)
+        if json:
+            show(Rows([], (), extras={"rules": text}), json)
+        else:
+            output.emit(text.rstrip("\n"))
         return
     if alertmanager_config:
-        output.emit(alerting.render_alertmanager_config(
+        text = alerting.render_alertmanager_config(
             webhook_url=webhook, email_to=email_to, email_from=email_from, smarthost=smarthost,
-            inventory=inv).rstrip("\n"))
+            inventory=inv)
+        if json:
+            show(Rows([], (), extras={"alertmanager_config": text}), json)
+        else:
+            output.emit(text.rstrip("\n"))
         return
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port} is not a TCP port", "use 1-65535, e.g. --port 9883")
     log = StatePaths(inv.state_dir).broker_log
-    with bus_for(inv, connect_timeout=float(timeout), role="exporter") as bus:
-        exporter.serve(inv, bus, port=int(port), addr=addr, stop=threading.Event(),
+    with bus_for(inv, connect_timeout=timeout, role="exporter") as bus:
+        exporter.serve(inv, bus, port=port, addr=addr, stop=threading.Event(),
                        broker_log=log if log.exists() else None,
                        on_ready=lambda a: output.notice(f"serving http://{a[0]}:{a[1]}/metrics"))
 
@@ -184,7 +232,7 @@ def exporter_(c, port=9883, addr="127.0.0.1", rules=False, alertmanager_config=F
     at="audit: the weekly day and local time (default 'Mon 03:00', cron's 0 3 * * 1)",
     listen="audit: seconds the audit listens live (default 300)",
     record="audit: audit this bus.record file instead of listening",
-    kind="scheduler: launchd, systemd or cron (default: launchd on macOS, systemd where it runs, else cron)",
+    kind=f"scheduler: {', '.join(schedule.KINDS)} (default: launchd on macOS, systemd where it runs, else cron)",
     remove="remove the schedule instead of installing it",
     target_dir="where unit or plist files go (default: the scheduler's user directory)")
 def schedule_(c, job=schedule.COLLECT, every=None, weekly=False, at=None, listen=None, record=None,
@@ -192,6 +240,9 @@ def schedule_(c, job=schedule.COLLECT, every=None, weekly=False, at=None, listen
               json=False):
     """Install (or --remove) the collector or the weekly audit as a scheduled job; no LLM involved."""
     inv = load(inventory)
+    choice(job, schedule.JOBS, "--job")
+    if kind is not None:
+        choice(kind, schedule.KINDS, "--kind")
     spec = _schedule_spec(inv, job, kind or schedule.default_kind(), every=every, weekly=weekly,
                           at=at, listen=listen, record=record)
     target = Path(target_dir) if target_dir else None

@@ -6,7 +6,7 @@ from invoke import Collection
 
 from hatchery.runtime.docker import DEFAULT_IMAGES, RECIPES, bootstrap_images, engine
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op, run_plan
+from hatchery.tasks.common import choices, load, op, run_plan
 
 
 @op(which=f"comma-separated images to build (default: {','.join(DEFAULT_IMAGES)}; "
@@ -17,7 +17,7 @@ def bootstrap(c, which=None, docker_host=None, inventory=None, check=False, json
     host = docker_host
     if host is None and inventory:
         host = load(inventory).broker.docker_host
-    keys = [k.strip() for k in which.split(",")] if which else list(DEFAULT_IMAGES)
+    keys = choices(which, tuple(RECIPES), "--which") or list(DEFAULT_IMAGES)
     changes = bootstrap_images(engine(host), which=keys, progress=output.notice)
     run_plan("images.bootstrap", changes, check=check, json=json)
 

@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, ItemResult, Report
+from hatchery.core.results import strict
 
 _COLOURS = {OK: "32", CHANGED: "33", WOULD_CHANGE: "36", FAILED: "31",
             "pass": "32", "fail": "31"}
@@ -26,9 +27,40 @@ def _paint(text: str, status: str, stream=sys.stdout) -> str:
     return f"\033[{code}m{text}\033[0m" if code and _use_colour(stream) else text
 
 
+class OutputClosed(Exception):
+    """Whoever read our stdout went away (``| head -1``): stop quietly."""
+
+
 def emit(text: str = "", *, err: bool = False) -> None:
-    stream = sys.stderr if err else sys.stdout
-    print(text, file=stream, flush=True)
+    _write(text, sys.stderr if err else sys.stdout)
+
+
+def _write(text: str, stream) -> None:
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        if stream is sys.stderr:
+            return          # nobody reads our errors either; nothing more to say
+        raise OutputClosed() from None
+
+
+def flush_stdout() -> bool:
+    """Flush what is buffered; False (and stdout silenced) when the reader is gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+        return False
+    return True
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail loudly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def clean(text: str, limit: int = 200) -> str:
@@ -47,11 +79,14 @@ def emit_untrusted(text: str, *, err: bool = False) -> None:
 
 
 def emit_json(data) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False, default=str), flush=True)
+    """Strict JSON: non-finite numbers become null, never NaN or Infinity."""
+    _write(json.dumps(strict(data), indent=2, allow_nan=False, default=str), sys.stdout)
 
 
 def emit_json_line(data) -> None:
-    print(json.dumps(data, separators=(",", ":"), default=str), flush=True)
+    """One object per line (``fleet.monitor --stream --json``)."""
+    _write(json.dumps(strict(data), separators=(",", ":"), allow_nan=False, default=str),
+           sys.stdout)
 
 
 # --- plan results -----------------------------------------------------------------
@@ -92,11 +127,8 @@ def report_summary(report: Report) -> None:
     emit("  ".join(parts) + tail)
 
 
-def report(rep: Report, *, as_json: bool = False, show_diff: bool = False) -> None:
+def report(rep: Report, *, show_diff: bool = False) -> None:
     """A whole report at once (when lines were not streamed)."""
-    if as_json:
-        emit_json(rep.as_dict())
-        return
     report_header(rep.title, rep.check)
     for result in rep.results:
         result_line(result, show_diff=show_diff)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hatchery.observe.verify import verify as run_verify
 from hatchery.tasks import output
-from hatchery.tasks.common import fail_unless, load, op
+from hatchery.tasks.common import fail_unless, load, op, show
 
 
 @op()
@@ -12,11 +12,11 @@ def verify(c, inventory=None, timeout=5.0, json=False):
     """Check the bus end to end: broker, round trip, retained, DNS, every agent."""
     inv = load(inventory)
     if json:
-        report = run_verify(inv, timeout=float(timeout))
-        output.emit_json(report.as_dict())
+        report = run_verify(inv, timeout=timeout)
+        show(report, json)
     else:
         output.emit("verify")
-        report = run_verify(inv, timeout=float(timeout), on_check=output.check_line)
+        report = run_verify(inv, timeout=timeout, on_check=output.check_line)
         passed = sum(c.ok for c in report.checks)
         output.emit(f"{passed}/{len(report.checks)} checks passed")
     fail_unless(report.ok)

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from hatchery.bus.connection import bus_for
 from hatchery.core.paths import state_paths
+from hatchery.core.results import Rows
 from hatchery.observe import dashboard as page
 from hatchery.observe import top as topview
 from hatchery.observe.live import FleetModel, live_filters
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op
+from hatchery.tasks.common import load, op, show
 
 PASSWORD_ENV = "HATCHERY_DASHBOARD_PASSWORD"
 STATE_STYLE = {"online": "green", "stale": "bold yellow", "offline": "bold red",
@@ -62,9 +63,11 @@ def dashboard_login(inv, password_file):
     addr="address to bind (default 127.0.0.1; any other address requires a password)",
     password_file="file whose first line is the page's password (user 'hatchery'); "
                   f"else ${PASSWORD_ENV}, else the dashboard password file in the state directory",
-    duration="stop after this many seconds (default: until Ctrl-C)")
+    duration="stop after this many seconds (default: until Ctrl-C)",
+    json="errors as the JSON envelope; when serving stops, the envelope with the page's url",
+    types={"duration": float})
 def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
-              inventory=None, timeout=5.0):
+              inventory=None, timeout=5.0, json=False):
     """Serve a live, read-only web page of the fleet at http://ADDR:PORT/ (Ctrl-C stops)."""
     inv = load(inventory)
     login = dashboard_login(inv, password_file)
@@ -72,11 +75,16 @@ def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
     stop = _stop_on_sigterm()
     if duration:
         threading.Timer(float(duration), stop.set).start()
+    served = []
+
+    def ready(address):
+        served.append(f"http://{_url_host(address[0])}:{address[1]}/")
+        output.notice(f"dashboard on {served[-1]}" + (f" (login: {page.USER})" if login else ""))
     with live_model(inv, float(timeout)) as model:
         page.serve(model, addr=addr, port=int(port), login=login, title=inv.manager, stop=stop,
-                   on_ready=lambda a: output.notice(
-                       f"dashboard on http://{_url_host(a[0])}:{a[1]}/"
-                       + (f" (login: {page.USER})" if login else "")))
+                   on_ready=ready)
+    if json:
+        show(Rows([{"url": u, "login": bool(login)} for u in served], ("url", "login")), json)
 
 
 def _url_host(host: str) -> str:
@@ -87,24 +95,27 @@ def _url_host(host: str) -> str:
 
 @op(sort="state (worst first, default), age (oldest heartbeat first) or name",
     refresh="seconds between redraws (default 1)",
-    duration="stop after this many seconds (default: until q or Ctrl-C)")
-def top(c, sort=topview.SORT_STATE, refresh=1.0, duration=None, inventory=None, timeout=5.0):
+    duration="stop after this many seconds (default: until q or Ctrl-C)",
+    json="one frame as the JSON envelope (one item per agent), then exit",
+    types={"duration": float})
+def top(c, sort=topview.SORT_STATE, refresh=1.0, duration=None, inventory=None, timeout=5.0,
+        json=False):
     """A live terminal view of the fleet, like htop: q quits, s/a/n change the sort."""
     from hatchery.errors import UsageError
     if sort not in topview.SORTS:
         raise UsageError(f"unknown sort {sort!r}", f"use one of: {', '.join(topview.SORTS)}")
     inv = load(inventory)
     with live_model(inv, float(timeout)) as model:
-        if not sys.stdout.isatty():        # piped: one frame, like top -b -n 1
+        if json or not sys.stdout.isatty():        # piped: one frame, like top -b -n 1
             time.sleep(0.5)
-            _print_once(model, sort)
+            _print_once(model, sort, json)
             return
         _run_top(model, sort, float(refresh), float(duration) if duration else None)
 
 
-def _print_once(model, sort):
+def _print_once(model, sort, json=False):
     table = topview.rows(model.snapshot(), model.clock(), sort)
-    output.table([dict(zip(topview.COLUMNS, r.cells())) for r in table], topview.COLUMNS)
+    show(Rows([dict(zip(topview.COLUMNS, r.cells())) for r in table], topview.COLUMNS), json)
 
 
 def _run_top(model, sort, refresh, duration):

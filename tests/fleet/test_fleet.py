@@ -30,7 +30,7 @@ def test_run_command_on_a_group_is_ok_and_shows_versions(small_fleet):
     assert result.ok
     assert [row["answer"] for row in result.rows()] == ["2.0", "2.1"]
     assert set(result.rows()[0]) == set(result.columns)
-    assert result.missing == [] and result.problems() == []
+    assert result.missing == [] and result.problems == []
     assert agents[2].commands == [], "the db agent was not targeted"
 
 
@@ -40,8 +40,8 @@ def test_run_command_reports_the_silent_agent(small_fleet):
     mute = list(inv.agents)[2]
     assert not result.ok
     assert result.missing == [{"agent": mute, "state": "silent"}]
-    assert result.problems()[0].startswith(f"{mute}: silent")
-    assert result.as_dict()["replies"][0]["state"] == "answered"
+    assert result.problems[0].startswith(f"{mute}: silent")
+    assert result.as_dict()["items"][0]["state"] == "answered"
 
 
 def test_run_command_unknown_agent_is_a_usage_error(small_fleet):

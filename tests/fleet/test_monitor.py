@@ -63,7 +63,7 @@ def test_snapshot_reads_the_real_bus_quickly(module_broker, bus):
     assert snap.agents[names[1]].state == "offline"
     assert snap.agents[names[2]].state == "unknown"
     assert snap.seconds < 0.5
-    assert snap.as_dict()["agents"][0]["agent"] == names[0]
+    assert snap.as_dict()["items"][0]["agent"] == names[0]
 
 
 def test_stream_delivers_filtered_live_events(module_broker, bus):

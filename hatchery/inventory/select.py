@@ -1,0 +1,97 @@
+"""Which agents a task acts on: ``--name``, ``--pattern`` and ``--group``.
+
+Each flag takes a comma-separated list whose entries are alternatives
+(``--name a,b`` is a or b). Flags given together narrow each other: an agent
+is chosen when it satisfies every flag given (``--group warm --pattern
+'client-*'`` is the warm agents whose name matches ``client-*``). No flag at
+all chooses every agent. The result keeps the order of the group listing with
+``--group``, else the inventory's order.
+
+A name that is not in the inventory is answered with the closest few names,
+never with the whole fleet.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Iterable, Optional, Union
+
+from hatchery.errors import UsageError
+
+MAX_SUGGESTIONS = 3
+MAX_LISTED = 5              # a fleet this small is listed when nothing is close
+MAX_ENTRIES = 1000          # a selector longer than this is a mistake, not a fleet
+Spec = Optional[Union[str, Iterable[str]]]
+
+
+def entries(value: Spec) -> list:
+    """``'a, b'`` or ``['a', 'b']`` to ``['a', 'b']``; empty entries dropped."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    cleaned = [p.strip() for p in parts if p and p.strip()]
+    if len(cleaned) > MAX_ENTRIES:
+        raise UsageError(f"{len(cleaned)} entries in one selector; at most {MAX_ENTRIES}",
+                         "use --group or --pattern for large sets")
+    return cleaned
+
+
+def suggest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> list:
+    """The closest few of ``choices`` to ``word`` (difflib), best first."""
+    return difflib.get_close_matches(word, list(choices), n=MAX_SUGGESTIONS, cutoff=cutoff)
+
+
+def unknown(kind: str, word: str, choices: Iterable[str], where) -> UsageError:
+    """'agent 'clinet-a' is not in fleet.yaml' with 'did you mean client-a?'."""
+    choices = list(choices)
+    close = suggest(word, choices)
+    if close:
+        fix = f"did you mean {' or '.join(close)}?"
+    elif 0 < len(choices) <= MAX_LISTED or (choices and kind != "agent"):
+        fix = f"use one of: {', '.join(choices[:MAX_LISTED])}" + \
+            (" ..." if len(choices) > MAX_LISTED else "")
+    elif choices:
+        fix = f"{len(choices)} agents in the inventory; see them with: invoke agent.list"
+    else:
+        fix = f"the inventory has no {kind}s yet"
+    return UsageError(f"{kind} {word!r} is not in {where}", fix)
+
+
+def select_agents(inv, *, names: Spec = None, pattern: Spec = None, group: Spec = None) -> list:
+    """The AgentSpecs chosen by the selectors: group order with --group, else inventory order."""
+    chosen = _group_members(inv, entries(group)) if entries(group) else list(inv.agents)
+    wanted = entries(names)
+    for name in wanted:
+        if name not in inv.agents:
+            raise unknown("agent", name, inv.agents, inv.path)
+    if wanted:
+        chosen = [n for n in chosen if n in wanted]
+    globs = entries(pattern)
+    if globs:
+        chosen = [n for n in chosen if any(fnmatch.fnmatchcase(n, p) for p in globs)]
+    if not chosen and (wanted or group or globs):
+        raise UsageError(f"no agent matches {describe(names=names, pattern=pattern, group=group)}",
+                         "--name, --pattern and --group narrow each other; "
+                         "see the names with: invoke agent.list")
+    return [inv.agents[n] for n in chosen]
+
+
+def _group_members(inv, groups: list) -> list:
+    members = []
+    for g in groups:
+        if g not in inv.groups:
+            raise unknown("group", g, inv.groups, inv.path)
+        members += [n for n in inv.groups[g] if n not in members]
+    return members
+
+
+def select_names(inv, **selectors) -> list:
+    return [a.name for a in select_agents(inv, **selectors)]
+
+
+def describe(*, names: Spec = None, pattern: Spec = None, group: Spec = None) -> str:
+    """The selectors as the operator typed them, for messages."""
+    given = [(flag, entries(v)) for flag, v in (("--name", names), ("--pattern", pattern),
+                                                 ("--group", group))]
+    return " ".join(f"{flag} {','.join(v)}" for flag, v in given if v) or "(all agents)"

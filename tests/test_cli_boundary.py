@@ -1,0 +1,200 @@
+"""The operator boundary through the real CLI, for `invoke` and `hatchery` alike:
+typos, bad values and closed pipes (exit 2 or 141, no traceback), JSON errors,
+and the one JSON envelope on every task (parametrised over the namespace, so a
+new task is covered without touching this file). One local fleet for all."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+
+from hatchery.tasks import namespace
+
+ROOT = Path(__file__).resolve().parents[1]
+INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+HATCHERY = [str(Path(sys.executable).parent / "hatchery")]
+ENVELOPE = ("task", "ok", "items", "problems", "timings")
+
+
+def all_tasks(collection=namespace, prefix=""):
+    for name in collection.tasks:
+        yield prefix + name
+    for name, sub in collection.collections.items():
+        yield from all_tasks(sub, f"{prefix}{name}.")
+
+
+def cli(inventory, *args, program=INVOKE, timeout=60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1"}
+    if inventory:
+        env["FLEET_INVENTORY"] = str(inventory)
+    return subprocess.run([*program, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)
+
+
+def no_traceback(proc):
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+
+
+def envelope_of(proc) -> dict:
+    body = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert list(body)[:5] == list(ENVELOPE), body
+    assert isinstance(body["items"], list) and isinstance(body["problems"], list)
+    assert set(body["timings"]) >= {"at", "seconds"}
+    assert all("message" in p for p in body["problems"])
+    return body
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("boundary")
+    inventory = directory / "fleet_inventory.yaml"
+    inventory.write_text("\n".join([
+        "broker:", "  runtime: local", f"  port: {free_port()}",
+        "groups:", "  warm:", "    agents: [red]",
+        "agents:", "  red:", "    version_command: 'echo 2.0'",
+        "  green:", "    version_command: 'echo 2.1'", ""]))
+    assert cli(inventory, "broker.deploy").returncode == 0
+    assert cli(inventory, "agent.hatch").returncode == 0
+    yield inventory
+    cli(inventory, "agent.stop")
+    cli(inventory, "broker.stop")
+
+
+# --- typos ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("program", [INVOKE, HATCHERY], ids=["invoke", "hatchery"])
+def test_a_typoed_task_is_exit_2_with_a_suggestion(program):
+    proc = cli(None, "fleet.verison-report", program=program)
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown task 'fleet.verison-report'" in proc.stderr
+    assert "did you mean fleet.version-report" in proc.stderr
+    no_traceback(proc)
+
+
+@pytest.mark.parametrize("program", [INVOKE, HATCHERY], ids=["invoke", "hatchery"])
+def test_a_typoed_flag_is_exit_2_with_a_suggestion(program):
+    proc = cli(None, "fleet.version-report", "--nmae", "red", program=program)
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown flag '--nmae' for fleet.version-report" in proc.stderr
+    assert "did you mean --name" in proc.stderr
+    no_traceback(proc)
+
+
+@pytest.mark.parametrize("program", [INVOKE, HATCHERY], ids=["invoke", "hatchery"])
+def test_a_bad_value_is_exit_2_naming_the_flag(program):
+    proc = cli(None, "fleet.version-report", "--timeout=abc", program=program)
+    assert proc.returncode == 2 and "--timeout takes a number, not 'abc'" in proc.stderr
+    no_traceback(proc)
+
+
+@pytest.mark.parametrize("args, valid", [
+    (["fleet.monitor", "--kinds", "bogus"], "heartbeat, status, alert, command"),
+    (["fleet.broadcast", "--verb", "bogus"], "health-check"),
+    (["fleet.schedule", "--job", "bogus", "--check"], "collect, audit"),
+    (["fleet.schedule", "--kind", "bogus", "--check"], "launchd, systemd, cron"),
+    (["images.bootstrap", "--which", "bogus", "--check"], "agent-base"),
+], ids=lambda v: v[1] if isinstance(v, list) else None)
+def test_bad_enumerated_values_are_refused_with_the_valid_ones(fleet, args, valid):
+    proc = cli(fleet, *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "bogus" in proc.stderr and valid in proc.stderr
+    no_traceback(proc)
+
+
+# --- JSON errors ---------------------------------------------------------------------------
+
+def test_an_inventory_error_under_json_lists_file_line_key_and_fix(tmp_path):
+    bad = tmp_path / "fleet_inventory.yaml"
+    bad.write_text("broker:\n  port: 99999\nagents:\n  Bad_Name: {}\n")
+    proc = cli(bad, "fleet.version-report", "--json")
+    assert proc.returncode == 2
+    body = envelope_of(proc)
+    assert body["task"] == "fleet.version-report" and body["ok"] is False
+    assert body["error"]["type"] == "InventoryError" and body["error"]["exit_code"] == 2
+    keys = {p["key"]: p for p in body["problems"]}
+    assert keys["broker.port"]["line"] == 2 and keys["broker.port"]["file"].endswith(bad.name)
+    assert all(p["fix"] for p in body["problems"])
+
+
+def test_an_unreachable_broker_under_json_is_exit_3(tmp_path):
+    inventory = tmp_path / "fleet_inventory.yaml"
+    inventory.write_text(f"broker:\n  runtime: local\n  port: {free_port()}\n  auth: false\n"
+                         "agents:\n  red: {}\n")
+    proc = cli(inventory, "fleet.version-report", "--json", "--timeout", "1")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    body = envelope_of(proc)
+    assert body["ok"] is False and body["error"]["type"] == "BusError" and body["error"]["fix"]
+
+
+@pytest.mark.parametrize("program", [INVOKE, HATCHERY], ids=["invoke", "hatchery"])
+def test_parse_errors_under_json_are_the_envelope(program):
+    proc = cli(None, "fleet.version-report", "--json", "--timeout=abc", program=program)
+    assert proc.returncode == 2
+    body = envelope_of(proc)
+    assert body["task"] == "fleet.version-report" and body["error"]["type"] == "UsageError"
+
+
+# --- closed pipes -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--list"], ["--help", "fleet.monitor"], ["agent.list"]])
+def test_a_closed_pipe_ends_quietly(fleet, args):
+    env = {**os.environ, "FLEET_INVENTORY": str(fleet)}
+    proc = subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=ROOT)
+    proc.stdout.close()         # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(30) == 141 and err == ""
+
+
+def test_head_1_through_a_shell_prints_no_traceback(fleet):
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c",
+                           " ".join([*INVOKE, "fleet.version-report", "|", "head", "-1"])],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, "FLEET_INVENTORY": str(fleet)})
+    assert proc.stdout.startswith("AGENT") and proc.returncode in (0, 141)
+    no_traceback(proc)
+
+
+# --- the envelope on every task ----------------------------------------------------------------
+
+def task_args(task: str, tmp: Path) -> list:
+    """What each task needs to run once, briefly and without changing the fleet."""
+    return {
+        "broker.deploy": ["--check"], "broker.stop": ["--check"],
+        "agent.hatch": ["--check"], "agent.stop": ["--check"],
+        "agent.retire": ["--name", "green", "--check"],
+        "agent.rotate-credentials": ["--name", "green", "--check"],
+        "fleet.collect": ["--timeout", "3"],
+        "fleet.broadcast": ["--verb", "health-check"],
+        "fleet.exporter": ["--rules"],
+        "fleet.schedule": ["--check", "--kind", "cron", "--target-dir", str(tmp)],
+        "bus.record": ["--duration", "0.5", "--out", str(tmp / "bus.jsonl")],
+        "bus.audit": ["--listen", "0.5"],
+        "images.bootstrap": ["--check"],
+        "fleet.dashboard": ["--duration", "0.5", "--port", str(free_port())],
+    }.get(task, [])
+
+
+@pytest.mark.parametrize("task", sorted(all_tasks()))
+def test_every_task_prints_the_envelope_under_json(fleet, task, tmp_path):
+    proc = cli(fleet, task, "--json", *task_args(task, tmp_path))
+    assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr   # 3: no Docker engine
+    body = envelope_of(proc)
+    assert body["task"] == task
+    assert body["ok"] is (proc.returncode == 0)
+    no_traceback(proc)
+
+
+def test_selectors_through_the_cli(fleet):
+    body = envelope_of(cli(fleet, "fleet.version-report", "--json", "-g", "warm"))
+    assert [r["agent"] for r in body["items"]] == ["red"]
+    body = envelope_of(cli(fleet, "agent.list", "--json", "--pattern", "g*,r*"))
+    assert [r["agent"] for r in body["items"]] == ["red", "green"]
+    typo = cli(fleet, "fleet.health-check", "--name", "gren")
+    assert typo.returncode == 2 and "did you mean green?" in typo.stderr
