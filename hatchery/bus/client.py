@@ -77,6 +77,7 @@ class BusClient:
         self.host, self.port = host, port
         self._signing_keys = signing_keys
         self.client_id = client_id or f"hatchery-{secrets.token_hex(6)}"
+        self.protocol = protocol
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
         self._routes: tuple = ()              # _Route, one per listen() block
@@ -227,7 +228,7 @@ class BusClient:
               expiry: Optional[float] = None) -> mqtt.MQTTMessageInfo:
         """Queue a publish without waiting; raise if the client refused it."""
         properties = None
-        if expiry:
+        if expiry and self.protocol == mqtt.MQTTv5:   # 3.1.1 has no message expiry
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = max(1, math.ceil(expiry))
         info = self._client.publish(topic, payload, qos=qos, retain=retain,
@@ -381,6 +382,11 @@ def filter_matches(pattern: tuple, levels: list) -> bool:
     return len(pattern) == len(levels)
 
 
+# A retained status that does not contain this cannot be an offline state: it is
+# skipped undecoded (a thousand retained "online" states arrive with each request).
+_OFFLINE_MARK = contract.STATE_OFFLINE.encode()
+
+
 class _Pending:
     """Replies and states for one request; filled on the network thread.
 
@@ -408,15 +414,20 @@ class _Pending:
         return command_id
 
     def on_message(self, message: Message) -> None:
-        parsed = contract.parse_topic(message.topic)
-        if not parsed or parsed[1] != "status" or parsed[0] not in self.wanted:
+        # fleet/{name}/status with a name we asked: the names were checked
+        # against the contract, so membership is the whole topic check
+        parts = message.topic.split("/")
+        if (len(parts) != 3 or parts[2] != "status" or parts[0] != contract.FLEET_PREFIX
+                or parts[1] not in self.wanted):
             return
+        if message.retain and _OFFLINE_MARK not in message.payload:
+            return   # the retained state we start from; only "offline" settles anyone
         try:
             payload = contract.decode(message.payload)
         except contract.ContractError:
             return   # not ours to judge here; the monitor counts bad payloads
         with self.cond:
-            self._record(parsed[0], payload, time.perf_counter())
+            self._record(parts[1], payload, time.perf_counter())
             if not self.unsettled:
                 self.cond.notify()
 

@@ -51,9 +51,9 @@ def reply_message(name: str, command: dict) -> Message:
     return Message(contract.topic(name, "status"), payload, False, time.time())
 
 
-def state_message(name: str, state: str) -> Message:
+def state_message(name: str, state: str, retained: bool = False) -> Message:
     payload = contract.encode(contract.make_state(name, state))
-    return Message(contract.topic(name, "status"), payload, True, time.time())
+    return Message(contract.topic(name, "status"), payload, retained, time.time())
 
 
 def broadcast_fixture(count: int) -> tuple:
@@ -118,6 +118,14 @@ def test_offline_then_online_again_is_waited_for():
     pending.on_message(reply_message(names[1], command))
     assert pending.settled()
     assert [r.state for r in pending.replies()] == ["answered", "answered"]
+
+
+def test_retained_states_at_subscribe_settle_only_the_offline():
+    names, pending, command = broadcast_fixture(3)
+    pending.on_message(state_message(names[0], contract.STATE_ONLINE, retained=True))
+    pending.on_message(state_message(names[1], contract.STATE_OFFLINE, retained=True))
+    assert pending.unsettled == {names[0], names[2]}
+    assert [r.state for r in pending.replies()] == ["silent", "offline", "silent"]
 
 
 def test_replies_with_a_wrong_id_or_from_strangers_settle_nothing():
