@@ -200,6 +200,7 @@ def measure(inv: Inventory, bus: BusClient, pids: dict, rounds: int = BROADCAST_
              for _ in range(SNAPSHOT_ROUNDS)]
     reports = [timed(lambda: health.bus_health(inv, bus, timeout=10.0))
                for _ in range(SNAPSHOT_ROUNDS)]
+    figures.update(exporter(inv, bus))
     one = [next(iter(inv.agents))]
     rtts = [bus.request(one, "health-check", timeout=5.0)[0].rtt_ms for _ in range(RTT_SAMPLES)]
     # the fewest agents any snapshot saw: a marker that overtook retained messages shows here
@@ -216,6 +217,21 @@ def measure(inv: Inventory, bus: BusClient, pids: dict, rounds: int = BROADCAST_
         "rtt_ms_p99": round(percentile([r for r in rtts if r is not None], 99), 3),
         "rtt_answered": sum(r is not None for r in rtts),
     }
+
+
+def exporter(inv: Inventory, bus: BusClient) -> dict:
+    """The exporter's work at this size: fold every retained message, then one scrape."""
+    from prometheus_client import generate_latest
+
+    from hatchery.observe.exporter import BusMetrics, exporter_filters, registry_for
+    messages = bus.retained_messages(exporter_filters(inv.manager), timeout=10.0)
+    metrics = BusMetrics(inv)
+    _, fold_ms = timed(lambda: [metrics.observe(m) for m in messages])
+    registry = registry_for(metrics)
+    scrapes = [timed(lambda: generate_latest(registry)) for _ in range(3)]
+    return {"exporter_fold_ms": round(fold_ms, 1), "exporter_messages": len(messages),
+            "exporter_scrape_ms": round(statistics.median(ms for _, ms in scrapes), 1),
+            "exporter_scrape_kb": round(len(scrapes[0][0]) / 1024)}
 
 
 def shell_way(port: int, names: list) -> dict:
@@ -281,7 +297,8 @@ COLUMNS = [("agents", "agents"), ("auth", "auth"), ("mqtt", "MQTT"),
            ("cpu_us_per_reply_broker", "broker"), ("cpu_us_per_reply_simulator", "simulator"),
            ("shell_way_ms", "shell way ms (extrapolated)"),
            ("snapshot_ms_median", "snapshot ms"), ("snapshot_online", "online seen (min)"),
-           ("bus_health_ms_median", "bus-health ms"), ("broker_rss_kb", "broker RSS kB"),
+           ("bus_health_ms_median", "bus-health ms"), ("exporter_fold_ms", "exporter fold ms"),
+           ("exporter_scrape_ms", "scrape ms"), ("broker_rss_kb", "broker RSS kB"),
            ("rtt_ms_p50", "1-agent RTT p50 ms"), ("rtt_ms_p99", "p99 ms")]
 
 

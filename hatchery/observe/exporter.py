@@ -55,6 +55,7 @@ class BusMetrics:
         self.dropped: dict = {}         # agent -> dropped bad commands
         self.commands: dict = {}        # command id -> wall time first seen
         self.auth_failures = 0          # from the broker's log, when we are given it
+        self.broadcast_topic = contract.broadcast_topic(inv.manager)
 
     # --- input ------------------------------------------------------------------
 
@@ -77,7 +78,7 @@ class BusMetrics:
                 self.auth_failures += 1
 
     def _route(self, topic: str) -> tuple:
-        if topic == contract.broadcast_topic(self.inv.manager):
+        if topic == self.broadcast_topic:
             return "command", None
         parsed = contract.parse_topic(topic)
         return (parsed[1], parsed[0]) if parsed else (None, None)
