@@ -173,13 +173,19 @@ def timed(func) -> tuple:
     return value, (time.perf_counter() - started) * 1000
 
 
+def timeout_for(count: int) -> float:
+    """Generous: a round that times out measures the timeout, not the fleet."""
+    return max(10.0, count / 250)
+
+
 def broadcasts(inv: Inventory, bus: BusClient, rounds: int, pids: dict) -> dict:
     """``rounds`` broadcasts, all-in times and CPU µs per reply for each process."""
     times, answered = [], []
+    timeout = timeout_for(len(inv.agents))
     before = {who: cpu_seconds(p) for who, p in pids.items()}
     manager_before = time.process_time()
     for _ in range(rounds):
-        result, ms = timed(lambda: fleet.collect(inv, timeout=10.0, bus=bus))
+        result, ms = timed(lambda: fleet.collect(inv, timeout=timeout, bus=bus))
         times.append(ms)
         answered.append(len(result.answered))
     replies = max(1, sum(answered))
@@ -194,11 +200,13 @@ def broadcasts(inv: Inventory, bus: BusClient, rounds: int, pids: dict) -> dict:
     }
 
 
-def measure(inv: Inventory, bus: BusClient, pids: dict, rounds: int = BROADCAST_ROUNDS) -> dict:
+def measure(inv: Inventory, bus: BusClient, pids: dict) -> dict:
+    rounds = BROADCAST_ROUNDS if len(inv.agents) <= 1000 else 5
     figures = broadcasts(inv, bus, rounds, pids)
-    snaps = [timed(lambda: monitor.snapshot(inv, bus, timeout=10.0))
+    timeout = timeout_for(len(inv.agents))
+    snaps = [timed(lambda: monitor.snapshot(inv, bus, timeout=timeout))
              for _ in range(SNAPSHOT_ROUNDS)]
-    reports = [timed(lambda: health.bus_health(inv, bus, timeout=10.0))
+    reports = [timed(lambda: health.bus_health(inv, bus, timeout=timeout))
                for _ in range(SNAPSHOT_ROUNDS)]
     figures.update(exporter(inv, bus))
     one = [next(iter(inv.agents))]
@@ -224,7 +232,8 @@ def exporter(inv: Inventory, bus: BusClient) -> dict:
     from prometheus_client import generate_latest
 
     from hatchery.observe.exporter import BusMetrics, exporter_filters, registry_for
-    messages = bus.retained_messages(exporter_filters(inv.manager), timeout=10.0)
+    messages = bus.retained_messages(exporter_filters(inv.manager),
+                                     timeout=timeout_for(len(inv.agents)))
     metrics = BusMetrics(inv)
     _, fold_ms = timed(lambda: [metrics.observe(m) for m in messages])
     registry = registry_for(metrics)
