@@ -26,10 +26,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent_kit import bus, contract, signing
+from hatchery.bus import PROBE_PREFIX
 from hatchery.errors import BusError, UsageError
 
 FIX_BROKER = "is the broker running? invoke broker.deploy / broker.status"
-PROBE_PREFIX = "hatchery/probe"   # private topics for ping and snapshot markers
 WILDCARD_ABOVE = 50               # more targets than this: one wildcard subscription
 
 ANSWERED, FAILED, OFFLINE, SILENT = "answered", "failed", "offline", "silent"
