@@ -1,12 +1,22 @@
-"""One factory for paho clients, plus the few helpers the one-shot tools need.
+"""THE factory for paho clients, plus the few helpers the one-shot tools need.
 
-Every client speaks MQTT v5, sets TCP_NODELAY (a QoS 1 round trip on loopback
-drops from ~88 ms to well under 1 ms) and reconnects with a 1..30 s backoff.
+Every paho client of the project is made by ``new_client``: the agents', the
+one-shot tools' and the manager's (``hatchery.bus.client.BusClient`` builds on
+it; the control side may import ``agent_kit``, never the reverse). Each one
+speaks MQTT v5 (unless asked otherwise), sets TCP_NODELAY (a QoS 1 round trip
+on loopback drops from ~88 ms to well under 1 ms) and reconnects with a
+1..30 s backoff.
+
+Errors: ``BusError`` here is the kit's (stdlib + paho only, so it cannot
+derive from hatchery's root error). The control side never lets it escape:
+``hatchery.bus.client`` converts it, at that one boundary, into
+``hatchery.errors.BusError``, which adds the fix and the exit code.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional, Tuple
@@ -19,7 +29,15 @@ Will = Tuple[str, bytes]  # (topic, payload): always retained, QoS 1
 
 
 class BusError(ConnectionError):
-    """The broker could not be reached, refused us, or did not acknowledge in time."""
+    """The broker could not be reached, refused us, or did not acknowledge in time.
+
+    ``refused`` is True when the broker answered and said no (bad credentials,
+    not authorised): retrying will not help, unlike an unreachable broker.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 def _nodelay(client: mqtt.Client, userdata, sock) -> None:
@@ -31,17 +49,25 @@ def _nodelay(client: mqtt.Client, userdata, sock) -> None:
 
 def new_client(client_id: str = "", will: Optional[Will] = None, *,
                username: Optional[str] = None, password: Optional[str] = None,
-               ca_file: Optional[str] = None) -> mqtt.Client:
-    """A configured, unconnected v5 client (with credentials and TLS when given)."""
+               ca_file: Optional[str] = None, tls_context: Optional[ssl.SSLContext] = None,
+               protocol: int = mqtt.MQTTv5) -> mqtt.Client:
+    """A configured, unconnected client (with credentials and TLS when given).
+
+    TLS: ``ca_file`` (verify the broker against that CA) or a ready
+    ``tls_context``. ``protocol``: ``mqtt.MQTTv5`` (the default) or
+    ``mqtt.MQTTv311`` (for measurements; commands lose their expiry).
+    """
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5)
+                         protocol=protocol)
     client.on_socket_open = _nodelay
     client.reconnect_delay_set(1, 30)
     if will is not None:
         client.will_set(will[0], will[1], qos=1, retain=True)
     if username:
         client.username_pw_set(username, password)
-    if ca_file:
+    if tls_context is not None:
+        client.tls_set_context(tls_context)
+    elif ca_file:
         client.tls_set(ca_certs=ca_file)   # verifies the broker's certificate and name
     return client
 
@@ -85,13 +111,15 @@ def connect_and_wait(client: mqtt.Client, host: str, port: int, timeout: float,
     client.connect_timeout = timeout
     try:
         client.connect(host, port, keepalive=keepalive)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:   # ssl.SSLError is an OSError
         raise BusError(f"cannot connect to the broker at {host}:{port}: {exc}") from None
     client.loop_start()
     if not connected.wait(timeout) or failure:
         client.loop_stop()
-        why = failure[0] if failure else f"no CONNACK within {timeout:g}s"
-        raise BusError(f"the broker at {host}:{port} did not accept us: {why}")
+        if failure:
+            raise BusError(f"the broker at {host}:{port} refused us: {failure[0]}", refused=True)
+        raise BusError(f"the broker at {host}:{port} did not accept us: "
+                       f"no CONNACK within {timeout:g}s")
 
 
 def publish_and_wait(client: mqtt.Client, topic: str, payload: bytes, *, qos: int = 1,

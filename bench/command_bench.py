@@ -10,6 +10,15 @@ manager's BusClient:
   * fleet command: the same command to every agent, time until every reply
     is in (p50, p99 over --fleet-rounds), one command per agent and one broadcast.
 Prints a markdown table and writes JSON to --out.
+
+    .venv/bin/python bench/command_bench.py --collect-cli 1,1000 [--cli-runs 5]
+
+instead measures the WHOLE command: ``hatchery fleet.collect`` as a process,
+against a simulated fleet (``bench/simfleet.py``) of each size on a fresh
+broker; for each size the median over --cli-runs of the child's CPU time
+(user + system) and wall time. The difference between the sizes is what a
+bigger fleet costs the command: interpreter start-up, imports, inventory
+loading, the broadcast and the output.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from hatchery.bus.client import BusClient  # noqa: E402
 from hatchery.bus.connection import bus_for  # noqa: E402
@@ -111,6 +120,57 @@ def run(agents: int, rounds: int, fleet_rounds: int, auth: bool = True) -> dict:
             down(inv)
 
 
+HATCHERY = Path(sys.executable).with_name("hatchery")
+
+
+def cli_collect(count: int, runs: int) -> dict:
+    """``hatchery fleet.collect`` over ``count`` simulated agents: median CPU and wall."""
+    import subprocess
+
+    import fleet_bench
+    manager = "clibench"
+    with tempfile.TemporaryDirectory(prefix="hatchery-clibench-") as tmp:
+        work = Path(tmp)
+        broker, port = fleet_bench.start_broker(work, count)
+        try:
+            sim, _ = fleet_bench.start_simfleet(port, count, manager)
+            try:
+                inventory = write_sim_inventory(work, count, port, manager)
+                samples = [_child_cost([str(HATCHERY), "fleet.collect", "--inventory",
+                                        str(inventory), "--json"], subprocess)
+                           for _ in range(runs)]
+            finally:
+                sim.stdin.close()
+                fleet_bench.stop(sim)
+        finally:
+            fleet_bench.stop(broker)
+    return {"agents": count, "runs": runs, "ok_runs": sum(ok for ok, _, _ in samples),
+            "cpu_ms_median": round(statistics.median(cpu for _, cpu, _ in samples), 1),
+            "wall_ms_median": round(statistics.median(wall for _, _, wall in samples), 1)}
+
+
+def _child_cost(argv: list, subprocess) -> tuple:
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, timeout=120)
+    wall = (time.perf_counter() - started) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
+    return done.returncode == 0, cpu, wall
+
+
+def write_sim_inventory(workdir: Path, agents: int, port: int, manager: str) -> Path:
+    """The simulated fleet's agents (sim-0000...) as an inventory, auth off."""
+    lines = ["fleet:", f"  manager: {manager}", f"  state_dir: {workdir / 'state'}",
+             "broker:", "  runtime: local", "  host: 127.0.0.1", f"  port: {port}",
+             "  auth: false", "agents:"]
+    lines += [f"  sim-{i:04d}: {{runtime: local}}" for i in range(agents)]
+    path = workdir / "fleet_inventory.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def table(results: list) -> str:
     rows = ["| agents | auth | single-agent RTT p50 | p99 | command to all, every reply in: p50 | p99 | broadcast, every reply in: p50 | p99 |",
             "|---:|---|---:|---:|---:|---:|---:|---:|"]
@@ -129,7 +189,18 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "command_bench.json"))
     parser.add_argument("--auth", choices=("on", "off", "both"), default="on",
                         help="credentials + ACL + signed commands (the default), off, or both to compare")
+    parser.add_argument("--collect-cli", default=None,
+                        help="comma-separated fleet sizes: measure the whole "
+                             "`hatchery fleet.collect` process instead")
+    parser.add_argument("--cli-runs", type=int, default=5)
     args = parser.parse_args()
+    if args.collect_cli:
+        rows = [cli_collect(int(n), args.cli_runs) for n in args.collect_cli.split(",")]
+        print(json.dumps(rows, indent=1))
+        if len(rows) > 1:
+            print(f"extra CPU for {rows[-1]['agents']} agents over {rows[0]['agents']}: "
+                  f"{rows[-1]['cpu_ms_median'] - rows[0]['cpu_ms_median']:.1f} ms")
+        return
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.auth]
     results = [run(int(n), args.rounds, args.fleet_rounds, auth)
                for n in args.agents.split(",") for auth in modes]

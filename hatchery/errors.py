@@ -67,7 +67,13 @@ class RenderError(UsageError):
 
 
 class BusError(HatcheryError):
-    """The broker could not be reached or refused us."""
+    """The broker could not be reached or refused us.
+
+    One concept, two classes: ``agent_kit.bus.BusError`` is the agent kit's
+    (stdlib + paho only, it cannot derive from this root). The control side
+    never lets that one escape: ``hatchery.bus.client`` converts it here, at
+    its one boundary, adding the fix and the exit code (3, environment).
+    """
 
 
 class RuntimeFailure(HatcheryError):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import math
 import secrets
-import socket
 import ssl
 import threading
 import time
@@ -26,11 +25,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent_kit import contract, signing
+from agent_kit import bus, contract, signing
+from hatchery.bus import PROBE_PREFIX
 from hatchery.errors import BusError, UsageError
 
 FIX_BROKER = "is the broker running? invoke broker.deploy / broker.status"
-PROBE_PREFIX = "hatchery/probe"   # private topics for ping and snapshot markers
 WILDCARD_ABOVE = 50               # more targets than this: one wildcard subscription
 
 ANSWERED, FAILED, OFFLINE, SILENT = "answered", "failed", "offline", "silent"
@@ -69,41 +68,37 @@ class BusClient:
     def __init__(self, host: str, port: int, *, client_id: Optional[str] = None,
                  username: Optional[str] = None, password: Optional[str] = None,
                  tls: "ssl.SSLContext | bool | None" = None, connect_timeout: float = 5,
-                 signing_keys: Optional[Callable[[Optional[str]], Optional[bytes]]] = None):
+                 signing_keys: Optional[Callable[[Optional[str]], Optional[bytes]]] = None,
+                 protocol: int = mqtt.MQTTv5):
         """``signing_keys(agent)`` gives the key to sign a command to ``agent`` with
-        (``signing_keys(None)``: the broadcast key); None or a None key: unsigned."""
+        (``signing_keys(None)``: the broadcast key); None or a None key: unsigned.
+        ``protocol``: MQTT v5 (the default: commands carry a message expiry) or
+        ``mqtt.MQTTv311`` (for measurements)."""
         self.host, self.port = host, port
         self._signing_keys = signing_keys
         self.client_id = client_id or f"hatchery-{secrets.token_hex(6)}"
+        self.protocol = protocol
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._sinks: list = []                # (filters, callback)
+        self._routes: tuple = ()              # _Route, one per listen() block
         self._filters: dict = {}              # filter -> (refcount, qos)
         self._subacks: dict = {}              # mid -> list of reason codes
         self._suback_cond = threading.Condition()
-        self._connected = threading.Event()
-        self._connect_error: Optional[str] = None
-        self._ping_topic: Optional[str] = None
-        self._client = self._make_client(username, password, tls)
+        self._client = self._make_client(username, password, tls, protocol)
         self._refused_fix = ("check the username/password and the broker's ACL" if username else
                              "the broker requires credentials: run invoke broker.deploy to issue them")
 
     # --- connection -------------------------------------------------------------
 
-    def _make_client(self, username, password, tls) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5)
-        client.connect_timeout = self.connect_timeout
-        # Nagle adds ~40 ms to every small request/reply (FIELD-NOTES)
-        client.on_socket_open = lambda c, u, sock: sock.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _make_client(self, username, password, tls, protocol) -> mqtt.Client:
+        # THE paho factory (TCP_NODELAY, reconnect backoff) is agent_kit's
+        context = tls if isinstance(tls, ssl.SSLContext) else (
+            ssl.create_default_context() if tls else None)
+        client = bus.new_client(self.client_id, username=username, password=password,
+                                tls_context=context, protocol=protocol)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        if username:
-            client.username_pw_set(username, password)
-        if tls:
-            client.tls_set_context(tls if isinstance(tls, ssl.SSLContext) else None)
         return client
 
     def __enter__(self) -> "BusClient":
@@ -116,16 +111,10 @@ class BusClient:
     def connect(self) -> None:
         """Connect and wait for CONNACK; BusError (with the fix) on any failure."""
         try:
-            self._client.connect(self.host, self.port, keepalive=30)
-        except (OSError, ssl.SSLError) as exc:
-            raise BusError(f"cannot connect to the broker at {self.host}:{self.port}: {exc}",
-                           FIX_BROKER) from None
-        self._client.loop_start()
-        if not self._connected.wait(self.connect_timeout) or self._connect_error:
+            bus.connect_and_wait(self._client, self.host, self.port, self.connect_timeout)
+        except bus.BusError as exc:   # the one place the kit's error becomes ours
             self.close()
-            why = self._connect_error or f"no CONNACK within {self.connect_timeout}s"
-            raise BusError(f"the broker at {self.host}:{self.port} refused us: {why}",
-                           FIX_BROKER if not self._connect_error else self._refused_fix)
+            raise BusError(str(exc), self._refused_fix if exc.refused else FIX_BROKER) from None
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -134,11 +123,9 @@ class BusClient:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._connect_error = str(reason_code)
             client.disconnect()   # do not retry with credentials that were refused
         else:
             self._resubscribe()
-        self._connected.set()
 
     def _resubscribe(self) -> None:
         """After a reconnect the broker forgot our subscriptions (clean start)."""
@@ -150,12 +137,16 @@ class BusClient:
     # --- routing ----------------------------------------------------------------
 
     def _on_message(self, client, userdata, msg) -> None:
-        message = Message(msg.topic, msg.payload, bool(msg.retain), time.time())
-        with self._lock:
-            sinks = list(self._sinks)
-        for filters, callback in sinks:
-            if any(mqtt.topic_matches_sub(f, msg.topic) for f in filters):
-                callback(message)
+        topic = msg.topic
+        message = Message(topic, msg.payload, bool(msg.retain), time.time())
+        levels = None
+        for route in self._routes:     # a tuple replaced on change: no lock, no copy
+            if topic in route.exact:
+                route.callback(message)
+            elif route.wild:
+                levels = levels or topic.split("/")
+                if route.matches_wild(levels):
+                    route.callback(message)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         with self._suback_cond:
@@ -172,15 +163,15 @@ class BusClient:
         before we listen. ``callback`` runs on the network thread: keep it short.
         """
         filters = tuple(filters)
-        sink = (filters, callback)
+        route = _Route(filters, callback)
         with self._lock:
-            self._sinks.append(sink)
+            self._routes = (*self._routes, route)
         try:
             self._subscribe(filters, qos, timeout)
             yield self
         finally:
             with self._lock:
-                self._sinks.remove(sink)
+                self._routes = tuple(r for r in self._routes if r is not route)
             self._unsubscribe(filters)
 
     def _subscribe(self, filters: tuple, qos: int, timeout: float) -> None:
@@ -237,7 +228,7 @@ class BusClient:
               expiry: Optional[float] = None) -> mqtt.MQTTMessageInfo:
         """Queue a publish without waiting; raise if the client refused it."""
         properties = None
-        if expiry:
+        if expiry and self.protocol == mqtt.MQTTv5:   # 3.1.1 has no message expiry
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = max(1, math.ceil(expiry))
         info = self._client.publish(topic, payload, qos=qos, retain=retain,
@@ -362,8 +353,47 @@ def _status_filters(names: list, broadcast_manager: Optional[str]) -> tuple:
     return [contract.topic(n, "status") for n in names], 1
 
 
+class _Route:
+    """Where messages for one ``listen`` block go, matched without paho's matcher.
+
+    paho's ``topic_matches_sub`` builds a matcher per call; here exact filters
+    are one set lookup and wildcard filters are pre-split, so the topic is
+    split at most once per message.
+    """
+
+    def __init__(self, filters: tuple, callback: Callable[[Message], None]):
+        self.exact = frozenset(f for f in filters if "+" not in f and "#" not in f)
+        self.wild = tuple(tuple(f.split("/")) for f in filters if f not in self.exact)
+        self.callback = callback
+
+    def matches_wild(self, levels: list) -> bool:
+        return any(filter_matches(pattern, levels) for pattern in self.wild)
+
+
+def filter_matches(pattern: tuple, levels: list) -> bool:
+    """MQTT matching of a split filter against a split topic name."""
+    if levels[0].startswith("$") and pattern[0] in ("+", "#"):
+        return False      # wildcards never match $SYS-style topics at the first level
+    for index, part in enumerate(pattern):
+        if part == "#":
+            return True
+        if index >= len(levels) or (part != "+" and part != levels[index]):
+            return False
+    return len(pattern) == len(levels)
+
+
+# A retained status that does not contain this cannot be an offline state: it is
+# skipped undecoded (a thousand retained "online" states arrive with each request).
+_OFFLINE_MARK = contract.STATE_OFFLINE.encode()
+
+
 class _Pending:
-    """Replies and states for one request; filled on the network thread."""
+    """Replies and states for one request; filled on the network thread.
+
+    O(1) per message: ``unsettled`` holds the targets neither answered nor
+    known offline, and the waiter is woken only when it becomes empty (the
+    timeout wakes it otherwise). No rescan of every target per reply.
+    """
 
     def __init__(self, names: list, verb: str):
         self.names, self.verb = names, verb
@@ -373,6 +403,7 @@ class _Pending:
         self.sent: dict = {}       # agent -> perf_counter at send
         self.answers: dict = {}    # agent -> (payload, perf_counter at arrival)
         self.states: dict = {}     # agent -> retained online/offline
+        self.unsettled = set(names)
 
     def expect(self, names: list) -> str:
         command_id = secrets.token_hex(8)
@@ -383,33 +414,45 @@ class _Pending:
         return command_id
 
     def on_message(self, message: Message) -> None:
-        parsed = contract.parse_topic(message.topic)
-        if not parsed or parsed[1] != "status" or parsed[0] not in self.wanted:
+        # fleet/{name}/status with a name we asked: the names were checked
+        # against the contract, so membership is the whole topic check
+        parts = message.topic.split("/")
+        if (len(parts) != 3 or parts[2] != "status" or parts[0] != contract.FLEET_PREFIX
+                or parts[1] not in self.wanted):
             return
+        if message.retain and _OFFLINE_MARK not in message.payload:
+            return   # the retained state we start from; only "offline" settles anyone
         try:
             payload = contract.decode(message.payload)
         except contract.ContractError:
             return   # not ours to judge here; the monitor counts bad payloads
         with self.cond:
-            self._record(parsed[0], payload, time.perf_counter())
-            self.cond.notify_all()
+            self._record(parts[1], payload, time.perf_counter())
+            if not self.unsettled:
+                self.cond.notify()
 
     def _record(self, name: str, payload: dict, now: float) -> None:
         kind = contract.classify_status(payload)
         if kind == "state" and _valid(payload, contract.STATE_SCHEMA):
             self.states[name] = payload["state"]
+            if name in self.answers:
+                return
+            if payload["state"] == contract.STATE_OFFLINE:
+                self.unsettled.discard(name)
+            else:       # back online before answering: wait for its answer again
+                self.unsettled.add(name)
         elif (kind == "reply" and name in self.ids and name not in self.answers
               and payload.get("id") == self.ids[name]
               and _valid(payload, contract.REPLY_SCHEMA)):
             self.answers[name] = (payload, now)
+            self.unsettled.discard(name)
 
-    def _settled(self) -> bool:
-        return all(n in self.answers or self.states.get(n) == contract.STATE_OFFLINE
-                   for n in self.names)
+    def settled(self) -> bool:
+        return not self.unsettled
 
     def wait(self, timeout: float) -> None:
         with self.cond:
-            self.cond.wait_for(self._settled, timeout)
+            self.cond.wait_for(self.settled, timeout)
 
     def replies(self) -> list:
         with self.cond:

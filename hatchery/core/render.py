@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Iterable, Optional, Union
-
-import jinja2
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 from hatchery.core.assets import TEMPLATES
 from hatchery.errors import RenderError
+
+if TYPE_CHECKING:     # imported when something is rendered: a task that renders
+    import jinja2     # nothing (broker.status, fleet.collect) does not pay for it
 
 REPO_TEMPLATES = TEMPLATES
 HASH_CHARS = 16
@@ -31,6 +32,7 @@ def search_path(inventory=None) -> list:
 
 
 def environment(search: Iterable) -> jinja2.Environment:
+    import jinja2
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in search]),
         undefined=jinja2.StrictUndefined,
@@ -48,6 +50,7 @@ def render(template_name: str, context: dict, search: Optional[Iterable] = None,
     ``search`` (a list of directories) overrides the default search path, which
     is ``search_path(inventory)``.
     """
+    import jinja2
     dirs = list(search) if search is not None else search_path(inventory)
     env = environment(dirs)
     try:

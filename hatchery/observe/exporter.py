@@ -14,15 +14,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import CollectorRegistry
+from typing import TYPE_CHECKING, Optional
 
 from agent_kit import contract
 from hatchery.bus.client import BusClient, Message
 from hatchery.core.render import render
 from hatchery.inventory.model import Inventory
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
 RULES_TEMPLATE = "prometheus/rules.yml.j2"
 # Alert codes the agents raise when they drop a command that broke the contract
@@ -55,6 +55,7 @@ class BusMetrics:
         self.dropped: dict = {}         # agent -> dropped bad commands
         self.commands: dict = {}        # command id -> wall time first seen
         self.auth_failures = 0          # from the broker's log, when we are given it
+        self.broadcast_topic = contract.broadcast_topic(inv.manager)
 
     # --- input ------------------------------------------------------------------
 
@@ -77,7 +78,7 @@ class BusMetrics:
                 self.auth_failures += 1
 
     def _route(self, topic: str) -> tuple:
-        if topic == contract.broadcast_topic(self.inv.manager):
+        if topic == self.broadcast_topic:
             return "command", None
         parsed = contract.parse_topic(topic)
         return (parsed[1], parsed[0]) if parsed else (None, None)
@@ -138,6 +139,7 @@ class BusMetrics:
             yield from self._bus_families()
 
     def _agent_families(self, now: float):
+        from prometheus_client.core import GaugeMetricFamily   # only when serving
         up = GaugeMetricFamily("hatchery_agent_up", "1 while the agent's retained state is "
                                "online (0 after its Last Will)", labels=["agent"])
         seen = GaugeMetricFamily("hatchery_agent_last_seen_timestamp_seconds",
@@ -157,6 +159,7 @@ class BusMetrics:
         yield from (up, seen, interval, *live.values())
 
     def _bus_families(self):
+        from prometheus_client.core import CounterMetricFamily
         messages = CounterMetricFamily("hatchery_bus_messages", "Bus messages seen, by kind",
                                        labels=["kind"])
         for kind, count in sorted(self.messages.items()):
@@ -182,6 +185,8 @@ class BusMetrics:
 
 
 def _live_families() -> dict:
+    from prometheus_client.core import GaugeMetricFamily
+
     def gauge(name, doc, labels=("agent",)):
         return GaugeMetricFamily(name, doc, labels=list(labels))
     return {
@@ -214,6 +219,8 @@ def _add_live(live: dict, name: str, state: AgentState, now: float) -> None:
 
 def registry_for(metrics: BusMetrics) -> CollectorRegistry:
     """A private registry holding only the bus metrics (no process/GC noise)."""
+    from prometheus_client.registry import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
     return registry

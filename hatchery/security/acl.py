@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from agent_kit import contract
-from hatchery.bus.client import PROBE_PREFIX
+from hatchery.bus import PROBE_PREFIX
 from hatchery.errors import UsageError
 from hatchery.security.passwords import check_username
 

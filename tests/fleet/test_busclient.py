@@ -161,3 +161,20 @@ def test_refused_login_raises_bus_error_naming_credentials(tmp_path):
     finally:
         secured.stop()
     assert "refused" in err.value.message and "password" in err.value.fix
+
+
+def test_the_manager_uses_the_one_paho_factory(bus):
+    """agent_kit.bus.new_client: reconnect backoff and TCP_NODELAY for the manager too."""
+    import socket
+
+    client = bus._client
+    assert (client._reconnect_min_delay, client._reconnect_max_delay) == (1, 30)
+    assert client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_the_kits_bus_error_never_escapes_the_control_side():
+    from agent_kit import bus as kit
+    with pytest.raises(BusError) as err:
+        BusClient("127.0.0.1", free_port(), connect_timeout=1).connect()
+    assert not isinstance(err.value, kit.BusError)
+    assert err.value.exit_code == 3 and err.value.fix

@@ -56,3 +56,54 @@ def test_collect_monitor_and_health_on_a_simulated_fleet(module_broker, simfleet
     assert {row["version"] for row in snap.rows()} == {"sim-1.0"}
     assert direct.ok and {r["answer"] for r in direct.rows()} == {"sim-1.0"}
     assert {a.verdict for a in after.agents} == {"offline"}
+
+
+def test_a_fleet_split_over_processes_answers_and_its_wills_fire(module_broker):
+    """--procs 2: two shard processes behind one ready line; a raw paho client
+    sees every birth, and every Will when the shards vanish (--crash)."""
+    import paho.mqtt.client as mqtt
+
+    from agent_kit import contract
+    prefix, manager, count = unique("shard"), unique("mgr"), 12
+    names = [f"{prefix}-{i:04d}" for i in range(count)]
+    inv = inventory(module_broker, names, manager=manager)
+    proc = subprocess.Popen([sys.executable, str(SIMFLEET), "--port", str(module_broker.port),
+                             "--count", str(count), "--prefix", prefix, "--manager", manager,
+                             "--procs", "2", "--crash", "--stop-on-stdin-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(proc.stdout.readline())
+        assert ready["ready"] == count and ready["procs"] == 2 and len(ready["pids"]) == 2
+        with BusClient(module_broker.host, module_broker.port) as bus:
+            result = fleet.collect(inv, timeout=3.0, bus=bus)
+            assert sorted(result.answered) == names
+            states = {}
+            raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+
+            def on_message(client, userdata, message):
+                name = contract.parse_topic(message.topic)[0]
+                if name in names:          # the module's broker holds other tests' agents
+                    states[name] = contract.decode(message.payload)["state"]
+
+            raw.on_message = on_message
+            raw.connect(module_broker.host, module_broker.port)
+            raw.subscribe("fleet/+/status")
+            raw.loop_start()
+            try:
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and len(states) < count:
+                    time.sleep(0.05)
+                assert set(states.values()) == {"online"}
+                proc.stdin.close()          # the parent stops; the shards vanish
+                proc.wait(15)
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and set(states.values()) != {"offline"}:
+                    time.sleep(0.05)
+            finally:
+                raw.disconnect()
+                raw.loop_stop()
+        assert len(states) == count and set(states.values()) == {"offline"}
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)

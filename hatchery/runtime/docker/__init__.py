@@ -19,24 +19,41 @@ package's public face for what only Docker has; the job modules behind it
   operator's variables as digests).
 - ``parse_ssh_url(url)``: ``ssh://user@host:port`` -> (user, host, port), or UsageError.
 - ``FLEET``: the label that scopes every object of one fleet.
+
+Each name is imported on first use (PEP 562): the job modules pull in the
+Docker SDK and fabric (~0.5 s), and ``invoke --list`` touches this package
+only for ``images.*``'s help text.
 """
 
-from hatchery.runtime.docker.agents import agent_container
-from hatchery.runtime.docker.bootstrap import DEFAULT_IMAGES, RECIPES, bootstrap_images
-from hatchery.runtime.docker.baseimage import BaseImage
-from hatchery.runtime.docker.baseimage import forget as forget_base_images
-from hatchery.runtime.docker.baseimage import inspect as inspect_base_image
-from hatchery.runtime.docker.build import BuildContext, agent_context, base_image
-from hatchery.runtime.docker.containers import shown_env
+from importlib import import_module
+
+# engine.py imports the SDK only inside its functions, so it is cheap to load
+# now; and it must be: the function ``engine`` shares the submodule's name,
+# and importing the submodule later would rebind ``engine`` to the module.
 from hatchery.runtime.docker.engine import FLEET, engine, forget_engines
-from hatchery.runtime.docker.remote import forget_connections as _forget_ssh
-from hatchery.runtime.docker.remote import parse_ssh_url
-from hatchery.runtime.docker.runtime import DockerRuntime
+
+# public name -> (job module, its name there)
+_HOMES = {"agent_container": ("agents", "agent_container"),
+          "DEFAULT_IMAGES": ("bootstrap", "DEFAULT_IMAGES"), "RECIPES": ("bootstrap", "RECIPES"),
+          "bootstrap_images": ("bootstrap", "bootstrap_images"),
+          "BaseImage": ("baseimage", "BaseImage"), "forget_base_images": ("baseimage", "forget"),
+          "inspect_base_image": ("baseimage", "inspect"),
+          "BuildContext": ("build", "BuildContext"), "agent_context": ("build", "agent_context"),
+          "base_image": ("build", "base_image"), "shown_env": ("containers", "shown_env"),
+          "parse_ssh_url": ("remote", "parse_ssh_url"), "DockerRuntime": ("runtime", "DockerRuntime")}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        module, attr = _HOMES[name]
+        return getattr(import_module(f"{__name__}.{module}"), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def forget_connections() -> None:
     """Close and drop every cached engine client and SSH connection (tests; after a host change)."""
-    _forget_ssh()
+    from hatchery.runtime.docker.remote import forget_connections as forget_ssh
+    forget_ssh()
     forget_engines()
 
 

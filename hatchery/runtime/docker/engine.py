@@ -9,13 +9,16 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Optional
-
-import docker
-import docker.errors
-import requests.exceptions
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from hatchery.errors import DockerError
+
+if TYPE_CHECKING:
+    import docker
+
+# The Docker SDK (with requests, urllib3 and paramiko) costs ~0.3 s to import:
+# each function below imports it when called, so a task that never talks to
+# an engine (broker.status, fleet.collect, --list) never pays for it.
 
 START_DOCKERD = "is dockerd running? start it with: scripts/start-dockerd.sh (or: dockerd &)"
 CLIENT_TIMEOUT = 300        # seconds; an image build streams for longer than the default 60
@@ -36,6 +39,8 @@ _clients: dict = {}
 @contextmanager
 def docker_errors(action: str, unreachable_fix: str = START_DOCKERD) -> Iterator[None]:
     """Raise DockerError (with a fix) for any engine failure while doing ``action``."""
+    import docker.errors
+    import requests.exceptions
     try:
         yield
     except docker.errors.ImageNotFound as exc:
@@ -93,6 +98,7 @@ def _unreachable_fix(docker_host: Optional[str]) -> str:
 
 
 def _connect(docker_host: Optional[str]) -> docker.DockerClient:
+    import docker
     if docker_host and docker_host.startswith("ssh://"):
         # The system ssh client honours ~/.ssh/config, agents and known_hosts.
         return docker.DockerClient(base_url=docker_host, use_ssh_client=True,
@@ -111,6 +117,7 @@ def forget_engines() -> None:
 
 def find_container(client: docker.DockerClient, name: str):
     """The container called ``name``, or None."""
+    import docker.errors
     with docker_errors(f"inspect container {name}"):
         try:
             return client.containers.get(name)
@@ -120,6 +127,7 @@ def find_container(client: docker.DockerClient, name: str):
 
 def image_id(client: docker.DockerClient, ref: str) -> Optional[str]:
     """The local image id for ``ref``, or None when it is not on the engine."""
+    import docker.errors
     with docker_errors(f"inspect image {ref}"):
         try:
             return client.images.get(ref).id
@@ -138,6 +146,7 @@ def ensure_network(client: docker.DockerClient, name: str, labels: dict) -> str:
 
 def ensure_volume(client: docker.DockerClient, name: str, labels: dict) -> str:
     """Create the named volume unless it exists; say what happened ('' when nothing)."""
+    import docker.errors
     with docker_errors(f"create volume {name}"):
         try:
             client.volumes.get(name)
