@@ -172,7 +172,7 @@ def _image(client, ref: str):
         except docker.errors.APIError as exc:
             raise UsageError(f"base image {ref} is not on the Docker engine and could not be "
                              f"pulled ({getattr(exc, 'explanation', None) or exc})",
-                             f"load it there first (docker load, docker save | ssh HOST docker load), "
+                             "load it there first (docker load, docker save | ssh HOST docker load), "
                              "or build the offline ones with: invoke images.bootstrap") from None
 
 
