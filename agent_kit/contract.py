@@ -21,10 +21,13 @@ KINDS = ("heartbeat", "status", "alert", "command")
 FLEET_PREFIX = "fleet"
 
 # One safe label: a name is a topic segment, a DNS label and a container name.
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-COMMAND_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Anchored with \A...\Z, never ^...$: "$" also matches before a final newline,
+# and "client-x\n" once rendered a stray line into the broker's ACL. Callers
+# use fullmatch; the \Z keeps a caller that uses .match() safe too.
+NAME_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+COMMAND_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 _RFC3339_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+    r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z", re.ASCII)
 
 STATE_ONLINE = "online"
 STATE_OFFLINE = "offline"
@@ -47,7 +50,7 @@ class ContractError(ValueError):
 
 def check_name(name: object) -> str:
     """Return ``name`` if it is one safe label, else raise ContractError."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ContractError("bad-name", name_problem(name))
     return name
 
@@ -56,7 +59,7 @@ def name_problem(name: object) -> str:
     """Explain why ``name`` is not a safe label (empty string if it is)."""
     if not isinstance(name, str):
         return f"a name must be a string, not {type(name).__name__}"
-    if isinstance(name, str) and NAME_RE.match(name):
+    if isinstance(name, str) and NAME_RE.fullmatch(name):
         return ""
     if not name:
         return "a name must not be empty"
@@ -87,7 +90,7 @@ def parse_topic(topic_name: str) -> tuple[str, str] | None:
     """Split ``fleet/{name}/{kind}`` into (name, kind); None if not a fleet topic."""
     parts = topic_name.split("/")
     if (len(parts) == 3 and parts[0] == FLEET_PREFIX and parts[2] in KINDS
-            and NAME_RE.match(parts[1])):
+            and NAME_RE.fullmatch(parts[1])):
         return parts[1], parts[2]
     return None
 
@@ -102,7 +105,7 @@ def now_rfc3339() -> str:
 
 def parse_rfc3339(value: object) -> datetime:
     """Parse an RFC 3339 timestamp into an aware datetime, or raise ContractError."""
-    if not isinstance(value, str) or not _RFC3339_RE.match(value):
+    if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
         raise ContractError("bad-ts", "ts must be an RFC 3339 timestamp")
     text = value.replace("Z", "+00:00")
     if "." in text:  # fromisoformat on 3.9/3.10 takes at most 6 fraction digits
@@ -202,7 +205,7 @@ def validate_command(payload: dict) -> dict:
     check_schema(payload, COMMAND_SCHEMA)
     if payload["verb"] not in VERBS:
         raise ContractError("unknown-verb")
-    if not COMMAND_ID_RE.match(payload["id"]):
+    if not COMMAND_ID_RE.fullmatch(payload["id"]):
         raise ContractError("bad-id")
     return payload
 
@@ -249,15 +252,16 @@ def classify_status(payload: dict) -> str:
 # Events, alerts and heartbeats carry numbers, booleans and short slugs. A slug
 # cannot hold a sentence, so it cannot hold a name, a transcript or a prompt.
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
+KEY_RE = re.compile(r"\A[a-z][a-z0-9_-]{0,31}\Z")
+DIGEST_RE = re.compile(r"\A[0-9a-f]{8,64}\Z")
 MAX_EVENT_FIELDS = 16
 # Keys that are the envelope of an event, not its data.
 EVENT_ENVELOPE = ("v", "ts", "agent", "kind", "event")
 
 
 def is_slug(value: object) -> bool:
-    return isinstance(value, str) and bool(SLUG_RE.match(value))
+    return isinstance(value, str) and bool(SLUG_RE.fullmatch(value))
 
 
 def check_slug(key: str, value: object) -> str:
@@ -269,7 +273,7 @@ def check_slug(key: str, value: object) -> str:
 
 def check_scalar(key: str, value: object) -> object:
     """A number, a bool or a slug: the only values an agent-published field may hold."""
-    if not KEY_RE.match(key):
+    if not KEY_RE.fullmatch(key):
         raise ContractError("bad-key", key[:32])
     if isinstance(value, (bool, int, float)):
         return value
@@ -295,7 +299,7 @@ def validate_heartbeat(payload: dict) -> dict:
     check_schema(payload, HEARTBEAT_SCHEMA)
     check_name(payload["agent"])
     for key, count in payload.get("errors", {}).items():
-        if not KEY_RE.match(key) or isinstance(count, bool) or not isinstance(count, int):
+        if not KEY_RE.fullmatch(key) or isinstance(count, bool) or not isinstance(count, int):
             raise ContractError("bad-errors", key[:32])
     if "version" in payload:
         check_slug("version", payload["version"])
@@ -316,7 +320,7 @@ def validate_alert(payload: dict) -> dict:
             check_slug(key, payload[key])
     if "topic" in payload and not _is_topic_name(payload["topic"]):
         raise ContractError("bad-topic")
-    if "digest" in payload and not re.match(r"^[0-9a-f]{8,64}$", payload["digest"]):
+    if "digest" in payload and not DIGEST_RE.fullmatch(payload["digest"]):
         raise ContractError("bad-digest")
     return payload
 

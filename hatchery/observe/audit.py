@@ -35,7 +35,7 @@ OPAQUE_KEYS = frozenset({"sig", "digest", "id", "version"})
 PROSE_WORDS = 5          # this many words, most of them alphabetic, read as a sentence
 LONG_STRING = 200        # no field of the contract needs a string this long
 SCAN_LIMIT = 65536       # bytes of an oversized or non-JSON payload scanned for data
-_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$")
+_SAFE_KEY = re.compile(r"\A[A-Za-z_][A-Za-z0-9_-]{0,31}\Z")
 
 SIGNED_COMMAND_SCHEMA = {**contract.COMMAND_SCHEMA, "sig": (str, False)}
 
@@ -157,7 +157,7 @@ def topic_kind(topic: str, manager: Optional[str]) -> Optional[str]:
         return parsed[1]
     head, sep, tail = topic.partition("/")
     if sep and tail == "broadcast" and (head == manager or
-                                        (manager is None and contract.NAME_RE.match(head))):
+                                        (manager is None and contract.NAME_RE.fullmatch(head))):
         return "broadcast"
     return None
 
@@ -249,9 +249,9 @@ def _walk(value, path: str = "$", key: str = "", depth: int = 0) -> Iterator[tup
 @functools.lru_cache(maxsize=4096)   # payloads repeat the same few keys
 def _safe_key(key: str) -> str:
     """A key as it may appear in a report: itself if it is a plain name, else '?'."""
-    return key if _SAFE_KEY.match(key) and not pii.scan(key) else "?"
+    return key if _SAFE_KEY.fullmatch(key) and not pii.scan(key) else "?"
 
 
 def _safe_text(value: object) -> str:
     text = json.dumps(value)[:40] if not isinstance(value, str) else value[:40]
-    return repr(text) if _SAFE_KEY.match(text) and not pii.scan(text) else "(not shown)"
+    return repr(text) if _SAFE_KEY.fullmatch(text) and not pii.scan(text) else "(not shown)"
