@@ -10,6 +10,7 @@ text between agents.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timezone
 
@@ -28,6 +29,10 @@ NAME_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 COMMAND_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 _RFC3339_RE = re.compile(
     r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z", re.ASCII)
+
+# A timestamp further ahead of the reader's clock than this is suspect: a
+# heartbeat dated in the future must not look fresh forever.
+FUTURE_SLACK_S = 10.0
 
 STATE_ONLINE = "online"
 STATE_OFFLINE = "offline"
@@ -122,18 +127,56 @@ def parse_rfc3339(value: object) -> datetime:
 
 def encode(payload: dict) -> bytes:
     """Compact JSON bytes; raises ContractError if over MAX_PAYLOAD_BYTES."""
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
+    try:
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=True,
+                          allow_nan=False).encode()
+    except ValueError:
+        raise ContractError("bad-number", "NaN or Infinity is not JSON") from None
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError("oversized", f"{len(data)} bytes > {MAX_PAYLOAD_BYTES}")
     return data
 
 
+# Numbers on the bus are finite and no larger than a float holds exactly (2**53,
+# JSON's safe-integer range). Python's json accepts NaN, Infinity and integers
+# of thousands of digits; one 400-digit number in a heartbeat once made the
+# exporter's /metrics answer 500 for the whole fleet, and NaN is not JSON.
+MAX_NUMBER = 2 ** 53
+_MAX_NUMBER_TEXT = 32     # characters of one number literal (a float's repr fits in 24)
+
+
+def _bounded(value):
+    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        raise ContractError("bad-number", "a number is not finite or exceeds 2**53")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > _MAX_NUMBER_TEXT:
+        raise ContractError("bad-number", f"a {len(text)}-digit integer")
+    return _bounded(int(text))
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > _MAX_NUMBER_TEXT:
+        raise ContractError("bad-number", f"a {len(text)}-character number")
+    return _bounded(float(text))
+
+
+def _refuse_constant(text: str):
+    raise ContractError("bad-number", f"{text} is not JSON")
+
+
 def decode(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
-    """Bytes to a JSON object, refusing oversized, non-UTF-8 and non-object input."""
+    """Bytes to a JSON object, refusing oversized, non-UTF-8 and non-object input,
+    and any number that is not finite or not within +-2**53 (``bad-number``)."""
     if len(data) > limit:
         raise ContractError("oversized", f"{len(data)} bytes > {limit}")
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = json.loads(data.decode("utf-8"), parse_int=_parse_int,
+                           parse_float=_parse_float, parse_constant=_refuse_constant)
+    except ContractError:
+        raise
     except (UnicodeDecodeError, ValueError):
         raise ContractError("not-json") from None
     except RecursionError:  # 4 KiB of '[' nests deeper than the parser's stack

@@ -100,6 +100,10 @@ def judge(view: AgentView, limit: float, now: datetime) -> AgentHealth:
         return verdict(MISSING, "never reported: no heartbeat and no online state on the bus")
     if age is None:
         return verdict(STALE, "online, but no heartbeat retained yet")
+    ahead = view.future_by(now)
+    if ahead:
+        return verdict(STALE, f"last heartbeat is dated {ahead:.0f}s in the future "
+                              "(clock skew or a forged ts): not taken as fresh")
     if age > limit:
         return verdict(STALE, f"last heartbeat {age:.0f}s ago (threshold {limit:g}s)")
     if view.beat("ok") is False:

@@ -41,6 +41,14 @@ class AgentView:
             return None
         return max(0.0, (now - self.heartbeat_at).total_seconds())
 
+    def future_by(self, now: datetime) -> float:
+        """Seconds the last heartbeat is dated ahead of ``now`` beyond the allowed slack
+        (0.0 when it is not): such a heartbeat is suspect, never fresh."""
+        if self.heartbeat_at is None:
+            return 0.0
+        ahead = (self.heartbeat_at - now).total_seconds()
+        return ahead if ahead > contract.FUTURE_SLACK_S else 0.0
+
     def beat(self, key: str):
         return (self.heartbeat or {}).get(key)
 
