@@ -63,16 +63,25 @@ class Message:
     received: float       # time.time() at arrival
 
 
+def _no_delay(client, userdata, sock) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):    # not on the unix control socket
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class BusClient:
     """Context manager over one MQTT connection to the broker."""
 
     def __init__(self, host: str, port: int, *, client_id: Optional[str] = None,
                  username: Optional[str] = None, password: Optional[str] = None,
                  tls: "ssl.SSLContext | bool | None" = None, connect_timeout: float = 5,
-                 signing_keys: Optional[Callable[[Optional[str]], Optional[bytes]]] = None):
+                 signing_keys: Optional[Callable[[Optional[str]], Optional[bytes]]] = None,
+                 unix_socket: Optional[str] = None):
         """``signing_keys(agent)`` gives the key to sign a command to ``agent`` with
-        (``signing_keys(None)``: the broadcast key); None or a None key: unsigned."""
+        (``signing_keys(None)``: the broadcast key); None or a None key: unsigned.
+        ``unix_socket``: connect to the broker's control listener at that path
+        instead of host:port (hatchery.configs.broker.control_socket)."""
         self.host, self.port = host, port
+        self.unix_socket = unix_socket
         self._signing_keys = signing_keys
         self.client_id = client_id or f"hatchery-{secrets.token_hex(6)}"
         self.connect_timeout = connect_timeout
@@ -92,11 +101,11 @@ class BusClient:
 
     def _make_client(self, username, password, tls) -> mqtt.Client:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv5,
+                             transport="unix" if self.unix_socket else "tcp")
         client.connect_timeout = self.connect_timeout
         # Nagle adds ~40 ms to every small request/reply (FIELD-NOTES)
-        client.on_socket_open = lambda c, u, sock: sock.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
@@ -116,16 +125,20 @@ class BusClient:
     def connect(self) -> None:
         """Connect and wait for CONNACK; BusError (with the fix) on any failure."""
         try:
-            self._client.connect(self.host, self.port, keepalive=30)
+            self._client.connect(self.unix_socket or self.host, self.port, keepalive=30)
         except (OSError, ssl.SSLError) as exc:
-            raise BusError(f"cannot connect to the broker at {self.host}:{self.port}: {exc}",
+            raise BusError(f"cannot connect to the broker at {self.address}: {exc}",
                            FIX_BROKER) from None
         self._client.loop_start()
         if not self._connected.wait(self.connect_timeout) or self._connect_error:
             self.close()
             why = self._connect_error or f"no CONNACK within {self.connect_timeout}s"
-            raise BusError(f"the broker at {self.host}:{self.port} refused us: {why}",
+            raise BusError(f"the broker at {self.address} refused us: {why}",
                            FIX_BROKER if not self._connect_error else self._refused_fix)
+
+    @property
+    def address(self) -> str:
+        return self.unix_socket or f"{self.host}:{self.port}"
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

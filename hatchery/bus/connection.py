@@ -13,13 +13,15 @@ log in as (the manager by default, or a control-side role such as
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import ssl
+import stat
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import tls_paths
+from hatchery.configs.broker import control_socket, tls_paths
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -37,13 +39,15 @@ class Connection:
     tls: Optional[ssl.SSLContext] = None        # verifies the broker (the CA below)
     cafile: Optional[str] = None
     signing_keys: Optional[Callable] = field(default=None, repr=False)
+    unix_socket: Optional[str] = None           # the broker's control listener, when local
 
     def client(self, connect_timeout: float = 5.0) -> BusClient:
         """An unconnected client (use it as a context manager), with a fresh client id."""
         # A fresh id per client: two clients of one role must not kick each other off.
         return BusClient(self.host, self.port, client_id=f"{self.user}-{secrets.token_hex(4)}",
                          username=self.username, password=self.password, tls=self.tls,
-                         connect_timeout=connect_timeout, signing_keys=self.signing_keys)
+                         connect_timeout=connect_timeout, signing_keys=self.signing_keys,
+                         unix_socket=self.unix_socket)
 
 
 def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Optional[str] = None,
@@ -60,10 +64,23 @@ def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Opti
     secret = stored_secret(inv, user) if inv.broker.auth and username is None else None
     if secret:
         username, password = user, secret
-    host, port, context = connection_target(inv, tls)
+    # The control listener (a unix socket; a TCP flood cannot fill it) when this
+    # host runs the broker; it is local, so it needs no TLS.
+    unix = control_target(inv) if tls is None else None
+    host, port, context = (inv.broker.host, inv.broker.port, None) if unix \
+        else connection_target(inv, tls)
     signer = signing_keys(inv) if inv.broker.auth and user == inv.manager else None
     cafile = tls_paths(inv).get("cafile") if context is not None and tls is None else None
-    return Connection(host, port, user, username, password, context, cafile, signer)
+    return Connection(host, port, user, username, password, context, cafile, signer, unix)
+
+
+def control_target(inv: Inventory) -> Optional[str]:
+    """The broker's control socket (configs.broker.control_socket) if it exists here."""
+    path = control_socket(inv)
+    try:
+        return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
+    except OSError:
+        return None
 
 
 def connection_target(inv: Inventory, tls=None) -> tuple:
