@@ -68,6 +68,17 @@ def public_max_connections(inv: Inventory) -> int:
     return wanted // 2 if inv.broker.tls else wanted
 
 
+# Persistence: save after this many changes per agent-tenth, between 1 and 100
+# (2 agents: every change; 1,000 agents: every 100 changes, ~1.5 % of a core at
+# 200 retained heartbeats/s; see bench/persistence_bench.py).
+AUTOSAVE_MAX_CHANGES = 100
+SYS_INTERVAL = 2
+
+
+def autosave_changes(inv: Inventory) -> int:
+    return max(1, min(AUTOSAVE_MAX_CHANGES, len(inv.agents) // 10))
+
+
 def control_socket(inv: Inventory) -> str:
     """The control listener's unix socket ('' with the docker runtime or a path too long)."""
     if inv.broker.runtime == DOCKER:
@@ -83,6 +94,7 @@ def conf_context(inv: Inventory, *, password_file: str = "", acl_file: str = "")
               "max_connections": public_max_connections(inv),
               "control_socket": control_socket(inv),
               "control_max_connections": CONTROL_MAX_CONNECTIONS,
+              "autosave_changes": autosave_changes(inv), "sys_interval": SYS_INTERVAL,
               "contract_limit": contract.MAX_PAYLOAD_BYTES,
               "max_packet_size": inv.broker.max_packet_size,
               "password_file": password_file or auth.get("password_file", ""),

@@ -36,6 +36,7 @@ RECORDER_ROLES = ("recorder",)
 AGENT_WRITES = ("heartbeat", "status", "alert")
 # hatchery.verify.VERIFY_PREFIX; runtime.docker.verify_in_agent uses {prefix}/{agent}/...
 VERIFY_PREFIX = "hatchery/verify"
+BROKER_UPTIME_TOPIC = "$SYS/broker/uptime"
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,18 @@ def agent_grants(name: str, manager: str) -> list:
 def manager_grants(manager: str) -> list:
     return [Grant("write", f"{contract.FLEET_PREFIX}/+/command"),
             Grant("write", contract.broadcast_topic(manager)),
-            Grant("read", f"{contract.FLEET_PREFIX}/#"), probe_grant(),
+            Grant("read", f"{contract.FLEET_PREFIX}/#"), probe_grant(), uptime_grant(),
             Grant("readwrite", f"{VERIFY_PREFIX}/#")]
 
 
 def reader_grants() -> list:
-    return [Grant("read", f"{contract.FLEET_PREFIX}/#"), probe_grant()]
+    return [Grant("read", f"{contract.FLEET_PREFIX}/#"), probe_grant(), uptime_grant()]
+
+
+def uptime_grant() -> Grant:
+    # The broker's uptime tells the control side which retained states predate
+    # the broker's last start (a crash rolls retained state back).
+    return Grant("read", BROKER_UPTIME_TOPIC)
 
 
 def probe_grant() -> Grant:

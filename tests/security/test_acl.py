@@ -28,9 +28,11 @@ def test_render_has_one_explicit_block_per_user_and_no_patterns():
     manager = text.split("user zephyr\n")[1].split("\n\n")[0].splitlines()
     assert manager == ["topic write fleet/+/command", "topic write zephyr/broadcast",
                        "topic read fleet/#", "topic readwrite hatchery/probe/#",
-                       "topic readwrite hatchery/verify/#"]
+                       "topic read $SYS/broker/uptime", "topic readwrite hatchery/verify/#"]
     for reader in ("monitor", "exporter"):
         assert f"user {reader}\ntopic read fleet/#\n" in text
+        assert f"user {reader}\ntopic read fleet/#\ntopic readwrite hatchery/probe/#\n" \
+               "topic read $SYS/broker/uptime\n" in text
     assert "user recorder\ntopic read #\n" in text
     # no topic line before the first user block: anonymous would get it
     before_first_user = text.split("\nuser ")[0]
