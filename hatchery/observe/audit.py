@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Optional
 from agent_kit import contract
 from hatchery.core.results import Result
 from hatchery.errors import EXIT_FAILED
-from hatchery.observe.record import entry_payload, read_record
+from hatchery.observe.record import entry_payload, read_kept_findings, read_record
 from hatchery.security import pii
 
 # Rule names (beside the pii rules: email, phone, card-number, iban, national-id,
@@ -96,8 +96,28 @@ class BusMessage:
 # --- entry points ---------------------------------------------------------------
 
 def audit_record(path: Path, *, manager: Optional[str] = None) -> AuditResult:
-    """Audit a record written by bus.record (with its rotated files)."""
-    return audit_lines(read_record(path), manager=manager)
+    """Audit a record written by bus.record (with its rotated files), plus the
+    findings kept from files that rotated away (``record.findings_path``)."""
+    result = audit_lines(read_record(path), manager=manager)
+    result.findings[:0] = list(kept_findings(path))
+    return result
+
+
+def kept_findings(path: Path) -> Iterator[Finding]:
+    """Findings of traffic that rotated out of the record: each kept one, and the
+    per-rule counts of each discarded file beyond those."""
+    for line in read_kept_findings(path):
+        if "corrupt" in line:
+            yield Finding("", "", CORRUPT_RECORD, f"{line.get('file')} line {line['corrupt']}")
+        elif line.get("summary"):
+            count = line.get("count")
+            count = count if isinstance(count, int) and not isinstance(count, bool) else "?"
+            yield Finding(str(line.get("time", ""))[:40], "(rotated away)", str(line.get("rule", "?"))[:40],
+                          f"{count} finding(s) in {str(line.get('from', '?'))[:60]} before it rotated away")
+        else:
+            yield Finding(str(line.get("time", ""))[:40], str(line.get("topic", ""))[:200],
+                          str(line.get("rule", "?"))[:40],
+                          f"{str(line.get('detail', ''))[:200]} (kept from {str(line.get('from', '?'))[:60]})")
 
 
 def audit_lines(lines: Iterable[dict], *, manager: Optional[str] = None) -> AuditResult:

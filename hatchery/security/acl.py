@@ -17,8 +17,12 @@ hub-and-spoke shape:
   snapshot markers. Agents never get them: a topic shared by agents would be
   a lateral channel, which is why there are no ``pattern`` lines either;
 - ``invoke verify`` round trips: the manager reads and writes
-  ``hatchery/verify/#``; each agent only its own ``hatchery/verify/{self}/#``
-  (the check run inside its container).
+  ``hatchery/verify/#``; each agent only the one topic
+  ``hatchery/verify/{self}/selftest`` (the check run inside its container).
+  One topic, not ``{self}/#``: a wildcard let a compromised agent store an
+  unbounded number of retained messages in the broker (1,000 x 60 KB took
+  58 MiB); now each agent can hold at most one retained message per topic it
+  may write (heartbeat, status, alert, selftest), each under max_packet_size.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ RECORDER_ROLES = ("recorder",)
 AGENT_WRITES = ("heartbeat", "status", "alert")
 # hatchery.verify.VERIFY_PREFIX; runtime.docker.verify_in_agent uses {prefix}/{agent}/...
 VERIFY_PREFIX = "hatchery/verify"
+SELFTEST_LEAF = "selftest"      # agent_kit.selftest.SELFTEST_LEAF
 BROKER_UPTIME_TOPIC = "$SYS/broker/uptime"
 
 
@@ -49,7 +54,12 @@ def agent_grants(name: str, manager: str) -> list:
     writes = [Grant("write", contract.topic(name, kind)) for kind in AGENT_WRITES]
     return writes + [Grant("read", contract.topic(name, "command")),
                      Grant("read", contract.broadcast_topic(manager)),
-                     Grant("readwrite", f"{VERIFY_PREFIX}/{name}/#")]
+                     Grant("readwrite", selftest_topic(name))]
+
+
+def selftest_topic(name: str) -> str:
+    """The one verify topic agent ``name`` may use (agent_kit.selftest writes it)."""
+    return f"{VERIFY_PREFIX}/{contract.check_name(name)}/{SELFTEST_LEAF}"
 
 
 def manager_grants(manager: str) -> list:
