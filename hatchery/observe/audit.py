@@ -229,21 +229,103 @@ def _status_schema(payload: dict) -> Optional[dict]:
 
 # --- content: free text, personal data, secrets ---------------------------------
 
-def _content_problems(payload: dict) -> Iterator[tuple]:
+def _content_problems(payload: dict) -> list:
+    """(rule, detail) for personal data, secrets and free text anywhere in the payload,
+    the values one by one, then neighbouring values joined (split fields)."""
+    problems: list = []
+    strings: list = []          # string values, in order, for the joined scan
+    runs: list = []             # runs of neighbouring short integers
+    run: list = []
+    low, high = JOIN_PART_DIGITS
     for path, key, value in _walk(payload):
-        if isinstance(value, str):
-            yield from _string_problems(value, path, key)
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**7:
-            yield from _text_problems(str(value), path)   # a card or phone as a number
+        if type(value) is str:
+            if key and not _is_timestamp(value):
+                strings.append(value)
+                problems += _string_problems(value, path, key)
+            elif not key:       # a dict key: text too, but it does not break a run
+                problems += _string_problems(value, path, key)
+                continue
+            number = None
+        else:
+            number = _whole_number(value)
+        if number is not None:
+            if abs(number) >= 10**7:    # a card or phone as a number
+                problems += [(h.rule, f"{h.kind} {h.masked} in {path}")
+                             for h in pii.bare_number_hits(number)]
+            if 0 <= number and low <= len(str(number)) <= high:
+                run.append(str(number))
+                continue
+        if _card_sized(run):
+            runs.append(run)
+        run = []
+    if _card_sized(run):
+        runs.append(run)
+    if len(strings) > 1:
+        runs.append(strings)
+    if runs:
+        problems += _joined_problems(runs, {_masked(detail) for _, detail in problems})
+    return problems
 
 
-def _string_problems(value: str, path: str, key: str) -> Iterator[tuple]:
+def _card_sized(run: list) -> bool:
+    # integers joined can only make a card number (a phone needs '+' or separators)
+    return len(run) > 1 and 13 <= sum(map(len, run)) <= 19
+
+
+def _masked(detail: str) -> str:
+    return detail.split(" in ")[0].rsplit(" ", 1)[-1]
+
+
+def _whole_number(value) -> Optional[int]:
+    """An int, or a float that holds a whole number (a card sent as 4111111111111111.0)."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
+# Split fields: the parts of an address or a card number in neighbouring fields.
+JOIN_PART_DIGITS = (2, 6)      # a card split into integers: each part this many digits
+
+
+def _joined_problems(runs: list, found: set) -> list:
+    """Findings in neighbouring values joined that no single value holds: a hit
+    must cross a boundary between two values. Masked, like every finding."""
+    problems = []
+    for parts in runs:
+        joined, bounds, own, start = "".join(parts), [], [], 0
+        for part in parts:
+            own += [(h.rule, h.span[0] + start, h.span[1] + start) for h in pii.scan_plain(part)]
+            start += len(part)
+            bounds.append(start)
+        for hit in pii.scan_plain(joined):
+            crosses = any(hit.span[0] < b < hit.span[1] for b in bounds[:-1])
+            # a hit that only extends one value's own hit is that value's finding
+            extends = any(rule == hit.rule and hit.span[0] < end and begin < hit.span[1]
+                          for rule, begin, end in own)
+            if crosses and not extends and hit.masked not in found:
+                found.add(hit.masked)
+                problems.append((hit.rule, f"{hit.kind}, split across fields {hit.masked} in $"))
+    return problems
+
+
+def _is_timestamp(value: str) -> bool:
+    # An RFC 3339 timestamp holds digits and separators only: nothing to scan,
+    # and its 17 digits would otherwise wake every digit detector.
+    return 20 <= len(value) <= 35 and value[4:5] == "-" and \
+        contract._RFC3339_RE.fullmatch(value) is not None
+
+
+def _string_problems(value: str, path: str, key: str) -> list:
+    problems = []
     words = value.split()
     if len(words) >= PROSE_WORDS and sum(w.isalpha() for w in words) >= PROSE_WORDS - 1:
-        yield FREE_TEXT, f"{len(words)} words of text in {path}"
+        problems.append((FREE_TEXT, f"{len(words)} words of text in {path}"))
     elif len(value) > LONG_STRING:
-        yield FREE_TEXT, f"{len(value)}-character string in {path}"
-    yield from _text_problems(value, path, entropy=key not in OPAQUE_KEYS)
+        problems.append((FREE_TEXT, f"{len(value)}-character string in {path}"))
+    hits = pii.scan(value, entropy=key not in OPAQUE_KEYS)
+    return problems + [(h.rule, f"{h.kind} {h.masked} in {path}") for h in hits] if hits else problems
 
 
 def _text_problems(text: str, path: str, *, entropy: bool = True) -> Iterator[tuple]:
