@@ -31,6 +31,8 @@ from hatchery.core.ports import free_port, wait_until  # noqa: E402
 
 SETTINGS = {
     "autosave_interval 60 (before)": "autosave_interval 60\n",
+    "autosave_interval 5 (chosen)": "autosave_interval 5\n",
+    "autosave_interval 1": "autosave_interval 1\n",
     "autosave_on_changes, every 100 changes": "autosave_on_changes true\nautosave_interval 100\n",
     "autosave_on_changes, every 10 changes": "autosave_on_changes true\nautosave_interval 10\n",
     "autosave_on_changes, every change": "autosave_on_changes true\nautosave_interval 1\n",
