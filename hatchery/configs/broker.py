@@ -84,7 +84,7 @@ def control_socket(inv: Inventory) -> str:
     """The control listener's unix socket ('' with the docker runtime or a path too long)."""
     if inv.broker.runtime == DOCKER:
         return ""
-    path = str(StatePaths(inv.state_dir).broker_dir / CONTROL_SOCKET)
+    path = str(state_paths(inv).broker_dir / CONTROL_SOCKET)
     return path if len(path.encode()) <= _UNIX_PATH_MAX else ""
 
 

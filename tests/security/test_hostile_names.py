@@ -21,7 +21,7 @@ import pytest
 from agent_kit import contract
 from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port
-from hatchery.core.state import StatePaths
+from hatchery.core.paths import StatePaths
 from hatchery.errors import UsageError
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import authcheck

@@ -23,7 +23,7 @@ from hatchery.configs import broker as broker_conf
 from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port
 from hatchery.core.process import read_pid
-from hatchery.core.state import StatePaths
+from hatchery.core.paths import StatePaths
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
 from hatchery.provision.operations import deploy_plan, stop_broker_plan
