@@ -145,6 +145,11 @@ MAX_NUMBER = 2 ** 53
 _MAX_NUMBER_TEXT = 32     # characters of one number literal (a float's repr fits in 24)
 
 
+# Only text matching this can hold a number outside +-2**53 or a non-finite one:
+# 16+ digits in a row, a positive exponent, or the NaN/Infinity tokens.
+_MAYBE_UNBOUNDED = re.compile(r"\d{16}|[eE]\+?\d|NaN|Infinity")
+
+
 def _bounded(value):
     if not math.isfinite(value) or abs(value) > MAX_NUMBER:
         raise ContractError("bad-number", "a number is not finite or exceeds 2**53")
@@ -173,8 +178,12 @@ def decode(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
     if len(data) > limit:
         raise ContractError("oversized", f"{len(data)} bytes > {limit}")
     try:
-        value = json.loads(data.decode("utf-8"), parse_int=_parse_int,
-                           parse_float=_parse_float, parse_constant=_refuse_constant)
+        text = data.decode("utf-8")
+        if _MAYBE_UNBOUNDED.search(text):       # rare: parse with the checking hooks
+            value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
+                               parse_constant=_refuse_constant)
+        else:                                   # every number is short: plain C parser
+            value = json.loads(text)
     except ContractError:
         raise
     except (UnicodeDecodeError, ValueError):

@@ -51,7 +51,7 @@ class Connection:
 
 
 def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Optional[str] = None,
-                   password: Optional[str] = None, tls=None) -> Connection:
+                   password: Optional[str] = None, tls=None, control: bool = True) -> Connection:
     """The connection for ``role`` (default: the manager).
 
     With ``broker.auth`` it logs in with the role's stored secret, unless
@@ -66,7 +66,7 @@ def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Opti
         username, password = user, secret
     # The control listener (a unix socket; a TCP flood cannot fill it) when this
     # host runs the broker; it is local, so it needs no TLS.
-    unix = control_target(inv) if tls is None else None
+    unix = control_target(inv) if tls is None and control else None
     host, port, context = (inv.broker.host, inv.broker.port, None) if unix \
         else connection_target(inv, tls)
     signer = signing_keys(inv) if inv.broker.auth and user == inv.manager else None
@@ -99,10 +99,12 @@ def _fleet_ca_context(cafile: str) -> ssl.SSLContext:
 
 
 def bus_for(inv: Inventory, *, connect_timeout: float = 5.0, username: Optional[str] = None,
-            password: Optional[str] = None, tls=None, role: Optional[str] = None) -> BusClient:
-    """An unconnected BusClient for the inventory's broker (use it as a context manager)."""
+            password: Optional[str] = None, tls=None, role: Optional[str] = None,
+            control: bool = True) -> BusClient:
+    """An unconnected BusClient for the inventory's broker (use it as a context manager).
+    ``control=False``: the network listener even when the control socket is there."""
     return connection_for(inv, role=role, username=username, password=password,
-                          tls=tls).client(connect_timeout)
+                          tls=tls, control=control).client(connect_timeout)
 
 
 @contextlib.contextmanager

@@ -240,7 +240,8 @@ def _content_problems(payload: dict) -> list:
     for path, key, value in _walk(payload):
         if type(value) is str:
             if key and not _is_timestamp(value):
-                strings.append(value)
+                if key not in FIXED_KEYS:
+                    strings.append(value)
                 problems += _string_problems(value, path, key)
             elif not key:       # a dict key: text too, but it does not break a run
                 problems += _string_problems(value, path, key)
@@ -286,6 +287,9 @@ def _whole_number(value) -> Optional[int]:
 
 
 # Split fields: the parts of an address or a card number in neighbouring fields.
+# Values of these keys are the topic's agent or a word of the vocabulary (other
+# values are schema or agent-mismatch findings already): they join nothing.
+FIXED_KEYS = frozenset({"agent", "kind", "verb", "state"})
 JOIN_PART_DIGITS = (2, 6)      # a card split into integers: each part this many digits
 
 

@@ -34,7 +34,7 @@ from tests.fleet.responders import Responder, clear_retained, free_port, invento
 ROOT = Path(__file__).resolve().parents[2]
 HUGE = "9" * 400
 HOSTILE_NUMBERS = [HUGE, "-" + HUGE, "NaN", "Infinity", "-Infinity", "1e400", "1.7e308",
-                   "9007199254740993", "1" + "0" * 40 + ".5"]
+                   "9007199254740993", "1" + "0" * 40 + ".5", "123456789012345e9", "1E+16", "9.9e15"]
 
 
 def _raw_publish(broker, topic: str, payload: bytes, retain: bool = False) -> None:
