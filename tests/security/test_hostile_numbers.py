@@ -217,5 +217,5 @@ def test_monitor_json_is_strict_json_whatever_agents_publish(broker, tmp_path):
     finally:
         clear_retained(broker, names)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = _strict(proc.stdout)["agents"]
+    rows = _strict(proc.stdout)["items"]
     assert [r["cpu"] for r in rows] == [None, None, None]
