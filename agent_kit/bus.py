@@ -50,15 +50,17 @@ def _nodelay(client: mqtt.Client, userdata, sock) -> None:
 def new_client(client_id: str = "", will: Optional[Will] = None, *,
                username: Optional[str] = None, password: Optional[str] = None,
                ca_file: Optional[str] = None, tls_context: Optional[ssl.SSLContext] = None,
-               protocol: int = mqtt.MQTTv5) -> mqtt.Client:
+               protocol: int = mqtt.MQTTv5, transport: str = "tcp") -> mqtt.Client:
     """A configured, unconnected client (with credentials and TLS when given).
 
     TLS: ``ca_file`` (verify the broker against that CA) or a ready
     ``tls_context``. ``protocol``: ``mqtt.MQTTv5`` (the default) or
     ``mqtt.MQTTv311`` (for measurements; commands lose their expiry).
+    ``transport``: "tcp", or "unix" for a broker's unix-socket listener (the
+    host given to connect is then the socket's path).
     """
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=protocol)
+                         protocol=protocol, transport=transport)
     client.on_socket_open = _nodelay
     client.reconnect_delay_set(1, 30)
     if will is not None:

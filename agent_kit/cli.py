@@ -108,7 +108,7 @@ def parse_pairs(pairs: list) -> dict:
     fields = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
-        if not sep or not contract.KEY_RE.match(key):
+        if not sep or not contract.KEY_RE.fullmatch(key):
             raise ToolError(f"{pair!r}: expected key=value with a lowercase key", EXIT_USAGE)
         fields[key] = parse_value(key, text)
     return fields

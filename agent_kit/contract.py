@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from datetime import datetime, timezone
 
@@ -22,10 +23,17 @@ KINDS = ("heartbeat", "status", "alert", "command")
 FLEET_PREFIX = "fleet"
 
 # One safe label: a name is a topic segment, a DNS label and a container name.
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-COMMAND_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Anchored with \A...\Z, never ^...$: "$" also matches before a final newline,
+# and "client-x\n" once rendered a stray line into the broker's ACL. Callers
+# use fullmatch; the \Z keeps a caller that uses .match() safe too.
+NAME_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+COMMAND_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 _RFC3339_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+    r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z", re.ASCII)
+
+# A timestamp further ahead of the reader's clock than this is suspect: a
+# heartbeat dated in the future must not look fresh forever.
+FUTURE_SLACK_S = 10.0
 
 STATE_ONLINE = "online"
 STATE_OFFLINE = "offline"
@@ -48,7 +56,7 @@ class ContractError(ValueError):
 
 def check_name(name: object) -> str:
     """Return ``name`` if it is one safe label, else raise ContractError."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ContractError("bad-name", name_problem(name))
     return name
 
@@ -57,7 +65,7 @@ def name_problem(name: object) -> str:
     """Explain why ``name`` is not a safe label (empty string if it is)."""
     if not isinstance(name, str):
         return f"a name must be a string, not {type(name).__name__}"
-    if isinstance(name, str) and NAME_RE.match(name):
+    if isinstance(name, str) and NAME_RE.fullmatch(name):
         return ""
     if not name:
         return "a name must not be empty"
@@ -88,7 +96,7 @@ def parse_topic(topic_name: str) -> tuple[str, str] | None:
     """Split ``fleet/{name}/{kind}`` into (name, kind); None if not a fleet topic."""
     parts = topic_name.split("/")
     if (len(parts) == 3 and parts[0] == FLEET_PREFIX and parts[2] in KINDS
-            and NAME_RE.match(parts[1])):
+            and NAME_RE.fullmatch(parts[1])):
         return parts[1], parts[2]
     return None
 
@@ -103,7 +111,7 @@ def now_rfc3339() -> str:
 
 def parse_rfc3339(value: object) -> datetime:
     """Parse an RFC 3339 timestamp into an aware datetime, or raise ContractError."""
-    if not isinstance(value, str) or not _RFC3339_RE.match(value):
+    if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
         raise ContractError("bad-ts", "ts must be an RFC 3339 timestamp")
     text = value.replace("Z", "+00:00")
     if "." in text:  # fromisoformat on 3.9/3.10 takes at most 6 fraction digits
@@ -120,18 +128,65 @@ def parse_rfc3339(value: object) -> datetime:
 
 def encode(payload: dict) -> bytes:
     """Compact JSON bytes; raises ContractError if over MAX_PAYLOAD_BYTES."""
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
+    try:
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=True,
+                          allow_nan=False).encode()
+    except ValueError:
+        raise ContractError("bad-number", "NaN or Infinity is not JSON") from None
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError("oversized", f"{len(data)} bytes > {MAX_PAYLOAD_BYTES}")
     return data
 
 
+# Numbers on the bus are finite and no larger than a float holds exactly (2**53,
+# JSON's safe-integer range). Python's json accepts NaN, Infinity and integers
+# of thousands of digits; one 400-digit number in a heartbeat once made the
+# exporter's /metrics answer 500 for the whole fleet, and NaN is not JSON.
+MAX_NUMBER = 2 ** 53
+_MAX_NUMBER_TEXT = 32     # characters of one number literal (a float's repr fits in 24)
+
+
+# Only text matching this can hold a number outside +-2**53 or a non-finite one:
+# 16+ digits in a row, a positive exponent, or the NaN/Infinity tokens.
+_MAYBE_UNBOUNDED = re.compile(r"\d{16}|[eE]\+?\d|NaN|Infinity")
+
+
+def _bounded(value):
+    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        raise ContractError("bad-number", "a number is not finite or exceeds 2**53")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > _MAX_NUMBER_TEXT:
+        raise ContractError("bad-number", f"a {len(text)}-digit integer")
+    return _bounded(int(text))
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > _MAX_NUMBER_TEXT:
+        raise ContractError("bad-number", f"a {len(text)}-character number")
+    return _bounded(float(text))
+
+
+def _refuse_constant(text: str):
+    raise ContractError("bad-number", f"{text} is not JSON")
+
+
 def decode(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
-    """Bytes to a JSON object, refusing oversized, non-UTF-8 and non-object input."""
+    """Bytes to a JSON object, refusing oversized, non-UTF-8 and non-object input,
+    and any number that is not finite or not within +-2**53 (``bad-number``)."""
     if len(data) > limit:
         raise ContractError("oversized", f"{len(data)} bytes > {limit}")
     try:
-        value = json.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        if _MAYBE_UNBOUNDED.search(text):       # rare: parse with the checking hooks
+            value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
+                               parse_constant=_refuse_constant)
+        else:                                   # every number is short: plain C parser
+            value = json.loads(text)
+    except ContractError:
+        raise
     except (UnicodeDecodeError, ValueError):
         raise ContractError("not-json") from None
     except RecursionError:  # 4 KiB of '[' nests deeper than the parser's stack
@@ -203,7 +258,7 @@ def validate_command(payload: dict) -> dict:
     check_schema(payload, COMMAND_SCHEMA)
     if payload["verb"] not in VERBS:
         raise ContractError("unknown-verb")
-    if not COMMAND_ID_RE.match(payload["id"]):
+    if not COMMAND_ID_RE.fullmatch(payload["id"]):
         raise ContractError("bad-id")
     return payload
 
@@ -250,15 +305,16 @@ def classify_status(payload: dict) -> str:
 # Events, alerts and heartbeats carry numbers, booleans and short slugs. A slug
 # cannot hold a sentence, so it cannot hold a name, a transcript or a prompt.
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
+KEY_RE = re.compile(r"\A[a-z][a-z0-9_-]{0,31}\Z")
+DIGEST_RE = re.compile(r"\A[0-9a-f]{8,64}\Z")
 MAX_EVENT_FIELDS = 16
 # Keys that are the envelope of an event, not its data.
 EVENT_ENVELOPE = ("v", "ts", "agent", "kind", "event")
 
 
 def is_slug(value: object) -> bool:
-    return isinstance(value, str) and bool(SLUG_RE.match(value))
+    return isinstance(value, str) and bool(SLUG_RE.fullmatch(value))
 
 
 def check_slug(key: str, value: object) -> str:
@@ -270,7 +326,7 @@ def check_slug(key: str, value: object) -> str:
 
 def check_scalar(key: str, value: object) -> object:
     """A number, a bool or a slug: the only values an agent-published field may hold."""
-    if not KEY_RE.match(key):
+    if not KEY_RE.fullmatch(key):
         raise ContractError("bad-key", key[:32])
     if isinstance(value, (bool, int, float)):
         return value
@@ -296,7 +352,7 @@ def validate_heartbeat(payload: dict) -> dict:
     check_schema(payload, HEARTBEAT_SCHEMA)
     check_name(payload["agent"])
     for key, count in payload.get("errors", {}).items():
-        if not KEY_RE.match(key) or isinstance(count, bool) or not isinstance(count, int):
+        if not KEY_RE.fullmatch(key) or isinstance(count, bool) or not isinstance(count, int):
             raise ContractError("bad-errors", key[:32])
     if "version" in payload:
         check_slug("version", payload["version"])
@@ -317,7 +373,7 @@ def validate_alert(payload: dict) -> dict:
             check_slug(key, payload[key])
     if "topic" in payload and not _is_topic_name(payload["topic"]):
         raise ContractError("bad-topic")
-    if "digest" in payload and not re.match(r"^[0-9a-f]{8,64}$", payload["digest"]):
+    if "digest" in payload and not DIGEST_RE.fullmatch(payload["digest"]):
         raise ContractError("bad-digest")
     return payload
 

@@ -20,6 +20,7 @@ import platform
 import queue
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -67,15 +68,16 @@ class CommandHandler:
     """The handler's core; many can run in one process (tests, benchmarks)."""
 
     def __init__(self, config: AgentConfig, *, password: str | None = None,
-                 keys: dict | None = None):
+                 keys: dict | None = None, replay_file: str | None = None):
         """``password`` and ``keys`` ({"command": bytes, "broadcast": bytes}) default
-        to what the config's files hold; with a key, unsigned commands are refused."""
+        to what the config's files hold; with a key, unsigned commands are refused.
+        ``replay_file``: where the replay cache persists across restarts (None: memory)."""
         self.config = config
         self._password = config.password() if password is None else password
         keys = keys if keys is not None else {"command": config.signing_key(),
                                               "broadcast": config.broadcast_key()}
         self._keys = {k: v for k, v in keys.items() if v}
-        self._replays = signing.ReplayCache()
+        self._replays = signing.ReplayCache(path=replay_file if self._keys else None)
         self.name = config.name
         self.counters = Counters()
         self.started = time.monotonic()
@@ -345,11 +347,22 @@ def main(argv: list | None = None) -> int:
         config = load_config(args.config, os.environ)
         if args.keepalive:
             config = _with_keepalive(config, args.keepalive)
-        handler = CommandHandler(config)   # reads the credential files: fail early
+        # reads the credential files: fail early
+        handler = CommandHandler(config, replay_file=replay_file(config, args.config))
     except ValueError as exc:
         print(f"bus-command-handler: {exc}", file=sys.stderr)
         return 2
     return run(config, handler)
+
+
+def replay_file(config: AgentConfig, config_path: str | None) -> str:
+    """Where the replay cache persists: beside the config file when that directory is
+    writable (the local runtime's agent directory), else the temp directory."""
+    path = config_path or os.environ.get("HATCHERY_AGENT_CONFIG")
+    directory = os.path.dirname(os.path.abspath(path)) if path else ""
+    if not directory or not os.access(directory, os.W_OK):
+        directory = tempfile.gettempdir()
+    return os.path.join(directory, f".{config.name}.replay-cache")
 
 
 def _with_keepalive(config: AgentConfig, keepalive: int) -> AgentConfig:

@@ -2,9 +2,10 @@
 
 Run inside an agent (``invoke verify`` does, in every docker agent): it logs
 in with the agent's own credentials, publishes a retained message on
-``hatchery/verify/{name}/{random}`` (the ACL grants each agent only its own
-``hatchery/verify/{name}/#``), reads it back, and clears it. Prints ``ping``
-on success; exit 1 on any failure, 2 on a bad config.
+``hatchery/verify/{name}/selftest`` (the only verify topic the ACL grants it:
+a wildcard would let a compromised agent store unbounded retained data),
+reads it back, and clears it. Prints ``ping`` on success; exit 1 on any
+failure, 2 on a bad config.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 import queue
-import secrets
 import sys
 
 from . import bus
 from .config import AgentConfig, load_config
 
 VERIFY_PREFIX = "hatchery/verify"
+SELFTEST_LEAF = "selftest"      # hatchery.security.acl grants exactly this topic
 
 
 def round_trip(config: AgentConfig, timeout: float) -> bytes:
     """Publish retained, read back, clear; the payload read back."""
-    topic = f"{VERIFY_PREFIX}/{config.name}/{secrets.token_hex(4)}"
+    topic = f"{VERIFY_PREFIX}/{config.name}/{SELFTEST_LEAF}"
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     with bus.session(config.broker_host, config.broker_port, timeout,
                      username=config.username, password=config.password(),

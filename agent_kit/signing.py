@@ -19,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import os
 import time
 from collections import OrderedDict
 from typing import Optional
 
-from .contract import ContractError, parse_rfc3339
+from .contract import COMMAND_ID_RE, ContractError, parse_rfc3339
 
 SIG_KEY = "sig"
 BAD_SIGNATURE, STALE, REPLAYED = "bad-signature", "stale", "replayed"
@@ -62,11 +64,23 @@ class ReplayCache:
     Bounded: past ``size`` entries the oldest is forgotten, which could let
     that one id be replayed inside its window; at the default 4096 that takes
     more than 130 accepted commands per second for one agent.
+
+    With ``path`` the cache survives a restart: each accepted id is appended
+    to the file (one short line, 0600, no fsync: a kill -9 keeps what the
+    kernel has) and read back at start, expired ids dropped. Without it, a
+    command captured on the bus and replayed after the handler restarted,
+    within its window, ran again. The file is compacted at start and whenever
+    it holds twice ``size`` lines, so it stays bounded too.
     """
 
-    def __init__(self, size: int = 4096):
+    def __init__(self, size: int = 4096, path: Optional[str] = None,
+                 now: Optional[float] = None):
         self.size = size
+        self.path = path
         self._expiry: OrderedDict = OrderedDict()
+        self._lines = 0
+        if path:
+            self._load(time.time() if now is None else now)
 
     def __contains__(self, command_id: str) -> bool:
         return command_id in self._expiry
@@ -80,6 +94,8 @@ class ReplayCache:
         self._expiry.move_to_end(command_id)
         while len(self._expiry) > self.size:
             self._expiry.popitem(last=False)
+        if self.path:
+            self._append(command_id, expires)
 
     def _forget_expired(self, now: float) -> None:
         # Oldest first, stop at the first live one: O(expired), not O(size) per
@@ -91,6 +107,54 @@ class ReplayCache:
             if expires >= now:
                 return
             del self._expiry[oldest]
+
+    # --- persistence -----------------------------------------------------------------
+
+    def _load(self, now: float) -> None:
+        try:
+            with open(self.path, encoding="ascii", errors="replace") as handle:
+                lines = handle.read(self.size * 2 * 100).splitlines()
+        except OSError:
+            lines = []
+        for line in lines[-2 * self.size:]:
+            command_id, _, expires = line.partition(" ")
+            try:
+                when = float(expires)
+            except ValueError:
+                continue        # a line cut short by a crash, or junk: skip it
+            if COMMAND_ID_RE.fullmatch(command_id) and math.isfinite(when) and when >= now:
+                self._expiry[command_id] = when
+        while len(self._expiry) > self.size:
+            self._expiry.popitem(last=False)
+        self._compact()
+
+    def _append(self, command_id: str, expires: float) -> None:
+        if self._lines >= 2 * self.size:
+            self._compact()
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o600)
+            with os.fdopen(fd, "a", encoding="ascii") as handle:
+                handle.write(f"{command_id} {expires:.3f}\n")
+            self._lines += 1
+        except OSError:
+            pass        # a full disk must not stop commands; the window still bounds replays
+
+    def _compact(self) -> None:
+        tmp = f"{self.path}.tmp"
+        try:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.writelines(f"{i} {e:.3f}\n" for i, e in self._expiry.items())
+            os.replace(tmp, self.path)
+            self._lines = len(self._expiry)
+        except OSError:
+            pass
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def verify_command(command: dict, key: bytes, *, window: float = DEFAULT_WINDOW,

@@ -69,12 +69,15 @@ class BusClient:
                  username: Optional[str] = None, password: Optional[str] = None,
                  tls: "ssl.SSLContext | bool | None" = None, connect_timeout: float = 5,
                  signing_keys: Optional[Callable[[Optional[str]], Optional[bytes]]] = None,
-                 protocol: int = mqtt.MQTTv5):
+                 protocol: int = mqtt.MQTTv5, unix_socket: Optional[str] = None):
         """``signing_keys(agent)`` gives the key to sign a command to ``agent`` with
         (``signing_keys(None)``: the broadcast key); None or a None key: unsigned.
         ``protocol``: MQTT v5 (the default: commands carry a message expiry) or
-        ``mqtt.MQTTv311`` (for measurements)."""
+        ``mqtt.MQTTv311`` (for measurements). ``unix_socket``: connect to the
+        broker's control listener at that path instead of host:port
+        (hatchery.configs.broker.control_socket)."""
         self.host, self.port = host, port
+        self.unix_socket = unix_socket
         self._signing_keys = signing_keys
         self.client_id = client_id or f"hatchery-{secrets.token_hex(6)}"
         self.protocol = protocol
@@ -91,11 +94,12 @@ class BusClient:
     # --- connection -------------------------------------------------------------
 
     def _make_client(self, username, password, tls, protocol) -> mqtt.Client:
-        # THE paho factory (TCP_NODELAY, reconnect backoff) is agent_kit's
+        # THE paho factory (TCP_NODELAY on TCP sockets, reconnect backoff) is agent_kit's
         context = tls if isinstance(tls, ssl.SSLContext) else (
             ssl.create_default_context() if tls else None)
         client = bus.new_client(self.client_id, username=username, password=password,
-                                tls_context=context, protocol=protocol)
+                                tls_context=context, protocol=protocol,
+                                transport="unix" if self.unix_socket else "tcp")
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
@@ -111,10 +115,15 @@ class BusClient:
     def connect(self) -> None:
         """Connect and wait for CONNACK; BusError (with the fix) on any failure."""
         try:
-            bus.connect_and_wait(self._client, self.host, self.port, self.connect_timeout)
+            bus.connect_and_wait(self._client, self.unix_socket or self.host, self.port,
+                                 self.connect_timeout)
         except bus.BusError as exc:   # the one place the kit's error becomes ours
             self.close()
             raise BusError(str(exc), self._refused_fix if exc.refused else FIX_BROKER) from None
+
+    @property
+    def address(self) -> str:
+        return self.unix_socket or f"{self.host}:{self.port}"
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

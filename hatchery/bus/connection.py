@@ -13,15 +13,17 @@ log in as (the manager by default, or a control-side role such as
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import ssl
+import stat
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import paho.mqtt.client as mqtt
 
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import tls_paths
+from hatchery.configs.broker import control_socket, tls_paths
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -39,6 +41,7 @@ class Connection:
     tls: Optional[ssl.SSLContext] = None        # verifies the broker (the CA below)
     cafile: Optional[str] = None
     signing_keys: Optional[Callable] = field(default=None, repr=False)
+    unix_socket: Optional[str] = None           # the broker's control listener, when local
 
     def client(self, connect_timeout: float = 5.0) -> BusClient:
         """An unconnected client (use it as a context manager), with a fresh client id."""
@@ -46,7 +49,7 @@ class Connection:
         return BusClient(self.host, self.port, client_id=f"{self.user}-{secrets.token_hex(4)}",
                          username=self.username, password=self.password, tls=self.tls,
                          connect_timeout=connect_timeout, signing_keys=self.signing_keys,
-                         protocol=protocol_for(self.user))
+                         protocol=protocol_for(self.user), unix_socket=self.unix_socket)
 
 
 # Roles that only listen. They speak MQTT 3.1.1: measured (bench/protocol_bench.py)
@@ -62,7 +65,7 @@ def protocol_for(user: str) -> int:
 
 
 def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Optional[str] = None,
-                   password: Optional[str] = None, tls=None) -> Connection:
+                   password: Optional[str] = None, tls=None, control: bool = True) -> Connection:
     """The connection for ``role`` (default: the manager).
 
     With ``broker.auth`` it logs in with the role's stored secret, unless
@@ -75,10 +78,23 @@ def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Opti
     secret = stored_secret(inv, user) if inv.broker.auth and username is None else None
     if secret:
         username, password = user, secret
-    host, port, context = connection_target(inv, tls)
+    # The control listener (a unix socket; a TCP flood cannot fill it) when this
+    # host runs the broker; it is local, so it needs no TLS.
+    unix = control_target(inv) if tls is None and control else None
+    host, port, context = (inv.broker.host, inv.broker.port, None) if unix \
+        else connection_target(inv, tls)
     signer = signing_keys(inv) if inv.broker.auth and user == inv.manager else None
     cafile = tls_paths(inv).get("cafile") if context is not None and tls is None else None
-    return Connection(host, port, user, username, password, context, cafile, signer)
+    return Connection(host, port, user, username, password, context, cafile, signer, unix)
+
+
+def control_target(inv: Inventory) -> Optional[str]:
+    """The broker's control socket (configs.broker.control_socket) if it exists here."""
+    path = control_socket(inv)
+    try:
+        return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
+    except OSError:
+        return None
 
 
 def connection_target(inv: Inventory, tls=None) -> tuple:
@@ -97,10 +113,12 @@ def _fleet_ca_context(cafile: str) -> ssl.SSLContext:
 
 
 def bus_for(inv: Inventory, *, connect_timeout: float = 5.0, username: Optional[str] = None,
-            password: Optional[str] = None, tls=None, role: Optional[str] = None) -> BusClient:
-    """An unconnected BusClient for the inventory's broker (use it as a context manager)."""
+            password: Optional[str] = None, tls=None, role: Optional[str] = None,
+            control: bool = True) -> BusClient:
+    """An unconnected BusClient for the inventory's broker (use it as a context manager).
+    ``control=False``: the network listener even when the control socket is there."""
     return connection_for(inv, role=role, username=username, password=password,
-                          tls=tls).client(connect_timeout)
+                          tls=tls, control=control).client(connect_timeout)
 
 
 @contextlib.contextmanager

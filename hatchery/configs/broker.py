@@ -47,10 +47,56 @@ def tls_paths(inv: Inventory) -> dict:
     return {key: str(path) for key, path in state_paths(inv).tls_files.items()}
 
 
+# Connection limits. Mosquitto 2.0.11 never closes a TCP connection that does
+# not send CONNECT, so without a limit an anonymous process can hold every file
+# descriptor and lock everyone out. Each public listener gets max_connections;
+# the control side (manager, monitor, exporter, recorder) gets its own listener,
+# a unix socket in the broker's state directory that nothing on the network can
+# reach, with its own small limit. The broker's fd limit must exceed the sum
+# plus ~32 (files, listeners): 1024, the usual default, fits the defaults.
+PUBLIC_MAX_CONNECTIONS = 900
+AGENT_MARGIN = 100        # connections beyond two per agent on a large fleet
+CONTROL_MAX_CONNECTIONS = 64
+CONTROL_SOCKET = "control.sock"
+_UNIX_PATH_MAX = 100      # sun_path is 108 bytes on Linux, 104 on macOS
+
+
+def public_max_connections(inv: Inventory) -> int:
+    """Per public listener: room for every agent twice (a reconnect overlaps the
+    old session) and a margin, at least PUBLIC_MAX_CONNECTIONS in total."""
+    wanted = max(PUBLIC_MAX_CONNECTIONS, 2 * len(inv.agents) + AGENT_MARGIN)
+    return wanted // 2 if inv.broker.tls else wanted
+
+
+# Per-client queue: room for a 10,000-message burst (measured: the default 1,000
+# lost a real command among them), bounded in bytes per client.
+MAX_QUEUED_MESSAGES = 20000
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
+
+# Persistence: save every AUTOSAVE_SECONDS (was 60). Saving on every change
+# made a QoS 1 flood write the whole database once per message; every 5 s costs
+# one write of the database per 5 s whatever the traffic (bench/persistence_bench.py).
+AUTOSAVE_SECONDS = 5
+SYS_INTERVAL = 2
+
+
+def control_socket(inv: Inventory) -> str:
+    """The control listener's unix socket ('' with the docker runtime or a path too long)."""
+    if inv.broker.runtime == DOCKER:
+        return ""
+    path = str(state_paths(inv).broker_dir / CONTROL_SOCKET)
+    return path if len(path.encode()) <= _UNIX_PATH_MAX else ""
+
+
 def conf_context(inv: Inventory, *, password_file: str = "", acl_file: str = "") -> dict:
     """Template variables for templates/mosquitto.conf.j2 (auth paths default from the inventory)."""
     auth = auth_paths(inv)
     common = {"fleet_name": inv.path.parent.name, "manager": inv.manager,
+              "max_connections": public_max_connections(inv),
+              "control_socket": control_socket(inv),
+              "control_max_connections": CONTROL_MAX_CONNECTIONS,
+              "autosave_seconds": AUTOSAVE_SECONDS, "sys_interval": SYS_INTERVAL,
+              "max_queued_messages": MAX_QUEUED_MESSAGES, "max_queued_bytes": MAX_QUEUED_BYTES,
               "contract_limit": contract.MAX_PAYLOAD_BYTES,
               "max_packet_size": inv.broker.max_packet_size,
               "password_file": password_file or auth.get("password_file", ""),

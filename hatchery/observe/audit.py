@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Optional
 from agent_kit import contract
 from hatchery.core.results import Result
 from hatchery.errors import EXIT_FAILED
-from hatchery.observe.record import entry_payload, read_record
+from hatchery.observe.record import entry_payload, read_kept_findings, read_record
 from hatchery.security import pii
 
 # Rule names (beside the pii rules: email, phone, card-number, iban, national-id,
@@ -35,7 +35,7 @@ OPAQUE_KEYS = frozenset({"sig", "digest", "id", "version"})
 PROSE_WORDS = 5          # this many words, most of them alphabetic, read as a sentence
 LONG_STRING = 200        # no field of the contract needs a string this long
 SCAN_LIMIT = 65536       # bytes of an oversized or non-JSON payload scanned for data
-_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$")
+_SAFE_KEY = re.compile(r"\A[A-Za-z_][A-Za-z0-9_-]{0,31}\Z")
 
 SIGNED_COMMAND_SCHEMA = {**contract.COMMAND_SCHEMA, "sig": (str, False)}
 
@@ -96,8 +96,28 @@ class BusMessage:
 # --- entry points ---------------------------------------------------------------
 
 def audit_record(path: Path, *, manager: Optional[str] = None) -> AuditResult:
-    """Audit a record written by bus.record (with its rotated files)."""
-    return audit_lines(read_record(path), manager=manager)
+    """Audit a record written by bus.record (with its rotated files), plus the
+    findings kept from files that rotated away (``record.findings_path``)."""
+    result = audit_lines(read_record(path), manager=manager)
+    result.findings[:0] = list(kept_findings(path))
+    return result
+
+
+def kept_findings(path: Path) -> Iterator[Finding]:
+    """Findings of traffic that rotated out of the record: each kept one, and the
+    per-rule counts of each discarded file beyond those."""
+    for line in read_kept_findings(path):
+        if "corrupt" in line:
+            yield Finding("", "", CORRUPT_RECORD, f"{line.get('file')} line {line['corrupt']}")
+        elif line.get("summary"):
+            count = line.get("count")
+            count = count if isinstance(count, int) and not isinstance(count, bool) else "?"
+            yield Finding(str(line.get("time", ""))[:40], "(rotated away)", str(line.get("rule", "?"))[:40],
+                          f"{count} finding(s) in {str(line.get('from', '?'))[:60]} before it rotated away")
+        else:
+            yield Finding(str(line.get("time", ""))[:40], str(line.get("topic", ""))[:200],
+                          str(line.get("rule", "?"))[:40],
+                          f"{str(line.get('detail', ''))[:200]} (kept from {str(line.get('from', '?'))[:60]})")
 
 
 def audit_lines(lines: Iterable[dict], *, manager: Optional[str] = None) -> AuditResult:
@@ -157,7 +177,7 @@ def topic_kind(topic: str, manager: Optional[str]) -> Optional[str]:
         return parsed[1]
     head, sep, tail = topic.partition("/")
     if sep and tail == "broadcast" and (head == manager or
-                                        (manager is None and contract.NAME_RE.match(head))):
+                                        (manager is None and contract.NAME_RE.fullmatch(head))):
         return "broadcast"
     return None
 
@@ -209,21 +229,107 @@ def _status_schema(payload: dict) -> Optional[dict]:
 
 # --- content: free text, personal data, secrets ---------------------------------
 
-def _content_problems(payload: dict) -> Iterator[tuple]:
+def _content_problems(payload: dict) -> list:
+    """(rule, detail) for personal data, secrets and free text anywhere in the payload,
+    the values one by one, then neighbouring values joined (split fields)."""
+    problems: list = []
+    strings: list = []          # string values, in order, for the joined scan
+    runs: list = []             # runs of neighbouring short integers
+    run: list = []
+    low, high = JOIN_PART_DIGITS
     for path, key, value in _walk(payload):
-        if isinstance(value, str):
-            yield from _string_problems(value, path, key)
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**7:
-            yield from _text_problems(str(value), path)   # a card or phone as a number
+        if type(value) is str:
+            if key and not _is_timestamp(value):
+                if key not in FIXED_KEYS:
+                    strings.append(value)
+                problems += _string_problems(value, path, key)
+            elif not key:       # a dict key: text too, but it does not break a run
+                problems += _string_problems(value, path, key)
+                continue
+            number = None
+        else:
+            number = _whole_number(value)
+        if number is not None:
+            if abs(number) >= 10**7:    # a card or phone as a number
+                problems += [(h.rule, f"{h.kind} {h.masked} in {path}")
+                             for h in pii.bare_number_hits(number)]
+            if 0 <= number and low <= len(str(number)) <= high:
+                run.append(str(number))
+                continue
+        if _card_sized(run):
+            runs.append(run)
+        run = []
+    if _card_sized(run):
+        runs.append(run)
+    if len(strings) > 1:
+        runs.append(strings)
+    if runs:
+        problems += _joined_problems(runs, {_masked(detail) for _, detail in problems})
+    return problems
 
 
-def _string_problems(value: str, path: str, key: str) -> Iterator[tuple]:
+def _card_sized(run: list) -> bool:
+    # integers joined can only make a card number (a phone needs '+' or separators)
+    return len(run) > 1 and 13 <= sum(map(len, run)) <= 19
+
+
+def _masked(detail: str) -> str:
+    return detail.split(" in ")[0].rsplit(" ", 1)[-1]
+
+
+def _whole_number(value) -> Optional[int]:
+    """An int, or a float that holds a whole number (a card sent as 4111111111111111.0)."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
+# Split fields: the parts of an address or a card number in neighbouring fields.
+# Values of these keys are the topic's agent or a word of the vocabulary (other
+# values are schema or agent-mismatch findings already): they join nothing.
+FIXED_KEYS = frozenset({"agent", "kind", "verb", "state"})
+JOIN_PART_DIGITS = (2, 6)      # a card split into integers: each part this many digits
+
+
+def _joined_problems(runs: list, found: set) -> list:
+    """Findings in neighbouring values joined that no single value holds: a hit
+    must cross a boundary between two values. Masked, like every finding."""
+    problems = []
+    for parts in runs:
+        joined, bounds, own, start = "".join(parts), [], [], 0
+        for part in parts:
+            own += [(h.rule, h.span[0] + start, h.span[1] + start) for h in pii.scan_plain(part)]
+            start += len(part)
+            bounds.append(start)
+        for hit in pii.scan_plain(joined):
+            crosses = any(hit.span[0] < b < hit.span[1] for b in bounds[:-1])
+            # a hit that only extends one value's own hit is that value's finding
+            extends = any(rule == hit.rule and hit.span[0] < end and begin < hit.span[1]
+                          for rule, begin, end in own)
+            if crosses and not extends and hit.masked not in found:
+                found.add(hit.masked)
+                problems.append((hit.rule, f"{hit.kind}, split across fields {hit.masked} in $"))
+    return problems
+
+
+def _is_timestamp(value: str) -> bool:
+    # An RFC 3339 timestamp holds digits and separators only: nothing to scan,
+    # and its 17 digits would otherwise wake every digit detector.
+    return 20 <= len(value) <= 35 and value[4:5] == "-" and \
+        contract._RFC3339_RE.fullmatch(value) is not None
+
+
+def _string_problems(value: str, path: str, key: str) -> list:
+    problems = []
     words = value.split()
     if len(words) >= PROSE_WORDS and sum(w.isalpha() for w in words) >= PROSE_WORDS - 1:
-        yield FREE_TEXT, f"{len(words)} words of text in {path}"
+        problems.append((FREE_TEXT, f"{len(words)} words of text in {path}"))
     elif len(value) > LONG_STRING:
-        yield FREE_TEXT, f"{len(value)}-character string in {path}"
-    yield from _text_problems(value, path, entropy=key not in OPAQUE_KEYS)
+        problems.append((FREE_TEXT, f"{len(value)}-character string in {path}"))
+    hits = pii.scan(value, entropy=key not in OPAQUE_KEYS)
+    return problems + [(h.rule, f"{h.kind} {h.masked} in {path}") for h in hits] if hits else problems
 
 
 def _text_problems(text: str, path: str, *, entropy: bool = True) -> Iterator[tuple]:
@@ -249,9 +355,9 @@ def _walk(value, path: str = "$", key: str = "", depth: int = 0) -> Iterator[tup
 @functools.lru_cache(maxsize=4096)   # payloads repeat the same few keys
 def _safe_key(key: str) -> str:
     """A key as it may appear in a report: itself if it is a plain name, else '?'."""
-    return key if _SAFE_KEY.match(key) and not pii.scan(key) else "?"
+    return key if _SAFE_KEY.fullmatch(key) and not pii.scan(key) else "?"
 
 
 def _safe_text(value: object) -> str:
     text = json.dumps(value)[:40] if not isinstance(value, str) else value[:40]
-    return repr(text) if _SAFE_KEY.match(text) and not pii.scan(text) else "(not shown)"
+    return repr(text) if _SAFE_KEY.fullmatch(text) and not pii.scan(text) else "(not shown)"

@@ -10,6 +10,7 @@ last-seen time.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ DROP_PREFIXES = ("dropped", "bad-command", "unknown-verb", "oversized", "not-jso
 # Mosquitto 2.0 logs this (connection_messages true) when it refuses a login.
 AUTH_FAILURE_MARK = "not authorised"
 PENDING_LIMIT = 10000   # commands awaiting a reply we remember, at most
+CODES_PER_AGENT = 32    # distinct alert codes exported per agent; the rest count as OTHER_CODE
+OTHER_CODE = "other"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class BusMetrics:
         self.commands: dict = {}        # command id -> wall time first seen
         self.auth_failures = 0          # from the broker's log, when we are given it
         self.broadcast_topic = contract.broadcast_topic(inv.manager)
+        self.bad_series: dict = {}      # agent -> scrapes that left out its series
 
     # --- input ------------------------------------------------------------------
 
@@ -91,7 +95,7 @@ class BusMetrics:
         if kind == "heartbeat":
             contract.check_schema(payload, contract.HEARTBEAT_SCHEMA)
             state.heartbeat = payload
-            state.beat_ts = contract.parse_rfc3339(payload["ts"]).timestamp()
+            state.beat_ts = _agent_time(payload["ts"], at)
             state.last_seen = max(state.last_seen or 0, state.beat_ts)
             state.online = True if state.online is None else state.online
         elif kind == "alert":
@@ -104,8 +108,7 @@ class BusMetrics:
         if status == "state":
             contract.check_schema(payload, contract.STATE_SCHEMA)
             state.online = payload["state"] == contract.STATE_ONLINE
-            state.last_seen = max(state.last_seen or 0,
-                                  contract.parse_rfc3339(payload["ts"]).timestamp())
+            state.last_seen = max(state.last_seen or 0, _agent_time(payload["ts"], at))
         elif status == "reply":
             contract.check_schema(payload, contract.REPLY_SCHEMA)
             state.last_seen = at
@@ -121,6 +124,8 @@ class BusMetrics:
 
     def _count_alert(self, agent: str, alert: dict) -> None:
         key = (agent, alert["code"])
+        if key not in self.alerts and sum(1 for a, _ in self.alerts if a == agent) >= CODES_PER_AGENT:
+            key = (agent, OTHER_CODE)   # one agent cannot mint unbounded series
         self.alerts[key] = self.alerts.get(key, 0) + 1
         if alert["code"].startswith(DROP_PREFIXES):
             # The agent's alerts are rate limited and carry its running total of
@@ -147,16 +152,30 @@ class BusMetrics:
         interval = GaugeMetricFamily("hatchery_agent_heartbeat_interval_seconds",
                                      "Expected heartbeat interval (inventory)", labels=["agent"])
         live = _live_families()
+        families = {"up": up, "seen": seen, "interval": interval, **live}
         for name, state in self.agents.items():
-            up.add_metric([name], 1.0 if state.online else 0.0)
-            spec = self.inv.agents.get(name)
-            if spec is not None:
-                interval.add_metric([name], float(spec.heartbeat_interval))
-            if state.last_seen is not None:
-                seen.add_metric([name], state.last_seen)
-            if state.online:   # closed on offline: never export a dead agent's last values
-                _add_live(live, name, state, now)
+            # One agent's values are checked as a whole before any is added: a
+            # value that cannot be exported costs that agent its series (counted
+            # in hatchery_exporter_dropped_series), never the whole scrape.
+            try:
+                samples = self._agent_samples(name, state, now)
+            except (ArithmeticError, ValueError, TypeError):
+                self.bad_series[name] = self.bad_series.get(name, 0) + 1
+                continue
+            for key, labels, value in samples:
+                families[key].add_metric(labels, value)
         yield from (up, seen, interval, *live.values())
+
+    def _agent_samples(self, name: str, state: AgentState, now: float) -> list:
+        samples = [("up", [name], 1.0 if state.online else 0.0)]
+        spec = self.inv.agents.get(name)
+        if spec is not None:
+            samples.append(("interval", [name], float(spec.heartbeat_interval)))
+        if state.last_seen is not None:
+            samples.append(("seen", [name], state.last_seen))
+        if state.online:   # closed on offline: never export a dead agent's last values
+            samples += _live_samples(name, state, now)
+        return [(key, labels, _finite(value)) for key, labels, value in samples]
 
     def _bus_families(self):
         from prometheus_client.core import CounterMetricFamily
@@ -181,7 +200,12 @@ class BusMetrics:
         auth = CounterMetricFamily("hatchery_broker_auth_failures",
                                    "Logins the broker refused (from its log)")
         auth.add_metric([], self.auth_failures)
-        yield from (messages, invalid, alerts, dropped, auth)
+        bad = CounterMetricFamily("hatchery_exporter_dropped_series",
+                                  "Scrapes that left out an agent's series because a value "
+                                  "could not be exported", labels=["agent"])
+        for agent, count in sorted(self.bad_series.items()):
+            bad.add_metric([agent], count)
+        yield from (messages, invalid, alerts, dropped, auth, bad)
 
 
 def _live_families() -> dict:
@@ -200,21 +224,36 @@ def _live_families() -> dict:
     }
 
 
-def _add_live(live: dict, name: str, state: AgentState, now: float) -> None:
-    beat = state.heartbeat
+def _live_samples(name: str, state: AgentState, now: float) -> list:
+    beat, samples = state.heartbeat, []
     if state.beat_ts is not None:
-        live["age"].add_metric([name], max(0.0, now - state.beat_ts))
+        samples.append(("age", [name], max(0.0, now - state.beat_ts)))
     if "uptime" in beat:
-        live["uptime"].add_metric([name], float(beat["uptime"]))
+        samples.append(("uptime", [name], float(beat["uptime"])))
     if "mem_kb" in beat:
-        live["mem"].add_metric([name], float(beat["mem_kb"]) * 1024)
+        samples.append(("mem", [name], float(beat["mem_kb"]) * 1024))
     if "cpu" in beat:
-        live["cpu"].add_metric([name], float(beat["cpu"]))
+        samples.append(("cpu", [name], float(beat["cpu"])))
     for code, count in sorted((beat.get("errors") or {}).items()):
         if isinstance(count, (int, float)) and not isinstance(count, bool):
-            live["errors"].add_metric([name, str(code)], float(count))
+            samples.append(("errors", [name, str(code)], float(count)))
     if state.rtt is not None:
-        live["rtt"].add_metric([name], state.rtt)
+        samples.append(("rtt", [name], state.rtt))
+    return samples
+
+
+def _finite(value) -> float:
+    """``value`` as a finite float; ValueError otherwise (OverflowError for huge ints)."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    return number
+
+
+def _agent_time(ts: str, received: float) -> float:
+    """An agent's timestamp, never later than when we received it plus the slack:
+    a heartbeat dated in the future must go stale like any other."""
+    return min(contract.parse_rfc3339(ts).timestamp(), received + contract.FUTURE_SLACK_S)
 
 
 def registry_for(metrics: BusMetrics) -> CollectorRegistry:

@@ -14,7 +14,7 @@ only adds the bus read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from agent_kit import contract
@@ -24,6 +24,9 @@ from hatchery.inventory.model import Inventory
 from hatchery.observe.monitor import AgentView, Snapshot, snapshot
 
 HEALTHY, STALE, OFFLINE, MISSING, UNHEALTHY = "healthy", "stale", "offline", "missing", "unhealthy"
+# The start time read from $SYS/broker/uptime is late by up to the broker's
+# sys_interval (configs.broker.SYS_INTERVAL) plus a second of rounding.
+RESTART_TOLERANCE = timedelta(seconds=3)
 
 
 @dataclass
@@ -82,12 +85,18 @@ def classify(inv: Inventory, snap: Snapshot, *, threshold: Optional[float] = Non
     for name, spec in inv.agents.items():
         limit = threshold if threshold is not None else 2 * spec.heartbeat_interval
         view = snap.agents.get(name) or AgentView(name)
-        verdicts.append(judge(view, limit, now))
+        verdicts.append(judge(view, limit, now, broker_started=snap.broker_started))
     return HealthReport(verdicts, now)
 
 
-def judge(view: AgentView, limit: float, now: datetime) -> AgentHealth:
-    """One agent's verdict; the order of the checks is the order of severity."""
+def judge(view: AgentView, limit: float, now: datetime,
+          broker_started: Optional[datetime] = None) -> AgentHealth:
+    """One agent's verdict; the order of the checks is the order of severity.
+
+    ``broker_started``: a live agent re-announces itself (birth + heartbeat)
+    within seconds of a broker (re)start; retained state older than the start
+    is what a crash rolled back, and is not taken as alive.
+    """
     age = view.age(now)
     rounded = None if age is None else round(age, 1)
 
@@ -100,6 +109,15 @@ def judge(view: AgentView, limit: float, now: datetime) -> AgentHealth:
         return verdict(MISSING, "never reported: no heartbeat and no online state on the bus")
     if age is None:
         return verdict(STALE, "online, but no heartbeat retained yet")
+    announced = view.last_announced()
+    if broker_started and announced and announced < broker_started - RESTART_TOLERANCE:
+        return verdict(STALE, f"not heard from since the broker started at "
+                              f"{broker_started:%H:%M:%S}: its retained state predates the "
+                              "restart (a crash may have rolled back its offline state)")
+    ahead = view.future_by(now)
+    if ahead:
+        return verdict(STALE, f"last heartbeat is dated {ahead:.0f}s in the future "
+                              "(clock skew or a forged ts): not taken as fresh")
     if age > limit:
         return verdict(STALE, f"last heartbeat {age:.0f}s ago (threshold {limit:g}s)")
     if view.beat("ok") is False:

@@ -21,7 +21,11 @@ from hatchery.core.results import Result
 from hatchery.inventory.model import Inventory
 
 UNKNOWN = "unknown"
-SNAPSHOT_FILTERS = (f"{contract.FLEET_PREFIX}/+/heartbeat", f"{contract.FLEET_PREFIX}/+/status")
+# The broker's uptime (retained, refreshed every sys_interval) dates its last
+# start: retained state older than that was not re-announced to this broker.
+BROKER_UPTIME_TOPIC = "$SYS/broker/uptime"
+SNAPSHOT_FILTERS = (f"{contract.FLEET_PREFIX}/+/heartbeat", f"{contract.FLEET_PREFIX}/+/status",
+                    BROKER_UPTIME_TOPIC)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class AgentView:
     state: str = UNKNOWN                 # online / offline / unknown (no retained state)
     heartbeat: Optional[dict] = None     # the last retained heartbeat, validated
     heartbeat_at: Optional[datetime] = None
+    state_at: Optional[datetime] = None  # ts of the retained online/offline state
     in_inventory: bool = True
     invalid: int = 0                     # retained payloads that broke the contract
 
@@ -40,6 +45,19 @@ class AgentView:
         if self.heartbeat_at is None:
             return None
         return max(0.0, (now - self.heartbeat_at).total_seconds())
+
+    def future_by(self, now: datetime) -> float:
+        """Seconds the last heartbeat is dated ahead of ``now`` beyond the allowed slack
+        (0.0 when it is not): such a heartbeat is suspect, never fresh."""
+        if self.heartbeat_at is None:
+            return 0.0
+        ahead = (self.heartbeat_at - now).total_seconds()
+        return ahead if ahead > contract.FUTURE_SLACK_S else 0.0
+
+    def last_announced(self) -> Optional[datetime]:
+        """The newest ts the agent itself put on its retained topics."""
+        stamps = [t for t in (self.heartbeat_at, self.state_at) if t is not None]
+        return max(stamps) if stamps else None
 
     def beat(self, key: str):
         return (self.heartbeat or {}).get(key)
@@ -58,6 +76,7 @@ class Snapshot(Result):
     agents: dict                          # name -> AgentView, inventory order then extras
     taken_at: datetime
     seconds: float = 0.0                  # how long reading the bus took
+    broker_started: Optional[datetime] = None   # from $SYS/broker/uptime, when readable
     columns: tuple = ("agent", "state", "heartbeat_age_s", "uptime_s", "mem_kb", "cpu",
                       "errors", "version")
 
@@ -100,7 +119,11 @@ def build_snapshot(messages: Iterable[Message], inventory_names: list,
                    now: datetime) -> Snapshot:
     """Pure: captured retained messages to one AgentView per agent."""
     views = {n: AgentView(n) for n in inventory_names}
+    started = None
     for message in messages:
+        if message.topic == BROKER_UPTIME_TOPIC:
+            started = broker_start(message)
+            continue
         parsed = contract.parse_topic(message.topic)
         if not parsed or not message.payload:
             continue
@@ -109,7 +132,15 @@ def build_snapshot(messages: Iterable[Message], inventory_names: list,
         if view is None:
             view = views[name] = AgentView(name, in_inventory=False)
         _apply(view, kind, message.payload)
-    return Snapshot(views, now)
+    return Snapshot(views, now, broker_started=started)
+
+
+def broker_start(message: Message) -> Optional[datetime]:
+    """When the broker started, from a ``$SYS/broker/uptime`` message ("123 seconds")."""
+    words = message.payload[:32].split()
+    if len(words) != 2 or words[1] != b"seconds" or not words[0].isdigit():
+        return None
+    return datetime.fromtimestamp(message.received - int(words[0]), timezone.utc)
 
 
 def _apply(view: AgentView, kind: str, data: bytes) -> None:
@@ -122,6 +153,7 @@ def _apply(view: AgentView, kind: str, data: bytes) -> None:
         elif kind == "status" and contract.classify_status(payload) == "state":
             contract.check_schema(payload, contract.STATE_SCHEMA)
             view.state = payload["state"]
+            view.state_at = contract.parse_rfc3339(payload["ts"])
     except contract.ContractError:
         view.invalid += 1
 

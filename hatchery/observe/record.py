@@ -11,6 +11,15 @@ Rotation is by size: ``bus.jsonl`` grows to ``max_bytes``, then becomes
 the record never holds more than about ``(keep + 1) * max_bytes``. The record
 may hold whatever agents leaked, so every file is created 0600.
 
+Rotation must not erase evidence: one leak followed by enough clean traffic
+once rotated the finding away and bus.audit said "clean". Before a file falls
+off the end, it is audited and its findings are appended to
+``bus.jsonl.findings`` (never rotated; masked like every audit finding, never
+the data itself). Each discarded file adds at most ``KEPT_PER_FILE`` findings
+plus one count per rule; past ``MAX_FINDINGS_BYTES`` only per-rule totals in
+``bus.jsonl.findings-counts.json`` grow, so a flood of leaks cannot grow the
+evidence without bound either. bus.audit reads both.
+
 The paho callback only queues the message; the calling thread writes, so a
 slow disk never stalls the network loop.
 """
@@ -25,12 +34,15 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from hatchery.bus.client import BusClient, Message
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP = 5
+FINDINGS_SUFFIX = ".findings"
+KEPT_PER_FILE = 100
+MAX_FINDINGS_BYTES = 1024 * 1024
 ALL_TOPICS = "#"     # by MQTT's rules '#' never matches $SYS/...
 
 
@@ -60,10 +72,14 @@ class RotatingLog:
     """Append JSON lines to ``path``, rotating by size and keeping ``keep`` old files."""
 
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
-                 keep: int = DEFAULT_KEEP):
+                 keep: int = DEFAULT_KEEP,
+                 on_discard: Optional[Callable[[Path], None]] = None):
+        """``on_discard(file)`` runs before a file is deleted by rotation
+        (default: keep its audit findings in ``findings_path(path)``)."""
         if max_bytes <= 0 or keep < 0:
             raise ValueError("max_bytes must be positive and keep not negative")
         self.path, self.max_bytes, self.keep = Path(path), max_bytes, keep
+        self.on_discard = on_discard or (lambda file: keep_findings(file, findings_path(self.path)))
         self.rotations = 0
         self._file = self._open()
 
@@ -82,15 +98,20 @@ class RotatingLog:
         for n in range(self.keep, 0, -1):
             older = rotated_name(self.path, n)
             if n == self.keep:
-                older.unlink(missing_ok=True)
+                self._discard(older)
             elif older.exists():
                 older.replace(rotated_name(self.path, n + 1))
         if self.keep:
             self.path.replace(rotated_name(self.path, 1))
         else:
-            self.path.unlink()
+            self._discard(self.path)
         self.rotations += 1
         self._file = self._open()
+
+    def _discard(self, file: Path) -> None:
+        if file.exists():
+            self.on_discard(file)
+            file.unlink()
 
     def flush(self) -> None:
         self._file.flush()
@@ -118,9 +139,90 @@ def read_record(path: Path) -> Iterator[dict]:
     """Every line of the record, oldest first; a line that is not JSON yields
     ``{"corrupt": <line number>, "file": name}`` (a crash can truncate the last line)."""
     for file in record_files(path):
-        with open(file, encoding="utf-8", errors="replace") as f:
+        yield from read_file(file)
+
+
+def read_file(file: Path) -> Iterator[dict]:
+    """The lines of one record file (see ``read_record``)."""
+    with open(file, encoding="utf-8", errors="replace") as f:
+        for number, text in enumerate(f, 1):
+            yield _parse_line(text, number, file.name)
+
+
+# --- findings kept when a file rotates away ---------------------------------------
+
+def findings_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + FINDINGS_SUFFIX)
+
+
+def keep_findings(file: Path, into: Path) -> int:
+    """Audit ``file`` (about to be deleted) and keep its findings in ``into``; how many.
+
+    While ``into`` is under MAX_FINDINGS_BYTES it gets up to KEPT_PER_FILE
+    findings and one count line per rule for the rest; past that, only the
+    per-rule totals in ``counts_path(into)`` grow (a fixed-size file).
+    """
+    from hatchery.observe.audit import audit_lines   # audit reads records: import late
+    findings = audit_lines(read_file(file)).findings
+    if not findings:
+        return 0
+    if into.exists() and into.stat().st_size >= MAX_FINDINGS_BYTES:
+        _add_counts(counts_path(into), findings)
+        return len(findings)
+    kept = findings[:KEPT_PER_FILE]
+    lines = [{**f.as_dict(), "from": file.name} for f in kept]
+    counts: dict = {}
+    for finding in findings[len(kept):]:     # the rest: one count per rule
+        counts[finding.rule] = counts.get(finding.rule, 0) + 1
+    lines += [{"summary": True, "rule": rule, "count": count, "from": file.name,
+               "time": findings[0].time} for rule, count in sorted(counts.items())]
+    fd = os.open(into, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as out:
+        out.writelines(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+    return len(findings)
+
+
+def counts_path(findings_file: Path) -> Path:
+    return findings_file.with_name(findings_file.name + "-counts.json")
+
+
+def _add_counts(path: Path, findings: list) -> None:
+    totals = read_counts(path)
+    rules = totals.setdefault("rules", {})
+    for finding in findings:
+        rules[finding.rule] = rules.get(finding.rule, 0) + 1
+    totals["files"] = totals.get("files", 0) + 1
+    totals.setdefault("first", findings[0].time)
+    totals["last"] = findings[-1].time
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(totals, out)
+    tmp.replace(path)
+
+
+def read_counts(path: Path) -> dict:
+    """Per-rule totals of findings beyond the findings file's limit ({} when none)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) and isinstance(value.get("rules", {}), dict) else {}
+
+
+def read_kept_findings(path: Path) -> Iterator[dict]:
+    """The findings kept from rotated-away files of the record at ``path``
+    (then the totals past the limit, as summary lines)."""
+    kept = findings_path(path)
+    if kept.exists():
+        with open(kept, encoding="utf-8", errors="replace") as f:
             for number, text in enumerate(f, 1):
-                yield _parse_line(text, number, file.name)
+                yield _parse_line(text, number, kept.name)
+    totals = read_counts(counts_path(kept))
+    for rule, count in sorted(totals.get("rules", {}).items()):
+        yield {"summary": True, "rule": rule, "count": count, "time": totals.get("last", ""),
+               "from": f"{totals.get('files', '?')} rotated file(s)"}
 
 
 def _parse_line(text: str, number: int, name: str) -> dict:

@@ -87,10 +87,11 @@ class FleetAuth:
     changes: list = field(default_factory=list)      # pw.CredentialChange
     new_keys: list = field(default_factory=list)     # key names (re)generated
     retiring: list = field(default_factory=list)     # agents agent.retire revokes
+    stray_lines: list = field(default_factory=list)  # password file lines we would not write
 
     @property
     def needed(self) -> bool:
-        return bool(self.changes or self.new_keys)
+        return bool(self.changes or self.new_keys or self.stray_lines)
 
     def password_text(self) -> str:
         return pw.render_password_file(self.hashes)
@@ -118,7 +119,10 @@ class FleetAuth:
         reasons = [f"{c.action} {c.user}" for c in self.changes]
         reasons += [f"new signing key {k}" for k in self.new_keys if k not in
                     {c.user for c in self.changes}]
+        if self.stray_lines:
+            reasons.append(f"password file rewritten without {len(self.stray_lines)} invalid line(s)")
         diff = pw.describe(self.changes) + "".join(f"+ signing key {k}\n" for k in self.new_keys)
+        diff += "".join(f"- password file {p}\n" for p in self.stray_lines)
         return Change(item, "update", ", ".join(reasons), diff, self._write)
 
     def _write(self) -> str:
@@ -153,13 +157,23 @@ def plan_auth(inv: Inventory, *, rotate: Iterable[str] = (), revoke: Iterable[st
     agents = [name for name in inv.agents if name not in excluded]
     users = acl.fleet_users(inv.manager, agents)
     current = pw.read_password_file(password_file(inv))
+    stray = _stray_password_lines(inv)
     stored = {u: pw.read_secret(secrets_dir(inv), u) for u in set(users) | set(current)}
     changes = pw.plan_credentials(current, stored, users, rotate)
     hashes, issued = pw.apply_credentials(current, changes)
     wanted_secrets = {u: issued.get(u) or stored[u] for u in users}
     keys, new_keys = _plan_keys(inv, agents, rotate | set(issued))
     return FleetAuth(inv, agents, hashes, wanted_secrets, keys, changes, new_keys,
-                     retiring=sorted(revoke & set(inv.agents)))
+                     retiring=sorted(revoke & set(inv.agents)), stray_lines=stray)
+
+
+def _stray_password_lines(inv: Inventory) -> list:
+    """Problems of the stored password file (a bad run may have left a broken name in it)."""
+    try:
+        text = password_file(inv).read_text()
+    except FileNotFoundError:
+        return []
+    return pw.password_file_problems(text)
 
 
 def _plan_keys(inv: Inventory, agents: list, renew: set) -> tuple:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import ACL_FILE, PASSWORD_FILE, render_conf
 from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.provision.authcheck import check_auth_files
 from hatchery.provision.credentials import plan_auth
 from hatchery.provision.dns import dns_register_plan, dns_unregister_plan
 from hatchery.provision.tls import tls_change
@@ -15,8 +16,15 @@ from hatchery.runtime import for_runtime
 
 
 def auth_files(auth) -> dict:
-    """The files the broker reads beside its config, from a ``FleetAuth``."""
-    return {PASSWORD_FILE: auth.password_text(), ACL_FILE: auth.acl_text()}
+    """The files the broker reads beside its config, from a ``FleetAuth``.
+
+    Checked here, while planning, by our grammar and by a throw-away Mosquitto:
+    an invalid file raises UsageError before any plan item writes it or SIGHUPs
+    the broker (on SIGHUP, 2.0.11 would drop an invalid ACL and enforce none).
+    """
+    files = {PASSWORD_FILE: auth.password_text(), ACL_FILE: auth.acl_text()}
+    check_auth_files(files)
+    return files
 
 
 def deploy_plan(inv: Inventory) -> list:

@@ -11,6 +11,7 @@ writes:
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from agent_kit.contract import ContractError, check_name
+from agent_kit.contract import NAME_RE, ContractError, check_name
 from hatchery.errors import UsageError
 
 # mosquitto_passwd 2.0 writes 101 iterations. Our secrets are 256 random bits,
@@ -59,7 +60,7 @@ def _split_hash(hashed: str) -> tuple:
     parts = hashed.split("$")
     if len(parts) != 5 or parts[:2] != ["", "7"]:
         raise ValueError("not a $7$ hash")
-    return int(parts[2]), base64.b64decode(parts[3]), base64.b64decode(parts[4])
+    return int(parts[2]), base64.b64decode(parts[3], validate=True), base64.b64decode(parts[4], validate=True)
 
 
 def _b64(data: bytes) -> str:
@@ -83,13 +84,50 @@ def render_password_file(hashes: Mapping[str, str]) -> str:
 
 
 def parse_password_file(text: str) -> dict:
-    """``{username: hash}`` from a password file's text (blank lines skipped)."""
+    """``{username: hash}`` from a password file's text (blank lines skipped).
+
+    A line whose name is not a safe fleet name is left out: the plan then
+    revokes nobody by that name (there is no secret file to remove), the
+    password file is rewritten without the line, and a good inventory repairs
+    a file a bad one left behind, with no hand edits.
+    """
     hashes = {}
     for line in text.splitlines():
         user, sep, hashed = line.strip().partition(":")
-        if sep:
+        if sep and NAME_RE.fullmatch(user):
             hashes[user] = hashed
     return hashes
+
+
+def password_file_problems(text: str) -> list:
+    """Every line Mosquitto would warn about or drop, as ``line N: why`` (empty when clean).
+
+    Stricter than Mosquitto: each line must be ``name:$7$iterations$salt$hash``
+    with a safe fleet name and a hash that decodes to the sizes we write.
+    """
+    problems = []
+    if text and not text.endswith("\n"):
+        problems.append("the file does not end with a newline")
+    for number, line in enumerate(text.split("\n")[:-1] if text else [], start=1):
+        why = _password_line_problem(line)
+        if why:
+            problems.append(f"line {number}: {why}")
+    return problems
+
+
+def _password_line_problem(line: str) -> str:
+    user, sep, hashed = line.partition(":")
+    if not sep:
+        return "not 'name:hash'"
+    if not NAME_RE.fullmatch(user):
+        return f"{user!r} is not a safe fleet name"
+    try:
+        iterations, salt, digest = _split_hash(hashed)
+    except (ValueError, binascii.Error):
+        return f"the hash of {user!r} is not a $7$ PBKDF2-SHA512 hash"
+    if not (0 < iterations < 10**7 and len(salt) == SALT_BYTES and len(digest) == HASH_BYTES):
+        return f"the hash of {user!r} has the wrong iterations, salt or digest size"
+    return ""
 
 
 def read_password_file(path: Path) -> dict:

@@ -24,13 +24,15 @@ def test_render_has_one_explicit_block_per_user_and_no_patterns():
     block = text.split("user client-a\n")[1].split("\n\n")[0].splitlines()
     assert block == ["topic write fleet/client-a/heartbeat", "topic write fleet/client-a/status",
                      "topic write fleet/client-a/alert", "topic read fleet/client-a/command",
-                     "topic read zephyr/broadcast", "topic readwrite hatchery/verify/client-a/#"]
+                     "topic read zephyr/broadcast", "topic readwrite hatchery/verify/client-a/selftest"]
     manager = text.split("user zephyr\n")[1].split("\n\n")[0].splitlines()
     assert manager == ["topic write fleet/+/command", "topic write zephyr/broadcast",
                        "topic read fleet/#", "topic readwrite hatchery/probe/#",
-                       "topic readwrite hatchery/verify/#"]
+                       "topic read $SYS/broker/uptime", "topic readwrite hatchery/verify/#"]
     for reader in ("monitor", "exporter"):
         assert f"user {reader}\ntopic read fleet/#\n" in text
+        assert f"user {reader}\ntopic read fleet/#\ntopic readwrite hatchery/probe/#\n" \
+               "topic read $SYS/broker/uptime\n" in text
     assert "user recorder\ntopic read #\n" in text
     # no topic line before the first user block: anonymous would get it
     before_first_user = text.split("\nuser ")[0]
@@ -41,7 +43,7 @@ def test_no_agent_grant_mentions_another_agent_or_a_wildcard():
     grants = acl.fleet_grants(MANAGER, ["a", "b", "c"])
     for name in ("a", "b", "c"):
         for grant in grants[name]:
-            private = grant.topic == f"hatchery/verify/{name}/#"   # its own verify topics
+            private = grant.topic == f"hatchery/verify/{name}/selftest"   # its own verify topic
             assert private or ("#" not in grant.topic and "+" not in grant.topic)
             assert (grant.topic.startswith(f"fleet/{name}/") or private
                     or grant.topic == "zephyr/broadcast")
@@ -172,13 +174,13 @@ def test_wrong_password_unknown_user_and_anonymous_are_refused(fleet, user, pass
 def test_verify_round_trip_topics_are_private_to_each_agent(fleet):
     a, b = fleet["agents"]
     agent = fleet["connect"](a)
-    agent.subscribe(f"hatchery/verify/{a}/x")
+    agent.subscribe(f"hatchery/verify/{a}/selftest")
     spy = fleet["connect"](b)
     spy.subscribe("hatchery/verify/#")
-    agent.publish(f"hatchery/verify/{a}/x", b"ping")
-    assert agent.receive() == (f"hatchery/verify/{a}/x", b"ping")
-    spy.publish(f"hatchery/verify/{a}/x", b"intrusion")       # refused: not b's space
-    agent.publish(f"hatchery/verify/{a}/x", b"again")
+    agent.publish(f"hatchery/verify/{a}/selftest", b"ping")
+    assert agent.receive() == (f"hatchery/verify/{a}/selftest", b"ping")
+    spy.publish(f"hatchery/verify/{a}/selftest", b"intrusion")       # refused: not b's space
+    agent.publish(f"hatchery/verify/{a}/selftest", b"again")
     assert agent.receive()[1] == b"again"
     assert _drain(spy) == [] and _drain(agent) == []
 

@@ -1,0 +1,140 @@
+"""Attack 4 of the threat model: after a broker crash, dead agents looked alive.
+
+On kill -9 Mosquitto's retained state rolled back to the last autosave (every
+60 s): an agent stopped cleanly just before came back ``online`` and
+bus-health called it healthy. Controls: the rendered config saves every 5 s
+(cost in bench/persistence_bench.py; not on every change, which turned a QoS 1
+flood into one database write per message), and bus-health reads the broker's
+start from ``$SYS/broker/uptime``: retained state dated before it was not
+re-announced to this broker and is never taken as alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from agent_kit import contract
+from hatchery.bus.client import Message
+from hatchery.bus.connection import bus_for
+from hatchery.configs import broker as broker_conf
+from hatchery.core.plan import apply_plan
+from hatchery.core.ports import free_port, wait_until
+from hatchery.core.process import read_pid
+from hatchery.core.paths import StatePaths
+from hatchery.inventory.load import load_inventory
+from hatchery.observe import health, monitor
+from hatchery.provision import credentials as cr
+from hatchery.provision.operations import deploy_plan, hatch_plan, stop_broker_plan, stop_plan
+from tests.security.secbroker import Probe
+
+
+def _inventory(directory: Path) -> Path:
+    path = directory / "fleet_inventory.yaml"
+    path.write_text("\n".join(["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
+                               "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {free_port()}",
+                               "agents:", "  alpha:", "    heartbeat_interval: 30",
+                               "  beta:", "    heartbeat_interval: 30"]) + "\n")
+    return path
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    inv = load_inventory(_inventory(tmp_path))
+    assert apply_plan("deploy", deploy_plan(inv)).ok
+    yield inv
+    apply_plan("stop agents", stop_plan(inv, list(inv.agents.values())))
+    apply_plan("stop", stop_broker_plan(inv))
+
+
+def _verdicts(inv) -> dict:
+    with bus_for(inv, role="monitor") as bus:
+        return {a.agent: a for a in health.bus_health(inv, bus).agents}
+
+
+def _wait_verdict(inv, agent: str, wanted: str, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        verdicts = _verdicts(inv)
+        if verdicts[agent].verdict == wanted or time.monotonic() > deadline:
+            return verdicts
+        time.sleep(0.2)
+
+
+def _crash_and_restart(inv) -> None:
+    paths = StatePaths(inv.state_dir)
+    os.kill(read_pid(paths.broker_pid), signal.SIGKILL)
+    assert wait_until("127.0.0.1", inv.broker.port, up=False)
+    assert apply_plan("deploy", deploy_plan(inv)).ok      # starts it again
+
+
+def test_the_rendered_config_saves_often_and_publishes_uptime(fleet):
+    conf = broker_conf.render_conf(fleet)
+    assert "autosave_on_changes" not in conf      # a QoS 1 flood must not mean a save per message
+    assert f"autosave_interval {broker_conf.AUTOSAVE_SECONDS}\n" in conf
+    assert broker_conf.AUTOSAVE_SECONDS <= 5
+    assert f"sys_interval {broker_conf.SYS_INTERVAL}\n" in conf
+    assert broker_conf.SYS_INTERVAL + 1 <= health.RESTART_TOLERANCE.total_seconds()
+
+
+def test_a_cleanly_stopped_agent_stays_down_after_kill_9(fleet):
+    agents = list(fleet.agents.values())
+    assert apply_plan("hatch", hatch_plan(fleet, agents)).ok
+    assert _wait_verdict(fleet, "alpha", health.HEALTHY)["alpha"].verdict == health.HEALTHY
+    assert _wait_verdict(fleet, "beta", health.HEALTHY)["beta"].verdict == health.HEALTHY
+    assert apply_plan("stop alpha", stop_plan(fleet, [fleet.agents["alpha"]])).ok
+    assert _wait_verdict(fleet, "alpha", health.OFFLINE)["alpha"].verdict == health.OFFLINE
+    _crash_and_restart(fleet)
+    verdicts = _wait_verdict(fleet, "beta", health.HEALTHY)       # the live one comes back
+    assert verdicts["beta"].verdict == health.HEALTHY
+    assert verdicts["alpha"].verdict != health.HEALTHY, verdicts["alpha"]
+
+
+def test_a_retained_online_from_before_the_restart_is_not_alive(fleet):
+    """The second control on its own: the broker persisted a stale 'online' (here a
+    raw client holding alpha's credentials left it) and restarts a few seconds later."""
+    alpha = Probe(_Addr(fleet), "alpha", cr.stored_secret(fleet, "alpha"))
+    assert not alpha.connect().is_failure
+    alpha.publish("fleet/alpha/status", contract.encode(contract.make_state("alpha", "online")),
+                  retain=True)
+    alpha.publish("fleet/alpha/heartbeat", contract.encode(contract.make_heartbeat("alpha", True, 5.0)),
+                  retain=True)
+    alpha.client.disconnect()      # clean: no Will, the retained 'online' stays
+    alpha.client.loop_stop()
+    assert _verdicts(fleet)["alpha"].verdict == health.HEALTHY
+    time.sleep(health.RESTART_TOLERANCE.total_seconds() + 0.5)
+    # a clean restart saves the retained state for sure (a kill -9 keeps it only if an
+    # autosave came between): either way the broker serves alpha's 'online' again
+    assert apply_plan("stop", stop_broker_plan(fleet)).ok
+    assert apply_plan("deploy", deploy_plan(fleet)).ok
+    # its heartbeat is ~4 s old: fresh by age (threshold 60 s), but older than the start
+    verdict = _verdicts(fleet)["alpha"]
+    assert verdict.verdict == health.STALE and "broker started" in verdict.reason
+
+
+class _Addr:
+    def __init__(self, inv):
+        self.host, self.port = "127.0.0.1", inv.broker.port
+
+
+def test_broker_start_is_read_from_its_uptime():
+    now = time.time()
+    message = Message(monitor.BROKER_UPTIME_TOPIC, b"120 seconds", True, now)
+    assert monitor.broker_start(message).timestamp() == pytest.approx(now - 120)
+    for junk in (b"", b"x seconds", b"-5 seconds", b"5 minutes", b"9" * 40):
+        assert monitor.broker_start(Message(monitor.BROKER_UPTIME_TOPIC, junk, True, now)) is None
+
+
+def test_judge_takes_a_state_from_after_the_start_as_alive():
+    now = datetime.now(timezone.utc)
+    view = monitor.AgentView("a", state="online", heartbeat={"ok": True},
+                             heartbeat_at=now - timedelta(seconds=1), state_at=now - timedelta(seconds=1))
+    started = now - timedelta(seconds=2)
+    assert health.judge(view, 60, now, broker_started=started).verdict == health.HEALTHY
+    view.heartbeat_at = view.state_at = started - timedelta(seconds=30)
+    assert health.judge(view, 60, now, broker_started=started).verdict == health.STALE
