@@ -18,7 +18,6 @@ import secrets
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 import paho.mqtt.client as mqtt
@@ -27,40 +26,11 @@ from paho.mqtt.properties import Properties
 
 from agent_kit import bus, contract, signing
 from hatchery.bus import PROBE_PREFIX
+from hatchery.bus.messages import Message
+from hatchery.bus.requests import Pending, Route, checked_name, status_filters
 from hatchery.errors import BusError, UsageError
 
 FIX_BROKER = "is the broker running? invoke broker.deploy / broker.status"
-WILDCARD_ABOVE = 50               # more targets than this: one wildcard subscription
-
-ANSWERED, FAILED, OFFLINE, SILENT = "answered", "failed", "offline", "silent"
-
-
-@dataclass
-class Reply:
-    """One agent's outcome for one command."""
-
-    agent: str
-    ok: bool
-    verb: str
-    id: str
-    rtt_ms: Optional[float] = None
-    result: dict = field(default_factory=dict)
-    error: Optional[str] = None
-    state: str = SILENT   # answered / failed / offline / silent
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class Message:
-    """A received message, detached from paho."""
-
-    topic: str
-    payload: bytes
-    retain: bool
-    received: float       # time.time() at arrival
-
 
 class BusClient:
     """Context manager over one MQTT connection to the broker."""
@@ -83,7 +53,7 @@ class BusClient:
         self.protocol = protocol
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._routes: tuple = ()              # _Route, one per listen() block
+        self._routes: tuple = ()              # Route, one per listen() block
         self._filters: dict = {}              # filter -> (refcount, qos)
         self._subacks: dict = {}              # mid -> list of reason codes
         self._suback_cond = threading.Condition()
@@ -172,7 +142,7 @@ class BusClient:
         before we listen. ``callback`` runs on the network thread: keep it short.
         """
         filters = tuple(filters)
-        route = _Route(filters, callback)
+        route = Route(filters, callback)
         with self._lock:
             self._routes = (*self._routes, route)
         try:
@@ -318,11 +288,11 @@ class BusClient:
         if verb not in contract.VERBS:
             raise UsageError(f"unknown verb {verb!r}",
                              f"use one of: {', '.join(contract.VERBS)}")
-        names = list(dict.fromkeys(_checked_name(n) for n in names))
+        names = list(dict.fromkeys(checked_name(n) for n in names))
         if not names:
             return []
-        pending = _Pending(names, verb)
-        filters, qos = _status_filters(names, broadcast_manager)
+        pending = Pending(names, verb)
+        filters, qos = status_filters(names, broadcast_manager)
         with self.listen(filters, pending.on_message, qos=qos, timeout=timeout):
             if broadcast_manager:
                 self._send_command(contract.broadcast_topic(broadcast_manager), verb,
@@ -346,148 +316,3 @@ class BusClient:
         self._send(topic, contract.encode(command), qos=1, expiry=timeout)
 
 
-def _status_filters(names: list, broadcast_manager: Optional[str]) -> tuple:
-    """(filters, qos): each status topic at QoS 1 in ONE SUBSCRIBE, or one wildcard.
-
-    The wildcard is subscribed at QoS 0. Measured with 1,000 simulated agents:
-    at QoS 1 the broker queues what exceeds its inflight window, and the burst
-    of 1,000 retained states plus 1,000 replies overflowed the default
-    ``max_queued_messages 1000``: 435 replies were dropped (none with the limit
-    at 5000). At QoS 0 an online client's messages go straight out; on a live
-    TCP connection that loses nothing, and a lost connection loses the request
-    either way.
-    """
-    if broadcast_manager or len(names) > WILDCARD_ABOVE:
-        return [f"{contract.FLEET_PREFIX}/+/status"], 0
-    return [contract.topic(n, "status") for n in names], 1
-
-
-class _Route:
-    """Where messages for one ``listen`` block go, matched without paho's matcher.
-
-    paho's ``topic_matches_sub`` builds a matcher per call; here exact filters
-    are one set lookup and wildcard filters are pre-split, so the topic is
-    split at most once per message.
-    """
-
-    def __init__(self, filters: tuple, callback: Callable[[Message], None]):
-        self.exact = frozenset(f for f in filters if "+" not in f and "#" not in f)
-        self.wild = tuple(tuple(f.split("/")) for f in filters if f not in self.exact)
-        self.callback = callback
-
-    def matches_wild(self, levels: list) -> bool:
-        return any(filter_matches(pattern, levels) for pattern in self.wild)
-
-
-def filter_matches(pattern: tuple, levels: list) -> bool:
-    """MQTT matching of a split filter against a split topic name."""
-    if levels[0].startswith("$") and pattern[0] in ("+", "#"):
-        return False      # wildcards never match $SYS-style topics at the first level
-    for index, part in enumerate(pattern):
-        if part == "#":
-            return True
-        if index >= len(levels) or (part != "+" and part != levels[index]):
-            return False
-    return len(pattern) == len(levels)
-
-
-# A retained status that does not contain this cannot be an offline state: it is
-# skipped undecoded (a thousand retained "online" states arrive with each request).
-_OFFLINE_MARK = contract.STATE_OFFLINE.encode()
-
-
-class _Pending:
-    """Replies and states for one request; filled on the network thread.
-
-    O(1) per message: ``unsettled`` holds the targets neither answered nor
-    known offline, and the waiter is woken only when it becomes empty (the
-    timeout wakes it otherwise). No rescan of every target per reply.
-    """
-
-    def __init__(self, names: list, verb: str):
-        self.names, self.verb = names, verb
-        self.wanted = set(names)
-        self.cond = threading.Condition()
-        self.ids: dict = {}        # agent -> command id expected from it
-        self.sent: dict = {}       # agent -> perf_counter at send
-        self.answers: dict = {}    # agent -> (payload, perf_counter at arrival)
-        self.states: dict = {}     # agent -> retained online/offline
-        self.unsettled = set(names)
-
-    def expect(self, names: list) -> str:
-        command_id = secrets.token_hex(8)
-        now = time.perf_counter()
-        with self.cond:
-            for name in names:
-                self.ids[name], self.sent[name] = command_id, now
-        return command_id
-
-    def on_message(self, message: Message) -> None:
-        # fleet/{name}/status with a name we asked: the names were checked
-        # against the contract, so membership is the whole topic check
-        parts = message.topic.split("/")
-        if (len(parts) != 3 or parts[2] != "status" or parts[0] != contract.FLEET_PREFIX
-                or parts[1] not in self.wanted):
-            return
-        if message.retain and _OFFLINE_MARK not in message.payload:
-            return   # the retained state we start from; only "offline" settles anyone
-        try:
-            payload = contract.decode(message.payload)
-        except contract.ContractError:
-            return   # not ours to judge here; the monitor counts bad payloads
-        with self.cond:
-            self._record(parts[1], payload, time.perf_counter())
-            if not self.unsettled:
-                self.cond.notify()
-
-    def _record(self, name: str, payload: dict, now: float) -> None:
-        kind = contract.classify_status(payload)
-        if kind == "state" and _valid(payload, contract.STATE_SCHEMA):
-            self.states[name] = payload["state"]
-            if name in self.answers:
-                return
-            if payload["state"] == contract.STATE_OFFLINE:
-                self.unsettled.discard(name)
-            else:       # back online before answering: wait for its answer again
-                self.unsettled.add(name)
-        elif (kind == "reply" and name in self.ids and name not in self.answers
-              and payload.get("id") == self.ids[name]
-              and _valid(payload, contract.REPLY_SCHEMA)):
-            self.answers[name] = (payload, now)
-            self.unsettled.discard(name)
-
-    def settled(self) -> bool:
-        return not self.unsettled
-
-    def wait(self, timeout: float) -> None:
-        with self.cond:
-            self.cond.wait_for(self.settled, timeout)
-
-    def replies(self) -> list:
-        with self.cond:
-            return [self._reply(n) for n in self.names]
-
-    def _reply(self, name: str) -> Reply:
-        command_id = self.ids.get(name, "")
-        if name in self.answers:
-            payload, at = self.answers[name]
-            return Reply(name, payload["ok"], self.verb, command_id,
-                         round((at - self.sent[name]) * 1000, 3), payload.get("result", {}),
-                         payload.get("error"), ANSWERED if payload["ok"] else FAILED)
-        state = OFFLINE if self.states.get(name) == contract.STATE_OFFLINE else SILENT
-        return Reply(name, False, self.verb, command_id, state=state)
-
-
-def _checked_name(name: str) -> str:
-    try:
-        return contract.check_name(name)
-    except contract.ContractError as exc:
-        raise UsageError(f"bad agent name: {exc.detail}", "agent names are DNS labels") from None
-
-
-def _valid(payload: dict, schema: dict) -> bool:
-    try:
-        contract.check_schema(payload, schema)
-    except contract.ContractError:
-        return False
-    return True

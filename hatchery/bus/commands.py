@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from agent_kit import contract
-from hatchery.bus.client import ANSWERED, FAILED, OFFLINE, SILENT, BusClient, Reply
+from hatchery.bus.client import BusClient
 from hatchery.bus.connection import open_bus
+from hatchery.bus.messages import ANSWERED, FAILED, OFFLINE, SILENT, Reply
 from hatchery.core.results import Result
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from agent_kit import contract
-from hatchery.bus.client import Message, _Pending, _Route, filter_matches
+from hatchery.bus.messages import Message
+from hatchery.bus.requests import Pending, Route, filter_matches
 
 AGENTS = 10_000
 STEPS_PER_REPLY = 400     # measured ~150 (json, schema and ts checks included)
@@ -58,7 +59,7 @@ def state_message(name: str, state: str, retained: bool = False) -> Message:
 
 def broadcast_fixture(count: int) -> tuple:
     names = [f"sim-{i:05d}" for i in range(count)]
-    pending = _Pending(names, "health-check")
+    pending = Pending(names, "health-check")
     command_id = pending.expect(names)
     command = contract.make_command("health-check", command_id)
     return names, pending, command
@@ -67,7 +68,7 @@ def broadcast_fixture(count: int) -> tuple:
 def test_settling_10000_replies_costs_linear_work():
     names, pending, command = broadcast_fixture(AGENTS)
     messages = [reply_message(n, command) for n in names]
-    route = _Route((f"{contract.FLEET_PREFIX}/+/status",), pending.on_message)
+    route = Route((f"{contract.FLEET_PREFIX}/+/status",), pending.on_message)
     budget = STEPS_PER_REPLY * AGENTS
     try:
         with StepCounter(budget) as counter:
