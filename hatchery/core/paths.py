@@ -11,7 +11,7 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     broker/data/
     broker/config/{mosquitto.conf,passwd,acl}   docker runtime: bind-mounted into the broker
     agents/<name>/agent.json            local runtime: the handler's config, pid file and log
-    agents/<name>/handler.{pid,log}
+    agents/<name>/handler.{pid,log,lock}   (the running handler holds the lock: one per agent)
     agents/<name>/config/agent.json     docker runtime: mounted read-only at /etc/hatchery
     agents/<name>/secrets/              docker runtime: mounted read-only at /run/secrets/hatchery
     build/<name>/                       docker runtime: the agent image's build context
@@ -106,6 +106,10 @@ class StatePaths:
 
     def agent_log(self, name: str) -> PurePath:
         return self.agent_dir(name) / "handler.log"
+
+    def agent_lock(self, name: str) -> PurePath:
+        """Held (flock) by the running handler: the kernel's word on "one handler per agent"."""
+        return self.agent_dir(name) / "handler.lock"
 
     def mounted_agent_config(self, name: str) -> PurePath:
         """Docker runtime: its directory is mounted read-only at /etc/hatchery."""

@@ -189,9 +189,57 @@ def broker_status(inv: Inventory) -> dict:
 
 
 # --- agents ---------------------------------------------------------------------
+#
+# A handler is found by what it is: a process whose argv is
+# ``python -m agent_kit.handler --config <state>/agents/<name>/agent.json``.
+# The pid file is only a hint for people and tools (rewritten when it lies),
+# and every handler holds an flock on its agent's handler.lock, so a second
+# one for the same agent exits at once instead of fighting over the client id.
 
-def _agent_pid(paths: StatePaths, name: str) -> int | None:
-    return process.running_pid(paths.agent_pid(name), str(paths.agent_config(name)))
+def handler_config(argv: list) -> str | None:
+    """The config path a handler was started with, None when argv is not a handler."""
+    if HANDLER_MODULE not in argv or "--config" not in argv:
+        return None
+    at = argv.index("--config") + 1
+    return argv[at] if at < len(argv) else None
+
+
+def handler_table(paths: StatePaths) -> dict:
+    """{agent name: [pids]} of every handler running from this state directory.
+
+    One scan of the process table for the whole fleet. Names come from the
+    config path (``agents/<name>/agent.json``), so handlers for names that
+    are no longer in the inventory (orphans) show up too.
+    """
+    agents_dir = str(paths.agents_dir) + os.sep
+    table: dict = {}
+
+    def ours(argv: list) -> bool:
+        config = handler_config(argv)
+        return bool(config and config.startswith(agents_dir) and config.endswith("/agent.json"))
+
+    for pid in process.find(ours):
+        name = Path(handler_config(process.argv_of(pid)) or "").parent.name
+        if name:
+            table.setdefault(name, []).append(pid)
+    return table
+
+
+def handler_pids(paths: StatePaths, name: str) -> list:
+    wanted = str(paths.agent_config(name))
+    return process.find(lambda argv: handler_config(argv) == wanted)
+
+
+def _pid_file_note(paths: StatePaths, name: str, pids: list) -> str:
+    """'' when the pid file names the (one) running handler, else what is wrong with it."""
+    recorded = process.read_pid(paths.agent_pid(name))
+    if recorded is None:
+        return "no pid file" if pids else ""
+    if recorded in pids:
+        return ""
+    alive = process.command_line(recorded)
+    what = "a reused pid (another program)" if alive else "a process that is gone"
+    return f"pid file names {recorded}, {what}"
 
 
 def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_dir=None,
@@ -202,23 +250,41 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_
     current = read_text(paths.agent_config(agent.name))
     diff = text_diff(current, wanted, str(paths.agent_config(agent.name)))
     item = f"agent {agent.name}"
-    pid = _agent_pid(paths, agent.name)
-    if pid is None:
-        return [Change(item, "start", "not running", diff,
-                       lambda: _start_agent(paths, agent.name, wanted))]
-    if current == wanted:
-        return [Change(item, "none", f"running (pid {pid}), config unchanged")]
-    return [Change(item, "restart", "config changed", diff,
-                   lambda: _restart_agent(paths, agent.name, wanted, pid))]
+    pids = handler_pids(paths, agent.name)
+    note = _pid_file_note(paths, agent.name, pids)
+    start = lambda: _start_agent(paths, agent.name, wanted)  # noqa: E731
+    if not pids:
+        return [Change(item, "start", "; ".join(filter(None, ["not running", note])), diff, start)]
+    if len(pids) > 1:
+        return [Change(item, "restart", f"{len(pids)} handlers running (pids {_pids(pids)}): "
+                       "duplicates; stopping all, starting one", diff,
+                       lambda: _restart_agent(paths, agent.name, wanted, pids))]
+    if current != wanted:
+        return [Change(item, "restart", "config changed", diff,
+                       lambda: _restart_agent(paths, agent.name, wanted, pids))]
+    if note:
+        return [Change(item, "repair", f"running (pid {pids[0]}) but {note}",
+                       apply=lambda: _repair_pid_file(paths, agent.name, pids[0]))]
+    return [Change(item, "none", f"running (pid {pids[0]}), config unchanged")]
+
+
+def _pids(pids: list) -> str:
+    return ", ".join(map(str, pids))
+
+
+def _repair_pid_file(paths: StatePaths, name: str, pid: int) -> str:
+    process.write_pid(paths.agent_pid(name), pid)
+    return f"pid file rewritten: {pid}"
 
 
 def _start_agent(paths: StatePaths, name: str, config_text: str) -> str:
     write_if_changed(paths.agent_config(name), config_text)
-    argv = [sys.executable, "-m", HANDLER_MODULE, "--config", str(paths.agent_config(name))]
+    argv = [sys.executable, "-m", HANDLER_MODULE, "--config", str(paths.agent_config(name)),
+            "--lock", str(paths.agent_lock(name))]
     pid = process.spawn(argv, log=paths.agent_log(name), pid_file=paths.agent_pid(name),
                         env=_handler_env())
     time.sleep(0.05)  # a handler that dies on a bad config dies at once: say so now
-    if _agent_pid(paths, name) is None:
+    if _exited(pid):
         raise RuntimeFailure(f"agent {name}'s handler exited at start; last log lines:\n"
                              + process.log_tail(paths.agent_log(name)), f"read {paths.agent_log(name)}")
     return f"pid {pid}"
@@ -236,43 +302,144 @@ def _handler_env() -> dict:
     return env
 
 
-def _restart_agent(paths: StatePaths, name: str, config_text: str, pid: int) -> str:
-    process.stop(pid)
+def _restart_agent(paths: StatePaths, name: str, config_text: str, pids: list) -> str:
+    process.stop_all(pids)
     return _start_agent(paths, name, config_text)
 
 
 def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
-    """Stop the handler; with ``remove`` (agent.retire) also delete its state."""
+    """Stop every handler of the agent; with ``remove`` (agent.retire) also delete its state."""
     paths = state_paths(inv)
-    pid = _agent_pid(paths, agent.name)
+    pids = handler_pids(paths, agent.name)
     item = f"agent {agent.name}"
     state = paths.agent_dir(agent.name)
-    if remove and (pid is not None or state.exists()):
+    if remove and (pids or state.exists()):
         return [Change(item, "remove", "retiring: handler and state",
-                       apply=lambda: _retire(pid, state))]
-    if pid is None:
+                       apply=lambda: _retire(pids, state))]
+    if not pids:
         return [Change(item, "none", "not running")]
-    return [Change(item, "stop", f"running (pid {pid})",
-                   apply=lambda: _stop(pid, paths.agent_pid(agent.name)))]
+    what = f"running (pid {pids[0]})" if len(pids) == 1 else \
+        f"{len(pids)} handlers running (pids {_pids(pids)}): duplicates"
+    return [Change(item, "stop", what, apply=lambda: _stop_handlers(pids, paths.agent_pid(agent.name)))]
 
 
-def _retire(pid: int | None, state: Path) -> str:
-    if pid is not None:
-        process.stop(pid)
+def orphan_stop_plan(inv: Inventory) -> list:
+    """Stop handlers running from this state directory for names not in the inventory.
+
+    They are left over from an agent removed from the inventory by hand, or
+    from an interrupted retire; nobody else would ever stop them.
+    """
+    paths = state_paths(inv)
+    changes = []
+    for name, pids in sorted(_orphans(inv, handler_table(paths)).items()):
+        changes.append(Change(f"agent {name}", "stop",
+                              f"orphan: not in the inventory, running (pids {_pids(pids)})",
+                              apply=lambda p=pids, n=name: _stop_handlers(p, paths.agent_pid(n))))
+    return changes
+
+
+def _orphans(inv: Inventory, table: dict) -> dict:
+    local = {a.name for a in inv.agents.values() if a.runtime == "local"}
+    return {name: pids for name, pids in table.items() if name not in local}
+
+
+def _stop_handlers(pids: list, pid_file: Path) -> str:
+    process.stop_all(pids)
+    pid_file.unlink(missing_ok=True)
+    return f"pid {_pids(pids)} stopped"
+
+
+def _retire(pids: list, state: Path) -> str:
+    process.stop_all(pids)
     shutil.rmtree(state, ignore_errors=True)
     return f"removed {state}"
 
 
 def agent_list(inv: Inventory) -> list:
-    return [agent_status(inv, agent) for agent in inv.agents.values() if agent.runtime == "local"]
+    """One row per local agent, then one per orphan; ``problem`` says what is off."""
+    paths = state_paths(inv)
+    table = handler_table(paths)
+    rows = []
+    for agent in inv.agents.values():
+        if agent.runtime != "local":
+            continue
+        pids = table.get(agent.name, [])
+        rows.append(_row(agent.name, pids, _problem(paths, agent.name, pids), paths))
+    for name, pids in sorted(_orphans(inv, table).items()):
+        rows.append(_row(name, pids, "orphan: not in the inventory", paths))
+    return rows
+
+
+def _row(name: str, pids: list, problem: str, paths: StatePaths) -> dict:
+    return {"agent": name, "runtime": "local", "running": bool(pids),
+            "pid": pids[0] if len(pids) == 1 else (pids or None),
+            "problem": problem, "log": str(paths.agent_log(name))}
+
+
+def _problem(paths: StatePaths, name: str, pids: list) -> str:
+    if len(pids) > 1:
+        return f"duplicates: {len(pids)} handlers"
+    return _pid_file_note(paths, name, pids) if pids or paths.agent_pid(name).exists() else ""
+
+
+# --- logs -------------------------------------------------------------------------
+
+LOG_POLL = 0.2      # seconds between looks at a followed log
+
+
+def agent_logs(inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: bool = False):
+    """The last ``lines`` lines of the handler's log, then (``follow``) new ones as they come.
+
+    A generator of text lines without their newline; following ends when the
+    caller stops iterating (Ctrl-C).
+    """
+    path = state_paths(inv).agent_log(agent.name)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise RuntimeFailure(f"agent {agent.name} has no log yet ({path})",
+                             f"start it: invoke agent.hatch --name {agent.name}") from None
+    with handle:
+        yield from tail_lines(handle, lines)
+        while follow:
+            yield from _new_lines(handle, path)
+
+
+def tail_lines(handle, count: int, block: int = 8192) -> list:
+    """The last ``count`` lines of a binary file, reading backwards from its end."""
+    handle.seek(0, os.SEEK_END)
+    end = position = handle.tell()
+    data = b""
+    while position > 0 and data.count(b"\n") <= count:
+        position = max(0, position - block)
+        handle.seek(position)
+        data = handle.read(end - position)
+    handle.seek(end)
+    text = data.decode(errors="replace").splitlines()
+    return text[-count:] if count else []
+
+
+def _new_lines(handle, path: Path):
+    """Whole lines appended since the last call; sleeps a little when there are none."""
+    where = handle.tell()
+    chunk = handle.readline()
+    if chunk.endswith(b"\n"):
+        yield chunk.decode(errors="replace").rstrip("\n")
+        return
+    handle.seek(where)          # half a line: wait for the rest
+    try:
+        if path.stat().st_size < where:   # truncated or replaced: start again from its top
+            handle.seek(0)
+    except FileNotFoundError:
+        pass
+    time.sleep(LOG_POLL)
 
 
 def agent_status(inv: Inventory, agent: AgentSpec) -> dict:
     """One agent's row of ``agent_list``."""
     paths = state_paths(inv)
-    pid = _agent_pid(paths, agent.name)
-    return {"agent": agent.name, "runtime": "local", "running": pid is not None,
-            "pid": pid, "log": str(paths.agent_log(agent.name))}
+    pids = handler_pids(paths, agent.name)
+    return _row(agent.name, pids, _problem(paths, agent.name, pids), paths)
 
 
 def agent_inspect(inv: Inventory, agent: AgentSpec) -> dict | None:
@@ -280,14 +447,15 @@ def agent_inspect(inv: Inventory, agent: AgentSpec) -> dict | None:
     paths = state_paths(inv)
     if not paths.agent_dir(agent.name).exists():
         return None
-    return {"pid": _agent_pid(paths, agent.name), "config": str(paths.agent_config(agent.name)),
+    pids = handler_pids(paths, agent.name)
+    return {"pid": pids[0] if pids else None, "config": str(paths.agent_config(agent.name)),
             "log": str(paths.agent_log(agent.name))}
 
 
 def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) -> tuple:
     """Run ``argv`` on this host in the handler's environment: (exit code, output);
     124 on timeout, as coreutils' timeout says in a container."""
-    if _agent_pid(state_paths(inv), agent.name) is None:
+    if not handler_pids(state_paths(inv), agent.name):
         raise RuntimeFailure(f"agent {agent.name}'s handler is not running",
                              f"hatch it: invoke agent.hatch --name {agent.name}")
     try:
@@ -312,13 +480,10 @@ def write_build_files(inv: Inventory, agents: list) -> list:
 
 
 def remove_fleet(inv: Inventory) -> None:
-    """Stop the broker and every handler with a pid file in the state directory (state kept)."""
+    """Stop the broker and every handler running from the state directory (state kept)."""
     paths = state_paths(inv)
-    names = set(inv.agents) | {d.name for d in Path(paths.agents_dir).glob("*") if d.is_dir()}
-    for name in sorted(names):
-        pid = _agent_pid(paths, name)
-        if pid is not None:
-            _stop(pid, paths.agent_pid(name))
+    for name, pids in sorted(handler_table(paths).items()):
+        _stop_handlers(pids, paths.agent_pid(name))
     pid = _broker_pid(paths)
     if pid is not None:
         _stop(pid, paths.broker_pid)
@@ -336,6 +501,8 @@ class LocalRuntime:
     agent_plan = staticmethod(agent_plan)
     agent_stop_plan = staticmethod(agent_stop_plan)
     agent_list = staticmethod(agent_list)
+    orphan_stop_plan = staticmethod(orphan_stop_plan)
+    agent_logs = staticmethod(agent_logs)
     agent_status = staticmethod(agent_status)
     agent_inspect = staticmethod(agent_inspect)
     exec_in_agent = staticmethod(exec_in_agent)

@@ -51,22 +51,28 @@ def hatch(c, name=None, group=None, pattern=None, inventory=None, check=False, d
 
     def plan():
         inv, changes = enrol_plan(base, new)
-        return changes + hatch_plan(inv, _targets(inv, name, group, pattern))
+        return changes + hatch_plan(inv, _targets(inv, name, group, pattern), named=bool(name),
+                                    orphans=not (name or group or pattern))
     run_plan("agent.hatch", plan, lock=base.state_dir, check=check, diff=diff, json=json)
 
 
 @op()
 def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, json=False):
-    """Stop agents' handlers (or containers); their state and enrolment are kept."""
+    """Stop agents' handlers (or containers); their state and enrolment are kept.
+
+    Without a selector it also stops orphans: handlers or containers of this
+    fleet for names that are no longer in the inventory.
+    """
     inv = load(inventory)
     targets = _targets(inv, name, group, pattern)
-    run_plan("agent.stop", lambda: stop_plan(inv, targets), lock=inv.state_dir,
+    orphans = not (name or group or pattern)
+    run_plan("agent.stop", lambda: stop_plan(inv, targets, orphans=orphans), lock=inv.state_dir,
              check=check, json=json)
 
 
 @op(name="the agent to retire")
 def retire(c, name, inventory=None, check=False, json=False):
-    """Revoke an agent's credentials (SIGHUP drops its connection), then remove its handler or container and state."""
+    """Retire an agent for good: stop and remove it, clear its retained topics, revoke its credentials, comment it out of the inventory."""
     inv = load(inventory)
     agent = inv.agent(name)
     run_plan("agent.retire", lambda: retire_plan(inv, agent), lock=inv.state_dir,
@@ -94,9 +100,39 @@ def list_(c, name=None, group=None, pattern=None, inventory=None, json=False):
     for runtime_name in sorted({a.runtime for a in inv.agents.values()}):
         rows += for_runtime(runtime_name).agent_list(inv)
     order = list(inv.agents)
-    rows = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order.index(r["agent"]))
-    show(Rows(rows, ("agent", "runtime", "running", "pid")), json)
+    listed = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order.index(r["agent"]))
+    if not (name or group or pattern):     # orphans: running, but no longer in the inventory
+        listed += [r for r in rows if r["agent"] not in inv.agents]
+    show(Rows(listed, ("agent", "runtime", "running", "pid", "problem")), json)
 
 
-agent = Collection("agent", hatch, stop, retire, rotate_credentials)
+MAX_LOG_LINES = 100_000
+
+
+@op(name="the agent whose log to show", lines="how many lines from the end (default 50)",
+    follow="keep printing new lines as they come, until Ctrl-C")
+def logs(c, name, lines=50, follow=False, inventory=None):
+    """Show an agent's handler log (local) or container output (docker)."""
+    inv = load(inventory)
+    agent = inv.agent(name)
+    count = _log_lines(lines)
+    try:
+        for line in for_runtime(agent.runtime).agent_logs(inv, agent, lines=count, follow=follow):
+            output.emit_untrusted(line)
+    except KeyboardInterrupt:   # the way to end --follow: not an error
+        return
+
+
+def _log_lines(lines) -> int:
+    try:
+        count = int(lines)
+    except (TypeError, ValueError):
+        count = -1
+    if not 0 <= count <= MAX_LOG_LINES:
+        raise UsageError(f"--lines must be a whole number from 0 to {MAX_LOG_LINES}, got {lines!r}",
+                         "e.g. --lines 200")
+    return count
+
+
+agent = Collection("agent", hatch, stop, retire, rotate_credentials, logs)
 agent.add_task(list_, name="list")

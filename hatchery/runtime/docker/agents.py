@@ -20,6 +20,7 @@ from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Change
 from hatchery.core.render import content_hash
 from hatchery.core.state import ensure_dir
+from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.docker import baseimage, build
 from hatchery.runtime.docker.containers import (
@@ -191,8 +192,7 @@ def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
 def agent_list(inv: Inventory) -> list:
     """The inventory's docker agents and any managed agent container of this fleet."""
     rows, seen = [], set()
-    hosts = {agent_host(inv, a) for a in inv.agents.values() if a.runtime == "docker"}
-    for host in hosts or {inv.broker.docker_host}:
+    for host in _agent_hosts(inv):
         for container in _fleet_agents(engine(host), inv):
             name = container.labels.get(AGENT_LABEL, "")
             seen.add(name)
@@ -201,6 +201,41 @@ def agent_list(inv: Inventory) -> list:
         if agent.runtime == "docker" and agent.name not in seen:
             rows.append(_missing_row(inv, agent))
     return rows
+
+
+def orphan_stop_plan(inv: Inventory) -> list:
+    """Stop running agent containers of this fleet whose names are not in the inventory."""
+    changes = []
+    for host in _agent_hosts(inv):
+        for container in _fleet_agents(engine(host), inv):
+            name = container.labels.get(AGENT_LABEL, "")
+            if name not in inv.agents and container.status == "running":
+                changes.append(Change(f"agent {name}", "stop",
+                                      f"orphan: not in the inventory, running ({container.short_id})",
+                                      apply=lambda c=container: stop_container(c)))
+    return changes
+
+
+def _agent_hosts(inv: Inventory) -> set:
+    return {agent_host(inv, a) for a in inv.agents.values() if a.runtime == "docker"} or {inv.broker.docker_host}
+
+
+def agent_logs(inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: bool = False):
+    """The container's output (handler and agent process), last ``lines``, then new ones."""
+    name = agent_container(inv, agent)
+    container = find_container(agent_client(inv, agent), name)
+    if container is None:
+        raise RuntimeFailure(f"agent {agent.name} has no container ({name})",
+                             f"start it: invoke agent.hatch --name {agent.name}")
+    pending = b""
+    with docker_errors(f"read the logs of {name}"):
+        for chunk in container.logs(stream=True, follow=follow, tail=lines):
+            pending += chunk
+            *done, pending = pending.split(b"\n")
+            for line in done:
+                yield line.decode(errors="replace")
+    if pending:
+        yield pending.decode(errors="replace")
 
 
 def agent_status(inv: Inventory, agent: AgentSpec) -> dict:
@@ -230,4 +265,5 @@ def _agent_row(name: str, container, in_inventory: bool) -> dict:
     return {"agent": name, "runtime": "docker", "running": state.get("Running", False),
             "pid": state.get("Pid") or None, "container": container.name, "status": container.status,
             "health": (state.get("Health") or {}).get("Status"),
-            "image": container.attrs["Config"]["Image"], "in_inventory": in_inventory}
+            "image": container.attrs["Config"]["Image"], "in_inventory": in_inventory,
+            "problem": "" if in_inventory else "orphan: not in the inventory"}

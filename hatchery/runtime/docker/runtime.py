@@ -42,6 +42,8 @@ class DockerRuntime:
     agent_plan = staticmethod(agents.agent_plan)
     agent_stop_plan = staticmethod(agents.agent_stop_plan)
     agent_list = staticmethod(agents.agent_list)
+    orphan_stop_plan = staticmethod(agents.orphan_stop_plan)
+    agent_logs = staticmethod(agents.agent_logs)
     agent_status = staticmethod(agents.agent_status)
     agent_inspect = staticmethod(agents.agent_inspect)
     exec_in_agent = staticmethod(inside.exec_in_agent)
