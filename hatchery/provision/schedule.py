@@ -266,9 +266,38 @@ def install_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
                                                                      spec.label))]
     target = target_dir or default_target_dir(spec.kind)
     changes = [_file_change(target / name, text) for name, text in files.items()]
-    if activate and any(c.needed for c in changes):
-        changes.append(_activation(spec, target, enable=True))
+    if not activate:
+        return changes
+    # Activation is its own fact: files already in place do not mean the job is
+    # enabled (a failed enable last time must be retried, not reported ok).
+    if any(c.needed for c in changes):
+        changes.append(_activation(spec, target, enable=True, reason="files changed"))
+    elif not is_active(spec):
+        changes.append(_activation(spec, target, enable=True,
+                                   reason="files in place but the job is not enabled and active"))
+    else:
+        changes.append(Change(f"{spec.kind} {spec.label}", "none", "enabled and active"))
     return changes
+
+
+def is_active(spec: ScheduleSpec) -> bool:
+    """Is the installed job enabled and loaded? False when the scheduler cannot tell us."""
+    if spec.kind == LAUNCHD:
+        queries = [["launchctl", "list", spec.label]]
+    else:
+        unit = f"{spec.label}.timer"
+        queries = [["systemctl", "--user", "is-enabled", "--quiet", unit],
+                   ["systemctl", "--user", "is-active", "--quiet", unit]]
+    for argv in queries:
+        if not shutil.which(argv[0]):
+            return False
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if done.returncode != 0:
+            return False
+    return True
 
 
 def remove_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
@@ -323,9 +352,10 @@ def _removal(path: Path) -> Change:
                   lambda: (path.unlink(missing_ok=True), "removed")[1])
 
 
-def _activation(spec: ScheduleSpec, target: Path, *, enable: bool) -> Change:
+def _activation(spec: ScheduleSpec, target: Path, *, enable: bool, reason: str = "") -> Change:
     argv = activation_command(spec, target, enable=enable)
-    return Change(f"{spec.kind} {spec.label}", "reload", " ".join(argv), "", lambda: _run(argv))
+    why = f"{reason}: {' '.join(argv)}" if reason else " ".join(argv)
+    return Change(f"{spec.kind} {spec.label}", "reload", why, "", lambda: _run(argv))
 
 
 def activation_command(spec: ScheduleSpec, target: Path, *, enable: bool) -> list:
