@@ -271,7 +271,7 @@ def install_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
     # Activation is its own fact: files already in place do not mean the job is
     # enabled (a failed enable last time must be retried, not reported ok).
     if any(c.needed for c in changes):
-        changes.append(_activation(spec, target, enable=True, reason="files changed"))
+        changes.append(_activation(spec, target, enable=True))
     elif not is_active(spec):
         changes.append(_activation(spec, target, enable=True,
                                    reason="files in place but the job is not enabled and active"))

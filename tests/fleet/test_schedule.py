@@ -78,7 +78,7 @@ def test_install_is_idempotent_and_remove_cleans_up(inv_path, tmp_path):
     assert [c.action for c in again] == ["none", "none"]
     with_activation = schedule.install_plan(schedule.make_spec(
         "systemd", 20, inv_path, state_dir=tmp_path), target_dir=target)
-    assert with_activation[-1].reason.endswith("systemctl --user enable --now hatchery-collect.timer")
+    assert with_activation[-1].reason == "systemctl --user enable --now hatchery-collect.timer"
     apply_plan("remove", schedule.remove_plan(spec, target_dir=target, activate=False))
     assert list(target.iterdir()) == []
 
