@@ -27,6 +27,7 @@ from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 
 HANDLER_MODULE = "agent_kit.handler"
+HANDLER_NAME = "python"     # /proc/PID/comm of a handler: we start it with sys.executable
 
 
 # --- broker ---------------------------------------------------------------------
@@ -218,16 +219,35 @@ def handler_table(paths: StatePaths) -> dict:
         config = handler_config(argv)
         return bool(config and config.startswith(agents_dir) and config.endswith("/agent.json"))
 
-    for pid in process.find(ours):
+    for pid in process.find(ours, name_prefix=HANDLER_NAME):
         name = Path(handler_config(process.argv_of(pid)) or "").parent.name
         if name:
             table.setdefault(name, []).append(pid)
     return table
 
 
+# One scan of the process table serves a whole plan (100 agents, one scan: a
+# scan costs 5-50 ms on a busy host). It is kept for half a second only, dropped
+# whenever this module starts or stops a handler, and every stop re-checks
+# each pid's command line, so a stale entry can never signal a stranger.
+SNAPSHOT_SECONDS = 0.5
+_snapshots: dict = {}       # state root -> (monotonic time, handler table)
+
+
 def handler_pids(paths: StatePaths, name: str) -> list:
-    wanted = str(paths.agent_config(name))
-    return process.find(lambda argv: handler_config(argv) == wanted)
+    taken = _snapshots.get(paths.root)
+    if taken is None or time.monotonic() - taken[0] > SNAPSHOT_SECONDS:
+        taken = (time.monotonic(), handler_table(paths))
+        _snapshots[paths.root] = taken
+    return list(taken[1].get(name, []))
+
+
+def _changed(paths: StatePaths) -> None:
+    _snapshots.pop(paths.root, None)
+
+
+def _still_handlers(pids: list, config: Path) -> list:
+    return [pid for pid in pids if handler_config(process.argv_of(pid)) == str(config)]
 
 
 def _pid_file_note(paths: StatePaths, name: str, pids: list) -> str:
@@ -278,6 +298,7 @@ def _repair_pid_file(paths: StatePaths, name: str, pid: int) -> str:
 
 
 def _start_agent(paths: StatePaths, name: str, config_text: str) -> str:
+    _changed(paths)
     write_if_changed(paths.agent_config(name), config_text)
     argv = [sys.executable, "-m", HANDLER_MODULE, "--config", str(paths.agent_config(name)),
             "--lock", str(paths.agent_lock(name))]
@@ -303,7 +324,7 @@ def _handler_env() -> dict:
 
 
 def _restart_agent(paths: StatePaths, name: str, config_text: str, pids: list) -> str:
-    process.stop_all(pids)
+    process.stop_all(_still_handlers(pids, paths.agent_config(name)))
     return _start_agent(paths, name, config_text)
 
 
@@ -315,12 +336,12 @@ def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -
     state = paths.agent_dir(agent.name)
     if remove and (pids or state.exists()):
         return [Change(item, "remove", "retiring: handler and state",
-                       apply=lambda: _retire(pids, state))]
+                       apply=lambda: _retire(paths, agent.name, pids))]
     if not pids:
         return [Change(item, "none", "not running")]
     what = f"running (pid {pids[0]})" if len(pids) == 1 else \
         f"{len(pids)} handlers running (pids {_pids(pids)}): duplicates"
-    return [Change(item, "stop", what, apply=lambda: _stop_handlers(pids, paths.agent_pid(agent.name)))]
+    return [Change(item, "stop", what, apply=lambda: _stop_handlers(paths, agent.name, pids))]
 
 
 def orphan_stop_plan(inv: Inventory) -> list:
@@ -334,7 +355,7 @@ def orphan_stop_plan(inv: Inventory) -> list:
     for name, pids in sorted(_orphans(inv, handler_table(paths)).items()):
         changes.append(Change(f"agent {name}", "stop",
                               f"orphan: not in the inventory, running (pids {_pids(pids)})",
-                              apply=lambda p=pids, n=name: _stop_handlers(p, paths.agent_pid(n))))
+                              apply=lambda p=pids, n=name: _stop_handlers(paths, n, p)))
     return changes
 
 
@@ -343,16 +364,18 @@ def _orphans(inv: Inventory, table: dict) -> dict:
     return {name: pids for name, pids in table.items() if name not in local}
 
 
-def _stop_handlers(pids: list, pid_file: Path) -> str:
-    process.stop_all(pids)
-    pid_file.unlink(missing_ok=True)
+def _stop_handlers(paths: StatePaths, name: str, pids: list) -> str:
+    _changed(paths)
+    process.stop_all(_still_handlers(pids, paths.agent_config(name)))
+    paths.agent_pid(name).unlink(missing_ok=True)
     return f"pid {_pids(pids)} stopped"
 
 
-def _retire(pids: list, state: Path) -> str:
-    process.stop_all(pids)
-    shutil.rmtree(state, ignore_errors=True)
-    return f"removed {state}"
+def _retire(paths: StatePaths, name: str, pids: list) -> str:
+    _changed(paths)
+    process.stop_all(_still_handlers(pids, paths.agent_config(name)))
+    shutil.rmtree(paths.agent_dir(name), ignore_errors=True)
+    return f"removed {paths.agent_dir(name)}"
 
 
 def agent_list(inv: Inventory) -> list:
