@@ -310,8 +310,8 @@ def test_agent_list_shows_both_running(fleet):
 def test_agent_logs_tail_and_follow_the_containers_output(client, fleet):
     agent = _agents(fleet)[0]
     container = client.containers.get(rt.agent_container(fleet, agent))
-    whole = container.logs().decode(errors="replace").splitlines()
-    assert whole, "the container wrote nothing yet"
+    whole = _wait(lambda: container.logs().decode(errors="replace").splitlines(), 20,
+                  "the container wrote nothing")
     assert list(rt.agent_logs(fleet, agent, lines=3)) == whole[-3:]
     following = rt.agent_logs(fleet, agent, lines=1, follow=True)
     assert next(following) == whole[-1]          # then it would wait for more: stop it
