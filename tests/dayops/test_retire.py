@@ -9,6 +9,7 @@ import threading
 import pytest
 from dayops import handlers, raw_client, retained_on, run, start, wait_for, write_inventory
 
+from hatchery.core import process
 from hatchery.core.ports import free_port
 
 AGENTS = ("r1", "r2", "r3")
@@ -23,9 +24,12 @@ def fleet(tmp_path_factory):
     run("broker.deploy", inventory=inventory, check=0)
     run("agent.hatch", inventory=inventory, check=0)
     yield inventory, state, port
+    write_inventory(directory, port, AGENTS)        # a failed test may have left it half edited
     run("agent.stop", inventory=inventory)
     run("broker.stop", inventory=inventory)
-    assert handlers(state) == {}
+    left = handlers(state)
+    process.stop_all([pid for pids in left.values() for pid in pids])
+    assert left == {}
 
 
 def test_retire_then_hatch_stays_retired_and_its_topics_are_gone(fleet):
