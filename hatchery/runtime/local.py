@@ -506,7 +506,7 @@ def remove_fleet(inv: Inventory) -> None:
     """Stop the broker and every handler running from the state directory (state kept)."""
     paths = state_paths(inv)
     for name, pids in sorted(handler_table(paths).items()):
-        _stop_handlers(pids, paths.agent_pid(name))
+        _stop_handlers(paths, name, pids)
     pid = _broker_pid(paths)
     if pid is not None:
         _stop(pid, paths.broker_pid)

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from hatchery.core import process
-from hatchery.runtime.local import handler_config
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
@@ -45,6 +44,14 @@ def start(*args, inventory: Path) -> subprocess.Popen:
     """The CLI in its own process group, as a terminal runs it (Ctrl-C reaches the group)."""
     return subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env_for(inventory), start_new_session=True)
+
+
+def handler_config(argv: list) -> str | None:
+    """The --config of an ``agent_kit.handler`` command line (read here, not through the runtime)."""
+    if "agent_kit.handler" not in argv or "--config" not in argv:
+        return None
+    at = argv.index("--config") + 1
+    return argv[at] if at < len(argv) else None
 
 
 def handlers(state_dir: Path) -> dict:
