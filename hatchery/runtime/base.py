@@ -68,6 +68,17 @@ class Runtime(Protocol):
         """A generator of ``agent``'s log lines: the last ``lines``, then (``follow``)
         new ones until the caller stops iterating. RuntimeFailure when it has none."""
 
+    def agent_provenance(self, inv: Inventory, agent: AgentSpec) -> Optional[dict]:
+        """What ``agent`` runs now, recorded when it started: local {'kit', 'config',
+        'started'}; docker {'image', 'image_id', 'config', 'started'}; None if never started."""
+
+    def agent_restart_plan(self, inv: Inventory, agent: AgentSpec) -> list:
+        """Changes that restart ``agent`` on what it runs now (agent.restart, fleet.heal)."""
+
+    def agent_restore_plan(self, inv: Inventory, agent: AgentSpec) -> list:
+        """Changes that put ``agent`` back on what it ran before its last upgrade
+        (fleet.rollout's rollback); a failing Change when nothing was recorded."""
+
     def agent_status(self, inv: Inventory, agent: AgentSpec) -> dict:
         """``agent``'s row of ``agent_list`` (running False when it never started)."""
 

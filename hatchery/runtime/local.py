@@ -7,6 +7,8 @@ table, and returns the Change that would bring them in line.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -20,6 +22,7 @@ from hatchery.configs.broker import reload_is_enough
 from hatchery.core import process
 from hatchery.core.assets import PROJECT_ROOT
 from hatchery.core.plan import Change, text_diff
+from hatchery.core.render import content_hash
 from hatchery.core.ports import listening, wait_until
 from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.state import ensure_dir, read_text, write_if_changed
@@ -264,7 +267,11 @@ def _pid_file_note(paths: StatePaths, name: str, pids: list) -> str:
 
 def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_dir=None,
                secret_files: dict | None = None) -> list:
-    """``secret_files`` is unused here: the config points at the secrets in the state dir."""
+    """``secret_files`` is unused here: the config points at the secrets in the state dir.
+
+    A running handler is outdated when its recorded provenance (agent_kit hash,
+    config hash) differs from what would start now; the reason names both.
+    """
     paths = state_paths(inv)
     wanted = to_json(agent_config)
     current = read_text(paths.agent_config(agent.name))
@@ -273,19 +280,29 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_
     pids = handler_pids(paths, agent.name)
     note = _pid_file_note(paths, agent.name, pids)
     start = lambda: _start_agent(paths, agent.name, wanted)  # noqa: E731
+    restart = lambda: _restart_agent(paths, agent.name, wanted, pids)  # noqa: E731
     if not pids:
         return [Change(item, "start", "; ".join(filter(None, ["not running", note])), diff, start)]
     if len(pids) > 1:
         return [Change(item, "restart", f"{len(pids)} handlers running (pids {_pids(pids)}): "
-                       "duplicates; stopping all, starting one", diff,
-                       lambda: _restart_agent(paths, agent.name, wanted, pids))]
-    if current != wanted:
-        return [Change(item, "restart", "config changed", diff,
-                       lambda: _restart_agent(paths, agent.name, wanted, pids))]
+                       "duplicates; stopping all, starting one", diff, restart)]
+    outdated = outdated_reason(read_provenance(paths, agent.name), kit_hash(), content_hash(wanted))
+    if outdated:
+        return [Change(item, "restart", outdated, diff, restart)]
     if note:
         return [Change(item, "repair", f"running (pid {pids[0]}) but {note}",
                        apply=lambda: _repair_pid_file(paths, agent.name, pids[0]))]
     return [Change(item, "none", f"running (pid {pids[0]}), config unchanged")]
+
+
+def outdated_reason(record: dict | None, kit: str, config: str) -> str:
+    """'' when ``record`` (provenance) matches, else 'outdated: agent_kit a → b, config c → d'."""
+    if record is None:
+        return "outdated: started without a provenance record (an older hatchery)"
+    changed = [f"{label} {record.get(key) or '?'} → {now}"
+               for label, key, now in (("agent_kit", "kit", kit), ("config", "config", config))
+               if record.get(key) != now]
+    return "outdated: " + ", ".join(changed) if changed else ""
 
 
 def _pids(pids: list) -> str:
@@ -297,25 +314,35 @@ def _repair_pid_file(paths: StatePaths, name: str, pid: int) -> str:
     return f"pid file rewritten: {pid}"
 
 
-def _start_agent(paths: StatePaths, name: str, config_text: str) -> str:
+def _start_agent(paths: StatePaths, name: str, config_text: str, kit: str | None = None) -> str:
+    """Start a handler with ``config_text`` on agent_kit copy ``kit`` (default: this checkout's).
+
+    What it ran before (when different) is kept as previous.json for a rollback;
+    what it runs now is recorded in provenance.json once it has started.
+    """
     _changed(paths)
+    kit = kit or ensure_kit(paths)
+    _keep_previous(paths, name, kit, config_text)
     write_if_changed(paths.agent_config(name), config_text)
     argv = [sys.executable, "-m", HANDLER_MODULE, "--config", str(paths.agent_config(name)),
             "--lock", str(paths.agent_lock(name))]
     pid = process.spawn(argv, log=paths.agent_log(name), pid_file=paths.agent_pid(name),
-                        env=_handler_env())
+                        env=_handler_env(Path(paths.kit_dir(kit))))
+    _write_json(paths.agent_provenance(name),
+                {"kit": kit, "config": content_hash(config_text), "started": time.time(), "pid": pid})
     time.sleep(0.05)  # a handler that dies on a bad config dies at once: say so now
     if _exited(pid):
         raise RuntimeFailure(f"agent {name}'s handler exited at start; last log lines:\n"
                              + process.log_tail(paths.agent_log(name)), f"read {paths.agent_log(name)}")
-    return f"pid {pid}"
+    return f"pid {pid}, agent_kit {kit}"
 
 
-def _handler_env() -> dict:
-    # The handler imports agent_kit from the same tree as this process.
+def _handler_env(kit_dir: Path | None = None) -> dict:
+    # The handler imports agent_kit from its own copy under the state dir (so an
+    # upgrade of this checkout can be rolled back), else from this tree.
     # Its config file is the only source of truth: HATCHERY_* variables in the
     # operator's shell would override it (agent_kit reads them for containers).
-    root = str(PROJECT_ROOT)
+    root = str(kit_dir or PROJECT_ROOT)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HATCHERY_") and k != "FLEET_INVENTORY"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
@@ -323,9 +350,120 @@ def _handler_env() -> dict:
     return env
 
 
-def _restart_agent(paths: StatePaths, name: str, config_text: str, pids: list) -> str:
+def _restart_agent(paths: StatePaths, name: str, config_text: str, pids: list,
+                   kit: str | None = None) -> str:
     process.stop_all(_still_handlers(pids, paths.agent_config(name)))
-    return _start_agent(paths, name, config_text)
+    return _start_agent(paths, name, config_text, kit)
+
+
+# --- provenance: what each handler came from ------------------------------------------
+
+KIT_PACKAGE = "agent_kit"
+
+
+def kit_hash(source: Path | None = None) -> str:
+    """The code hash of an agent_kit tree (its .py files, by name and content)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(source or PROJECT_ROOT / KIT_PACKAGE).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def ensure_kit(paths: StatePaths, source: Path | None = None) -> str:
+    """Copy this checkout's agent_kit to kits/<hash>/ once; its hash.
+
+    Copied to a temporary name and renamed, so a half-written copy is never used.
+    """
+    source = Path(source or PROJECT_ROOT / KIT_PACKAGE)
+    digest = kit_hash(source)
+    target = Path(paths.kit_dir(digest))
+    if not (target / KIT_PACKAGE / "__init__.py").exists():
+        staging = Path(paths.kits_dir) / f".{digest}.{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        ensure_dir(staging / KIT_PACKAGE)
+        for path in source.glob("*.py"):
+            shutil.copy2(path, staging / KIT_PACKAGE / path.name)
+        try:
+            os.rename(staging, target)
+        except OSError:             # another run made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return digest
+
+
+def read_provenance(paths: StatePaths, name: str) -> dict | None:
+    return _read_json(paths.agent_provenance(name))
+
+
+def _keep_previous(paths: StatePaths, name: str, kit: str, config_text: str) -> None:
+    record = read_provenance(paths, name)
+    old_text = read_text(paths.agent_config(name))
+    if record is None or old_text is None:
+        return
+    if (record.get("kit"), record.get("config")) != (kit, content_hash(config_text)):
+        _write_json(paths.agent_previous(name), {"kit": record.get("kit"), "config": record.get("config"),
+                                                 "config_text": old_text})
+
+
+def _read_json(path) -> dict | None:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write_json(path, value: dict) -> None:
+    # atomic: a reader (or a crash) never sees half a record
+    path = Path(path)
+    ensure_dir(path.parent)
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    staging.write_text(json.dumps(value, sort_keys=True) + "\n")
+    os.replace(staging, path)
+
+
+def agent_provenance(inv: Inventory, agent: AgentSpec) -> dict | None:
+    """{'kit', 'config', 'started'} recorded when the handler started; None if it never did."""
+    record = read_provenance(state_paths(inv), agent.name)
+    return None if record is None else {k: record.get(k) for k in ("kit", "config", "started")}
+
+
+def agent_restart_plan(inv: Inventory, agent: AgentSpec) -> list:
+    """Stop and start the handler on what it ran (its config on disk, its agent_kit copy)."""
+    paths = state_paths(inv)
+    text = read_text(paths.agent_config(agent.name))
+    item = f"agent {agent.name}"
+    if text is None:
+        return [Change(item, "none", f"never started; hatch it: invoke agent.hatch --name {agent.name}")]
+    record = read_provenance(paths, agent.name) or {}
+    kit = record.get("kit")
+    if not kit or not Path(paths.kit_dir(kit)).is_dir():
+        kit = None
+    pids = handler_pids(paths, agent.name)
+    what = f"running (pid {_pids(pids)})" if pids else "not running"
+    return [Change(item, "restart", f"{what}; restart requested",
+                   apply=lambda: _restart_agent(paths, agent.name, text, pids, kit))]
+
+
+def agent_restore_plan(inv: Inventory, agent: AgentSpec) -> list:
+    """Put the handler back on what it ran before its last upgrade (previous.json)."""
+    paths = state_paths(inv)
+    previous = _read_json(paths.agent_previous(agent.name))
+    item = f"agent {agent.name}"
+    if not previous or not isinstance(previous.get("config_text"), str):
+        return [Change(item, "failed", "nothing to roll back to: no previous version recorded",
+                       apply=_nothing_to_restore)]
+    kit = previous.get("kit")
+    if not kit or not Path(paths.kit_dir(kit)).is_dir():
+        return [Change(item, "failed", f"the previous agent_kit copy {kit} is gone", apply=_nothing_to_restore)]
+    pids = handler_pids(paths, agent.name)
+    return [Change(item, "rollback", f"back to agent_kit {kit}, config {previous.get('config')}",
+                   text_diff(read_text(paths.agent_config(agent.name)), previous["config_text"],
+                             str(paths.agent_config(agent.name))),
+                   lambda: _restart_agent(paths, agent.name, previous["config_text"], pids, kit))]
+
+
+def _nothing_to_restore() -> str:
+    raise RuntimeFailure("no previous version to restore", "start it again: invoke agent.hatch")
 
 
 def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
@@ -394,9 +532,12 @@ def agent_list(inv: Inventory) -> list:
 
 
 def _row(name: str, pids: list, problem: str, paths: StatePaths) -> dict:
+    # stopped: no handler and no pid file, which only agent.stop (or never starting) leaves;
+    # a crash or kill -9 leaves the pid file behind, so fleet.heal knows to restart it
     return {"agent": name, "runtime": "local", "running": bool(pids),
             "pid": pids[0] if len(pids) == 1 else (pids or None),
-            "problem": problem, "log": str(paths.agent_log(name))}
+            "problem": problem, "log": str(paths.agent_log(name)),
+            "stopped": not pids and not Path(paths.agent_pid(name)).exists()}
 
 
 def _problem(paths: StatePaths, name: str, pids: list) -> str:
@@ -526,6 +667,9 @@ class LocalRuntime:
     agent_list = staticmethod(agent_list)
     orphan_stop_plan = staticmethod(orphan_stop_plan)
     agent_logs = staticmethod(agent_logs)
+    agent_provenance = staticmethod(agent_provenance)
+    agent_restart_plan = staticmethod(agent_restart_plan)
+    agent_restore_plan = staticmethod(agent_restore_plan)
     agent_status = staticmethod(agent_status)
     agent_inspect = staticmethod(agent_inspect)
     exec_in_agent = staticmethod(exec_in_agent)

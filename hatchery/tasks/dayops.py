@@ -1,0 +1,136 @@
+"""invoke agent.restart, fleet.rollout, fleet.heal: keeping a fleet running over time."""
+
+from __future__ import annotations
+
+from invoke import Exit
+
+from hatchery.bus.commands import bus_for
+from hatchery.core.state import state_lock
+from hatchery.errors import EXIT_FAILED, UsageError
+from hatchery.provision import heal, rollout
+from hatchery.runtime import for_runtime
+from hatchery.tasks import output
+from hatchery.tasks.common import load, op, run_plan
+
+SELECT_HELP = {"name": "one agent (default: every agent in the inventory)",
+               "group": "the agents of one inventory group"}
+
+
+def _selected(inv, name, group) -> list:
+    return inv.select(name=name, group=group)
+
+
+@op(**SELECT_HELP)
+def restart(c, name=None, group=None, inventory=None, check=False, json=False):
+    """Restart agents on what they run now (same agent_kit copy and config, or same image)."""
+    inv = load(inventory)
+    agents = rollout.targets(inv, _selected(inv, name, group))
+    run_plan("agent.restart",
+             lambda: [ch for a in agents for ch in for_runtime(a.runtime).agent_restart_plan(inv, a)],
+             lock=inv.state_dir, check=check, json=json)
+
+
+ROLLOUT_COLUMNS = ["agent", "batch", "outcome", "before", "after", "detail"]
+
+
+@op(batch="agents per batch: a number, or a percentage of the selection such as 25%",
+    max_failed="stop once more than this many agents have failed (default 0)",
+    expect_version="healthy only when version-report answers exactly this",
+    timeout="seconds each batch has to become healthy (default 15)", **SELECT_HELP)
+def rollout_(c, batch="25%", max_failed=0, expect_version=None, timeout=15.0, name=None, group=None,
+             inventory=None, check=False, json=False):
+    """Rolling update in batches; each batch must come back healthy over the bus, failed agents are rolled back.
+
+    An agent is healthy after its restart when its birth message (retained
+    online, newer than the restart), a health-check answer and, with
+    --expect-version, that version-report have arrived. Exit 1 on abort.
+    """
+    inv = load(inventory)
+    agents = rollout.targets(inv, _selected(inv, name, group))
+    size = rollout.batch_size(batch, len(agents))
+    limit = _count(max_failed, "--max-failed")
+    if check:
+        rows = rollout.plan_rows(inv, agents, size)
+        if json:
+            output.emit_json({"check": True, "batch_size": size, "agents": rows})
+        else:
+            output.emit(f"fleet.rollout (check): {len(agents)} agent(s) in batches of {size}")
+            output.table(rows, ["batch", "agent", "action", "reason"])
+        return
+    with state_lock(inv.state_dir), bus_for(inv, connect_timeout=float(timeout)) as bus:
+        report = rollout.rollout(inv, agents, bus, size=size, max_failed=limit,
+                                 expect_version=expect_version, timeout=float(timeout),
+                                 on_batch=None if json else _show_batch)
+    if json:
+        output.emit_json(report.as_dict())
+    else:
+        output.table(report.rows(), ROLLOUT_COLUMNS)
+        if report.aborted:
+            output.notice(f"rollout aborted: {len(report.failed)} failed (allowed {limit}); "
+                          "failed agents were put back on what they ran before, later batches untouched")
+    if not report.ok:
+        raise Exit(code=EXIT_FAILED)
+
+
+def _show_batch(index: int, total: int, outcomes: list) -> None:
+    counts: dict = {}
+    for outcome in outcomes:
+        counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+    summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+    output.emit(f"batch {index}/{total}: {summary}")
+
+
+def _count(value, flag: str) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0:
+        raise UsageError(f"{flag} must be a whole number, 0 or more, got {value!r}", f"e.g. {flag} 1")
+    return count
+
+
+@op(watch="keep running: the supervisor (restarts within seconds of a Last Will)",
+    budget="restarts allowed per agent within --window before it is left down (default 5)",
+    window="seconds over which --budget counts restarts (default 600)",
+    stale="seconds without a heartbeat after which an agent counts as stale "
+          "(default: twice its heartbeat interval)")
+def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW, stale=None,
+          inventory=None, check=False, json=False):
+    """Restart agents the bus shows offline or stale and docker agents whose container is unhealthy.
+
+    One pass (for cron) by default; --watch is the supervisor. Every action is
+    published as an alert on the bus and counted by fleet.exporter
+    (hatchery_heal_actions_total).
+    """
+    inv = load(inventory)
+    policy = heal.Policy(budget=_count(budget, "--budget"), window=float(window),
+                         stale=float(stale) if stale else None)
+    with bus_for(inv, connect_timeout=5.0) as bus:
+        if watch:
+            output.notice(f"fleet.heal --watch: supervising {len(inv.agents)} agent(s); Ctrl-C stops")
+            heal.watch(inv, bus, policy, on_action=lambda a: _show_action(a, json))
+            return
+        actions = heal.heal_once(inv, bus, policy, check=check)
+    if json:
+        output.emit_json({"check": check, "actions": [a.as_dict() for a in actions]})
+    elif actions:
+        output.table([a.as_dict() for a in actions], ["agent", "reason", "action", "detail"])
+    else:
+        output.emit("fleet.heal: every agent online and fresh")
+    if any(a.action == heal.FAILED for a in actions):
+        raise Exit(code=EXIT_FAILED)
+
+
+def _show_action(action, json: bool) -> None:
+    if json:
+        output.emit_json_line(action.as_dict())
+    else:
+        output.emit_untrusted(f"{action.agent}: {action.reason}: {action.action} {action.detail}".rstrip())
+
+
+def register(fleet, agent) -> None:
+    """Add agent.restart, fleet.rollout and fleet.heal to the collections."""
+    agent.add_task(restart, name="restart")
+    fleet.add_task(rollout_, name="rollout")
+    fleet.add_task(heal_, name="heal")
