@@ -55,6 +55,7 @@ class Policy:
     backoff_max: float = 60.0
     survey_every: float = 5.0               # watch: seconds between stale/unhealthy surveys
     grace: float = 5.0                      # watch: seconds a restarted agent has to come online
+    docker_first: float = 3.0               # watch: Docker's restart policy gets this long first
 
 
 @dataclass
@@ -192,6 +193,7 @@ class Supervisor:
         self.on_action = on_action or (lambda action: None)
         self.trackers = {name: Tracker(policy) for name in inv.agents}
         self.down: dict = {}                    # name -> reason
+        self.down_since: dict = {}              # name -> monotonic time it was seen down
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.actions: list = []
@@ -210,9 +212,11 @@ class Supervisor:
         with self.lock:
             if payload["state"] == contract.STATE_OFFLINE:
                 self.down[parsed[0]] = health.OFFLINE
+                self.down_since.setdefault(parsed[0], time.monotonic())
                 self.wake.set()
             else:
                 self.down.pop(parsed[0], None)
+                self.down_since.pop(parsed[0], None)
                 self.trackers[parsed[0]].came_back()
 
     def survey(self) -> None:
@@ -220,6 +224,7 @@ class Supervisor:
         with self.lock:
             for name, reason in found.items():
                 self.down.setdefault(name, reason)
+                self.down_since.setdefault(name, time.monotonic())
             for name in [n for n, r in self.down.items() if n not in found and r != health.OFFLINE]:
                 self.down.pop(name)
 
@@ -235,6 +240,11 @@ class Supervisor:
 
     def _act(self, name: str, reason: str, now: float) -> None:
         tracker = self.trackers[name]
+        agent = self.inv.agents[name]
+        if agent.runtime == DOCKER and now - self.down_since.get(name, now) < self.policy.docker_first:
+            return      # the container's restart policy restarts a dead handler by itself
+        if now < tracker.grace_until and not self._running(agent):
+            tracker.grace_until = 0.0   # died again before its birth: no need to wait out the grace
         decision = tracker.decide(now)
         if decision == "wait":
             return
@@ -246,6 +256,12 @@ class Supervisor:
         count = tracker.restarted(now)
         ok, detail = restart(self.inv, name)
         self._record(HealAction(name, reason, RESTARTED if ok else FAILED, detail, restarts=count))
+
+    def _running(self, agent) -> bool:
+        try:
+            return bool(for_runtime(agent.runtime).agent_status(self.inv, agent).get("running"))
+        except HatcheryError:
+            return False
 
     def _record(self, action: HealAction) -> None:
         self.actions.append(action)

@@ -94,9 +94,11 @@ def _count(value, flag: str) -> int:
     budget="restarts allowed per agent within --window before it is left down (default 5)",
     window="seconds over which --budget counts restarts (default 600)",
     stale="seconds without a heartbeat after which an agent counts as stale "
-          "(default: twice its heartbeat interval)")
+          "(default: twice its heartbeat interval)",
+    grace="--watch: seconds a restarted agent has to come back online before it counts as down "
+          "again (default 5)")
 def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW, stale=None,
-          inventory=None, check=False, json=False):
+          grace=5.0, inventory=None, check=False, json=False):
     """Restart agents the bus shows offline or stale and docker agents whose container is unhealthy.
 
     One pass (for cron) by default; --watch is the supervisor. Every action is
@@ -105,7 +107,7 @@ def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW
     """
     inv = load(inventory)
     policy = heal.Policy(budget=_count(budget, "--budget"), window=float(window),
-                         stale=float(stale) if stale else None)
+                         stale=float(stale) if stale else None, grace=float(grace))
     with bus_for(inv, connect_timeout=5.0) as bus:
         if watch:
             output.notice(f"fleet.heal --watch: supervising {len(inv.agents)} agent(s); Ctrl-C stops")
