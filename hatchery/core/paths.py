@@ -24,7 +24,7 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     secrets/passwd                      the hashed password file the broker gets a copy of
     secrets/<agent>.retired             marker: agent.retire revoked it; hatch clears it
     tls/{ca.crt,ca.key,server.crt,server.key}   generated TLS material
-    collect.log, audit.log              the scheduled jobs' output
+    collect.log, audit.log, heal.log    the scheduled jobs' output
 
 ``StatePaths(root)`` answers with paths under ``root``; ``StatePaths.relative()``
 answers with the same paths relative to the root, for files written on a
@@ -182,6 +182,10 @@ class StatePaths:
     @property
     def collect_log(self) -> PurePath:
         return self.root / "collect.log"
+
+    @property
+    def heal_log(self) -> PurePath:
+        return self.root / "heal.log"
 
     @property
     def audit_log(self) -> PurePath:
