@@ -9,7 +9,7 @@ With a fresh local broker and real local handlers (agent_kit.handler processes):
   call, gated on birth + health-check + version-report);
 - the supervisor's RSS and its CPU while the fleet is idle (``--idle`` seconds).
 
-    .venv/bin/python bench/dayops_bench.py [--kills 20] [--sizes 10,100] [--idle 30] [--out FILE]
+    .venv/bin/python bench/dayops_bench.py [--kills 20] [--sizes 10,100] [--idle 30] [--docker] [--out FILE]
 
 Prints a markdown table; ``--out`` writes the figures as JSON.
 """
@@ -138,6 +138,76 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# --- docker ---------------------------------------------------------------------------
+
+# Inside the container: SIGKILL the handler only; "[.]" so this shell's own command line does not match.
+KILL_IN_CONTAINER = ["sh", "-c", "for p in /proc/[0-9]*; do grep -q 'agent_kit[.]handler' $p/cmdline "
+                     "2>/dev/null && kill -9 ${p#/proc/}; done; true"]
+
+
+def bench_heal_docker(kills: int) -> dict:
+    """The same kill -9 / answer-again timing for one docker agent, the supervisor in-process."""
+    import secrets
+    import threading
+
+    from hatchery.configs.broker import render_conf
+    from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+    from hatchery.provision import heal
+    from hatchery.provision.credentials import plan_auth
+    from hatchery.provision.operations import auth_files
+
+    runtime = for_runtime(DOCKER)
+    prefix = f"hty-{secrets.token_hex(3)}-"
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
+                            network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
+        (Path(tmp) / "fleet_inventory.yaml").write_text("fleet:\n  manager: zephyr\n")
+        agent = AgentSpec(f"{prefix}a", runtime=DOCKER, version_command="echo 1.0", main_command="sleep infinity")
+        inv = Inventory(path=Path(tmp) / "fleet_inventory.yaml", broker=broker,
+                        state_dir=Path(tmp) / ".hatchery", agents={agent.name: agent})
+        stop = threading.Event()
+        try:
+            auth = plan_auth(inv)
+            assert apply_plan("deploy", [auth.change(), *runtime.broker_plan(
+                inv, conf_text=render_conf(inv), auth_files=auth_files(auth))]).ok
+            _wait_port(inv)
+            assert apply_plan("hatch", hatch_plan(inv, [agent])).ok
+            with bus_for(inv) as bus:
+                _until_answers(bus, agent.name, 120)
+                threading.Thread(target=heal.watch, args=(inv, bus, heal.Policy(budget=kills + 5)),
+                                 kwargs={"stop": stop}, daemon=True).start()
+                time.sleep(1.0)
+                seconds = []
+                for _ in range(kills):
+                    runtime.exec_in_agent(inv, agent, KILL_IN_CONTAINER, 10)
+                    killed = time.perf_counter()
+                    _until_answers(bus, agent.name, 60)
+                    seconds.append(time.perf_counter() - killed)
+                    time.sleep(1.0)
+        finally:
+            stop.set()
+            runtime.remove_fleet(inv)
+    return {"kills": kills, "p50_s": round(statistics.median(seconds), 3),
+            "max_s": round(max(seconds), 3), "all_s": [round(s, 3) for s in seconds]}
+
+
+def _wait_port(inv, timeout: float = 60.0) -> None:
+    from hatchery.core.ports import listening
+    deadline = time.monotonic() + timeout
+    while not listening(inv.broker.host, inv.broker.port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)     # Docker's proxy listens before Mosquitto inside does
+
+
+def _until_answers(bus, name: str, limit: float) -> None:
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        if bus.request([name], "health-check", timeout=0.25)[0].ok:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{name} did not answer within {limit}s")
+
+
 def bench_rollout(count: int) -> list:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Fleet(Path(tmp), count) as fleet:
@@ -159,11 +229,18 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--sizes", default="10,100")
     parser.add_argument("--idle", type=float, default=30.0)
+    parser.add_argument("--docker", action="store_true", help="also time kills of a container's handler")
     parser.add_argument("--out")
     args = parser.parse_args()
     result = {"machine": f"{platform.node()} {os.cpu_count()} cpu, Python {platform.python_version()}",
               "heal_local": bench_heal(args.kills, args.idle),
-              "rollout_local": [r for size in args.sizes.split(",") for r in bench_rollout(int(size))]}
+              "rollout_local": [r for size in args.sizes.split(",") if size
+                                for r in bench_rollout(int(size))]}
+    if args.docker:
+        result["heal_docker"] = bench_heal_docker(args.kills)
+        docker = result["heal_docker"]
+        print(f"kill -9 to answering again (docker, {docker['kills']} kills): p50 {docker['p50_s']} s, "
+              f"max {docker['max_s']} s")
     heal = result["heal_local"]
     print(f"kill -9 to answering again (local, {heal['kills']} kills): p50 {heal['p50_s']} s, "
           f"max {heal['max_s']} s")
