@@ -241,7 +241,7 @@ class Supervisor:
     def _act(self, name: str, reason: str, now: float) -> None:
         tracker = self.trackers[name]
         agent = self.inv.agents[name]
-        if agent.runtime == DOCKER and now - self.down_since.get(name, now) < self.policy.docker_first:
+        if agent.runtime == DOCKER and self._docker_restarting(agent, now):
             return      # the container's restart policy restarts a dead handler by itself
         if now < tracker.grace_until and not self._running(agent):
             tracker.grace_until = 0.0   # died again before its birth: no need to wait out the grace
@@ -257,6 +257,17 @@ class Supervisor:
         ok, detail = restart(self.inv, name)
         self._record(HealAction(name, reason, RESTARTED if ok else FAILED, detail, restarts=count))
 
+    def _docker_restarting(self, agent, now: float) -> bool:
+        """Give Docker's restart policy ``docker_first`` seconds, and a container it has
+        restarted since the agent went down ``grace`` seconds to come online: restarting
+        it again then would only start it over (measured: 5-7 s instead of 2 s)."""
+        down_for = now - self.down_since.get(agent.name, now)
+        if down_for < self.policy.docker_first:
+            return True
+        started = _docker_time((for_runtime(DOCKER).agent_provenance(self.inv, agent) or {}).get("started"))
+        went_down = time.time() - down_for
+        return started is not None and started > went_down and time.time() - started < self.policy.grace
+
     def _running(self, agent) -> bool:
         try:
             return bool(for_runtime(agent.runtime).agent_status(self.inv, agent).get("running"))
@@ -267,6 +278,19 @@ class Supervisor:
         self.actions.append(action)
         publish(self.bus, self.inv, action)
         self.on_action(action)
+
+
+def _docker_time(text) -> Optional[float]:
+    """Docker's RFC 3339 time with nanoseconds ('2026-11-27T15:53:19.123456789Z') as epoch seconds."""
+    if not isinstance(text, str) or len(text) < 20:
+        return None
+    head, _, fraction = text.rstrip("Z").partition(".")
+    try:
+        whole = contract.parse_rfc3339(head + "Z").timestamp()
+    except contract.ContractError:
+        return None
+    digits = "".join(c for c in fraction if c.isdigit())[:6]
+    return whole + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
 def watch(inv: Inventory, bus: BusClient, policy: Policy, *, stop: Optional[threading.Event] = None,
