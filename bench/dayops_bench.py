@@ -31,11 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402
-from hatchery.provision import rollout  # noqa: E402
+from hatchery.operate import rollout  # noqa: E402
 from hatchery.provision.operations import deploy_plan, hatch_plan, stop_broker_plan, stop_plan  # noqa: E402
 from hatchery.runtime import for_runtime  # noqa: E402
 
@@ -152,7 +152,7 @@ def bench_heal_docker(kills: int) -> dict:
 
     from hatchery.configs.broker import render_conf
     from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-    from hatchery.provision import heal
+    from hatchery.operate import heal
     from hatchery.provision.credentials import plan_auth
     from hatchery.provision.operations import auth_files
 

@@ -29,7 +29,7 @@ RULES_TEMPLATE = "prometheus/rules.yml.j2"
 # Alert codes the agents raise when they drop a command that broke the contract
 # (agent_kit.handler sends "dropped-message").
 DROP_PREFIXES = ("dropped", "bad-command", "unknown-verb", "oversized", "not-json")
-HEAL_PREFIX = "heal-"    # alert codes of fleet.heal (provision.heal.CODES) on fleet/{manager}/alert
+HEAL_PREFIX = "heal-"    # alert codes of fleet.heal (operate.heal.CODES) on fleet/{manager}/alert
 # Mosquitto 2.0 logs this (connection_messages true) when it refuses a login.
 AUTH_FAILURE_MARK = "not authorised"
 PENDING_LIMIT = 10000   # commands awaiting a reply we remember, at most

@@ -6,7 +6,7 @@ TLS and DNS planners. Tasks (and benchmarks) call these and apply the result.
 from __future__ import annotations
 
 from agent_kit import contract
-from hatchery.bus.commands import bus_for, connection_target
+from hatchery.bus.connection import bus_for, connection_target
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import ACL_FILE, PASSWORD_FILE, render_conf
 from hatchery.core.plan import Change

@@ -361,12 +361,19 @@ def _restart_agent(paths: StatePaths, name: str, config_text: str, pids: list,
 KIT_PACKAGE = "agent_kit"
 
 
+_kit_hashes: dict = {}      # (file names, sizes, mtimes) -> hash: a plan of 100 agents reads the code once
+
+
 def kit_hash(source: Path | None = None) -> str:
     """The code hash of an agent_kit tree (its .py files, by name and content)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(source or PROJECT_ROOT / KIT_PACKAGE).glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    files = sorted(Path(source or PROJECT_ROOT / KIT_PACKAGE).glob("*.py"))
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if key not in _kit_hashes:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        _kit_hashes[key] = digest.hexdigest()[:12]
+    return _kit_hashes[key]
 
 
 def ensure_kit(paths: StatePaths, source: Path | None = None) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from invoke import Exit
 
-from hatchery.bus.commands import bus_for
+from hatchery.bus.connection import bus_for
 from hatchery.core.state import state_lock
 from hatchery.errors import EXIT_FAILED, UsageError
-from hatchery.provision import heal, rollout
+from hatchery.operate import heal, rollout
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
 from hatchery.tasks.common import load, op, run_plan

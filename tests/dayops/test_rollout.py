@@ -13,7 +13,7 @@ import json
 import pytest
 from dayops import handlers, run, wait_for
 
-from hatchery.bus.commands import bus_for, run_command
+from hatchery.bus.commands import run_command
 from hatchery.core import process
 from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory

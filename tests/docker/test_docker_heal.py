@@ -16,11 +16,12 @@ import pytest
 from conftest import free_port
 from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
 
-from hatchery.bus.commands import bus_for, run_command
+from hatchery.bus.commands import run_command
+from hatchery.bus.connection import bus_for
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-from hatchery.provision import heal, rollout
+from hatchery.operate import heal, rollout
 from hatchery.provision.credentials import plan_auth
 from hatchery.provision.operations import auth_files, hatch_plan
 from hatchery.runtime import for_runtime
