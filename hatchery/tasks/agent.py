@@ -109,16 +109,23 @@ def list_(c, name=None, group=None, pattern=None, inventory=None, json=False):
 MAX_LOG_LINES = 100_000
 
 
-@op(name="the agent whose log to show", lines="how many lines from the end (default 50)",
-    follow="keep printing new lines as they come, until Ctrl-C")
-def logs(c, name, lines=50, follow=False, inventory=None):
+@op(name="the agent whose log to show", lines="how many lines from the end",
+    follow="keep printing new lines as they come, until Ctrl-C (with --json: one JSON object a line)")
+def logs(c, name, lines=50, follow=False, inventory=None, json=False):
     """Show an agent's handler log (local) or container output (docker)."""
     inv = load(inventory)
     agent = inv.agent(name)
     count = _log_lines(lines)
+    found = for_runtime(agent.runtime).agent_logs(inv, agent, lines=count, follow=follow)
+    if json and not follow:
+        show(Rows([{"line": output.clean(line, limit=4096)} for line in found], ("line",)), json)
+        return
     try:
-        for line in for_runtime(agent.runtime).agent_logs(inv, agent, lines=count, follow=follow):
-            output.emit_untrusted(line)
+        for line in found:
+            if json:
+                output.emit_json_line({"agent": agent.name, "line": output.clean(line, limit=4096)})
+            else:
+                output.emit_untrusted(line)
     except KeyboardInterrupt:   # the way to end --follow: not an error
         return
 

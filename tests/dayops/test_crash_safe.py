@@ -37,7 +37,7 @@ def fleet(tmp_path_factory):
 
 def _rows(inventory) -> dict:
     return {r["agent"]: r for r in json.loads(run("agent.list", "--json", inventory=inventory,
-                                                  check=0).stdout)}
+                                                  check=0).stdout)["items"]}
 
 
 def _interrupt_hatch(inventory, state, when) -> int:

@@ -70,13 +70,13 @@ def test_one_pass_restarts_a_killed_handler(fleet):
     old = _kill(state, "h1")
     time.sleep(0.5)                     # the broker publishes the Last Will at once
     done = run("fleet.heal", "--json", inventory=inventory, check=0)
-    actions = json.loads(done.stdout)["actions"]
+    actions = json.loads(done.stdout)["items"]
     assert [(a["agent"], a["reason"], a["action"]) for a in actions] == [("h1", "offline", RESTARTED)]
     assert handlers(state)["h1"] != [old]
     assert wait_for(lambda: _answers(inventory, "h1"), timeout=10)     # the new handler connects
     assert wait_for(lambda: any(a["agent"] == "h1" and a["code"] == "heal-restart" for a in alerts), 5)
     again = json.loads(run("fleet.heal", "--json", inventory=inventory, check=0).stdout)
-    assert again["actions"] == []
+    assert again["items"] == [] and again["ok"]
 
 
 @pytest.fixture(scope="module")

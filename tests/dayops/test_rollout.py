@@ -62,12 +62,12 @@ def test_provenance_outdated_check_and_restart(fleet):
     assert set(record) >= {"kit", "config", "started"}
     assert (state / "kits" / record["kit"] / "agent_kit" / "handler.py").exists()
     current = run("agent.hatch", "--check", "--json", inventory=inventory, check=0)
-    assert all(r["action"] == "none" for r in json.loads(current.stdout)["results"]
+    assert all(r["action"] == "none" for r in json.loads(current.stdout)["items"]
                if r["item"].startswith("agent ")), current.stdout
     write(directory, port, {n: ("echo 1.1" if n == "r02" else "echo 1.0") for n in AGENTS})
     try:
         check = json.loads(run("agent.hatch", "--check", "--json", inventory=inventory, check=0).stdout)
-        by_item = {r["item"]: r for r in check["results"]}
+        by_item = {r["item"]: r for r in check["items"]}
         assert by_item["agent r02"]["action"] == "restart"
         old = json.loads((state / "agents" / "r02" / "provenance.json").read_text())["config"]
         assert by_item["agent r02"]["reason"].startswith(f"outdated: config {old} → ")
@@ -86,13 +86,13 @@ def test_rollout_in_batches_of_three_reaches_every_agent(fleet):
     write(directory, port, {n: "echo 2.0" for n in AGENTS})
     checked = run("fleet.rollout", "--batch", "3", "--check", "--json", inventory=inventory, check=0)
     plan = json.loads(checked.stdout)
-    assert [r["batch"] for r in plan["agents"]] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
-    assert all(r["action"] == "restart" for r in plan["agents"])
+    assert [r["batch"] for r in plan["items"]] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+    assert all(r["action"] == "restart" for r in plan["items"])
     done = run("fleet.rollout", "--batch", "3", "--expect-version", "2.0", "--timeout", "10", "--json",
                inventory=inventory, check=0)
     report = json.loads(done.stdout)
     assert report["ok"] and report["batches"][3] == ["r10"]
-    assert {r["outcome"] for r in report["agents"]} == {"updated"}
+    assert {r["outcome"] for r in report["items"]} == {"updated"}
     assert versions_over_bus(inventory) == {n: "2.0" for n in AGENTS}
     assert all(len(p) == 1 for p in handlers(state).values()) and len(handlers(state)) == 10
 
@@ -107,7 +107,7 @@ def test_rollout_failing_in_batch_two_aborts_and_rolls_back(fleet):
     done = run("fleet.rollout", "--batch", "3", "--expect-version", "3.0", "--timeout", "5",
                "--json", inventory=inventory, check=1)
     report = json.loads(done.stdout)
-    outcomes = {r["agent"]: r for r in report["agents"]}
+    outcomes = {r["agent"]: r for r in report["items"]}
     assert report["aborted"] and report["failed"] == [BROKEN]
     assert outcomes[BROKEN]["outcome"] == "rolled-back" and "version-report" in outcomes[BROKEN]["detail"]
     assert {n for n, r in outcomes.items() if r["outcome"] == "untouched"} == {"r07", "r08", "r09", "r10"}
