@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from agent_kit import contract
-from hatchery.bus.client import ANSWERED, BusClient
+from hatchery.bus.client import BusClient
+from hatchery.bus.messages import ANSWERED
 from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
 from hatchery.inventory.model import AgentSpec, Inventory
