@@ -297,7 +297,8 @@ def test_a_changed_agent_config_recreates_only_that_agent(fleet):
     a, b = _agents(fleet)
     slower = replace(a, heartbeat_interval=1200.0)
     changes = _hatch(fleet, slower)
-    assert changes[0].action == "recreate" and "labels" in changes[0].reason
+    reason = changes[0].reason       # outdated: config <old hash> → <new hash>
+    assert changes[0].action == "recreate" and reason.startswith("outdated: config ") and " → " in reason
     assert _hatch(fleet, b)[0].action == "none"
 
 
@@ -306,10 +307,9 @@ def test_agent_list_shows_both_running(fleet):
     assert all(rows[a.name]["running"] and rows[a.name]["in_inventory"] for a in _agents(fleet))
 
 
-
 def test_agent_logs_tail_and_follow_the_containers_output(client, fleet):
     agent = _agents(fleet)[0]
-    container = client.containers.get(rt.agent_container(fleet, agent))
+    container = client.containers.get(agent_container(fleet, agent))
     whole = _wait(lambda: container.logs().decode(errors="replace").splitlines(), 20,
                   "the container wrote nothing")
     assert list(rt.agent_logs(fleet, agent, lines=3)) == whole[-3:]
@@ -319,6 +319,7 @@ def test_agent_logs_tail_and_follow_the_containers_output(client, fleet):
     other = replace(agent, name="no-such-agent")
     with pytest.raises(RuntimeFailure, match="has no container"):
         list(rt.agent_logs(fleet, other))
+
 
 # --- persistence and status -------------------------------------------------------------------
 
