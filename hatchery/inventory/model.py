@@ -107,7 +107,7 @@ class Inventory:
             raise unknown("agent", name, self.agents, self.path)
         return self.agents[name]
 
-    def select(self, name=None, group=None, pattern=None) -> list:
-        """Agents picked by name(s), group(s) and glob(s), or all; in inventory order."""
+    def select(self, name=None, group=None, pattern=None, host=None) -> list:
+        """Agents picked by name(s), group(s), glob(s) and host(s), or all; in inventory order."""
         from hatchery.inventory.select import select_agents
-        return select_agents(self, names=name, group=group, pattern=pattern)
+        return select_agents(self, names=name, group=group, pattern=pattern, host=host)
