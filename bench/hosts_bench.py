@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests" / "hosts"))
 
 from netns import MultiHost  # noqa: E402
 
-from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.hosts import apply_per_host  # noqa: E402
 from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402

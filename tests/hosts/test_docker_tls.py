@@ -17,7 +17,7 @@ from conftest import free_port
 sys.path.insert(0, str(Path(__file__).parent.parent / "docker"))
 from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: E402,F401 (fixture)
 
-from hatchery.bus.commands import bus_for  # noqa: E402
+from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.errors import HatcheryError  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402

@@ -148,11 +148,11 @@ def cli(fleet, *args) -> subprocess.CompletedProcess:
 def test_host_flag_and_agent_list_from_the_command_line(hosts, fleet):
     listed = cli(fleet, "agent.list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert {row["agent"]: (row["host"], row["running"]) for row in json.loads(listed.stdout)} == {
+    assert {row["agent"]: (row["host"], row["running"]) for row in json.loads(listed.stdout)["items"]} == {
         "a2": ("h2", True), "a3": ("h3", True)}
     one = cli(fleet, "fleet.version-report", "--host", "h2", "--json")
     assert one.returncode == 0, one.stdout + one.stderr
-    assert [r["agent"] for r in json.loads(one.stdout)["replies"]] == ["a2"]
+    assert [r["agent"] for r in json.loads(one.stdout)["items"]] == ["a2"]
     hatch = cli(fleet, "agent.hatch", "--host", "h3")
     assert hatch.returncode == 0, hatch.stdout + hatch.stderr
     assert "agent a3" in hatch.stdout and "agent a2" not in hatch.stdout
@@ -177,6 +177,6 @@ def test_a_host_down_is_reported_and_the_others_go_on(hosts, fleet):
     assert any("a3" in n or "h3" in n for n in bad), bad
     assert not [(c.name, c.detail) for c in result.checks if not c.ok and "a2" in c.name]
     listed = cli(fleet, "agent.list", "--json")
-    rows = {row["agent"]: row for row in json.loads(listed.stdout)}
+    rows = {row["agent"]: row for row in json.loads(listed.stdout)["items"]}
     assert rows["a2"]["running"] is True and rows["a3"]["status"] == "host unreachable"
     print(FIGURES)

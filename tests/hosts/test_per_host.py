@@ -13,7 +13,7 @@ from hatchery.core.hosts import apply_per_host, by_host
 from hatchery.core.plan import Change
 from hatchery.errors import DockerError, UsageError
 from hatchery.inventory.load import load_inventory
-from hatchery.runtime.docker.broker import broker_ports
+from hatchery.runtime.docker import broker_ports
 
 INVENTORY = """
 hosts:
