@@ -13,10 +13,9 @@ from __future__ import annotations
 import secrets
 import socket
 import time
-
-from hatchery.bus.client import BusClient
 from concurrent.futures import ThreadPoolExecutor
 
+from hatchery.bus.client import BusClient
 from hatchery.bus.commands import run_command
 from hatchery.bus.connection import bus_for, connection_target
 from hatchery.core.checks import Check, VerifyReport, ms_since, timed
