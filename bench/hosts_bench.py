@@ -86,11 +86,12 @@ def main() -> None:
     assert report.ok, [r.error for r in report.failed]
     multi = MultiHost(count=3)
     figures: dict = {"machine": f"{os.cpu_count()} cores, shared"}
+    folder = tempfile.TemporaryDirectory(prefix="hty-bench-")
     try:
         multi.start()
         os.environ.update(multi.env())
         os.environ.pop("SSH_AUTH_SOCK", None)
-        inv = load_inventory(inventory(multi, Path(tempfile.mkdtemp(prefix="hty-bench-"))), env={})
+        inv = load_inventory(inventory(multi, Path(folder.name)), env={})
         started = time.monotonic()
         deployed = apply_plan("broker.deploy", deploy_plan(inv))
         assert deployed.ok, [(r.item, r.error) for r in deployed.failed]
@@ -102,6 +103,7 @@ def main() -> None:
     finally:
         forget_connections()
         multi.close()
+        folder.cleanup()
     print(json.dumps(figures, indent=2))
     out = ROOT / "bench" / "results" / "hosts_bench.json"
     out.write_text(json.dumps(figures, indent=2) + "\n")
