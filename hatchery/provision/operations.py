@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import ACL_FILE, PASSWORD_FILE, render_conf
+from hatchery.core.hosts import by_host
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.provision.authcheck import check_auth_files
 from hatchery.provision.credentials import plan_auth
@@ -63,10 +64,21 @@ def _agent_plan(inv: Inventory, agent: AgentSpec, auth) -> list:
 
 def hatch_plan(inv: Inventory, agents: list) -> list:
     """Make sure each agent's credentials exist, then start or update it."""
-    auth, changes = _auth_plan(inv, restore=[a.name for a in agents])
-    for agent in agents:
-        changes += _agent_plan(inv, agent, auth)
-    return changes
+    common, per_host = hatch_plans(inv, agents)
+    return common + [c for plan in per_host.values() for c in plan()]
+
+
+def hatch_plans(inv: Inventory, agents: list) -> tuple:
+    """(changes made first: credentials and the broker's files; {host: () -> its agents' changes}).
+
+    Each host's plan is a function: planning talks to that host's engine, so it runs
+    in that host's thread (core.hosts.apply_per_host) and an unreachable host fails alone.
+    """
+    auth, common = _auth_plan(inv, restore=[a.name for a in agents])
+
+    def plan_for(group: list):
+        return lambda: [c for agent in group for c in _agent_plan(inv, agent, auth)]
+    return common, {host: plan_for(group) for host, group in by_host(inv, agents).items()}
 
 
 def stop_plan(inv: Inventory, agents: list) -> list:
