@@ -92,10 +92,11 @@ def answer_text(reply: Reply) -> str:
 
 def run_command(inv: Inventory, verb: str, *, names: Optional[list] = None,
                 group: Optional[str] = None, pattern: Optional[str] = None,
-                timeout: float = 5.0, bus: Optional[BusClient] = None) -> CommandResult:
+                host: Optional[str] = None, timeout: float = 5.0,
+                bus: Optional[BusClient] = None) -> CommandResult:
     """Send ``verb`` to each selected agent (see ``inventory.select``) on its command topic."""
     _check_verb(verb)
-    targets = select_names(inv, names=names, group=group, pattern=pattern)
+    targets = select_names(inv, names=names, group=group, pattern=pattern, host=host)
     with open_bus(inv, bus, connect_timeout=timeout) as client:
         replies = client.request(targets, verb, timeout=timeout)
     return CommandResult(verb, replies, DIRECT, timeout)

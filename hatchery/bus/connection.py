@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import paho.mqtt.client as mqtt
 
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import control_socket, tls_paths
+from hatchery.configs.broker import control_socket, tls_source_files
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -84,7 +84,7 @@ def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Opti
     host, port, context = (inv.broker.host, inv.broker.port, None) if unix \
         else connection_target(inv, tls)
     signer = signing_keys(inv) if inv.broker.auth and user == inv.manager else None
-    cafile = tls_paths(inv).get("cafile") if context is not None and tls is None else None
+    cafile = tls_source_files(inv).get("cafile") if context is not None and tls is None else None
     return Connection(host, port, user, username, password, context, cafile, signer, unix)
 
 
@@ -100,7 +100,7 @@ def control_target(inv: Inventory) -> Optional[str]:
 def connection_target(inv: Inventory, tls=None) -> tuple:
     """(host, port, tls) the control side connects to: the TLS listener when enabled."""
     if tls is None and inv.broker.tls:
-        return inv.broker.host, inv.broker.tls_port, _fleet_ca_context(tls_paths(inv)["cafile"])
+        return inv.broker.host, inv.broker.tls_port, _fleet_ca_context(tls_source_files(inv)["cafile"])
     return inv.broker.host, inv.broker.port, tls
 
 

@@ -15,6 +15,9 @@ from hatchery.inventory.model import DOCKER, Inventory
 CONTAINER_CONF_DIR = "/mosquitto/config"
 CONTAINER_DATA_DIR = "/mosquitto/data"
 CONTAINER_PORT = 1883
+CONTAINER_TLS_PORT = 8883
+CONTAINER_TLS_DIR = f"{CONTAINER_CONF_DIR}/tls"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # Settings Mosquitto re-reads on SIGHUP; a change to anything else needs a restart.
 RELOADABLE = {"password_file", "acl_file", "allow_anonymous", "log_type", "log_dest",
@@ -33,18 +36,38 @@ def auth_paths(inv: Inventory) -> dict:
     return {"password_file": f"{directory}/{PASSWORD_FILE}", "acl_file": f"{directory}/{ACL_FILE}"}
 
 
-def tls_paths(inv: Inventory) -> dict:
-    """The TLS listener's cafile/certfile/keyfile ({} with TLS off)."""
+# The TLS files by name in the broker container's config directory (docker runtime).
+TLS_FILE_NAMES = {"cafile": "ca.crt", "certfile": "server.crt", "keyfile": "server.key"}
+
+
+def tls_source_files(inv: Inventory) -> dict:
+    """Where the control side keeps the TLS files: the user's own, or generated in the state dir."""
     if not inv.broker.tls:
         return {}
-    if inv.broker.runtime == DOCKER:
-        raise UsageError("broker.tls is supported with the local runtime only (for now)",
-                         "remove broker.tls, or run the broker with runtime: local")
     b = inv.broker
     supplied = {"cafile": b.tls_ca, "certfile": b.tls_cert, "keyfile": b.tls_key}
+    if any(supplied.values()) and not all(supplied.values()):
+        raise UsageError("broker.tls_ca, tls_cert and tls_key go together",
+                         "give all three, or none to have hatchery generate a CA and certificate")
     if all(supplied.values()):
         return dict(supplied)
     return {key: str(path) for key, path in state_paths(inv).tls_files.items()}
+
+
+def tls_paths(inv: Inventory) -> dict:
+    """The TLS listener's cafile/certfile/keyfile as the broker reads them ({} with TLS off):
+    the source files (local runtime) or their copies mounted in the container (docker)."""
+    if not inv.broker.tls:
+        return {}
+    if inv.broker.runtime == DOCKER:
+        return {key: f"{CONTAINER_TLS_DIR}/{name}" for key, name in TLS_FILE_NAMES.items()}
+    return tls_source_files(inv)
+
+
+def plain_bind(inv: Inventory) -> str:
+    """Plain MQTT stays on loopback unless the bind is loopback already or the inventory allows it."""
+    b = inv.broker
+    return b.bind if b.bind in LOOPBACK or b.allow_plain else "127.0.0.1"
 
 
 # Connection limits. Mosquitto 2.0.11 never closes a TCP connection that does
@@ -103,10 +126,13 @@ def conf_context(inv: Inventory, *, password_file: str = "", acl_file: str = "")
               "acl_file": acl_file or auth.get("acl_file", ""),
               "tls_port": inv.broker.tls_port, "tls": tls_paths(inv)}
     if inv.broker.runtime == DOCKER:
-        return {**common, "port": CONTAINER_PORT, "bind": "",
+        # Inside the container both listeners take every interface; the published
+        # ports decide who can reach them (broker_spec).
+        return {**common, "port": CONTAINER_PORT, "bind": "", "tls_bind": "",
+                "tls_port": CONTAINER_TLS_PORT,
                 "data_dir": CONTAINER_DATA_DIR, "log_file": "", "user": "mosquitto"}
     paths = state_paths(inv)
-    return {**common, "port": inv.broker.port, "bind": inv.broker.bind,
+    return {**common, "port": inv.broker.port, "bind": plain_bind(inv), "tls_bind": inv.broker.bind,
             "data_dir": str(paths.broker_data), "log_file": str(paths.broker_log),
             "user": _local_user()}
 

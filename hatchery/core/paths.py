@@ -134,6 +134,10 @@ class StatePaths:
         """Docker runtime: its directory is mounted read-only at /etc/hatchery."""
         return self.agent_dir(name) / "config" / "agent.json"
 
+    def mounted_agent_ca(self, name: str) -> PurePath:
+        """Docker runtime with TLS: the fleet CA certificate beside the agent's config."""
+        return self.agent_dir(name) / "config" / "ca.crt"
+
     def agent_secrets_dir(self, name: str) -> PurePath:
         """Docker runtime: mounted read-only at /run/secrets/hatchery."""
         return self.agent_dir(name) / "secrets"

@@ -62,6 +62,7 @@ class Report(Result):
     @property
     def items(self) -> list:
         return self.results
+    hosts: dict = field(default_factory=dict)      # host -> summary (core.hosts.apply_per_host)
 
     @property
     def failed(self) -> list:
@@ -81,7 +82,8 @@ class Report(Result):
                 for r in self.failed]
 
     def extras(self) -> dict:
-        return {"check": self.check, "changed": len(self.changed), "failed": len(self.failed)}
+        return {"check": self.check, "changed": len(self.changed), "failed": len(self.failed),
+                **({"hosts": self.hosts} if self.hosts else {})}
 
 
 def apply_plan(title: str, changes: list, check: bool = False,

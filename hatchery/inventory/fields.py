@@ -281,14 +281,37 @@ BROKER_FIELDS = {
     "dns_provider": _optional(_choice(("hosts", "dnsmasq"))), "dns_options": _mapping,
     "remote_dir": _optional(_text), "auth": _boolean, "tls": _boolean,
     "tls_port": _integer(1, 65535), "tls_ca": _optional(_text), "tls_cert": _optional(_text),
-    "tls_key": _optional(_text),
+    "tls_key": _optional(_text), "on_host": _optional(_safe_name), "allow_plain": _boolean,
 }
 AGENT_FIELDS = {
     "role": _safe_name, "runtime": _choice(RUNTIMES), "version_command": _command,
     "reload": _optional(_reload), "heartbeat_interval": _seconds, "image": _text,
     "main_command": _optional(_command), "docker_host": _optional(_docker_host),
-    "env": _env,
+    "host": _optional(_safe_name), "env": _env,
 }
 ROLE_FIELDS = {k: v for k, v in AGENT_FIELDS.items() if k != "role"}
 GROUP_KEYS = ("agents", "vars")
-TOP_KEYS = ("fleet", "broker", "groups", "agents")
+TOP_KEYS = ("fleet", "hosts", "broker", "groups", "agents")
+
+
+def _address(value) -> str:
+    """An IP address or a DNS name: it becomes a certificate SAN, a hosts entry, a config line."""
+    import ipaddress
+    text = _text(value)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return _dns_name(text)
+
+
+def _labels(value) -> dict:
+    labels = _mapping(value)
+    for key, item in labels.items():
+        if not isinstance(item, (str, int, float, bool)) or not NAME_RE.fullmatch(str(key)):
+            raise Bad(f"label {key!r}: expected a lowercase name and a plain value",
+                      "write e.g. labels: {site: nas, tier: edge}", subkey=key)
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+HOST_FIELDS = {"docker_host": _docker_host, "address": _address, "labels": _labels,
+               "remote_dir": _optional(_text)}

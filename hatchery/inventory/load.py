@@ -42,6 +42,7 @@ from hatchery.inventory.fields import (
     BROKER_FIELDS,
     FLEET_FIELDS,
     GROUP_KEYS,
+    HOST_FIELDS,
     ROLE_FIELDS,
     TOP_KEYS,
     Bad,
@@ -49,7 +50,14 @@ from hatchery.inventory.fields import (
     rename_fix,
     suggest,
 )
-from hatchery.inventory.model import CONTROL_USERS, DEFAULT_MANAGER, AgentSpec, BrokerSpec, Inventory
+from hatchery.inventory.model import (
+    CONTROL_USERS,
+    DEFAULT_MANAGER,
+    AgentSpec,
+    BrokerSpec,
+    HostSpec,
+    Inventory,
+)
 
 INVENTORY_ENV = "FLEET_INVENTORY"
 DEFAULT_INVENTORY = "fleet_inventory.yaml"
@@ -225,10 +233,14 @@ def _build(doc: _Doc, data: dict, path: Path) -> Inventory:
     for name, node in _agent_nodes(doc, agents_node, manager):
         agents[name] = _agent(doc, agents_node, name, node, groups, roles)
     _reserved_manager(doc, fleet_node, manager)
+    hosts = _hosts(doc, _section(doc, data, "hosts", "hosts"))
+    broker_spec = _place_broker(doc, data.get("broker"), broker, hosts)
+    agents = {name: _place_agent(doc, agents_node, a, hosts) for name, a in agents.items()}
+    _check_exposure(doc, data.get("broker"), broker_spec, agents)
     return Inventory(
-        path=path, manager=manager, broker=BrokerSpec(**broker),
+        path=path, manager=manager, broker=broker_spec,
         agents=agents, groups={g.name: g.members for g in groups},
-        state_dir=path.parent / fleet.get("state_dir", ".hatchery"))
+        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts)
 
 
 def _agent_nodes(doc: _Doc, agents_node: dict, manager: str):
@@ -387,3 +399,86 @@ class _RoleBook:
     def _known(self) -> list:
         return sorted({p.parent.name for d in self.dirs if d.is_dir()
                        for p in d.glob("*/defaults.yaml")})
+
+
+# --- hosts and placement -----------------------------------------------------
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _hosts(doc: _Doc, node: dict) -> dict:
+    """The ``hosts:`` section, Ansible style: name -> engine address, address for others, labels."""
+    hosts = {}
+    for name, body in node.items():
+        where = f"hosts.{name}"
+        problem = name_problem(name)
+        if problem:
+            doc.add(node, name, where, problem, rename_fix(name))
+            continue
+        fields = _fields(doc, _section(doc, node, name, where), HOST_FIELDS, where)
+        if "docker_host" not in fields:
+            doc.add(node, name, where, "a host needs a docker_host",
+                    "write e.g. docker_host: ssh://root@10.0.0.2")
+            continue
+        address = fields.pop("address", None) or _engine_address(fields["docker_host"])
+        hosts[str(name)] = HostSpec(name=str(name), address=address, source=parse.line(node, name), **fields)
+    return hosts
+
+
+def _engine_address(docker_host: str) -> str:
+    from urllib.parse import urlparse
+    return urlparse(docker_host).hostname or "127.0.0.1"
+
+
+def _unknown_host(doc: _Doc, node, key, where: str, name: str, hosts: dict) -> None:
+    doc.add(node, key, where, f"{name!r} is not in hosts:; {suggest(name, hosts)}".rstrip("; "),
+            f"add it under 'hosts:' or use one of: {', '.join(hosts) or 'none'}")
+
+
+def _place_broker(doc: _Doc, node, fields: dict, hosts: dict) -> BrokerSpec:
+    """``broker.on_host: h1``: the broker runs on h1's engine; the manager connects to its address."""
+    name = fields.get("on_host")
+    if name is None:
+        return BrokerSpec(**fields)
+    if name not in hosts:
+        _unknown_host(doc, node, "on_host", "broker.on_host", name, hosts)
+        return BrokerSpec(**fields)
+    host = hosts[name]
+    if fields.get("docker_host") not in (None, host.docker_host):
+        doc.add(node, "docker_host", "broker.docker_host", f"contradicts broker.on_host: {name}",
+                "remove broker.docker_host: the host's docker_host is used")
+    if fields.get("runtime", "docker") != "docker":
+        doc.add(node, "runtime", "broker.runtime", "a broker placed on a host runs in its Docker engine",
+                "remove broker.runtime, or remove broker.on_host to run it here")
+    return BrokerSpec(**{"host": host.address, **fields, "runtime": "docker",
+                         "docker_host": host.docker_host})
+
+
+def _place_agent(doc: _Doc, agents_node, agent: AgentSpec, hosts: dict) -> AgentSpec:
+    """``host: h2`` (the agent's own, or its group's): the agent runs on h2's engine."""
+    from dataclasses import replace
+    if agent.host is None:
+        return agent
+    if agent.host not in hosts:
+        _unknown_host(doc, agents_node, agent.name, f"agents.{agent.name}.host", agent.host, hosts)
+        return agent
+    engine = hosts[agent.host].docker_host
+    if agent.docker_host not in (None, engine):
+        doc.add(agents_node, agent.name, f"agents.{agent.name}.docker_host",
+                f"contradicts host: {agent.host}", "remove docker_host: the host's docker_host is used")
+    return replace(agent, docker_host=engine, runtime="docker")
+
+
+def _check_exposure(doc: _Doc, node, broker: BrokerSpec, agents: dict) -> None:
+    """Plain MQTT crosses a network only when the inventory says so; remote agents need a reachable bind."""
+    remote = sorted(a.name for a in agents.values()
+                    if a.runtime == "docker" and (a.docker_host or None) != (broker.docker_host or None))
+    if broker.runtime == "docker" and remote and broker.bind in LOOPBACK:
+        doc.add(node, "bind", "broker.bind",
+                f"agents on other hosts ({', '.join(remote[:3])}) cannot reach a broker bound to {broker.bind}",
+                "set broker.bind: 0.0.0.0 (or the host's address) and broker.tls: true")
+    if broker.bind not in LOOPBACK and not broker.tls and not broker.allow_plain:
+        doc.add(node, "bind", "broker.bind",
+                f"plain MQTT on {broker.bind} would cross the network unencrypted",
+                "set broker.tls: true (agents and the manager then use TLS), or say "
+                "broker.allow_plain: true if the network is trusted")

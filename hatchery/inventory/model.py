@@ -33,6 +33,18 @@ class ReloadSpec:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """A host of the fleet (the ``hosts:`` section): its engine, and the address others use."""
+
+    name: str
+    docker_host: str                    # e.g. ssh://root@10.250.1.2
+    address: str                        # what agents on other hosts connect to
+    labels: dict = field(default_factory=dict)
+    remote_dir: Optional[str] = None    # where mounted files go on it (default ~/.hatchery/<fleet>)
+    source: Optional[int] = None        # line in the inventory, for messages
+
+
+@dataclass(frozen=True)
 class BrokerSpec:
     runtime: str = LOCAL
     host: str = "127.0.0.1"             # where clients (manager, local agents) connect
@@ -54,6 +66,8 @@ class BrokerSpec:
     tls_ca: Optional[str] = None        # user-supplied CA / server cert / key (else generated)
     tls_cert: Optional[str] = None
     tls_key: Optional[str] = None
+    on_host: Optional[str] = None       # the hosts: entry the broker runs on
+    allow_plain: bool = False           # plain MQTT on a non-loopback bind, said explicitly
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,7 @@ class AgentSpec:
     image: str = "hatchery/agent-base:bookworm"   # docker runtime: the agent's base image
     main_command: Optional[Union[str, tuple]] = None  # the agent's own main process (docker)
     docker_host: Optional[str] = None
+    host: Optional[str] = None                     # the hosts: entry it runs on
     env: dict = field(default_factory=dict)        # extra, non-secret environment
     source: Optional[int] = None                   # line in the inventory, for messages
 
@@ -80,6 +95,11 @@ class Inventory:
     agents: dict = field(default_factory=dict)      # name -> AgentSpec, in file order
     groups: dict = field(default_factory=dict)      # group -> tuple of agent names
     state_dir: Path = Path(".hatchery")             # absolute after loading
+    hosts: dict = field(default_factory=dict)       # name -> HostSpec, in file order
+
+    def host_by_engine(self, docker_host: Optional[str]) -> Optional[HostSpec]:
+        """The hosts: entry whose engine is ``docker_host`` (None when it is not declared)."""
+        return next((h for h in self.hosts.values() if h.docker_host == docker_host), None)
 
     def agent(self, name: str) -> AgentSpec:
         if name not in self.agents:
@@ -87,7 +107,7 @@ class Inventory:
             raise unknown("agent", name, self.agents, self.path)
         return self.agents[name]
 
-    def select(self, name=None, group=None, pattern=None) -> list:
-        """Agents picked by name(s), group(s) and glob(s), or all; in inventory order."""
+    def select(self, name=None, group=None, pattern=None, host=None) -> list:
+        """Agents picked by name(s), group(s), glob(s) and host(s), or all; in inventory order."""
         from hatchery.inventory.select import select_agents
-        return select_agents(self, names=name, group=group, pattern=pattern)
+        return select_agents(self, names=name, group=group, pattern=pattern, host=host)

@@ -58,7 +58,8 @@ def unknown(kind: str, word: str, choices: Iterable[str], where) -> UsageError:
     return UsageError(f"{kind} {word!r} is not in {where}", fix)
 
 
-def select_agents(inv, *, names: Spec = None, pattern: Spec = None, group: Spec = None) -> list:
+def select_agents(inv, *, names: Spec = None, pattern: Spec = None, group: Spec = None,
+                  host: Spec = None) -> list:
     """The AgentSpecs chosen by the selectors: group order with --group, else inventory order."""
     chosen = _group_members(inv, entries(group)) if entries(group) else list(inv.agents)
     wanted = entries(names)
@@ -70,9 +71,12 @@ def select_agents(inv, *, names: Spec = None, pattern: Spec = None, group: Spec 
     globs = entries(pattern)
     if globs:
         chosen = [n for n in chosen if any(fnmatch.fnmatchcase(n, p) for p in globs)]
-    if not chosen and (wanted or group or globs):
-        raise UsageError(f"no agent matches {describe(names=names, pattern=pattern, group=group)}",
-                         "--name, --pattern and --group narrow each other; "
+    hosts = entries(host)
+    if hosts:
+        chosen = [n for n in chosen if _on_hosts(inv, inv.agents[n], hosts)]
+    if not chosen and (wanted or group or globs or hosts):
+        raise UsageError(f"no agent matches {describe(names=names, pattern=pattern, group=group, host=host)}",
+                         "--name, --pattern, --group and --host narrow each other; "
                          "see the names with: invoke agent.list")
     return [inv.agents[n] for n in chosen]
 
@@ -90,8 +94,17 @@ def select_names(inv, **selectors) -> list:
     return [a.name for a in select_agents(inv, **selectors)]
 
 
-def describe(*, names: Spec = None, pattern: Spec = None, group: Spec = None) -> str:
+def _on_hosts(inv, agent, hosts: list) -> bool:
+    """``--host``: the agent runs on one of ``hosts`` (names under hosts:, engine addresses, 'local')."""
+    from hatchery.core.hosts import host_of, known_hosts
+    for name in hosts:
+        if name not in known_hosts(inv):
+            raise unknown("host", name, known_hosts(inv), inv.path)
+    return host_of(inv, agent) in hosts
+
+
+def describe(*, names: Spec = None, pattern: Spec = None, group: Spec = None, host: Spec = None) -> str:
     """The selectors as the operator typed them, for messages."""
     given = [(flag, entries(v)) for flag, v in (("--name", names), ("--pattern", pattern),
-                                                 ("--group", group))]
+                                                 ("--group", group), ("--host", host))]
     return " ".join(f"{flag} {','.join(v)}" for flag, v in given if v) or "(all agents)"

@@ -13,11 +13,13 @@ from __future__ import annotations
 import secrets
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from hatchery.bus.client import BusClient
 from hatchery.bus.commands import run_command
-from hatchery.bus.connection import bus_for
+from hatchery.bus.connection import bus_for, connection_target
 from hatchery.core.checks import Check, VerifyReport, ms_since, timed
+from hatchery.core.hosts import MAX_THREADS, by_host
 from hatchery.errors import HatcheryError
 from hatchery.inventory.model import Inventory
 from hatchery.observe.crosscheck import CONSISTENT, bus_and_docker, docker_agents
@@ -36,7 +38,7 @@ def verify(inv: Inventory, *, timeout: float = 5.0, on_check=None) -> VerifyRepo
             on_check(check)
         return check
 
-    host, port = inv.broker.host, inv.broker.port
+    host, port, _ = connection_target(inv)     # the TLS listener when broker.tls
     reach = add(timed(f"broker reachable at {host}:{port}", lambda: _tcp(host, port, timeout)))
     if not reach.ok:
         return report
@@ -124,8 +126,26 @@ def _crosscheck_checks(inv: Inventory, bus: BusClient, timeout: float) -> list:
 
 
 def _container_checks(inv: Inventory, timeout: float) -> list:
-    """What each runtime checks from where its agents run (inside docker containers)."""
+    """What each runtime checks from where its agents run (inside docker containers):
+    one thread per host; a host that cannot be reached is one failed check naming it."""
+    groups = by_host(inv, list(inv.agents.values()))
+    if not groups:
+        return []
+    with ThreadPoolExecutor(max_workers=min(MAX_THREADS, len(groups))) as pool:
+        futures = [pool.submit(_host_checks, inv, host, agents, timeout) for host, agents in groups.items()]
+    return [check for future in futures for check in future.result()]
+
+
+def _host_checks(inv: Inventory, host: str, agents: list, timeout: float) -> list:
     checks = []
-    for agent in inv.agents.values():
-        checks += for_runtime(agent.runtime).verify_in_agent(inv, agent, timeout=timeout)
+    for agent in agents:
+        started = time.perf_counter()
+        try:
+            found = for_runtime(agent.runtime).verify_in_agent(inv, agent, timeout=timeout)
+        except HatcheryError as exc:    # the host's engine or sshd is down
+            return checks + [Check(f"host {host}: reach its agents ({', '.join(a.name for a in agents)})",
+                                   False, str(exc).splitlines()[0], ms_since(started))]
+        where = f" on {host}" if inv.hosts else ""
+        checks += [Check(c.name.replace(f"agent {agent.name}:", f"agent {agent.name}{where}:", 1),
+                         c.ok, c.detail, c.ms) for c in found]
     return checks

@@ -9,6 +9,7 @@ from agent_kit import contract
 from hatchery.bus.connection import bus_for, connection_target
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import ACL_FILE, PASSWORD_FILE, render_conf
+from hatchery.core.hosts import by_host
 from hatchery.core.plan import Change
 from hatchery.core.ports import listening
 from hatchery.errors import BusError
@@ -68,21 +69,32 @@ def _agent_plan(inv: Inventory, agent: AgentSpec, auth) -> list:
 
 
 def hatch_plan(inv: Inventory, agents: list, *, named: bool = False, orphans: bool = False) -> list:
-    """Make sure each agent's credentials exist, then start or update it.
+    """Make sure each agent's credentials exist, then start or update it (all hosts, in turn)."""
+    common, per_host = hatch_plans(inv, agents, named=named, orphans=orphans)
+    return common + [c for plan in per_host.values() for c in plan()]
+
+
+def hatch_plans(inv: Inventory, agents: list, *, named: bool = False, orphans: bool = False) -> tuple:
+    """(changes made first: credentials and the broker's files; {host: () -> its agents' changes}).
+
+    Each host's plan is a function: planning talks to that host's engine, so it runs
+    in that host's thread (core.hosts.apply_per_host) and an unreachable host fails alone.
 
     A retired agent is brought back only when named (``agent.hatch --name X``):
     a plain hatch reports it and leaves it retired. With ``orphans``, handlers
-    running for names no longer in the inventory are stopped too. A broker that
-    cannot be reached stops the whole plan before anything is changed.
+    running for names no longer in the inventory are stopped too (first). A broker
+    that cannot be reached stops the whole plan before anything is changed.
     """
     require_broker(inv)
     retired = set() if named else retired_agents(inv)
     wanted = [a for a in agents if a.name not in retired]
-    auth, changes = _auth_plan(inv, restore=[a.name for a in wanted])
-    changes += [_still_retired(a) for a in agents if a.name in retired]
-    for agent in wanted:
-        changes += _agent_plan(inv, agent, auth)
-    return changes + (orphan_plan(inv) if orphans else [])
+    auth, common = _auth_plan(inv, restore=[a.name for a in wanted])
+    common += [_still_retired(a) for a in agents if a.name in retired]
+    common += orphan_plan(inv) if orphans else []
+
+    def plan_for(group: list):
+        return lambda: [c for agent in group for c in _agent_plan(inv, agent, auth)]
+    return common, {host: plan_for(group) for host, group in by_host(inv, wanted).items()}
 
 
 def _still_retired(agent: AgentSpec) -> Change:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hatchery.configs.broker import tls_paths
+from hatchery.configs.broker import tls_source_files
 from hatchery.core.paths import state_paths
 from hatchery.core.plan import Change
 from hatchery.inventory.model import Inventory
@@ -21,7 +21,7 @@ def tls_change(inv: Inventory) -> list:
     if not b.tls or (b.tls_ca and b.tls_cert and b.tls_key):
         return []
     from hatchery.security import tls   # cryptography: only when we make certificates
-    paths = {k: Path(v) for k, v in tls_paths(inv).items()}
+    paths = {k: Path(v) for k, v in tls_source_files(inv).items()}
     ca_key = Path(state_paths(inv).tls_ca_key)
     ca = tls.read_pair(paths["cafile"], ca_key)
     server = tls.read_pair(paths["certfile"], paths["keyfile"])
@@ -41,5 +41,7 @@ def tls_change(inv: Inventory) -> list:
 
 
 def _names(inv: Inventory) -> list:
-    names = [inv.broker.host, inv.broker.dns_name, "localhost"]
+    """The SANs: where the manager connects, the DNS name, the broker host's address."""
+    placed = inv.hosts.get(inv.broker.on_host) if inv.broker.on_host else None
+    names = [inv.broker.host, inv.broker.dns_name, placed.address if placed else "", "localhost"]
     return list(dict.fromkeys(n for n in names if n))

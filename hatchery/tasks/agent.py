@@ -4,56 +4,60 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from hatchery.core.hosts import host_of
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
 from hatchery.provision.operations import (
-    hatch_plan,
+    hatch_plans,
     retire_plan,
     rotate_plan,
     stop_plan,
 )
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op, run_plan, show
+from hatchery.tasks.common import load, op, run_host_plans, run_plan, show
 
 
-def _targets(inv, name, group=None, pattern=None):
-    return inv.select(name=name, group=group, pattern=pattern)
+def _targets(inv, name, group=None, pattern=None, host=None):
+    return inv.select(name=name, group=group, pattern=pattern, host=host)
 
 
-def _enrolling(base, name, group, pattern):
+def _enrolling(base, name, group, pattern, host=None):
     """A single --name not in the inventory yet is enrolled by hatch; anything else selects."""
     return name if name and "," not in name and name not in base.agents \
-        and not (group or pattern) else None
+        and not (group or pattern or host) else None
 
 
 @op(render_only="write the agent's Dockerfile for review and stop (docker runtime)",
     name="agents by name, comma-separated; one new name is enrolled into the inventory")
-def hatch(c, name=None, group=None, pattern=None, inventory=None, check=False, diff=False,
-          json=False, render_only=False):
+def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, check=False,
+          diff=False, json=False, render_only=False):
     """Start (local) or build and run (docker) an agent's command handler; enrol it.
 
     Makes sure the agent's broker credentials and signing key exist first
     (the broker re-reads its files on SIGHUP) and hands them to the handler.
+    Agents on several hosts are hatched in parallel, one thread per host; a host
+    that cannot be reached is reported and the others go on.
     """
     base = load(inventory)
-    new = _enrolling(base, name, group, pattern)
+    new = _enrolling(base, name, group, pattern, host)
     if render_only:
         inv, _ = enrol_plan(base, new)
         paths = [str(p) for p in for_runtime("docker").write_build_files(
-            inv, _targets(inv, name, group, pattern))]
+            inv, _targets(inv, name, group, pattern, host))]
         if json:
             show(Rows([{"path": p} for p in paths], ("path",)), json)
         for path in [] if json else paths:
             output.emit(f"rendered {path}")
         return
 
-    def plan():
+    def plans():
         inv, changes = enrol_plan(base, new)
-        return changes + hatch_plan(inv, _targets(inv, name, group, pattern), named=bool(name),
-                                    orphans=not (name or group or pattern))
-    run_plan("agent.hatch", plan, lock=base.state_dir, check=check, diff=diff, json=json)
+        common, per_host = hatch_plans(inv, _targets(inv, name, group, pattern, host), named=bool(name),
+                                       orphans=not (name or group or pattern or host))
+        return changes + common, per_host
+    run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json)
 
 
 @op()
@@ -92,18 +96,20 @@ def rotate_credentials(c, name, inventory=None, check=False, diff=False, json=Fa
 
 
 @op()
-def list_(c, name=None, group=None, pattern=None, inventory=None, json=False):
-    """List the inventory's agents and whether each one runs."""
+def list_(c, name=None, group=None, pattern=None, host=None, inventory=None, json=False):
+    """List the inventory's agents, the host each one is on, and whether it runs."""
     inv = load(inventory)
-    chosen = {a.name for a in _targets(inv, name, group, pattern)}
+    chosen = {a.name for a in _targets(inv, name, group, pattern, host)}
     rows = []
     for runtime_name in sorted({a.runtime for a in inv.agents.values()}):
         rows += for_runtime(runtime_name).agent_list(inv)
     order = list(inv.agents)
     listed = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order.index(r["agent"]))
-    if not (name or group or pattern):     # orphans: running, but no longer in the inventory
+    for row in listed:
+        row.setdefault("host", host_of(inv, inv.agents[row["agent"]]))
+    if not (name or group or pattern or host):     # orphans: running, but no longer in the inventory
         listed += [r for r in rows if r["agent"] not in inv.agents]
-    show(Rows(listed, ("agent", "runtime", "running", "pid", "problem")), json)
+    show(Rows(listed, ("agent", "host", "runtime", "running", "pid", "problem")), json)
 
 
 MAX_LOG_LINES = 100_000

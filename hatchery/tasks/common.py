@@ -20,6 +20,7 @@ from typing import Optional
 
 from invoke import Exit, task
 
+from hatchery.core.hosts import apply_per_host
 from hatchery.core.plan import Report, apply_plan
 from hatchery.core.results import Result, envelope, utc_now
 from hatchery.core.state import state_lock
@@ -35,6 +36,7 @@ SELECTOR_HELP = {
     "name": "agents by name, comma-separated: a,b (did-you-mean for unknown names)",
     "group": "agents of these inventory groups, comma-separated",
     "pattern": "agents whose name matches one of these globs, comma-separated: 'client-*'",
+    "host": "agents on these hosts (names under hosts:, or 'local'), comma-separated",
 }
 COMMON_HELP = {
     "inventory": INVENTORY_HELP,
@@ -179,6 +181,26 @@ def run_plan(title: str, plan, *, lock=None, check=False, diff=False, json=False
     with guard:
         changes = plan() if callable(plan) else plan
         rep = _apply(title, changes, check=check, diff=diff, json=json)
+    if not rep.ok:
+        raise Exit(code=EXIT_FAILED)
+    return rep
+
+
+def run_host_plans(title: str, plans, *, lock=None, check=False, diff=False, json=False) -> Report:
+    """Like ``run_plan`` for work spread over hosts: ``plans()`` gives (common changes,
+    {host: () -> changes}); the hosts are planned and applied in parallel and every
+    host is reported, reachable or not (core.hosts.apply_per_host)."""
+    guard = state_lock(lock) if lock is not None and not check else contextlib.nullcontext()
+    with guard:
+        common, per_host = plans()
+        if json:
+            rep = apply_per_host(title, common, per_host, check=check)
+            output.emit_json(as_envelope(rep))
+        else:
+            output.report_header(title, check)
+            rep = apply_per_host(title, common, per_host, check=check,
+                                 on_result=lambda r: output.result_line(r, show_diff=diff))
+            output.report_summary(rep)
     if not rep.ok:
         raise Exit(code=EXIT_FAILED)
     return rep

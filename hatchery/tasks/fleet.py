@@ -41,36 +41,36 @@ def _run(verb, selectors, timeout, inventory, json):
     fail_unless(result.ok)
 
 
-def _selectors(name, group, pattern) -> dict:
-    return {"names": name, "group": group, "pattern": pattern}
+def _selectors(name, group, pattern, host=None) -> dict:
+    return {"names": name, "group": group, "pattern": pattern, "host": host}
 
 
 @op()
-def version_report(c, name=None, group=None, pattern=None, timeout=TIMEOUT, inventory=None,
-                   json=False):
+def version_report(c, name=None, group=None, pattern=None, host=None, timeout=TIMEOUT,
+                   inventory=None, json=False):
     """Ask agents which version of their software they run (their version_command)."""
-    _run("version-report", _selectors(name, group, pattern), timeout, inventory, json)
+    _run("version-report", _selectors(name, group, pattern, host), timeout, inventory, json)
 
 
 @op()
-def health_check(c, name=None, group=None, pattern=None, timeout=TIMEOUT, inventory=None,
-                 json=False):
+def health_check(c, name=None, group=None, pattern=None, host=None, timeout=TIMEOUT,
+                 inventory=None, json=False):
     """Ask agents for an immediate health report (and a fresh retained heartbeat)."""
-    _run("health-check", _selectors(name, group, pattern), timeout, inventory, json)
+    _run("health-check", _selectors(name, group, pattern, host), timeout, inventory, json)
 
 
 @op()
-def status_report(c, name=None, group=None, pattern=None, timeout=TIMEOUT, inventory=None,
-                  json=False):
+def status_report(c, name=None, group=None, pattern=None, host=None, timeout=TIMEOUT,
+                  inventory=None, json=False):
     """Ask agents for their full operational status (counters, uptime, connection)."""
-    _run("status-report", _selectors(name, group, pattern), timeout, inventory, json)
+    _run("status-report", _selectors(name, group, pattern, host), timeout, inventory, json)
 
 
 @op()
-def config_reload(c, name=None, group=None, pattern=None, timeout=TIMEOUT, inventory=None,
-                  json=False):
+def config_reload(c, name=None, group=None, pattern=None, host=None, timeout=TIMEOUT,
+                  inventory=None, json=False):
     """Ask agents to reload their configuration the way their inventory entry says."""
-    _run("config-reload", _selectors(name, group, pattern), timeout, inventory, json)
+    _run("config-reload", _selectors(name, group, pattern, host), timeout, inventory, json)
 
 
 # --- seeing the fleet -------------------------------------------------------------

@@ -125,6 +125,15 @@ def report_summary(report: Report) -> None:
     parts.append(f"failed={counts[FAILED]}")
     tail = "  (no changes)" if not report.changed and report.ok else ""
     emit("  ".join(parts) + tail)
+    host_summaries(report.hosts)
+
+
+def host_summaries(hosts: dict) -> None:
+    """One line per host, like fabric's GroupResult: what happened there, or why it could not."""
+    for host, s in hosts.items():
+        state = "unreachable" if s.get("error") else ("failed" if s["failed"] else "ok")
+        line = f"  host {host:<12} {state:<12} ok={s['ok']} changed={s['changed']} failed={s['failed']} ({s['seconds']:.1f}s)"
+        emit(line + (f"  {s['error']}" if s.get("error") else ""))
 
 
 def report(rep: Report, *, show_diff: bool = False) -> None:

@@ -17,6 +17,8 @@ package's public face for what only Docker has; the job modules behind it
 - ``agent_context(inv, agent, base)``: an agent image's build context, in memory.
 - ``shown_env(env)``: a container environment as --diff shows it (values of the
   operator's variables as digests).
+- ``broker_ports(inv)``: what the broker container publishes, where (plain on
+  loopback unless ``broker.allow_plain``; TLS on ``broker.bind``).
 - ``parse_ssh_url(url)``: ``ssh://user@host:port`` -> (user, host, port), or UsageError.
 - ``FLEET``: the label that scopes every object of one fleet.
 
@@ -33,7 +35,7 @@ from importlib import import_module
 from hatchery.runtime.docker.engine import FLEET, engine, forget_engines
 
 # public name -> (job module, its name there)
-_HOMES = {"agent_container": ("agents", "agent_container"),
+_HOMES = {"agent_container": ("agents", "agent_container"), "broker_ports": ("broker", "broker_ports"),
           "DEFAULT_IMAGES": ("bootstrap", "DEFAULT_IMAGES"), "RECIPES": ("bootstrap", "RECIPES"),
           "bootstrap_images": ("bootstrap", "bootstrap_images"),
           "BaseImage": ("baseimage", "BaseImage"), "forget_base_images": ("baseimage", "forget"),
@@ -57,7 +59,7 @@ def forget_connections() -> None:
     forget_engines()
 
 
-__all__ = ["DEFAULT_IMAGES", "FLEET", "RECIPES", "BaseImage", "BuildContext", "DockerRuntime",
+__all__ = ["broker_ports", "DEFAULT_IMAGES", "FLEET", "RECIPES", "BaseImage", "BuildContext", "DockerRuntime",
            "agent_container", "agent_context", "base_image", "bootstrap_images", "engine",
            "forget_base_images", "forget_connections", "inspect_base_image", "parse_ssh_url",
            "shown_env"]

@@ -15,12 +15,13 @@ from typing import Optional
 
 from docker.types import Mount
 
-from hatchery.configs.agent import CONTAINER_SECRETS_DIR, to_json
+from hatchery.configs.agent import CONTAINER_SECRETS_DIR, extra_hosts, to_json
+from hatchery.configs.broker import tls_source_files
 from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Change
 from hatchery.core.render import content_hash
-from hatchery.core.state import ensure_dir
-from hatchery.errors import RuntimeFailure
+from hatchery.core.state import ensure_dir, read_text
+from hatchery.errors import DockerError, RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.docker import baseimage, build
 from hatchery.runtime.docker.containers import (
@@ -42,9 +43,11 @@ from hatchery.runtime.docker.engine import (
     ROLE,
     docker_errors,
     engine,
+    ensure_image,
     ensure_network,
     find_container,
     image_id,
+    local_or,
 )
 from hatchery.runtime.docker.remote import fleet_files
 
@@ -80,14 +83,23 @@ def agent_spec(inv: Inventory, agent: AgentSpec, tag: str, conf_dir: str, config
         mounts.append(Mount(CONTAINER_SECRETS_DIR, secrets_dir, type="bind", read_only=True))
     return ContainerSpec(
         name=agent_container(inv, agent), image=tag, network=inv.broker.network, labels=labels,
-        env=agent_env(inv, agent, json.loads(config_text)), mounts=tuple(mounts))
+        env=agent_env(inv, agent, json.loads(config_text)), mounts=tuple(mounts),
+        extra_hosts=extra_hosts(inv, agent))
+
+
+def ca_text(inv: Inventory) -> str:
+    """The fleet CA the agent verifies the broker with ('' with TLS off)."""
+    cafile = tls_source_files(inv).get("cafile")
+    return read_text(Path(cafile)) if cafile else ""
 
 
 def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
                context_dir: Optional[Path] = None, secret_files: Optional[dict] = None) -> list:
     """``secret_files``: {name: text} mounted read-only at /run/secrets/hatchery (credentials)."""
     client, files = agent_client(inv, agent), fleet_files(inv, agent_host(inv, agent))
-    base = build.base_image(inv, client, agent)
+    # A host without the base image yet is probed through the local engine's copy (same id
+    # after docker save | load); the copy itself happens when the agent is created.
+    base = build.base_image(inv, client if image_id(client, agent.image) else local_or(client, agent.image), agent)
     context = build.agent_context(inv, agent, base)
     tag = f"{build.agent_image_repo(agent.name)}:{context.digest(base.image_id)}"
     config_text = to_json(agent_config)
@@ -96,7 +108,7 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
     spec = agent_spec(inv, agent, tag, conf_dir, config_text, secrets_dir)
     hatch = _AgentHatch(inv, agent, client, files, spec, context, config_text,
                         Path(context_dir or state_paths(inv).build_dir(agent.name)),
-                        secret_files or {})
+                        secret_files or {}, ca_text(inv))
     item = f"agent {agent.name}"
     built = "image cached" if image_id(client, tag) else \
         f"image to build ({baseimage.describe(base, agent.main_command)})"
@@ -147,27 +159,36 @@ class _AgentHatch:
     config_text: str
     context_dir: Path
     secret_files: dict = field(default_factory=dict)
+    ca_text: str = ""
 
     def _secret(self, name: str) -> str:
         return str(_LAYOUT.agent_secrets_dir(self.agent.name) / name)
 
+    def _ca_file(self) -> str:
+        return str(_LAYOUT.mounted_agent_ca(self.agent.name))
+
     def _write_files(self) -> None:
         self.files.write(str(_LAYOUT.mounted_agent_config(self.agent.name)), self.config_text)
+        if self.ca_text:    # public: the CA certificate only, never its key
+            self.files.write(self._ca_file(), self.ca_text, mode=0o644)
         for name, text in self.secret_files.items():   # 0600 in a 0700 dir; root reads them
             self.files.write(self._secret(name), text)
 
     def stale_secrets(self) -> bool:
+        if self.ca_text and self.files.read(self._ca_file()) != self.ca_text:
+            return True
         return any(self.files.read(self._secret(name)) != text for name, text in self.secret_files.items())
 
     def create(self) -> str:
         steps = [ensure_network(self.client, self.spec.network, fleet_labels(self.inv, "network"))]
         if not image_id(self.client, self.spec.image):
+            steps.append(ensure_image(self.client, self.agent.image))   # no registry: save | load
             ensure_dir(self.context_dir.parent)
             steps.append(build.build_agent_image(self.client, self.context, self.context_dir,
                                                  self.spec.image, self.agent.name))
         self._write_files()
         steps.append(f"container {create_container(self.client, self.spec)} started")
-        return "; ".join(steps)
+        return "; ".join(s for s in steps if s)
 
     def restart(self) -> str:
         self._write_files()
@@ -279,15 +300,23 @@ def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
 
 def agent_list(inv: Inventory) -> list:
     """The inventory's docker agents and any managed agent container of this fleet."""
-    rows, seen = [], set()
+    rows, seen, unreachable = [], set(), {}
     for host in _agent_hosts(inv):
-        for container in _fleet_agents(engine(host), inv):
+        try:
+            containers = _fleet_agents(engine(host), inv)
+        except DockerError as exc:      # one host down: its agents say so, the others are listed
+            unreachable[host] = str(exc).splitlines()[0]
+            continue
+        for container in containers:
             name = container.labels.get(AGENT_LABEL, "")
             seen.add(name)
             rows.append(_agent_row(name, container, name in inv.agents))
     for agent in inv.agents.values():
         if agent.runtime == "docker" and agent.name not in seen:
-            rows.append(_missing_row(inv, agent))
+            row = _missing_row(inv, agent)
+            if agent_host(inv, agent) in unreachable:
+                row.update(status="host unreachable", running=None, error=unreachable[agent_host(inv, agent)])
+            rows.append(row)
     return rows
 
 

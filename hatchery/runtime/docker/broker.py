@@ -9,6 +9,7 @@ same directory; a change to them alone is a SIGHUP too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from docker.types import Mount
@@ -17,11 +18,16 @@ from hatchery.configs.broker import (
     CONTAINER_CONF_DIR,
     CONTAINER_DATA_DIR,
     CONTAINER_PORT,
+    CONTAINER_TLS_PORT,
+    TLS_FILE_NAMES,
+    plain_bind,
     reload_is_enough,
+    tls_source_files,
 )
 from hatchery.core.paths import StatePaths
 from hatchery.core.plan import Change, text_diff
 from hatchery.core.render import content_hash
+from hatchery.core.state import read_text
 from hatchery.inventory.model import Inventory
 from hatchery.runtime.docker.containers import (
     SECOND,
@@ -45,6 +51,7 @@ from hatchery.runtime.docker.engine import (
     ensure_network,
     ensure_volume,
     find_container,
+    image_id,
 )
 from hatchery.runtime.docker.remote import fleet_files
 
@@ -70,12 +77,31 @@ def broker_volume(inv: Inventory) -> str:
     return f"{inv.broker.container}-data"
 
 
+def broker_ports(inv: Inventory) -> dict:
+    """Plain MQTT published on loopback unless allowed further; TLS on the bind address."""
+    b = inv.broker
+    ports = {f"{CONTAINER_PORT}/tcp": (plain_bind(inv), b.port)}
+    if b.tls:
+        ports[f"{CONTAINER_TLS_PORT}/tcp"] = (b.bind, b.tls_port)
+    return ports
+
+
+def tls_texts(inv: Inventory) -> dict:
+    """{tls/<name>: text} of the TLS files to mount, read from the control side ({} if not made yet)."""
+    texts = {}
+    for key, source in tls_source_files(inv).items():
+        text = read_text(Path(source))
+        if text:
+            texts[f"tls/{TLS_FILE_NAMES[key]}"] = text
+    return texts
+
+
 def broker_spec(inv: Inventory, conf_dir: str, conf_text: str) -> ContainerSpec:
     b = inv.broker
     return ContainerSpec(
         name=b.container, image=b.image, network=b.network, aliases=(b.dns_name,),
         labels=fleet_labels(inv, "broker"),
-        ports={f"{CONTAINER_PORT}/tcp": (b.bind, b.port)},
+        ports=broker_ports(inv),
         mounts=(Mount(CONTAINER_CONF_DIR, conf_dir, type="bind", read_only=True),
                 Mount(CONTAINER_DATA_DIR, broker_volume(inv), type="volume")),
         healthcheck=BROKER_HEALTHCHECK,
@@ -104,6 +130,7 @@ def broker_plan(inv: Inventory, *, conf_text: str, auth_files: Optional[dict] = 
     current_conf = files.read(BROKER_CONF)
     auth_files = auth_files or {}
     stale = _stale_auth(files, auth_files)
+    stale_tls = _stale_auth(files, tls_texts(inv))
     conf_diff = text_diff(current_conf, conf_text, files.path(BROKER_CONF)) + _auth_diff(files, stale)
     deploy = _BrokerDeploy(inv, client, files, spec, conf_text, auth_files)
     container = find_container(client, spec.name)
@@ -116,6 +143,9 @@ def broker_plan(inv: Inventory, *, conf_text: str, auth_files: Optional[dict] = 
                        spec_diff(current, spec) + conf_diff, deploy.recreate)]
     if container.status != "running":
         return [Change("broker", "start", f"container {container.status}", conf_diff, deploy.start)]
+    if stale_tls:    # Mosquitto 2.0 reads certificates at start only
+        return [Change("broker", "restart", "TLS files changed; needs a restart",
+                       _auth_diff(files, stale_tls), deploy.restart)]
     if current_conf == conf_text and not stale:
         return [Change("broker", "none", f"running ({container.short_id}), config unchanged")]
     if reload_is_enough(current_conf, conf_text):
@@ -139,6 +169,9 @@ class _BrokerDeploy:
         # 0644 and a 0755 directory: Mosquitto re-reads them as user 'mosquitto' on SIGHUP.
         # The password file holds only PBKDF2 hashes of 256-bit random secrets.
         write_auth_files(self.files, self.auth_files)
+        texts = tls_texts(self.inv)     # read now: planned before they were made
+        if texts:
+            write_tls_files(self.files, texts, mosquitto_owner(self.client, self.spec.image))
         return self.files.write(BROKER_CONF, self.conf_text, mode=0o644, dir_mode=0o755)
 
     def create(self) -> str:
@@ -172,6 +205,31 @@ class _BrokerDeploy:
 def write_auth_files(files, auth_files: dict) -> None:
     for name, text in auth_files.items():
         files.write(_broker_file(name), text, mode=0o644, dir_mode=0o755)
+
+
+def write_tls_files(files, texts: dict, owner: tuple) -> None:
+    """Certificates 0644; the key 0600 owned by the image's mosquitto user, who loads it
+    after dropping root (``owner``: its uid and gid)."""
+    for name, text in texts.items():
+        private = name.endswith(".key")
+        files.write(_broker_file(name), text, mode=0o600 if private else 0o644, dir_mode=0o755)
+        if private:
+            files.chown(_broker_file(name), *owner)
+
+
+_owners: dict = {}
+
+
+def mosquitto_owner(client, image: str) -> tuple:
+    """(uid, gid) of user mosquitto in ``image``, read once per image from a throwaway container."""
+    key = image_id(client, image) or image
+    if key not in _owners:
+        with docker_errors(f"read user mosquitto's ids in {image}"):
+            out = client.containers.run(image, ["sh", "-c", "id -u mosquitto; id -g mosquitto"],
+                                        entrypoint=[], remove=True, network_mode="none")
+        uid, gid = (int(v) for v in out.decode().split())
+        _owners[key] = (uid, gid)
+    return _owners[key]
 
 
 def auth_sync_plan(inv: Inventory, auth_files: dict) -> list:

@@ -43,6 +43,7 @@ class ContainerSpec:
     mounts: tuple = ()                              # docker.types.Mount
     aliases: tuple = ()
     healthcheck: Optional[dict] = None              # None: the image's HEALTHCHECK
+    extra_hosts: dict = field(default_factory=dict)  # name -> address in /etc/hosts
     created_labels: dict = field(default_factory=dict)  # set at creation, not compared
 
     def summary(self) -> dict:
@@ -53,7 +54,9 @@ class ContainerSpec:
                 "network": self.network, "aliases": sorted(self.aliases),
                 "restart": "unless-stopped",
                 "healthcheck": (self.healthcheck or {}).get("test"),
-                "labels": dict(sorted(self.labels.items()))}
+                "labels": dict(sorted(self.labels.items())),
+                **({"extra_hosts": sorted(f"{k}:{v}" for k, v in self.extra_hosts.items())}
+                   if self.extra_hosts else {})}
 
     def digest(self) -> str:
         return content_hash(json.dumps(self.summary(), sort_keys=True))
@@ -91,6 +94,7 @@ def running_summary(container, wanted: ContainerSpec) -> dict:
             "aliases": sorted(a for a in aliases if a in wanted.aliases),
             "restart": (host.get("RestartPolicy") or {}).get("Name"),
             "healthcheck": (config.get("Healthcheck") or {}).get("Test") if wanted.healthcheck else None,
+            "extra_hosts": sorted(host.get("ExtraHosts") or []),
             "labels": {k: v for k, v in sorted((config.get("Labels") or {}).items())
                        if k in wanted.labels or (k.startswith("io.hatchery.") and k not in _UNCOMPARED)}}
 
@@ -123,7 +127,8 @@ def create_container(client, spec: ContainerSpec) -> str:
     api = client.api
     host_config = api.create_host_config(
         port_bindings={k: v for k, v in spec.ports.items()}, mounts=list(spec.mounts),
-        restart_policy={"Name": "unless-stopped"}, init=True, network_mode=spec.network)
+        restart_policy={"Name": "unless-stopped"}, init=True, network_mode=spec.network,
+        extra_hosts=dict(spec.extra_hosts) or None)
     networking = api.create_networking_config(
         {spec.network: api.create_endpoint_config(aliases=list(spec.aliases) or None)})
     labels = {**spec.labels, **spec.created_labels, SPEC_HASH: spec.digest()}

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Optional
 
@@ -97,9 +98,29 @@ def _unreachable_fix(docker_host: Optional[str]) -> str:
     return START_DOCKERD
 
 
+def _tolerate_ended_ssh() -> None:
+    """docker-py's SSHSocket.close writes to the stdin of its ``ssh`` process; when that
+    process has already ended (after an exec, the engine closes the stream) the write
+    raises BrokenPipeError out of a finished request (docker/docker-py#3218, open).
+    Close it quietly, still ending ssh."""
+    from docker.transport import sshconn
+    if getattr(sshconn.SSHSocket.close, "hatchery_quiet", False):
+        return
+    original = sshconn.SSHSocket.close
+
+    def close(self):
+        try:
+            original(self)
+        except (BrokenPipeError, ConnectionResetError):
+            self.proc.terminate()
+    close.hatchery_quiet = True
+    sshconn.SSHSocket.close = close
+
+
 def _connect(docker_host: Optional[str]) -> docker.DockerClient:
     import docker
     if docker_host and docker_host.startswith("ssh://"):
+        _tolerate_ended_ssh()
         # The system ssh client honours ~/.ssh/config, agents and known_hosts.
         return docker.DockerClient(base_url=docker_host, use_ssh_client=True,
                                    timeout=CLIENT_TIMEOUT)
@@ -157,9 +178,39 @@ def ensure_volume(client: docker.DockerClient, name: str, labels: dict) -> str:
 
 
 def ensure_image(client: docker.DockerClient, image: str) -> str:
-    """Pull ``image`` unless the engine has it ('' when it has)."""
+    """Make sure the engine has ``image`` ('' when it has): copied from the local engine
+    (``docker save | docker load``, no registry needed), else pulled."""
     if image_id(client, image):
         return ""
+    local = _local_engine()
+    if local is not None and local is not client and image_id(local, image):
+        return copy_image(local, client, image)
     with docker_errors(f"pull {image} (not on this engine; for offline hosts run: invoke images.bootstrap)"):
         client.images.pull(image)
     return f"pulled {image}"
+
+
+def _local_engine() -> Optional[docker.DockerClient]:
+    try:
+        return engine(None)
+    except DockerError:
+        return None     # no local engine: pull instead
+
+
+def copy_image(source: docker.DockerClient, target: docker.DockerClient, image: str) -> str:
+    """``docker save IMAGE | docker -H target load``, streamed; say how long it took."""
+    started = time.monotonic()
+    with docker_errors(f"copy {image} to another engine (docker save | load)"):
+        # by name, so the archive carries the tag (an id alone loads untagged)
+        messages = target.api.load_image(source.api.get_image(image, chunk_size=1 << 20))
+        errors = [m["error"] for m in messages or () if isinstance(m, dict) and m.get("error")]
+    if errors or not image_id(target, image):
+        raise DockerError(f"copy {image}: the target engine did not load it: {'; '.join(errors)}",
+                          "check both engines with: docker image ls")
+    return f"copied {image} (save | load) in {time.monotonic() - started:.1f}s"
+
+
+def local_or(client: docker.DockerClient, image: str) -> docker.DockerClient:
+    """The local engine when it has ``image`` (a save | load keeps the id), else ``client``."""
+    local = _local_engine()
+    return local if local is not None and local is not client and image_id(local, image) else client

@@ -11,6 +11,7 @@ interface: ``path``, ``read``, ``write``, ``remove_tree``.
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import shutil
 from contextlib import contextmanager
@@ -43,6 +44,9 @@ class LocalFiles:
 
     def remove_tree(self, rel: str) -> None:
         shutil.rmtree(self.root / rel, ignore_errors=True)
+
+    def chown(self, rel: str, uid: int, gid: int) -> None:
+        os.chown(self.root / rel, uid, gid)
 
 
 class SshFiles:
@@ -80,6 +84,10 @@ class SshFiles:
             sftp.posix_rename(tmp, str(target))   # atomic, as locally
         return True
 
+    def chown(self, rel: str, uid: int, gid: int) -> None:
+        with ssh_errors(self.connection, f"chown {self.path(rel)}"):
+            self.connection.sftp().chown(self.path(rel), uid, gid)
+
     def remove_tree(self, rel: str) -> None:
         with ssh_errors(self.connection, f"remove {self.path(rel)}"):
             self._run(f"rm -rf {shlex.quote(self.path(rel))}")
@@ -112,8 +120,11 @@ def files_for(docker_host: Optional[str], state_dir: Path, fleet: str, remote_di
 
 
 def fleet_files(inv: Inventory, docker_host: Optional[str]):
-    """The files of ``inv``'s fleet on the engine at ``docker_host`` (None: the local one)."""
-    return files_for(docker_host, inv.state_dir, inv.broker.container, inv.broker.remote_dir)
+    """The files of ``inv``'s fleet on the engine at ``docker_host`` (None: the local one),
+    under that host's ``remote_dir`` (hosts:), else ``broker.remote_dir``."""
+    host = inv.host_by_engine(docker_host)
+    remote_dir = host.remote_dir if host and host.remote_dir else inv.broker.remote_dir
+    return files_for(docker_host, inv.state_dir, inv.broker.container, remote_dir)
 
 
 _ssh_cache: dict = {}

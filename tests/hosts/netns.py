@@ -1,0 +1,237 @@
+"""Several real hosts on one machine: network namespaces, each with its own dockerd and sshd.
+
+Topology (one /24 under 10.250.0.0/16, picked free at start)::
+
+    root namespace (the control side) 10.250.S.1 ─┐
+    host h1 (netns, dockerd, sshd)    10.250.S.2 ──┤ bridge in its own "lan" namespace
+    host h2 ...                       10.250.S.3 ──┤ (no routing, no iptables in the
+    host h3 ...                       10.250.S.4 ──┘  root namespace are touched)
+
+Each engine is started with ``nsenter --net=`` (``ip netns exec`` remounts /sys
+and dockerd fails with "Devices cgroup isn't mounted"). Each sshd sets
+``DOCKER_HOST`` for its sessions, so ``ssh://root@10.250.S.N`` reaches that
+host's engine the way a real host's would. The control side reaches the hosts
+only over SSH (and MQTT). ``MultiHost.close()`` removes everything it made, and
+runs even when setting up failed half way.
+
+A plain module (not a conftest.py: see tests/docker/dockerhelpers.py).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def _free_subnet() -> int:
+    used = sh("ip", "-4", "-o", "addr").stdout + sh("ip", "-4", "route").stdout
+    candidates = [s for s in range(100, 250) if f"10.250.{s}." not in used]
+    if not candidates:
+        raise RuntimeError("no free 10.250.x.0/24 subnet")
+    return secrets.choice(candidates)
+
+
+@dataclass
+class Host:
+    name: str                 # h1, h2, ...
+    netns: str
+    address: str
+    root: Path                # its dockerd data, sshd config, remote state
+    bridge_ip: str            # the engine's docker0 (--bip)
+    dockerd: subprocess.Popen | None = None
+    sshd: subprocess.Popen | None = None
+
+    @property
+    def socket(self) -> str:
+        return f"unix://{self.root}/docker.sock"
+
+    @property
+    def docker_host(self) -> str:
+        return f"ssh://root@{self.address}"
+
+    @property
+    def remote_dir(self) -> str:
+        return str(self.root / "remote")
+
+    def nsenter(self, *argv: str) -> list:
+        return ["nsenter", f"--net=/var/run/netns/{self.netns}", *argv]
+
+
+@dataclass
+class MultiHost:
+    """N hosts; ``start()`` then ``close()`` (always)."""
+
+    count: int = 3
+    tag: str = field(default_factory=lambda: secrets.token_hex(2))
+    hosts: list = field(default_factory=list)
+    made_netns: list = field(default_factory=list)
+    made_links: list = field(default_factory=list)
+    root: Path | None = None
+    control_ip: str = ""
+    home: Path | None = None      # $HOME for the control side: ~/.ssh/config names every host
+    shim_dir: Path | None = None  # an `ssh` first on $PATH that reads that config
+
+    def start(self) -> "MultiHost":
+        if not os.path.exists(SSHD):
+            raise RuntimeError("sshd is not installed: apt-get install -y openssh-server")
+        # short: a unix socket path is limited to 108 bytes
+        self.root = Path(tempfile.mkdtemp(prefix=f"hty{self.tag}-", dir="/tmp"))
+        subnet = _free_subnet()
+        lan = self._netns("lan")
+        sh("ip", "netns", "exec", lan, "ip", "link", "add", "br0", "type", "bridge")
+        sh("ip", "netns", "exec", lan, "ip", "link", "set", "br0", "up")
+        self.control_ip = f"10.250.{subnet}.1"
+        self._wire(lan, None, self.control_ip, "c")
+        self._keys()
+        for index in range(1, self.count + 1):
+            host = Host(f"h{index}", self._netns(f"h{index}"), f"10.250.{subnet}.{index + 1}",
+                        self.root / f"h{index}", f"172.30.{100 + index}.1/24")
+            host.root.mkdir()
+            self.hosts.append(host)
+            self._wire(lan, host.netns, host.address, f"{index}")
+            self.start_sshd(host)
+            self.start_dockerd(host)
+        for host in self.hosts:
+            self._wait_engine(host)
+        self._ssh_config()
+        return self
+
+    # --- network ---------------------------------------------------------------------------
+
+    def _netns(self, suffix: str) -> str:
+        name = f"hty{self.tag}{suffix}"
+        sh("ip", "netns", "add", name)
+        self.made_netns.append(name)
+        sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+        return name
+
+    def _wire(self, lan: str, netns: str | None, address: str, suffix: str) -> None:
+        """A veth pair: one end on the lan bridge, the other in ``netns`` (None: root) with ``address``."""
+        outer, inner = f"hty{self.tag}{suffix}l", f"hty{self.tag}{suffix}h"
+        sh("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
+        self.made_links.append(inner)          # deleting one end deletes both
+        sh("ip", "link", "set", outer, "netns", lan)
+        sh("ip", "netns", "exec", lan, "ip", "link", "set", outer, "master", "br0", "up")
+        run = ["ip", "netns", "exec", netns] if netns else []
+        if netns:
+            sh("ip", "link", "set", inner, "netns", netns)
+        sh(*run, "ip", "addr", "add", f"{address}/24", "dev", inner)
+        sh(*run, "ip", "link", "set", inner, "up")
+
+    # --- sshd ------------------------------------------------------------------------------
+
+    def _keys(self) -> None:
+        for key in ("host_key", "user_key"):
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / key))
+        (self.root / "authorized_keys").write_text((self.root / "user_key.pub").read_text())
+
+    def start_sshd(self, host: Host) -> None:
+        conf = host.root / "sshd_config"
+        conf.write_text(
+            f"Port 22\nListenAddress {host.address}\nHostKey {self.root}/host_key\n"
+            f"AuthorizedKeysFile {self.root}/authorized_keys\nPidFile {host.root}/sshd.pid\n"
+            "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\nSubsystem sftp internal-sftp\n"
+            f"SetEnv DOCKER_HOST={host.socket}\n")
+        Path("/run/sshd").mkdir(exist_ok=True)     # sshd's privilege-separation directory
+        host.sshd = subprocess.Popen(host.nsenter(SSHD, "-D", "-e", "-f", str(conf)),
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=(host.root / "sshd.log").open("w"))
+
+    def stop_sshd(self, host: Host) -> None:
+        _stop(host.sshd)
+
+    def _ssh_config(self) -> None:
+        self.home = self.root / "home"
+        (self.home / ".ssh").mkdir(parents=True)
+        entries = "".join(
+            f"Host {h.address}\n  User root\n  IdentityFile {self.root}/user_key\n"
+            "  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+            "  LogLevel ERROR\n  ConnectTimeout 5\n" for h in self.hosts)
+        (self.home / ".ssh" / "config").write_text(entries)
+        self.shim_dir = self.root / "bin"
+        self.shim_dir.mkdir()
+        shim = self.shim_dir / "ssh"
+        # OpenSSH takes ~ from the password database, not $HOME: name the config with -F.
+        shim.write_text(f"#!/bin/sh\nexec /usr/bin/ssh -F {self.home}/.ssh/config \"$@\"\n")
+        shim.chmod(0o755)
+
+    # --- dockerd ---------------------------------------------------------------------------
+
+    def start_dockerd(self, host: Host) -> None:
+        argv = host.nsenter(DOCKERD, "--data-root", str(host.root / "data"),
+                            "--exec-root", str(host.root / "exec"), "-H", host.socket,
+                            "--pidfile", str(host.root / "dockerd.pid"), "--bip", host.bridge_ip)
+        host.dockerd = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                        stderr=(host.root / "dockerd.log").open("w"),
+                                        start_new_session=True)
+
+    def stop_dockerd(self, host: Host) -> None:
+        _stop(host.dockerd, timeout=20)
+
+    def _wait_engine(self, host: Host, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while sh("docker", "-H", host.socket, "version", check=False).returncode != 0:
+            if host.dockerd.poll() is not None or time.monotonic() > deadline:
+                log = (host.root / "dockerd.log").read_text()[-2000:]
+                raise RuntimeError(f"dockerd of {host.name} did not start:\n{log}")
+            time.sleep(0.3)
+
+    def env(self) -> dict:
+        """What the control side's environment needs: $HOME and the ssh shim first on $PATH."""
+        return {"HOME": str(self.home), "PATH": f"{self.shim_dir}:{os.environ['PATH']}"}
+
+    # --- clean-up --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for host in self.hosts:
+            self._remove_containers(host)
+            _stop(host.dockerd, timeout=20)
+            _stop(host.sshd)
+            _unmount_under(host.root)
+        for link in self.made_links:
+            sh("ip", "link", "del", link, check=False)
+        for name in reversed(self.made_netns):
+            sh("ip", "netns", "del", name, check=False)
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _remove_containers(self, host: Host) -> None:
+        if host.dockerd is None or host.dockerd.poll() is not None:
+            return
+        ids = sh("docker", "-H", host.socket, "ps", "-aq", check=False).stdout.split()
+        if ids:
+            sh("docker", "-H", host.socket, "rm", "-f", *ids, check=False)
+
+
+def _stop(proc: subprocess.Popen | None, timeout: float = 5) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _unmount_under(root: Path) -> None:
+    """dockerd leaves overlay and netns mounts under its data/exec roots when killed."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+              if line.split()[1].startswith(str(root))]
+    for mount in sorted(mounts, key=len, reverse=True):
+        sh("umount", "-l", mount, check=False)
