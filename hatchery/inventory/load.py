@@ -28,34 +28,36 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
 from agent_kit.contract import name_problem
 from hatchery.core.assets import ROLES
-from hatchery.errors import InventoryError, Problem
+from hatchery.errors import InventoryError
 from hatchery.inventory import parse
+from hatchery.inventory.document import Doc, checked_fields, section, unknown_keys
 from hatchery.inventory.fields import (
     AGENT_FIELDS,
     BROKER_FIELDS,
     FLEET_FIELDS,
     GROUP_KEYS,
-    HOST_FIELDS,
     ROLE_FIELDS,
     TOP_KEYS,
-    Bad,
     kind,
     rename_fix,
     suggest,
+)
+from hatchery.inventory.hosts import (
+    check_exposure,
+    place_agent,
+    place_broker,
+    read_hosts,
 )
 from hatchery.inventory.model import (
     CONTROL_USERS,
     DEFAULT_MANAGER,
     AgentSpec,
-    BrokerSpec,
-    HostSpec,
     Inventory,
 )
 
@@ -65,76 +67,6 @@ REPO_ROLES = ROLES
 DEFAULT_ROLE = "agent"
 HOW_TO_POINT = (f"pass --inventory PATH, set ${INVENTORY_ENV}=PATH, or create "
                 f"./{DEFAULT_INVENTORY} (the hatchery repo has a commented example)")
-
-
-# --- where we are, and what went wrong --------------------------------------
-
-@dataclass
-class _Doc:
-    """One YAML file being read, and the problems found in it so far."""
-
-    shown: str                      # the path as the user wrote it
-    problems: list
-    fast: bool = False              # parsed by parse.fast: no problem is worded from it
-
-    def add(self, node, key, keypath: str, message: str, fix: str = "") -> None:
-        self.problems.append(Problem(self.shown, parse.line(node, key), _printable(keypath),
-                                     message, fix))
-
-
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _printable(keypath: str) -> str:
-    """A key path with control characters escaped: a key may hold a newline or an
-    ANSI escape, and the path is printed on the operator's terminal."""
-    return _CONTROL_CHARACTER.sub(lambda m: repr(m.group())[1:-1], keypath)
-
-
-# --- walking a mapping ----------------------------------------------------------
-
-def _section(doc: _Doc, parent, key: str, keypath: str) -> dict:
-    """``parent[key]`` as a mapping (empty if absent or null); a problem otherwise."""
-    value = parent.get(key) if isinstance(parent, dict) else None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        doc.add(parent, key, keypath, f"expected a mapping, got {kind(value)}",
-                "write key: value pairs under it, indented")
-        return {}
-    return value
-
-
-def _fields(doc: _Doc, node: dict, schema: dict, keypath: str) -> dict:
-    """Check each key of ``node`` against ``schema``; the valid ones, converted."""
-    found = {}
-    for key, value in node.items():
-        where = f"{keypath}.{key}"
-        if key not in schema:
-            doc.add(node, key, where, f"unknown key; {suggest(key, schema)}".rstrip("; "),
-                    f"use one of: {', '.join(schema)}")
-            continue
-        try:
-            found[key] = schema[key](value)
-        except Bad as bad:
-            _report(doc, node, key, where, bad)
-    return found
-
-
-def _report(doc: _Doc, node, key, where: str, bad: Bad) -> None:
-    value = node[key]
-    if bad.subkey is not None and isinstance(value, dict) and bad.subkey in value:
-        doc.add(value, bad.subkey, f"{where}.{bad.subkey}", bad.message, bad.fix)
-    else:
-        doc.add(node, key, where, bad.message, bad.fix)
-
-
-def _unknown_keys(doc: _Doc, node, known: tuple, keypath: str) -> None:
-    for key in node:
-        if key not in known:
-            path = f"{keypath}.{key}" if keypath else str(key)
-            doc.add(node, key, path, f"unknown key; {suggest(key, known)}".rstrip("; "),
-                    f"use one of: {', '.join(known)}")
 
 
 # --- reading ----------------------------------------------------------------
@@ -203,7 +135,7 @@ def _collector_paused():
 
 def _load(text: str, shown: str, chosen: Path, *, fast: bool) -> Inventory:
     data = _parse(text, shown, fast)
-    doc = _Doc(shown, [], fast)
+    doc = Doc(shown, [], fast)
     if not isinstance(data, dict):
         if fast:
             raise _Recheck()
@@ -220,30 +152,30 @@ def _load(text: str, shown: str, chosen: Path, *, fast: bool) -> Inventory:
     return inventory
 
 
-def _build(doc: _Doc, data: dict, path: Path) -> Inventory:
-    _unknown_keys(doc, data, TOP_KEYS, "")
-    fleet_node = _section(doc, data, "fleet", "fleet")
-    fleet = _fields(doc, fleet_node, FLEET_FIELDS, "fleet")
+def _build(doc: Doc, data: dict, path: Path) -> Inventory:
+    unknown_keys(doc, data, TOP_KEYS, "")
+    fleet_node = section(doc, data, "fleet", "fleet")
+    fleet = checked_fields(doc, fleet_node, FLEET_FIELDS, "fleet")
     manager = fleet.get("manager", DEFAULT_MANAGER)
-    broker = _fields(doc, _section(doc, data, "broker", "broker"), BROKER_FIELDS, "broker")
-    agents_node = _section(doc, data, "agents", "agents")
-    groups = _groups(doc, _section(doc, data, "groups", "groups"), agents_node)
+    broker = checked_fields(doc, section(doc, data, "broker", "broker"), BROKER_FIELDS, "broker")
+    agents_node = section(doc, data, "agents", "agents")
+    groups = _groups(doc, section(doc, data, "groups", "groups"), agents_node)
     roles = _RoleBook([path.parent / "roles", REPO_ROLES], doc.problems, doc.fast)
     agents = {}
     for name, node in _agent_nodes(doc, agents_node, manager):
         agents[name] = _agent(doc, agents_node, name, node, groups, roles)
     _reserved_manager(doc, fleet_node, manager)
-    hosts = _hosts(doc, _section(doc, data, "hosts", "hosts"))
-    broker_spec = _place_broker(doc, data.get("broker"), broker, hosts)
-    agents = {name: _place_agent(doc, agents_node, a, hosts) for name, a in agents.items()}
-    _check_exposure(doc, data.get("broker"), broker_spec, agents)
+    hosts = read_hosts(doc, section(doc, data, "hosts", "hosts"))
+    broker_spec = place_broker(doc, data.get("broker"), broker, hosts)
+    agents = {name: place_agent(doc, agents_node, a, hosts) for name, a in agents.items()}
+    check_exposure(doc, data.get("broker"), broker_spec, agents)
     return Inventory(
         path=path, manager=manager, broker=broker_spec,
         agents=agents, groups={g.name: g.members for g in groups},
         state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts)
 
 
-def _agent_nodes(doc: _Doc, agents_node: dict, manager: str):
+def _agent_nodes(doc: Doc, agents_node: dict, manager: str):
     """(name, mapping) for each agent with a valid name, in file order."""
     for name, node in agents_node.items():
         problem = name_problem(name)
@@ -278,7 +210,7 @@ def _taken(name: str, manager: str) -> tuple:
             "and the manager's name)", fix)
 
 
-def _reserved_manager(doc: _Doc, fleet_node: dict, manager: str) -> None:
+def _reserved_manager(doc: Doc, fleet_node: dict, manager: str) -> None:
     if manager in CONTROL_USERS:
         doc.add(fleet_node, "manager", "fleet.manager",
                 f"{manager!r} is reserved for the control side's {manager} user "
@@ -298,7 +230,7 @@ class _Group:
         self.member_set = frozenset(self.members)   # one lookup per agent, not a scan
 
 
-def _groups(doc: _Doc, node: dict, agents_node: dict) -> list:
+def _groups(doc: Doc, node: dict, agents_node: dict) -> list:
     groups = []
     for name, body in node.items():
         where = f"groups.{name}"
@@ -306,16 +238,16 @@ def _groups(doc: _Doc, node: dict, agents_node: dict) -> list:
         if problem:
             doc.add(node, name, where, problem, rename_fix(name))
             continue
-        body = _section(doc, node, name, where)
-        _unknown_keys(doc, body, GROUP_KEYS, where)
+        body = section(doc, node, name, where)
+        unknown_keys(doc, body, GROUP_KEYS, where)
         members = _members(doc, body, agents_node, where)
-        group_vars = _fields(doc, _section(doc, body, "vars", f"{where}.vars"),
+        group_vars = checked_fields(doc, section(doc, body, "vars", f"{where}.vars"),
                              AGENT_FIELDS, f"{where}.vars")
         groups.append(_Group(str(name), members, group_vars))
     return groups
 
 
-def _members(doc: _Doc, body: dict, agents_node: dict, where: str) -> tuple:
+def _members(doc: Doc, body: dict, agents_node: dict, where: str) -> tuple:
     listed = body.get("agents")
     if listed is None:
         return ()
@@ -336,9 +268,9 @@ def _members(doc: _Doc, body: dict, agents_node: dict, where: str) -> tuple:
 
 # --- agents and roles -------------------------------------------------------
 
-def _agent(doc: _Doc, agents_node, name: str, node: dict, groups: list,
+def _agent(doc: Doc, agents_node, name: str, node: dict, groups: list,
            roles: "_RoleBook") -> AgentSpec:
-    own = _fields(doc, node, AGENT_FIELDS, f"agents.{name}")
+    own = checked_fields(doc, node, AGENT_FIELDS, f"agents.{name}")
     mine = [g for g in groups if name in g.member_set]
     merged_vars: dict = {}
     for group in mine:
@@ -358,7 +290,7 @@ class _RoleBook:
     def __init__(self, dirs: list, problems: list, fast: bool = False):
         self.dirs, self.problems, self.fast, self.cache = dirs, problems, fast, {}
 
-    def defaults(self, role: str, doc: _Doc, node, key, agent: str) -> dict:
+    def defaults(self, role: str, doc: Doc, node, key, agent: str) -> dict:
         if role not in self.cache:
             self.cache[role] = self._load(role)
         if self.cache[role] is None:
@@ -379,7 +311,7 @@ class _RoleBook:
         return None
 
     def _read_role(self, file: Path) -> dict:
-        doc = _Doc(str(file), self.problems, self.fast)
+        doc = Doc(str(file), self.problems, self.fast)
         try:
             data = _parse(_read_text(file, doc.shown), doc.shown, self.fast)
         except InventoryError as exc:
@@ -391,7 +323,7 @@ class _RoleBook:
             doc.add(None, None, "(top)", f"expected a mapping, got {kind(data)}",
                     "write key: value pairs")
             return {}
-        return _fields(doc, data, ROLE_FIELDS, "defaults")
+        return checked_fields(doc, data, ROLE_FIELDS, "defaults")
 
     def _where(self, role: str) -> str:
         return " and ".join(str(d / role / "defaults.yaml") for d in self.dirs)
@@ -399,86 +331,3 @@ class _RoleBook:
     def _known(self) -> list:
         return sorted({p.parent.name for d in self.dirs if d.is_dir()
                        for p in d.glob("*/defaults.yaml")})
-
-
-# --- hosts and placement -----------------------------------------------------
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def _hosts(doc: _Doc, node: dict) -> dict:
-    """The ``hosts:`` section, Ansible style: name -> engine address, address for others, labels."""
-    hosts = {}
-    for name, body in node.items():
-        where = f"hosts.{name}"
-        problem = name_problem(name)
-        if problem:
-            doc.add(node, name, where, problem, rename_fix(name))
-            continue
-        fields = _fields(doc, _section(doc, node, name, where), HOST_FIELDS, where)
-        if "docker_host" not in fields:
-            doc.add(node, name, where, "a host needs a docker_host",
-                    "write e.g. docker_host: ssh://root@10.0.0.2")
-            continue
-        address = fields.pop("address", None) or _engine_address(fields["docker_host"])
-        hosts[str(name)] = HostSpec(name=str(name), address=address, source=parse.line(node, name), **fields)
-    return hosts
-
-
-def _engine_address(docker_host: str) -> str:
-    from urllib.parse import urlparse
-    return urlparse(docker_host).hostname or "127.0.0.1"
-
-
-def _unknown_host(doc: _Doc, node, key, where: str, name: str, hosts: dict) -> None:
-    doc.add(node, key, where, f"{name!r} is not in hosts:; {suggest(name, hosts)}".rstrip("; "),
-            f"add it under 'hosts:' or use one of: {', '.join(hosts) or 'none'}")
-
-
-def _place_broker(doc: _Doc, node, fields: dict, hosts: dict) -> BrokerSpec:
-    """``broker.on_host: h1``: the broker runs on h1's engine; the manager connects to its address."""
-    name = fields.get("on_host")
-    if name is None:
-        return BrokerSpec(**fields)
-    if name not in hosts:
-        _unknown_host(doc, node, "on_host", "broker.on_host", name, hosts)
-        return BrokerSpec(**fields)
-    host = hosts[name]
-    if fields.get("docker_host") not in (None, host.docker_host):
-        doc.add(node, "docker_host", "broker.docker_host", f"contradicts broker.on_host: {name}",
-                "remove broker.docker_host: the host's docker_host is used")
-    if fields.get("runtime", "docker") != "docker":
-        doc.add(node, "runtime", "broker.runtime", "a broker placed on a host runs in its Docker engine",
-                "remove broker.runtime, or remove broker.on_host to run it here")
-    return BrokerSpec(**{"host": host.address, **fields, "runtime": "docker",
-                         "docker_host": host.docker_host})
-
-
-def _place_agent(doc: _Doc, agents_node, agent: AgentSpec, hosts: dict) -> AgentSpec:
-    """``host: h2`` (the agent's own, or its group's): the agent runs on h2's engine."""
-    from dataclasses import replace
-    if agent.host is None:
-        return agent
-    if agent.host not in hosts:
-        _unknown_host(doc, agents_node, agent.name, f"agents.{agent.name}.host", agent.host, hosts)
-        return agent
-    engine = hosts[agent.host].docker_host
-    if agent.docker_host not in (None, engine):
-        doc.add(agents_node, agent.name, f"agents.{agent.name}.docker_host",
-                f"contradicts host: {agent.host}", "remove docker_host: the host's docker_host is used")
-    return replace(agent, docker_host=engine, runtime="docker")
-
-
-def _check_exposure(doc: _Doc, node, broker: BrokerSpec, agents: dict) -> None:
-    """Plain MQTT crosses a network only when the inventory says so; remote agents need a reachable bind."""
-    remote = sorted(a.name for a in agents.values()
-                    if a.runtime == "docker" and (a.docker_host or None) != (broker.docker_host or None))
-    if broker.runtime == "docker" and remote and broker.bind in LOOPBACK:
-        doc.add(node, "bind", "broker.bind",
-                f"agents on other hosts ({', '.join(remote[:3])}) cannot reach a broker bound to {broker.bind}",
-                "set broker.bind: 0.0.0.0 (or the host's address) and broker.tls: true")
-    if broker.bind not in LOOPBACK and not broker.tls and not broker.allow_plain:
-        doc.add(node, "bind", "broker.bind",
-                f"plain MQTT on {broker.bind} would cross the network unencrypted",
-                "set broker.tls: true (agents and the manager then use TLS), or say "
-                "broker.allow_plain: true if the network is trusted")
