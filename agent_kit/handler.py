@@ -335,8 +335,35 @@ def parse_args(argv: list | None) -> argparse.Namespace:
     parser.add_argument("--config", help="agent config JSON (default: $HATCHERY_AGENT_CONFIG)")
     parser.add_argument("--keepalive", type=int, help="MQTT keepalive in seconds "
                         "(the Last Will fires after 1.5x this); overrides the config")
+    parser.add_argument("--lock", help="hold an exclusive lock on this file while running; "
+                        "exit 3 at once if another handler holds it (one handler per agent)")
     parser.add_argument("--verbose", action="store_true", help="log debug lines too")
     return parser.parse_args(argv)
+
+
+EXIT_LOCKED = 3
+
+
+def hold_lock(path: str):
+    """Take an exclusive flock on ``path`` for the life of the process.
+
+    Returns the open file (keep it: closing it releases the lock), or None when
+    another process holds it. The kernel drops the lock when the holder dies,
+    even by SIGKILL, so a crash never leaves a stale lock behind. The holder's
+    pid is written into the file, for people reading it.
+    """
+    import fcntl
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def main(argv: list | None = None) -> int:
@@ -352,7 +379,20 @@ def main(argv: list | None = None) -> int:
     except ValueError as exc:
         print(f"bus-command-handler: {exc}", file=sys.stderr)
         return 2
-    return run(config, handler)
+    try:
+        lock = hold_lock(args.lock) if args.lock else None
+    except OSError as exc:
+        print(f"bus-command-handler: cannot lock {args.lock}: {exc.strerror}", file=sys.stderr)
+        return EXIT_LOCKED
+    if args.lock and lock is None:   # before connecting: a second handler must not kick the first
+        print(f"bus-command-handler: another handler for {config.name} holds {args.lock}; "
+              "exiting", file=sys.stderr)
+        return EXIT_LOCKED
+    try:
+        return run(config, handler)
+    finally:
+        if lock:
+            lock.close()
 
 
 def replay_file(config: AgentConfig, config_path: str | None) -> str:

@@ -170,6 +170,8 @@ def task_args(task: str, tmp: Path) -> list:
         "agent.hatch": ["--check"], "agent.stop": ["--check"],
         "agent.retire": ["--name", "green", "--check"],
         "agent.rotate-credentials": ["--name", "green", "--check"],
+        "agent.restart": ["--check"], "agent.logs": ["--name", "green", "--lines", "1"],
+        "fleet.rollout": ["--check"], "fleet.heal": ["--check"],
         "fleet.collect": ["--timeout", "3"],
         "fleet.broadcast": ["--verb", "health-check"],
         "fleet.exporter": ["--rules"],

@@ -11,7 +11,10 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     broker/data/
     broker/config/{mosquitto.conf,passwd,acl}   docker runtime: bind-mounted into the broker
     agents/<name>/agent.json            local runtime: the handler's config, pid file and log
-    agents/<name>/handler.{pid,log}
+    agents/<name>/handler.{pid,log,lock}   (the running handler holds the lock: one per agent)
+    agents/<name>/provenance.json       what it runs: agent_kit hash, config hash (local and docker)
+    agents/<name>/previous.json         what it ran before, for a rollback (fleet.rollout)
+    kits/<hash>/agent_kit/              local runtime: the agent_kit copy handlers import
     agents/<name>/config/agent.json     docker runtime: mounted read-only at /etc/hatchery
     agents/<name>/secrets/              docker runtime: mounted read-only at /run/secrets/hatchery
     build/<name>/                       docker runtime: the agent image's build context
@@ -21,7 +24,7 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     secrets/passwd                      the hashed password file the broker gets a copy of
     secrets/<agent>.retired             marker: agent.retire revoked it; hatch clears it
     tls/{ca.crt,ca.key,server.crt,server.key}   generated TLS material
-    collect.log, audit.log              the scheduled jobs' output
+    collect.log, audit.log, heal.log    the scheduled jobs' output
 
 ``StatePaths(root)`` answers with paths under ``root``; ``StatePaths.relative()``
 answers with the same paths relative to the root, for files written on a
@@ -107,6 +110,26 @@ class StatePaths:
     def agent_log(self, name: str) -> PurePath:
         return self.agent_dir(name) / "handler.log"
 
+    def agent_lock(self, name: str) -> PurePath:
+        """Held (flock) by the running handler: the kernel's word on "one handler per agent"."""
+        return self.agent_dir(name) / "handler.lock"
+
+    def agent_provenance(self, name: str) -> PurePath:
+        """What the running agent came from (agent_kit hash, config hash, start time)."""
+        return self.agent_dir(name) / "provenance.json"
+
+    def agent_previous(self, name: str) -> PurePath:
+        """What it ran before its last upgrade: where fleet.rollout puts a failed agent back."""
+        return self.agent_dir(name) / "previous.json"
+
+    @property
+    def kits_dir(self) -> PurePath:
+        return self.root / "kits"
+
+    def kit_dir(self, digest: str) -> PurePath:
+        """Local runtime: one copy of agent_kit per code hash; handlers import it from here."""
+        return self.kits_dir / digest
+
     def mounted_agent_config(self, name: str) -> PurePath:
         """Docker runtime: its directory is mounted read-only at /etc/hatchery."""
         return self.agent_dir(name) / "config" / "agent.json"
@@ -163,6 +186,10 @@ class StatePaths:
     @property
     def collect_log(self) -> PurePath:
         return self.root / "collect.log"
+
+    @property
+    def heal_log(self) -> PurePath:
+        return self.root / "heal.log"
 
     @property
     def audit_log(self) -> PurePath:

@@ -166,7 +166,7 @@ def _contract_problems(message: BusMessage, manager: Optional[str]) -> Iterator[
         yield from _text_problems(message.payload[:SCAN_LIMIT].decode("utf-8", "replace"), "$")
         return
     if kind is not None:
-        yield from _schema_problems(payload, kind, message.topic)
+        yield from _schema_problems(payload, kind, message.topic, manager)
     yield from _content_problems(payload)
 
 
@@ -189,7 +189,7 @@ def _decode(data: bytes) -> Optional[dict]:
         return None
 
 
-def _schema_problems(payload: dict, kind: str, topic: str) -> Iterator[tuple]:
+def _schema_problems(payload: dict, kind: str, topic: str, manager: Optional[str] = None) -> Iterator[tuple]:
     try:
         _VALIDATORS[kind](payload)
     except contract.ContractError as exc:
@@ -198,6 +198,8 @@ def _schema_problems(payload: dict, kind: str, topic: str) -> Iterator[tuple]:
         return
     if kind == "status" and "verb" in payload and payload["verb"] not in contract.VERBS:
         yield UNKNOWN_VERB, f"reply to verb {_safe_text(payload['verb'])}"
+    if kind == "alert" and manager and topic.split("/")[1] == manager:
+        return    # fleet.heal's alerts: on the manager's own topic, naming the healed agent
     if kind not in ("command", "broadcast") and payload.get("agent") != topic.split("/")[1]:
         yield AGENT_MISMATCH, "payload 'agent' differs from the topic's agent"
 

@@ -29,6 +29,7 @@ RULES_TEMPLATE = "prometheus/rules.yml.j2"
 # Alert codes the agents raise when they drop a command that broke the contract
 # (agent_kit.handler sends "dropped-message").
 DROP_PREFIXES = ("dropped", "bad-command", "unknown-verb", "oversized", "not-json")
+HEAL_PREFIX = "heal-"    # alert codes of fleet.heal (operate.heal.CODES) on fleet/{manager}/alert
 # Mosquitto 2.0 logs this (connection_messages true) when it refuses a login.
 AUTH_FAILURE_MARK = "not authorised"
 PENDING_LIMIT = 10000   # commands awaiting a reply we remember, at most
@@ -56,6 +57,7 @@ class BusMetrics:
         self.invalid: dict = {}         # kind -> count
         self.alerts: dict = {}          # (agent, code) -> count
         self.dropped: dict = {}         # agent -> dropped bad commands
+        self.heals: dict = {}           # (agent, action) -> fleet.heal actions
         self.commands: dict = {}        # command id -> wall time first seen
         self.auth_failures = 0          # from the broker's log, when we are given it
         self.broadcast_topic = contract.broadcast_topic(inv.manager)
@@ -91,6 +93,9 @@ class BusMetrics:
         if kind == "command":
             self._remember_command(contract.validate_command(payload), at)
             return
+        if agent == self.inv.manager:
+            self._fold_manager(kind, payload)
+            return
         state = self.agents.setdefault(agent, AgentState())
         if kind == "heartbeat":
             contract.check_schema(payload, contract.HEARTBEAT_SCHEMA)
@@ -115,6 +120,15 @@ class BusMetrics:
             sent = self.commands.get(payload["id"])
             if sent is not None:
                 state.rtt = max(0.0, at - sent)
+
+    def _fold_manager(self, kind: str, payload: dict) -> None:
+        """fleet/{manager}/alert carries fleet.heal's actions, each naming the healed agent."""
+        if kind != "alert":
+            return
+        alert = contract.validate_alert(payload)
+        if alert["code"].startswith(HEAL_PREFIX) and alert["agent"] in self.inv.agents:
+            key = (alert["agent"], alert["code"][len(HEAL_PREFIX):])
+            self.heals[key] = self.heals.get(key, 0) + 1
 
     def _remember_command(self, command: dict, at: float) -> None:
         if len(self.commands) >= PENDING_LIMIT:   # forget the oldest half
@@ -205,7 +219,12 @@ class BusMetrics:
                                   "could not be exported", labels=["agent"])
         for agent, count in sorted(self.bad_series.items()):
             bad.add_metric([agent], count)
-        yield from (messages, invalid, alerts, dropped, auth, bad)
+        heals = CounterMetricFamily("hatchery_heal_actions",
+                                    "fleet.heal actions on an agent (restart, failed, gave-up)",
+                                    labels=["agent", "action"])
+        for (agent, action), count in sorted(self.heals.items()):
+            heals.add_metric([agent, action], count)
+        yield from (messages, invalid, alerts, dropped, auth, bad, heals)
 
 
 def _live_families() -> dict:

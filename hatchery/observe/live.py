@@ -111,6 +111,10 @@ class FleetModel:
         if parsed is None or not message.payload:
             return
         name, kind = parsed
+        if name == self.manager:    # fleet.heal's alerts: shown on the agent they name
+            name = self._healed(kind, message.payload)
+            if name is None:
+                return
         with self._cond:
             agent = self._agent(name)
             if agent is None:
@@ -125,6 +129,14 @@ class FleetModel:
                 self.version += 1
                 agent.changed = self.version
                 self._cond.notify_all()
+
+    def _healed(self, kind: str, payload: bytes) -> Optional[str]:
+        try:
+            alert = contract.validate_alert(contract.decode(payload)) if kind == "alert" else None
+        except contract.ContractError:
+            return None
+        known = alert and self.agents.get(alert["agent"])
+        return alert["agent"] if known and known.in_inventory else None
 
     def _agent(self, name: str) -> Optional[AgentLive]:
         agent = self.agents.get(name)

@@ -38,13 +38,17 @@ from hatchery.errors import RenderError, RuntimeFailure, UsageError
 
 LAUNCHD, SYSTEMD, CRON = "launchd", "systemd", "cron"
 KINDS = (LAUNCHD, SYSTEMD, CRON)
-COLLECT, AUDIT = "collect", "audit"
-JOBS = (COLLECT, AUDIT)
+COLLECT, AUDIT, HEAL, SUPERVISOR = "collect", "audit", "heal", "supervisor"
+JOBS = (COLLECT, AUDIT, HEAL, SUPERVISOR)
 REPO = PROJECT_ROOT
-LABELS = {COLLECT: "hatchery-collect", AUDIT: "hatchery-audit"}
+LABELS = {COLLECT: "hatchery-collect", AUDIT: "hatchery-audit", HEAL: "hatchery-heal",
+          SUPERVISOR: "hatchery-supervisor"}
 DEFAULT_LABEL = LABELS[COLLECT]
 DESCRIPTIONS = {COLLECT: "hatchery heartbeat collector (broadcast health-check)",
-                AUDIT: "hatchery compliance audit of bus traffic (bus.audit)"}
+                AUDIT: "hatchery compliance audit of bus traffic (bus.audit)",
+                HEAL: "hatchery self-heal, one pass (fleet.heal)",
+                SUPERVISOR: "hatchery supervisor: restarts agents within seconds of a Last Will "
+                            "(fleet.heal in watch mode)"}
 DEFAULT_AT = "Mon 03:00"          # cron's "0 3 * * 1"
 DEFAULT_LISTEN_S = 300            # how long the weekly audit listens live
 # cron and launchd number the days alike: 0 (or 7) is Sunday, 1 is Monday
@@ -76,7 +80,17 @@ class Weekly:
         return f"{DAYS[self.weekday]} *-*-* {self.hour:02d}:{self.minute:02d}:00"
 
 
-When = Union[Every, Weekly]
+@dataclass(frozen=True)
+class Always:
+    """A long-running service, started again whenever it exits (the supervisor)."""
+
+    restart_s: int = 5
+
+    def text(self) -> str:
+        return f"always running, restarted {self.restart_s} s after it exits"
+
+
+When = Union[Every, Weekly, Always]
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,30 @@ def audit_command(inventory_path: Path, *, listen: Optional[float] = None,
     """argv that runs ``invoke bus.audit`` live for ``listen`` seconds, or on a record file."""
     source = ("--record", str(Path(record).resolve())) if record else ("--listen", f"{listen:g}")
     return (*_invoke(), "bus.audit", "--inventory", str(Path(inventory_path).resolve()), *source)
+
+
+def heal_command(inventory_path: Path, *, watch: bool) -> tuple:
+    """argv of ``invoke fleet.heal`` (one pass) or ``fleet.heal --watch`` (the supervisor)."""
+    return (*_invoke(), "fleet.heal", "--inventory", str(Path(inventory_path).resolve()),
+            *(("--watch",) if watch else ()))
+
+
+def make_heal_spec(kind: str, every_minutes: int, inventory_path: Path, *, state_dir: Path) -> ScheduleSpec:
+    """fleet.heal, one pass every ``every_minutes`` minutes (cron, a systemd timer, launchd)."""
+    spec = make_spec(kind, every_minutes, inventory_path, state_dir=state_dir, label=LABELS[HEAL])
+    return ScheduleSpec(kind, spec.when, heal_command(inventory_path, watch=False), spec.workdir,
+                        StatePaths(state_dir).heal_log, LABELS[HEAL], DESCRIPTIONS[HEAL])
+
+
+def make_supervisor_spec(kind: str, inventory_path: Path, *, state_dir: Path) -> ScheduleSpec:
+    """fleet.heal --watch as a long-running service: a systemd unit or a launchd KeepAlive agent."""
+    _check_kind_and_label(kind, LABELS[SUPERVISOR])
+    if kind == CRON:
+        raise UsageError("cron cannot keep a long-running supervisor up",
+                         "use --kind systemd or launchd, or from cron: --job heal --every 5 (one pass)")
+    return ScheduleSpec(kind, Always(), heal_command(inventory_path, watch=True),
+                        Path(inventory_path).resolve().parent, StatePaths(state_dir).heal_log,
+                        LABELS[SUPERVISOR], DESCRIPTIONS[SUPERVISOR])
 
 
 def _invoke() -> tuple:
@@ -182,6 +220,8 @@ def render_files(spec: ScheduleSpec) -> dict:
         return {f"{spec.label}.plist": text}
     if spec.kind == SYSTEMD:
         context = {**_context(spec), "exec_start": " ".join(systemd_quote(a) for a in spec.command)}
+        if isinstance(spec.when, Always):
+            return {f"{spec.label}.service": render("schedule/supervisor.service.j2", context)}
         return {f"{spec.label}.service": render("schedule/job.service.j2", context),
                 f"{spec.label}.timer": render("schedule/job.timer.j2", context)}
     return {"crontab": cron_line(spec)}
@@ -193,7 +233,9 @@ def _context(spec: ScheduleSpec) -> dict:
     if isinstance(when, Weekly):
         weekly = {"weekday": when.weekday, "hour": when.hour, "minute": when.minute,
                   "on_calendar": when.on_calendar()}
+    always = spec.when.restart_s if isinstance(when, Always) else None
     return {"label": spec.label, "command": list(spec.command), "workdir": str(spec.workdir),
+            "always_restart_s": always,
             "log_path": str(spec.log_path), "description": spec.description,
             "timeout_s": spec.timeout_s, "schedule_text": when.text(),
             "every_minutes": when.minutes if isinstance(when, Every) else None, "weekly": weekly}
@@ -210,6 +252,8 @@ def cron_line(spec: ScheduleSpec) -> str:
 def cron_fields(when: When) -> str:
     if isinstance(when, Weekly):
         return f"{when.minute} {when.hour} * * {when.weekday}"
+    if isinstance(when, Always):
+        raise UsageError("cron cannot keep a long-running service up", "use systemd or launchd")
     return cron_schedule(when.minutes)
 
 
@@ -266,9 +310,38 @@ def install_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
                                                                      spec.label))]
     target = target_dir or default_target_dir(spec.kind)
     changes = [_file_change(target / name, text) for name, text in files.items()]
-    if activate and any(c.needed for c in changes):
+    if not activate:
+        return changes
+    # Activation is its own fact: files already in place do not mean the job is
+    # enabled (a failed enable last time must be retried, not reported ok).
+    if any(c.needed for c in changes):
         changes.append(_activation(spec, target, enable=True))
+    elif not is_active(spec):
+        changes.append(_activation(spec, target, enable=True,
+                                   reason="files in place but the job is not enabled and active"))
+    else:
+        changes.append(Change(f"{spec.kind} {spec.label}", "none", "enabled and active"))
     return changes
+
+
+def is_active(spec: ScheduleSpec) -> bool:
+    """Is the installed job enabled and loaded? False when the scheduler cannot tell us."""
+    if spec.kind == LAUNCHD:
+        queries = [["launchctl", "list", spec.label]]
+    else:
+        unit = _systemd_unit(spec)
+        queries = [["systemctl", "--user", "is-enabled", "--quiet", unit],
+                   ["systemctl", "--user", "is-active", "--quiet", unit]]
+    for argv in queries:
+        if not shutil.which(argv[0]):
+            return False
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if done.returncode != 0:
+            return False
+    return True
 
 
 def remove_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
@@ -323,9 +396,10 @@ def _removal(path: Path) -> Change:
                   lambda: (path.unlink(missing_ok=True), "removed")[1])
 
 
-def _activation(spec: ScheduleSpec, target: Path, *, enable: bool) -> Change:
+def _activation(spec: ScheduleSpec, target: Path, *, enable: bool, reason: str = "") -> Change:
     argv = activation_command(spec, target, enable=enable)
-    return Change(f"{spec.kind} {spec.label}", "reload", " ".join(argv), "", lambda: _run(argv))
+    why = f"{reason}: {' '.join(argv)}" if reason else " ".join(argv)
+    return Change(f"{spec.kind} {spec.label}", "reload", why, "", lambda: _run(argv))
 
 
 def activation_command(spec: ScheduleSpec, target: Path, *, enable: bool) -> list:
@@ -333,7 +407,12 @@ def activation_command(spec: ScheduleSpec, target: Path, *, enable: bool) -> lis
         plist = str(target / f"{spec.label}.plist")
         return ["launchctl", "load" if enable else "unload", "-w", plist]
     verb = "enable" if enable else "disable"
-    return ["systemctl", "--user", verb, "--now", f"{spec.label}.timer"]
+    return ["systemctl", "--user", verb, "--now", _systemd_unit(spec)]
+
+
+def _systemd_unit(spec: ScheduleSpec) -> str:
+    """What is enabled: the timer of a scheduled job, the service itself for the supervisor."""
+    return f"{spec.label}.service" if isinstance(spec.when, Always) else f"{spec.label}.timer"
 
 
 def _crontab_change(label: str, edit) -> Change:

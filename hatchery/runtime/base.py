@@ -60,6 +60,25 @@ class Runtime(Protocol):
     def agent_list(self, inv: Inventory) -> list:
         """One row per agent of this runtime: {'agent', 'runtime', 'running', 'pid', ...}."""
 
+    def orphan_stop_plan(self, inv: Inventory) -> list:
+        """Changes that stop running agents of this fleet whose names are not in the
+        inventory (left over from a hand edit or an interrupted retire)."""
+
+    def agent_logs(self, inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: bool = False):
+        """A generator of ``agent``'s log lines: the last ``lines``, then (``follow``)
+        new ones until the caller stops iterating. RuntimeFailure when it has none."""
+
+    def agent_provenance(self, inv: Inventory, agent: AgentSpec) -> Optional[dict]:
+        """What ``agent`` runs now, recorded when it started: local {'kit', 'config',
+        'started'}; docker {'image', 'image_id', 'config', 'started'}; None if never started."""
+
+    def agent_restart_plan(self, inv: Inventory, agent: AgentSpec) -> list:
+        """Changes that restart ``agent`` on what it runs now (agent.restart, fleet.heal)."""
+
+    def agent_restore_plan(self, inv: Inventory, agent: AgentSpec) -> list:
+        """Changes that put ``agent`` back on what it ran before its last upgrade
+        (fleet.rollout's rollback); a failing Change when nothing was recorded."""
+
     def agent_status(self, inv: Inventory, agent: AgentSpec) -> dict:
         """``agent``'s row of ``agent_list`` (running False when it never started)."""
 

@@ -7,8 +7,8 @@ hub-and-spoke shape:
 
 - an agent writes only ``fleet/{self}/heartbeat|status|alert`` and reads only
   ``fleet/{self}/command`` and ``{manager}/broadcast`` — never another agent;
-- the manager writes ``fleet/+/command`` and ``{manager}/broadcast`` and
-  reads ``fleet/#``;
+- the manager writes ``fleet/+/command``, ``{manager}/broadcast`` and its own
+  ``fleet/{manager}/alert`` (fleet.heal's actions) and reads ``fleet/#``;
 - read-only roles (``monitor``, ``exporter``) read ``fleet/#``;
 - the ``recorder`` (bus.record, for bus.audit) reads ``#`` so that traffic on
   unknown topics is recorded too (``#`` never matches ``$SYS``);
@@ -63,7 +63,10 @@ def selftest_topic(name: str) -> str:
 
 
 def manager_grants(manager: str) -> list:
+    # fleet/{manager}/alert: fleet.heal's actions (the healed agent is named in the
+    # payload). One topic no agent can write, so an agent cannot fake a heal.
     return [Grant("write", f"{contract.FLEET_PREFIX}/+/command"),
+            Grant("write", contract.topic(manager, "alert")),
             Grant("write", contract.broadcast_topic(manager)),
             Grant("read", f"{contract.FLEET_PREFIX}/#"), probe_grant(), uptime_grant(),
             Grant("readwrite", f"{VERIFY_PREFIX}/#")]

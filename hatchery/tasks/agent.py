@@ -54,23 +54,29 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
 
     def plans():
         inv, changes = enrol_plan(base, new)
-        common, per_host = hatch_plans(inv, _targets(inv, name, group, pattern, host))
+        common, per_host = hatch_plans(inv, _targets(inv, name, group, pattern, host), named=bool(name),
+                                       orphans=not (name or group or pattern or host))
         return changes + common, per_host
     run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json)
 
 
 @op()
 def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, json=False):
-    """Stop agents' handlers (or containers); their state and enrolment are kept."""
+    """Stop agents' handlers (or containers); their state and enrolment are kept.
+
+    Without a selector it also stops orphans: handlers or containers of this
+    fleet for names that are no longer in the inventory.
+    """
     inv = load(inventory)
     targets = _targets(inv, name, group, pattern)
-    run_plan("agent.stop", lambda: stop_plan(inv, targets), lock=inv.state_dir,
+    orphans = not (name or group or pattern)
+    run_plan("agent.stop", lambda: stop_plan(inv, targets, orphans=orphans), lock=inv.state_dir,
              check=check, json=json)
 
 
 @op(name="the agent to retire")
 def retire(c, name, inventory=None, check=False, json=False):
-    """Revoke an agent's credentials (SIGHUP drops its connection), then remove its handler or container and state."""
+    """Retire an agent for good: stop and remove it, clear its retained topics, revoke its credentials, comment it out of the inventory."""
     inv = load(inventory)
     agent = inv.agent(name)
     run_plan("agent.retire", lambda: retire_plan(inv, agent), lock=inv.state_dir,
@@ -98,11 +104,48 @@ def list_(c, name=None, group=None, pattern=None, host=None, inventory=None, jso
     for runtime_name in sorted({a.runtime for a in inv.agents.values()}):
         rows += for_runtime(runtime_name).agent_list(inv)
     order = list(inv.agents)
-    rows = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order.index(r["agent"]))
-    for row in rows:
+    listed = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order.index(r["agent"]))
+    for row in listed:
         row.setdefault("host", host_of(inv, inv.agents[row["agent"]]))
-    show(Rows(rows, ("agent", "host", "runtime", "running", "pid")), json)
+    if not (name or group or pattern or host):     # orphans: running, but no longer in the inventory
+        listed += [r for r in rows if r["agent"] not in inv.agents]
+    show(Rows(listed, ("agent", "host", "runtime", "running", "pid", "problem")), json)
 
 
-agent = Collection("agent", hatch, stop, retire, rotate_credentials)
+MAX_LOG_LINES = 100_000
+
+
+@op(name="the agent whose log to show", lines="how many lines from the end",
+    follow="keep printing new lines as they come, until Ctrl-C (with --json: one JSON object a line)")
+def logs(c, name, lines=50, follow=False, inventory=None, json=False):
+    """Show an agent's handler log (local) or container output (docker)."""
+    inv = load(inventory)
+    agent = inv.agent(name)
+    count = _log_lines(lines)
+    found = for_runtime(agent.runtime).agent_logs(inv, agent, lines=count, follow=follow)
+    if json and not follow:
+        show(Rows([{"line": output.clean(line, limit=4096)} for line in found], ("line",)), json)
+        return
+    try:
+        for line in found:
+            if json:
+                output.emit_json_line({"agent": agent.name, "line": output.clean(line, limit=4096)})
+            else:
+                output.emit_untrusted(line)
+    except KeyboardInterrupt:   # the way to end --follow: not an error
+        return
+
+
+def _log_lines(lines) -> int:
+    try:
+        count = int(lines)
+    except (TypeError, ValueError):
+        count = -1
+    if not 0 <= count <= MAX_LOG_LINES:
+        raise UsageError(f"--lines must be a whole number from 0 to {MAX_LOG_LINES}, got {lines!r}",
+                         "e.g. --lines 200")
+    return count
+
+
+agent = Collection("agent", hatch, stop, retire, rotate_credentials, logs)
 agent.add_task(list_, name="list")

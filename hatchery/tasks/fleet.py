@@ -226,8 +226,9 @@ def exporter_(c, port=9883, addr="127.0.0.1", rules=False, alertmanager_config=F
                        on_ready=lambda a: output.notice(f"serving http://{a[0]}:{a[1]}/metrics"))
 
 
-@op(job="which job: collect (the heartbeat collector, default) or audit (bus.audit)",
-    every="collect: interval in minutes (default 10)",
+@op(job="which job: collect (the heartbeat collector, default), audit (bus.audit), heal "
+        "(fleet.heal, one pass) or supervisor (fleet.heal --watch as a long-running service)",
+    every="collect, heal: interval in minutes (default 10 for collect, 5 for heal)",
     weekly="audit: run once a week (the default for the audit; at --at)",
     at="audit: the weekly day and local time (default 'Mon 03:00', cron's 0 3 * * 1)",
     listen="audit: seconds the audit listens live (default 300)",
@@ -265,7 +266,22 @@ def _schedule_spec(inv, job, kind, *, every, weekly, at, listen, record):
             kind, schedule.parse_at(at or schedule.DEFAULT_AT), inv.path, state_dir=inv.state_dir,
             listen=_number(listen, "--listen") if listen else None,
             record=Path(record) if record else None)
+    if job == schedule.HEAL:
+        _only_every(weekly, at, listen, record, job)
+        return schedule.make_heal_spec(kind, _whole(every or 5, "--every"), inv.path, state_dir=inv.state_dir)
+    if job == schedule.SUPERVISOR:
+        _only_every(weekly, at, listen, record, job)
+        if every:
+            raise UsageError("the supervisor runs all the time; --every is for scheduled jobs",
+                             "drop --every, or use --job heal --every N for one pass every N minutes")
+        return schedule.make_supervisor_spec(kind, inv.path, state_dir=inv.state_dir)
     raise UsageError(f"unknown job {job!r}", f"use one of: {', '.join(schedule.JOBS)}")
+
+
+def _only_every(weekly, at, listen, record, job) -> None:
+    if weekly or at or listen or record:
+        raise UsageError(f"--weekly, --at, --listen and --record belong to the audit, not to --job {job}",
+                         "drop them")
 
 
 def _whole(value, flag: str) -> int:

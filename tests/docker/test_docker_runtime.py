@@ -31,6 +31,7 @@ from hatchery.bus.connection import bus_for
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
+from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
 from hatchery.provision.operations import auth_files
@@ -296,13 +297,28 @@ def test_a_changed_agent_config_recreates_only_that_agent(fleet):
     a, b = _agents(fleet)
     slower = replace(a, heartbeat_interval=1200.0)
     changes = _hatch(fleet, slower)
-    assert changes[0].action == "recreate" and "labels" in changes[0].reason
+    reason = changes[0].reason       # outdated: config <old hash> → <new hash>
+    assert changes[0].action == "recreate" and reason.startswith("outdated: config ") and " → " in reason
     assert _hatch(fleet, b)[0].action == "none"
 
 
 def test_agent_list_shows_both_running(fleet):
     rows = {r["agent"]: r for r in rt.agent_list(replace(fleet, agents={a.name: a for a in _agents(fleet)}))}
     assert all(rows[a.name]["running"] and rows[a.name]["in_inventory"] for a in _agents(fleet))
+
+
+def test_agent_logs_tail_and_follow_the_containers_output(client, fleet):
+    agent = _agents(fleet)[0]
+    container = client.containers.get(agent_container(fleet, agent))
+    whole = _wait(lambda: container.logs().decode(errors="replace").splitlines(), 20,
+                  "the container wrote nothing")
+    assert list(rt.agent_logs(fleet, agent, lines=3)) == whole[-3:]
+    following = rt.agent_logs(fleet, agent, lines=1, follow=True)
+    assert next(following) == whole[-1]          # then it would wait for more: stop it
+    following.close()
+    other = replace(agent, name="no-such-agent")
+    with pytest.raises(RuntimeFailure, match="has no container"):
+        list(rt.agent_logs(fleet, other))
 
 
 # --- persistence and status -------------------------------------------------------------------

@@ -26,7 +26,8 @@ def test_render_has_one_explicit_block_per_user_and_no_patterns():
                      "topic write fleet/client-a/alert", "topic read fleet/client-a/command",
                      "topic read zephyr/broadcast", "topic readwrite hatchery/verify/client-a/selftest"]
     manager = text.split("user zephyr\n")[1].split("\n\n")[0].splitlines()
-    assert manager == ["topic write fleet/+/command", "topic write zephyr/broadcast",
+    assert manager == ["topic write fleet/+/command", "topic write fleet/zephyr/alert",
+                       "topic write zephyr/broadcast",
                        "topic read fleet/#", "topic readwrite hatchery/probe/#",
                        "topic read $SYS/broker/uptime", "topic readwrite hatchery/verify/#"]
     for reader in ("monitor", "exporter"):

@@ -154,3 +154,13 @@ def test_corrupt_record_lines_are_findings(tmp_path):
     result = audit_record(path, manager=MANAGER)
     assert [f.rule for f in result.findings] == ["corrupt-record", "corrupt-record"]
     assert result.messages == 1
+
+
+def test_heal_alerts_on_the_managers_topic_are_not_agent_mismatches():
+    from agent_kit import contract
+    heal = contract.encode(contract.make_alert("client-a", "heal-restart", reason="offline", count=1,
+                                               level="warning")).decode()
+    assert check_message(BusMessage("fleet/zephyr/alert", heal.encode(), "t", False), manager=MANAGER) == []
+    # the same payload on another agent's topic still is one
+    [finding] = check_message(BusMessage("fleet/client-b/alert", heal.encode(), "t", False), manager=MANAGER)
+    assert finding.rule == "agent-mismatch"

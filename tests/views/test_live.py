@@ -83,3 +83,12 @@ def test_a_reader_wakes_on_the_next_change():
     assert woke == [True]
     assert [r["agent"] for r in model.changes_since(version)[1]] == ["a"]
     assert model.wait_for_change(model.version, 0.01) is False
+
+
+def test_heal_alerts_on_the_managers_topic_show_on_the_healed_agent():
+    model = live.FleetModel(_inv("a", "b"))
+    model.observe(_msg("mgr", "alert", contract.make_alert("b", "heal-restart", reason="offline", count=1)))
+    model.observe(_msg("mgr", "alert", contract.make_alert("ghost", "heal-restart", count=1)))
+    rows = {r["agent"]: r for r in model.changes_since(-1)[1]}
+    assert set(rows) == {"a", "b"}                      # no "mgr" row, no "ghost" row
+    assert rows["b"]["last_alert"] == "heal-restart" and rows["b"]["alerts"] == 1

@@ -21,7 +21,7 @@ from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Change
 from hatchery.core.render import content_hash
 from hatchery.core.state import ensure_dir, read_text
-from hatchery.errors import DockerError
+from hatchery.errors import DockerError, RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.docker import baseimage, build
 from hatchery.runtime.docker.containers import (
@@ -118,7 +118,7 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
     current = running_summary(container, spec)
     changed = differences(current, spec.summary())
     if changed:
-        return [Change(item, "recreate", f"{', '.join(changed)} changed; {built}",
+        return [Change(item, "recreate", f"outdated: {_what_changed(current, spec, changed)}; {built}",
                        spec_diff(current, spec), hatch.recreate)]
     if container.status != "running":
         return [Change(item, "start", f"container {container.status}", apply=hatch.start)]
@@ -126,6 +126,24 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
         return [Change(item, "restart", "credential files differ from the state directory",
                        apply=hatch.restart)]
     return [Change(item, "none", f"running ({container.short_id}), {tag.split(':')[1]}")]
+
+
+def _what_changed(current: dict, spec: ContainerSpec, changed: list) -> str:
+    """'image a → b, config c → d, env changed': what makes a running container outdated."""
+    wanted = spec.summary()
+    parts = []
+    if "image" in changed:
+        parts.append(f"image {_tag(current.get('image'))} → {_tag(wanted['image'])}")
+    if "labels" in changed:
+        old = (current.get("labels") or {}).get(CONFIG_HASH)
+        new = wanted["labels"].get(CONFIG_HASH)
+        parts.append(f"config {old or '?'} → {new}" if old != new else "labels changed")
+    parts += [f"{key} changed" for key in changed if key not in ("image", "labels")]
+    return ", ".join(parts)
+
+
+def _tag(image: Optional[str]) -> str:
+    return (image or "?").rsplit(":", 1)[-1]
 
 
 @dataclass
@@ -178,12 +196,82 @@ class _AgentHatch:
         return "credential files rewritten; container restarted"
 
     def recreate(self) -> str:
+        _keep_previous(self.client, self.files, self.spec.name, self.agent.name)
         remove_container(self.client, self.spec.name)
         return self.create()
 
     def start(self) -> str:
         self._write_files()
         return start_container(self.client, self.spec.name)
+
+
+# --- provenance: what each container came from ---------------------------------------
+# The image tag is the build context's digest (agent_kit, Dockerfile, base image
+# id) and the CONFIG_HASH label the rendered config's: both are on the container.
+# Before a recreate, the image and config it ran are kept in previous.json (beside
+# the mounted config), so fleet.rollout can put a failed agent back on them; the
+# old image stays (only agent.retire removes an agent's images).
+
+def _keep_previous(client, files, container_name: str, agent_name: str) -> None:
+    container = find_container(client, container_name)
+    text = files.read(str(_LAYOUT.mounted_agent_config(agent_name)))
+    if container is None or not text:
+        return
+    previous = {"image": container.attrs["Config"]["Image"],
+                "config": container.labels.get(CONFIG_HASH), "config_text": text}
+    files.write(str(_LAYOUT.agent_previous(agent_name)), json.dumps(previous, sort_keys=True) + "\n")
+
+
+def agent_provenance(inv: Inventory, agent: AgentSpec) -> Optional[dict]:
+    """{'image', 'config', 'started'} from the container's labels; None without a container."""
+    container = find_container(agent_client(inv, agent), agent_container(inv, agent))
+    if container is None:
+        return None
+    return {"image": container.attrs["Config"]["Image"], "image_id": container.attrs.get("Image"),
+            "config": container.labels.get(CONFIG_HASH),
+            "started": container.attrs["State"].get("StartedAt")}
+
+
+def agent_restart_plan(inv: Inventory, agent: AgentSpec) -> list:
+    """Restart the agent's container as it is (same image, same config)."""
+    client, name, item = agent_client(inv, agent), agent_container(inv, agent), f"agent {agent.name}"
+    container = find_container(client, name)
+    if container is None:
+        return [Change(item, "none", f"no container; hatch it: invoke agent.hatch --name {agent.name}")]
+
+    def restart() -> str:
+        restart_container(client, name)
+        return f"container {container.short_id} restarted"
+    return [Change(item, "restart", f"container {container.status}; restart requested", apply=restart)]
+
+
+def agent_restore_plan(inv: Inventory, agent: AgentSpec) -> list:
+    """Recreate the container on the image and config it ran before its last recreate."""
+    client, files = agent_client(inv, agent), fleet_files(inv, agent_host(inv, agent))
+    item = f"agent {agent.name}"
+    try:
+        previous = json.loads(files.read(str(_LAYOUT.agent_previous(agent.name))) or "null")
+    except ValueError:
+        previous = None
+    if not isinstance(previous, dict) or not isinstance(previous.get("config_text"), str):
+        return [Change(item, "failed", "nothing to roll back to: no previous version recorded",
+                       apply=_nothing_to_restore)]
+    conf_dir = str(Path(files.path(str(_LAYOUT.mounted_agent_config(agent.name)))).parent)
+    secrets_dir = files.path(str(_LAYOUT.agent_secrets_dir(agent.name))) if inv.broker.auth else None
+    spec = agent_spec(inv, agent, previous["image"], conf_dir, previous["config_text"], secrets_dir)
+
+    def restore() -> str:
+        if not image_id(client, spec.image):
+            raise RuntimeFailure(f"the previous image {spec.image} is gone", "hatch the agent again")
+        remove_container(client, spec.name)
+        files.write(str(_LAYOUT.mounted_agent_config(agent.name)), previous["config_text"])
+        return f"container {create_container(client, spec)} on {spec.image}"
+    return [Change(item, "rollback", f"back to image {previous['image']}, config {previous.get('config')}",
+                   apply=restore)]
+
+
+def _nothing_to_restore() -> str:
+    raise RuntimeFailure("no previous version to restore", "hatch the agent again")
 
 
 def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
@@ -213,8 +301,7 @@ def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
 def agent_list(inv: Inventory) -> list:
     """The inventory's docker agents and any managed agent container of this fleet."""
     rows, seen, unreachable = [], set(), {}
-    hosts = {agent_host(inv, a) for a in inv.agents.values() if a.runtime == "docker"}
-    for host in hosts or {inv.broker.docker_host}:
+    for host in _agent_hosts(inv):
         try:
             containers = _fleet_agents(engine(host), inv)
         except DockerError as exc:      # one host down: its agents say so, the others are listed
@@ -231,6 +318,41 @@ def agent_list(inv: Inventory) -> list:
                 row.update(status="host unreachable", running=None, error=unreachable[agent_host(inv, agent)])
             rows.append(row)
     return rows
+
+
+def orphan_stop_plan(inv: Inventory) -> list:
+    """Stop running agent containers of this fleet whose names are not in the inventory."""
+    changes = []
+    for host in _agent_hosts(inv):
+        for container in _fleet_agents(engine(host), inv):
+            name = container.labels.get(AGENT_LABEL, "")
+            if name not in inv.agents and container.status == "running":
+                changes.append(Change(f"agent {name}", "stop",
+                                      f"orphan: not in the inventory, running ({container.short_id})",
+                                      apply=lambda c=container: stop_container(c)))
+    return changes
+
+
+def _agent_hosts(inv: Inventory) -> set:
+    return {agent_host(inv, a) for a in inv.agents.values() if a.runtime == "docker"} or {inv.broker.docker_host}
+
+
+def agent_logs(inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: bool = False):
+    """The container's output (handler and agent process), last ``lines``, then new ones."""
+    name = agent_container(inv, agent)
+    container = find_container(agent_client(inv, agent), name)
+    if container is None:
+        raise RuntimeFailure(f"agent {agent.name} has no container ({name})",
+                             f"start it: invoke agent.hatch --name {agent.name}")
+    pending = b""
+    with docker_errors(f"read the logs of {name}"):
+        for chunk in container.logs(stream=True, follow=follow, tail=lines):
+            pending += chunk
+            *done, pending = pending.split(b"\n")
+            for line in done:
+                yield line.decode(errors="replace")
+    if pending:
+        yield pending.decode(errors="replace")
 
 
 def agent_status(inv: Inventory, agent: AgentSpec) -> dict:
@@ -252,7 +374,7 @@ def _fleet_agents(client, inv: Inventory) -> list:
 
 def _missing_row(inv: Inventory, agent: AgentSpec) -> dict:
     return {"agent": agent.name, "runtime": "docker", "running": False, "pid": None,
-            "container": agent_container(inv, agent), "status": "missing"}
+            "container": agent_container(inv, agent), "status": "missing", "stopped": True}
 
 
 def _agent_row(name: str, container, in_inventory: bool) -> dict:
@@ -260,4 +382,7 @@ def _agent_row(name: str, container, in_inventory: bool) -> dict:
     return {"agent": name, "runtime": "docker", "running": state.get("Running", False),
             "pid": state.get("Pid") or None, "container": container.name, "status": container.status,
             "health": (state.get("Health") or {}).get("Status"),
-            "image": container.attrs["Config"]["Image"], "in_inventory": in_inventory}
+            "image": container.attrs["Config"]["Image"], "in_inventory": in_inventory,
+            "problem": "" if in_inventory else "orphan: not in the inventory",
+            # docker stop leaves it exited; a crash under restart=unless-stopped does not
+            "stopped": container.status in ("exited", "created")}

@@ -1,0 +1,102 @@
+"""Helpers for the day-2 tests: a real local fleet driven through the real CLI,
+and real handler processes counted by their command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hatchery.core import process
+
+ROOT = Path(__file__).resolve().parents[2]
+INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+
+
+def write_inventory(directory: Path, port: int, agents, *, auth: bool = True) -> Path:
+    lines = ["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
+             "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {port}"]
+    lines += [] if auth else ["  auth: false"]
+    lines += ["agents:"]
+    for name in agents:
+        lines += [f"  # {name} is one of ours", f"  {name}:",
+                  f"    version_command: 'echo {name}-1.0'", "    heartbeat_interval: 30"]
+    path = directory / "fleet_inventory.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def env_for(inventory: Path) -> dict:
+    return {**os.environ, "FLEET_INVENTORY": str(inventory), "NO_COLOR": "1"}
+
+
+def run(*args, inventory: Path, check=None, timeout=120) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*INVOKE, *args], capture_output=True, text=True,
+                          env=env_for(inventory), timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, f"{args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def start(*args, inventory: Path) -> subprocess.Popen:
+    """The CLI in its own process group, as a terminal runs it (Ctrl-C reaches the group)."""
+    return subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env_for(inventory), start_new_session=True)
+
+
+def handler_config(argv: list) -> str | None:
+    """The --config of an ``agent_kit.handler`` command line (read here, not through the runtime)."""
+    if "agent_kit.handler" not in argv or "--config" not in argv:
+        return None
+    at = argv.index("--config") + 1
+    return argv[at] if at < len(argv) else None
+
+
+def handlers(state_dir: Path) -> dict:
+    """{agent name: [pids]} of the real handler processes of this state dir, from /proc."""
+    prefix = str(state_dir / "agents") + os.sep
+    found: dict = {}
+    for pid in process.find(lambda argv: (handler_config(argv) or "").startswith(prefix)):
+        config = handler_config(process.argv_of(pid)) or ""
+        found.setdefault(Path(config).parent.name, []).append(pid)
+    return found
+
+
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def raw_client(state_dir: Path, port: int, user: str, password: str | None = None):
+    """A plain paho client (not our BusClient) logged in as ``user`` with its stored secret."""
+    import paho.mqtt.client as mqtt
+    secret = password if password is not None else \
+        (state_dir / "secrets" / f"{user}.password").read_text().strip()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-test-{os.getpid()}",
+                         protocol=mqtt.MQTTv311)
+    client.username_pw_set(user, secret)
+    connected = []
+    client.on_connect = lambda c, u, f, rc, p: connected.append(rc)
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    wait_for(lambda: connected, timeout=5)
+    return client, connected
+
+
+def retained_on(state_dir: Path, port: int, topic_filter: str, wait: float = 1.0) -> dict:
+    """{topic: payload} of the retained messages a fresh manager subscription receives."""
+    client, _ = raw_client(state_dir, port, "zephyr")
+    got: dict = {}
+    client.on_message = lambda c, u, m: got.__setitem__(m.topic, m.payload) if m.retain else None
+    client.subscribe(topic_filter, qos=1)
+    time.sleep(wait)
+    client.disconnect()
+    client.loop_stop()
+    return got
