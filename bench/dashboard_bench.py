@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from fleet_bench import rss_kb, start_broker, start_simfleet, stop  # noqa: E402
+from fleet_bench import rss_kb, start_broker, stop  # noqa: E402
 
 from hatchery.core.ports import free_port, wait_until  # noqa: E402
 

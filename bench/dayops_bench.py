@@ -36,7 +36,12 @@ from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402
 from hatchery.operate import rollout  # noqa: E402
-from hatchery.provision.operations import deploy_plan, hatch_plan, stop_broker_plan, stop_plan  # noqa: E402
+from hatchery.provision.operations import (  # noqa: E402
+    deploy_plan,
+    hatch_plan,
+    stop_broker_plan,
+    stop_plan,
+)
 from hatchery.runtime import for_runtime  # noqa: E402
 
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]

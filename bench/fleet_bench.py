@@ -245,7 +245,7 @@ def exporter(inv: Inventory, bus: BusClient) -> dict:
 
 def shell_way(port: int, names: list) -> dict:
     """The article's ``bus-command`` loop on a sample of agents, extrapolated to all."""
-    import baselines     # a sibling script; imported late (it imports this module)
+    import baselines  # a sibling script; imported late (it imports this module)
     result = baselines.shell_way(port, names[:SHELL_SAMPLE], budget_s=600, sample=SHELL_SAMPLE)
     return {"shell_way_ms": round(result.measured_ms * len(names) / max(result.asked, 1), 1),
             "shell_way_asked": result.asked, "shell_way_answered": result.answered}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import ipaddress
+import json
 from typing import Optional
 
 from hatchery.configs.broker import CONTAINER_PORT, CONTAINER_TLS_PORT

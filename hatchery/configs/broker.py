@@ -6,8 +6,8 @@ import getpass
 import os
 
 from agent_kit import contract
-from hatchery.core.render import render
 from hatchery.core.paths import state_paths
+from hatchery.core.render import render
 from hatchery.errors import UsageError
 from hatchery.inventory.model import DOCKER, Inventory
 

@@ -12,7 +12,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
-from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, ItemResult, Report, apply_plan
+from hatchery.core.plan import (
+    CHANGED,
+    FAILED,
+    OK,
+    WOULD_CHANGE,
+    ItemResult,
+    Report,
+    apply_plan,
+)
 from hatchery.errors import HatcheryError
 from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 

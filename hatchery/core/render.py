@@ -17,7 +17,7 @@ from hatchery.core.assets import TEMPLATES
 from hatchery.errors import RenderError
 
 if TYPE_CHECKING:     # imported when something is rendered: a task that renders
-    import jinja2     # nothing (broker.status, fleet.collect) does not pay for it
+    import jinja2  # nothing (broker.status, fleet.collect) does not pay for it
 
 REPO_TEMPLATES = TEMPLATES
 HASH_CHARS = 16

@@ -21,9 +21,9 @@ from hatchery.core.plan import Change, text_diff
 from hatchery.errors import HatcheryError, UsageError
 from hatchery.inventory.edit import _write
 from hatchery.inventory.load import load_inventory
+from hatchery.inventory.model import Inventory
 from hatchery.inventory.parse import round_trip_yaml as _yaml
 from hatchery.inventory.parse import with_lines as _parse
-from hatchery.inventory.model import Inventory
 
 MARK = "# retired by agent.retire on {day}; uncomment and run agent.hatch --name {name} to bring it back"
 

@@ -158,7 +158,7 @@ class BusMetrics:
             yield from self._bus_families()
 
     def _agent_families(self, now: float):
-        from prometheus_client.core import GaugeMetricFamily   # only when serving
+        from prometheus_client.core import GaugeMetricFamily  # only when serving
         up = GaugeMetricFamily("hatchery_agent_up", "1 while the agent's retained state is "
                                "online (0 after its Last Will)", labels=["agent"])
         seen = GaugeMetricFamily("hatchery_agent_last_seen_timestamp_seconds",

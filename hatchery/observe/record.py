@@ -162,7 +162,7 @@ def keep_findings(file: Path, into: Path) -> int:
     findings and one count line per rule for the rest; past that, only the
     per-rule totals in ``counts_path(into)`` grow (a fixed-size file).
     """
-    from hatchery.observe.audit import audit_lines   # audit reads records: import late
+    from hatchery.observe.audit import audit_lines  # audit reads records: import late
     findings = audit_lines(read_file(file)).findings
     if not findings:
         return 0

@@ -34,8 +34,8 @@ from hatchery.bus.messages import ANSWERED
 from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
 from hatchery.inventory.model import AgentSpec, Inventory
-from hatchery.provision.operations import _agent_plan, _auth_plan, require_broker
 from hatchery.provision.credentials import retired_agents
+from hatchery.provision.operations import _agent_plan, _auth_plan, require_broker
 from hatchery.runtime import for_runtime
 
 UPDATED, CURRENT, ROLLED_BACK, ROLLBACK_FAILED, UNTOUCHED = (

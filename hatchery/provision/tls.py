@@ -15,12 +15,13 @@ from hatchery.core.paths import state_paths
 from hatchery.core.plan import Change
 from hatchery.inventory.model import Inventory
 
+
 def tls_change(inv: Inventory) -> list:
     """[] with TLS off or user-supplied files; else one Change (none when current)."""
     b = inv.broker
     if not b.tls or (b.tls_ca and b.tls_cert and b.tls_key):
         return []
-    from hatchery.security import tls   # cryptography: only when we make certificates
+    from hatchery.security import tls  # cryptography: only when we make certificates
     paths = {k: Path(v) for k, v in tls_source_files(inv).items()}
     ca_key = Path(state_paths(inv).tls_ca_key)
     ca = tls.read_pair(paths["cafile"], ca_key)

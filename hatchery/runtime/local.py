@@ -21,10 +21,10 @@ from hatchery.configs.agent import to_json
 from hatchery.configs.broker import reload_is_enough
 from hatchery.core import process
 from hatchery.core.assets import PROJECT_ROOT
-from hatchery.core.plan import Change, text_diff
-from hatchery.core.render import content_hash
-from hatchery.core.ports import listening, wait_until
 from hatchery.core.paths import StatePaths, state_paths
+from hatchery.core.plan import Change, text_diff
+from hatchery.core.ports import listening, wait_until
+from hatchery.core.render import content_hash
 from hatchery.core.state import ensure_dir, read_text, write_if_changed
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory

@@ -4,9 +4,9 @@ from invoke import Collection
 
 from hatchery.tasks.agent import agent
 from hatchery.tasks.broker import broker
+from hatchery.tasks.bus import bus
 from hatchery.tasks.common import name_tasks
 from hatchery.tasks.dayops import register as register_dayops
-from hatchery.tasks.bus import bus
 from hatchery.tasks.fleet import fleet
 from hatchery.tasks.images import images
 from hatchery.tasks.verify import verify

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from hatchery.core.results import Rows
 from hatchery.provision.operations import deploy_plan, stop_broker_plan
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
-from hatchery.core.results import Rows
 from hatchery.tasks.common import fail_unless, load, op, run_plan, show
 
 

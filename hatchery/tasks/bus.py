@@ -13,6 +13,7 @@ from pathlib import Path
 from invoke import Collection
 
 from hatchery.bus.connection import bus_for
+from hatchery.core.results import Rows
 from hatchery.errors import UsageError
 from hatchery.observe.audit import BusMessage, audit_messages, audit_record
 from hatchery.observe.record import (
@@ -24,7 +25,6 @@ from hatchery.observe.record import (
 )
 from hatchery.observe.record import record as record_bus
 from hatchery.tasks import output
-from hatchery.core.results import Rows
 from hatchery.tasks.common import fail_unless, load, op, show
 
 RECORDER = "recorder"

@@ -9,9 +9,9 @@ from invoke import Collection
 
 from agent_kit import contract
 from hatchery.bus.commands import broadcast as send_broadcast
+from hatchery.bus.commands import collect as run_collect
 from hatchery.bus.commands import run_command
 from hatchery.bus.connection import bus_for
-from hatchery.bus.commands import collect as run_collect
 from hatchery.core.results import Rows
 from hatchery.core.state import StatePaths
 from hatchery.errors import UsageError

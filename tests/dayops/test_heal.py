@@ -20,7 +20,14 @@ from hatchery.core import process
 from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.exporter import BusMetrics
-from hatchery.operate.heal import LEFT_DOWN, RESTARTED, HealAction, Policy, Tracker, heal_alert
+from hatchery.operate.heal import (
+    LEFT_DOWN,
+    RESTARTED,
+    HealAction,
+    Policy,
+    Tracker,
+    heal_alert,
+)
 
 AGENTS = ("h1", "h2", "h3")
 BUDGET = 3

@@ -7,7 +7,15 @@ import signal
 import threading
 
 import pytest
-from dayops import handlers, raw_client, retained_on, run, start, wait_for, write_inventory
+from dayops import (
+    handlers,
+    raw_client,
+    retained_on,
+    run,
+    start,
+    wait_for,
+    write_inventory,
+)
 
 from hatchery.core import process
 from hatchery.core.ports import free_port

@@ -36,7 +36,12 @@ from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
 from hatchery.provision.operations import auth_files
 from hatchery.runtime import for_runtime
-from hatchery.runtime.docker import BuildContext, agent_container, agent_context, base_image
+from hatchery.runtime.docker import (
+    BuildContext,
+    agent_container,
+    agent_context,
+    base_image,
+)
 
 pytestmark = pytest.mark.docker
 rt = for_runtime(DOCKER)

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from hatchery.bus.commands import run_command
+from hatchery.core.hosts import apply_per_host
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.verify import verify
-from hatchery.core.hosts import apply_per_host
 from hatchery.provision.operations import deploy_plan, hatch_plans
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections

@@ -23,14 +23,19 @@ from agent_kit import contract
 from hatchery.bus.client import Message
 from hatchery.bus.connection import bus_for
 from hatchery.configs import broker as broker_conf
+from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port, wait_until
 from hatchery.core.process import read_pid
-from hatchery.core.paths import StatePaths
 from hatchery.inventory.load import load_inventory
 from hatchery.observe import health, monitor
 from hatchery.provision import credentials as cr
-from hatchery.provision.operations import deploy_plan, hatch_plan, stop_broker_plan, stop_plan
+from hatchery.provision.operations import (
+    deploy_plan,
+    hatch_plan,
+    stop_broker_plan,
+    stop_plan,
+)
 from tests.security.secbroker import Probe
 
 

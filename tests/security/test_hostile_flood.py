@@ -20,12 +20,17 @@ import pytest
 from agent_kit import contract
 from hatchery.bus.commands import run_command
 from hatchery.configs import broker as broker_conf
+from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port
-from hatchery.core.paths import StatePaths
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
-from hatchery.provision.operations import deploy_plan, hatch_plan, stop_broker_plan, stop_plan
+from hatchery.provision.operations import (
+    deploy_plan,
+    hatch_plan,
+    stop_broker_plan,
+    stop_plan,
+)
 
 FLOOD = 10_000
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from agent_kit import contract
+from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port
-from hatchery.core.paths import StatePaths
 from hatchery.errors import UsageError
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import authcheck

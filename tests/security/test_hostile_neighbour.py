@@ -20,10 +20,10 @@ import pytest
 
 from hatchery.bus.connection import bus_for, control_target
 from hatchery.configs import broker as broker_conf
+from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port
 from hatchery.core.process import read_pid
-from hatchery.core.paths import StatePaths
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
 from hatchery.provision.operations import deploy_plan, stop_broker_plan

@@ -29,7 +29,14 @@ import pytest
 from agent_kit import contract
 from hatchery.bus.client import BusClient, Message
 from hatchery.observe import exporter, health, monitor
-from tests.fleet.responders import Responder, clear_retained, free_port, inventory, serving_exporter, unique
+from tests.fleet.responders import (
+    Responder,
+    clear_retained,
+    free_port,
+    inventory,
+    serving_exporter,
+    unique,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HUGE = "9" * 400

@@ -6,7 +6,16 @@ import os
 import subprocess
 
 import pytest
-from viewhelpers import HATCHERY, IMG, Agents, clear_retained, need, unique, wait_for, write_inventory
+from viewhelpers import (
+    HATCHERY,
+    IMG,
+    Agents,
+    clear_retained,
+    need,
+    unique,
+    wait_for,
+    write_inventory,
+)
 
 from hatchery.observe import top
 from hatchery.observe.live import AgentLive

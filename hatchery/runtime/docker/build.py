@@ -20,7 +20,13 @@ from hatchery.core.render import content_hash, render
 from hatchery.core.state import ensure_dir
 from hatchery.runtime.docker import baseimage
 from hatchery.runtime.docker.baseimage import BaseImage, main_user, needs
-from hatchery.runtime.docker.engine import AGENT_LABEL, MANAGED, ROLE, docker_errors, engine
+from hatchery.runtime.docker.engine import (
+    AGENT_LABEL,
+    MANAGED,
+    ROLE,
+    docker_errors,
+    engine,
+)
 
 AGENT_LIB = "/opt/hatchery/lib"               # agent_kit and paho-mqtt, on sys.path via a .pth file
 AGENT_CONFIG_DIR = "/etc/hatchery"            # the agent config is mounted here read-only at run time
