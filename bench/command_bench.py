@@ -61,7 +61,9 @@ def percentile(samples: list, q: float) -> float:
 
 def up(inv) -> None:
     """What broker.deploy + agent.hatch do."""
-    report = apply_plan("bench up", deploy_plan(inv) + hatch_plan(inv, list(inv.agents.values())))
+    report = apply_plan("bench up", deploy_plan(inv))   # hatch plans only against a running broker
+    if report.ok:
+        report = apply_plan("bench up", hatch_plan(inv, list(inv.agents.values())))
     if not report.ok:
         raise SystemExit(f"bench: could not start the fleet: {[r.error for r in report.failed]}")
 
