@@ -49,6 +49,7 @@ import paho.mqtt.client as paho  # noqa: E402
 
 from hatchery.bus import commands as fleet  # noqa: E402
 from hatchery.bus.client import BusClient  # noqa: E402
+from hatchery.configs.broker import SYS_INTERVAL  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory  # noqa: E402
 from hatchery.observe import (
@@ -98,6 +99,9 @@ def start_broker(workdir: Path, agents: int, auth=None) -> tuple:
                   f"password_file {workdir}/passwd\nacl_file {workdir}/acl\n")
     conf.write_text(f"listener {port} 127.0.0.1\n{access}set_tcp_nodelay true\n"
                     "max_connections -1\nmax_packet_size 65536\npersistence false\n"
+                    # as the rendered config: bus-health dates a broker restart by
+                    # $SYS/broker/uptime, which Mosquitto publishes every sys_interval
+                    f"sys_interval {SYS_INTERVAL}\n"
                     f"user {user}\nlog_dest stdout\nlog_type error\nlog_type warning\n")
     log = (workdir / "mosquitto.log").open("ab")
     # The broker's connection limit is its fd limit (FIELD-NOTES): raise it first.
