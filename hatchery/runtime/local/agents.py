@@ -1,0 +1,310 @@
+"""Local agents: plan, start, restart, restore, stop and list their handlers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hatchery.configs.agent import to_json
+from hatchery.core import process
+from hatchery.core.assets import PROJECT_ROOT
+from hatchery.core.paths import StatePaths, state_paths
+from hatchery.core.plan import Change, text_diff
+from hatchery.core.render import content_hash
+from hatchery.core.state import read_text, write_if_changed
+from hatchery.errors import RuntimeFailure
+from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.runtime.local.broker import process_exited
+from hatchery.runtime.local.handlers import (
+    HANDLER_MODULE,
+    forget_snapshot,
+    handler_pids,
+    handler_table,
+    still_handlers,
+)
+from hatchery.runtime.local.kits import (
+    ensure_kit,
+    keep_previous,
+    kit_hash,
+    read_json,
+    read_provenance,
+    write_json,
+)
+
+
+def _pid_file_note(paths: StatePaths, name: str, pids: list) -> str:
+    """'' when the pid file names the (one) running handler, else what is wrong with it."""
+    recorded = process.read_pid(paths.agent_pid(name))
+    if recorded is None:
+        return "no pid file" if pids else ""
+    if recorded in pids:
+        return ""
+    alive = process.command_line(recorded)
+    what = "a reused pid (another program)" if alive else "a process that is gone"
+    return f"pid file names {recorded}, {what}"
+
+
+def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_dir=None,
+               secret_files: dict | None = None) -> list:
+    """``secret_files`` is unused here: the config points at the secrets in the state dir.
+
+    A running handler is outdated when its recorded provenance (agent_kit hash,
+    config hash) differs from what would start now; the reason names both.
+    """
+    paths = state_paths(inv)
+    wanted = to_json(agent_config)
+    current = read_text(paths.agent_config(agent.name))
+    diff = text_diff(current, wanted, str(paths.agent_config(agent.name)))
+    item = f"agent {agent.name}"
+    pids = handler_pids(paths, agent.name)
+    note = _pid_file_note(paths, agent.name, pids)
+    start = lambda: _start_agent(paths, agent.name, wanted)  # noqa: E731
+    restart = lambda: _restart_agent(paths, agent.name, wanted, pids)  # noqa: E731
+    if not pids:
+        return [Change(item, "start", "; ".join(filter(None, ["not running", note])), diff, start)]
+    if len(pids) > 1:
+        return [Change(item, "restart", f"{len(pids)} handlers running (pids {_pids(pids)}): "
+                       "duplicates; stopping all, starting one", diff, restart)]
+    outdated = outdated_reason(read_provenance(paths, agent.name), kit_hash(), content_hash(wanted))
+    if outdated:
+        return [Change(item, "restart", outdated, diff, restart)]
+    if note:
+        return [Change(item, "repair", f"running (pid {pids[0]}) but {note}",
+                       apply=lambda: _repair_pid_file(paths, agent.name, pids[0]))]
+    return [Change(item, "none", f"running (pid {pids[0]}), config unchanged")]
+
+
+def outdated_reason(record: dict | None, kit: str, config: str) -> str:
+    """'' when ``record`` (provenance) matches, else 'outdated: agent_kit a → b, config c → d'."""
+    if record is None:
+        return "outdated: started without a provenance record (an older hatchery)"
+    changed = [f"{label} {record.get(key) or '?'} → {now}"
+               for label, key, now in (("agent_kit", "kit", kit), ("config", "config", config))
+               if record.get(key) != now]
+    return "outdated: " + ", ".join(changed) if changed else ""
+
+
+def _pids(pids: list) -> str:
+    return ", ".join(map(str, pids))
+
+
+def _repair_pid_file(paths: StatePaths, name: str, pid: int) -> str:
+    process.write_pid(paths.agent_pid(name), pid)
+    return f"pid file rewritten: {pid}"
+
+
+def _start_agent(paths: StatePaths, name: str, config_text: str, kit: str | None = None) -> str:
+    """Start a handler with ``config_text`` on agent_kit copy ``kit`` (default: this checkout's).
+
+    What it ran before (when different) is kept as previous.json for a rollback;
+    what it runs now is recorded in provenance.json once it has started.
+    """
+    forget_snapshot(paths)
+    kit = kit or ensure_kit(paths)
+    keep_previous(paths, name, kit, config_text)
+    write_if_changed(paths.agent_config(name), config_text)
+    argv = [sys.executable, "-m", HANDLER_MODULE, "--config", str(paths.agent_config(name)),
+            "--lock", str(paths.agent_lock(name))]
+    pid = process.spawn(argv, log=paths.agent_log(name), pid_file=paths.agent_pid(name),
+                        env=_handler_env(Path(paths.kit_dir(kit))))
+    write_json(paths.agent_provenance(name),
+                {"kit": kit, "config": content_hash(config_text), "started": time.time(), "pid": pid})
+    time.sleep(0.05)  # a handler that dies on a bad config dies at once: say so now
+    if process_exited(pid):
+        raise RuntimeFailure(f"agent {name}'s handler exited at start; last log lines:\n"
+                             + process.log_tail(paths.agent_log(name)), f"read {paths.agent_log(name)}")
+    return f"pid {pid}, agent_kit {kit}"
+
+
+def _handler_env(kit_dir: Path | None = None) -> dict:
+    # The handler imports agent_kit from its own copy under the state dir (so an
+    # upgrade of this checkout can be rolled back), else from this tree.
+    # Its config file is the only source of truth: HATCHERY_* variables in the
+    # operator's shell would override it (agent_kit reads them for containers).
+    root = str(kit_dir or PROJECT_ROOT)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HATCHERY_") and k != "FLEET_INVENTORY"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _restart_agent(paths: StatePaths, name: str, config_text: str, pids: list,
+                   kit: str | None = None) -> str:
+    process.stop_all(still_handlers(pids, paths.agent_config(name)))
+    return _start_agent(paths, name, config_text, kit)
+
+
+def agent_provenance(inv: Inventory, agent: AgentSpec) -> dict | None:
+    """{'kit', 'config', 'started'} recorded when the handler started; None if it never did."""
+    record = read_provenance(state_paths(inv), agent.name)
+    return None if record is None else {k: record.get(k) for k in ("kit", "config", "started")}
+
+
+def agent_restart_plan(inv: Inventory, agent: AgentSpec) -> list:
+    """Stop and start the handler on what it ran (its config on disk, its agent_kit copy)."""
+    paths = state_paths(inv)
+    text = read_text(paths.agent_config(agent.name))
+    item = f"agent {agent.name}"
+    if text is None:
+        return [Change(item, "none", f"never started; hatch it: invoke agent.hatch --name {agent.name}")]
+    record = read_provenance(paths, agent.name) or {}
+    kit = record.get("kit")
+    if not kit or not Path(paths.kit_dir(kit)).is_dir():
+        kit = None
+    pids = handler_pids(paths, agent.name)
+    what = f"running (pid {_pids(pids)})" if pids else "not running"
+    return [Change(item, "restart", f"{what}; restart requested",
+                   apply=lambda: _restart_agent(paths, agent.name, text, pids, kit))]
+
+
+def agent_restore_plan(inv: Inventory, agent: AgentSpec) -> list:
+    """Put the handler back on what it ran before its last upgrade (previous.json)."""
+    paths = state_paths(inv)
+    previous = read_json(paths.agent_previous(agent.name))
+    item = f"agent {agent.name}"
+    if not previous or not isinstance(previous.get("config_text"), str):
+        return [Change(item, "failed", "nothing to roll back to: no previous version recorded",
+                       apply=_nothing_to_restore)]
+    kit = previous.get("kit")
+    if not kit or not Path(paths.kit_dir(kit)).is_dir():
+        return [Change(item, "failed", f"the previous agent_kit copy {kit} is gone", apply=_nothing_to_restore)]
+    pids = handler_pids(paths, agent.name)
+    return [Change(item, "rollback", f"back to agent_kit {kit}, config {previous.get('config')}",
+                   text_diff(read_text(paths.agent_config(agent.name)), previous["config_text"],
+                             str(paths.agent_config(agent.name))),
+                   lambda: _restart_agent(paths, agent.name, previous["config_text"], pids, kit))]
+
+
+def _nothing_to_restore() -> str:
+    raise RuntimeFailure("no previous version to restore", "start it again: invoke agent.hatch")
+
+
+def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
+    """Stop every handler of the agent; with ``remove`` (agent.retire) also delete its state."""
+    paths = state_paths(inv)
+    pids = handler_pids(paths, agent.name)
+    item = f"agent {agent.name}"
+    state = paths.agent_dir(agent.name)
+    if remove and (pids or state.exists()):
+        return [Change(item, "remove", "retiring: handler and state",
+                       apply=lambda: _retire(paths, agent.name, pids))]
+    if not pids:
+        return [Change(item, "none", "not running")]
+    what = f"running (pid {pids[0]})" if len(pids) == 1 else \
+        f"{len(pids)} handlers running (pids {_pids(pids)}): duplicates"
+    return [Change(item, "stop", what, apply=lambda: stop_handlers(paths, agent.name, pids))]
+
+
+def orphan_stop_plan(inv: Inventory) -> list:
+    """Stop handlers running from this state directory for names not in the inventory.
+
+    They are left over from an agent removed from the inventory by hand, or
+    from an interrupted retire; nobody else would ever stop them.
+    """
+    paths = state_paths(inv)
+    changes = []
+    for name, pids in sorted(_orphans(inv, handler_table(paths)).items()):
+        changes.append(Change(f"agent {name}", "stop",
+                              f"orphan: not in the inventory, running (pids {_pids(pids)})",
+                              apply=lambda p=pids, n=name: stop_handlers(paths, n, p)))
+    return changes
+
+
+def _orphans(inv: Inventory, table: dict) -> dict:
+    local = {a.name for a in inv.agents.values() if a.runtime == "local"}
+    return {name: pids for name, pids in table.items() if name not in local}
+
+
+def stop_handlers(paths: StatePaths, name: str, pids: list) -> str:
+    forget_snapshot(paths)
+    process.stop_all(still_handlers(pids, paths.agent_config(name)))
+    paths.agent_pid(name).unlink(missing_ok=True)
+    return f"pid {_pids(pids)} stopped"
+
+
+def _retire(paths: StatePaths, name: str, pids: list) -> str:
+    forget_snapshot(paths)
+    process.stop_all(still_handlers(pids, paths.agent_config(name)))
+    shutil.rmtree(paths.agent_dir(name), ignore_errors=True)
+    return f"removed {paths.agent_dir(name)}"
+
+
+def agent_list(inv: Inventory) -> list:
+    """One row per local agent, then one per orphan; ``problem`` says what is off."""
+    paths = state_paths(inv)
+    table = handler_table(paths)
+    rows = []
+    for agent in inv.agents.values():
+        if agent.runtime != "local":
+            continue
+        pids = table.get(agent.name, [])
+        rows.append(_row(agent.name, pids, _problem(paths, agent.name, pids), paths))
+    for name, pids in sorted(_orphans(inv, table).items()):
+        rows.append(_row(name, pids, "orphan: not in the inventory", paths))
+    return rows
+
+
+def _row(name: str, pids: list, problem: str, paths: StatePaths) -> dict:
+    # stopped: no handler and no pid file, which only agent.stop (or never starting) leaves;
+    # a crash or kill -9 leaves the pid file behind, so fleet.heal knows to restart it
+    return {"agent": name, "runtime": "local", "running": bool(pids),
+            "pid": pids[0] if len(pids) == 1 else (pids or None),
+            "problem": problem, "log": str(paths.agent_log(name)),
+            "stopped": not pids and not Path(paths.agent_pid(name)).exists()}
+
+
+def _problem(paths: StatePaths, name: str, pids: list) -> str:
+    if len(pids) > 1:
+        return f"duplicates: {len(pids)} handlers"
+    return _pid_file_note(paths, name, pids) if pids or paths.agent_pid(name).exists() else ""
+
+
+def agent_status(inv: Inventory, agent: AgentSpec) -> dict:
+    """One agent's row of ``agent_list``."""
+    paths = state_paths(inv)
+    pids = handler_pids(paths, agent.name)
+    return _row(agent.name, pids, _problem(paths, agent.name, pids), paths)
+
+
+def agent_inspect(inv: Inventory, agent: AgentSpec) -> dict | None:
+    """The handler's pid (None when it does not run), config and log; None when it never started."""
+    paths = state_paths(inv)
+    if not paths.agent_dir(agent.name).exists():
+        return None
+    pids = handler_pids(paths, agent.name)
+    return {"pid": pids[0] if pids else None, "config": str(paths.agent_config(agent.name)),
+            "log": str(paths.agent_log(agent.name))}
+
+
+def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) -> tuple:
+    """Run ``argv`` on this host in the handler's environment: (exit code, output);
+    124 on timeout, as coreutils' timeout says in a container."""
+    if not handler_pids(state_paths(inv), agent.name):
+        raise RuntimeFailure(f"agent {agent.name}'s handler is not running",
+                             f"hatch it: invoke agent.hatch --name {agent.name}")
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=_handler_env(), timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return 124, (exc.output or b"").decode(errors="replace")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot run {argv[0]!r} for agent {agent.name}: {exc}",
+                             "check the command and that it is installed on this host") from None
+    return done.returncode, done.stdout.decode(errors="replace")
+
+
+def verify_in_agent(inv: Inventory, agent: AgentSpec, timeout: float = 5.0) -> list:
+    """[]: a local handler runs on this host, which fleet.verify already checks from here."""
+    return []
+
+
+def write_build_files(inv: Inventory, agents: list) -> list:
+    """[]: local handlers run from this checkout; there is no image to build."""
+    return []
+
+
