@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,17 @@ import pytest
 from hatchery.core.ports import free_port, wait_until  # noqa: F401  (tests import free_port from here)
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
 
 
 def wait_port(port: int, timeout: float = 5.0) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import wait_for  # noqa: F401  (the test modules import it from here)
 from hatchery.core import process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,16 +63,6 @@ def handlers(state_dir: Path) -> dict:
         config = handler_config(process.argv_of(pid)) or ""
         found.setdefault(Path(config).parent.name, []).append(pid)
     return found
-
-
-def wait_for(predicate, timeout: float = 10.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def raw_client(state_dir: Path, port: int, user: str, password: str | None = None):

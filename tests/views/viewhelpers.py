@@ -13,12 +13,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
+from conftest import wait_for  # noqa: F401  (the test modules import it from here)
 from agent_kit import contract
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,16 +100,6 @@ def clear_retained(broker, names) -> None:
             publish(client, contract.topic(name, kind), b"", retain=True)
     client.disconnect()
     client.loop_stop()
-
-
-def wait_for(predicate, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def need(binary: str, package: str) -> str:
