@@ -118,8 +118,10 @@ def test_conf_renders_auth_by_default_and_anonymous_in_phase_1(inv):
     assert "allow_anonymous true" in open_conf and "password_file" not in open_conf
     tls_conf = render_conf(replace(inv, broker=BrokerSpec(tls=True, tls_port=18883)))
     assert "listener 18883 127.0.0.1" in tls_conf and "certfile" in tls_conf
-    with pytest.raises(UsageError, match="local runtime"):
-        render_conf(replace(inv, broker=BrokerSpec(runtime=DOCKER, tls=True)))
+    # the docker runtime has TLS too: the container's listener, the mounted fleet CA and cert
+    docker_tls = render_conf(replace(inv, broker=BrokerSpec(runtime=DOCKER, tls=True)))
+    assert "listener 8883" in docker_tls and "cafile /mosquitto/config/tls/ca.crt" in docker_tls
+    assert "keyfile /mosquitto/config/tls/server.key" in docker_tls
 
 
 def test_loader_reads_auth_tls_and_remote_dir(tmp_path):
