@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(mosquitto mosquitto-clients python3-venv)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(docker.io dnsmasq-base openssh-server openssh-client mmdebstrap prometheus systemd
-             prometheus-alertmanager chromium chromium-driver tmux)
+             prometheus-alertmanager chromium chromium-driver tmux iproute2)
 fi
 
 missing=()
