@@ -19,6 +19,7 @@ from hatchery.core.ports import free_port, wait_until
 from hatchery.errors import UsageError
 from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory
 from hatchery.observe import alerting, exporter
+from tests.fleet.responders import serving_exporter
 
 
 class Webhook:
@@ -82,14 +83,10 @@ def test_a_killed_agent_reaches_the_webhook_through_prometheus_and_alertmanager(
         f"        - targets: ['127.0.0.1:{am_port}']\n"
         "scrape_configs:\n  - job_name: hatchery\n    static_configs:\n"
         f"      - targets: ['127.0.0.1:{exporter_port}']\n")
-    stop, ready = threading.Event(), threading.Event()
     try:
         agents.start(name)
-        with BusClient(module_broker.host, module_broker.port) as bus:
-            worker = threading.Thread(target=exporter.serve, args=(inv, bus), kwargs={
-                "port": exporter_port, "stop": stop, "on_ready": lambda a: ready.set()})
-            worker.start()
-            assert ready.wait(5)
+        with BusClient(module_broker.host, module_broker.port) as bus, \
+                serving_exporter(inv, bus, exporter_port):
             procs.append(_spawn([alertmanager, f"--config.file={tmp_path / 'am.yml'}",
                                  f"--storage.path={tmp_path / 'am-data'}",
                                  f"--web.listen-address=127.0.0.1:{am_port}",
@@ -110,10 +107,7 @@ def test_a_killed_agent_reaches_the_webhook_through_prometheus_and_alertmanager(
                          (tmp_path / "am.log").read_text()[-1500:])
             assert got[0]["status"] == "firing"
             assert name in got[0]["annotations"]["summary"]
-            stop.set()
-            worker.join(5)
     finally:
-        stop.set()
         for proc in procs:
             _stop(proc)
         hook.close()

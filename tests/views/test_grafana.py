@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import urllib.parse
 import urllib.request
 
@@ -16,7 +15,7 @@ from hatchery.bus.client import BusClient
 from hatchery.core.assets import TEMPLATES
 from hatchery.core.ports import free_port, wait_until
 from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory
-from hatchery.observe import exporter
+from tests.fleet.responders import serving_exporter
 
 DASHBOARD = TEMPLATES / "grafana" / "hatchery-fleet.json"
 NAME_RE = re.compile(r"\bhatchery_[a-z0-9_]+\b")
@@ -71,14 +70,11 @@ def test_every_expression_uses_live_exporter_names_and_parses_in_prometheus(
                     agents={name: AgentSpec(name)})
     agents = Agents(module_broker, manager, tmp_path)
     port, prom_port = free_port(), free_port()
-    stop, ready, proc = threading.Event(), threading.Event(), None
+    proc = None
     try:
         agents.start(name)
-        with BusClient(module_broker.host, module_broker.port) as bus:
-            worker = threading.Thread(target=exporter.serve, args=(inv, bus), kwargs={
-                "port": port, "stop": stop, "on_ready": lambda a: ready.set()})
-            worker.start()
-            assert ready.wait(5)
+        with BusClient(module_broker.host, module_broker.port) as bus, \
+                serving_exporter(inv, bus, port):
 
             def scrape():
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -104,10 +100,7 @@ def test_every_expression_uses_live_exporter_names_and_parses_in_prometheus(
                 assert answer.get("status") == "success", (expr, answer)
             up = _query(prom_port, "sum(hatchery_agent_up)")["data"]["result"]
             assert up and up[0]["value"][1] == "1"
-            stop.set()
-            worker.join(5)
     finally:
-        stop.set()
         if proc:
             proc.terminate()
             proc.wait(10)
