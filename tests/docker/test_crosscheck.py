@@ -22,11 +22,10 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
-from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
+from dockerhelpers import client, hatch_changes, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
-from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
@@ -148,7 +147,7 @@ def fleet(client, tmp_path_factory):
         assert apply_plan("broker.deploy", rt.broker_plan(
             inv, conf_text=render_conf(inv), auth_files=auth_files(auth))).ok
         wait_mqtt(inv)
-        assert apply_plan("agent.hatch", _hatch(inv, agent)).ok
+        assert apply_plan("agent.hatch", hatch_changes(inv, agent)).ok
         yield inv
     finally:
         remove_fleet(inv)
@@ -169,12 +168,6 @@ def _bus_health_cli(inv: Inventory, *flags) -> subprocess.CompletedProcess:
             "--inventory", str(inv.path), *flags]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "NO_COLOR": "1"})
-
-
-def _hatch(inv: Inventory, agent: AgentSpec) -> list:
-    auth = plan_auth(inv)
-    return rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth),
-                         secret_files=auth.agent_files(agent.name))
 
 
 def _agent(inv: Inventory) -> AgentSpec:
@@ -263,7 +256,7 @@ def test_a_forged_heartbeat_for_a_stopped_container_is_inconsistent(client, flee
 @pytest.mark.docker
 def test_after_docker_starts_it_again_both_agree(client, fleet):
     agent = _agent(fleet)
-    changes = _hatch(fleet, agent)
+    changes = hatch_changes(fleet, agent)
     assert [c.action for c in changes] == ["start"] and apply_plan("agent.hatch", changes).ok
     _, docker = _wait_for(lambda: (r := _check(fleet))[1].ok and r, 30,
                           "bus and Docker never agreed after the restart")

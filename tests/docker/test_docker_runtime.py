@@ -20,6 +20,7 @@ from conftest import free_port
 from dockerhelpers import (
     TIMINGS,
     client,  # noqa: F401 (fixture)
+    hatch_changes,
     publish,
     remove_fleet,
     sub_one,
@@ -28,7 +29,6 @@ from dockerhelpers import (
 )
 
 from hatchery.bus.connection import bus_for
-from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.errors import RuntimeFailure
@@ -83,12 +83,6 @@ def _conf(inv: Inventory) -> str:
     # Mosquitto 2.0.11 block-buffers log_dest stdout into a pipe (docker logs stays empty);
     # stderr is unbuffered. Reported to the template's owner.
     return render_conf(inv).replace("log_dest stdout", "log_dest stderr")
-
-
-def _hatch(inv: Inventory, agent: AgentSpec, auth=None):
-    auth = auth or plan_auth(inv)
-    return rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth),
-                         secret_files=auth.agent_files(agent.name))
 
 
 def _wait(probe, timeout: float, what: str):
@@ -157,7 +151,7 @@ def test_a_port_change_recreates_the_container(client, fleet):
 
 def test_hatch_two_agents_cold(client, fleet):
     for agent in _agents(fleet):
-        changes = _hatch(fleet, agent)
+        changes = hatch_changes(fleet, agent)
         assert [c.action for c in changes] == ["create"], changes[0].reason
         started = time.perf_counter()
         report = apply_plan("agent.hatch", changes)
@@ -267,7 +261,7 @@ def test_rotating_one_agents_credentials_keeps_the_other_answering(fleet):
     a, b = _agents(fleet)
     auth = plan_auth(fleet, rotate=[a.name])
     assert [c.user for c in auth.changes] == [a.name]
-    changes = [auth.change(), *rt.auth_sync_plan(fleet, auth_files(auth)), *_hatch(fleet, a, auth)]
+    changes = [auth.change(), *rt.auth_sync_plan(fleet, auth_files(auth)), *hatch_changes(fleet, a, auth)]
     assert [c.action for c in changes] == ["update", "reload", "recreate"]
     started = time.perf_counter()
     assert apply_plan("agent.rotate-credentials", changes).ok
@@ -288,10 +282,10 @@ def test_a_command_that_outlives_its_timeout_is_stopped(fleet):
 def test_second_hatch_is_unchanged_and_a_cached_image_hatches_warm(client, fleet):
     agent = _agents(fleet)[0]
     started = time.perf_counter()
-    assert [c.action for c in _hatch(fleet, agent)] == ["none"]
+    assert [c.action for c in hatch_changes(fleet, agent)] == ["none"]
     MEASURED["unchanged hatch plan (ms)"] = round((time.perf_counter() - started) * 1000, 1)
     client.containers.get(agent_container(fleet, agent)).remove(force=True)
-    changes = _hatch(fleet, agent)
+    changes = hatch_changes(fleet, agent)
     assert changes[0].action == "create" and "image cached" in changes[0].reason
     started = time.perf_counter()
     assert apply_plan("agent.hatch", changes).ok
@@ -301,10 +295,10 @@ def test_second_hatch_is_unchanged_and_a_cached_image_hatches_warm(client, fleet
 def test_a_changed_agent_config_recreates_only_that_agent(fleet):
     a, b = _agents(fleet)
     slower = replace(a, heartbeat_interval=1200.0)
-    changes = _hatch(fleet, slower)
+    changes = hatch_changes(fleet, slower)
     reason = changes[0].reason       # outdated: config <old hash> → <new hash>
     assert changes[0].action == "recreate" and reason.startswith("outdated: config ") and " → " in reason
-    assert _hatch(fleet, b)[0].action == "none"
+    assert hatch_changes(fleet, b)[0].action == "none"
 
 
 def test_agent_list_shows_both_running(fleet):
@@ -364,7 +358,7 @@ def test_stop_then_hatch_starts_the_same_container(client, fleet):
     agent = _agents(fleet)[1]
     assert apply_plan("agent.stop", rt.agent_stop_plan(fleet, agent)).ok
     assert rt.agent_stop_plan(fleet, agent)[0].action == "none"
-    changes = _hatch(fleet, agent)
+    changes = hatch_changes(fleet, agent)
     assert changes[0].action == "start" and apply_plan("agent.hatch", changes).ok
     assert client.containers.get(agent_container(fleet, agent)).status == "running"
 
@@ -379,7 +373,7 @@ def test_retire_removes_container_images_and_config(client, fleet):
 
 def test_when_the_main_process_ends_the_container_exits_and_docker_restarts_it(client, fleet):
     agent = _third(fleet)
-    assert apply_plan("agent.hatch", _hatch(fleet, agent)).ok
+    assert apply_plan("agent.hatch", hatch_changes(fleet, agent)).ok
     container = client.containers.get(agent_container(fleet, agent))
     _wait(lambda: container.reload() or container.attrs["RestartCount"] >= 1, 15, "no restart")
     assert "main process exited with 3" in container.logs().decode()

@@ -20,10 +20,16 @@ from dataclasses import replace
 
 import pytest
 from conftest import free_port
-from dockerhelpers import TIMINGS, client, manager_session, remove_fleet, wait_mqtt  # noqa: F401
+from dockerhelpers import (  # noqa: F401
+    TIMINGS,
+    client,
+    hatch_changes,
+    manager_session,
+    remove_fleet,
+    wait_mqtt,
+)
 
 from hatchery.bus.connection import bus_for
-from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
@@ -74,14 +80,8 @@ def _agents(inv: Inventory) -> list:
             AgentSpec(f"{prefix}node", runtime=DOCKER, image=NODE, version_command="node --version")]
 
 
-def _hatch(inv: Inventory, agent: AgentSpec) -> list:
-    auth = plan_auth(inv)
-    return rt.agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth),
-                         secret_files=auth.agent_files(agent.name))
-
-
 def _hatch_and_time(inv: Inventory, agent: AgentSpec, label: str) -> None:
-    changes = _hatch(inv, agent)
+    changes = hatch_changes(inv, agent)
     assert [c.action for c in changes] == ["create"], changes[0].reason
     started = time.perf_counter()
     report = apply_plan("agent.hatch", changes)
@@ -146,7 +146,7 @@ def test_a_base_without_python_or_a_package_manager_is_refused_before_any_build(
     try:
         agent = replace(_agents(fleet)[0], image=tag)     # runs before that agent's own hatch
         with pytest.raises(UsageError) as caught:
-            _hatch(fleet, agent)
+            hatch_changes(fleet, agent)
         assert tag in caught.value.message and "python3 missing" in caught.value.message
         assert not client.images.list(name=f"hatchery/agent-{agent.name}")
     finally:
