@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from agent_kit.contract import name_problem
 from hatchery.errors import Problem
 from hatchery.inventory import parse
-from hatchery.inventory.fields import Bad, kind, suggest
+from hatchery.inventory.fields import Bad, kind, rename_fix, suggest
 
 # --- where we are, and what went wrong --------------------------------------
 
@@ -26,6 +27,14 @@ class Doc:
     def add(self, node, key, keypath: str, message: str, fix: str = "") -> None:
         self.problems.append(Problem(self.shown, parse.line(node, key), printable(keypath),
                                      message, fix))
+
+    def valid_name(self, node, name, keypath: str) -> bool:
+        """True when the key ``name`` is a fleet name (a DNS label); else a problem
+        with the rename fix, and False."""
+        problem = name_problem(name)
+        if problem:
+            self.add(node, name, keypath, problem, rename_fix(name))
+        return not problem
 
 
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")

@@ -7,10 +7,9 @@ agent's (or its group's) ``host:`` place them there.
 
 from __future__ import annotations
 
-from agent_kit.contract import name_problem
 from hatchery.inventory import parse
 from hatchery.inventory.document import Doc, checked_fields, section
-from hatchery.inventory.fields import HOST_FIELDS, rename_fix, suggest
+from hatchery.inventory.fields import HOST_FIELDS, suggest
 from hatchery.inventory.model import AgentSpec, BrokerSpec, HostSpec
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -21,9 +20,7 @@ def read_hosts(doc: Doc, node: dict) -> dict:
     hosts = {}
     for name, body in node.items():
         where = f"hosts.{name}"
-        problem = name_problem(name)
-        if problem:
-            doc.add(node, name, where, problem, rename_fix(name))
+        if not doc.valid_name(node, name, where):
             continue
         fields = checked_fields(doc, section(doc, node, name, where), HOST_FIELDS, where)
         if "docker_host" not in fields:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
-from agent_kit.contract import name_problem
 from hatchery.core.assets import ROLES
 from hatchery.errors import InventoryError
 from hatchery.inventory import parse
@@ -45,7 +44,6 @@ from hatchery.inventory.fields import (
     ROLE_FIELDS,
     TOP_KEYS,
     kind,
-    rename_fix,
     suggest,
 )
 from hatchery.inventory.hosts import (
@@ -178,9 +176,7 @@ def _build(doc: Doc, data: dict, path: Path) -> Inventory:
 def _agent_nodes(doc: Doc, agents_node: dict, manager: str):
     """(name, mapping) for each agent with a valid name, in file order."""
     for name, node in agents_node.items():
-        problem = name_problem(name)
-        if problem:
-            doc.add(agents_node, name, f"agents.{name}", problem, rename_fix(name))
+        if not doc.valid_name(agents_node, name, f"agents.{name}"):
             continue
         problem, fix = _taken(name, manager)
         if problem:
@@ -234,9 +230,7 @@ def _groups(doc: Doc, node: dict, agents_node: dict) -> list:
     groups = []
     for name, body in node.items():
         where = f"groups.{name}"
-        problem = name_problem(name)
-        if problem:
-            doc.add(node, name, where, problem, rename_fix(name))
+        if not doc.valid_name(node, name, where):
             continue
         body = section(doc, node, name, where)
         unknown_keys(doc, body, GROUP_KEYS, where)
