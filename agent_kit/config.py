@@ -23,13 +23,17 @@ ENV_OVERRIDES = {  # env var -> path of the config key it overrides
     "HATCHERY_MANAGER": ("manager",),
     "HATCHERY_BROKER_HOST": ("broker", "host"),
     "HATCHERY_BROKER_PORT": ("broker", "port"),
+    # The runtime's token for this start of the handler (contract.INSTANCE_RE); an
+    # environment value, not a file key, so the config file (and its hash) stays the
+    # same from one start to the next.
+    "HATCHERY_AGENT_INSTANCE": ("instance",),
 }
 TOP_KEYS = {"name", "manager", "broker", "heartbeat_interval", "version_command",
             "reload", "max_payload", "session_expiry", "alert_interval",
             "command_timeout", "keepalive",
             # credentials: the files hold the secrets, never this JSON
             "username", "password_file", "signing_key_file", "broadcast_key_file",
-            "credentials"}
+            "credentials", "instance"}
 BROKER_KEYS = {"host", "port", "ca_file"}
 SECRET_FILE_LIMIT = 4096
 CLIENT_ID_LABEL = b"mqtt-client-id"
@@ -70,6 +74,7 @@ class AgentConfig:
     broadcast_key_file: Optional[str] = None
     credentials: Optional[str] = None     # a fingerprint: changes when the secrets rotate
     ca_file: Optional[str] = None         # verify the broker's TLS certificate against this CA
+    instance: Optional[str] = None        # this start's token from the runtime (contract.INSTANCE_RE)
 
     @property
     def client_id(self) -> str:
@@ -194,7 +199,17 @@ def from_dict(data: dict, source: str = "config", require_name: bool = True) -> 
         broadcast_key_file=_path(data.get("broadcast_key_file"), source, "broadcast_key_file"),
         credentials=_path(data.get("credentials"), source, "credentials"),
         ca_file=_path(broker.get("ca_file"), source, "broker.ca_file"),
+        instance=_instance(data.get("instance"), source),
     )
+
+
+def _instance(value: object, source: str) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not contract.INSTANCE_RE.fullmatch(value):
+        raise ValueError(f"{source}: key 'instance' must be 8 to 32 lowercase letters or "
+                         "digits (the runtime's token for this start)")
+    return value
 
 
 def _optional_name(value: object, source: str, key: str) -> Optional[str]:

@@ -28,6 +28,11 @@ FLEET_PREFIX = "fleet"
 # use fullmatch; the \Z keeps a caller that uses .match() safe too.
 NAME_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 COMMAND_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+# A handler instance: a random token the runtime gives each handler it starts
+# (agent_kit.config ``instance``), carried in its birth message, Will, heartbeats
+# and replies, so the control side can tell the handler it started from anything
+# else speaking with the agent's login.
+INSTANCE_RE = re.compile(r"\A[a-z0-9]{8,32}\Z")
 _RFC3339_RE = re.compile(
     r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z", re.ASCII)
 
@@ -209,12 +214,14 @@ HEARTBEAT_SCHEMA = {
     "v": (int, True), "ts": (str, True), "agent": (str, True), "ok": (bool, True),
     "uptime": (_NUM, True), "mem_kb": (int, False), "cpu": (_NUM, False),
     "errors": (dict, False), "interval": (_NUM, False), "version": (str, False),
+    "instance": (str, False),
 }
 STATE_SCHEMA = {"v": (int, True), "ts": (str, True), "agent": (str, True),
-                "kind": (str, True), "state": (str, True)}
+                "kind": (str, True), "state": (str, True), "instance": (str, False)}
 REPLY_SCHEMA = {"v": (int, True), "ts": (str, True), "agent": (str, True),
                 "kind": (str, True), "id": (str, True), "verb": (str, True),
-                "ok": (bool, True), "result": (dict, False), "error": (str, False)}
+                "ok": (bool, True), "result": (dict, False), "error": (str, False),
+                "instance": (str, False)}
 ALERT_SCHEMA = {"v": (int, True), "ts": (str, True), "agent": (str, True),
                 "kind": (str, True), "code": (str, True), "reason": (str, False),
                 "count": (int, False), "suppressed": (int, False),
@@ -241,6 +248,8 @@ def check_schema(payload: dict, schema: dict) -> dict:
     if payload["v"] != SCHEMA_VERSION:
         raise ContractError("bad-version", str(payload["v"])[:10])
     parse_rfc3339(payload["ts"])
+    if "instance" in payload and not INSTANCE_RE.fullmatch(payload["instance"]):
+        raise ContractError("bad-instance")
     return payload
 
 
@@ -270,14 +279,27 @@ def parse_command(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
 
 # --- agent-side payloads ------------------------------------------------------
 
-def make_state(agent: str, state: str) -> dict:
+def check_instance(value: object) -> str:
+    """Return ``value`` if it is a handler instance token, else raise ContractError."""
+    if not isinstance(value, str) or not INSTANCE_RE.fullmatch(value):
+        raise ContractError("bad-instance")
+    return value
+
+
+def _with_instance(payload: dict, instance: str | None) -> dict:
+    if instance is not None:
+        payload["instance"] = check_instance(instance)
+    return payload
+
+
+def make_state(agent: str, state: str, instance: str | None = None) -> dict:
     """Retained online/offline state (birth message and Last Will)."""
-    return {"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": agent,
-            "kind": "state", "state": state}
+    return _with_instance({"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": agent,
+                           "kind": "state", "state": state}, instance)
 
 
 def make_reply(agent: str, command: dict, ok: bool, result: dict | None = None,
-               error: str | None = None) -> dict:
+               error: str | None = None, instance: str | None = None) -> dict:
     """A reply on the status topic, carrying the id of the command it answers."""
     reply = {"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": agent,
              "kind": "reply", "id": command["id"], "verb": command["verb"], "ok": ok}
@@ -285,7 +307,7 @@ def make_reply(agent: str, command: dict, ok: bool, result: dict | None = None,
         reply["result"] = result
     if error is not None:
         reply["error"] = error
-    return reply
+    return _with_instance(reply, instance)
 
 
 def make_alert(agent: str, code: str, **fields) -> dict:
@@ -337,12 +359,13 @@ def check_scalar(key: str, value: object) -> object:
 
 def make_heartbeat(agent: str, ok: bool, uptime: float, *, mem_kb: int | None = None,
                    cpu: float | None = None, errors: dict | None = None,
-                   interval: float | None = None, version: str | None = None) -> dict:
+                   interval: float | None = None, version: str | None = None,
+                   instance: str | None = None) -> dict:
     """A retained heartbeat (about 200 bytes); raises ContractError if malformed."""
     beat = {"v": SCHEMA_VERSION, "ts": now_rfc3339(), "agent": check_name(agent),
             "ok": ok, "uptime": uptime}
     optional = {"mem_kb": mem_kb, "cpu": cpu, "errors": errors,
-                "interval": interval, "version": version}
+                "interval": interval, "version": version, "instance": instance}
     beat.update({k: v for k, v in optional.items() if v is not None})
     return validate_heartbeat(beat)
 

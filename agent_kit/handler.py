@@ -102,7 +102,7 @@ class CommandHandler:
     # --- lifecycle ----------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        will = contract.encode(contract.make_state(self.name, contract.STATE_OFFLINE))
+        will = contract.encode(self._state(contract.STATE_OFFLINE))
         client = bus.new_client(self.config.client_id, will=(self.topics["status"], will),
                                 username=self.config.username, password=self._password,
                                 ca_file=self.config.ca_file)
@@ -110,6 +110,10 @@ class CommandHandler:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
+
+    def _state(self, state: str) -> dict:
+        """Birth, Will or goodbye, naming this start's instance (when the runtime gave one)."""
+        return contract.make_state(self.name, state, self.config.instance)
 
     def start(self) -> None:
         """Start workers and housekeeping, then connect (and reconnect) in the background."""
@@ -129,7 +133,7 @@ class CommandHandler:
         """Clean stop: retained offline state, DISCONNECT (so no Will), threads joined."""
         self._stopping.set()
         if self._connected.is_set():
-            offline = contract.encode(contract.make_state(self.name, contract.STATE_OFFLINE))
+            offline = contract.encode(self._state(contract.STATE_OFFLINE))
             try:
                 bus.publish_and_wait(self.client, self.topics["status"], offline,
                                      retain=True, timeout=timeout)
@@ -158,7 +162,7 @@ class CommandHandler:
             return
         # subscriptions live in the session, but a fresh session has none: always ask
         client.subscribe([(self.topics["command"], 1), (self.broadcast, 1)])
-        birth = contract.make_state(self.name, contract.STATE_ONLINE)
+        birth = self._state(contract.STATE_ONLINE)
         client.publish(self.topics["status"], contract.encode(birth), qos=1, retain=True)
         self.connected_since = contract.now_rfc3339()
         self._connected.set()
@@ -242,7 +246,7 @@ class CommandHandler:
 
     def _reply(self, command: dict, ok: bool, result: dict | None = None,
                error: str | None = None) -> None:
-        reply = contract.make_reply(self.name, command, ok, result, error)
+        reply = contract.make_reply(self.name, command, ok, result, error, self.config.instance)
         self.counters.add("answered")  # before the publish: a reader of the reply sees it
         self.client.publish(self.topics["status"], contract.encode(reply), qos=1)
         log.info("%s: %s %s answered ok=%s", self.name, command["verb"], command["id"], ok)
@@ -289,7 +293,7 @@ class CommandHandler:
         return contract.make_heartbeat(
             self.name, True, self.uptime(), mem_kb=rss_kb(), cpu=self._cpu.sample(),
             errors={"dropped": dropped, "failed": self.counters.get("failed")},
-            interval=self.config.heartbeat_interval)
+            interval=self.config.heartbeat_interval, instance=self.config.instance)
 
     def _publish_heartbeat(self) -> dict:
         beat = self.heartbeat()

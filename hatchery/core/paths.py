@@ -25,6 +25,7 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     secrets/<agent>.retired             marker: agent.retire revoked it; hatch clears it
     tls/{ca.crt,ca.key,server.crt,server.key}   generated TLS material
     collect.log, audit.log, heal.log    the scheduled jobs' output
+    intent.json, intent.lock            operator intent: agents stopped on purpose, rollout leases
 
 ``StatePaths(root)`` answers with paths under ``root``; ``StatePaths.relative()``
 answers with the same paths relative to the root, for files written on a
@@ -194,6 +195,16 @@ class StatePaths:
     @property
     def audit_log(self) -> PurePath:
         return self.root / "audit.log"
+
+    @property
+    def intent_file(self) -> PurePath:
+        """What the operator wants of each agent: stopped, and rollout leases (core.intent)."""
+        return self.root / "intent.json"
+
+    @property
+    def intent_lock(self) -> PurePath:
+        """Held for the few milliseconds a change to intent.json takes."""
+        return self.root / "intent.lock"
 
     @property
     def dashboard_password(self) -> PurePath:

@@ -14,10 +14,66 @@ A new runtime (ssh, systemd, ...) is a class with these methods in
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Protocol, runtime_checkable
 
 from hatchery.inventory.model import AgentSpec, Inventory
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """What a runtime says about one agent now: its word, which the bus cannot forge.
+
+    Every runtime fills the same fields; callers never ask which runtime answered.
+    """
+
+    agent: str
+    runtime: str
+    running: Optional[bool]                 # None: the runtime could not be asked (host unreachable)
+    health: Optional[str] = None            # healthy | unhealthy | starting; None without a health check
+    restarting: bool = False                # the runtime is restarting it by itself (its restart policy)
+    started_at: Optional[float] = None      # epoch seconds of the current start
+    instance: Optional[str] = None          # the token the runtime gave this start (contract.INSTANCE_RE)
+    host: str = "local"                     # where it runs: a hosts: name, an engine address, or local
+    node: Optional[str] = None              # on a cluster: the node its task runs on
+    pid: object = None                      # an int, a list (duplicates), or None
+    status: str = ""                        # the runtime's own word: running, exited, missing, ...
+    problem: str = ""                       # what is off: duplicates, orphan, a pid file that lies
+    in_inventory: bool = True
+    detail: dict = field(default_factory=dict)   # runtime-specific extras for agent.list (container, image, log)
+
+    @property
+    def up(self) -> bool:
+        """Running and not reported unhealthy."""
+        return bool(self.running) and self.health != "unhealthy"
+
+    def as_row(self) -> dict:
+        row = {"agent": self.agent, "host": self.host, "runtime": self.runtime, "running": self.running,
+               "pid": self.pid, "status": self.status, "health": self.health, "node": self.node,
+               "instance": self.instance, "started_at": self.started_at, "problem": self.problem,
+               "in_inventory": self.in_inventory}
+        return {**row, **self.detail}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What an agent runs now, recorded when it started: the basis of upgrade and rollback."""
+
+    config: Optional[str] = None            # the hash of the config it started with
+    started: Optional[float] = None         # epoch seconds
+    instance: Optional[str] = None
+    kit: Optional[str] = None               # local: the agent_kit copy's hash
+    image: Optional[str] = None             # image runtimes: the image tag
+    image_id: Optional[str] = None
+
+    def describe(self) -> str:
+        """A short 'what it runs' for tables: agent_kit hash or image tag, and config hash."""
+        what = self.kit or (self.image or "?").rsplit(":", 1)[-1]
+        return f"{what}/{self.config or '?'}"
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 @runtime_checkable
@@ -25,6 +81,10 @@ class Runtime(Protocol):
     """Where the broker and the agents run: 'local' processes or 'docker' containers."""
 
     name: str
+    # Capabilities: callers read these, never the runtime's name.
+    restarts_crashed: bool      # it restarts a crashed agent by itself (a restart policy): heal waits for it
+    builds_images: bool         # agents run from images it builds (agent.hatch --render-only writes them)
+    inspectable: bool           # it reports health and start times worth checking the bus against
 
     # --- the broker ---------------------------------------------------------------
 

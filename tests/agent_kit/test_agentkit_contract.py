@@ -171,3 +171,35 @@ def test_rfc3339_round_trip():
     parsed = contract.parse_rfc3339(contract.now_rfc3339())
     assert parsed.tzinfo is not None
     assert contract.parse_rfc3339("2026-03-18T21:30:00.123456789+02:00").microsecond == 123456
+
+
+# --- instances and the typed decode (agent_kit.messages) ------------------------------
+
+def test_an_instance_rides_on_birth_will_reply_and_heartbeat():
+    from agent_kit import messages
+    birth = contract.make_state("a", contract.STATE_ONLINE, "0123abcd")
+    assert messages.decode("a", "status", contract.encode(birth)).instance == "0123abcd"
+    reply = contract.make_reply("a", {"id": "c1", "verb": "health-check"}, True, {}, None, "0123abcd")
+    assert messages.decode("a", "status", contract.encode(reply)).instance == "0123abcd"
+    beat = contract.make_heartbeat("a", True, 1, instance="0123abcd")
+    assert messages.decode("a", "heartbeat", contract.encode(beat)).instance == "0123abcd"
+
+
+@pytest.mark.parametrize("instance", ["", "short", "UPPERCASE1", "0123abcd\n", "a" * 33, "0123-abcd"])
+def test_a_malformed_instance_is_refused(instance):
+    with pytest.raises(contract.ContractError):
+        contract.make_state("a", contract.STATE_ONLINE, instance)
+    birth = contract.make_state("a", contract.STATE_ONLINE)
+    birth["instance"] = instance
+    with pytest.raises(contract.ContractError, match="bad-instance"):
+        contract.validate_status(birth)
+
+
+def test_the_typed_decode_refuses_a_payload_about_another_agent():
+    from agent_kit import messages
+    beat = contract.encode(contract.make_heartbeat("b", True, 1))
+    with pytest.raises(contract.ContractError, match="wrong-agent"):
+        messages.read("fleet/a/heartbeat", beat)
+    assert messages.read("fleet/b/heartbeat", beat)[2].agent == "b"
+    assert messages.read("other/topic", beat) is None
+    assert isinstance(messages.read("fleet/b/heartbeat", b"")[2], messages.Cleared)

@@ -1,0 +1,160 @@
+"""The one fleet state: folding and judging, with no broker (pure fixtures)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from agent_kit import contract
+from hatchery.core.intent import IntentBook, Lease, Stopped
+from hatchery.observe.fleetstate import (
+    BROKER_UPTIME_TOPIC,
+    MAX_EXTRA_AGENTS,
+    FleetState,
+    Verdict,
+)
+
+NOW = 1_800_000_000.0
+
+
+@dataclass
+class Msg:
+    topic: str
+    payload: bytes
+    retain: bool = True
+    received: float = NOW
+
+
+def ts(at: float) -> str:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def beat(name, at=NOW - 5, ok=True, **extra) -> Msg:
+    body = {"v": 1, "ts": ts(at), "agent": name, "ok": ok, "uptime": 10, **extra}
+    return Msg(f"fleet/{name}/heartbeat", json.dumps(body).encode())
+
+
+def state(name, online=True, at=NOW - 5, instance=None, received=NOW) -> Msg:
+    body = {"v": 1, "ts": ts(at), "agent": name, "kind": "state",
+            "state": "online" if online else "offline"}
+    if instance:
+        body["instance"] = instance
+    return Msg(f"fleet/{name}/status", json.dumps(body).encode(), received=received)
+
+
+def fleet(*names, interval=60.0) -> FleetState:
+    return FleetState({n: interval for n in names}, "zephyr", clock=lambda: NOW)
+
+
+def verdict(fs: FleetState, name: str, book=IntentBook(), **kw) -> Verdict:
+    return fs.judge(name, book, now=NOW, **kw).verdict
+
+
+def test_online_stale_offline_missing_unhealthy():
+    fs = fleet("a", "b", "c", "d", "e")
+    fs.observe_all([beat("a"), state("a"), beat("b", at=NOW - 500), state("b"),
+                    beat("c"), state("c", online=False), beat("e", ok=False), state("e")])
+    assert [j.verdict for j in fs.judge_all(IntentBook(), now=NOW)] == [
+        Verdict.ONLINE, Verdict.STALE, Verdict.OFFLINE, Verdict.MISSING, Verdict.UNHEALTHY]
+
+
+def test_threshold_overrides_the_interval():
+    fs = fleet("a").observe_all([beat("a", at=NOW - 30), state("a")])
+    assert verdict(fs, "a") is Verdict.ONLINE
+    assert verdict(fs, "a", threshold=10) is Verdict.STALE
+
+
+def test_a_future_heartbeat_is_never_fresh():
+    fs = fleet("a").observe_all([beat("a", at=NOW + 3600), state("a")])
+    judgement = fs.judge("a", IntentBook(), now=NOW)
+    assert judgement.verdict is Verdict.STALE and "future" in judgement.reason
+
+
+def test_online_older_than_the_broker_start_is_unconfirmed():
+    fs = fleet("a").observe_all([beat("a", at=NOW - 40), state("a", at=NOW - 40),
+                                 Msg(BROKER_UPTIME_TOPIC, b"20 seconds")])
+    judgement = fs.judge("a", IntentBook(), now=NOW)
+    assert judgement.verdict is Verdict.UNKNOWN and judgement.problem
+    fs.observe(beat("a", at=NOW - 1))
+    assert verdict(fs, "a") is Verdict.ONLINE
+
+
+def test_stopped_and_retired_are_never_problems():
+    fs = fleet("a", "b", "c").observe_all([state("a", online=False)])
+    book = IntentBook(stopped={"a": Stopped(NOW - 60, "agent.stop")}, retired=frozenset({"b"}))
+    judged = {j.agent: j for j in fs.judge_all(book, now=NOW)}
+    assert judged["a"].verdict is Verdict.STOPPED and not judged["a"].problem
+    assert judged["b"].verdict is Verdict.RETIRED and not judged["b"].problem
+    assert judged["c"].verdict is Verdict.MISSING and judged["c"].problem
+
+
+def test_a_leased_agent_keeps_its_verdict_but_is_no_problem_until_the_lease_expires():
+    fs = fleet("a").observe_all([state("a", online=False)])
+    held = IntentBook(leases={"a": Lease("fleet.rollout pid 1", NOW + 30, NOW)})
+    judgement = fs.judge("a", held, now=NOW)
+    assert judgement.verdict is Verdict.OFFLINE and not judgement.problem and "rollout" in judgement.reason
+    expired = IntentBook(leases={"a": Lease("fleet.rollout pid 1", NOW - 1, NOW - 60)})
+    assert fs.judge("a", expired, now=NOW).problem
+
+
+def test_a_will_of_an_old_instance_does_not_take_down_its_successor():
+    fs = fleet("a").observe_all([beat("a"), state("a", instance="new00001")])
+    fs.observe(state("a", online=False, instance="old00001"))
+    assert verdict(fs, "a") is Verdict.ONLINE
+    fs.observe(state("a", online=False, instance="new00001"))
+    assert verdict(fs, "a") is Verdict.OFFLINE
+
+
+def test_a_payload_naming_another_agent_is_invalid():
+    fs = fleet("a", "b")
+    fs.observe(Msg("fleet/a/heartbeat", beat("b").payload))
+    assert fs.facts("a").invalid == 1 and fs.facts("a").beat is None
+    assert verdict(fs, "b") is Verdict.MISSING
+
+
+def test_cleared_retained_topics_forget_the_agent():
+    fs = fleet("a").observe_all([beat("a"), state("a")])
+    fs.observe_all([Msg("fleet/a/heartbeat", b""), Msg("fleet/a/status", b"")])
+    assert verdict(fs, "a") is Verdict.MISSING
+
+
+def test_agents_outside_the_inventory_are_capped():
+    fs = fleet("a")
+    for i in range(MAX_EXTRA_AGENTS + 5):
+        fs.observe(beat(f"x{i}"))
+    assert len(fs.agents) == 1 + MAX_EXTRA_AGENTS and fs.dropped_extra == 5
+    assert not fs.facts("x0").in_inventory
+
+
+def test_two_instances_taking_turns_are_seen():
+    fs = fleet("a")
+    for i, instance in enumerate(["aaaaaaaa", "bbbbbbbb", "aaaaaaaa", "bbbbbbbb"]):
+        fs.observe(state("a", instance=instance, received=NOW - 10 + i))
+    assert fs.facts("a").duelling(NOW) == ("aaaaaaaa", "bbbbbbbb")
+    assert fleet("b").observe_all([state("b", instance="aaaaaaaa")]).facts("b").duelling(NOW) == ()
+
+
+def test_versions_come_from_replies_as_printable_text():
+    fs = fleet("a")
+    reply = {"v": 1, "ts": ts(NOW), "agent": "a", "kind": "reply", "id": "c1",
+             "verb": "version-report", "ok": True, "result": {"version": "Python 3.11.7\x1b[2J"}}
+    fs.observe(Msg("fleet/a/status", json.dumps(reply).encode(), retain=False))
+    assert fs.facts("a").version == "Python 3.11.7?[2J"
+
+
+def test_heal_alerts_on_the_manager_topic_land_on_the_agent_they_name():
+    fs = fleet("a")
+    alert = contract.make_alert("a", "heal-restart", reason="offline", count=1, level="warning")
+    fs.observe(Msg("fleet/zephyr/alert", contract.encode(alert), retain=False))
+    assert fs.facts("a").last_alert == "heal-restart"
+    assert fs.manager_alerts[-1].agent == "a"
+
+
+@pytest.mark.parametrize("payload", [b"not json", b"{}", b'{"v":1}', b"[" * 5000])
+def test_bad_payloads_are_counted_not_folded(payload):
+    fs = fleet("a")
+    assert fs.observe(Msg("fleet/a/heartbeat", payload))
+    assert fs.facts("a").invalid == 1 and fs.invalid_by_kind == {"heartbeat": 1}
