@@ -20,8 +20,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import paho.mqtt.client as mqtt
-
+from hatchery.bus import wire
 from hatchery.bus.client import BusClient
 from hatchery.configs.broker import control_socket, tls_source_files
 from hatchery.errors import BusError
@@ -52,16 +51,16 @@ class Connection:
                          protocol=protocol_for(self.user), unix_socket=self.unix_socket)
 
 
-# Roles that only listen. They speak MQTT 3.1.1: measured (bench/protocol_bench.py)
-# a v5 client spends ~30 % more CPU per received message (paho builds a
-# Properties object for each), and v5's one feature we rely on, message expiry,
-# matters only to who sends commands. The manager keeps v5 for that.
+# Roles that only listen. They speak MQTT 3.1.1: v5's one feature we rely on,
+# message expiry, matters only to who sends commands (the manager keeps v5 for
+# that), and a 3.1.1 PUBLISH carries no property list to read. (With paho a v5
+# client spent ~30 % more CPU per received message, bench/protocol_bench.py.)
 LISTENING_ROLES = ("monitor", "exporter", "recorder")
 
 
 def protocol_for(user: str) -> int:
     """The MQTT protocol a control-side role connects with."""
-    return mqtt.MQTTv311 if user in LISTENING_ROLES else mqtt.MQTTv5
+    return wire.MQTTv311 if user in LISTENING_ROLES else wire.MQTTv5
 
 
 def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Optional[str] = None,

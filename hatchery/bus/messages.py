@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from types import MappingProxyType
+from typing import Mapping, Optional
 
+NO_PROPERTIES: Mapping = MappingProxyType({})
 ANSWERED, FAILED, OFFLINE, SILENT = "answered", "failed", "offline", "silent"
 
 
@@ -27,9 +29,12 @@ class Reply:
 
 @dataclass
 class Message:
-    """A received message, detached from paho."""
+    """A received message, as ``bus.wire`` decoded it."""
 
     topic: str
     payload: bytes
     retain: bool
     received: float       # time.time() at arrival
+    # MQTT 5 properties by paho's names (``MessageExpiryInterval``, ``UserProperty``:
+    # a tuple of (key, value) pairs, ...); empty for 3.1.1 and for most messages
+    properties: Mapping = field(default_factory=lambda: NO_PROPERTIES, compare=False)

@@ -93,6 +93,18 @@ class Pending:
                 self.ids[name], self.sent[name] = command_id, now
         return command_id
 
+    def seed(self, states: dict) -> None:
+        """Start from a standing subscription's states (``bus.standing``): an agent
+        known offline is settled at once, as its retained Will would settle it."""
+        with self.cond:
+            for name in self.names:
+                state = states.get(name)
+                if state is None or name in self.states:
+                    continue     # what this request already saw is newer
+                self.states[name] = state
+                if state == contract.STATE_OFFLINE and name not in self.answers:
+                    self.unsettled.discard(name)
+
     def on_message(self, message: Message) -> None:
         # fleet/{name}/status with a name we asked: the names were checked
         # against the contract, so membership is the whole topic check
