@@ -35,6 +35,7 @@ from typing import Mapping, Optional
 from hatchery.core.assets import ROLES
 from hatchery.errors import InventoryError
 from hatchery.inventory import parse
+from hatchery.inventory.cache import InventoryCache, cache_key
 from hatchery.inventory.document import Doc, checked_fields, section, unknown_keys
 from hatchery.inventory.fields import (
     AGENT_FIELDS,
@@ -100,17 +101,39 @@ class _Recheck(Exception):
 
 
 def load_inventory(path=None, env: Optional[Mapping[str, str]] = None) -> Inventory:
-    """Read and validate the inventory; raise InventoryError listing every problem."""
+    """Read and validate the inventory; raise InventoryError listing every problem.
+
+    An inventory read before, unchanged (and its role files, and this
+    hatchery), comes from the private cache of ``inventory.cache``.
+    """
+    env = os.environ if env is None else env
     chosen = resolve_path(path, env)
     shown = str(chosen)
     text = _read_text(chosen, shown)
+    cache = InventoryCache.for_env(env)
+    key = cache_key(chosen, text.encode("utf-8"), role_dirs(chosen)) if cache else None
     with _collector_paused():
-        if parse.fast_available():
-            try:
-                return _load(text, shown, chosen, fast=True)
-            except (parse.Unsure, _Recheck):
-                pass
-        return _load(text, shown, chosen, fast=False)
+        cached = cache.get(chosen, key) if key else None
+        if cached is not None:
+            return cached
+        inventory = _load_checked(text, shown, chosen)
+    if key:
+        cache.put(chosen, key, inventory)
+    return inventory
+
+
+def role_dirs(path: Path) -> list:
+    """Where an inventory's roles are looked up: beside it, then the hatchery repo's."""
+    return [path.absolute().parent / "roles", REPO_ROLES]
+
+
+def _load_checked(text: str, shown: str, chosen: Path) -> Inventory:
+    if parse.fast_available():
+        try:
+            return _load(text, shown, chosen, fast=True)
+        except (parse.Unsure, _Recheck):
+            pass
+    return _load(text, shown, chosen, fast=False)
 
 
 @contextlib.contextmanager
@@ -158,7 +181,7 @@ def _build(doc: Doc, data: dict, path: Path) -> Inventory:
     broker = checked_fields(doc, section(doc, data, "broker", "broker"), BROKER_FIELDS, "broker")
     agents_node = section(doc, data, "agents", "agents")
     groups = _groups(doc, section(doc, data, "groups", "groups"), agents_node)
-    roles = _RoleBook([path.parent / "roles", REPO_ROLES], doc.problems, doc.fast)
+    roles = _RoleBook(role_dirs(path), doc.problems, doc.fast)
     agents = {}
     for name, node in _agent_nodes(doc, agents_node, manager):
         agents[name] = _agent(doc, agents_node, name, node, groups, roles)
