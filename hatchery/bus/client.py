@@ -111,20 +111,13 @@ class BusClient:
     def _dispatch(self, messages: list) -> None:
         routes = self._routes          # a tuple replaced on change: no lock, no copy
         for message in messages:
-            topic, levels = message.topic, None
+            topic = message.topic
             for route in routes:
-                if topic in route.exact:
-                    pass
-                elif route.wild:
-                    levels = levels or topic.split("/")
-                    if not route.matches_wild(levels):
-                        continue
-                else:
-                    continue
-                try:
-                    route.callback(message)
-                except Exception:     # one bad callback must not stop the bus thread
-                    self.callback_errors += 1
+                if topic in route.exact or (route.wild is not None and route.wild(topic)):
+                    try:
+                        route.callback(message)
+                    except Exception:     # one bad callback must not stop the bus thread
+                        self.callback_errors += 1
 
     @contextlib.contextmanager
     def listen(self, filters: Iterable[str], callback: Callable[[Message], None], *,

@@ -5,6 +5,7 @@ Filled on the network thread by ``BusClient.request``; O(1) per message.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -36,22 +37,44 @@ def status_filters(names: list, broadcast_manager: Optional[str]) -> tuple:
 class Route:
     """Where messages for one ``listen`` block go, matched without paho's matcher.
 
-    paho's ``topic_matches_sub`` builds a matcher per call; here exact filters
-    are one set lookup and wildcard filters are pre-split, so the topic is
-    split at most once per message.
+    Exact filters are one set lookup; the wildcard filters of a route are one
+    compiled regular expression (``filter_regex``), so a topic is matched
+    without being split.
     """
 
     def __init__(self, filters: tuple, callback: Callable[[Message], None]):
         self.exact = frozenset(f for f in filters if "+" not in f and "#" not in f)
-        self.wild = tuple(tuple(f.split("/")) for f in filters if f not in self.exact)
+        wild = [f for f in filters if f not in self.exact]
+        self.wild = filter_regex(wild).fullmatch if wild else None
         self.callback = callback
 
-    def matches_wild(self, levels: list) -> bool:
-        return any(filter_matches(pattern, levels) for pattern in self.wild)
+    def matches(self, topic: str) -> bool:
+        return topic in self.exact or (self.wild is not None and self.wild(topic) is not None)
+
+
+def filter_regex(filters: list) -> "re.Pattern":
+    """One pattern matching (``fullmatch``) the topic names any of ``filters`` matches.
+
+    ``+`` is one level (possibly empty), ``#`` the rest (possibly nothing, so
+    ``a/#`` matches ``a``), and a wildcard at the first level never matches a
+    ``$`` topic (``$SYS/...``), as MQTT says.
+    """
+    return re.compile("|".join(f"(?:{_filter_pattern(f)})" for f in filters), re.DOTALL)
+
+
+def _filter_pattern(topic_filter: str) -> str:
+    levels = topic_filter.split("/")
+    out = r"(?!\$)" if levels[0] in ("+", "#") else ""
+    for index, level in enumerate(levels):
+        if level == "#":
+            return out + ("(?:/.*)?" if index else ".*")
+        out += ("/" if index else "") + ("[^/]*" if level == "+" else re.escape(level))
+    return out
 
 
 def filter_matches(pattern: tuple, levels: list) -> bool:
-    """MQTT matching of a split filter against a split topic name."""
+    """MQTT matching of a split filter against a split topic name (the reference
+    the compiled form is tested against)."""
     if levels[0].startswith("$") and pattern[0] in ("+", "#"):
         return False      # wildcards never match $SYS-style topics at the first level
     for index, part in enumerate(pattern):
