@@ -1,4 +1,9 @@
-"""invoke agent.*: hatch, stop, retire, rotate credentials and list agents."""
+"""invoke agent.*: hatch, stop, retire, rotate credentials and list agents.
+
+The planners are imported inside the tasks that use them: every command loads
+this module, and ``provision.operations`` (with the bus, the credentials and
+the inventory editor behind it) is needed by few (bench/startup_bench.py).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,6 @@ from invoke import Collection
 from hatchery.core.hosts import host_of
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
-from hatchery.inventory.enrol import enrol_plan
-from hatchery.provision.operations import (
-    hatch_plans,
-    retire_plan,
-    rotate_plan,
-    stop_plan,
-)
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
 from hatchery.tasks.common import load, op, run_host_plans, run_plan, show
@@ -40,6 +38,8 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
     Agents on several hosts are hatched in parallel, one thread per host; a host
     that cannot be reached is reported and the others go on.
     """
+    from hatchery.inventory.enrol import enrol_plan
+    from hatchery.provision.operations import hatch_plans
     base = load(inventory)
     new = _enrolling(base, name, group, pattern, host)
     if render_only:
@@ -67,6 +67,7 @@ def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, js
     Without a selector it also stops orphans: handlers or containers of this
     fleet for names that are no longer in the inventory.
     """
+    from hatchery.provision.operations import stop_plan
     inv = load(inventory)
     targets = _targets(inv, name, group, pattern)
     orphans = not (name or group or pattern)
@@ -77,6 +78,7 @@ def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, js
 @op(name="the agent to retire")
 def retire(c, name, inventory=None, check=False, json=False):
     """Retire an agent for good: stop and remove it, clear its retained topics, revoke its credentials, comment it out of the inventory."""
+    from hatchery.provision.operations import retire_plan
     inv = load(inventory)
     agent = inv.agent(name)
     run_plan("agent.retire", lambda: retire_plan(inv, agent), lock=inv.state_dir,
@@ -86,6 +88,7 @@ def retire(c, name, inventory=None, check=False, json=False):
 @op(name="the agent whose credentials to rotate")
 def rotate_credentials(c, name, inventory=None, check=False, diff=False, json=False):
     """New secret and signing key for one agent; the broker reloads, only its handler restarts."""
+    from hatchery.provision.operations import rotate_plan
     inv = load(inventory)
     agent = inv.agent(name)
     if not inv.broker.auth:
@@ -103,8 +106,8 @@ def list_(c, name=None, group=None, pattern=None, host=None, inventory=None, jso
     rows = []
     for runtime_name in sorted({a.runtime for a in inv.agents.values()}):
         rows += for_runtime(runtime_name).agent_list(inv)
-    order = list(inv.agents)
-    listed = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order.index(r["agent"]))
+    order = {n: i for i, n in enumerate(inv.agents)}     # a dict: list.index made this O(n²)
+    listed = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order[r["agent"]])
     for row in listed:
         row.setdefault("host", host_of(inv, inv.agents[row["agent"]]))
     if not (name or group or pattern or host):     # orphans: running, but no longer in the inventory
