@@ -90,6 +90,11 @@ class BusClient:
         return self.unix_socket or f"{self.host}:{self.port}"
 
     @property
+    def received(self) -> int:
+        """Messages received so far (every one, whichever listener took it)."""
+        return self._link.received
+
+    @property
     def dropped(self) -> int:
         """Messages from the broker dropped as malformed (``bus.wire``), so far."""
         return self._link.dropped

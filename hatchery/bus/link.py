@@ -96,6 +96,7 @@ class Link:
         self._wake_r.setblocking(False)
         self._last_in = self._last_out = self._ping_at = 0.0
         self.reconnects = 0
+        self.received = 0                      # PUBLISH packets decoded and handed on
 
     # --- opening and closing ----------------------------------------------------------
 
@@ -372,6 +373,7 @@ class Link:
                 with self._cond:
                     self._out += wire.puback(acks)
             if messages:
+                self.received += len(messages)
                 self._on_messages(messages)   # BusClient guards each callback
             for control in controls:
                 self._control(*control)

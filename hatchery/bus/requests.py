@@ -43,6 +43,8 @@ class Route:
     """
 
     def __init__(self, filters: tuple, callback: Callable[[Message], None]):
+        for topic_filter in filters:
+            check_filter(topic_filter)
         self.exact = frozenset(f for f in filters if "+" not in f and "#" not in f)
         wild = [f for f in filters if f not in self.exact]
         self.wild = filter_regex(wild).fullmatch if wild else None
@@ -50,6 +52,28 @@ class Route:
 
     def matches(self, topic: str) -> bool:
         return topic in self.exact or (self.wild is not None and self.wild(topic) is not None)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def check_filter(topic_filter: str) -> str:
+    """``topic_filter`` if the broker will take it; UsageError otherwise.
+
+    Mosquitto drops the whole connection on a SUBSCRIBE it cannot accept
+    (a control character, a ``#`` that is not the last level, a ``+`` or ``#``
+    inside a level): every other listener on it would go deaf until the
+    reconnect.
+    """
+    levels = topic_filter.split("/")
+    bad = (not topic_filter or len(topic_filter.encode("utf-8")) > 0xFFFF
+           or _CONTROL.search(topic_filter)
+           or any(("+" in level or "#" in level) and level not in ("+", "#") for level in levels)
+           or "#" in levels[:-1])
+    if bad:
+        raise UsageError(f"not a topic filter the broker accepts: {topic_filter[:80]!r}",
+                         "use MQTT filters: + or # as whole levels, # last, no control characters")
+    return topic_filter
 
 
 def filter_regex(filters: list) -> "re.Pattern":
