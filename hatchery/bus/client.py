@@ -27,6 +27,7 @@ from hatchery.bus.link import Endpoint, Link, LinkError, Login
 from hatchery.bus.messages import Message
 from hatchery.bus.requests import Pending, Route, checked_name, status_filters
 from hatchery.bus.standing import StatusBoard
+from hatchery.core.collector import collector_paused
 from hatchery.errors import BusError, UsageError
 
 FIX_BROKER = "is the broker running? invoke broker.deploy / broker.status"
@@ -320,6 +321,11 @@ class BusClient:
         names = list(dict.fromkeys(checked_name(n) for n in names))
         if not names:
             return []
+        with collector_paused():        # a reply and its retained state per agent stay alive
+            return self._request(names, verb, timeout, broadcast_manager)
+
+    def _request(self, names: list, verb: str, timeout: float,
+                 broadcast_manager: Optional[str]) -> list:
         pending = Pending(names, verb)
         board = self._board
         if board is not None:    # already subscribed: no SUBSCRIBE, no retained burst

@@ -155,12 +155,12 @@ class Pending:
     def on_message(self, message: Message) -> None:
         # fleet/{name}/status with a name we asked: the names were checked
         # against the contract, so membership is the whole topic check
+        if message.retain and _OFFLINE_MARK not in message.payload:
+            return   # the retained state we start from; only "offline" settles anyone
         parts = message.topic.split("/")
         if (len(parts) != 3 or parts[2] != "status" or parts[0] != contract.FLEET_PREFIX
                 or parts[1] not in self.wanted):
             return
-        if message.retain and _OFFLINE_MARK not in message.payload:
-            return   # the retained state we start from; only "offline" settles anyone
         try:
             payload = contract.decode(message.payload)
         except contract.ContractError:

@@ -236,7 +236,13 @@ class Reader:
                     raise BadPacket("packet id 0")
                 acks.append(packet_id)
                 at += 2
-            topic = _topic(buf[start + 2:topic_end])
+            raw = buf[start + 2:topic_end]
+            if not raw or b"+" in raw or b"#" in raw or b"\x00" in raw:
+                raise BadPacket("not a topic name")
+            try:
+                topic = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadPacket("the topic is not UTF-8") from None
             properties = NO_PROPERTIES
             if self.level == MQTTv5:
                 if at >= end:
@@ -250,16 +256,6 @@ class Reader:
             self.last_problem = str(exc)
             return
         messages.append(Message(topic, buf[at:end], bool(first & 1), received, properties))
-
-
-def _topic(raw: bytes) -> str:
-    try:
-        topic = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadPacket("the topic is not UTF-8") from None
-    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-        raise BadPacket("not a topic name")
-    return topic
 
 
 # --- control packets the broker sends --------------------------------------------------

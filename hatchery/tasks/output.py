@@ -69,7 +69,9 @@ def clean(text: str, limit: int = 200) -> str:
     A compromised agent could otherwise put terminal control sequences into a
     version string or an error and have them run in the operator's terminal.
     """
-    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    text = str(text)
+    if not text.isprintable():      # the usual case is printable: one C call, no loop
+        text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -150,9 +152,9 @@ def table(rows: Sequence[dict], columns: Sequence[str], *, headers: Sequence[str
     headers = list(headers or [c.upper() for c in columns])
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    emit("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for row in cells:
-        emit("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
+             for row in [headers, *cells]]
+    emit("\n".join(lines))    # one write: a line each was a write (and a flush) per agent
 
 
 def _cell(value) -> str:
