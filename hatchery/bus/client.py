@@ -249,9 +249,9 @@ class BusClient:
 
         # QoS 0 both ways: a QoS 1 retained backlog could be held behind the
         # broker's inflight window while a QoS 0 marker overtakes it.
-        with self.listen(topics, on_message, qos=0, timeout=timeout):
+        with collector_paused(), self.listen(topics, on_message, qos=0, timeout=timeout):
             self._await_marker(done, timeout)
-        return list(got)
+        return got
 
     def _await_marker(self, done: threading.Event, timeout: float) -> None:
         """Publish a private marker and wait for it: what the broker queued before is in."""
