@@ -134,18 +134,22 @@ def retire_plan(inv: Inventory, agent: AgentSpec) -> list:
     then every retained topic the agent may write (heartbeat, status, alert,
     its selftest topic) is cleared *as the agent itself* (the only user the ACL
     lets write them) and read back empty by a fresh subscriber; only then are
-    its credentials revoked (SIGHUP) and, last, its inventory entry commented
-    out. If the clear cannot be confirmed nothing is revoked, so an interrupted
-    retire can simply be run again.
+    its credentials revoked (SIGHUP), its inventory entry commented out, and
+    last the topics are read once more: a copy of the handler still running
+    somewhere could publish between the read-back and the revoke. If the clear
+    cannot be confirmed nothing is revoked, so an interrupted retire can simply
+    be run again.
     """
     auth, changes = _auth_plan(inv, revoke=[agent.name])
     stop = for_runtime(agent.runtime).agent_stop_plan(inv, agent, remove=True)
-    clear, after = only_after(clear_retained_change(inv, agent), changes + [retire_change(inv, agent.name)])
+    clear, after = only_after(clear_retained_change(inv, agent),
+                              changes + [retire_change(inv, agent.name), still_clear_change(inv, agent)])
     return stop + [clear] + after
 
 
 RETAINED_KINDS = ("heartbeat", "status", "alert")       # the fleet topics an agent may write
 CLEAR_RETRIES_S = (0.5, 1.0, 2.0)                       # waits before clearing again
+QUIET_S = 0.5       # a read-back also listens this long: a publisher still at work shows up
 
 
 def retained_topics(name: str) -> list:
@@ -192,11 +196,37 @@ def _publish_empty(inv: Inventory, name: str, topics: list) -> None:
             bus.publish(topic, b"", retain=True, timeout=5.0)
 
 
-def retained_left(inv: Inventory, topics: list) -> list:
-    """The topics among ``topics`` that still hold a retained message, read by a fresh
-    subscriber (the manager's login, which may read them all)."""
-    with bus_for(inv) as bus:
-        return sorted({m.topic for m in bus.retained_messages(topics) if m.payload})
+def retained_left(inv: Inventory, topics: list, quiet: float = QUIET_S) -> list:
+    """The topics among ``topics`` that still hold a retained message, or on which anything
+    is published while we listen for ``quiet`` seconds, read by a fresh subscriber (the
+    manager's login, which may read them all)."""
+    heard: set = set()
+
+    def on_message(message) -> None:
+        if message.payload:
+            heard.add(message.topic)
+    with bus_for(inv) as bus, bus.listen(topics, on_message, qos=0):
+        left = {m.topic for m in bus.retained_messages(topics) if m.payload}
+        time.sleep(quiet)
+    return sorted(left | heard)
+
+
+def still_clear_change(inv: Inventory, agent: AgentSpec) -> Change:
+    """After the revoke: nothing was published on the agent's topics since the read-back."""
+    topics = retained_topics(agent.name)
+
+    def apply() -> str:
+        left = retained_left(inv, topics)
+        if left:
+            raise BusError(f"retired agent {agent.name}: {', '.join(left)} got a retained message "
+                           "after the clear (a copy of its handler still ran until the revoke, or "
+                           "its Last Will)",
+                           f"only {agent.name}'s login can clear it: invoke agent.hatch --name "
+                           f"{agent.name}, stop what else runs as {agent.name}, then agent.retire "
+                           f"--name {agent.name} again")
+        return "nothing retained on " + ", ".join(topics)
+    return Change(f"bus fleet/{agent.name} retained", "check",
+                  "nothing came back between the clear and the revoke", apply=apply)
 
 
 def only_after(first: Change, changes: list) -> tuple:
