@@ -120,7 +120,12 @@ class AgentFacts:
         return distinct if len(distinct) > 1 and switches >= 2 else ()
 
     def copy(self) -> "AgentFacts":
-        return replace(self, alerts=dict(self.alerts), births=deque(self.births, maxlen=BIRTHS_KEPT))
+        # Not dataclasses.replace: readers copy every agent on every snapshot, scrape and
+        # judgement, and replace() (which re-runs __init__) cost ~15 µs an agent.
+        new = object.__new__(AgentFacts)
+        new.__dict__.update(self.__dict__)
+        new.alerts, new.births = dict(self.alerts), deque(self.births, maxlen=BIRTHS_KEPT)
+        return new
 
 
 @dataclass(frozen=True)
