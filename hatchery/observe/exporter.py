@@ -29,7 +29,7 @@ from hatchery.bus.client import BusClient, Message
 from hatchery.core.intent import IntentBook, read_intent
 from hatchery.core.render import render
 from hatchery.inventory.model import Inventory
-from hatchery.observe.fleetstate import BROKER_UPTIME_TOPIC, AgentFacts, FleetState
+from hatchery.observe.fleetstate import AgentFacts, FleetState
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -300,8 +300,8 @@ def registry_for(metrics: BusMetrics) -> CollectorRegistry:
 
 
 def exporter_filters(manager: str) -> list:
-    """Everything under fleet/, the manager's broadcasts (round trips), the broker's uptime."""
-    return [f"{contract.FLEET_PREFIX}/+/+", contract.broadcast_topic(manager), BROKER_UPTIME_TOPIC]
+    """Everything under fleet/ and the manager's broadcasts (for round trips)."""
+    return [f"{contract.FLEET_PREFIX}/+/+", contract.broadcast_topic(manager)]
 
 
 def serve(inv: Inventory, bus: BusClient, *, port: int = 9883, addr: str = "127.0.0.1",

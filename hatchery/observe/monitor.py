@@ -133,7 +133,8 @@ def stream(inv: Inventory, bus: BusClient, *, on_event: Callable[[Event], None],
 
     def on_message(message: Message) -> None:
         event = to_event(message, inv.manager)
-        if event and event.kind in kinds and (include_retained or not event.retained):
+        if event and event.kind in kinds and (include_retained or not event.retained) \
+                and _about_chosen(event, inv.manager, agents):
             events.put(event)
 
     deadline = time.monotonic() + duration if duration is not None else None
@@ -158,7 +159,16 @@ def stream_filters(manager: str, agents: Optional[list], kinds: list) -> list:
     filters = [f"{contract.FLEET_PREFIX}/{n}/{k}" for n in names for k in kind_parts]
     if "command" in kinds and not agents:
         filters.append(contract.broadcast_topic(manager))
+    if "alert" in kinds and agents:     # fleet.heal's alerts about the chosen agents
+        filters.append(contract.topic(manager, "alert"))
     return filters
+
+
+def _about_chosen(event: "Event", manager: str, agents: Optional[list]) -> bool:
+    """With chosen agents, the manager's alerts count only when about one of them."""
+    if not agents or event.agent != manager or event.agent in agents:
+        return True
+    return event.payload.get("agent") in agents
 
 
 def to_event(message: Message, manager: str) -> Optional[Event]:

@@ -127,7 +127,8 @@ def test_to_event_marks_bad_payloads_and_broadcasts():
 
 def test_stream_filters():
     assert monitor.stream_filters("m", None, list(contract.KINDS)) == ["fleet/+/+", "m/broadcast"]
-    assert monitor.stream_filters("m", ["a"], ["alert"]) == ["fleet/a/alert"]
+    assert monitor.stream_filters("m", ["a"], ["alert"]) == ["fleet/a/alert", "fleet/m/alert"]
+    assert monitor.stream_filters("m", ["a"], ["status"]) == ["fleet/a/status"]
 
 
 def test_status_events_are_valid_and_named_and_a_bad_one_is_flagged():
@@ -156,3 +157,28 @@ def test_stream_summaries_come_from_the_typed_decode():
     # an agent speaks only for itself: b's heartbeat on a's topic is dropped, not shown
     forged = event("fleet/a/heartbeat", contract.make_heartbeat("b", True, 5))
     assert (forged.valid, forged.summary, forged.payload) == (False, "dropped: wrong-agent", {})
+
+
+def test_a_stream_of_chosen_agents_shows_the_heals_about_them_only(module_broker, bus):
+    name, other = unique(), unique()
+    inv = inventory(module_broker, [name, other])
+    got, stop = [], threading.Event()
+
+    def on_event(event):
+        got.append(event)
+        if name in event.summary:
+            stop.set()
+
+    def later():
+        time.sleep(0.3)
+        with BusClient(module_broker.host, module_broker.port) as heal:
+            for about in (other, name):         # in order: the one about `other` comes first
+                alert = contract.make_alert(about, "heal-restart", reason="offline", count=1)
+                heal.publish(contract.topic(inv.manager, "alert"), contract.encode(alert))
+    worker = threading.Thread(target=later)
+    worker.start()
+    try:
+        monitor.stream(inv, bus, on_event=on_event, agents=[name], kinds=["alert"], duration=5, stop=stop)
+    finally:
+        worker.join()
+    assert [(e.agent, e.summary) for e in got] == [(inv.manager, f"heal-restart for {name} count=1")]
