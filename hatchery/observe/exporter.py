@@ -93,7 +93,10 @@ class BusMetrics:
 
     def _heartbeat_codes(self, agent: str) -> None:
         """A new valid heartbeat: pin its first error codes, count the ones past the cap."""
-        beat = self.state.facts(agent).beat
+        # A peek, not facts() (a copy under the state's lock): the heartbeat is an immutable
+        # value, replaced whole, so reading the reference is safe from any thread.
+        facts = self.state.agents.get(agent)
+        beat = facts.beat if facts is not None else None
         if beat is None or beat is self._beats.get(agent):
             return                      # refused by the contract, or not tracked
         self._beats[agent] = beat
