@@ -52,13 +52,15 @@ def placement(inv: Inventory) -> dict:
 
 def row(facts: AgentFacts, judgement: Judgement, groups: tuple = (), host: str = "?",
         interval: Optional[float] = None) -> dict:
-    """One agent as the page and top show it (the dashboard's JSON keys). Nothing in it moves
-    with the clock alone: a reader computes the heartbeat's age from ``beat_ts``."""
+    """One agent as the page and top show it (the dashboard's JSON keys). Only the verdict
+    moves with the clock (FleetModel re-judges it); a reader computes the heartbeat's age
+    from ``beat_ts``."""
     beat = facts.beat
     return {"agent": facts.name, "groups": list(groups), "host": host,
             "interval": interval or (beat.interval if beat else None),
             "in_inventory": facts.in_inventory, "state": str(judgement.verdict),
-            "intent": str(judgement.intent), "beat_ts": beat.ts if beat else None, "ok": beat.ok if beat else None,
+            "intent": str(judgement.intent), "beat_ts": beat.ts if beat else None,
+            "ok": beat.ok if beat else None,
             "version": messages.printable(facts.version) if facts.version else None,
             "errors": beat.error_total if beat else None, "rtt_ms": facts.rtt_ms,
             "alerts": sum(facts.alerts.values()), "last_alert": facts.last_alert,
@@ -101,7 +103,8 @@ class FleetModel:
             self._seen, changed = self.state.changes_since(self._seen)
             names = [f.name for f in changed]
             if now - self._judged_at >= TICK:
-                names, self._judged_at = [f.name for f in self.state.snapshot()], now
+                # list() of a dict runs whole under the GIL: no copy of every agent's facts
+                names, self._judged_at = list(self.state.agents), now
             for name in names:
                 self._update(name, book, now)
             return self.version

@@ -99,7 +99,8 @@ def test_only_contract_valid_heartbeats_are_exported_and_error_codes_are_capped(
         _feed(metrics, "fleet/a/heartbeat", {**_beat("a"), "errors": {key: 1}})
     assert _sample(metrics, "hatchery_agent_invalid_messages_total", agent="a") == 5
     for round_ in range(3):
-        _feed(metrics, "fleet/a/heartbeat", {**_beat("a"), "errors": {f"r{round_}-{i}": 1 for i in range(40)}})
+        errors = {f"r{round_}-{i}": 1 for i in range(40)}
+        _feed(metrics, "fleet/a/heartbeat", {**_beat("a"), "errors": errors})
     codes = {s.labels["code"] for f in metrics.collect() for s in f.samples
              if s.name == "hatchery_agent_errors"}
     assert codes == {"other"}           # the last heartbeat has none of the 16 pinned codes

@@ -134,7 +134,8 @@ def test_an_agent_cannot_mint_error_series_or_labels(fleet):
 
 def test_only_a_refused_login_counts_as_an_auth_failure(fleet):
     before = _sample(_scrape(fleet), "hatchery_broker_auth_failures_total")
-    for client_id in ("x disconnected, not authorised.", "not authorised", "Client y disconnected, not authorised."):
+    baits = ("x disconnected, not authorised.", "not authorised", "Client y disconnected, not authorised.")
+    for client_id in baits:
         client, answers = _client(fleet, AGENT, fleet["secrets"][AGENT], client_id)
         assert answers and not answers[0].is_failure, client_id      # a successful login
         client.disconnect()
