@@ -117,7 +117,8 @@ class FleetModel:
 
     def _update(self, name: str, book: IntentBook, now: float) -> None:
         groups, host = self.places.get(name, ((), "?"))
-        new = row(self.state.facts(name), self.state.judge(name, book, now=now), groups, host,
+        facts = self.state.facts(name)
+        new = row(facts, self.state.judge_facts(facts, book, now=now), groups, host,
                   self.state.intervals.get(name))
         old = self._rows.get(name)
         if old is None and new["state"] == Verdict.RETIRED:

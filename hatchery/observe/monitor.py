@@ -90,7 +90,7 @@ def build_snapshot(state: FleetState, book: IntentBook, now: float, *,
                    threshold: Optional[float] = None) -> Snapshot:
     """Pure: a folded fleet state and the operator's intent to one judged Snapshot."""
     facts = {f.name: f for f in state.snapshot()}
-    judged = {j.agent: j for j in state.judge_all(book, threshold=threshold, now=now, names=facts)}
+    judged = {name: state.judge_facts(f, book, threshold=threshold, now=now) for name, f in facts.items()}
     return Snapshot(state, facts, judged, now)
 
 
