@@ -92,16 +92,22 @@
     set($("shown"), shown + " of " + sum.agents + " shown");
   }
 
+  function drop(name) {
+    const entry = agents.get(name);
+    if (entry) { entry.tr.remove(); agents.delete(name); }
+  }
+
   function apply(event) {
     offset = event.now - Date.now() / 1000;
     set($("title"), text(event.title));
     const t = now(), added = document.createDocumentFragment();
+    if (event.full) {                         // after a reconnect: whoever is not listed is gone
+      const listed = new Set(event.rows.map((d) => d.agent));
+      for (const name of [...agents.keys()]) if (!listed.has(name)) drop(name);
+    }
     for (const d of event.rows) {
       let entry = agents.get(d.agent);
-      if (d.state === "retired") {           // agent.retire: off the page for good
-        if (entry) { entry.tr.remove(); agents.delete(d.agent); }
-        continue;
-      }
+      if (d.state === "retired") { drop(d.agent); continue; }   // agent.retire: off for good
       if (!entry) { entry = makeRow(d.agent, added); agents.set(d.agent, entry); }
       entry.data = d;
       for (const g of d.groups || []) addOption($("f-group"), String(g));
