@@ -1,11 +1,12 @@
 """Threat 3, poisoned telemetry: the bus is advisory, the runtime is the authority.
 
 A compromised (or broken) agent can publish a retained heartbeat that says
-``ok`` and an ``online`` state while it does not run. For agents whose
-runtime can be asked (today: docker, from the container's ``docker
-inspect``) this module compares the one fleet state's facts and verdict
-with the runtime's word (a typed ``runtime.base.AgentState``) and reports
-every disagreement as ``inconsistent``:
+``ok`` and an ``online`` state while it does not run. For the agents of
+every runtime that is ``inspectable`` (it reports health and start times
+worth checking the bus against: docker today) this module compares the one
+fleet state's facts and verdict with the runtime's word, its typed
+``runtime.base.AgentState``, and reports every disagreement as
+``inconsistent``:
 
 - the bus says online (or unhealthy), the runtime says missing, exited,
   restarting or unhealthy;
@@ -15,23 +16,20 @@ every disagreement as ``inconsistent``:
   missing, stale or unknown;
 - the operator stopped or retired it (intent), but the runtime says running.
 
-``docker_state`` (inspect attrs in) and ``compare`` (facts, verdict and
-runtime state in) are pure and tested on captured data; ``runtime_states``
-and ``bus_and_runtime`` only add the reads.
+``compare`` (facts, verdict and runtime state in) is pure and tested on
+captured data; ``runtime_states`` and ``bus_and_docker`` only add the reads.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Optional
 
 from hatchery.bus.client import BusClient
 from hatchery.core.intent import Intent
 from hatchery.core.results import Result
-from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.inventory.model import Inventory
 from hatchery.observe.fleetstate import AgentFacts, Judgement, Verdict
 from hatchery.observe.health import HealthReport, classify
 from hatchery.observe.monitor import Snapshot, snapshot
@@ -77,33 +75,11 @@ class CrossCheckReport(Result):
 
 # --- pure -------------------------------------------------------------------------------
 
-def docker_state(agent: str, attrs: Optional[dict]) -> AgentState:
-    """From ``docker inspect`` attrs (None: no such container)."""
-    if attrs is None:
-        return AgentState(agent, DOCKER, False, status="missing", detail={"restart_count": 0})
-    state = attrs.get("State") or {}
-    status = state.get("Status") or "unknown"
-    # a stopped container keeps its last health status; it says nothing about now
-    health = (state.get("Health") or {}).get("Status") if status == "running" else None
-    started = docker_time(state.get("StartedAt"))
-    return AgentState(agent, DOCKER, status == "running", health, status == "restarting",
-                      started.timestamp() if started else None, status=status,
-                      detail={"restart_count": int(attrs.get("RestartCount") or 0)})
-
-
-def docker_time(text: Optional[str]) -> Optional[datetime]:
-    """Docker's RFC 3339 with nanoseconds; its zero time ('0001-01-01...') is None."""
-    if not text or text.startswith("0001-"):
-        return None
-    trimmed = re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00")
-    return datetime.fromisoformat(trimmed)
-
-
 def runtime_text(state: AgentState) -> str:
     """'running (healthy), 0 restart(s)': the runtime's word for a table."""
     health = f" ({state.health})" if state.health else ""
-    restarts = state.detail.get("restart_count")
-    return f"{state.status or 'unknown'}{health}" + ("" if restarts is None else f", {restarts} restart(s)")
+    restarts = "" if state.restarts is None else f", {state.restarts} restart(s)"
+    return f"{state.status or 'unknown'}{health}{restarts}"
 
 
 def _up(state: AgentState) -> bool:
@@ -168,8 +144,8 @@ def cross_check(inv: Inventory, snap: Snapshot, states: dict,
 
 
 def checked_agents(inv: Inventory) -> list:
-    """The agents whose runtime's word we check the bus against."""
-    return [a.name for a in inv.agents.values() if a.runtime == DOCKER]
+    """The agents whose runtime's word we check the bus against (``inspectable``)."""
+    return [a.name for a in inv.agents.values() if for_runtime(a.runtime).inspectable]
 
 
 docker_agents = checked_agents      # the name observe.verify imports
@@ -182,7 +158,7 @@ def runtime_states(inv: Inventory) -> dict:
     states = {}
     for name in checked_agents(inv):
         agent = inv.agents[name]
-        states[name] = docker_state(name, for_runtime(agent.runtime).agent_inspect(inv, agent))
+        states[name] = for_runtime(agent.runtime).agent_state(inv, agent)
     return states
 
 

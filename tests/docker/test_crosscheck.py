@@ -35,7 +35,6 @@ from hatchery.observe.crosscheck import (
     CONSISTENT,
     INCONSISTENT,
     compare,
-    docker_state,
     runtime_text,
 )
 from hatchery.observe.fleetstate import AgentFacts, Judgement
@@ -45,6 +44,7 @@ from hatchery.observe.verify import verify
 from hatchery.provision.credentials import plan_auth, user_secret
 from hatchery.provision.operations import auth_files
 from hatchery.runtime import for_runtime
+from hatchery.runtime.docker import state_of
 
 rt = for_runtime(DOCKER)
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +70,13 @@ CAPTURED = {
 }
 
 
+def docker_state(name: str, attrs):
+    """The docker runtime's AgentState of a captured ``docker inspect`` (None: no container)."""
+    if attrs is None:
+        return AgentState(name, DOCKER, False, status="missing")
+    return state_of(name, attrs, host="local")
+
+
 def _bus_view(verdict, uptime: float = 5, sent: datetime = NOW, intent=Intent.RUNNING) -> tuple:
     facts = AgentFacts("a", online=verdict != OFFLINE,
                        beat=messages.Heartbeat("a", sent.timestamp(), True, uptime))
@@ -87,7 +94,7 @@ def test_captured_states_read_as_typed_agent_states():
     stopped = {"State": {**CAPTURED["exited"]["State"], "Health": {"Status": "unhealthy"}}}
     assert docker_state("a", stopped).health is None    # stale: kept from when it ran
     restarting = docker_state("a", CAPTURED["restarting"])
-    assert not restarting.up and restarting.restarting and restarting.detail["restart_count"] == 4
+    assert restarting.restarting and restarting.restarts == 4     # compare counts it as down
     assert docker_state("a", None).status == "missing"
 
 
