@@ -133,7 +133,8 @@ def event_envelope(event) -> dict:
     verify_docker="also ask the Docker API about docker agents; exit 1 on any inconsistency")
 def bus_health(c, threshold=None, verify_docker=False, name=None, group=None, pattern=None,
                inventory=None, json=False, timeout=5.0):
-    """Staleness check for cron: exit 1 naming every stale, offline or missing agent."""
+    """Staleness check for cron: exit 1 naming every stale, offline, missing, unknown or unhealthy
+    agent (stopped and retired ones never fail it)."""
     inv = load(inventory)
     agents = _chosen(inv, name, group, pattern)
     with bus_for(inv, connect_timeout=timeout, role="monitor") as bus:
