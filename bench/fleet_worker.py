@@ -148,7 +148,7 @@ def measure(spec: dict) -> dict:
         rtts = [bus.request(one, "health-check", timeout=5.0)[0].rtt_ms
                 for _ in range(spec["rtt_samples"])]
     # the fewest agents any snapshot saw: a marker that overtook retained messages shows here
-    online = min(sum(v.state == "online" for v in snap.agents.values()) for snap, _ in snaps)
+    online = min(sum(row["state"] == "online" for row in snap.rows()) for snap, _ in snaps)
     answered = [r for r in rtts if r is not None]
     return {
         **figures,
@@ -160,8 +160,9 @@ def measure(spec: dict) -> dict:
         "snapshot_read_messages": len(reads[0][0]),
         "snapshot_online": online,
         "bus_health_ms_median": round(statistics.median(ms for _, ms in reports), 2),
-        "bus_health_healthy": min(sum(a.verdict == "healthy" for a in report.agents)
-                                  for report, _ in reports),
+        # "healthy" before the one fleet state, "online" since (readers)
+        "bus_health_online": min(sum(str(getattr(a.verdict, "value", a.verdict)) in ("healthy", "online")
+                                     for a in report.agents) for report, _ in reports),
         "rtt_ms_p50": round(percentile(answered, 50), 3) if answered else None,
         "rtt_ms_p99": round(percentile(answered, 99), 3) if answered else None,
         "rtt_answered": len(answered),

@@ -138,7 +138,8 @@ def event_envelope(event) -> dict:
     verify_docker="also ask the Docker API about docker agents; exit 1 on any inconsistency")
 def bus_health(c, threshold=None, verify_docker=False, name=None, group=None, pattern=None,
                inventory=None, json=False, timeout=5.0):
-    """Staleness check for cron: exit 1 naming every stale, offline or missing agent."""
+    """Staleness check for cron: exit 1 naming every stale, offline, missing, unknown or unhealthy
+    agent (stopped and retired ones never fail it)."""
     from hatchery.observe import crosscheck, health
     inv = load(inventory)
     agents = _chosen(inv, name, group, pattern)

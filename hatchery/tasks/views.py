@@ -26,7 +26,7 @@ from hatchery.tasks.common import load, op, show
 
 PASSWORD_ENV = "HATCHERY_DASHBOARD_PASSWORD"
 STATE_STYLE = {"online": "green", "stale": "bold yellow", "offline": "bold red",
-               "unknown": "dim"}
+               "unhealthy": "bold red", "missing": "bold red", "unknown": "dim", "stopped": "dim"}
 
 
 @contextlib.contextmanager
