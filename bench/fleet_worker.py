@@ -113,6 +113,7 @@ def exporter(inv: Inventory, bus: BusClient) -> dict:
     metrics = module.BusMetrics(inv)
     _, fold_ms = timed(lambda: [metrics.observe(m) for m in messages])
     scrape = scraper(module, metrics)
+    scrape()                                  # a first scrape reads the intent file
     scrapes = [timed(scrape) for _ in range(3)]
     return {"exporter_fold_ms": round(fold_ms, 1), "exporter_messages": len(messages),
             "exporter_scrape_ms": round(statistics.median(ms for _, ms in scrapes), 1),
@@ -121,9 +122,8 @@ def exporter(inv: Inventory, bus: BusClient) -> dict:
 
 def scraper(module, metrics):
     """What one GET /metrics runs in the code measured: its own renderer when it has one."""
-    render = getattr(module, "render_metrics", None)
-    if render is not None:
-        return lambda: render(metrics)
+    if hasattr(metrics, "render"):
+        return metrics.render
     from prometheus_client import generate_latest
     registry = module.registry_for(metrics)
     return lambda: generate_latest(registry)

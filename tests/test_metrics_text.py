@@ -52,8 +52,8 @@ def ours(families: list) -> bytes:
 
 def test_gauges_and_counters_read_back_as_given():
     up = Family("hatchery_agent_up", "1 while online", labels=("agent",))
-    up.add_one("client-a", 1)
-    up.add_one("client-b", 0.0)
+    up.add(("client-a",), 1)
+    up.add(("client-b",), 0.0)
     errors = Family("hatchery_agent_errors", "by code", labels=("agent", "code"))
     errors.add(("client-a", "bad-json"), 3)
     messages = Family("hatchery_bus_messages", "seen", kind=COUNTER, labels=("kind",))
@@ -99,6 +99,15 @@ def test_hostile_label_values_survive_exactly(value):
 def test_values_are_formatted_as_prometheus_client_formats_them(value, text):
     from prometheus_client.utils import floatToGoString
     assert go_float(value) == text == floatToGoString(value)
+
+
+def test_a_family_converts_to_prometheus_client_for_a_registry():
+    family = Family("hatchery_bus_messages", "seen", kind=COUNTER, labels=("kind",))
+    family.add(("heartbeat",), 3)
+    converted = family.to_prometheus()
+    assert converted.name == "hatchery_bus_messages" and converted.type == "counter"
+    assert [(s.name, s.labels, s.value) for s in converted.samples] == \
+        [("hatchery_bus_messages_total", {"kind": "heartbeat"}, 3)]
 
 
 def test_a_family_with_no_samples_still_declares_itself():

@@ -25,9 +25,9 @@ GAUGE, COUNTER = "gauge", "counter"
 
 
 class Family:
-    """One metric family and its samples, rendered as they are added."""
+    """One metric family and its samples."""
 
-    __slots__ = ("name", "kind", "help", "labels", "_sample", "_lines")
+    __slots__ = ("name", "kind", "help", "labels", "samples")
 
     def __init__(self, name: str, help: str, *, kind: str = GAUGE, labels: Sequence[str] = ()):
         if kind not in (GAUGE, COUNTER):
@@ -35,29 +35,39 @@ class Family:
         if kind == COUNTER and name.endswith("_total"):
             name = name[:-len("_total")]
         self.name, self.kind, self.help, self.labels = name, kind, help, tuple(labels)
-        self._sample = f"{name}_total" if kind == COUNTER else name
-        self._lines: list = []
+        self.samples: list = []           # (label values, value)
 
     def add(self, values: Sequence[str], value: float) -> None:
         """One sample: label values in the order of ``labels``, and its value."""
         if len(values) != len(self.labels):
             raise ValueError(f"{self.name}: {len(values)} label values for {len(self.labels)} labels")
-        if self.labels:
-            pairs = ",".join(f'{name}="{escape_label(str(v))}"'
-                             for name, v in zip(self.labels, values))
-            self._lines.append(f"{self._sample}{{{pairs}}} {go_float(value)}\n")
-        else:
-            self._lines.append(f"{self._sample} {go_float(value)}\n")
-
-    def add_one(self, value_of_label: str, value: float) -> None:
-        """``add`` for a family with exactly one label (the common case: ``agent``)."""
-        self._lines.append(f'{self._sample}{{{self.labels[0]}="{escape_label(value_of_label)}"}} '
-                           f"{go_float(value)}\n")
+        self.samples.append((values, value))
 
     def text(self) -> str:
-        head = self._sample if self.kind == COUNTER else self.name
-        return (f"# HELP {head} {escape_help(self.help)}\n# TYPE {head} {self.kind}\n"
-                + "".join(self._lines))
+        """This family as exposition text: its HELP and TYPE lines, then a line per sample."""
+        sample = f"{self.name}_total" if self.kind == COUNTER else self.name
+        lines = [f"# HELP {sample} {escape_help(self.help)}\n# TYPE {sample} {self.kind}\n"]
+        if len(self.labels) == 1:        # the common case (agent=...): no join, no zip
+            head = f'{sample}{{{self.labels[0]}="'
+            lines += [f'{head}{escape_label(str(values[0]))}"}} {go_float(value)}\n'
+                      for values, value in self.samples]
+        elif self.labels:
+            for values, value in self.samples:
+                pairs = ",".join(f'{name}="{escape_label(str(v))}"'
+                                 for name, v in zip(self.labels, values))
+                lines.append(f"{sample}{{{pairs}}} {go_float(value)}\n")
+        else:
+            lines += [f"{sample} {go_float(value)}\n" for _, value in self.samples]
+        return "".join(lines)
+
+    def to_prometheus(self):
+        """The same family as a prometheus_client metric family (for a registry's collect())."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        cls = CounterMetricFamily if self.kind == COUNTER else GaugeMetricFamily
+        family = cls(self.name, self.help, labels=list(self.labels))
+        for values, value in self.samples:
+            family.add_metric([str(v) for v in values], value)
+        return family
 
 
 def render(families: Iterable[Family]) -> bytes:
