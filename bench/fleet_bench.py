@@ -261,7 +261,9 @@ def cli_collect(tree: Optional[Path], folder: Path, port: int, count: int, manag
     """CPU of whole ``hatchery fleet.collect`` processes over ``count`` agents and over 1
     (back to back, median of ``runs`` differences): what the fleet's size adds."""
     big, one = (write_inventory(folder / f"cli-{n}", port, n, manager) for n in (count, 1))
-    pairs = [(process_cpu(tree, big), process_cpu(tree, one)) for _ in range(runs)]
+    timeout = max(10.0, count / 250)       # as fleet_worker's: a timeout measures the timeout
+    pairs = [(process_cpu(tree, big, timeout), process_cpu(tree, one, timeout))
+             for _ in range(runs)]
     return {"cli_collect_cpu_ms": round(statistics.median(b for b, _ in pairs) * 1000, 1),
             "cli_collect_cpu_ms_one": round(statistics.median(o for _, o in pairs) * 1000, 1),
             "cli_collect_extra_cpu_ms": round(statistics.median(b - o for b, o in pairs) * 1000, 1)}
@@ -277,16 +279,18 @@ def write_inventory(folder: Path, port: int, count: int, manager: str) -> Path:
     return path
 
 
-def process_cpu(tree: Optional[Path], inventory: Path) -> float:
+def process_cpu(tree: Optional[Path], inventory: Path, timeout: float) -> float:
     """User + system CPU seconds of one ``hatchery fleet.collect`` process (text output)."""
     hatchery = Path(sys.executable).with_name("hatchery")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([str(hatchery), "fleet.collect", "--inventory", str(inventory)],
+    done = subprocess.run([str(hatchery), "fleet.collect", "--inventory", str(inventory),
+                           "--timeout", str(timeout)],
                           capture_output=True, text=True, env=coderefs.code_env(tree),
                           cwd=inventory.parent, timeout=600)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise RuntimeError(f"fleet.collect failed ({done.returncode}): {done.stderr[-1000:]}")
+    if done.returncode != 0:      # someone silent: the run is still measured, and said so
+        print(f"bench: fleet.collect over {inventory.parent.name} exited {done.returncode}: "
+              f"{len(done.stderr.splitlines())} problem line(s)", file=sys.stderr)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
@@ -342,16 +346,19 @@ def main(argv: Optional[list] = None) -> int:
         parser.error(f"--mqtt takes 5, 3.1.1; got {args.mqtt}")
     trees = coderefs.trees(args.baseline)
     load_before = os.getloadavg()
-    results = [row for n in args.sizes.split(",") for mode in modes for mqtt in protocols
-               for row in bench_size(int(n), mode, mqtt, shell=not args.no_shell, trees=trees,
-                                     repeat=args.repeat, cli=args.cli)]
+    results: list = []
     document = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                             "mosquitto": _mosquitto_version(),
-                            "load_before": [round(x, 2) for x in load_before],
-                            "load_after": [round(x, 2) for x in os.getloadavg()]},
+                            "load_before": [round(x, 2) for x in load_before]},
                 "results": results}
-    if args.out:
-        args.out.write_text(json.dumps(document, indent=2) + "\n")
+    for n in args.sizes.split(","):
+        for mode in modes:
+            for mqtt in protocols:
+                results += bench_size(int(n), mode, mqtt, shell=not args.no_shell, trees=trees,
+                                      repeat=args.repeat, cli=args.cli)
+                document["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+                if args.out:          # after every size: a later failure keeps what was measured
+                    args.out.write_text(json.dumps(document, indent=2) + "\n")
     if args.json:
         print(json.dumps(document, indent=2))
     print(markdown(results))

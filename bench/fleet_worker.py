@@ -129,6 +129,15 @@ def scraper(module, metrics):
     return lambda: generate_latest(registry)
 
 
+def snapshot_filters() -> tuple:
+    """What monitor.snapshot subscribes to, before and after the one fleet state."""
+    try:
+        from hatchery.observe.fleetstate import retained_filters
+        return retained_filters()
+    except ImportError:
+        return monitor.SNAPSHOT_FILTERS
+
+
 def measure(spec: dict) -> dict:
     inv = inventory_for(spec)
     pids = spec["pids"]
@@ -139,7 +148,8 @@ def measure(spec: dict) -> dict:
         figures.update(standing(inv, bus, spec["rounds"], pids, timeout))
         snaps = [timed(lambda: monitor.snapshot(inv, bus, timeout=timeout))
                  for _ in range(spec["snapshot_rounds"])]
-        reads = [timed(lambda: bus.retained_messages(monitor.SNAPSHOT_FILTERS, timeout=timeout))
+        filters = snapshot_filters()
+        reads = [timed(lambda: bus.retained_messages(filters, timeout=timeout))
                  for _ in range(spec["snapshot_rounds"])]
         reports = [timed(lambda: health.bus_health(inv, bus, timeout=timeout))
                    for _ in range(spec["snapshot_rounds"])]
