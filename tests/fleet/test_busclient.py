@@ -196,3 +196,19 @@ def test_the_kits_bus_error_never_escapes_the_control_side():
         BusClient("127.0.0.1", free_port(), connect_timeout=1).connect()
     assert not isinstance(err.value, kit.BusError)
     assert err.value.exit_code == 3 and err.value.fix
+
+
+def test_an_idle_link_keeps_itself_alive_with_pings(module_broker):
+    """The broker drops a client silent for 1.5 x its keepalive: a 2 s keepalive, 5 s idle."""
+    from hatchery.bus.link import Endpoint, Link, Login
+    link = Link(Endpoint(module_broker.host, module_broker.port),
+                Login(f"idle-{unique()}", keepalive=2), on_messages=lambda batch: None,
+                on_reconnect=lambda: None)
+    link.open(3)
+    try:
+        time.sleep(5)
+        assert link.connected and link.reconnects == 0
+        ticket = link.publish(f"hatchery/test/{unique()}", b"still here", qos=1)
+        assert link.wait(ticket, 3)
+    finally:
+        link.close()
