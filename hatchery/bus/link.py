@@ -94,6 +94,7 @@ class Link:
         self._thread: Optional[threading.Thread] = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)    # a full pipe means a wake-up is pending: never block
         self._last_in = self._last_out = self._ping_at = 0.0
         self.reconnects = 0
         self.received = 0                      # PUBLISH packets decoded and handed on
