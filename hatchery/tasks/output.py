@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Sequence
+from datetime import datetime, timezone
+from typing import Optional, Sequence
 
 from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, ItemResult, Report
 from hatchery.core.results import strict
@@ -76,6 +77,19 @@ def clean(text: str, limit: int = 200) -> str:
 def emit_untrusted(text: str, *, err: bool = False) -> None:
     """A line built from bus data (monitor events, agents' answers)."""
     emit(clean(text, limit=1000), err=err)
+
+
+def stamp(at: Optional[datetime] = None) -> str:
+    """A log line's time: UTC, RFC 3339 with milliseconds (``2026-12-03T09:04:24.512Z``),
+    the format of the contract's ``ts`` so bus messages and our lines sort together."""
+    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def log_line(text: str, *, err: bool = False, at: Optional[datetime] = None) -> None:
+    """One line of a long-running task's log (heal --watch, exporter, dashboard, logs
+    --follow): timestamped, and cleaned like any text that may come off the bus."""
+    emit(f"{stamp(at)} {clean(text, limit=1000)}", err=err)
 
 
 def emit_json(data) -> None:
