@@ -5,16 +5,19 @@ new task is covered without touching this file). One local fleet for all."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conftest import free_port
 
 from hatchery.tasks import namespace
+from hatchery.tasks.flags import Batch, Cast
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
@@ -105,6 +108,85 @@ def test_bad_enumerated_values_are_refused_with_the_valid_ones(fleet, args, vali
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "bogus" in proc.stderr and valid in proc.stderr
     no_traceback(proc)
+
+
+# --- numbers that cannot be, and flags left out ----------------------------------------------
+
+def bounded_flags():
+    """(task, flag, Bound) for every range-checked flag of every task, from the namespace."""
+    for task in sorted(all_tasks()):
+        one = namespace[task]
+        clone = copy.copy(one)
+        clone.help = dict(one.help)         # get_arguments consumes help
+        for arg in clone.get_arguments():
+            if isinstance(arg.kind, Cast):
+                yield task, "--" + arg.name.replace("_", "-"), arg.kind.bound
+
+
+def out_of_range(bound, turn: int) -> str:
+    """One value past the range, a different kind each turn (the edges are unit-tested)."""
+    if isinstance(bound, Batch):
+        return ["0", "101%", "-3"][turn % 3]
+    below = bound.low if bound.open else bound.low - (1 if bound.kind is int else 0.05)
+    return [f"{below:g}", f"{bound.high * 10 + 1:g}", "nan", "-1"][turn % 4]
+
+
+def test_every_numeric_flag_of_every_task_refuses_a_value_out_of_range(tmp_path):
+    """Through real processes, both programs, text and --json: exit 2, no traceback, the fix."""
+    inventory = tmp_path / "fleet_inventory.yaml"       # a value let through would fail otherwise
+    inventory.write_text(f"broker:\n  runtime: local\n  port: {free_port()}\nagents:\n  red: {{}}\n")
+    cases = [(task, flag, out_of_range(bound, turn), turn % 2 == 1, [INVOKE, HATCHERY][turn // 2 % 2])
+             for turn, (task, flag, bound) in enumerate(bounded_flags())]
+    assert len(cases) > 30 and {c[1] for c in cases} >= {"--timeout", "--threshold", "--batch",
+                                                         "--port", "--lines", "--every", "--budget"}
+
+    def run(case):
+        task, flag, value, as_json, program = case
+        return case, cli(inventory, task, f"{flag}={value}", *(["--json"] if as_json else []),
+                         program=program)
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(run, cases))
+    for (task, flag, value, as_json, _), proc in done:
+        where = f"{task} {flag}={value}: {proc.stdout}{proc.stderr}"
+        assert proc.returncode == 2, where
+        no_traceback(proc)
+        if as_json:
+            error = envelope_of(proc)["error"]
+            message, fix = error["message"], error["fix"]
+        else:
+            message, _, fix = proc.stderr.partition("\n  fix: ")
+        assert message.removeprefix("error: ").startswith(f"{flag} "), where
+        assert fix.startswith(f"e.g. {flag} ") and f"--help {task}" in fix, where
+
+
+def test_the_bounds_hold_in_the_space_form_and_in_help():
+    refused = cli(None, "fleet.bus-health", "--threshold", "-5")
+    assert refused.returncode == 2 and "--threshold must be more than 0" in refused.stderr
+    text = " ".join(cli(None, "--help", "fleet.heal").stdout.split())
+    assert "--budget=INT restarts allowed per agent within --window before it is left down " \
+           "(default: 5; from 0 to 1000 restarts)" in text
+
+
+@pytest.mark.parametrize("args, missing, example", [
+    (["agent.retire"], "agent.retire needs --name (the agent to retire)", "agent.retire --name NAME"),
+    (["agent.rotate-credentials"], "agent.rotate-credentials needs --name", "--name NAME"),
+    (["fleet.broadcast"], "fleet.broadcast needs --verb (one of health-check", "--verb VERB"),
+    (["bus.record", "--out", "x.jsonl"], "bus.record needs --duration (seconds to record",
+     "bus.record --duration 60"),
+], ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_a_required_flag_left_out_says_which_and_how(args, missing, example):
+    proc = cli(None, *args)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {missing}"), proc.stderr
+    assert f"fix: e.g. invoke {args[0]}" in proc.stderr and example in proc.stderr
+    no_traceback(proc)
+    body = envelope_of(cli(None, *args, "--json", program=HATCHERY))
+    assert body["error"]["message"].startswith(missing) and "hatchery --help" in body["error"]["fix"]
+
+
+def test_a_flag_without_its_value_says_so():
+    proc = cli(None, "fleet.version-report", "--timeout")
+    assert proc.returncode == 2 and "error: --timeout needs a value" in proc.stderr
+    assert "fix: e.g. --timeout 5" in proc.stderr
 
 
 # --- JSON errors ---------------------------------------------------------------------------

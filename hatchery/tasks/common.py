@@ -74,7 +74,7 @@ def op(types=None, **extra_help):
     def decorate(func):
         params = inspect.signature(func).parameters
         known = {**COMMON_HELP, **extra_help}
-        helps = {k: help_with_default(v, params[k].default) for k, v in known.items()
+        helps = {k: help_with_default(v, params[k].default, k) for k, v in known.items()
                  if k in params}
         return task(help=helps, klass=HatcheryTask, types=types)(boundary(func))
     return decorate
