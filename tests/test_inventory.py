@@ -69,7 +69,8 @@ def test_bad_inventory_is_rejected_with_file_line_and_key(case):
         assert got.keypath == want["key"]
         assert want["text"] in str(got)
     # The one message a person reads names the file and every problem.
-    assert str(error).startswith(f"{case}: {len(expected)} problem(s) in the inventory; nothing was changed")
+    count = f"{len(expected)} problem" + ("" if len(expected) == 1 else "s")
+    assert str(error).startswith(f"{case}: {count} in the inventory; nothing was changed")
 
 
 def test_problem_reads_file_line_key_message_and_fix():

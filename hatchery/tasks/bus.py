@@ -59,8 +59,9 @@ def record(c, duration, out, max_bytes=DEFAULT_MAX_BYTES, keep=DEFAULT_KEEP, inv
     if json:
         show(Rows([summary], tuple(summary)), json)
     else:
-        output.emit(f"recorded {stats.messages} message(s), {stats.bytes} bytes in {seconds:g}s "
-                    f"to {out} ({stats.rotations} rotation(s))")
+        output.emit(f"recorded {output.plural(stats.messages, 'message')}, "
+                    f"{output.plural(stats.bytes, 'byte')} in {seconds:g}s to {out} "
+                    f"({output.plural(stats.rotations, 'rotation')})")
 
 
 @op(record="audit this record file (written by bus.record), rotated files included",

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, ItemResult, Report
 from hatchery.core.results import strict
+from hatchery.core.words import plural
 
 _COLOURS = {OK: "32", CHANGED: "33", WOULD_CHANGE: "36", FAILED: "31",
             "pass": "32", "fail": "31"}
@@ -201,5 +202,5 @@ def findings(result) -> None:
     if rows:
         table(rows, ["time", "topic", "rule", "detail"])
     counts = ", ".join(f"{rule}: {n}" for rule, n in result.counts().items())
-    emit(f"{result.messages} message(s) audited, {len(rows)} finding(s)"
+    emit(f"{plural(result.messages, 'message')} audited, {plural(len(rows), 'finding')}"
          + (f" ({counts})" if counts else ""))
