@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from datetime import datetime, timezone
 from typing import Optional, Sequence
 
@@ -106,13 +107,23 @@ def emit_json_line(data) -> None:
 
 # --- plan results -----------------------------------------------------------------
 
-def result_line(result: ItemResult, *, show_diff: bool = False) -> None:
+ITEM_WIDTH = 24             # the item column of result lines, wider when an item is
+
+
+def item_width(items) -> int:
+    """The item column's width for these items (``agent a-long-name``): none is cut or
+    pushes the columns after it out of line."""
+    return max([ITEM_WIDTH] + [width(clean(i)) for i in items])
+
+
+def result_line(result: ItemResult, *, show_diff: bool = False, item_column: int = ITEM_WIDTH) -> None:
     """One line per item as it completes: progress on long work."""
     status = _paint(f"{result.status:<12}", result.status)
     what = result.action if result.action != "none" else ""
     why = "; ".join(x for x in (result.reason, result.detail) if x)
     timing = f" ({result.seconds:.2f}s)" if result.seconds >= 0.01 else ""
-    emit(f"  {status} {result.item:<24} {what:<8} {why}{timing}".rstrip())
+    item = pad(clean(result.item), item_column)
+    emit(f"  {status} {item} {what:<8} {why}{timing}".rstrip())
     if result.error:
         for line in result.error.splitlines():
             emit(f"      {line}", err=True)
@@ -145,39 +156,55 @@ def report_summary(report: Report) -> None:
 
 def host_summaries(hosts: dict) -> None:
     """One line per host, like fabric's GroupResult: what happened there, or why it could not."""
+    column = max([12] + [width(clean(h)) for h in hosts])
     for host, s in hosts.items():
         state = "unreachable" if s.get("error") else ("failed" if s["failed"] else "ok")
-        line = f"  host {host:<12} {state:<12} ok={s['ok']} changed={s['changed']} failed={s['failed']} ({s['seconds']:.1f}s)"
+        line = f"  host {pad(clean(host), column)} {state:<12} ok={s['ok']} changed={s['changed']} failed={s['failed']} ({s['seconds']:.1f}s)"
         emit(line + (f"  {s['error']}" if s.get("error") else ""))
 
 
 def report(rep: Report, *, show_diff: bool = False) -> None:
     """A whole report at once (when lines were not streamed)."""
     report_header(rep.title, rep.check)
+    column = item_width(r.item for r in rep.results)
     for result in rep.results:
-        result_line(result, show_diff=show_diff)
+        result_line(result, show_diff=show_diff, item_column=column)
     report_summary(rep)
 
 
 # --- tables and check lists ------------------------------------------------------------
 
-def table(rows: Sequence[dict], columns: Sequence[str], *, headers: Sequence[str] | None = None) -> None:
-    headers = list(headers or [c.upper() for c in columns])
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    emit("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+def table(rows: Sequence[dict], columns: Sequence[str], *, headers: Sequence[str] | None = None,
+          limit: int = 200) -> None:
+    """Rows under upper-case headers, each column as wide as its widest cell (as the
+    terminal shows it: a wide character takes two columns), cells cut at ``limit``."""
+    headers = [clean(h) for h in (headers or [c.upper() for c in columns])]
+    cells = [[_cell(row.get(c), limit) for c in columns] for row in rows]
+    widths = [max([width(h)] + [width(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    emit("  ".join(pad(h, w) for h, w in zip(headers, widths)).rstrip())
     for row in cells:
-        emit("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        emit("  ".join(pad(v, w) for v, w in zip(row, widths)).rstrip())
 
 
-def _cell(value) -> str:
+def width(text: str) -> int:
+    """How many terminal columns ``text`` takes (East Asian wide: 2, combining marks: 0)."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def pad(text: str, columns: int) -> str:
+    """``text`` filled with spaces to ``columns`` terminal columns (ljust counts characters)."""
+    return text + " " * max(0, columns - width(text))
+
+
+def _cell(value, limit: int = 200) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.2f}"
-    return clean(value)
+    return clean(value, limit)
 
 
 def check_line(check) -> None:
