@@ -8,8 +8,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -282,3 +284,60 @@ def test_selectors_through_the_cli(fleet):
     assert [r["agent"] for r in body["items"]] == ["red", "green"]
     typo = cli(fleet, "fleet.health-check", "--name", "gren")
     assert typo.returncode == 2 and "did you mean green?" in typo.stderr
+
+
+# --- the first hour: selectors, answers, long-running tasks ------------------------------------
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+
+
+def test_the_verbs_show_their_answers_as_columns(fleet):
+    status = cli(fleet, "fleet.status-report").stdout.splitlines()
+    header = status[0].split()
+    assert header[:3] == ["AGENT", "STATE", "RTT_MS"], status
+    assert {"UPTIME", "MEM_KB", "PID", "COUNTERS.RECEIVED"} <= set(header)
+    uptime = header.index("UPTIME")
+    assert [line.split()[uptime].isdigit() for line in status[1:]] == [True, True]
+    health = cli(fleet, "fleet.health-check").stdout.splitlines()[0].split()
+    assert {"OK", "UPTIME", "MEM_KB"} <= set(health)
+    versions = cli(fleet, "fleet.version-report").stdout.splitlines()
+    assert versions[0].split() == ["AGENT", "STATE", "RTT_MS", "VERSION"]
+    assert sorted(line.split()[-1] for line in versions[1:]) == ["2.0", "2.1"]
+
+
+def test_agent_logs_takes_the_selectors_and_names_each_line(fleet):
+    every = cli(fleet, "agent.logs", "--lines", "2")
+    assert every.returncode == 0, every.stderr
+    prefixes = {line.split(" | ")[0] for line in every.stdout.splitlines()}
+    assert prefixes == {"red  ", "green"}, every.stdout          # padded to the longest name
+    body = envelope_of(cli(fleet, "agent.logs", "-n", "red,green", "--lines", "1", "--json"))
+    assert sorted(item["agent"] for item in body["items"]) == ["green", "red"]
+    one = cli(fleet, "agent.logs", "-g", "warm", "--lines", "1")
+    assert one.returncode == 0 and " | " not in one.stdout and one.stdout.count("\n") == 1
+
+
+def test_agent_logs_follows_every_agent_until_the_duration(fleet):
+    started = time.monotonic()
+    proc = cli(fleet, "agent.logs", "--follow", "--duration", "1.5", "--lines", "1", "--json")
+    assert proc.returncode == 0 and time.monotonic() - started < 15, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {line["agent"] for line in lines} == {"red", "green"} and all("line" in x for x in lines)
+
+
+def test_several_new_names_are_enrolled_by_one_hatch(fleet):
+    before = fleet.read_text()
+    proc = cli(fleet, "agent.hatch", "--name", "client-c,client-d,worker-e", "--check", "--diff")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("client-c", "client-d", "worker-e"):
+        assert f"inventory agents.{name}" in proc.stdout and f"+  {name}:" in proc.stdout
+    assert fleet.read_text() == before                          # --check wrote nothing
+    typo = cli(fleet, "agent.hatch", "--name", "Red", "--check")
+    assert typo.returncode == 2 and "did you mean red?" in typo.stderr
+
+
+def test_the_exporter_stops_after_its_duration_and_stamps_its_lines(fleet):
+    proc = cli(fleet, "fleet.exporter", "--port", str(free_port()), "--duration", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [re.sub(STAMP, "", line, count=1) for line in lines][-1] == "fleet.exporter stopped"
+    assert all(re.match(STAMP, line) for line in lines) and "serving http://" in lines[0]

@@ -482,3 +482,29 @@ def test_enrolling_a_reserved_name_is_refused_naming_the_real_file(tmp_path):
     assert (problem.path, problem.line, problem.keypath) == (str(path), None, "agents.monitor")
     assert "reserved" in problem.message and ".hatchery-enrol-" not in str(caught.value)
     assert path.read_text() == "agents:\n  client-a: {}\n" and not list(tmp_path.glob(".hatchery-enrol-*"))
+
+
+def test_several_new_names_are_enrolled_at_once_keeping_comments(tmp_path):
+    from hatchery.inventory.enrol import enrol_plan
+    text = "# the fleet\nagents:\n  client-a: {}   # the first\n# what follows\n"
+    path = write(tmp_path, text)
+    inv, changes = enrol_plan(load_inventory(path, env={}), "client-c, client-a,worker-e,client-c")
+    assert [c.item for c in changes] == ["inventory agents.client-c", "inventory agents.worker-e"]
+    assert list(inv.agents) == ["client-a", "client-c", "worker-e"] and inv.path == path
+    assert path.read_text() == text                                # planning wrote nothing
+    assert "+  client-c:" in changes[0].diff and "+  worker-e:" in changes[1].diff
+    for change in changes:
+        change.apply()
+    assert path.read_text().startswith("# the fleet\nagents:\n  client-a: {}   # the first\n")
+    assert "# what follows" in path.read_text()
+    assert list(load_inventory(path, env={}).agents) == ["client-a", "client-c", "worker-e"]
+
+
+def test_one_bad_name_among_new_ones_refuses_them_all_and_writes_nothing(tmp_path):
+    from hatchery.inventory.enrol import enrol_plan
+    path = write(tmp_path, "agents:\n  client-a: {}\n")
+    with pytest.raises(UsageError):
+        enrol_plan(load_inventory(path, env={}), ["client-c", "Bad_Name"])
+    with pytest.raises(InventoryError):
+        enrol_plan(load_inventory(path, env={}), ["client-d", "recorder"])
+    assert path.read_text() == "agents:\n  client-a: {}\n" and not list(tmp_path.glob(".hatchery-enrol-*"))
