@@ -39,7 +39,7 @@ def cli(inventory, *args, program=INVOKE, timeout=60) -> subprocess.CompletedPro
     if inventory:
         env["FLEET_INVENTORY"] = str(inventory)
     return subprocess.run([*program, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout)
 
 
 def no_traceback(proc):
@@ -230,7 +230,7 @@ def test_parse_errors_under_json_are_the_envelope(program):
 def test_a_closed_pipe_ends_quietly(fleet, args):
     env = {**os.environ, "FLEET_INVENTORY": str(fleet)}
     proc = subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, cwd=ROOT)
+                            env=env)
     proc.stdout.close()         # the reader is gone before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(30) == 141 and err == ""
@@ -239,7 +239,7 @@ def test_a_closed_pipe_ends_quietly(fleet, args):
 def test_head_1_through_a_shell_prints_no_traceback(fleet):
     proc = subprocess.run(["bash", "-o", "pipefail", "-c",
                            " ".join([*INVOKE, "fleet.version-report", "|", "head", "-1"])],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          capture_output=True, text=True, timeout=60,
                           env={**os.environ, "FLEET_INVENTORY": str(fleet)})
     assert proc.stdout.startswith("AGENT") and proc.returncode in (0, 141)
     no_traceback(proc)

@@ -13,7 +13,8 @@ NAMES = [f"client-{c}" for c in "abcdefgh"] + ["manager-1", "db-primary"]
 
 @pytest.fixture
 def inv():
-    return Inventory(path=Path("fleet.yaml"), agents={n: AgentSpec(n) for n in NAMES},
+    return Inventory(path=Path("/nonexistent/fleet.yaml"), state_dir=Path("/nonexistent/.hatchery"),
+                     agents={n: AgentSpec(n) for n in NAMES},
                      groups={"warm": ("client-c", "client-a", "db-primary"),
                              "cold": ("client-h",)})
 
