@@ -335,7 +335,32 @@ def test_several_new_names_are_enrolled_by_one_hatch(fleet):
     assert typo.returncode == 2 and "did you mean red?" in typo.stderr
 
 
-def test_the_exporter_stops_after_its_duration_and_stamps_its_lines(fleet):
+LONG_RUNNING = {
+    "fleet.exporter": lambda: ["--port", str(free_port())],
+    "fleet.dashboard": lambda: ["--port", str(free_port())],
+    "fleet.heal": lambda: ["--watch", "--json"],
+    "fleet.monitor": lambda: ["--stream", "--json"],
+    "agent.logs": lambda: ["--follow", "--lines", "0"],
+    "fleet.top": lambda: [],                    # not on a terminal: one frame, then exit
+}
+
+
+def test_every_long_running_task_takes_duration():
+    from hatchery.tasks.flags import BOUNDS
+    assert all(namespace[task].help.get("duration") for task in [*LONG_RUNNING, "bus.record"])
+    assert BOUNDS["duration"].open and BOUNDS["duration"].low == 0
+
+
+@pytest.mark.parametrize("task", sorted(LONG_RUNNING))
+def test_a_long_running_task_ends_by_itself_after_its_duration(fleet, task):
+    started = time.monotonic()
+    proc = cli(fleet, task, "--duration", "1", *LONG_RUNNING[task]())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 1 <= time.monotonic() - started < 30 or task == "fleet.top"
+    no_traceback(proc)
+
+
+def test_the_exporter_stamps_its_lines(fleet):
     proc = cli(fleet, "fleet.exporter", "--port", str(free_port()), "--duration", "1")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
