@@ -36,7 +36,11 @@ KINDS = ("heartbeat", "status", "alert", "command")
 
 def _run(verb, selectors, timeout, inventory, json):
     inv = load(inventory)
-    result = run_command(inv, verb, timeout=timeout, **selectors)
+    _show_answers(run_command(inv, verb, timeout=timeout, **selectors), json)
+
+
+def _show_answers(result, json) -> None:
+    """A verb's replies: the envelope, or each answer's fields as columns; exit 1 unless all ok."""
     if json:
         show(result, json)
     else:
@@ -167,9 +171,7 @@ def bus_health(c, threshold=None, verify_docker=False, name=None, group=None, pa
 @op()
 def collect(c, timeout=10.0, inventory=None, json=False):
     """The heartbeat collector: one broadcast health-check; exit 1 if anyone is missing."""
-    result = run_collect(load(inventory), timeout)
-    show(result, json)
-    fail_unless(result.ok)
+    _show_answers(run_collect(load(inventory), timeout), json)
 
 
 @op(verb=f"one of {', '.join(contract.VERBS)}",
@@ -180,10 +182,12 @@ def broadcast(c, verb, name=None, group=None, pattern=None, dry_run=False, timeo
     inv = load(inventory)
     result = send_broadcast(inv, verb, names=name, group=group, pattern=pattern,
                             dry_run=dry_run, timeout=timeout)
-    if dry_run and not json:
+    if not dry_run:
+        _show_answers(result, json)
+        return
+    if not json:
         output.emit(f"{verb} would go to {output.plural(len(result.recipients), 'agent')} ({result.mode}):")
     show(result, json)
-    fail_unless(result.ok)
 
 
 # --- Prometheus and scheduling -------------------------------------------------------
