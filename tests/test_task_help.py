@@ -119,12 +119,14 @@ def test_every_numeric_flag_has_a_range_and_its_default_is_in_it():
 def edges(bound):
     """(accepted, refused) values at the edges of a range, as typed on a command line."""
     if isinstance(bound, Batch):
-        return ["1", "100000", "1%", "100%", " 3 "], ["0", "-1", "100001", "0%", "101%", "nan%",
-                                                       "3.5", "", "x", "25 %x"]
+        return ["1", "100000", "1%", "100%", " 3 ", "0.5%"], ["0", "-1", "100001", "0%", "101%",
+                                                              "nan%", "inf%", "3.5", "", "x", "25 %x",
+                                                              "1" + "0" * 400]
     step = 1 if bound.kind is int else 0.001
     low_ok = bound.low + step if bound.open else bound.low
     accepted = [low_ok, bound.high]
-    refused = [bound.low - step, bound.high + step, -1e308, "nan", "inf", "-inf", "x", ""]
+    refused = [bound.low - step, bound.high + step, -1e308, "nan", "inf", "-inf", "x", "",
+               "1" + "0" * 400, "-" + "9" * 5000]
     refused += [bound.low] if bound.open else []
     refused += ["1.5"] if bound.kind is int else []
     return [str(v) for v in accepted], [str(v) for v in refused]
@@ -142,3 +144,4 @@ def test_each_range_accepts_its_edges_and_refuses_past_them(flag):
         with pytest.raises(FlagError) as caught:
             cast(text)
         assert f"--{flag.replace('_', '-')}" in str(caught.value) and "e.g. --" in caught.value.fix
+        assert len(str(caught.value)) < 200                   # a huge value is not echoed whole

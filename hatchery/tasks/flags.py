@@ -56,7 +56,9 @@ class Bound:
         return value
 
     def contains(self, value) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):    # nan passes no comparison
             return False
         above = value > self.low if self.open else value >= self.low
         return above and value <= self.high
@@ -81,13 +83,13 @@ class Batch(Bound):
         else:
             ok = re.fullmatch(r"[0-9]{1,6}", raw) is not None and self.contains(int(raw))
         if not ok:
-            raise FlagError(f"--{flag} must be a whole number of agents from 1 to 100000, or a "
-                            f"percentage of the selection from 1% to 100%, not {text!r}",
+            raise FlagError(f"--{flag} must be {self.describe()}, not {_shown(text)}",
                             f"e.g. --{flag} 3 or --{flag} 25%")
         return raw
 
     def describe(self) -> str:
-        return "1 to 100000 agents, or 1% to 100% of the selection"
+        return "a whole number of agents from 1 to 100000, or a percentage of the selection " \
+            "more than 0% and at most 100%"
 
 
 # Every numeric flag of every task, by name: a flag name means one thing everywhere.
@@ -122,8 +124,11 @@ def _float(text: str) -> Optional[float]:
         return None
 
 
-def _shown(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else repr(value)
+def _shown(value, limit: int = 40) -> str:
+    """The value as the message quotes it, cut: a 400-digit number is not worth echoing."""
+    text = f"{value:g}" if isinstance(value, float) else repr(value) if isinstance(value, str) \
+        else str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class Cast:
@@ -142,7 +147,7 @@ class Cast:
             typed = self.kind(value)
         except (TypeError, ValueError):
             raise FlagError(f"--{self.flag} takes {KIND_WORDS.get(self.kind, 'a value')}, "
-                            f"not {value!r}", self._example()) from None
+                            f"not {_shown(value)}", self._example()) from None
         return self.bound.check(self.flag, typed) if self.bound else typed
 
     def _example(self) -> str:
