@@ -5,6 +5,7 @@ new task is covered without touching this file). One local fleet for all."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -358,6 +359,30 @@ def test_a_long_running_task_ends_by_itself_after_its_duration(fleet, task):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 1 <= time.monotonic() - started < 30 or task == "fleet.top"
     no_traceback(proc)
+
+
+def test_fleet_top_on_a_terminal_ends_by_itself_after_its_duration(fleet):
+    import pty
+    import threading
+    primary, secondary = pty.openpty()          # a terminal: the live view, not one frame
+    env = {**os.environ, "FLEET_INVENTORY": str(fleet), "COLUMNS": "120", "LINES": "20"}
+    started = time.monotonic()
+    proc = subprocess.Popen([*HATCHERY, "fleet.top", "--duration", "1", "--refresh", "0.2"],
+                            stdin=secondary, stdout=secondary, stderr=secondary, env=env)
+    os.close(secondary)
+    seen = bytearray()
+
+    def drain():
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 4096):
+                seen.extend(chunk)
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        assert proc.wait(30) == 0, bytes(seen)[-2000:]
+    finally:
+        proc.kill()
+        os.close(primary)
+    assert 1 <= time.monotonic() - started < 30 and b"hatchery fleet" in seen and b"Traceback" not in seen
 
 
 def test_the_exporter_stamps_its_lines(fleet):

@@ -98,7 +98,7 @@ def top(c, sort=topview.SORT_STATE, refresh=1.0, duration=None, inventory=None, 
             time.sleep(0.5)
             _print_once(model, sort, json)
             return
-        _run_top(model, sort, float(refresh), float(duration) if duration else None)
+        _run_top(model, sort, float(refresh), stop_event(duration))
 
 
 def _print_once(model, sort, json=False):
@@ -106,15 +106,13 @@ def _print_once(model, sort, json=False):
     show(Rows([dict(zip(topview.COLUMNS, r.cells())) for r in table], topview.COLUMNS), json)
 
 
-def _run_top(model, sort, refresh, duration):
+def _run_top(model, sort, refresh, stop):
     from rich.console import Console
     from rich.live import Live
 
     console = Console()
-    stop = _stop_on_sigterm()
-    deadline = time.monotonic() + duration if duration else None
     with _keys() as read_key, Live(console=console, screen=True, auto_refresh=False) as live:
-        while not stop.is_set() and not (deadline and time.monotonic() > deadline):
+        while not stop.is_set():
             live.update(_frame(model, sort, console.size.height), refresh=True)
             key = read_key(refresh)
             if key in ("q", "Q", "\x03"):
