@@ -263,16 +263,14 @@ def _schedule_spec(inv, job, kind, *, every, weekly, at, listen, record):
         if weekly or at or listen or record:
             raise UsageError("--weekly, --at, --listen and --record belong to the audit job",
                              "add --job audit")
-        return schedule.make_spec(kind, every or 10, inv.path,
-                                  state_dir=inv.state_dir)
+        return schedule.make_spec(kind, every or 10, inv.path, state_dir=inv.state_dir)
     if job == schedule.AUDIT:
         if every:
             raise UsageError("the audit runs weekly; --every is for the collector",
                              "use --at 'Mon 03:00' to choose the day and time")
         return schedule.make_audit_spec(
             kind, schedule.parse_at(at or schedule.DEFAULT_AT), inv.path, state_dir=inv.state_dir,
-            listen=listen,
-            record=Path(record) if record else None)
+            listen=listen, record=Path(record) if record else None)
     if job == schedule.HEAL:
         _only_every(weekly, at, listen, record, job)
         return schedule.make_heal_spec(kind, every or 5, inv.path, state_dir=inv.state_dir)
