@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from invoke import Collection
 
 from agent_kit.contract import name_problem
@@ -12,16 +10,24 @@ from hatchery.core.results import Rows
 from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
 from hatchery.inventory.select import entries, suggest, unknown
+from hatchery.observe import logs as agentlogs
 from hatchery.provision.operations import (
     hatch_plans,
     retire_plan,
     rotate_plan,
     stop_plan,
 )
-from hatchery.observe import logs as agentlogs
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
-from hatchery.tasks.common import fail_unless, load, op, run_host_plans, run_plan, show
+from hatchery.tasks.common import (
+    fail_unless,
+    load,
+    op,
+    run_host_plans,
+    run_plan,
+    show,
+    stop_event,
+)
 
 
 def _targets(inv, name, group=None, pattern=None, host=None):
@@ -142,7 +148,7 @@ def logs(c, name=None, group=None, pattern=None, host=None, lines=50, follow=Fal
     show_line = _log_printer(agents, json)
     if follow:
         try:
-            problems = agentlogs.follow_all(inv, agents, lines, show_line, stop=threading.Event(),
+            problems = agentlogs.follow_all(inv, agents, lines, show_line, stop=stop_event(),
                                             duration=duration)
         except KeyboardInterrupt:   # the way to end --follow: not an error
             return
