@@ -72,7 +72,8 @@ def test_a_hostile_answer_cannot_forge_a_row_break_the_terminal_or_widen_without
 
 
 def test_columns_line_up_with_long_names_and_wide_characters(capsys):
-    rows = [{"agent": "a", "answer": "版本二"}, {"agent": "agent-with-a-long-name-0123456789", "answer": "x"},
+    rows = [{"agent": "a", "answer": "版本二"},
+            {"agent": "agent-with-a-long-name-0123456789", "answer": "x"},
             {"agent": "b", "answer": "e\u0301te"}]
     output.table(rows, ["agent", "answer", "rtt_ms"])
     lines = capsys.readouterr().out.splitlines()

@@ -78,7 +78,8 @@ def test_help_shows_types_and_defaults():
     out = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "--help",
                           "fleet.version-report"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(out.split())
-    assert "-t NUMBER, --timeout=NUMBER" in out and "(default: 5.0; more than 0 and at most 3600 seconds)" in flat
+    assert "-t NUMBER, --timeout=NUMBER" in out
+    assert "(default: 5.0; more than 0 and at most 3600 seconds)" in flat
     assert "-n STRING, --name=STRING" in out and "-j, --json" in out
 
 

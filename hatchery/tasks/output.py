@@ -159,7 +159,8 @@ def host_summaries(hosts: dict) -> None:
     column = max([12] + [width(clean(h)) for h in hosts])
     for host, s in hosts.items():
         state = "unreachable" if s.get("error") else ("failed" if s["failed"] else "ok")
-        line = f"  host {pad(clean(host), column)} {state:<12} ok={s['ok']} changed={s['changed']} failed={s['failed']} ({s['seconds']:.1f}s)"
+        counts = f"ok={s['ok']} changed={s['changed']} failed={s['failed']} ({s['seconds']:.1f}s)"
+        line = f"  host {pad(clean(host), column)} {state:<12} {counts}"
         emit(line + (f"  {s['error']}" if s.get("error") else ""))
 
 

@@ -56,7 +56,8 @@ def parse_probe(output: str) -> dict:
 def main_line(main_command, image_command: tuple) -> str:
     """The line of the rendered supervisor that starts the main process ('' when none)."""
     base = replace(WITH_EVERYTHING, entrypoint=(), cmd=image_command)
-    nowhere = Inventory(path=Path("/nonexistent/fleet_inventory.yaml"), state_dir=Path("/nonexistent/.hatchery"))
+    nowhere = Inventory(path=Path("/nonexistent/fleet_inventory.yaml"),
+                        state_dir=Path("/nonexistent/.hatchery"))
     script = render_entrypoint(nowhere, _agent(main_command=main_command), base)
     lines = [line[:-2] for line in script.splitlines() if line.endswith(" &") and "handler" not in line
              and not line.startswith("    ") and "sleep" not in line]
