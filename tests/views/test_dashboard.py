@@ -186,8 +186,8 @@ def test_text_that_reaches_the_page_is_shown_as_text(browser):
         thread.join(5)
 
 
-def test_intent_a_stopped_agent_says_so_and_a_retired_one_leaves_the_page(browser):
-    inv = Inventory(__import__("pathlib").Path("/nonexistent.yaml"), broker=BrokerSpec(),
+def test_intent_a_stopped_agent_says_so_and_a_retired_one_leaves_the_page(browser, tmp_path):
+    inv = Inventory(tmp_path / "fleet_inventory.yaml", broker=BrokerSpec(), state_dir=tmp_path / ".hatchery",
                     agents={n: AgentSpec(n) for n in ("x", "y", "z")})
     book = [IntentBook()]
     model = FleetModel(inv, intent=lambda: book[0])
