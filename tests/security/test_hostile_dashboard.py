@@ -34,8 +34,9 @@ ATTACKER, VIEWER = "127.0.0.1", "127.0.0.2"
 PASSWORD = "correct-horse-battery-staple"
 
 
-def _serve(login):
-    inv = Inventory(Path("/nonexistent.yaml"), agents={"a": AgentSpec("a"), "b": AgentSpec("b")})
+def _serve(login, state_dir: Path):
+    inv = Inventory(Path("/nonexistent.yaml"), agents={"a": AgentSpec("a"), "b": AgentSpec("b")},
+                    state_dir=state_dir)
     port, stop, ready = free_port(), threading.Event(), threading.Event()
     thread = threading.Thread(target=page.serve, args=(FleetModel(inv),),
                               kwargs={"port": port, "login": login, "stop": stop,
@@ -46,16 +47,16 @@ def _serve(login):
 
 
 @pytest.fixture
-def open_page():
-    port, stop, thread = _serve(None)
+def open_page(tmp_path):
+    port, stop, thread = _serve(None, tmp_path)
     yield port
     stop.set()
     thread.join(10)
 
 
 @pytest.fixture
-def login_page():
-    port, stop, thread = _serve(page.Login(page.USER, PASSWORD))
+def login_page(tmp_path):
+    port, stop, thread = _serve(page.Login(page.USER, PASSWORD), tmp_path)
     yield port
     stop.set()
     thread.join(10)
