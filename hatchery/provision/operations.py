@@ -9,7 +9,7 @@ from agent_kit import contract
 from hatchery.bus.connection import bus_for, connection_target
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import ACL_FILE, PASSWORD_FILE, render_conf
-from hatchery.core.hosts import by_host
+from hatchery.inventory.placement import by_host
 from hatchery.core.plan import Change
 from hatchery.core.ports import listening
 from hatchery.errors import BusError

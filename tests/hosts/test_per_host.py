@@ -9,10 +9,11 @@ import pytest
 
 from hatchery.configs.agent import agent_config, extra_hosts
 from hatchery.configs.broker import render_conf, settings
-from hatchery.core.hosts import apply_per_host, by_host
+from hatchery.core.hosts import apply_per_host
 from hatchery.core.plan import Change
 from hatchery.errors import DockerError, UsageError
 from hatchery.inventory.load import load_inventory
+from hatchery.inventory.placement import by_host
 from hatchery.runtime.docker import broker_ports
 
 INVENTORY = """

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from hatchery.core import process
-from hatchery.core.hosts import host_of
+from hatchery.inventory.placement import host_of
 from hatchery.core.paths import StatePaths, state_paths
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.base import AgentState, Provenance
