@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from hatchery.core.paths import state_paths
+from hatchery.core.paths import BROADCAST, PASSWORD, SIGNING_KEY, state_paths
 from hatchery.core.plan import Change
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory
@@ -34,8 +34,8 @@ from hatchery.security import passwords as pw
 
 BROADCAST_KEY = "_broadcast"       # '_' never appears in a fleet name: cannot clash
 KEY_BYTES = 32
-# The files an agent receives, by the name they carry in its secrets directory.
-PASSWORD, SIGNING_KEY, BROADCAST = "password", "signing.key", "broadcast.key"
+# The files an agent receives (PASSWORD, SIGNING_KEY, BROADCAST, imported above and used
+# here under these names) are named in core.paths, below the renderers that name them.
 
 
 # Where each file lives is core.paths' business; these name them for an inventory.

@@ -1,19 +1,23 @@
 """The plans behind the tasks: what broker.deploy, agent.hatch, agent.retire
 and agent.rotate-credentials change, composed from the runtimes, credentials,
 TLS and DNS planners. Tasks (and benchmarks) call these and apply the result.
+
+Configs are rendered here, laid out by the runtime that runs them
+(``Runtime.broker_layout``, ``Runtime.agent_layout``). Nothing here talks to the
+bus: what a plan needs from it (retire's clearing of retained topics) is a
+Change the caller hands in.
 """
 
 from __future__ import annotations
 
-from agent_kit import contract
-from hatchery.bus.connection import bus_for, connection_target
 from hatchery.configs.agent import agent_config
-from hatchery.configs.broker import ACL_FILE, PASSWORD_FILE, render_conf
-from hatchery.inventory.placement import by_host
+from hatchery.configs.broker import broker_endpoint, render_conf
+from hatchery.configs.layout import ACL_FILE, PASSWORD_FILE
 from hatchery.core.plan import Change
 from hatchery.core.ports import listening
 from hatchery.errors import BusError
 from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.inventory.placement import by_host
 from hatchery.inventory.retire import retire_change
 from hatchery.provision.authcheck import check_auth_files
 from hatchery.provision.credentials import plan_auth, retired_agents
@@ -34,6 +38,16 @@ def auth_files(auth) -> dict:
     return files
 
 
+def broker_conf(inv: Inventory, **auth) -> str:
+    """mosquitto.conf for the inventory's broker, laid out by the runtime that runs it."""
+    return render_conf(inv, for_runtime(inv.broker.runtime).broker_layout(inv), **auth)
+
+
+def agent_conf(inv: Inventory, agent: AgentSpec, auth=None) -> dict:
+    """The agent's handler config, laid out by its runtime (``auth``: the FleetAuth plan)."""
+    return agent_config(inv, agent, for_runtime(agent.runtime).agent_layout(inv, agent), auth)
+
+
 def deploy_plan(inv: Inventory) -> list:
     """Credentials and ACL, TLS material, the broker itself, its DNS name."""
     changes, files = [], None
@@ -43,7 +57,7 @@ def deploy_plan(inv: Inventory) -> list:
         files = auth_files(auth)
     changes += tls_change(inv)
     changes += for_runtime(inv.broker.runtime).broker_plan(
-        inv, conf_text=render_conf(inv), auth_files=files)
+        inv, conf_text=broker_conf(inv), auth_files=files)
     return changes + dns_register_plan(inv)
 
 
@@ -52,8 +66,9 @@ def stop_broker_plan(inv: Inventory) -> list:
     return for_runtime(inv.broker.runtime).broker_stop_plan(inv) + dns_unregister_plan(inv)
 
 
-def _auth_plan(inv: Inventory, **plan_args) -> tuple:
-    """(FleetAuth or None, changes): credentials written, then the broker's files + SIGHUP."""
+def auth_plan(inv: Inventory, **plan_args) -> tuple:
+    """(FleetAuth or None, changes): credentials written, then the broker's files + SIGHUP.
+    ``plan_args`` go to ``credentials.plan_auth`` (rotate, revoke, restore)."""
     if not inv.broker.auth:
         return None, []
     auth = plan_auth(inv, **plan_args)
@@ -61,10 +76,11 @@ def _auth_plan(inv: Inventory, **plan_args) -> tuple:
     return auth, [auth.change(), *broker.auth_sync_plan(inv, auth_files(auth))]
 
 
-def _agent_plan(inv: Inventory, agent: AgentSpec, auth) -> list:
+def agent_plan(inv: Inventory, agent: AgentSpec, auth) -> list:
+    """What agent.hatch changes for one agent, given the credentials plan (``auth_plan``)."""
     files = auth.agent_files(agent.name) if auth else None
     return for_runtime(agent.runtime).agent_plan(
-        inv, agent, agent_config=agent_config(inv, agent, auth), context_dir=None,
+        inv, agent, agent_config=agent_conf(inv, agent, auth), context_dir=None,
         secret_files=files)
 
 
@@ -88,12 +104,12 @@ def hatch_plans(inv: Inventory, agents: list, *, named: bool = False, orphans: b
     require_broker(inv)
     retired = set() if named else retired_agents(inv)
     wanted = [a for a in agents if a.name not in retired]
-    auth, common = _auth_plan(inv, restore=[a.name for a in wanted])
+    auth, common = auth_plan(inv, restore=[a.name for a in wanted])
     common += [_still_retired(a) for a in agents if a.name in retired]
     common += orphan_plan(inv) if orphans else []
 
     def plan_for(group: list):
-        return lambda: [c for agent in group for c in _agent_plan(inv, agent, auth)]
+        return lambda: [c for agent in group for c in agent_plan(inv, agent, auth)]
     return common, {host: plan_for(group) for host, group in by_host(inv, wanted).items()}
 
 
@@ -104,7 +120,7 @@ def _still_retired(agent: AgentSpec) -> Change:
 
 def require_broker(inv: Inventory) -> None:
     """BusError (exit 3) naming the fix when nothing answers on the broker's address."""
-    host, port, _ = connection_target(inv)
+    host, port = broker_endpoint(inv)
     if not listening(host, port):
         raise BusError(f"the broker at {host}:{port} is not running or cannot be reached; "
                        "no agent was started",
@@ -123,47 +139,24 @@ def stop_plan(inv: Inventory, agents: list, *, orphans: bool = False) -> list:
     return changes + (orphan_plan(inv) if orphans else [])
 
 
-def retire_plan(inv: Inventory, agent: AgentSpec) -> list:
+def retire_plan(inv: Inventory, agent: AgentSpec, *, clear_retained: Change) -> list:
     """Retire for good: stop and remove it, clear its retained topics, revoke, then the inventory.
 
     The order matters. The handler stops first (a clean stop, no Last Will),
     then the retained heartbeat and status are cleared *as the agent itself*
-    (the only user the ACL lets write them), then its credentials are revoked
+    (the only user the ACL lets write them: ``clear_retained``, the bus side's
+    Change, bus.retained.clear_retained_change), then its credentials are revoked
     (SIGHUP), and last its inventory entry is commented out, so an interrupted
     retire can simply be run again.
     """
-    auth, changes = _auth_plan(inv, revoke=[agent.name])
+    auth, changes = auth_plan(inv, revoke=[agent.name])
     stop = for_runtime(agent.runtime).agent_stop_plan(inv, agent, remove=True)
-    return stop + [clear_retained_change(inv, agent)] + changes + [retire_change(inv, agent.name)]
-
-
-RETAINED_KINDS = ("heartbeat", "status")
-
-
-def clear_retained_change(inv: Inventory, agent: AgentSpec) -> Change:
-    """Publish empty retained payloads on the agent's heartbeat and status topics.
-
-    An empty retained message deletes the retained one (MQTT 3.1.1 and 5), so
-    fleet.monitor, bus-health and the exporter no longer see the agent at all.
-    """
-    topics = [contract.topic(agent.name, kind) for kind in RETAINED_KINDS]
-
-    def apply() -> str:
-        if inv.broker.auth and agent.name in retired_agents(inv):
-            raise BusError(f"agent {agent.name}'s credentials are already revoked: "
-                           "its retained topics cannot be cleared as the agent",
-                           f"run: invoke agent.hatch --name {agent.name}, then agent.retire again")
-        with bus_for(inv, role=agent.name) as bus:
-            for topic in topics:
-                bus.publish(topic, b"", retain=True, timeout=5.0)
-        return "cleared " + ", ".join(topics)
-    return Change(f"bus fleet/{agent.name} retained", "clear",
-                  "retained heartbeat and status of a retired agent", apply=apply)
+    return stop + [clear_retained] + changes + [retire_change(inv, agent.name)]
 
 
 def rotate_plan(inv: Inventory, agent: AgentSpec) -> list | None:
     """A new secret and key for one agent; None when the broker has no auth."""
-    auth, changes = _auth_plan(inv, rotate=[agent.name], restore=[agent.name])
+    auth, changes = auth_plan(inv, rotate=[agent.name], restore=[agent.name])
     if auth is None:
         return None
-    return changes + _agent_plan(inv, agent, auth)
+    return changes + agent_plan(inv, agent, auth)

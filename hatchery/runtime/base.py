@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Protocol, runtime_checkable
 
+from hatchery.configs.layout import AgentLayout, BrokerLayout
 from hatchery.inventory.model import AgentSpec, Inventory
 
 
@@ -99,6 +100,16 @@ class Runtime(Protocol):
     restarts_crashed: bool      # it restarts a crashed agent by itself (a restart policy): heal waits for it
     builds_images: bool         # agents run from images it builds (agent.hatch --render-only writes them)
     inspectable: bool           # it reports health and start times worth checking the bus against
+
+    # --- where things are, as the broker and each handler see them ----------------
+
+    def broker_layout(self, inv: Inventory) -> BrokerLayout:
+        """The broker's config, data and log paths, listeners, TLS files, control socket
+        and user, as the broker it runs sees them (configs.broker renders from it)."""
+
+    def agent_layout(self, inv: Inventory, agent: AgentSpec) -> AgentLayout:
+        """Where ``agent``'s handler connects and finds its credential files, as it sees
+        them (configs.agent renders from it)."""
 
     # --- the broker ---------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from hatchery.bus.retained import clear_retained_change
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
@@ -87,7 +88,8 @@ def retire(c, name, inventory=None, check=False, json=False):
     """Retire an agent for good: stop and remove it, clear its retained topics, revoke its credentials, comment it out of the inventory."""
     inv = load(inventory)
     agent = inv.agent(name)
-    run_plan("agent.retire", lambda: retire_plan(inv, agent), lock=inv.state_dir,
+    clear = clear_retained_change(inv, agent)      # the bus's part: its retained topics
+    run_plan("agent.retire", lambda: retire_plan(inv, agent, clear_retained=clear), lock=inv.state_dir,
              check=check, json=json)
 
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 from docker.types import Mount
 
-from hatchery.configs.agent import CONTAINER_SECRETS_DIR, extra_hosts, to_json
+from hatchery.configs.agent import to_json
 from hatchery.configs.broker import tls_source_files
 from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Change
@@ -49,6 +49,7 @@ from hatchery.runtime.docker.engine import (
     image_id,
     local_or,
 )
+from hatchery.runtime.docker.layout import AGENT_CONFIG_DIR, CONTAINER_SECRETS_DIR, extra_hosts
 from hatchery.runtime.docker.remote import fleet_files
 from hatchery.runtime.docker.states import (
     agent_client,
@@ -71,7 +72,7 @@ def agent_env(inv: Inventory, agent: AgentSpec, agent_config: dict) -> dict:
 def agent_spec(inv: Inventory, agent: AgentSpec, tag: str, conf_dir: str, config_text: str,
                secrets_dir: Optional[str] = None) -> ContainerSpec:
     labels = {**fleet_labels(inv, "agent"), AGENT_LABEL: agent.name, CONFIG_HASH: content_hash(config_text)}
-    mounts = [Mount(build.AGENT_CONFIG_DIR, conf_dir, type="bind", read_only=True)]
+    mounts = [Mount(AGENT_CONFIG_DIR, conf_dir, type="bind", read_only=True)]
     if secrets_dir:   # credentials: a read-only mount, never an image layer or an env var
         mounts.append(Mount(CONTAINER_SECRETS_DIR, secrets_dir, type="bind", read_only=True))
     return ContainerSpec(

@@ -15,10 +15,6 @@ from typing import Optional
 from docker.types import Mount
 
 from hatchery.configs.broker import (
-    CONTAINER_CONF_DIR,
-    CONTAINER_DATA_DIR,
-    CONTAINER_PORT,
-    CONTAINER_TLS_PORT,
     TLS_FILE_NAMES,
     plain_bind,
     reload_is_enough,
@@ -52,6 +48,12 @@ from hatchery.runtime.docker.engine import (
     ensure_volume,
     find_container,
     image_id,
+)
+from hatchery.runtime.docker.layout import (
+    CONTAINER_CONF_DIR,
+    CONTAINER_DATA_DIR,
+    CONTAINER_PORT,
+    CONTAINER_TLS_PORT,
 )
 from hatchery.runtime.docker.remote import fleet_files
 
