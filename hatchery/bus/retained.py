@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
-from hatchery.core.plan import Change
+from hatchery.core.plan import Action, Change
 from hatchery.errors import BusError
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.provision.credentials import retired_agents
@@ -34,5 +34,5 @@ def clear_retained_change(inv: Inventory, agent: AgentSpec) -> Change:
             for topic in topics:
                 bus.publish(topic, b"", retain=True, timeout=5.0)
         return "cleared " + ", ".join(topics)
-    return Change(f"bus fleet/{agent.name} retained", "clear",
+    return Change(f"bus fleet/{agent.name} retained", Action.CLEAR,
                   "retained heartbeat and status of a retired agent", apply=apply)

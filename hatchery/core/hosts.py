@@ -20,6 +20,7 @@ from hatchery.core.plan import (
     FAILED,
     OK,
     WOULD_CHANGE,
+    Action,
     ItemResult,
     Report,
     apply_plan,
@@ -43,7 +44,7 @@ def apply_per_host(title: str, common: list, per_host: dict, *, check: bool = Fa
         try:
             changes = plan()
         except HatcheryError as exc:    # unreachable engine or sshd: this host only
-            result = ItemResult(item=f"host {host}", status=FAILED, action="plan", error=str(exc))
+            result = ItemResult(item=f"host {host}", status=FAILED, action=Action.PLAN, error=str(exc))
             if on_result:
                 on_result(result)
             return [result], time.monotonic() - started, str(exc).splitlines()[0]

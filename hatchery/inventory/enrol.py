@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hatchery.core.plan import Change
+from hatchery.core.plan import Action, Change
 from hatchery.errors import InventoryError, Problem
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import Inventory
@@ -30,7 +30,7 @@ def enrol_plan(inv: Inventory, name: str | None) -> tuple:
         _editor().add_agent(inv.path, name, fields)
         return f"added agents.{name} to {inv.path.name}"
 
-    change = Change(f"inventory agents.{name}", "update", "not in the inventory yet", diff, apply)
+    change = Change(f"inventory agents.{name}", Action.UPDATE, "not in the inventory yet", diff, apply)
     return preview, [change]
 
 

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hatchery.core.plan import Change, text_diff
+from hatchery.core.plan import Action, Change, text_diff
 from hatchery.errors import HatcheryError, UsageError
 from hatchery.inventory.edit import write_atomically
 from hatchery.inventory.load import load_inventory
@@ -38,7 +38,7 @@ def retire_change(inv: Inventory, name: str, *, today: datetime.date | None = No
     def apply() -> str:
         write_atomically(inv.path, after)
         return f"agents.{name} commented out in {inv.path.name}"
-    return Change(item, "update", "retired: entry commented out, kept as a record",
+    return Change(item, Action.UPDATE, "retired: entry commented out, kept as a record",
                   text_diff(before, after, inv.path.name), apply)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import broker_endpoint, render_conf
 from hatchery.configs.layout import ACL_FILE, PASSWORD_FILE
-from hatchery.core.plan import Change
+from hatchery.core.plan import Action, Change
 from hatchery.core.ports import listening
 from hatchery.errors import BusError
 from hatchery.inventory.model import AgentSpec, Inventory
@@ -114,7 +114,7 @@ def hatch_plans(inv: Inventory, agents: list, *, named: bool = False, orphans: b
 
 
 def _still_retired(agent: AgentSpec) -> Change:
-    return Change(f"agent {agent.name}", "none",
+    return Change(f"agent {agent.name}", Action.NONE,
                   f"retired (agent.retire); to bring it back: agent.hatch --name {agent.name}")
 
 
