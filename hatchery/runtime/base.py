@@ -7,9 +7,10 @@ where noted. ``hatchery.runtime.for_runtime(name)`` returns the instance for an
 inventory's ``runtime:`` value; ``tests/test_runtime_interface.py`` checks that
 each one implements every method below with the same signature.
 
-A new runtime (ssh, systemd, ...) is a class with these methods in
-``hatchery/runtime/<name>.py`` (or a package), plus its name in
-``inventory.model.RUNTIMES``.
+A new runtime (swarm, ssh, systemd, ...) is a package ``hatchery/runtime/<name>/``
+with a class that has these methods and capability flags, its inventory
+declaration ``hatchery/inventory/runtimes/<name>.py`` (its keys, placement
+traits and this class), and its name in ``inventory.runtimes.REGISTERED``.
 """
 
 from __future__ import annotations
