@@ -41,6 +41,7 @@ class Action(str, Enum):
     REMOVE = "remove"
     ROLLBACK = "rollback"
     CLEAR = "clear"
+    CHECK = "check"                 # a read-back that fails when what it checks does not hold
     FAILED = "failed"
     PLAN = "plan"                   # an item whose planning itself failed (a host out of reach)
 

@@ -10,6 +10,8 @@ Change the caller hands in.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hatchery.configs.agent import agent_config
 from hatchery.configs.broker import broker_endpoint, render_conf
 from hatchery.configs.layout import ACL_FILE, PASSWORD_FILE
@@ -139,19 +141,48 @@ def stop_plan(inv: Inventory, agents: list, *, orphans: bool = False) -> list:
     return changes + (orphan_plan(inv) if orphans else [])
 
 
-def retire_plan(inv: Inventory, agent: AgentSpec, *, clear_retained: Change) -> list:
+def retire_plan(inv: Inventory, agent: AgentSpec, *, clear_retained: Change, still_clear: Change) -> list:
     """Retire for good: stop and remove it, clear its retained topics, revoke, then the inventory.
 
     The order matters. The handler stops first (a clean stop, no Last Will),
-    then the retained heartbeat and status are cleared *as the agent itself*
-    (the only user the ACL lets write them: ``clear_retained``, the bus side's
-    Change, bus.retained.clear_retained_change), then its credentials are revoked
-    (SIGHUP), and last its inventory entry is commented out, so an interrupted
-    retire can simply be run again.
+    then every retained topic the agent may write (heartbeat, status, alert,
+    its selftest topic) is cleared *as the agent itself* (the only user the ACL
+    lets write them) and read back empty by a fresh subscriber; only then are
+    its credentials revoked (SIGHUP), its inventory entry commented out, and
+    last the topics are read once more: a copy of the handler still running
+    somewhere could publish between the read-back and the revoke. If the clear
+    cannot be confirmed nothing is revoked, so an interrupted retire can simply
+    be run again.
+
+    The two bus items are the bus's (``bus.retained``: ``clear_retained_change``,
+    ``still_clear_change``), made and handed in by the task: planning here never
+    talks to the bus.
     """
     auth, changes = auth_plan(inv, revoke=[agent.name])
     stop = for_runtime(agent.runtime).agent_stop_plan(inv, agent, remove=True)
-    return stop + [clear_retained] + changes + [retire_change(inv, agent.name)]
+    clear, after = only_after(clear_retained, changes + [retire_change(inv, agent.name), still_clear])
+    return stop + [clear] + after
+
+
+def only_after(first: Change, changes: list) -> tuple:
+    """(first, changes) where each of ``changes`` applies only once ``first`` has applied:
+    apply_plan goes on after a failed item, and retire must not revoke an agent whose
+    retained messages are still on the bus (nobody could clear them afterwards)."""
+    done = []
+
+    def apply_first():
+        detail = first.apply() if first.apply else None
+        done.append(True)
+        return detail
+
+    def gated(change: Change) -> Change:
+        def apply():
+            if not done:
+                raise BusError(f"not done: {first.item} failed first",
+                               "fix what that item names, then run the task again")
+            return change.apply() if change.apply else None
+        return replace(change, apply=apply)
+    return replace(first, apply=apply_first), [gated(c) if c.needed else c for c in changes]
 
 
 def rotate_plan(inv: Inventory, agent: AgentSpec) -> list | None:
