@@ -16,11 +16,13 @@ from docker.types import Mount
 
 from hatchery.configs.broker import (
     TLS_FILE_NAMES,
+    broker_endpoint,
     plain_bind,
     tls_source_files,
 )
 from hatchery.core.paths import StatePaths
 from hatchery.core.plan import Action, Change, bind, text_diff
+from hatchery.core.ports import wait_until
 from hatchery.core.render import content_hash
 from hatchery.core.state import read_text
 from hatchery.inventory.model import Inventory
@@ -62,6 +64,7 @@ BROKER_HEALTHCHECK = {
     "test": ["CMD-SHELL", f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{CONTAINER_PORT}' 2>/dev/null"
              f" || nc -z 127.0.0.1 {CONTAINER_PORT}"],
     "interval": 10 * SECOND, "timeout": 5 * SECOND, "retries": 3, "start_period": 3 * SECOND}
+READY_SECONDS = 15.0    # a cold broker on a remote engine listened ~3 s after its start, under load
 _LAYOUT = StatePaths.relative()
 BROKER_CONF = str(_LAYOUT.mounted_broker_conf)
 
@@ -177,6 +180,7 @@ class _BrokerDeploy:
                  ensure_image(self.client, self.spec.image)]
         self._write_conf()
         steps.append(f"container {create_container(self.client, self.spec)} started")
+        steps.append(self._ready())
         return "; ".join(s for s in steps if s)
 
     def recreate(self) -> str:
@@ -185,7 +189,7 @@ class _BrokerDeploy:
 
     def start(self) -> str:
         self._write_conf()
-        return start_container(self.client, self.spec.name)
+        return f"{start_container(self.client, self.spec.name)}; {self._ready()}"
 
     def reload(self) -> str:
         self._write_conf()
@@ -195,7 +199,16 @@ class _BrokerDeploy:
     def restart(self) -> str:
         self._write_conf()
         restart_container(self.client, self.spec.name)
-        return "config rewritten; container restarted"
+        return f"config rewritten; container restarted; {self._ready()}"
+
+    def _ready(self) -> str:
+        """Wait (briefly) until the broker takes connections where the control side connects,
+        so a task run right after a deploy (agent.hatch checks the broker first) finds it up.
+        A broker that is slow to come up is said, not failed: its health check will tell."""
+        host, port = broker_endpoint(self.inv)
+        if wait_until(host, port, timeout=READY_SECONDS):
+            return f"accepting connections on {host}:{port}"
+        return f"not yet accepting connections on {host}:{port} after {READY_SECONDS:g}s"
 
 
 def write_auth_files(files, auth_files: dict) -> None:
