@@ -60,7 +60,7 @@ def decode_all(data: bytes, level: int = 5, chunks=None, reader=None):
         messages += m
         acks += a
         controls += c
-    return [(m.topic, m.payload, m.retain, dict(m.properties)) for m in messages], acks, controls, reader
+    return [(m.topic, m.payload, m.retain, dict(m.properties or {})) for m in messages], acks, controls, reader
 
 
 # --- what decodes ---------------------------------------------------------------------
@@ -88,7 +88,7 @@ def publishes(draw, level=5):
         for key, value in pairs:
             raw.append((38, utf8(key) + utf8(value)))
         if pairs:
-            expected["UserProperty"] = tuple(pairs)
+            expected["UserProperty"] = list(pairs)
         if draw(st.booleans()):
             data = draw(st.binary(max_size=20))
             raw.append((9, len(data).to_bytes(2, "big") + data))

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from hatchery.bus import wire
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import control_socket, tls_source_files
+from hatchery.configs.broker import broker_endpoint, control_socket, tls_source_files
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -51,11 +51,15 @@ class Connection:
                          protocol=protocol_for(self.user), unix_socket=self.unix_socket)
 
 
-# Roles that only listen. They speak MQTT 3.1.1: v5's one feature we rely on,
+# Roles that only listen speak MQTT 3.1.1: v5's one feature we rely on,
 # message expiry, matters only to who sends commands (the manager keeps v5 for
-# that), and a 3.1.1 PUBLISH carries no property list to read. (With paho a v5
-# client spent ~30 % more CPU per received message, bench/protocol_bench.py.)
-LISTENING_ROLES = ("monitor", "exporter", "recorder")
+# that). The broker drops v5 properties on the way to a 3.1.1 reader, so these
+# never see them. The recorder is not among them: bus.record and bus.audit must
+# see everything an agent can send, properties included
+# (agent_kit.contract.ALLOWED_PROPERTIES). With the manager's own reader
+# (bus.wire) a v5 message costs ~0.2 µs more to decode than a 3.1.1 one; with
+# paho it cost ~30 % more CPU (bench/protocol_bench.py).
+LISTENING_ROLES = ("monitor", "exporter")
 
 
 def protocol_for(user: str) -> int:
@@ -88,7 +92,8 @@ def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Opti
 
 
 def control_target(inv: Inventory) -> Optional[str]:
-    """The broker's control socket (configs.broker.control_socket) if it exists here."""
+    """The broker's control socket (configs.broker.control_socket) if it exists here: only
+    a broker whose runtime lays one out (Runtime.broker_layout) makes it."""
     path = control_socket(inv)
     try:
         return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
@@ -99,7 +104,8 @@ def control_target(inv: Inventory) -> Optional[str]:
 def connection_target(inv: Inventory, tls=None) -> tuple:
     """(host, port, tls) the control side connects to: the TLS listener when enabled."""
     if tls is None and inv.broker.tls:
-        return inv.broker.host, inv.broker.tls_port, _fleet_ca_context(tls_source_files(inv)["cafile"])
+        host, port = broker_endpoint(inv)
+        return host, port, _fleet_ca_context(tls_source_files(inv)["cafile"])
     return inv.broker.host, inv.broker.port, tls
 
 

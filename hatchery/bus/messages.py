@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Optional
 
-NO_PROPERTIES: Mapping = MappingProxyType({})
 ANSWERED, FAILED, OFFLINE, SILENT = "answered", "failed", "offline", "silent"
 
 
@@ -29,12 +27,12 @@ class Reply:
 
 @dataclass
 class Message:
-    """A received message, as ``bus.wire`` decoded it."""
+    """A received message, detached from paho."""
 
     topic: str
     payload: bytes
     retain: bool
     received: float       # time.time() at arrival
-    # MQTT 5 properties by paho's names (``MessageExpiryInterval``, ``UserProperty``:
-    # a tuple of (key, value) pairs, ...); empty for 3.1.1 and for most messages
-    properties: Mapping = field(default_factory=lambda: NO_PROPERTIES, compare=False)
+    properties: Optional[dict] = None   # the MQTT v5 properties it carried (paho names); None: none
+    properties_ok: bool = True          # False: properties its topic may not carry
+                                        # (agent_kit.contract.ALLOWED_PROPERTIES): readers drop it

@@ -161,6 +161,8 @@ class Pending:
         if (len(parts) != 3 or parts[2] != "status" or parts[0] != contract.FLEET_PREFIX
                 or parts[1] not in self.wanted):
             return
+        if not message.properties_ok:
+            return   # properties the contract does not allow: never taken as an answer
         try:
             payload = contract.decode(message.payload)
         except contract.ContractError:

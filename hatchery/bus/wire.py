@@ -21,7 +21,8 @@ Two kinds of bad input, two answers:
 from __future__ import annotations
 
 import struct
-from hatchery.bus.messages import NO_PROPERTIES, Message
+from agent_kit.contract import disallowed_properties
+from hatchery.bus.messages import Message
 
 MQTTv311, MQTTv5 = 4, 5
 (CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBSCRIBE, SUBACK,
@@ -39,8 +40,8 @@ class BadPacket(ValueError):
 
 
 # --- properties (MQTT 5, section 2.2.2.2) -------------------------------------------
-# id -> (name, kind). Names as paho spells them, so readers that knew paho's
-# ``msg.properties`` find the same words.
+# id -> (name, kind). Names as paho spells them (agent_kit.bus.received_properties),
+# repeatable ones (UserProperty, SubscriptionIdentifier) as lists, as there.
 
 BYTE, TWO, FOUR, VARINT, TEXT, BINARY, PAIR = range(7)
 PROPERTIES = {
@@ -83,7 +84,7 @@ def read_properties(buf: bytes, pos: int, end: int, allowed=None) -> tuple:
             raise BadPacket(f"{name} twice")
         else:
             found[name] = value
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in found.items()}, stop
+    return found, stop
 
 
 def _read_value(buf: bytes, pos: int, end: int, kind: int) -> tuple:
@@ -243,7 +244,7 @@ class Reader:
                 topic = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise BadPacket("the topic is not UTF-8") from None
-            properties = NO_PROPERTIES
+            properties = None
             if self.level == MQTTv5:
                 if at >= end:
                     raise BadPacket("no property length")
@@ -255,7 +256,11 @@ class Reader:
             self.dropped += 1
             self.last_problem = str(exc)
             return
-        messages.append(Message(topic, buf[at:end], bool(first & 1), received, properties))
+        if properties is None:
+            messages.append(Message(topic, buf[at:end], bool(first & 1), received))
+        else:     # properties its topic may not carry (the contract's rule): readers drop it
+            messages.append(Message(topic, buf[at:end], bool(first & 1), received, properties,
+                                    not disallowed_properties(topic, properties)))
 
 
 # --- control packets the broker sends --------------------------------------------------

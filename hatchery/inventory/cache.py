@@ -9,9 +9,9 @@ it while nothing it was made from has changed. The key hashes:
 - every ``roles/*/defaults.yaml`` the loader could read (beside the
   inventory, then the hatchery repo's), names and bytes: a role file added,
   edited or removed changes the key even if no agent names that role,
-- this hatchery: its version and the source of the modules that build an
-  Inventory (``CODE``), and the Python version, so a cache written by other
-  code is never read.
+- this hatchery: the source of the modules that build an Inventory and of
+  the file holding its version (``CODE``), and the Python version, so a cache
+  written by other code is never read.
 
 Where: ``$HATCHERY_CACHE_DIR``, else ``$XDG_CACHE_HOME/hatchery``, else
 ``~/.cache/hatchery``, then ``inventory/``: a 0700 directory of 0600 files,
@@ -40,8 +40,10 @@ FORMAT = b"hatchery-inventory-cache-1"
 KEY_SIZE = 64                      # hex sha256, at the head of every cache file
 _PACKAGE = Path(__file__).resolve().parents[1]
 # The modules whose code decides what an Inventory looks like.
-CODE = (*sorted((_PACKAGE / "inventory").glob("*.py")), _PACKAGE / "errors.py",
-        _PACKAGE / "core" / "assets.py", _PACKAGE.parent / "agent_kit" / "contract.py")
+# agent_kit/__init__.py holds the version both halves share: a release changes the key.
+CODE = (*sorted((_PACKAGE / "inventory").rglob("*.py")), _PACKAGE / "errors.py",
+        _PACKAGE / "core" / "assets.py", _PACKAGE.parent / "agent_kit" / "contract.py",
+        _PACKAGE.parent / "agent_kit" / "__init__.py")
 
 
 def cache_dir(env: Mapping[str, str]) -> Optional[Path]:
@@ -57,11 +59,12 @@ def cache_dir(env: Mapping[str, str]) -> Optional[Path]:
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> bytes:
-    """What identifies this hatchery's loader: version, Python, and the loader's source."""
-    from hatchery import __version__
-    digest = hashlib.sha256(FORMAT + b"\0" + __version__.encode() + b"\0" + sys.version.encode())
+    """What identifies this hatchery's loader: Python, and the loader's source (with the
+    version it carries)."""
+    digest = hashlib.sha256(FORMAT + b"\0" + sys.version.encode())
     for module in CODE:
-        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+        digest.update(str(module.relative_to(_PACKAGE.parent)).encode() + b"\0"
+                      + module.read_bytes())
     return digest.digest()
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from viewhelpers import (
@@ -165,8 +166,8 @@ def _in_process_page(model, login=None):
 
 def test_text_that_reaches_the_page_is_shown_as_text(browser):
     """Defence in depth: even a string the contract would refuse renders inert."""
-    inv = Inventory(__import__("pathlib").Path("/nonexistent.yaml"), broker=BrokerSpec(),
-                    agents={"x": AgentSpec("x")})
+    inv = Inventory(Path("/nonexistent.yaml"), broker=BrokerSpec(),
+                    agents={"x": AgentSpec("x")}, state_dir=Path("/nonexistent/.hatchery"))
     model = FleetModel(inv)
     poisoned = model.state.agents["x"]      # the fleet state, reached behind the decoder's back
     poisoned.version, poisoned.last_alert = HOSTILE[0], HOSTILE[1]
@@ -185,8 +186,8 @@ def test_text_that_reaches_the_page_is_shown_as_text(browser):
         thread.join(5)
 
 
-def test_intent_a_stopped_agent_says_so_and_a_retired_one_leaves_the_page(browser):
-    inv = Inventory(__import__("pathlib").Path("/nonexistent.yaml"), broker=BrokerSpec(),
+def test_intent_a_stopped_agent_says_so_and_a_retired_one_leaves_the_page(browser, tmp_path):
+    inv = Inventory(tmp_path / "fleet_inventory.yaml", broker=BrokerSpec(), state_dir=tmp_path / ".hatchery",
                     agents={n: AgentSpec(n) for n in ("x", "y", "z")})
     book = [IntentBook()]
     model = FleetModel(inv, intent=lambda: book[0])
@@ -232,7 +233,8 @@ def _get(url, headers=None):
 
 
 def test_a_login_is_demanded_and_headers_are_strict():
-    inv = Inventory(__import__("pathlib").Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")})
+    inv = Inventory(Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")},
+                    state_dir=Path("/nonexistent/.hatchery"))
     login = page.Login("hatchery", "correct-horse-battery")
     port, stop, thread = _in_process_page(FleetModel(inv), login)
     base = f"http://127.0.0.1:{port}/"

@@ -17,7 +17,7 @@ def _inv(*names, groups=None, hosts=None):
     hosts = hosts or {}
     return Inventory(Path("/nonexistent.yaml"), manager="mgr", groups=groups or {},
                      agents={n: AgentSpec(n, heartbeat_interval=60, docker_host=hosts.get(n))
-                             for n in names})
+                             for n in names}, state_dir=Path("/nonexistent/.hatchery"))
 
 
 def _msg(name, kind, payload, at=1000.0):
