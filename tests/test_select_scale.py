@@ -52,6 +52,7 @@ def fleet() -> Inventory:
                                  docker_host="ssh://root@10.0.0.2" if remote else None)
     names = list(agents)
     return Inventory(Path("/nonexistent/fleet_inventory.yaml"), broker=BrokerSpec(),
+                     state_dir=Path("/nonexistent/.hatchery"),
                      agents=agents, hosts=hosts,
                      groups={"evens": tuple(names[::2]), "all": tuple(names)})
 

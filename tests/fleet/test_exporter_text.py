@@ -26,7 +26,8 @@ from hatchery.observe.metrics_text import CONTENT_TYPE
 def fed_metrics(count: int = 50, book=None, clock=None) -> exporter.BusMetrics:
     names = [f"agent-{i:03d}" for i in range(count)]
     inv = Inventory(Path("/nonexistent/fleet_inventory.yaml"), manager="zephyr",
-                    agents={n: AgentSpec(n) for n in names})
+                    agents={n: AgentSpec(n) for n in names},
+                    state_dir=Path("/nonexistent/.hatchery"))
     now = time.time()
     metrics = exporter.BusMetrics(inv, clock=clock or (lambda: now + 1.5),
                                   intent=lambda: book[0] if book else IntentBook())
