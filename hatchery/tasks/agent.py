@@ -8,6 +8,7 @@ from hatchery.core.hosts import host_of
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
+from hatchery.operate import intents
 from hatchery.provision.operations import (
     hatch_plans,
     retire_plan,
@@ -57,7 +58,11 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
         common, per_host = hatch_plans(inv, _targets(inv, name, group, pattern, host), named=bool(name),
                                        orphans=not (name or group or pattern or host))
         return changes + common, per_host
-    run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json)
+    try:
+        run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json)
+    finally:
+        if not check:
+            intents.started(base, list(base.agents.values()))     # started again: no longer 'stopped'
 
 
 @op()
@@ -70,6 +75,8 @@ def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, js
     inv = load(inventory)
     targets = _targets(inv, name, group, pattern)
     orphans = not (name or group or pattern)
+    if not check:
+        intents.stopping(inv, targets)      # first: heal must never take this stop for a crash
     run_plan("agent.stop", lambda: stop_plan(inv, targets, orphans=orphans), lock=inv.state_dir,
              check=check, json=json)
 
