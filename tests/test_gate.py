@@ -122,3 +122,12 @@ def test_pending_unbound_takes_the_first_answer_and_keeps_the_rest():
     [got] = pending.replies()
     assert got.result["version"] == "4.0" and got.conflict and "others" in got.as_dict()
     assert "others" not in reply("b").as_dict()
+
+
+def test_pending_answers_only_is_not_settled_by_a_retained_forged_offline():
+    pending = Pending(["a"], "health-check", answers_only=True)
+    command_id = pending.expect(["a"])
+    pending.on_message(_status("a", contract.make_state("a", "offline"), retain=True))
+    assert not pending.settled() and pending.replies()[0].state == SILENT
+    pending.on_message(_status("a", _reply_payload("a", command_id)))
+    assert pending.settled() and pending.replies()[0].state == ANSWERED

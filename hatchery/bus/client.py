@@ -278,14 +278,17 @@ class BusClient:
     # --- request/reply ------------------------------------------------------------
 
     def request(self, names: list, verb: str, *, timeout: float,
-                broadcast_manager: Optional[str] = None, instances: Optional[dict] = None) -> list:
+                broadcast_manager: Optional[str] = None, instances: Optional[dict] = None,
+                answers_only: bool = False) -> list:
         """Send ``verb`` to each agent (or once on the broadcast topic) and collect replies.
 
         Returns one Reply per name, in the order given. Waits until every agent
         has answered or is known offline (its Last Will is retained), or until
         ``timeout`` expires. ``instances`` ({agent: instance}, from the runtime):
         only a reply or Will naming that instance settles the agent; other
-        replies to its command id are kept in ``Reply.others``.
+        replies to its command id are kept in ``Reply.others``. ``answers_only``:
+        a retained or live offline state does not settle anyone (a check that
+        must hear the agent itself, which anyone with its password could fake).
         """
         if verb not in contract.VERBS:
             raise UsageError(f"unknown verb {verb!r}",
@@ -293,7 +296,7 @@ class BusClient:
         names = list(dict.fromkeys(checked_name(n) for n in names))
         if not names:
             return []
-        pending = Pending(names, verb, instances)
+        pending = Pending(names, verb, instances, answers_only)
         filters, qos = status_filters(names, broadcast_manager)
         with self.listen(filters, pending.on_message, qos=qos, timeout=timeout):
             if broadcast_manager:

@@ -75,11 +75,14 @@ class Pending:
     timeout wakes it otherwise). No rescan of every target per reply.
     """
 
-    def __init__(self, names: list, verb: str, instances: Optional[dict] = None):
+    def __init__(self, names: list, verb: str, instances: Optional[dict] = None,
+                 answers_only: bool = False):
         self.names, self.verb = names, verb
         # {agent: instance}: only that handler's answer (and Will) settles the agent;
         # replies naming another instance are kept in ``others``, never taken as its answer
         self.instances = instances or {}
+        # only an answer settles: a retained (perhaps forged) offline does not end the wait
+        self.answers_only = answers_only
         self.others: dict = {}     # agent -> other replies to its command id
         self.wanted = set(names)
         self.cond = threading.Condition()
@@ -118,7 +121,7 @@ class Pending:
     def _record(self, name: str, payload: dict, now: float) -> None:
         kind = contract.classify_status(payload)
         if kind == "state" and valid_payload(payload, contract.STATE_SCHEMA):
-            if not self._bound(name, payload):
+            if self.answers_only or not self._bound(name, payload):
                 return      # another instance's state (or a forged one) says nothing about ours
             self.states[name] = payload["state"]
             if name in self.answers:

@@ -117,7 +117,8 @@ def confirm(inv: Inventory, bus: BusClient, names: list, *, hung_after: float) -
     if ask:
         instances = {n: states[n].instance for n in ask if states[n].instance}
         try:
-            found = bus.request(ask, "health-check", timeout=hung_after, instances=instances)
+            found = bus.request(ask, "health-check", timeout=hung_after, instances=instances,
+                                answers_only=True)
         except HatcheryError:
             found = []      # the bus itself is down: nobody answered, the runtime's word stands
         replies = {reply.agent: reply for reply in found}

@@ -163,10 +163,12 @@ def wait_healthy(bus: BusClient, instances: dict, *, since: float, expect_versio
 def _ask(bus: BusClient, gate: Gate, timeout: float) -> None:
     ask = [n for n in gate.born() if n not in gate.healthy and n not in gate.conflicts]
     if ask:
-        gate.health(bus.request(ask, "health-check", timeout=timeout, instances=gate.bound(ask)))
+        gate.health(bus.request(ask, "health-check", timeout=timeout, instances=gate.bound(ask),
+                                answers_only=True))
     ready = gate.ready_for_version()
     if gate.expect and ready:
-        gate.version(bus.request(ready, "version-report", timeout=timeout, instances=gate.bound(ready)))
+        gate.version(bus.request(ready, "version-report", timeout=timeout, instances=gate.bound(ready),
+                                 answers_only=True))
 
 
 def publish_conflicts(bus: BusClient, inv: Inventory, conflicts: dict) -> None:
