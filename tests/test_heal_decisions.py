@@ -239,3 +239,20 @@ def test_every_alert_is_a_valid_contract_alert():
 
 def test_fixture_timestamps_round_trip():
     assert contract.parse_rfc3339(ts(NOW)).timestamp() == NOW
+
+
+def test_every_watch_log_line_carries_a_timestamp(capsys):
+    import re
+
+    from hatchery.operate.supervisor import HealAction
+    from hatchery.tasks.dayops import _log, _show_action
+    _show_action(HealAction("a", "offline", RESTARTED, "gone: exited", 1, "gone", at=NOW + 0.25), json=False)
+    _show_action(HealAction("a", "offline", MISMATCH, "not restarted", finding=ALIVE, at=NOW), json=True)
+    _log("fleet.heal --watch: supervising 1 agent(s)")
+    out, err = capsys.readouterr()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    text, line = out.splitlines()
+    assert re.fullmatch(rf"{stamp} a: offline \(gone\): restarted gone: exited", text)
+    assert text.startswith("2027-01-15T08:00:00.250Z")
+    assert re.fullmatch(stamp, json.loads(line)["ts"])
+    assert re.fullmatch(rf"{stamp} fleet.heal --watch: supervising 1 agent\(s\)\n", err)
