@@ -87,26 +87,15 @@ def finding(state: AgentState, reply: Optional[Reply], hung_after: float) -> Con
 def agent_state(inv: Inventory, name: str) -> AgentState:
     """The runtime's AgentState for ``name``; running=None when it cannot be asked."""
     agent = inv.agents[name]
-    runtime = for_runtime(agent.runtime)
     try:
-        if not hasattr(runtime, "agent_state"):         # TODO(M1): until the runtimes speak AgentState
-            return _from_row(runtime.agent_status(inv, agent), agent.runtime)
-        return runtime.agent_state(inv, agent)
+        return for_runtime(agent.runtime).agent_state(inv, agent)
     except HatcheryError as exc:
         return AgentState(name, agent.runtime, running=None, problem=str(exc)[:200])
 
 
-def _from_row(row, runtime: str) -> AgentState:
-    if isinstance(row, AgentState):
-        return row
-    return AgentState(row["agent"], runtime, running=row.get("running"), health=row.get("health"),
-                      restarting=row.get("status") == "restarting", status=row.get("status") or "",
-                      pid=row.get("pid"), problem=row.get("problem") or "")
-
-
 def restarts_itself(inv: Inventory, name: str) -> bool:
     """The runtime's capability: it restarts a crashed agent by itself (a restart policy)."""
-    return bool(getattr(for_runtime(inv.agents[name].runtime), "restarts_crashed", False))
+    return bool(for_runtime(inv.agents[name].runtime).restarts_crashed)
 
 
 def confirm(inv: Inventory, bus: BusClient, names: list, *, hung_after: float) -> dict:
@@ -133,6 +122,5 @@ def runtime_unhealthy(inv: Inventory) -> set:
             states = for_runtime(runtime_name).agent_list(inv)
         except HatcheryError:
             continue
-        states = [_from_row(s, runtime_name) for s in states]
         found |= {s.agent for s in states if s.health == "unhealthy" and s.agent in inv.agents}
     return found

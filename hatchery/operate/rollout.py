@@ -43,6 +43,7 @@ from hatchery.operate.gate import publish_conflicts, wait_healthy
 from hatchery.provision.credentials import retired_agents
 from hatchery.provision.operations import _agent_plan, _auth_plan, require_broker
 from hatchery.runtime import for_runtime
+from hatchery.runtime.base import Provenance
 
 UPDATED, CURRENT, STOPPED, ROLLED_BACK, ROLLBACK_FAILED, UNTOUCHED = (
     "updated", "current", "stopped", "rolled-back", "rollback-failed", "untouched")
@@ -161,14 +162,9 @@ def plan_rows(inv: Inventory, agents: list, size) -> list:
     return rows
 
 
-def describe(provenance) -> str:
+def describe(provenance: Optional[Provenance]) -> str:
     """A short 'what it runs' for the table: agent_kit or image, and config hash."""
-    if not provenance:
-        return "-"
-    if hasattr(provenance, "describe"):
-        return provenance.describe()
-    what = provenance.get("kit") or str(provenance.get("image") or "?").rsplit(":", 1)[-1]
-    return f"{what}/{provenance.get('config') or '?'}"
+    return provenance.describe() if provenance else "-"
 
 
 class BatchLease:
