@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.plan import apply_plan  # noqa: E402
+from hatchery.errors import BusError  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402
 from hatchery.operate import rollout  # noqa: E402
@@ -217,8 +218,11 @@ def _wait_port(inv, timeout: float = 60.0) -> None:
 def _until_answers(bus, name: str, limit: float) -> None:
     deadline = time.perf_counter() + limit
     while time.perf_counter() < deadline:
-        if bus.request([name], "health-check", timeout=0.25)[0].ok:
-            return
+        try:
+            if bus.request([name], "health-check", timeout=0.25)[0].ok:
+                return
+        except BusError:
+            pass        # a SUBACK late on a busy machine: ask again
         time.sleep(0.02)
     raise RuntimeError(f"{name} did not answer within {limit}s")
 

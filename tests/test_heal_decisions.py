@@ -34,6 +34,7 @@ class World:
         self.book = IntentBook()
         self.findings: dict = {}            # name -> finding, or a Confirmation
         self.asked: list = []
+        self.state_only: list = []
         self.restarted: list = []
         self.actions: list = []
         self.unhealthy: set = set()
@@ -43,8 +44,9 @@ class World:
             confirm=self.confirm, restart=self.restart, record=self.actions.append,
             restarts_itself=lambda name: restarts_itself, runtime_unhealthy=lambda: self.unhealthy)
 
-    def confirm(self, names: list) -> dict:
+    def confirm(self, names: list, state_only: list) -> dict:
         self.asked.append(list(names))
+        self.state_only.append(list(state_only))
         found = {}
         for name in names:
             value = self.findings[name]
@@ -154,15 +156,32 @@ def test_unknown_after_a_broker_restart_gets_time_to_re_announce():
 
 
 def test_a_runtime_that_restarts_crashed_agents_goes_first():
-    world = World("a", restarts_itself=True, runtime_first=3.0, grace=5.0)
+    world = World("a", restarts_itself=True, runtime_first=3.0, grace=5.0, runtime_poll=0.25)
     world.see(*online("a", NOW - 5), offline("a", NOW, INSTANCE))
-    world.tick().tick(1.0).tick(1.0)
+    world.findings["a"] = GONE                      # exited, its restart policy about to act
+    world.tick().tick(0.1)
     assert world.asked == []
-    world.findings["a"] = Confirmation("a", HUNG, started_at=NOW + 1.5)    # the runtime restarted it
-    world.tick(1.5)
-    assert world.asked == [["a"]] and world.restarted == []               # still starting: left to it
+    for _ in range(8):
+        world.tick(0.25)
+    assert len(world.asked) == 8 and world.restarted == []                # its state read, left to it
+    assert all(only == ["a"] for only in world.state_only)               # no probe: no wait on a reply
+    world.findings["a"] = Confirmation("a", HUNG, started_at=NOW + 2.0)    # the runtime restarted it
+    world.tick(1.0)
+    assert world.restarted == []                                           # still starting: left to it
     world.see(*online("a", world.now)).tick(0.5)
     assert world.actions == []
+
+
+def test_a_runtime_waiting_out_a_long_backoff_of_its_own_is_overtaken():
+    world = World("a", restarts_itself=True, runtime_first=3.0, restarting_after=1.0, runtime_poll=0.25)
+    world.see(*online("a", NOW - 5), offline("a", NOW, INSTANCE))
+    world.findings["a"] = Confirmation("a", GONE, "the runtime says restarting", restarting=True)
+    world.tick()
+    for _ in range(4):
+        world.tick(0.25)                            # seen restarting from 0.25 s: a short backoff, wait
+    assert world.restarted == []
+    world.tick(0.25)
+    assert world.restarted == ["a"] and world.did("a") == [RESTARTED]
 
 
 def test_a_hung_agent_is_restarted_but_not_while_it_is_starting():
@@ -256,3 +275,23 @@ def test_every_watch_log_line_carries_a_timestamp(capsys):
     assert text.startswith("2027-01-15T08:00:00.250Z")
     assert re.fullmatch(stamp, json.loads(line)["ts"])
     assert re.fullmatch(rf"{stamp} fleet.heal --watch: supervising 1 agent\(s\)\n", err)
+
+
+def test_the_runtimes_word_as_a_finding():
+    from hatchery.bus.messages import Reply
+    from hatchery.operate.confirm import RUNNING, finding
+    from hatchery.runtime.base import AgentState
+
+    def st(**kw):
+        return AgentState("a", "local", **{"running": True, "instance": INSTANCE, **kw})
+    answered = Reply("a", True, "health-check", "c1", 1.0, {}, None, "answered", INSTANCE)
+    foreign = Reply("a", False, "health-check", "c1", others=[{"instance": None, "ok": True}])
+    assert finding(st(running=False, status="exited"), None, 3).finding == GONE
+    restarting = finding(st(restarting=True, status="restarting"), None, 3)     # docker's own backoff
+    assert restarting.finding == GONE and restarting.restarting
+    assert finding(st(running=None, problem="engine down"), None, 3).finding == UNASKED
+    assert finding(st(health="unhealthy"), None, 3).finding == UNHEALTHY
+    assert finding(st(), answered, 3).finding == ALIVE
+    hung = finding(st(), foreign, 3)
+    assert hung.finding == HUNG and "1 reply(ies) from another instance ignored" in hung.detail
+    assert finding(st(), None, 3, probed=False).finding == RUNNING

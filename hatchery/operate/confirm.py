@@ -36,6 +36,7 @@ from hatchery.runtime import for_runtime
 from hatchery.runtime.base import AgentState
 
 GONE, UNHEALTHY, HUNG, ALIVE, UNASKED = "gone", "unhealthy", "hung", "alive", "unasked"
+RUNNING = "running"         # the runtime runs it; not probed (only its state was wanted)
 CONFIRMED_DOWN = frozenset({GONE, UNHEALTHY, HUNG})
 
 
@@ -59,21 +60,25 @@ class Confirmation:
 # --- the pure part: an AgentState and a reply in, a finding out ---------------------
 
 def needs_probe(state: AgentState) -> bool:
-    """Only a running agent that its runtime does not already call unhealthy is asked."""
-    return bool(state.running) and state.health != "unhealthy"
+    """Only a running agent that its runtime does not already call unhealthy or restarting is asked."""
+    return bool(state.running) and not state.restarting and state.health != "unhealthy"
 
 
-def finding(state: AgentState, reply: Optional[Reply], hung_after: float) -> Confirmation:
+def finding(state: AgentState, reply: Optional[Reply], hung_after: float, probed: bool = True) -> Confirmation:
     """The confirmation for one agent from its runtime state and the health-check's reply."""
     base = dict(agent=state.agent, restarting=state.restarting, started_at=state.started_at,
                 instance=state.instance, conflict=bool(reply and reply.conflict))
     if state.running is None:
         why = state.problem or "no answer"
         return Confirmation(finding=UNASKED, detail=f"the runtime could not be asked ({why})", **base)
-    if not state.running:
+    if not state.running or state.restarting:
+        # Docker reports a container waiting out its restart delay as Running and Restarting:
+        # its handler is gone all the same
         return Confirmation(finding=GONE, detail=f"the runtime says {state.status or 'not running'}", **base)
     if state.health == "unhealthy":
         return Confirmation(finding=UNHEALTHY, detail="the runtime's health check fails", **base)
+    if not probed:
+        return Confirmation(finding=RUNNING, detail="the runtime runs it (not probed)", **base)
     if reply is not None and reply.state in (ANSWERED, FAILED):
         who = f"instance {reply.instance}" if reply.instance else "an unbound reply"
         return Confirmation(finding=ALIVE, detail=f"runs and answered a signed health-check ({who})", **base)
@@ -98,10 +103,11 @@ def restarts_itself(inv: Inventory, name: str) -> bool:
     return bool(for_runtime(inv.agents[name].runtime).restarts_crashed)
 
 
-def confirm(inv: Inventory, bus: BusClient, names: list, *, hung_after: float) -> dict:
-    """{name: Confirmation}: every runtime asked, then ONE bound health-check to the running ones."""
+def confirm(inv: Inventory, bus: BusClient, names: list, *, hung_after: float, state_only=()) -> dict:
+    """{name: Confirmation}: every runtime asked, then ONE bound health-check to the running ones
+    (except those in ``state_only``, for which only the runtime's state is wanted)."""
     states = {name: agent_state(inv, name) for name in names}
-    ask = [name for name, state in states.items() if needs_probe(state)]
+    ask = [name for name, state in states.items() if needs_probe(state) and name not in state_only]
     replies = {}
     if ask:
         instances = {n: states[n].instance for n in ask if states[n].instance}
@@ -111,7 +117,8 @@ def confirm(inv: Inventory, bus: BusClient, names: list, *, hung_after: float) -
         except HatcheryError:
             found = []      # the bus itself is down: nobody answered, the runtime's word stands
         replies = {reply.agent: reply for reply in found}
-    return {name: finding(state, replies.get(name), hung_after) for name, state in states.items()}
+    return {name: finding(state, replies.get(name), hung_after, probed=name not in state_only)
+            for name, state in states.items()}
 
 
 def runtime_unhealthy(inv: Inventory) -> set:

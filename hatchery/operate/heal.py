@@ -121,7 +121,8 @@ def supervisor_for(inv: Inventory, bus: BusClient, policy: Policy, state: FleetS
 
     return Supervisor(
         state, policy, read_book=lambda: read_intent(inv),
-        confirm=lambda names: runtime_word.confirm(inv, bus, names, hung_after=policy.hung_after),
+        confirm=lambda names, state_only: runtime_word.confirm(inv, bus, names, hung_after=policy.hung_after,
+                                                               state_only=state_only),
         restart=lambda name: restart(inv, name), record=record,
         restarts_itself=lambda name: runtime_word.restarts_itself(inv, name),
         runtime_unhealthy=lambda: runtime_word.runtime_unhealthy(inv), check=check)
@@ -152,6 +153,8 @@ def watch(inv: Inventory, bus: BusClient, policy: Policy, *, stop: Optional[thre
             supervisor.tick(now, names=None if whole else [])
             if whole:
                 next_full = now + tick
-            state.wait_for_change(supervisor.seen, max(0.0, next_full - time.time()))
+            # an open suspicion is looked at again soon, whatever the bus says meanwhile
+            wake = min(next_full, now + policy.runtime_poll) if supervisor.episodes else next_full
+            state.wait_for_change(supervisor.seen, max(0.0, wake - time.time()))
             stop.wait(MIN_TICK_S)
     return supervisor
