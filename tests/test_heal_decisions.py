@@ -172,15 +172,15 @@ def test_a_runtime_that_restarts_crashed_agents_goes_first():
     assert world.actions == []
 
 
-def test_a_runtime_waiting_out_a_long_backoff_of_its_own_is_overtaken():
+def test_a_runtime_waiting_out_its_own_restart_backoff_is_overtaken_after_a_second():
     world = World("a", restarts_itself=True, runtime_first=3.0, restarting_after=1.0, runtime_poll=0.25)
     world.see(*online("a", NOW - 5), offline("a", NOW, INSTANCE))
     world.findings["a"] = Confirmation("a", GONE, "the runtime says restarting", restarting=True)
     world.tick()
-    for _ in range(4):
-        world.tick(0.25)                            # seen restarting from 0.25 s: a short backoff, wait
-    assert world.restarted == []
-    world.tick(0.25)
+    for _ in range(3):
+        world.tick(0.25)                            # restarting by itself: its turn for a second
+    assert world.restarted == [] and len(world.asked) == 3
+    world.tick(0.25)                                # then its backoff is skipped by a restart of ours
     assert world.restarted == ["a"] and world.did("a") == [RESTARTED]
 
 

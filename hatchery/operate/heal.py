@@ -155,6 +155,7 @@ def watch(inv: Inventory, bus: BusClient, policy: Policy, *, stop: Optional[thre
                 next_full = now + tick
             # an open suspicion is looked at again soon, whatever the bus says meanwhile
             wake = min(next_full, now + policy.runtime_poll) if supervisor.episodes else next_full
+            if stop.wait(MIN_TICK_S):       # first the rate limit, so news wakes the next look at once
+                break
             state.wait_for_change(supervisor.seen, max(0.0, wake - time.time()))
-            stop.wait(MIN_TICK_S)
     return supervisor

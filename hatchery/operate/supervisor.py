@@ -43,7 +43,7 @@ class Policy:
     survey_every: float = 5.0               # seconds between asks of the runtimes for unhealthy agents
     grace: float = 5.0                      # seconds a (re)started agent has to come online
     runtime_first: float = 3.0              # a runtime that restarts crashed agents gets this long first,
-    restarting_after: float = 1.0           # unless it has been waiting out its own backoff this long
+    restarting_after: float = 1.0           # unless after this long it is waiting out its own backoff
     runtime_poll: float = 0.25              # how often its state is read meanwhile (no probe: cheap)
     hung_after: float = 3.0                 # a running agent silent this long to a health-check is hung
     settle: float = 5.0                     # an 'unknown' (broker restarted) has this long to re-announce
@@ -119,7 +119,6 @@ class Episode:
     confirmed_at: Optional[float] = None    # the runtime's last word, when
     changed: bool = False                   # the bus said something new since then
     pending: bool = False                   # confirmed down, but the tracker said wait
-    restarting_seen: Optional[float] = None # first seen waiting out its runtime's restart backoff
     told_unasked: bool = False
 
 
@@ -239,13 +238,8 @@ class Supervisor:
         that ran under 10 s: measured up to 5.9 s), which a restart of ours skips."""
         if not self.restarts_itself(name) or now - episode.since >= self.policy.runtime_first:
             return False
-        if not (confirmation.finding == GONE and confirmation.restarting):
-            episode.restarting_seen = None
-            return True
-        if episode.restarting_seen is None:
-            episode.restarting_seen = now
-        # a short backoff ends by itself; overtaking it would only collide with the runtime's start
-        return now - episode.restarting_seen < self.policy.restarting_after
+        waiting_out_backoff = confirmation.finding == GONE and confirmation.restarting
+        return not (waiting_out_backoff and now - episode.since >= self.policy.restarting_after)
 
     def _starting(self, confirmation: Confirmation, episode: Episode, tracker: Tracker, now: float) -> bool:
         """Started within its grace: by us (the tracker's grace) or by the runtime since it went down."""
