@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import time
+from datetime import datetime, timezone
 
 from invoke import Exit
 
 from hatchery.bus.connection import bus_for
 from hatchery.core.results import Rows
 from hatchery.core.state import state_lock
-from hatchery.errors import EXIT_FAILED, UsageError
+from hatchery.errors import EXIT_FAILED
 from hatchery.operate import heal, intents, rollout
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op, run_plan, show
+from hatchery.tasks.common import load, op, run_plan, show, stop_event
 
 
 def _selected(inv, name, group, pattern) -> list:
@@ -55,7 +55,7 @@ def rollout_(c, batch="25%", max_failed=0, expect_version=None, timeout=15.0, na
     inv = load(inventory)
     agents = rollout.targets(inv, _selected(inv, name, group, pattern))
     rollout.batch_size(batch, max(1, len(agents)))      # a bad --batch is refused before any planning
-    limit = _count(max_failed, "--max-failed")
+    limit = int(max_failed)         # bounded by tasks/flags.py BOUNDS, like every numeric flag
     if check:
         rows = rollout.plan_rows(inv, agents, batch)
         changing = sum(1 for r in rows if r["batch"] is not None)
@@ -87,16 +87,6 @@ def _show_batch(index: int, total: int, outcomes: list) -> None:
     output.emit(f"batch {index}/{total}: {summary}")
 
 
-def _count(value, flag: str) -> int:
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        count = -1
-    if count < 0:
-        raise UsageError(f"{flag} must be a whole number, 0 or more, got {value!r}", f"e.g. {flag} 1")
-    return count
-
-
 @op(types={"stale": float}, watch="keep running: the supervisor (acts within seconds of a Last Will)",
     budget="restarts allowed per agent within --window before it is left down",
     window="seconds over which --budget counts restarts",
@@ -104,9 +94,10 @@ def _count(value, flag: str) -> int:
           "(default: twice its heartbeat interval)",
     grace="--watch: seconds a restarted agent has to come back online before it counts as down again",
     hung_after="seconds a running agent may take to answer the confirming health-check before it "
-               "counts as hung")
+               "counts as hung",
+    duration="--watch: stop after this many seconds (default: until Ctrl-C)")
 def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW, stale=None,
-          grace=5.0, hung_after=3.0, inventory=None, check=False, json=False):
+          grace=5.0, hung_after=3.0, duration=None, inventory=None, check=False, json=False):
     """Restart agents that are down, once their runtime confirms it (gone, unhealthy or hung).
 
     The bus only raises the suspicion (offline, stale, unknown); the agent's
@@ -117,13 +108,13 @@ def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW
     as an alert on the bus and counted by fleet.exporter (hatchery_heal_actions_total).
     """
     inv = load(inventory)
-    policy = heal.Policy(budget=_count(budget, "--budget"), window=_seconds(window, "--window"),
-                         stale=_seconds(stale, "--stale") if stale else None,
-                         grace=_seconds(grace, "--grace"), hung_after=_seconds(hung_after, "--hung-after"))
+    policy = heal.Policy(budget=int(budget), window=float(window), stale=float(stale) if stale else None,
+                         grace=float(grace), hung_after=float(hung_after))
     with bus_for(inv, connect_timeout=5.0) as bus:
         if watch:
-            _log(f"fleet.heal --watch: supervising {len(inv.agents)} agent(s); Ctrl-C stops")
-            heal.watch(inv, bus, policy, on_action=lambda a: _show_action(a, json))
+            output.log_line(f"fleet.heal --watch: supervising {len(inv.agents)} agent(s); Ctrl-C stops", err=True)
+            heal.watch(inv, bus, policy, stop=stop_event(duration),
+                       on_action=lambda a: _show_action(a, json))
             return
         actions = heal.heal_once(inv, bus, policy, check=check)
     problems = [f"{a.agent}: {a.reason}: {a.action}: {a.detail}" for a in actions
@@ -136,33 +127,13 @@ def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW
         raise Exit(code=EXIT_FAILED)
 
 
-def _seconds(value, flag: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not 0 < seconds <= MAX_SECONDS:
-        raise UsageError(f"{flag} must be a number of seconds above 0 and at most {MAX_SECONDS}, "
-                         f"got {value!r}", f"e.g. {flag} 5")
-    return seconds
-
-
-MAX_SECONDS = 7 * 24 * 3600
-
-
-def _log(text: str) -> None:
-    """A --watch notice on stderr, timestamped like every line of a service's log
-    (stdout stays one action a line, for --json readers)."""
-    output.notice(f"{heal.iso(time.time())} {text}")
-
-
 def _show_action(action, json: bool) -> None:
     if json:
         output.emit_json_line(action.as_dict())
     else:
         finding = f" ({action.finding})" if action.finding else ""
-        output.emit_untrusted(f"{heal.iso(action.at)} {action.agent}: {action.reason}{finding}: "
-                              f"{action.action} {action.detail}".rstrip())
+        output.log_line(f"{action.agent}: {action.reason}{finding}: {action.action} {action.detail}".rstrip(),
+                        at=datetime.fromtimestamp(action.at, timezone.utc))
 
 
 def register(fleet, agent) -> None:
