@@ -160,6 +160,8 @@ def test_an_agent_the_operator_stopped_stays_down(fleet):
     assert _acted(lines, "w-c") == [] and not [a for a in alerts if a["agent"] == "w-c"]
     once = json.loads(run("fleet.heal", "--json", inventory=inventory, check=0).stdout)
     assert [a for a in once["items"] if a["agent"] == "w-c"] == []
+    health = json.loads(run("fleet.bus-health", "-n", "w-c", "--json", inventory=inventory, check=0).stdout)
+    assert [(i["agent"], i["verdict"]) for i in health["items"]] == [("w-c", "stopped")]
     run("agent.hatch", "-n", "w-c", inventory=inventory, check=0)
     assert "w-c" not in read_intent(_inv(inventory)).stopped and handlers(state).get("w-c")
 
