@@ -41,7 +41,7 @@ from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.operate.confirm import agent_state
 from hatchery.operate.gate import publish_conflicts, wait_healthy
 from hatchery.provision.credentials import retired_agents
-from hatchery.provision.operations import _agent_plan, _auth_plan, require_broker
+from hatchery.provision.operations import agent_plan, auth_plan, require_broker
 from hatchery.runtime import for_runtime
 from hatchery.runtime.base import Provenance
 
@@ -131,14 +131,14 @@ class Selection:
 
 def select(inv: Inventory, agents: list) -> Selection:
     """Plan every agent once: which change, which are current, which the operator stopped."""
-    auth, auth_changes = _auth_plan(inv, restore=[a.name for a in agents])
+    auth, auth_changes = auth_plan(inv, restore=[a.name for a in agents])
     book = read_intent(inv)
     chosen = Selection([], [], [], auth=auth, auth_changes=auth_changes)
     for agent in agents:
         if book.of(agent.name) is Intent.STOPPED:
             chosen.stopped.append(agent)
             continue
-        changes = [c for c in _agent_plan(inv, agent, auth) if c.needed]
+        changes = [c for c in agent_plan(inv, agent, auth) if c.needed]
         chosen.reasons[agent.name] = (changes[0].action if changes else "none",
                                       "; ".join(c.reason for c in changes) or "current")
         (chosen.changing if changes else chosen.current).append(agent)
@@ -248,7 +248,7 @@ def _run_batch(inv: Inventory, group: list, bus: BusClient, auth, report: Rollou
         outcome = report.outcomes[agent.name]
         runtime = for_runtime(agent.runtime)
         outcome.before = describe(runtime.agent_provenance(inv, agent))
-        changes = _agent_plan(inv, agent, auth)
+        changes = agent_plan(inv, agent, auth)
         if not any(c.needed for c in changes):      # brought in line since it was planned
             outcome.outcome, outcome.after, outcome.detail = CURRENT, outcome.before, "already current"
             continue
