@@ -90,23 +90,25 @@ def row(facts: AgentFacts, judgement: Judgement, groups: tuple = (), host: str =
 
 
 def first_since(facts: AgentFacts, judgement: Judgement, book: IntentBook,
-                now: float) -> Optional[float]:
-    """When the verdict found at start began, as far as the facts tell (never later than true)."""
+                now: float) -> tuple:
+    """(when the verdict found at start began, exact?) as far as the facts tell: a birth, a
+    threshold crossed and a recorded stop are exact; an offline or unknown agent's last
+    word is only a bound (it went down after it)."""
     verdict, beat = judgement.verdict, facts.beat
     if verdict is Verdict.STOPPED:
-        return book.since(facts.name)
+        return book.since(facts.name), True
     if verdict is Verdict.STALE and beat is not None and beat.ts <= now:
-        return beat.ts + judgement.threshold_s      # when it crossed the threshold
+        return beat.ts + judgement.threshold_s, True    # when it crossed the threshold
     if verdict in SAMPLED and facts.online:
-        return facts.state_ts                       # its birth
-    return facts.last_announced()                   # offline, unknown: its last word
+        return facts.state_ts, True                     # its birth
+    return facts.last_announced(), False                # offline, unknown: its last word
 
 
 class FleetModel:
     """Bus messages in (``observe``), judged rows out; thread-safe, with change notification."""
 
     def __init__(self, inv: Inventory, clock=time.time, intent=None):
-        self.clock = clock
+        self.inv, self.clock = inv, clock
         self.state = FleetState.for_inventory(inv, clock=clock)
         self.places = placement(inv)
         self._read_intent = intent or (lambda: read_intent(inv))
@@ -210,7 +212,7 @@ class FleetModel:
         """``since`` on the new row, and the timeline's events for what changed."""
         timeline, name = self.history.timeline, new["agent"]
         if old is None:
-            new["since"], new["since_exact"] = first_since(facts, judgement, book, now), False
+            new["since"], new["since_exact"] = first_since(facts, judgement, book, now)
         elif old["state"] == new["state"]:
             new["since"], new["since_exact"] = old["since"], old["since_exact"]
         else:

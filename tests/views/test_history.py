@@ -115,7 +115,8 @@ def test_since_at_start_comes_from_the_facts_and_later_from_the_change():
     assert (rows["up"]["state"], rows["up"]["since"]) == ("online", T0 - 100)    # its birth
     assert (rows["quiet"]["state"], rows["quiet"]["since"]) == ("stale", T0 - 40 + 20)   # crossed 2 x 10 s
     assert (rows["down"]["state"], rows["down"]["since"]) == ("offline", T0 - 300)   # its last word
-    assert rows["never"]["since"] is None and not rows["up"]["since_exact"]
+    assert rows["never"]["since"] is None
+    assert rows["up"]["since_exact"] and not rows["down"]["since_exact"]
     clock.now = T0 + 5
     model.observe(state("up", False, T0 + 5))
     version, changed = model.changes_since(version)
