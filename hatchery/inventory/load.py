@@ -39,6 +39,7 @@ from hatchery.inventory.document import Doc, checked_fields, section, unknown_ke
 from hatchery.inventory.fields import (
     AGENT_FIELDS,
     BROKER_FIELDS,
+    CAPACITY_FIELDS,
     FLEET_FIELDS,
     GROUP_KEYS,
     ROLE_FIELDS,
@@ -56,6 +57,7 @@ from hatchery.inventory.model import (
     CONTROL_USERS,
     DEFAULT_MANAGER,
     AgentSpec,
+    CapacitySpec,
     Inventory,
 )
 
@@ -167,10 +169,12 @@ def _build(doc: Doc, data: dict, path: Path) -> Inventory:
     broker_spec = place_broker(doc, data.get("broker"), broker, hosts)
     agents = {name: place_agent(doc, agents_node, a, hosts) for name, a in agents.items()}
     check_exposure(doc, data.get("broker"), broker_spec, agents)
+    capacity = checked_fields(doc, section(doc, data, "capacity", "capacity"), CAPACITY_FIELDS, "capacity")
     return Inventory(
         path=path, manager=manager, broker=broker_spec,
         agents=agents, groups={g.name: g.members for g in groups},
-        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts)
+        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts,
+        capacity=CapacitySpec(**capacity))
 
 
 def _agent_nodes(doc: Doc, agents_node: dict, manager: str):
