@@ -123,6 +123,32 @@ def test_a_stopped_agent_leaves_the_count(fleet):
         run("agent.hatch", "--name", "cap-c", inventory=fleet, check=0)
 
 
+def test_the_exporter_serves_the_same_numbers_per_host(fleet):
+    import urllib.request
+
+    from tests.fleet.responders import serving_exporter
+    inv, port = load_inventory(fleet), free_port()
+    meminfo = procfs.parse_meminfo(Path("/proc/meminfo").read_text())
+    with bus_for(inv, role="exporter") as bus, serving_exporter(inv, bus, port):
+        def scrape():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            return text if 'hatchery_host_agents{host="local"} 3.0' in text else ""
+        deadline = time.monotonic() + 15
+        while not (text := scrape()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+    assert text, "no capacity figures on /metrics"
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+              for line in text.splitlines() if line.startswith("hatchery_")}
+    assert values['hatchery_host_memory_total_bytes{host="local"}'] == meminfo[0] * 1024
+    assert values['hatchery_host_cpus{host="local"}'] == os.cpu_count()
+    assert values['hatchery_host_past_headroom{host="local"}'] == 0.0
+    assert values["hatchery_capacity_headroom_ratio"] == 0.0
+    assert 'hatchery_host_agent_fits{host="local"}' in values
+    assert f'hatchery_host_memory_total_bytes{{host="{DEAD_ENGINE}"}}' not in values, \
+        "a host that cannot be read exports no made-up figure"
+
+
 # --- the parsers, on captured text -----------------------------------------------------------
 
 MEMINFO = """MemTotal:       24684120 kB
