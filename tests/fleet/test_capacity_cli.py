@@ -123,6 +123,24 @@ def test_a_stopped_agent_leaves_the_count(fleet):
         run("agent.hatch", "--name", "cap-c", inventory=fleet, check=0)
 
 
+def test_the_monitor_snapshot_shows_each_handlers_version_without_asking(fleet):
+    """The VERSION column: the handlers put their version command's answer (roles/agent:
+    python3 --version) in their heartbeats as a slug; no version-report was sent."""
+    answer = subprocess.run(["python3", "--version"], capture_output=True, text=True).stdout
+    expected = answer.strip().lower().replace(" ", "-")            # "Python 3.11.7": python-3.11.7
+    deadline = time.monotonic() + 15
+    while True:
+        rows = json.loads(run("fleet.monitor", "--json", inventory=fleet, check=0).stdout)["items"]
+        versions = {r["agent"]: r["version"] for r in rows}
+        if all(versions.get(n) == expected for n in ("cap-a", "cap-b", "cap-c")) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert all(versions[n] == expected for n in ("cap-a", "cap-b", "cap-c")), versions
+    text = run("fleet.monitor", inventory=fleet, check=0).stdout
+    assert expected in next(line for line in text.splitlines() if line.startswith("cap-a"))
+
+
 def test_the_exporter_serves_the_same_numbers_per_host(fleet):
     import urllib.request
 
