@@ -177,7 +177,8 @@ def event_lines(events: list, width: int) -> list:
     for event in reversed(events[-EVENTS_SHOWN:]):
         stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
         who = f" {event.agent}" if event.agent else ""
-        text = f"{stamp}{who} {event.text if event.kind in ('state', 'retired') else event.kind + ' ' + event.text}"
+        said = f"{event.kind} {event.text}" if event.kind in ("alert", "heal") else event.text
+        text = f"{stamp}{who} {said}"
         out.append(text if len(text) <= width else text[: max(1, width - 1)] + "…")
     return out
 

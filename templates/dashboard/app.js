@@ -18,6 +18,7 @@
                   errors: "errors", alerts: "alerts", last_alert: "last alert",
                   alert_at: "alert at", invalid: "invalid", groups: "groups", host: "host" };
   const EVENTS_SHOWN = 200;
+  const MIN_SPAN = 180;         // seconds: a young history is drawn over three minutes, not an hour
   const agents = new Map();     // name -> {data, tr, cells, canvas}
   const heads = new Map();      // host -> its header row when grouping by host
   const spark = { first: null, last: null, step: 20, slots: 180, byAgent: new Map() };
@@ -323,9 +324,8 @@
         if (v.some((x) => x !== null)) slots.set(s.first + i, v); else slots.delete(s.first + i);
       }
       for (const slot of slots.keys()) if (slot < spark.first) slots.delete(slot);
-      const entry = agents.get(name);
-      if (entry) drawSpark(entry, slots);
     }
+    drawSparks();
     const f = h.fleet;
     fleet.step = f.step;
     window_(fleet, f.last);
@@ -363,6 +363,7 @@
     }
     let run = [];
     const flush = () => {
+      if (run.length === 1) { ctx.fillRect(run[0][0] * w - 1, y(run[0][1]) - 1, 2, 2); run = []; return; }
       if (!run.length) return;
       ctx.beginPath();
       ctx.moveTo(run[0][0] * w, y(run[0][1]));
@@ -379,16 +380,37 @@
     flush();
   }
 
-  function drawSpark(entry, slots) {
+  // the slots drawn: from the first with data (at least MIN_SPAN back) to the last
+  function span(store, firstWithData) {
+    const least = Math.ceil(MIN_SPAN / store.step);
+    const from = Math.max(store.first, Math.min(firstWithData, store.last - least + 1));
+    return { from, count: store.last - from + 1 };
+  }
+
+  function firstSpark() {
+    let first = spark.last;
+    for (const slots of spark.byAgent.values()) for (const slot of slots.keys()) if (slot < first) first = slot;
+    return first;
+  }
+
+  function drawSparks() {
+    const first = firstSpark();
+    for (const [name, slots] of spark.byAgent) {
+      const entry = agents.get(name);
+      if (entry) drawSpark(entry, slots, first);
+    }
+  }
+
+  function drawSpark(entry, slots, firstWithData) {
     if (!entry.canvas) {
       entry.canvas = document.createElement("canvas");
       entry.cells.spark.appendChild(entry.canvas);
     }
     const canvas = entry.canvas, { ctx, w, h } = scaled(canvas);
-    const series = [[], [], []];
+    const series = [[], [], []], { from, count } = span(spark, firstWithData);
     let latest = null;
-    for (let slot = spark.first; slot <= spark.last; slot++) {
-      const v = slots.get(slot) || [null, null, null], x = (slot - spark.first) / (spark.slots - 1);
+    for (let slot = from; slot <= spark.last; slot++) {
+      const v = slots.get(slot) || [null, null, null], x = (slot - from + 0.5) / count;
       for (let k = 0; k < 3; k++) series[k].push([x, v[k]]);
       if (slots.has(slot)) latest = v;
     }
@@ -403,13 +425,17 @@
   function drawFleet() {
     const canvas = $("fleet-chart"), { ctx, w, h } = scaled(canvas);
     if (fleet.last === null) return;
-    let top = 1;
-    for (const v of fleet.counts.values()) top = Math.max(top, v.online + v.unhealthy + v.stale + v.offline + v.missing + v.unknown + v.stopped);
+    let top = 1, firstWithData = fleet.last;
+    for (const [slot, v] of fleet.counts) {
+      top = Math.max(top, v.online + v.unhealthy + v.stale + v.offline + v.missing + v.unknown + v.stopped);
+      firstWithData = Math.min(firstWithData, slot);
+    }
+    const { from, count } = span(fleet, firstWithData), minutes = Math.round(count * fleet.step / 60);
     ctx.fillStyle = "#888";
     ctx.font = "10px system-ui, sans-serif";
     ctx.fillText(String(top), 2, 10);
     ctx.fillText("0", 2, h - 2);
-    ctx.fillText("-1 h", 24, h - 2);
+    ctx.fillText(minutes >= 60 ? "-1 h" : "-" + minutes + " min", 24, h - 2);
     ctx.fillText("now", w - 22, h - 2);
     const plot = { x: 24, w: w - 50 };
     for (const [state, color] of [["online", "#2a7d2a"], ["stale", "#d08a00"], ["offline", "#b00020"]]) {
@@ -417,10 +443,10 @@
       ctx.lineWidth = 1.5;
       ctx.beginPath();
       let drawing = false;
-      for (let slot = fleet.first; slot <= fleet.last; slot++) {
+      for (let slot = from; slot <= fleet.last; slot++) {
         const v = fleet.counts.get(slot);
         if (!v) { drawing = false; continue; }
-        const x = plot.x + ((slot - fleet.first) / (fleet.slots - 1)) * plot.w;
+        const x = plot.x + ((slot - from) / Math.max(1, count - 1)) * plot.w;
         const y = h - 12 - (v[state] / top) * (h - 22);
         if (drawing) ctx.lineTo(x, y); else ctx.moveTo(x, y);
         drawing = true;
@@ -448,7 +474,8 @@
         who.textContent = String(e.agent);
         li.appendChild(who);
       }
-      li.appendChild(document.createTextNode(e.kind === "state" ? String(e.text) : e.kind + " " + String(e.text)));
+      const said = e.kind === "alert" || e.kind === "heal" ? e.kind + " " + e.text : e.text;
+      li.appendChild(document.createTextNode(String(said)));
       list.insertBefore(li, list.firstChild);     // newest first
     }
     while (list.children.length > EVENTS_SHOWN) list.lastChild.remove();

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from viewhelpers import (
     HATCHERY,
-    IMG,
     Agents,
     chromium,
     clear_retained,
@@ -118,8 +117,6 @@ def test_an_agent_killed_with_sigkill_turns_offline_within_two_seconds(fleet, br
     # no reload: the same document took a pushed change
     assert browser.execute_script("return document.body.dataset.version") != version_before
     print(f"offline on the page {took * 1000:.0f} ms after SIGKILL")
-    IMG.mkdir(parents=True, exist_ok=True)     # the README's picture: one agent just died
-    browser.save_screenshot(str(IMG / "dashboard.png"))
 
 
 def test_hostile_strings_from_a_compromised_agent_stay_inert(fleet, browser, module_broker):

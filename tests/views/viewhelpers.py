@@ -59,7 +59,7 @@ class Agents:
         self.procs: dict = {}
 
     def start(self, name: str, *, interval: float = 600, version: str = "1.4.2",
-              instance: str | None = None, log: Path | None = None):
+              instance: str | None = None, log: Path | None = None, keepalive: int = 2):
         """``instance``: the runtime's token for this start; ``log``: where its stderr
         goes (the path the local runtime's agent_logs reads), else nowhere."""
         config = self.workdir / f"{name}.json"
@@ -76,7 +76,7 @@ class Agents:
             log.parent.mkdir(parents=True, exist_ok=True)
             stderr = log.open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "agent_kit.handler", "--keepalive", "2"], env=env,
+            [sys.executable, "-m", "agent_kit.handler", "--keepalive", str(keepalive)], env=env,
             stdout=subprocess.DEVNULL, stderr=stderr, cwd="/")
         if log is not None:
             stderr.close()
