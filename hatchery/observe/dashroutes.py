@@ -16,7 +16,6 @@ server (``observe.dashboard``) adds its security headers.
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 from urllib.parse import parse_qs
 
@@ -71,11 +70,10 @@ def _number(params: dict, key: str, default: Optional[int], low: int, high: int)
 
 
 def _history(params: dict, model) -> tuple:
-    data = model.history.as_json(model.clock(),
-                                 spark_from=_number(params, "spark", None, 0, 2**32 - 1),
-                                 fleet_from=_number(params, "fleet", None, 0, 2**32 - 1),
-                                 after=_number(params, "after", 0, 0, 2**53))
-    return 200, JSON, json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    return 200, JSON, model.history.encode(model.clock(),
+                                           spark_from=_number(params, "spark", None, 0, 2**32 - 1),
+                                           fleet_from=_number(params, "fleet", None, 0, 2**32 - 1),
+                                           after=_number(params, "after", 0, 0, 2**53))
 
 
 def _logs(params: dict, model) -> tuple:

@@ -23,7 +23,7 @@ as text).
 
 from __future__ import annotations
 
-import math
+import json
 import threading
 from array import array
 from collections import deque
@@ -64,23 +64,21 @@ class Ring:
 
     def series(self, first: int, last: int) -> dict:
         """{series: [value or None per slot from ``first`` to ``last``]}."""
+        stamps, values, width = self.stamps, self.values.tolist(), len(SERIES)
         out = {name: [] for name in SERIES}
+        columns = [(out[name], k, 0 if name == "mem_kb" else 3 if name == "cpu" else 1)
+                   for k, name in enumerate(SERIES)]
         for slot in range(first, last + 1):
             index = slot % SPARK_SLOTS
-            held = self.stamps[index] == slot
-            for k, name in enumerate(SERIES):
-                value = self.values[index * len(SERIES) + k] if held else _NAN
-                out[name].append(None if math.isnan(value) else _round(name, value))
+            held = stamps[index] == slot
+            for found, k, digits in columns:
+                value = values[index * width + k] if held else _NAN
+                # NaN is the one value unequal to itself: an empty slot or series
+                found.append(None if value != value else (int(value) if digits == 0 else round(value, digits)))
         return out
 
     def nbytes(self) -> int:
         return self.stamps.itemsize * len(self.stamps) + self.values.itemsize * len(self.values)
-
-
-def _round(name: str, value: float):
-    if name == "mem_kb":
-        return int(value)
-    return round(value, 3 if name == "cpu" else 1)
 
 
 class Sparks:
@@ -104,14 +102,24 @@ class Sparks:
     def since(self, now: float, first: Optional[int] = None) -> dict:
         """{"step", "first", "last", "agents": {name: {series: [..]}}}: the slots from
         ``first`` (default: an hour ago) to now; agents with nothing in them are left out."""
+        head, parts = self._window(now, first), list(self.encoded(now, first))
+        return {**head, "agents": {name: json.loads(text) for name, text in parts}}
+
+    def _window(self, now: float, first: Optional[int]) -> dict:
         last = int(now // SPARK_STEP)
         first = max(last - SPARK_SLOTS + 1, first if first is not None else 0)
-        agents = {}
+        return {"step": SPARK_STEP, "first": first, "last": last}
+
+    def encoded(self, now: float, first: Optional[int] = None):
+        """(name, its series as JSON text) per agent with data in the window, one at a time:
+        a first load of a thousand agents never holds all their numbers as objects at once."""
+        window = self._window(now, first)
+        first, last = window["first"], window["last"]
         with self._lock:
-            for name, ring in self._rings.items():
-                if any(first <= s <= last for s in ring.stamps):
-                    agents[name] = ring.series(first, last)
-        return {"step": SPARK_STEP, "first": first, "last": last, "agents": agents}
+            rings = list(self._rings.items())
+        for name, ring in rings:
+            if any(first <= s <= last for s in ring.stamps):
+                yield name, json.dumps(ring.series(first, last), separators=(",", ":"))
 
     def __len__(self) -> int:
         return len(self._rings)
@@ -203,7 +211,16 @@ class History:
 
     def as_json(self, now: float, *, spark_from: Optional[int] = None,
                 fleet_from: Optional[int] = None, after: int = 0) -> dict:
-        return {"now": now, "sparks": self.sparks.since(now, spark_from),
-                "fleet": self.fleet.since(now, fleet_from),
-                "events": [e.as_dict() for e in self.timeline.after(after)],
-                "seq": self.timeline.seq}
+        return json.loads(self.encode(now, spark_from=spark_from, fleet_from=fleet_from, after=after))
+
+    def encode(self, now: float, *, spark_from: Optional[int] = None,
+               fleet_from: Optional[int] = None, after: int = 0) -> bytes:
+        """The /history answer as JSON bytes, built agent by agent (strict: no NaN)."""
+        def dump(value) -> str:
+            return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        window = self.sparks._window(now, spark_from)
+        agents = ",".join(f"{dump(name)}:{text}" for name, text in self.sparks.encoded(now, spark_from))
+        sparks = dump(window)[:-1] + ',"agents":{' + agents + "}}"
+        rest = {"fleet": self.fleet.since(now, fleet_from),
+                "events": [e.as_dict() for e in self.timeline.after(after)], "seq": self.timeline.seq}
+        return ('{"now":' + dump(now) + ',"sparks":' + sparks + "," + dump(rest)[1:]).encode()

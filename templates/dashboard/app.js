@@ -21,10 +21,27 @@
   const MIN_SPAN = 180;         // seconds: a young history is drawn over three minutes, not an hour
   const agents = new Map();     // name -> {data, tr, cells, canvas}
   const heads = new Map();      // host -> its header row when grouping by host
-  const spark = { first: null, last: null, step: 20, slots: 180, byAgent: new Map() };
+  const spark = { first: null, last: null, step: 20, slots: 180, byAgent: new Map(),
+                  firstData: null, trimmed: null };
   const fleet = { first: null, last: null, step: 10, slots: 360, counts: new Map() };
   let seq = 0, offset = 0, sortKey = "state", sortDir = 1, orderDirty = true;
   let historyTimer = null, historyBusy = false;
+  // Rows on screen: the clock's repaint (ages, "since") and the sparklines touch only these,
+  // so a thousand-row table is not laid out again every second. A row scrolled into view
+  // is painted then; a row whose data changes is painted at once wherever it is.
+  const onScreen = new Set();
+  const watcher = "IntersectionObserver" in window ? new IntersectionObserver((seen) => {
+    const t = now();
+    for (const e of seen) {
+      const entry = agents.get(e.target.dataset.agent);
+      if (!entry) continue;
+      if (e.isIntersecting) {
+        onScreen.add(entry);
+        paint(entry, t);
+        if (entry.sparkStale) drawSpark(entry, spark.byAgent.get(entry.tr.dataset.agent) || new Map(), firstSpark());
+      } else onScreen.delete(entry);
+    }
+  }, { rootMargin: "200px" }) : null;
   const $ = (id) => document.getElementById(id);
 
   function now() { return Date.now() / 1000 + offset; }
@@ -77,7 +94,9 @@
     const label = document.createElement("span");
     label.className = "name";
     cells.agent.appendChild(label);
-    return { tr, cells, label, link: null, canvas: null, data: null };
+    const entry = { tr, cells, label, link: null, canvas: null, data: null, sparkStale: false };
+    if (watcher) watcher.observe(tr); else onScreen.add(entry);
+    return entry;
   }
 
   function logLink(entry, name) {
@@ -255,7 +274,11 @@
 
   function drop(name) {
     const entry = agents.get(name);
-    if (entry) { entry.tr.remove(); agents.delete(name); spark.byAgent.delete(name); orderDirty = true; }
+    if (entry) {
+      if (watcher) watcher.unobserve(entry.tr);
+      onScreen.delete(entry);
+      entry.tr.remove(); agents.delete(name); spark.byAgent.delete(name); orderDirty = true;
+    }
   }
 
   function apply(event) {
@@ -266,10 +289,13 @@
       const listed = new Set(event.rows.map((d) => d.agent));
       for (const name of [...agents.keys()]) if (!listed.has(name)) drop(name);
     }
+    let news = event.full;      // a change the timeline has an event for: fetch it soon
     for (const d of event.rows) {
       let entry = agents.get(d.agent);
-      if (d.state === "retired") { drop(d.agent); continue; }   // agent.retire: off for good
+      if (d.state === "retired") { drop(d.agent); news = true; continue; }   // agent.retire: off for good
       if (!entry) { entry = makeRow(d.agent); agents.set(d.agent, entry); }
+      const was = entry.data;
+      if (was && (was.state !== d.state || was.intent !== d.intent || was.last_alert_at !== d.last_alert_at)) news = true;
       entry.data = d;
       for (const g of d.groups || []) addOption($("f-group"), String(g));
       addOption($("f-host"), String(d.host));
@@ -278,14 +304,15 @@
     orderDirty = true;
     redraw();
     document.body.dataset.version = String(event.version);
-    scheduleHistory(300);
+    if (news) scheduleHistory(300);
   }
 
   function tick() {
-    const t = now();
-    for (const entry of agents.values()) paint(entry, t);
+    const started = performance.now(), t = now();
+    for (const entry of onScreen) paint(entry, t);
     if (["age", "since", "alert_at"].includes(sortKey)) orderDirty = true;
     redraw();
+    document.body.dataset.tickMs = (performance.now() - started).toFixed(1);
   }
 
   // --- the last hour: sparklines, the fleet chart, the timeline --------------------------
@@ -313,18 +340,24 @@
   }
 
   function mergeHistory(h) {
-    const s = h.sparks;
+    const started = performance.now(), s = h.sparks;
     spark.step = s.step;
     window_(spark, s.last);
+    const moved = spark.trimmed !== spark.first;   // the hour's window slid: drop what left it
+    spark.trimmed = spark.first;
     for (const [name, series] of Object.entries(s.agents)) {
       let slots = spark.byAgent.get(name);
       if (!slots) { slots = new Map(); spark.byAgent.set(name, slots); }
-      for (let i = 0; i <= s.last - s.first; i++) {
-        const v = [series.mem_kb[i], series.cpu[i], series.rtt_ms[i]];
-        if (v.some((x) => x !== null)) slots.set(s.first + i, v); else slots.delete(s.first + i);
+      const mem = series.mem_kb, cpus = series.cpu, rtt = series.rtt_ms;
+      for (let i = 0; i < mem.length; i++) {
+        if (mem[i] !== null || cpus[i] !== null || rtt[i] !== null) {
+          slots.set(s.first + i, [mem[i], cpus[i], rtt[i]]);
+          if (spark.firstData === null || s.first + i < spark.firstData) spark.firstData = s.first + i;
+        } else slots.delete(s.first + i);
       }
-      for (const slot of slots.keys()) if (slot < spark.first) slots.delete(slot);
+      if (moved) for (const slot of slots.keys()) if (slot < spark.first) slots.delete(slot);
     }
+    if (spark.firstData !== null && spark.firstData < spark.first) spark.firstData = spark.first;
     drawSparks();
     const f = h.fleet;
     fleet.step = f.step;
@@ -338,6 +371,7 @@
     drawFleet();
     addEvents(h.events);
     seq = Math.max(seq, h.seq);
+    document.body.dataset.historyMs = (performance.now() - started).toFixed(1);
   }
 
   function scaled(canvas) {
@@ -387,21 +421,20 @@
     return { from, count: store.last - from + 1 };
   }
 
-  function firstSpark() {
-    let first = spark.last;
-    for (const slots of spark.byAgent.values()) for (const slot of slots.keys()) if (slot < first) first = slot;
-    return first;
-  }
+  function firstSpark() { return spark.firstData === null ? spark.last : spark.firstData; }
 
   function drawSparks() {
     const first = firstSpark();
     for (const [name, slots] of spark.byAgent) {
       const entry = agents.get(name);
-      if (entry) drawSpark(entry, slots, first);
+      if (!entry) continue;
+      if (onScreen.has(entry)) drawSpark(entry, slots, first);
+      else entry.sparkStale = true;        // drawn when it scrolls into view
     }
   }
 
   function drawSpark(entry, slots, firstWithData) {
+    entry.sparkStale = false;
     if (!entry.canvas) {
       entry.canvas = document.createElement("canvas");
       entry.cells.spark.appendChild(entry.canvas);
