@@ -18,6 +18,8 @@
                   errors: "errors", alerts: "alerts", last_alert: "last alert",
                   alert_at: "alert at", invalid: "invalid", groups: "groups", host: "host" };
   const EVENTS_SHOWN = 200;
+  const SPARK_W = 110, SPARK_H = 22;   // td.spark canvas in app.css
+  const fleetSize = { w: 900, h: 110 };  // the fleet chart's CSS size, read before the table and on resize
   const MIN_SPAN = 180;         // seconds: a young history is drawn over three minutes, not an hour
   const agents = new Map();     // name -> {data, tr, cells, canvas}
   const heads = new Map();      // host -> its header row when grouping by host
@@ -313,6 +315,7 @@
     if (["age", "since", "alert_at"].includes(sortKey)) orderDirty = true;
     redraw();
     document.body.dataset.tickMs = (performance.now() - started).toFixed(1);
+    document.body.dataset.onScreen = String(onScreen.size);
   }
 
   // --- the last hour: sparklines, the fleet chart, the timeline --------------------------
@@ -358,6 +361,7 @@
       if (moved) for (const slot of slots.keys()) if (slot < spark.first) slots.delete(slot);
     }
     if (spark.firstData !== null && spark.firstData < spark.first) spark.firstData = spark.first;
+    spark.ms = (performance.now() - started).toFixed(1);
     drawSparks();
     const f = h.fleet;
     fleet.step = f.step;
@@ -369,26 +373,33 @@
     }
     for (const slot of fleet.counts.keys()) if (slot < fleet.first) fleet.counts.delete(slot);
     drawFleet();
+    const drawn = performance.now();
     addEvents(h.events);
     seq = Math.max(seq, h.seq);
     document.body.dataset.historyMs = (performance.now() - started).toFixed(1);
+    document.body.dataset.historyParts = [spark.ms, (drawn - started).toFixed(1)].join("/");
   }
 
-  function scaled(canvas) {
+  // A canvas's drawing context at the device's pixel ratio. ``w``, ``h``: its CSS size; a
+  // sparkline passes the size app.css gives it, since asking the layout (clientWidth) of a
+  // canvas in a thousand-row table after another was resized would lay the table out again.
+  function scaled(canvas, w, h) {
     const ratio = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth || 110, hgt = canvas.clientHeight || 22;   // not laid out yet: the CSS size
-    if (canvas.width !== Math.round(w * ratio)) { canvas.width = Math.round(w * ratio); canvas.height = Math.round(hgt * ratio); }
+    if (canvas.width !== Math.round(w * ratio)) { canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio); }
     const ctx = canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, w, hgt);
-    return { ctx, w, h: hgt };
+    ctx.clearRect(0, 0, w, h);
+    return { ctx, w, h };
   }
 
-  // one series, scaled to its own highest value: "area" (memory), "line" (cpu) or "dots" (rtt)
+  // one series, scaled on its own: "area" (memory), "line" (cpu) or "dots" (rtt)
   function line(ctx, points, color, w, h, how) {
     const values = points.filter((p) => p[1] !== null).map((p) => p[1]);
     if (!values.length) return;
-    const top = Math.max(...values) || 1, y = (v) => h - 1 - (v / top) * (h - 3);
+    // scaled from a little under its lowest to a little over its highest: a change shows,
+    // a steady value draws a steady line at four fifths of the height
+    const lo = 0.8 * Math.min(...values), hi = 1.05 * Math.max(...values);
+    const y = (v) => h - 1 - (hi > lo ? (v - lo) / (hi - lo) : 0.8) * (h - 3);
     ctx.strokeStyle = ctx.fillStyle = color;
     ctx.lineWidth = 1.2;
     if (how === "dots") {
@@ -439,7 +450,7 @@
       entry.canvas = document.createElement("canvas");
       entry.cells.spark.appendChild(entry.canvas);
     }
-    const canvas = entry.canvas, { ctx, w, h } = scaled(canvas);
+    const canvas = entry.canvas, { ctx, w, h } = scaled(canvas, SPARK_W, SPARK_H);
     const series = [[], [], []], { from, count } = span(spark, firstWithData);
     let latest = null;
     for (let slot = from; slot <= spark.last; slot++) {
@@ -456,7 +467,7 @@
   }
 
   function drawFleet() {
-    const canvas = $("fleet-chart"), { ctx, w, h } = scaled(canvas);
+    const canvas = $("fleet-chart"), { ctx, w, h } = scaled(canvas, fleetSize.w, fleetSize.h);
     if (fleet.last === null) return;
     let top = 1, firstWithData = fleet.last;
     for (const [slot, v] of fleet.counts) {
@@ -536,7 +547,15 @@
     source.onmessage = (message) => apply(JSON.parse(message.data));
   }
 
+  function measureFleet() {
+    const box = $("fleet-chart");
+    fleetSize.w = box.clientWidth || fleetSize.w;
+    fleetSize.h = box.clientHeight || fleetSize.h;
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    measureFleet();
+    window.addEventListener("resize", () => { measureFleet(); drawFleet(); });
     for (const id of ["f-group", "f-host", "f-state", "by-host"]) {
       $(id).addEventListener("change", () => { orderDirty = true; redraw(); });
     }
