@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import paho.mqtt.client as mqtt
 
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import control_socket, tls_source_files
+from hatchery.configs.broker import broker_endpoint, control_socket, tls_source_files
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -55,8 +55,11 @@ class Connection:
 # Roles that only listen. They speak MQTT 3.1.1: measured (bench/protocol_bench.py)
 # a v5 client spends ~30 % more CPU per received message (paho builds a
 # Properties object for each), and v5's one feature we rely on, message expiry,
-# matters only to who sends commands. The manager keeps v5 for that.
-LISTENING_ROLES = ("monitor", "exporter", "recorder")
+# matters only to who sends commands. The manager keeps v5 for that. The broker
+# drops v5 properties on the way to a 3.1.1 reader, so these never see them.
+# The recorder is not among them: bus.record and bus.audit must see everything
+# an agent can send, properties included (agent_kit.contract.ALLOWED_PROPERTIES).
+LISTENING_ROLES = ("monitor", "exporter")
 
 
 def protocol_for(user: str) -> int:
@@ -89,7 +92,8 @@ def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Opti
 
 
 def control_target(inv: Inventory) -> Optional[str]:
-    """The broker's control socket (configs.broker.control_socket) if it exists here."""
+    """The broker's control socket (configs.broker.control_socket) if it exists here: only
+    a broker whose runtime lays one out (Runtime.broker_layout) makes it."""
     path = control_socket(inv)
     try:
         return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
@@ -100,7 +104,8 @@ def control_target(inv: Inventory) -> Optional[str]:
 def connection_target(inv: Inventory, tls=None) -> tuple:
     """(host, port, tls) the control side connects to: the TLS listener when enabled."""
     if tls is None and inv.broker.tls:
-        return inv.broker.host, inv.broker.tls_port, _fleet_ca_context(tls_source_files(inv)["cafile"])
+        host, port = broker_endpoint(inv)
+        return host, port, _fleet_ca_context(tls_source_files(inv)["cafile"])
     return inv.broker.host, inv.broker.port, tls
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
-from hatchery.core.hosts import host_of
+from hatchery.inventory.placement import host_of
 from hatchery.core.results import Result
 from hatchery.errors import HatcheryError
 from hatchery.inventory.model import Inventory

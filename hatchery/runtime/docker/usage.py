@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-from hatchery.core.hosts import host_of
+from hatchery.inventory.placement import host_of
 from hatchery.errors import DockerError
 from hatchery.inventory.model import Inventory
 from hatchery.runtime.base import AgentUsage, HostResources

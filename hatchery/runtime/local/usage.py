@@ -13,7 +13,7 @@ import os
 import time
 from typing import Optional
 
-from hatchery.core.hosts import host_of
+from hatchery.inventory.placement import host_of
 from hatchery.core.procfs import CLOCK_TICKS, cpu_ticks, parse_loadavg, parse_meminfo, rss_kb
 from hatchery.core.procfs import read as _read
 from hatchery.core.paths import state_paths
