@@ -15,12 +15,11 @@ import pytest
 from conftest import free_port
 from dockerhelpers import client, hatch_changes, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
 
-from hatchery.configs.broker import render_conf
 from hatchery.core import procfs
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files
+from hatchery.provision.operations import auth_files, broker_conf
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import container_usage
 
@@ -47,7 +46,7 @@ def fleet(client, tmp_path_factory):
         auth = plan_auth(inv)
         assert apply_plan("credentials", [auth.change()]).ok
         assert apply_plan("broker.deploy", rt.broker_plan(
-            inv, conf_text=render_conf(inv), auth_files=auth_files(auth))).ok
+            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))).ok
         wait_mqtt(inv)
         for agent in agents.values():
             assert apply_plan("agent.hatch", hatch_changes(inv, agent, auth)).ok
