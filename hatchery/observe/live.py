@@ -227,6 +227,16 @@ class FleetModel:
             more = new["alerts"] - old["alerts"]
             timeline.add(at, "heal" if code.startswith("heal-") else "alert", name,
                          code + (f" ×{more}" if more > 1 else ""))
+    def keep_time(self, stop: threading.Event) -> threading.Thread:
+        """Re-judge every TICK on a thread of its own until ``stop``: the history records
+        its hour even while no page is open (readers only refresh while they read)."""
+        def tick() -> None:
+            while not stop.wait(TICK):
+                self.refresh()
+        thread = threading.Thread(target=tick, name="fleet-clock", daemon=True)
+        thread.start()
+        return thread
+
     # --- output (any thread) ------------------------------------------------------
 
     def changes_since(self, version: int) -> tuple:

@@ -70,6 +70,7 @@ def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
         output.log_line(f"dashboard on {served[-1]}" + (f" (login: {page.USER})" if login else ""),
                         err=True)
     with live_model(inv, float(timeout)) as model:
+        model.keep_time(stop)       # the last hour is recorded whether or not a page is open
         page.serve(model, addr=addr, port=int(port), login=login, title=inv.manager, stop=stop,
                    on_ready=ready)
     if json:

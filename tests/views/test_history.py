@@ -193,3 +193,24 @@ def test_figures_are_kept_while_online_and_a_gap_while_offline():
     assert spark["mem_kb"][-4:] == [1000, 2000, 3000, None]
     fleet = model.history.fleet.since(clock.now)["counts"]
     assert fleet["online"][-1] == 0 and fleet["offline"][-1] == 1
+
+
+def test_the_history_is_kept_while_no_page_is_open():
+    import threading
+    import time as clock_time
+    model = live.FleetModel(_inv("a"))
+    now = clock_time.time()
+    model.observe(state("a", True, now))
+    model.observe(beat("a", now))
+    stop = threading.Event()
+    thread = model.keep_time(stop)
+    try:
+        deadline = clock_time.monotonic() + 5
+        while not model.history.sparks.since(clock_time.time())["agents"] and clock_time.monotonic() < deadline:
+            clock_time.sleep(0.1)
+        assert "a" in model.history.sparks.since(clock_time.time())["agents"]
+        assert model.history.fleet.since(clock_time.time())["counts"]["online"][-1] == 1
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
