@@ -27,9 +27,6 @@ from typing import Callable, Optional
 from hatchery.bus import wire
 
 RECV_SIZE = 1 << 18
-# Full reads taken in one turn before the I/O thread writes and keeps alive: an agent
-# flooding faster than the callbacks fold must not starve what the manager sends.
-READS_PER_TURN = 8
 DEFAULT_QUOTA = 20            # QoS 1 publishes in flight when the broker names no Receive Maximum
 BACKOFF = (1.0, 30.0)         # reconnect delay, doubling from the first to the second
 
@@ -331,16 +328,14 @@ class Link:
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ)
         selector.register(self._sock, selectors.EVENT_READ)
-        writing = more = False
+        writing = False
         try:
             while True:
-                reading = more           # a turn cut short: read again without waiting
-                for key, _ in selector.select(0 if more else 1.0):
+                for key, _ in selector.select(1.0):
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
                     else:
-                        reading = True
-                more = self._read() if reading else False
+                        self._read()
                 self._keepalive()
                 pending = self._flush()
                 if self._closing:
@@ -359,14 +354,13 @@ class Link:
         except (BlockingIOError, OSError):
             pass
 
-    def _read(self) -> bool:
-        """Read and dispatch up to READS_PER_TURN full reads; True if more may be waiting."""
+    def _read(self) -> None:
         sock, reader = self._sock, self._reader
-        for _ in range(READS_PER_TURN):
+        while True:
             try:
                 data = sock.recv(RECV_SIZE)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return False
+                return
             except OSError as exc:
                 raise _Lost(f"reading from the broker failed: {exc}") from None
             if not data:
@@ -385,8 +379,7 @@ class Link:
             for control in controls:
                 self._control(*control)
             if len(data) < RECV_SIZE and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                return False
-        return True
+                return
 
     def _control(self, kind: int, flags: int, body: bytes) -> None:
         level = self.login.level
