@@ -92,3 +92,30 @@ def test_a_log_pointed_at_another_file_is_not_served(served, tmp_path):
         log.symlink_to(target)
         status, body = _get(port, "/logs?agent=alpha", timeout=5)
         assert b"s3cret" not in body and b"beta's own" not in body, (status, body)
+
+
+PAGE_SCRIPT = Path(dashboard.PAGE_DIR) / "app.js"
+HTML_SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+              "new Function", "setTimeout(\"", "srcdoc")
+
+
+def test_what_agents_say_reaches_the_page_as_text_only(served):
+    """Versions (printable text an agent chooses), alert codes and log lines reach the page:
+    it writes them with textContent only, and every answer carries the CSP that forbids
+    inline script, so markup an agent sends stays text."""
+    inv, port = served
+    script = PAGE_SCRIPT.read_text()
+    assert not [sink for sink in HTML_SINKS if sink in script]
+    _log(inv, "alpha").write_text("<script>alert(1)</script>\n")
+    for path in ("/", "/app.js", "/history", "/logs?agent=alpha"):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            policy = response.getheader("Content-Security-Policy") or ""
+        finally:
+            connection.close()
+        assert response.status == 200, path
+        assert "script-src 'self'" in policy and "unsafe" not in policy, (path, policy)
+        assert response.getheader("X-Content-Type-Options") == "nosniff", path
