@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 
@@ -209,6 +210,53 @@ def test_messages_full_of_properties_cannot_slow_the_manager_behind_other_agents
         stop.set()
         flooder.join(5)
         attacker.close()
+        beta.disconnect()
+        beta.loop_stop()
+        _clear(inv, "beta")
+
+
+def _publish_raw(topic: str, properties: bytes, payload: bytes) -> bytes:
+    return wire.packet(wire.PUBLISH, 0, wire.text(topic) + wire.varint(len(properties)) + properties + payload)
+
+
+def test_whatever_bytes_an_agent_sends_the_manager_stays_up_and_hears_the_others(fleet):
+    """Raw packets as alpha: payloads that are not UTF-8, not JSON, 60 KiB, nested 2,000 deep;
+    user properties and a content type that are not UTF-8 or hold U+0000; a payload format
+    indicator of 1 on bytes that are not text. Each reaches the manager (or the broker drops
+    it); the manager's link stays up and beta's heartbeat after them is read."""
+    inv = fleet
+    topic = contract.topic("alpha", "heartbeat")
+    bad_text = b"\xff\xfe\xc0\xaf"
+    sends = [
+        _publish_raw(topic, b"", bad_text),
+        _publish_raw(topic, b"", b"{" * 2000),
+        _publish_raw(topic, b"", b"[" * 2000 + b"]" * 2000),
+        _publish_raw(topic, b"", b"x" * 60000),
+        _publish_raw(topic, b"\x26" + struct.pack("!H", 4) + bad_text + wire.text("v"), b"{}"),
+        _publish_raw(topic, b"\x26" + wire.text("k") + wire.text("a\x00b"), b"{}"),
+        _publish_raw(topic, b"\x03" + struct.pack("!H", 4) + bad_text, b"{}"),
+        _publish_raw(topic, b"\x01\x01", bad_text),
+    ]
+    state = FleetState.for_inventory(inv)
+    beta = _agent(inv, "beta")
+    try:
+        with connection_for(inv).client() as bus, bus.listen(live_filters(inv.manager), state.observe):
+            for packet in sends:            # a fresh login each: the broker may drop one for it
+                attacker = _raw_login(inv, "alpha")
+                try:
+                    attacker.sendall(packet)
+                    time.sleep(0.1)
+                finally:
+                    attacker.close()
+            beta.publish(contract.topic("beta", "heartbeat"), _beat("beta"), qos=1).wait_for_publish(5)
+            deadline = time.monotonic() + 5
+            while state.facts("beta").beat is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert state.facts("beta").beat is not None, "beta's heartbeat was lost"
+            assert bus._link.reconnects == 0 and bus._link.connected
+            assert state.facts("alpha").beat is None, "a malformed heartbeat was taken"
+            assert state.facts("alpha").invalid + bus.dropped >= 4, "nothing reached the manager"
+    finally:
         beta.disconnect()
         beta.loop_stop()
         _clear(inv, "beta")
