@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Iterable, Optional
 
@@ -152,46 +152,53 @@ def judge(facts: AgentFacts, *, intent: Intent, limit: float, now: float,
           broker_started: Optional[float] = None, intent_note: str = "") -> Judgement:
     """The verdict on one agent: pure, facts and intent in (see the module's docstring)."""
     age = facts.age(now)
-    rounded = None if age is None else round(age, 1)
-
-    def verdict(kind: Verdict, reason: str) -> Judgement:
-        return Judgement(facts.name, kind, reason, rounded, limit, intent)
-
     if intent is Intent.RETIRED:
-        return verdict(Verdict.RETIRED, "retired by agent.retire: credentials revoked")
-    if intent is Intent.STOPPED:
+        kind, reason = Verdict.RETIRED, "retired by agent.retire: credentials revoked"
+    elif intent is Intent.STOPPED:
         said = " (the bus still says online)" if facts.online else ""
-        return verdict(Verdict.STOPPED, f"stopped by the operator{intent_note}{said}")
-    found = _bus_verdict(facts, limit, now, broker_started, verdict)
-    if intent is Intent.IN_ROLLOUT and found.verdict in PROBLEMS:
-        return replace(found, reason=f"{found.reason}; in a rollout{intent_note}")
-    return found
+        kind, reason = Verdict.STOPPED, f"stopped by the operator{intent_note}{said}"
+    else:
+        kind, reason = _bus_verdict(facts, age, limit, now, broker_started)
+        if intent is Intent.IN_ROLLOUT and kind in PROBLEMS:
+            reason = f"{reason}; in a rollout{intent_note}"
+    return _judgement(facts.name, kind, reason, None if age is None else round(age, 1), limit, intent)
 
 
-def _bus_verdict(facts: AgentFacts, limit: float, now: float, broker_started: Optional[float],
-                 verdict) -> Judgement:
-    age = facts.age(now)
+def _judgement(*values) -> Judgement:
+    """``Judgement(*values)`` without the frozen dataclass's __init__ (a snapshot makes one per
+    agent; the __init__ sets each field through object.__setattr__). Equal to it."""
+    made = object.__new__(Judgement)
+    made.__dict__.update(zip(_JUDGEMENT_FIELDS, values))
+    return made
+
+
+_JUDGEMENT_FIELDS = tuple(f.name for f in fields(Judgement))
+
+
+def _bus_verdict(facts: AgentFacts, age: Optional[float], limit: float, now: float,
+                 broker_started: Optional[float]) -> tuple:
+    """(verdict, reason) from what the bus said, for an agent the operator wants running."""
     if facts.online is False:
-        return verdict(Verdict.OFFLINE, "its retained state is offline (Last Will or a clean stop)")
+        return Verdict.OFFLINE, "its retained state is offline (Last Will or a clean stop)"
     if facts.beat is None and facts.online is None:
-        return verdict(Verdict.MISSING, "never reported: no heartbeat and no online state on the bus")
-    announced = facts.last_announced()
+        return Verdict.MISSING, "never reported: no heartbeat and no online state on the bus"
+    announced = facts.last_announced() if broker_started else None
     if broker_started and announced and announced < broker_started - RESTART_TOLERANCE_S:
-        return verdict(Verdict.UNKNOWN, f"not heard from since the broker started at "
-                                        f"{time.strftime('%H:%M:%S', time.gmtime(broker_started))}Z: "
-                                        "its retained state predates the restart (a crash may have "
-                                        "rolled it back), unconfirmed")
+        return Verdict.UNKNOWN, (f"not heard from since the broker started at "
+                                 f"{time.strftime('%H:%M:%S', time.gmtime(broker_started))}Z: "
+                                 "its retained state predates the restart (a crash may have "
+                                 "rolled it back), unconfirmed")
     if age is None:
-        return verdict(Verdict.STALE, "online, but no heartbeat retained yet")
+        return Verdict.STALE, "online, but no heartbeat retained yet"
     ahead = facts.future_by(now)
     if ahead:
-        return verdict(Verdict.STALE, f"last heartbeat is dated {ahead:.0f}s in the future "
-                                      "(clock skew or a forged ts): not taken as fresh")
+        return Verdict.STALE, (f"last heartbeat is dated {ahead:.0f}s in the future "
+                               "(clock skew or a forged ts): not taken as fresh")
     if age > limit:
-        return verdict(Verdict.STALE, f"last heartbeat {age:.0f}s ago (threshold {limit:g}s)")
+        return Verdict.STALE, f"last heartbeat {age:.0f}s ago (threshold {limit:g}s)"
     if facts.beat.ok is False:
-        return verdict(Verdict.UNHEALTHY, "its last heartbeat reports ok=false")
-    return verdict(Verdict.ONLINE, f"heartbeat {age:.0f}s ago")
+        return Verdict.UNHEALTHY, "its last heartbeat reports ok=false"
+    return Verdict.ONLINE, f"heartbeat {age:.0f}s ago"
 
 
 def threshold_for(interval: Optional[float], threshold: Optional[float]) -> float:
@@ -233,19 +240,34 @@ class FleetState:
         if message.topic == BROKER_UPTIME_TOPIC:
             return self._broker_uptime(message.payload, message.received)
         with self._cond:
-            if getattr(message, "properties_ok", True):
-                changed = self._observe(message.topic, message.payload, message.received)
-            else:   # MQTT v5 properties its topic may not carry (bus.messages.Message)
-                changed = self._refused(message.topic)
+            changed = self._observe_one(message)
             if changed:
-                self.version += 1
                 self._cond.notify_all()
             return changed
 
     def observe_all(self, batch: Iterable) -> "FleetState":
-        for message in batch:
-            self.observe(message)
+        """Fold a batch (a snapshot's retained messages): one hold of the lock, one wake-up."""
+        batch = batch if isinstance(batch, (list, tuple)) else list(batch)   # never wait holding it
+        with self._cond:
+            before = self.version
+            for message in batch:
+                if message.topic == BROKER_UPTIME_TOPIC:
+                    self._broker_uptime(message.payload, message.received)
+                else:
+                    self._observe_one(message)
+            if self.version != before:
+                self._cond.notify_all()
         return self
+
+    def _observe_one(self, message) -> bool:
+        """observe() under the lock, without the wake-up."""
+        if getattr(message, "properties_ok", True):
+            changed = self._observe(message.topic, message.payload, message.received)
+        else:   # MQTT v5 properties its topic may not carry (bus.messages.Message)
+            changed = self._refused(message.topic)
+        if changed:
+            self.version += 1
+        return changed
 
     def _observe(self, topic: str, payload: bytes, received: float) -> bool:
         parsed = contract.parse_topic(topic)
@@ -294,7 +316,11 @@ class FleetState:
             self._remember(message.id, received)
             return False
         facts.last_seen = received
-        if isinstance(message, messages.Heartbeat):
+        if message.__class__ is messages.Heartbeat:     # most of a snapshot: checked first
+            facts.beat, facts.beat_received = message, received
+            if message.version:
+                facts.version = message.version
+        elif isinstance(message, messages.Heartbeat):
             facts.beat, facts.beat_received = message, received
             if message.version:
                 facts.version = message.version
