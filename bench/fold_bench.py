@@ -25,7 +25,7 @@ import tempfile
 import coderefs
 
 WORKER = r"""
-import gc, json, sys, time
+import gc, inspect, json, sys, time
 from pathlib import Path
 from agent_kit import contract
 from hatchery.bus.messages import Message
@@ -54,6 +54,8 @@ for i, name in enumerate(names):
     batch.append(Message(f"fleet/{name}/heartbeat",
                          (BEAT % (stamp(i), name, 12.5 + i, token)).encode(), True, now))
 book = IntentBook(stopped={}, retired=frozenset(), leases={})
+# as monitor.snapshot calls it (a code that has the keyword judges its own state's facts uncopied)
+how = {"live": True} if "live" in inspect.signature(monitor.build_snapshot).parameters else {}
 fold, judged, total, table = [], [], [], []
 for _ in range(rounds):
     gc.collect()
@@ -61,7 +63,7 @@ for _ in range(rounds):
     started = time.process_time()
     state = FleetState.for_inventory(inv).observe_all(batch)
     folded = time.process_time()
-    snap = monitor.build_snapshot(state, book, now)
+    snap = monitor.build_snapshot(state, book, now, **how)
     done = time.process_time()
     rows = snap.rows()
     shown = time.process_time()

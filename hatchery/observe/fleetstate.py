@@ -434,8 +434,21 @@ class FleetState:
         name = facts.name
         interval = self.intervals.get(name) or (facts.beat.interval if facts.beat else None)
         intent = book.of(name, now)
+        note = "" if intent is Intent.RUNNING else _note(book, name, intent)
         return judge(facts, intent=intent, limit=threshold_for(interval, threshold), now=now,
-                     broker_started=self.broker_started, intent_note=_note(book, name, intent))
+                     broker_started=self.broker_started, intent_note=note)
+
+    def judge_every(self, book: IntentBook, *, threshold: Optional[float] = None,
+                    now: Optional[float] = None, live: bool = False) -> tuple:
+        """({name: AgentFacts}, {name: Judgement}) of every agent (inventory order, then the
+        others), under one hold of the lock. ``live``: hand out the live facts, not copies:
+        only for a state nothing folds into any more (monitor.snapshot's own, once read),
+        where copying 10,000 agents' facts was a tenth of the snapshot."""
+        now = self.clock() if now is None else now
+        with self._cond:
+            facts = dict(self.agents) if live else {name: f.copy() for name, f in self.agents.items()}
+            judged = {name: self.judge_facts(f, book, threshold=threshold, now=now) for name, f in facts.items()}
+        return facts, judged
 
     def judge_all(self, book: IntentBook, *, threshold: Optional[float] = None,
                   now: Optional[float] = None, names: Optional[Iterable[str]] = None) -> list:
