@@ -313,28 +313,27 @@ class FleetState:
         return True
 
     def _fold(self, facts: AgentFacts, message, received: float) -> bool:
-        if isinstance(message, messages.Cleared):
-            return self._cleared(facts, message.kind)
-        if isinstance(message, messages.Command):
-            self._remember(message.id, received)
-            return False
-        facts.last_seen = received
-        if message.__class__ is messages.Heartbeat:     # most of a snapshot: checked first
-            facts.beat, facts.beat_received = message, received
-            if message.version:
-                facts.version = message.version
-        elif isinstance(message, messages.Heartbeat):
-            facts.beat, facts.beat_received = message, received
+        # heartbeats and states first: they are a snapshot's every message
+        if isinstance(message, messages.Heartbeat):
+            facts.last_seen, facts.beat, facts.beat_received = received, message, received
             if message.version:
                 facts.version = message.version
         elif isinstance(message, messages.State):
+            facts.last_seen = received
             self._state(facts, message, received)
-        elif isinstance(message, messages.Reply):
-            self._reply(facts, message, received)
-        elif isinstance(message, messages.Alert):
-            self._alert(facts, message, received)
+        elif isinstance(message, messages.Cleared):
+            return self._cleared(facts, message.kind)
+        elif isinstance(message, messages.Command):
+            self._remember(message.id, received)
+            return False
         else:
-            return False        # an event: nothing a reader shows changes
+            facts.last_seen = received
+            if isinstance(message, messages.Reply):
+                self._reply(facts, message, received)
+            elif isinstance(message, messages.Alert):
+                self._alert(facts, message, received)
+            else:
+                return False        # an event: nothing a reader shows changes
         return self._touch(facts)
 
     def _state(self, facts: AgentFacts, state: messages.State, received: float) -> None:
