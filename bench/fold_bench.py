@@ -1,6 +1,6 @@
 """The snapshot's fold and judgement, without a broker: CPU over N agents' retained messages.
 
-    .venv/bin/python bench/fold_bench.py [--agents 10000] [--baseline main] [--rounds 5]
+    .venv/bin/python bench/fold_bench.py [--agents 10000] [--baseline main] [--rounds 5] [--out FILE]
 
 What ``monitor.snapshot`` does after the bus read, fed from memory: a fresh
 ``FleetState`` folds every agent's retained ``online`` state and heartbeat
@@ -9,7 +9,8 @@ What ``monitor.snapshot`` does after the bus read, fed from memory: a fresh
 (fold + judge is what ``monitor.snapshot`` adds to the bus read), then the
 table's rows are built. Each code tree runs in its own fresh process
 (bench/coderefs.py), the trees take turns round by round; the figures are
-the best and the median CPU of ``--rounds`` rounds, in ms.
+the best and the median CPU of ``--rounds`` rounds, in ms. The raw figures go
+to ``bench/results/fold_bench.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ import subprocess
 import sys
 import tempfile
 
+from pathlib import Path
+
 import coderefs
+
+RESULTS = Path(__file__).resolve().parent / "results" / "fold_bench.json"
 
 WORKER = r"""
 import gc, inspect, json, sys, time
@@ -95,11 +100,13 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, metavar="REF")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--turns", type=int, default=3, help="fresh processes per tree, interleaved")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     trees = coderefs.trees(args.baseline)
     load_before = os.getloadavg()[0]
     print("| code | agents | fold ms (best / median) | judge ms | fold + judge ms | rows ms |")
     print("|---|---:|---:|---:|---:|---:|")
+    report = {"load_before": load_before, "runs": []}
     for count in (int(n) for n in args.agents.split(",")):
         runs = {label: {"fold": [], "judge": [], "total": [], "rows": []} for label, _ in trees}
         for _ in range(args.turns):
@@ -110,7 +117,11 @@ def main() -> None:
             got = runs[label]
             print(f"| {label} ({coderefs.describe(tree)}) | {count:,} | {cell(got['fold'])} | "
                   f"{cell(got['judge'])} | {cell(got['total'])} | {cell(got['rows'])} |")
-    print(f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
+            report["runs"].append({"code": label, "commit": coderefs.describe(tree), "agents": count,
+                                   "seconds": got})
+    report["load_after"] = os.getloadavg()[0]
+    print(f"load average before {load_before:.2f}, after {report['load_after']:.2f}")
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":
