@@ -57,7 +57,7 @@ from hatchery.runtime.docker.engine import (
 )
 from hatchery.runtime.docker import names
 from hatchery.runtime.docker.layout import AGENT_CONFIG_DIR, CONTAINER_SECRETS_DIR, extra_hosts
-from hatchery.runtime.docker.obtain import obtain_image
+from hatchery.runtime.docker.obtain import building, obtain_image
 from hatchery.runtime.docker.remote import fleet_files
 from hatchery.runtime.docker.states import (
     agent_client,
@@ -203,12 +203,18 @@ class _AgentHatch:
         steps = [ensure_network(self.client, self.spec.network, fleet_labels(self.inv, "network"))]
         if not image_id(self.client, self.spec.image):
             steps.append(obtain_image(self.client, self.agent.image))   # no registry: save | load, or built
-            ensure_dir(self.context_dir.parent)
-            steps.append(build.build_agent_image(self.client, self.context, self.context_dir,
-                                                 self.spec.image, self.agent.name))
+            steps.append(self._build())
         self._write_files()
         steps.append(f"container {create_agent_container(self.client, self.spec)} started")
         return "; ".join(s for s in steps if s)
+
+    def _build(self) -> str:
+        with building(self.client, self.spec.image):     # one build per tag: another fleet's agent may share it
+            if image_id(self.client, self.spec.image):
+                return f"{self.spec.image} found (another run built it meanwhile)"
+            ensure_dir(self.context_dir.parent)
+            return build.build_agent_image(self.client, self.context, self.context_dir,
+                                           self.spec.image, self.agent.name)
 
     def restart(self) -> str:
         self._write_files()

@@ -8,9 +8,10 @@ an image hatchery has a recipe for (``hatchery/mosquitto:2.0.11``,
 own offline build (``bootstrap``: mmdebstrap + docker import). A registry
 that answers wins; the detail line says which happened.
 
-The build runs once per engine: a lock per engine and image, shared by every
-fleet of this user on this machine, and a second look after taking it, so two
-hatches at once build once and the second finds the image. What is happening
+The build runs once per engine: a lock per engine and image (``building``),
+shared by every fleet of this user on this machine, and a second look after
+taking it, so two hatches at once build once and the second finds the image.
+Agent images are built under the same lock. What is happening
 is logged on the ``hatchery`` logger (the task layer shows it as progress).
 """
 
@@ -41,10 +42,17 @@ def obtain_image(client, ref: str) -> str:
     source = local_or(client, ref)
     if source is not client:
         return copy_image(source, client, ref)
-    with held(_lock(client, ref), BUILD_TIMEOUT + 60, f"another run has been building {ref} for too long"):
+    with building(client, ref):
         if image_id(client, ref):
             return f"{ref} found (another run made it meanwhile)"
         return _pull_or_build(client, ref)
+
+
+def building(client, ref: str):
+    """Held while ``ref`` is made on this engine (pulled, imported or built): a second run
+    waits, then finds it. Two builds of one tag at once would each leave an image, and the
+    one that lost the tag would keep running untagged under the other fleet."""
+    return held(_lock(client, ref), BUILD_TIMEOUT + 60, f"another run has been making {ref} for too long")
 
 
 def _pull_or_build(client, ref: str) -> str:
