@@ -14,8 +14,7 @@ import pytest
 from hatchery.core.paths import state_paths
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import DEFAULT_BROKER_IMAGE, DOCKER, AgentSpec, BrokerSpec, Inventory, fleet_tag
-from hatchery.runtime.docker import names
-from hatchery.runtime.docker.bootstrap import RECIPES, recipe_for
+from hatchery.runtime.docker import RECIPES, describe_names, forget_names, old_names_kept, recipe_for, resolved_names
 
 
 # --- which recipe builds an image ---------------------------------------------------------------
@@ -110,40 +109,40 @@ def _record(inv: Inventory, data: dict) -> None:
 
 
 def test_recorded_names_win_over_derived_ones_but_never_over_given_ones(tmp_path):
-    names.forget()
+    forget_names()
     inv = _inv(tmp_path)
     _record(inv, {"container_prefix": "kept-", "container": "kept-broker", "network": "kept-net"})
-    got = names.resolved(inv).broker
+    got = resolved_names(inv).broker
     assert (got.container_prefix, got.container, got.network) == ("kept-", "kept-broker", "kept-net")
     assert got.image == DEFAULT_BROKER_IMAGE            # a per-fleet record does not pin the image
-    given = names.resolved(_inv(tmp_path, BrokerSpec(runtime=DOCKER, network="mine"))).broker
+    given = resolved_names(_inv(tmp_path, BrokerSpec(runtime=DOCKER, network="mine"))).broker
     assert (given.container, given.network) == ("kept-broker", "mine")
-    assert "recorded at its first deploy" in names.describe(inv)
+    assert "recorded at its first deploy" in describe_names(inv)
 
 
 def test_an_old_style_record_keeps_the_old_image_too_and_says_so(tmp_path):
-    names.forget()
+    forget_names()
     inv = _inv(tmp_path)
     _record(inv, {"container_prefix": "hatchery-", "container": "hatchery-broker", "network": "hatchery",
                   "image": "eclipse-mosquitto:2", "old_style": True})
-    got = names.resolved(inv).broker
+    got = resolved_names(inv).broker
     assert (got.container, got.network, got.image) == ("hatchery-broker", "hatchery", "eclipse-mosquitto:2")
-    assert names.old_style(inv) and "kept from before names were per fleet" in names.describe(inv)
-    pinned = names.resolved(_inv(tmp_path, BrokerSpec(runtime=DOCKER, image="mine:1"))).broker
+    assert old_names_kept(inv) and "kept from before names were per fleet" in describe_names(inv)
+    pinned = resolved_names(_inv(tmp_path, BrokerSpec(runtime=DOCKER, image="mine:1"))).broker
     assert pinned.image == "mine:1"
 
 
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"container": 5, "network": "n", "container_prefix": "p-"}',
                                   '{"container": "b; rm -rf /", "network": "n", "container_prefix": "p-"}'])
 def test_a_damaged_or_hostile_record_is_ignored(tmp_path, text):
-    names.forget()
+    forget_names()
     inv = _inv(tmp_path)
     path = Path(state_paths(inv).docker_names)
     path.parent.mkdir(parents=True)
     path.write_text(text)
-    assert names.resolved(inv).broker.container == inv.broker.container     # derived, as if none
+    assert resolved_names(inv).broker.container == inv.broker.container     # derived, as if none
 
 
 def test_with_every_name_given_nothing_is_looked_up(tmp_path):
     inv = _inv(tmp_path, BrokerSpec(runtime=DOCKER, container="b", network="n", container_prefix="p-"))
-    assert names.resolved(inv) is inv
+    assert resolved_names(inv) is inv

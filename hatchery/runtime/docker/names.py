@@ -127,9 +127,7 @@ def _old_names(inv: Inventory) -> dict:
 
 def _runs_old_style(inv: Inventory) -> bool:
     """Containers under the old names that mount files of this fleet run on one of its engines."""
-    old = _old_names(inv)
-    if all(old[k] == getattr(inv.broker, k) for k in NAME_KEYS):
-        return False
+    old = _old_names(inv)     # (``inv`` may be resolved already: compare with nothing it holds)
     key = (str(inv.state_dir), old["container"])
     if key not in _detected:
         _detected[key] = _mounts_ours(inv, replace(inv, broker=replace(inv.broker, **old)))
