@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
+import re
 import threading
 import time
 from pathlib import Path
@@ -110,11 +111,15 @@ def _pull_into(client, repository: str, tag: str, lines: queue.SimpleQueue) -> N
     lines.put(_DONE)
 
 
-def _short(text: str, limit: int = 160) -> str:
+def _short(text: str, limit: int = 120) -> str:
+    """The registry's answer in a few words: the engine's prefix, the URL it tried and the
+    resolver's address left out (``dial tcp: lookup registry-1.docker.io: no such host``)."""
     text = " ".join(text.split())
     marker = "the Docker engine refused: "
     if marker in text:
         text = text.split(marker, 1)[1]
+    text = re.sub(r'^Get "[^"]*": ', "", text)
+    text = re.sub(r" on \S+:\d+:", ":", text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
