@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 from hatchery.inventory.model import Inventory
-from hatchery.runtime.docker import agents, broker, build, inside, layout, names, states
+from hatchery.runtime.docker import agents, broker, build, inside, layout, names, states, usage
 from hatchery.runtime.docker.engine import FLEET, ROLE, docker_errors, engine
 
 
@@ -72,4 +72,6 @@ class DockerRuntime:
     exec_in_agent = _named(inside.exec_in_agent)
     verify_in_agent = _named(inside.verify_in_agent)
     write_build_files = _named(build.write_build_files)
+    host_resources = _named(usage.host_resources)
+    agent_usage = _named(usage.agent_usage)
     remove_fleet = _named(remove_fleet)
