@@ -1,6 +1,7 @@
 """The documentation cannot rot: it is checked against the code and run.
 
-- README.md is a front page: at most 200 lines.
+- README.md is a front page: at most 200 lines; its quick start's two commands
+  are the scripts, and .ci/run runs the test one.
 - Every relative link in README.md and docs/*.md names a file that exists, and
   an anchor names a heading of it.
 - docs/inventory.md documents every key the loader takes, each with the default
@@ -50,6 +51,17 @@ def _pages() -> list:
 def test_the_readme_is_a_front_page():
     lines = README.read_text().count("\n")
     assert lines <= MAX_README_LINES, f"README.md has {lines} lines; move the detail to docs/"
+
+
+def test_the_readme_quick_start_commands_are_the_scripts_and_ci_runs_the_test_one():
+    quick = re.search(r"## Quick start\n(.*?)\n## ", README.read_text(), flags=re.S).group(1)
+    commands = re.findall(r"^(scripts/\S+)", re.search(r"```sh\n(.*?)```", quick, flags=re.S).group(1), flags=re.M)
+    assert commands == ["scripts/quickstart", "scripts/test"], commands
+    for command in commands:
+        assert os.access(ROOT / command, os.X_OK), f"{command} is not an executable file"
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))]
+    assert ci == ["scripts/test"], f".ci/run must run the README's test command, not {ci}"
 
 
 def _slug(heading: str) -> str:
