@@ -102,19 +102,15 @@ def _number(text: Optional[str]):
     return float(text) if "." in text else int(text)
 
 
-def _text(payload: bytes) -> Optional[str]:
-    if len(payload) > contract.MAX_PAYLOAD_BYTES:
-        return None
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+def _matched(pattern: re.Pattern, payload: bytes) -> Optional[re.Match]:
+    # Bytes that are not UTF-8 become U+FFFD, which nothing in the patterns matches.
+    return pattern.fullmatch(payload.decode("utf-8", "replace")) \
+        if len(payload) <= contract.MAX_PAYLOAD_BYTES else None
 
 
 def canonical_heartbeat(payload: bytes) -> Optional[tuple]:
     """messages.Heartbeat's fields for a heartbeat as agent_kit writes it, or None."""
-    text = _text(payload)
-    found = None if text is None else _CANONICAL_BEAT.fullmatch(text)
+    found = _matched(_CANONICAL_BEAT, payload)
     if found is None:
         return None
     minute, second, fraction, agent, ok, uptime, mem_kb, cpu, errors, interval, version, instance \
@@ -122,15 +118,15 @@ def canonical_heartbeat(payload: bytes) -> Optional[tuple]:
     ts = _epoch_of(minute, second, fraction)
     if ts is None:
         return None
-    return (agent, ts, ok == "true", _number(uptime), _number(mem_kb), _number(cpu),
+    return (agent, ts, ok == "true", float(uptime) if "." in uptime else int(uptime),
+            None if mem_kb is None else int(mem_kb), _number(cpu),
             {key: int(count) for key, count in _ERROR_PAIR.findall(errors)} if errors else {},
             _number(interval), version, instance)
 
 
 def canonical_state(payload: bytes) -> Optional[tuple]:
     """messages.State's fields for a retained state as agent_kit writes it, or None."""
-    text = _text(payload)
-    found = None if text is None else _CANONICAL_STATE.fullmatch(text)
+    found = _matched(_CANONICAL_STATE, payload)
     if found is None:
         return None
     minute, second, fraction, agent, state, instance = found.groups()

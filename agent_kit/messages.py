@@ -136,8 +136,12 @@ def decode(name: str, kind: str, payload: bytes, *, about_others: bool = False) 
     (``wrong-agent``), except with ``about_others`` (the manager's own alert topic,
     where fleet.heal reports on the agents it acted on).
     """
-    message = _canonical(kind, payload)
-    if message is None:
+    canonical = _CANONICAL.get(kind)     # (reader, class, field names): heartbeat and state
+    values = canonical[0](payload) if canonical else None
+    if values is not None:
+        message = _new(canonical[1])
+        message.__dict__.update(zip(canonical[2], values))    # as _built, inline: per message
+    else:
         data = contract.decode(payload)
         message = _fast(kind, data)
         if message is None:     # anything unusual, and every refusal, takes the full validators
@@ -145,17 +149,6 @@ def decode(name: str, kind: str, payload: bytes, *, about_others: bool = False) 
     if not about_others and getattr(message, "agent", name) != name:
         raise contract.ContractError("wrong-agent")
     return message
-
-
-def _canonical(kind: str, payload: bytes) -> Optional[Message]:
-    """A heartbeat or state exactly as agent_kit writes it, read by one match, or None."""
-    if kind == "heartbeat":
-        fields = fastdecode.canonical_heartbeat(payload)
-        return None if fields is None else _built(Heartbeat, _HEARTBEAT_FIELDS, fields)
-    if kind == "status":
-        fields = fastdecode.canonical_state(payload)
-        return None if fields is None else _built(State, _STATE_FIELDS, fields)
-    return None
 
 
 def _fast(kind: str, data: dict) -> Optional[Message]:
@@ -229,3 +222,6 @@ def _field_names(cls) -> tuple:
 
 
 _HEARTBEAT_FIELDS, _STATE_FIELDS, _REPLY_FIELDS = (_field_names(c) for c in (Heartbeat, State, Reply))
+# A heartbeat or state exactly as agent_kit writes it, read by one match (fastdecode).
+_CANONICAL = {"heartbeat": (fastdecode.canonical_heartbeat, Heartbeat, _HEARTBEAT_FIELDS),
+              "status": (fastdecode.canonical_state, State, _STATE_FIELDS)}

@@ -113,7 +113,7 @@ class FleetState:
         name, kind = parsed
         if name == self.manager:
             return self._manager(kind, payload)
-        facts = self._facts(name)
+        facts = self.agents.get(name) or self._facts(name)
         if facts is None:
             return False
         try:    # decode, not read(): the topic is parsed already
