@@ -23,7 +23,7 @@ from agent_kit import contract, fastdecode, messages
 
 NAME = "agent-007"
 INSTANCE = "abcdef0123456789"
-SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- the references: the full path alone, and json's own decoder ---------------------
