@@ -1,14 +1,16 @@
 """The common case of the typed decode in one pass: a valid heartbeat, state or reply.
 
-``messages.decode`` asks here first. Each function takes the object
-``contract.decode`` just made of a payload (so every value has an exact JSON
-type and every number is bounded) and returns the message's fields when the
-payload passes every rule of ``contract.validate_heartbeat`` /
-``validate_status``, or None for anything else, and then the full
-validators run and name the reason. So this path refuses nothing on its
-own, and accepts only what the full path accepts, with the same values:
-``tests/agent_kit/test_fastdecode.py`` holds the two equal on generated and
-hostile payloads.
+``messages.decode`` asks here first, twice. ``canonical_heartbeat`` and
+``canonical_state`` read a payload exactly as agent_kit writes it with one
+regular expression, before any JSON is parsed. Failing that, ``heartbeat``,
+``state`` and ``reply`` take the object ``contract.decode`` made of the
+payload (every value of an exact JSON type, every number bounded) and check
+it in one pass. Each returns the message's fields when the payload passes
+every rule of ``contract.validate_heartbeat`` / ``validate_status``, or None
+for anything else, and then the full validators run and name the reason.
+So these paths refuse nothing on their own, and accept only what the full
+path accepts, with the same values: ``tests/agent_kit/test_fastdecode.py``
+holds them equal on generated and hostile payloads.
 
 Why: a 10,000-agent snapshot folds 20,000 retained messages. The schema
 loop (a generic walk with two isinstance calls per key), a second parse of
