@@ -415,7 +415,7 @@ def make_heartbeat(agent: str, ok: bool, uptime: float, *, mem_kb: int | None = 
     return validate_heartbeat(beat)
 
 
-_NOT_NEGATIVE = ("uptime", "mem_kb", "cpu")
+HEARTBEAT_NOT_NEGATIVE = ("uptime", "mem_kb", "cpu")
 
 
 def validate_heartbeat(payload: dict) -> dict:
@@ -424,7 +424,7 @@ def validate_heartbeat(payload: dict) -> dict:
     check_name(payload["agent"])
     # Usage and time cannot be negative, nor an interval zero: readers add these up
     # (fleet.capacity, the exporter) and divide by them (the staleness limit).
-    for key in _NOT_NEGATIVE:
+    for key in HEARTBEAT_NOT_NEGATIVE:
         if key in payload and payload[key] < 0:
             raise ContractError("bad-number", f"{key} is negative")
     if "interval" in payload and payload["interval"] <= 0:
