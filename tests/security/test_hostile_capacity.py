@@ -11,6 +11,7 @@ fires) or puts a number that cannot be into the plan.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import paho.mqtt.client as mqtt
@@ -22,6 +23,7 @@ from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 from hatchery.observe import capacity, resources
+from hatchery.observe.capacitywatch import CapacityWatch
 from hatchery.provision.credentials import stored_secret
 from hatchery.provision.operations import deploy_plan, stop_broker_plan
 
@@ -94,5 +96,23 @@ def test_a_heartbeat_with_negative_usage_is_refused(fleet):
         assert not any(u.agent == "alpha" for u in facts.usages), facts.usages
         assert all(h.agents_mem_kb >= 0 and h.agents_cpu >= 0 for h in forged.hosts)
         assert forged.median.mem_kb is None or forged.median.mem_kb >= 0
+    finally:
+        _forge(inv, b"")
+
+
+def test_the_exporters_capacity_gauges_carry_the_inventorys_hosts_only(fleet):
+    """The forged heartbeat reaches the exporter's capacity gauges (CapacityWatch): their
+    labels are the inventory's hosts, never a name or number the agent chose."""
+    inv = fleet
+    _forge(inv, _beat(cpu=float(2 ** 53), mem_kb=2 ** 53, version="evil-host"))
+    try:
+        with connection_for(inv).client() as bus:
+            watch = CapacityWatch(inv, resources.heartbeats(inv, bus, 3.0))
+            watch.refresh()
+        text = watch.render().decode()
+        labels = set(re.findall(r'host="([^"]*)"', text))
+        assert labels == {"local"}, labels
+        cpus = watch.plan.hosts[0].cpus
+        assert f'hatchery_host_agents_cpu{{host="local"}} {float(cpus)}' in text or cpus is None
     finally:
         _forge(inv, b"")
