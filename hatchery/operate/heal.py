@@ -14,7 +14,12 @@ A runtime that restarts crashed agents by itself (capability
 
 One pass (``heal_once``, for cron) reads the retained snapshot; ``watch`` is
 the supervisor, folding a live subscription and waking on every change (a
-kill -9's Last Will arrives at once). Per agent it keeps a backoff (1 s, 2 s,
+kill -9's Last Will arrives at once). The live subscription (``fleet/+/+``) doubles
+as the standing status subscription: the confirming health-checks reuse it
+and read one message per agent, their reply. When the broker's start moves
+(a restart, a kill -9 whose last save rolled retained states back), the
+retained ``online`` states the runtimes contradict are set offline
+(``operate.aftercrash``). Per agent it keeps a backoff (1 s, 2 s,
 4 s ... up to 60 s between restarts) and a budget (``budget`` restarts within
 ``window`` seconds): a crash-looping agent is left down and alerted on. While
 heal restarts an agent it holds a short lease on it (``core.intent``), so a
