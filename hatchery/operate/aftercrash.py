@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
 from hatchery.configs.broker import broker_endpoint
+from hatchery.core.paths import state_paths
 from hatchery.core.plan import Action, Change
 from hatchery.core.ports import listening
 from hatchery.errors import BusError, HatcheryError
@@ -133,7 +135,8 @@ def summary(corrections: list) -> str:
 
 def deploy_change(inv: Inventory) -> Change:
     """broker.deploy's last item. With the broker running, decided now (nothing to do: NONE);
-    otherwise this plan starts it, and the correction runs once it is up."""
+    otherwise this plan starts it, and the correction runs once it is up (not on a first
+    deploy: a broker that never ran here saved no retained state)."""
     if listening(*broker_endpoint(inv)):
         try:
             corrections = correct_plan(inv)
@@ -144,6 +147,8 @@ def deploy_change(inv: Inventory) -> Change:
         return Change(ITEM, Action.REPAIR, "agents not running still retained as online since the "
                       "broker's start: " + ", ".join(c.agent for c in corrections),
                       apply=lambda: _applied(correct_now(inv)))
+    if not Path(state_paths(inv).broker_dir).exists():
+        return Change(ITEM, Action.NONE, "a first start: no saved retained state to roll back")
     started = time.time()
     return Change(ITEM, Action.CHECK, "after the start: a retained online state the runtime "
                   "contradicts (rolled back by a crash) is set offline, as the agent",
