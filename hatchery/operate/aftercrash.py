@@ -45,14 +45,14 @@ from hatchery.provision.credentials import retired_agents
 
 ITEM = "bus retained states"
 UPTIME_WAIT_S = 6.0             # $SYS/broker/uptime comes every sys_interval (2 s) after a start
-CORRECTED, LEFT = "corrected", "left"
+CORRECTED, LEFT, FAILED = "corrected", "left", "failed"
 
 
 @dataclass(frozen=True)
 class Correction:
     agent: str
     instance: Optional[str]         # the instance the stale 'online' named (and the offline names)
-    outcome: str                    # corrected | left
+    outcome: str                    # corrected | left | failed
     detail: str
 
     def line(self) -> str:
@@ -95,7 +95,7 @@ def _correct_one(inv: Inventory, name: str, instance: Optional[str], retired: se
     try:
         publish_offline(inv, name, instance)
     except HatcheryError as exc:
-        return Correction(name, instance, LEFT, f"could not publish its offline state: {exc}")
+        return Correction(name, instance, FAILED, f"could not publish its offline state: {exc}")
     return Correction(name, instance, CORRECTED, f"online (saved before the broker's start) -> offline: "
                                                  f"the runtime says {runtime.status or 'not running'}")
 
@@ -170,7 +170,7 @@ def correct_plan(inv: Inventory) -> list:
 
 
 def _applied(corrections: list) -> str:
-    failed = [c for c in corrections if c.outcome != CORRECTED and c.detail.startswith("could not")]
+    failed = [c for c in corrections if c.outcome == FAILED]
     if failed:
         raise BusError("; ".join(c.line() for c in failed),
                        "check that the broker runs and the agents' credentials exist "

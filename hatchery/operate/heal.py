@@ -196,7 +196,7 @@ class BrokerRestarts:
         try:
             corrections = aftercrash.correct(self.inv, self.state, self.seen)
         except HatcheryError as exc:
-            corrections = [aftercrash.Correction("-", None, aftercrash.LEFT, f"not corrected: {exc}")]
+            corrections = [aftercrash.Correction("-", None, aftercrash.FAILED, f"not corrected: {exc}")]
         for correction in corrections:
             self.on_action(HealAction(correction.agent, str(Verdict.UNKNOWN), CORRECTED if
                                       correction.outcome == aftercrash.CORRECTED else UNCONFIRMED,

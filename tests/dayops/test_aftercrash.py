@@ -134,3 +134,15 @@ def test_only_an_online_announced_before_the_start_is_stale():
     assert stale_online(state, ["old", "new", "off", "none"], None) == []
     state.observe(Message(BROKER_UPTIME_TOPIC, b"10 seconds", True, now))
     assert stale_online(state, ["old", "new", "off", "none"], state.broker_started) == [("old", "abcdefgh12")]
+
+
+def test_deploy_plans_the_correction_only_where_a_saved_state_can_exist(tmp_path):
+    from hatchery.core.paths import state_paths
+    from hatchery.core.plan import Action
+    from hatchery.operate.aftercrash import deploy_change
+    inv = load_inventory(write_inventory(tmp_path, free_port(), AGENTS))     # nothing listens there
+    first = deploy_change(inv)
+    assert first.action is Action.NONE and "first start" in first.reason
+    Path(state_paths(inv).broker_dir).mkdir(parents=True)                 # it ran here before
+    again = deploy_change(inv)
+    assert again.action is Action.CHECK and again.apply is not None
