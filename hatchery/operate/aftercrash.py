@@ -133,26 +133,26 @@ def summary(corrections: list) -> str:
     return "; ".join(parts) or "no retained online state predates the broker's start"
 
 
-def deploy_change(inv: Inventory) -> Change:
-    """broker.deploy's last item. With the broker running, decided now (nothing to do: NONE);
-    otherwise this plan starts it, and the correction runs once it is up (not on a first
-    deploy: a broker that never ran here saved no retained state)."""
+def deploy_changes(inv: Inventory) -> list:
+    """broker.deploy's last item, if any. With the broker running, decided now (none when
+    nothing is stale); otherwise this plan starts it, and the correction runs once it is up
+    (not on a first deploy: a broker that never ran here saved no retained state)."""
     if listening(*broker_endpoint(inv)):
         try:
             corrections = correct_plan(inv)
-        except HatcheryError as exc:
-            return Change(ITEM, Action.NONE, f"not read: {exc}"[:200])
+        except HatcheryError:
+            return []           # not readable now: heal --watch and the next deploy look again
         if not corrections:
-            return Change(ITEM, Action.NONE, "no retained online state predates the broker's start")
-        return Change(ITEM, Action.REPAIR, "agents not running still retained as online since the "
-                      "broker's start: " + ", ".join(c.agent for c in corrections),
-                      apply=lambda: _applied(correct_now(inv)))
+            return []
+        return [Change(ITEM, Action.REPAIR, "agents not running still retained as online since the "
+                       "broker's start: " + ", ".join(c.agent for c in corrections),
+                       apply=lambda: _applied(correct_now(inv)))]
     if not Path(state_paths(inv).broker_dir).exists():
-        return Change(ITEM, Action.NONE, "a first start: no saved retained state to roll back")
+        return []
     started = time.time()
-    return Change(ITEM, Action.CHECK, "after the start: a retained online state the runtime "
-                  "contradicts (rolled back by a crash) is set offline, as the agent",
-                  apply=lambda: _applied(correct_now(inv, started)))
+    return [Change(ITEM, Action.CHECK, "after the start: a retained online state the runtime "
+                   "contradicts (rolled back by a crash) is set offline, as the agent",
+                   apply=lambda: _applied(correct_now(inv, started)))]
 
 
 def correct_plan(inv: Inventory) -> list:

@@ -22,7 +22,7 @@ def deploy(c, inventory=None, check=False, diff=False, json=False):
     from hatchery.provision.operations import deploy_plan
     inv = load(inventory)
     # last: once the broker is up, the retained 'online' a crash rolled back is put right
-    run_plan("broker.deploy", lambda: deploy_plan(inv) + [aftercrash.deploy_change(inv)], lock=inv.state_dir,
+    run_plan("broker.deploy", lambda: deploy_plan(inv) + aftercrash.deploy_changes(inv), lock=inv.state_dir,
              check=check, diff=diff, json=json)
 
 

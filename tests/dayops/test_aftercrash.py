@@ -96,6 +96,7 @@ def test_broker_deploy_after_kill_9_sets_a_stopped_agents_retained_state_offline
     assert wait_for(lambda: _agrees(inventory), 20), _health(inventory)
     again = json.loads(run("broker.deploy", "--json", inventory=inventory, check=0).stdout)
     assert again["changed"] == 0, "nothing left to correct: an unchanged deploy changes nothing"
+    assert "bus retained states" not in {i["item"] for i in again["items"]}
 
 
 def test_heal_watch_corrects_it_when_it_sees_the_broker_restart(fleet):
@@ -139,10 +140,9 @@ def test_only_an_online_announced_before_the_start_is_stale():
 def test_deploy_plans_the_correction_only_where_a_saved_state_can_exist(tmp_path):
     from hatchery.core.paths import state_paths
     from hatchery.core.plan import Action
-    from hatchery.operate.aftercrash import deploy_change
+    from hatchery.operate.aftercrash import deploy_changes
     inv = load_inventory(write_inventory(tmp_path, free_port(), AGENTS))     # nothing listens there
-    first = deploy_change(inv)
-    assert first.action is Action.NONE and "first start" in first.reason
+    assert deploy_changes(inv) == [], "a first start: no saved retained state to roll back"
     Path(state_paths(inv).broker_dir).mkdir(parents=True)                 # it ran here before
-    again = deploy_change(inv)
+    [again] = deploy_changes(inv)
     assert again.action is Action.CHECK and again.apply is not None
