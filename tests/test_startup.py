@@ -26,9 +26,8 @@ print("\\nMODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 # What no part of broker.status uses: the inventory editor, the audit's PII
-# patterns, the dashboard's HTTP server, the readers, the Docker SDK. (The
-# planners, provision.operations, still come in through tasks/dayops.py's
-# top-level import of operate.rollout.)
+# patterns, the dashboard's HTTP server, the readers, the Docker SDK, and the
+# planners (see the day-2 test below).
 NOT_FOR_STATUS = ("ruamel.yaml", "http.server", "hatchery.observe.audit",
                   "hatchery.observe.dashboard", "hatchery.observe.exporter",
                   "hatchery.observe.crosscheck", "docker", "jinja2", "paho", "prometheus_client")
@@ -73,3 +72,15 @@ def test_a_typo_still_gets_did_you_mean_and_exit_2(tmp_path):
     helped = subprocess.run([hatchery, "--help", "broker.status"], capture_output=True, text=True,
                             env=env, timeout=60)
     assert helped.returncode == 0 and "--json" in helped.stdout
+
+
+def test_the_day_two_tasks_load_their_planners_only_when_run(tmp_path):
+    """tasks/dayops.py registers agent.restart, fleet.rollout and fleet.heal; their planners,
+    supervisor and rollout come in only when one of them runs."""
+    for argv in (["--list"], ["broker.status"]):
+        modules = imported_by(tmp_path, *argv)
+        loaded = sorted(m for m in modules if m.startswith("hatchery.operate") or m == "hatchery.provision.operations")
+        assert not loaded, f"{argv} imported {loaded}"
+    from hatchery.operate import supervisor
+    from hatchery.tasks import dayops
+    assert (dayops.HEAL_BUDGET, dayops.HEAL_WINDOW) == (supervisor.DEFAULT_BUDGET, supervisor.DEFAULT_WINDOW)

@@ -31,6 +31,8 @@ from hatchery.core.collector import collector_paused
 from hatchery.errors import BusError, UsageError
 
 FIX_BROKER = "is the broker running? invoke broker.deploy / broker.status"
+# Wildcard filters that carry every agent's status topic, the standing one first.
+STATUS_COVERS = (StatusBoard.FILTER, f"{contract.FLEET_PREFIX}/+/+", f"{contract.FLEET_PREFIX}/#")
 __all__ = ["BusClient", "Message", "FIX_BROKER"]
 
 
@@ -333,12 +335,14 @@ class BusClient:
                  instances: Optional[dict], answers_only: bool) -> list:
         pending = Pending(names, verb, instances, answers_only)
         board = self._board
-        if board is not None:    # already subscribed: no SUBSCRIBE, no retained burst
-            filters, qos = (board.FILTER,), 0
-        else:
-            filters, qos = status_filters(names, broadcast_manager)
+        # The retained states a fresh SUBSCRIBE brings are read only to settle agents known
+        # offline: with a board (standing_status) they are known already, and a request
+        # that only takes answers has no use for them. Either way, a status subscription
+        # this client already holds carries the replies: no SUBSCRIBE, no retained burst.
+        held = self._held_status(names) if board is not None or answers_only else None
+        filters, qos = held or status_filters(names, broadcast_manager)
         with self.listen(filters, pending.on_message, qos=qos, timeout=timeout,
-                         replay=board is None):
+                         replay=held is None):
             if board is not None:
                 pending.seed(board.states)
             if broadcast_manager:
@@ -350,6 +354,24 @@ class BusClient:
                                        pending.expect([name]), timeout, self._key(name))
             pending.wait(timeout)
         return pending.replies()
+
+    def _held_status(self, names: list) -> Optional[tuple]:
+        """(filters, qos) of a status subscription this client holds that carries the status
+        topic of every one of ``names`` (``standing_status``, fleet.heal's live ``fleet/+/+``,
+        the rollout gate's per-agent topics), or None.
+
+        Never a second, overlapping filter: under MQTT v5 Mosquitto sends a message once per
+        matching subscription (measured on 2.0.11: ``fleet/+/status`` and ``fleet/a/status``
+        held together brought each reply twice), which would undo the saving."""
+        with self._lock:
+            held = dict(self._filters)
+        for wildcard in STATUS_COVERS:
+            if wildcard in held:
+                return (wildcard,), held[wildcard][1]
+        topics = tuple(contract.topic(name, "status") for name in names)
+        if all(topic in held for topic in topics):
+            return topics, min(held[topic][1] for topic in topics)
+        return None
 
     def _key(self, name: Optional[str]) -> Optional[bytes]:
         return self._signing_keys(name) if self._signing_keys else None

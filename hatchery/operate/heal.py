@@ -14,7 +14,12 @@ A runtime that restarts crashed agents by itself (capability
 
 One pass (``heal_once``, for cron) reads the retained snapshot; ``watch`` is
 the supervisor, folding a live subscription and waking on every change (a
-kill -9's Last Will arrives at once). Per agent it keeps a backoff (1 s, 2 s,
+kill -9's Last Will arrives at once). The live subscription (``fleet/+/+``) doubles
+as the standing status subscription: the confirming health-checks reuse it
+and read one message per agent, their reply. When the broker's start moves
+(a restart, a kill -9 whose last save rolled retained states back), the
+retained ``online`` states the runtimes contradict are set offline
+(``operate.aftercrash``). Per agent it keeps a backoff (1 s, 2 s,
 4 s ... up to 60 s between restarts) and a budget (``budget`` restarts within
 ``window`` seconds): a crash-looping agent is left down and alerted on. While
 heal restarts an agent it holds a short lease on it (``core.intent``), so a
@@ -40,7 +45,8 @@ from hatchery.core.intent import owner_label, read_intent, release_lease, take_l
 from hatchery.core.plan import apply_plan
 from hatchery.errors import HatcheryError, UsageError
 from hatchery.inventory.model import Inventory
-from hatchery.observe.fleetstate import FleetState, live_filters, retained_filters
+from hatchery.observe.fleetstate import RESTART_TOLERANCE_S, FleetState, Verdict, live_filters, retained_filters
+from hatchery.operate import aftercrash
 from hatchery.operate import confirm as runtime_word
 from hatchery.operate.supervisor import (  # noqa: F401 (the names fleet.heal's callers use)
     CONFLICT,
@@ -60,6 +66,8 @@ from hatchery.operate.supervisor import (  # noqa: F401 (the names fleet.heal's 
     iso,
 )
 from hatchery.runtime import for_runtime
+
+CORRECTED = "corrected-retained"   # a stale retained online set offline (operate.aftercrash): logged only
 
 # alert codes (slugs) per action: what fleet.exporter counts (the heal- ones) and alerting routes
 CODES = {RESTARTED: "heal-restart", FAILED: "heal-failed", LEFT_DOWN: "heal-gave-up",
@@ -145,10 +153,14 @@ def watch(inv: Inventory, bus: BusClient, policy: Policy, *, stop: Optional[thre
     stop = stop or threading.Event()
     state = FleetState.for_inventory(inv)
     supervisor = supervisor_for(inv, bus, policy, state, on_action=on_action)
+    restarts = BrokerRestarts(inv, state, on_action or (lambda action: None))
+    # This live subscription (fleet/+/+) is also the standing status subscription: the
+    # confirming health-checks read only their replies (BusClient reuses it), one per agent.
     with bus.listen(live_filters(inv.manager), state.observe, qos=1):
         next_full = 0.0
         while not stop.is_set():
             now = time.time()
+            restarts.check(now)
             whole = now >= next_full
             supervisor.tick(now, names=None if whole else [])
             if whole:
@@ -159,3 +171,33 @@ def watch(inv: Inventory, bus: BusClient, policy: Policy, *, stop: Optional[thre
                 break
             state.wait_for_change(supervisor.seen, max(0.0, wake - time.time()))
     return supervisor
+
+
+class BrokerRestarts:
+    """fleet.heal --watch's eye on the broker's start (``FleetState.broker_started``): when it
+    is first known, or moves (a restart, a kill -9 whose save rolled retained states back),
+    the retained online states the runtimes contradict are set offline (``operate.aftercrash``),
+    once the retained burst that follows the reconnect has been folded."""
+
+    SETTLE_S = 1.0
+
+    def __init__(self, inv: Inventory, state: FleetState, on_action: Callable[[HealAction], None]):
+        self.inv, self.state, self.on_action = inv, state, on_action
+        self.seen: Optional[float] = None
+        self.due: Optional[float] = None
+
+    def check(self, now: float) -> None:
+        started = self.state.broker_started
+        if started is not None and (self.seen is None or abs(started - self.seen) > RESTART_TOLERANCE_S):
+            self.seen, self.due = started, now + self.SETTLE_S
+        if self.due is None or now < self.due:
+            return
+        self.due = None
+        try:
+            corrections = aftercrash.correct(self.inv, self.state, self.seen)
+        except HatcheryError as exc:
+            corrections = [aftercrash.Correction("-", None, aftercrash.FAILED, f"not corrected: {exc}")]
+        for correction in corrections:
+            self.on_action(HealAction(correction.agent, str(Verdict.UNKNOWN), CORRECTED if
+                                      correction.outcome == aftercrash.CORRECTED else UNCONFIRMED,
+                                      correction.line()[:400], finding="broker-restart"))

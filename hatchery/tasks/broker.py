@@ -12,10 +12,17 @@ from hatchery.tasks.common import fail_unless, load, op, run_plan, show
 
 @op()
 def deploy(c, inventory=None, check=False, diff=False, json=False):
-    """Render mosquitto.conf, credentials and ACL; start or update the broker; register its DNS name."""
-    from hatchery.provision.operations import deploy_plan   # not for broker.status: see agent.py
+    """Render mosquitto.conf, credentials and ACL; start or update the broker; register its DNS name.
+
+    Then, once the broker is up, an agent whose retained state still says online from
+    before the broker's start (a kill -9 rolls retained messages back to the last save)
+    while its runtime says it is not running is set offline, as the agent itself.
+    """
+    from hatchery.operate import aftercrash                  # not for broker.status: see agent.py
+    from hatchery.provision.operations import deploy_plan
     inv = load(inventory)
-    run_plan("broker.deploy", lambda: deploy_plan(inv), lock=inv.state_dir,
+    # last: once the broker is up, the retained 'online' a crash rolled back is put right
+    run_plan("broker.deploy", lambda: deploy_plan(inv) + aftercrash.deploy_changes(inv), lock=inv.state_dir,
              check=check, diff=diff, json=json)
 
 

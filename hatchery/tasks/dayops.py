@@ -6,14 +6,15 @@ from datetime import datetime, timezone
 
 from invoke import Exit
 
-from hatchery.bus.connection import bus_for
 from hatchery.core.results import Rows
-from hatchery.core.state import state_lock
 from hatchery.errors import EXIT_FAILED
-from hatchery.operate import heal, intents, rollout
-from hatchery.runtime import for_runtime
 from hatchery.tasks import output
 from hatchery.tasks.common import load, op, run_plan, show, stop_event
+
+# The planners, the bus and the supervisor (hatchery.operate.*, bus.connection) are
+# imported inside each task: `hatchery --list` and every other task register these
+# three without loading them (measured with python -X importtime in docs/performance.md).
+HEAL_BUDGET, HEAL_WINDOW = 5, 600.0     # operate.supervisor's DEFAULT_BUDGET and DEFAULT_WINDOW
 
 
 def _selected(inv, name, group, pattern) -> list:
@@ -23,6 +24,8 @@ def _selected(inv, name, group, pattern) -> list:
 @op()
 def restart(c, name=None, group=None, pattern=None, inventory=None, check=False, json=False):
     """Restart agents on what they run now (same agent_kit copy and config, or same image)."""
+    from hatchery.operate import intents, rollout
+    from hatchery.runtime import for_runtime
     inv = load(inventory)
     agents = rollout.targets(inv, _selected(inv, name, group, pattern))
     try:
@@ -52,6 +55,9 @@ def rollout_(c, batch="25%", max_failed=0, expect_version=None, timeout=15.0, na
     its runtime started. fleet.heal leaves a batch's agents alone while it
     runs (a lease, released after the batch or on Ctrl-C). Exit 1 on abort.
     """
+    from hatchery.bus.connection import bus_for
+    from hatchery.core.state import state_lock
+    from hatchery.operate import rollout
     inv = load(inventory)
     agents = rollout.targets(inv, _selected(inv, name, group, pattern))
     rollout.batch_size(batch, max(1, len(agents)))      # a bad --batch is refused before any planning
@@ -96,7 +102,7 @@ def _show_batch(index: int, total: int, outcomes: list) -> None:
     hung_after="seconds a running agent may take to answer the confirming health-check before it "
                "counts as hung",
     duration="--watch: stop after this many seconds (default: until Ctrl-C)")
-def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW, stale=None,
+def heal_(c, watch=False, budget=HEAL_BUDGET, window=HEAL_WINDOW, stale=None,
           grace=5.0, hung_after=3.0, duration=None, inventory=None, check=False, json=False):
     """Restart agents that are down, once their runtime confirms it (gone, unhealthy or hung).
 
@@ -107,6 +113,8 @@ def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW
     (for cron) by default; --watch is the supervisor. Every action is published
     as an alert on the bus and counted by fleet.exporter (hatchery_heal_actions_total).
     """
+    from hatchery.bus.connection import bus_for
+    from hatchery.operate import heal
     inv = load(inventory)
     policy = heal.Policy(budget=int(budget), window=float(window), stale=float(stale) if stale else None,
                          grace=float(grace), hung_after=float(hung_after))

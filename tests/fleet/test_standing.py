@@ -109,3 +109,35 @@ def test_the_board_reads_states_and_skips_replies_and_strangers():
     assert board.invalid == 1, "a state breaking the contract is counted, not believed"
     message(contract.topic("client-a", "status"), b"", True)     # retained state cleared
     assert board.states == {}
+
+
+def answers_and_reads(bus: BusClient, names: list, heard: list = ()) -> tuple:
+    """(states, status messages read): ``heard`` is what a live listener took meanwhile,
+    whose other topics (fleet/+/+ brings our own commands back) are not the request's."""
+    def others() -> int:
+        return sum(1 for m in heard if not m.topic.endswith("/status"))
+    before, other = bus.received, others()
+    replies = bus.request(names, "health-check", timeout=3.0, answers_only=True)
+    return [r.state for r in replies], bus.received - before - (others() - other)
+
+
+def test_a_request_taking_only_answers_reuses_a_held_status_subscription(module_broker, fleet):
+    """fleet.heal --watch holds fleet/+/+ and the rollout's gate the agents' status topics:
+    a health-check they send inside reads the replies only, never the retained states again."""
+    manager, names, _ = fleet
+    live, heard = f"{contract.FLEET_PREFIX}/+/+", []
+    with BusClient(module_broker.host, module_broker.port) as bus:
+        assert answers_and_reads(bus, names) == (["answered"] * 4, 8), "nothing held: state + reply"
+        with bus.listen([live], heard.append, qos=1):
+            for _ in range(3):
+                assert answers_and_reads(bus, names, heard) == (["answered"] * 4, 4)
+            # a request that settles on retained offline states still reads them
+            bus.request(names, "health-check", timeout=3.0)
+            assert sum(1 for m in heard[-16:] if m.retain and m.topic.endswith("/status")) == 4
+        exact = [contract.topic(n, "status") for n in names]
+        with bus.listen(exact, lambda message: None, qos=1):
+            assert answers_and_reads(bus, names[:2]) == (["answered"] * 2, 2)
+            assert answers_and_reads(bus, names) == (["answered"] * 4, 4)
+        with bus.listen(exact[:2], lambda message: None, qos=1):
+            # not every topic held: subscribed as before (one exact filter each, no overlap)
+            assert answers_and_reads(bus, names) == (["answered"] * 4, 8)
