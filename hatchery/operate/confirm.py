@@ -15,8 +15,8 @@ on one of these findings:
 ``alive`` (runs and answers) contradicts the bus: heal publishes
 ``telemetry-mismatch`` and restarts nothing. ``unasked`` (the runtime could
 not be reached, or the bus could not carry the health-check: no SUBACK in
-time, the link down) is not a reason to act either: an agent never asked is
-not hung.
+time, the link down, or our own ping through the broker does not come back) is
+not a reason to act either: an agent never asked is not hung.
 
 The health-check is bound to the instance the runtime reports for the start
 it made (``AgentState.instance``): only a reply naming that instance counts,
@@ -83,7 +83,7 @@ def finding(state: AgentState, reply: Optional[Reply], hung_after: float, probed
         return Confirmation(finding=UNHEALTHY, detail="the runtime's health check fails", **base)
     if not probed:
         return Confirmation(finding=RUNNING, detail="the runtime runs it (not probed)", **base)
-    if bus_problem and reply is None:
+    if bus_problem and (reply is None or reply.state not in (ANSWERED, FAILED)):
         return Confirmation(finding=UNASKED, detail=f"the runtime runs it, but the bus could not ask "
                                                     f"it ({bus_problem})", **base)
     if reply is not None and reply.state in (ANSWERED, FAILED):
@@ -126,9 +126,26 @@ def confirm(inv: Inventory, bus: BusClient, names: list, *, hung_after: float, s
             # asked, so nobody is hung; a slow or paused broker must not restart the fleet
             found, bus_problem = [], str(exc).splitlines()[0][:200]
         replies = {reply.agent: reply for reply in found}
+        if not bus_problem and any(replies.get(name) is None or replies[name].state not in
+                                   (ANSWERED, FAILED) for name in ask):
+            bus_problem = _bus_silent(bus, hung_after)
     return {name: finding(state, replies.get(name), hung_after, probed=name not in state_only,
                           bus_problem=bus_problem if name in ask else "")
             for name, state in states.items()}
+
+
+def _bus_silent(bus: BusClient, hung_after: float) -> str:
+    """Why the bus itself carries nothing right now, or "" when it does.
+
+    Inside a subscription the client already holds (fleet.heal --watch's ``fleet/+/+``)
+    a request waits for no SUBACK, so a paused or stalled broker is only silence, which
+    would read as "hung" for every agent asked. One round trip of our own through the
+    broker tells a silent agent from a silent bus."""
+    try:
+        bus.ping(timeout=max(1.0, min(hung_after, 3.0)))
+    except HatcheryError as exc:
+        return f"the broker did not carry our own ping either: {str(exc).splitlines()[0][:160]}"
+    return ""
 
 
 def runtime_unhealthy(inv: Inventory) -> set:

@@ -67,3 +67,21 @@ def test_an_agent_the_bus_could_not_ask_is_not_called_hung(fleet):
     assert run_command(inv, "health-check", names=["alpha"], timeout=3).replies[0].state == "answered", \
         "alpha stopped answering: the test proves nothing"
     assert found.finding == UNASKED, f"a running, answering agent was called {found.finding}: {found.detail}"
+
+
+def test_inside_heal_watchs_subscription_a_paused_broker_still_calls_nobody_hung(fleet):
+    """fleet.heal --watch holds ``fleet/+/+``, so its health-check reuses that subscription
+    and waits for no SUBACK: a paused broker is then only silence. The confirmation must
+    still prove the bus carries messages before it calls a silent agent hung."""
+    inv = fleet
+    broker_pid = int(Path(state_paths(inv).broker_pid).read_text().split()[0])
+    with connection_for(inv).client() as bus, bus.listen(["fleet/+/+"], lambda message: None, qos=1):
+        assert confirm(inv, bus, ["alpha"], hung_after=2.0)["alpha"].finding == ALIVE
+        os.kill(broker_pid, signal.SIGSTOP)
+        try:
+            found = confirm(inv, bus, ["alpha"], hung_after=1.0)["alpha"]
+        finally:
+            os.kill(broker_pid, signal.SIGCONT)
+    assert run_command(inv, "health-check", names=["alpha"], timeout=3).replies[0].state == "answered", \
+        "alpha stopped answering: the test proves nothing"
+    assert found.finding == UNASKED, f"a running, answering agent was called {found.finding}: {found.detail}"
