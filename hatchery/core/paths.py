@@ -9,6 +9,7 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     broker/{passwd,acl}                   its auth files, pid file, logs and data
     broker/mosquitto.{pid,log,stdout}
     broker/data/
+    broker/broker.nft                   per-address limits for the broker's host (operator installs)
     broker/config/{mosquitto.conf,passwd,acl}   docker runtime: bind-mounted into the broker
     agents/<name>/agent.json            local runtime: the handler's config, pid file and log
     agents/<name>/handler.{pid,log,lock}   (the running handler holds the lock: one per agent)
@@ -84,6 +85,11 @@ class StatePaths:
     @property
     def broker_data(self) -> PurePath:
         return self.broker_dir / "data"
+
+    @property
+    def broker_firewall(self) -> PurePath:
+        """nftables rules for the broker's host, for the operator to install (configs.firewall)."""
+        return self.broker_dir / "broker.nft"
 
     # --- broker, docker runtime: the directory mounted at the container's /mosquitto/config ---
     @property
