@@ -96,6 +96,12 @@ def public_max_connections(inv: Inventory) -> int:
 MAX_QUEUED_MESSAGES = 20000
 MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
+# What one login can park in the broker: no QoS 2 at all (an unreleased QoS 2
+# PUBLISH was held, 20 per client id), and a session nobody resumes expires
+# (Mosquitto 2.0 counts this in whole hours: "1h" is its shortest).
+MAX_QOS = 1
+SESSION_EXPIRATION = "1h"
+
 # Persistence: save every AUTOSAVE_SECONDS (was 60). Saving on every change
 # made a QoS 1 flood write the whole database once per message; every 5 s costs
 # one write of the database per 5 s whatever the traffic (bench/persistence_bench.py).
@@ -120,6 +126,7 @@ def conf_context(inv: Inventory, *, password_file: str = "", acl_file: str = "")
               "control_max_connections": CONTROL_MAX_CONNECTIONS,
               "autosave_seconds": AUTOSAVE_SECONDS, "sys_interval": SYS_INTERVAL,
               "max_queued_messages": MAX_QUEUED_MESSAGES, "max_queued_bytes": MAX_QUEUED_BYTES,
+              "max_qos": MAX_QOS, "session_expiration": SESSION_EXPIRATION,
               "contract_limit": contract.MAX_PAYLOAD_BYTES,
               "max_packet_size": inv.broker.max_packet_size,
               "password_file": password_file or auth.get("password_file", ""),
