@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from hatchery.core.assets import ROLES
+from hatchery.core.formats import control_problem
 from hatchery.errors import InventoryError
 from hatchery.inventory import parse
 from hatchery.inventory.document import Doc, checked_fields, section, unknown_keys
@@ -167,10 +168,22 @@ def _build(doc: Doc, data: dict, path: Path) -> Inventory:
     broker_spec = place_broker(doc, data.get("broker"), broker, hosts)
     agents = {name: place_agent(doc, agents_node, a, hosts) for name, a in agents.items()}
     check_exposure(doc, data.get("broker"), broker_spec, agents)
+    state_dir = path.parent / fleet.get("state_dir", ".hatchery")
+    _one_line_directory(doc, fleet_node, state_dir)
     return Inventory(
         path=path, manager=manager, broker=broker_spec,
         agents=agents, groups={g.name: g.members for g in groups},
-        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts)
+        state_dir=state_dir, hosts=hosts)
+
+
+def _one_line_directory(doc: Doc, fleet_node, state_dir: Path) -> None:
+    """The state directory (under the inventory's own directory, by default) names files in
+    mosquitto.conf, units and scripts: a line break in either path would add lines there."""
+    problem = control_problem(str(state_dir))
+    if problem:
+        doc.add(fleet_node, "state_dir", "fleet.state_dir", f"the state directory {problem}: "
+                f"{str(state_dir)[:80]!r}", "move the inventory to a directory whose path has no "
+                "line breaks, or set fleet.state_dir to one")
 
 
 def _agent_nodes(doc: Doc, agents_node: dict, manager: str):
