@@ -55,8 +55,11 @@ class Connection:
 # Roles that only listen. They speak MQTT 3.1.1: measured (bench/protocol_bench.py)
 # a v5 client spends ~30 % more CPU per received message (paho builds a
 # Properties object for each), and v5's one feature we rely on, message expiry,
-# matters only to who sends commands. The manager keeps v5 for that.
-LISTENING_ROLES = ("monitor", "exporter", "recorder")
+# matters only to who sends commands. The manager keeps v5 for that. The broker
+# drops v5 properties on the way to a 3.1.1 reader, so these never see them.
+# The recorder is not among them: bus.record and bus.audit must see everything
+# an agent can send, properties included (agent_kit.contract.ALLOWED_PROPERTIES).
+LISTENING_ROLES = ("monitor", "exporter")
 
 
 def protocol_for(user: str) -> int:
