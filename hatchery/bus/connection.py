@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import paho.mqtt.client as mqtt
 
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import control_socket, tls_source_files
+from hatchery.configs.broker import broker_endpoint, control_socket, tls_source_files
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -92,7 +92,8 @@ def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Opti
 
 
 def control_target(inv: Inventory) -> Optional[str]:
-    """The broker's control socket (configs.broker.control_socket) if it exists here."""
+    """The broker's control socket (configs.broker.control_socket) if it exists here: only
+    a broker whose runtime lays one out (Runtime.broker_layout) makes it."""
     path = control_socket(inv)
     try:
         return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
@@ -103,7 +104,8 @@ def control_target(inv: Inventory) -> Optional[str]:
 def connection_target(inv: Inventory, tls=None) -> tuple:
     """(host, port, tls) the control side connects to: the TLS listener when enabled."""
     if tls is None and inv.broker.tls:
-        return inv.broker.host, inv.broker.tls_port, _fleet_ca_context(tls_source_files(inv)["cafile"])
+        host, port = broker_endpoint(inv)
+        return host, port, _fleet_ca_context(tls_source_files(inv)["cafile"])
     return inv.broker.host, inv.broker.port, tls
 
 

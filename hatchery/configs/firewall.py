@@ -13,10 +13,11 @@ that reaches the file is an integer checked against its bounds here.
 from __future__ import annotations
 
 from hatchery.configs.broker import LOOPBACK, plain_bind
-from hatchery.core.hosts import LOCAL, host_of
+from hatchery.core.hosts import LOCAL_HOST
 from hatchery.core.render import render
 from hatchery.errors import UsageError
-from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.inventory.model import Inventory
+from hatchery.inventory.placement import broker_engine, host_of
 
 PER_SOURCE_MIN = 16       # connections one address may hold, at least
 PER_AGENT = 2             # a reconnect overlaps the old connection
@@ -55,13 +56,13 @@ def exposed_ports(inv: Inventory) -> list:
 
 def broker_host(inv: Inventory) -> str:
     """The name of the broker's host, as ``core.hosts.host_of`` names an agent's."""
-    b = inv.broker
-    if b.on_host:
-        return b.on_host
-    if b.runtime != DOCKER or not b.docker_host:
-        return LOCAL
-    declared = inv.host_by_engine(b.docker_host)
-    return declared.name if declared else b.docker_host
+    if inv.broker.on_host:
+        return inv.broker.on_host
+    engine = broker_engine(inv.broker)
+    if not engine:
+        return LOCAL_HOST
+    declared = inv.host_by_engine(engine)
+    return declared.name if declared else engine
 
 
 def per_source_limit(inv: Inventory) -> int:

@@ -6,6 +6,10 @@ raises ``Bad`` with what is wrong and how to fix it. The loader
 path on top. Every value here may end up in a topic, a file name, a config
 line or a container name, so names are checked with ``fullmatch`` against a
 whole pattern (``$`` would let a final newline through).
+
+The schemas here are the keys every runtime takes; a runtime's own keys are
+declared (with checks from here) in ``inventory/runtimes/<name>.py``. This
+module imports nothing else of the inventory, so a declaration can use it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from typing import Callable, Optional
 
 from agent_kit.contract import MAX_PAYLOAD_BYTES, NAME_RE, name_problem
 from hatchery.core.formats import control_problem
-from hatchery.inventory.model import RUNTIMES, ReloadSpec
 
 # --- what went wrong ------------------------------------------------------------
 
@@ -152,17 +155,6 @@ def _dns_name(value) -> str:
     return text
 
 
-_DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
-
-
-def _docker_name(value) -> str:
-    text = _text(value)
-    if not _DOCKER_NAME_RE.fullmatch(text):
-        raise Bad(f"{text!r} is not a valid Docker name",
-                   "use letters, digits, '_', '.' and '-', starting with a letter or digit")
-    return text
-
-
 def _host(value) -> str:
     text = _text(value)
     if any(c.isspace() or c == "/" for c in text):
@@ -229,7 +221,8 @@ def _signal(value) -> str:
     return name
 
 
-def _reload(value) -> ReloadSpec:
+def _reload(value) -> dict:
+    """{command} or {signal, pid_file}: the loader makes a model.ReloadSpec of it."""
     if not isinstance(value, dict):
         raise Bad(f"expected a mapping, got {kind(value)}",
                    "write {signal: HUP, pid_file: /run/agent.pid} or {command: '...'}")
@@ -243,17 +236,17 @@ def _reload(value) -> ReloadSpec:
     return _reload_by_signal(value)
 
 
-def _reload_by_command(value) -> ReloadSpec:
+def _reload_by_command(value) -> dict:
     if set(value) != {"command"}:
         raise Bad("give either command, or signal with pid_file, not both",
                    "remove signal/pid_file or command")
     try:
-        return ReloadSpec(command=_command(value["command"]))
+        return {"command": _command(value["command"])}
     except Bad as bad:
         raise Bad(bad.message, bad.fix, subkey="command") from None
 
 
-def _reload_by_signal(value) -> ReloadSpec:
+def _reload_by_signal(value) -> dict:
     missing = [k for k in ("signal", "pid_file") if k not in value]
     if missing:
         raise Bad(f"missing {missing[0]}: a signal reload needs both signal and pid_file",
@@ -263,7 +256,7 @@ def _reload_by_signal(value) -> ReloadSpec:
             check(value[key])
         except Bad as bad:
             raise Bad(bad.message, bad.fix, subkey=key) from None
-    return ReloadSpec(signal=_signal(value["signal"]), pid_file=str(value["pid_file"]))
+    return {"signal": _signal(value["signal"]), "pid_file": str(value["pid_file"])}
 
 
 def _absolute_path(value) -> str:
@@ -287,26 +280,25 @@ def plain(value):
 
 # --- schemas ----------------------------------------------------------------
 
+# Public names for the runtimes' declarations (inventory/runtimes/<name>.py).
+text, optional, command, choice, docker_host = _text, _optional, _command, _choice, _docker_host
+
 FLEET_FIELDS = {"manager": _safe_name, "state_dir": _text}
+# The keys every runtime takes; "runtime" and each runtime's own keys are added by
+# inventory/runtimes (the loader's schemas).
 BROKER_FIELDS = {
-    "runtime": _choice(RUNTIMES), "host": _host, "port": _integer(1, 65535),
-    "bind": _host, "dns_name": _dns_name, "image": _text,
-    "docker_host": _optional(_docker_host), "network": _docker_name,
-    "container": _docker_name, "container_prefix": _docker_name,
+    "host": _host, "port": _integer(1, 65535), "bind": _host, "dns_name": _dns_name,
     # Room for the contract's payload plus topic and properties; MQTT's own ceiling.
     "max_packet_size": _integer(MAX_PAYLOAD_BYTES + 1024, 268_435_455),
     "dns_provider": _optional(_choice(("hosts", "dnsmasq"))), "dns_options": _mapping,
-    "remote_dir": _optional(_text), "auth": _boolean, "tls": _boolean,
+    "auth": _boolean, "tls": _boolean,
     "tls_port": _integer(1, 65535), "tls_ca": _optional(_text), "tls_cert": _optional(_text),
     "tls_key": _optional(_text), "on_host": _optional(_safe_name), "allow_plain": _boolean,
 }
 AGENT_FIELDS = {
-    "role": _safe_name, "runtime": _choice(RUNTIMES), "version_command": _command,
-    "reload": _optional(_reload), "heartbeat_interval": _seconds, "image": _text,
-    "main_command": _optional(_command), "docker_host": _optional(_docker_host),
-    "host": _optional(_safe_name), "env": _env,
+    "role": _safe_name, "version_command": _command, "reload": _optional(_reload),
+    "heartbeat_interval": _seconds, "host": _optional(_safe_name), "env": _env,
 }
-ROLE_FIELDS = {k: v for k, v in AGENT_FIELDS.items() if k != "role"}
 GROUP_KEYS = ("agents", "vars")
 TOP_KEYS = ("fleet", "hosts", "broker", "groups", "agents")
 

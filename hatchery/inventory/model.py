@@ -10,8 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+from hatchery.inventory.runtimes import DEFAULT_RUNTIME, RUNTIMES  # noqa: F401 (RUNTIMES: re-exported)
+
+# Two runtimes' names, for tests and for code inside hatchery/runtime/. Anywhere
+# else a comparison with them is a branch on a runtime's name, which the layer
+# test refuses: read the runtime's capabilities or its inventory declaration.
 LOCAL, DOCKER = "local", "docker"
-RUNTIMES = (LOCAL, DOCKER)
 DEFAULT_MANAGER = "zephyr"
 # The broker users the control side logs in as besides the manager: the ACL
 # layer's read-only and recorder roles (hatchery.security.acl issues them; a
@@ -46,7 +50,7 @@ class HostSpec:
 
 @dataclass(frozen=True)
 class BrokerSpec:
-    runtime: str = LOCAL
+    runtime: str = DEFAULT_RUNTIME
     host: str = "127.0.0.1"             # where clients (manager, local agents) connect
     port: int = 1883
     bind: str = "127.0.0.1"             # listener address (local runtime)
@@ -68,12 +72,13 @@ class BrokerSpec:
     tls_key: Optional[str] = None
     on_host: Optional[str] = None       # the hosts: entry the broker runs on
     allow_plain: bool = False           # plain MQTT on a non-loopback bind, said explicitly
+    options: dict = field(default_factory=dict)   # keys a runtime declares that have no field here
 
 
 @dataclass(frozen=True)
 class AgentSpec:
     name: str
-    runtime: str = LOCAL
+    runtime: str = DEFAULT_RUNTIME
     version_command: Union[str, tuple] = "echo unknown"
     reload: Optional[ReloadSpec] = None
     heartbeat_interval: float = 600.0
@@ -85,6 +90,7 @@ class AgentSpec:
     host: Optional[str] = None                     # the hosts: entry it runs on
     env: dict = field(default_factory=dict)        # extra, non-secret environment
     source: Optional[int] = None                   # line in the inventory, for messages
+    options: dict = field(default_factory=dict)    # keys its runtime declares that have no field here
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class Inventory:
     groups: dict = field(default_factory=dict)      # group -> tuple of agent names
     state_dir: Path = Path(".hatchery")             # absolute after loading
     hosts: dict = field(default_factory=dict)       # name -> HostSpec, in file order
+    sections: dict = field(default_factory=dict)    # a runtime's own top-level section -> its value
 
     def host_by_engine(self, docker_host: Optional[str]) -> Optional[HostSpec]:
         """The hosts: entry whose engine is ``docker_host`` (None when it is not declared)."""

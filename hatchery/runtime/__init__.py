@@ -17,21 +17,21 @@ from __future__ import annotations
 from importlib import import_module
 
 from hatchery.errors import UsageError
-from hatchery.inventory.model import RUNTIMES
+from hatchery.inventory.runtimes import DECLARED, RUNTIMES
 from hatchery.runtime.base import Runtime
 
-# name -> (module, class); imported on first use, so a local fleet never loads the docker SDK.
-_IMPLEMENTATIONS = {"local": ("hatchery.runtime.local", "LocalRuntime"),
-                    "docker": ("hatchery.runtime.docker.runtime", "DockerRuntime")}
+# Each runtime's class is named by its inventory declaration (inventory/runtimes/<name>.py,
+# "module:Class"), its one registration; imported on first use, so a local fleet never
+# loads the docker SDK.
 _instances: dict = {}
 
 
 def for_runtime(name: str) -> Runtime:
-    """The runtime for an inventory's ``runtime:`` value ('local' or 'docker')."""
-    if name not in RUNTIMES or name not in _IMPLEMENTATIONS:
+    """The runtime for an inventory's ``runtime:`` value."""
+    if name not in DECLARED:
         raise UsageError(f"unknown runtime {name!r}", f"use one of: {', '.join(RUNTIMES)}")
     if name not in _instances:
-        module, cls = _IMPLEMENTATIONS[name]
+        module, _, cls = DECLARED[name].implementation.partition(":")
         _instances[name] = getattr(import_module(module), cls)()
     return _instances[name]
 

@@ -29,6 +29,7 @@ from hatchery.core.paths import StatePaths
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
 from hatchery.provision.firewall import firewall_change
+from hatchery.provision import operations
 from hatchery.provision.operations import auth_files
 from tests.conftest import wait_for
 from tests.security.netlab import Lan
@@ -112,7 +113,7 @@ def fleet(lan, tmp_path, monkeypatch):
     Path(paths.broker_data).mkdir(parents=True)
     for name, text in auth_files(auth).items():
         (Path(paths.broker_dir) / name).write_text(text)
-    Path(paths.broker_conf).write_text(broker_conf.render_conf(inv))
+    Path(paths.broker_conf).write_text(operations.broker_conf(inv))
     lan.broker = lan.spawn("broker", [MOSQUITTO, "-c", str(paths.broker_conf)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert wait_for(lambda: _agent_gets_in(lan, inv), timeout=10), "the broker did not come up"

@@ -32,6 +32,7 @@ from hatchery.core.ports import free_port
 from hatchery.core.process import read_pid
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
+from hatchery.provision import operations
 from hatchery.provision.operations import deploy_plan, stop_broker_plan
 from hatchery.security import acl
 from hatchery.security import passwords as pw
@@ -92,7 +93,7 @@ def _acks(client: raw.RawClient, kind: int) -> tuple:
 
 
 def test_every_listener_refuses_qos_2_and_sessions_expire(tmp_path):
-    lines = broker_conf.render_conf(load_inventory(_inventory(tmp_path))).splitlines()
+    lines = operations.broker_conf(load_inventory(_inventory(tmp_path))).splitlines()
     listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
     assert len(listeners) == 2
     for index in listeners:

@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Optional
 
-from hatchery.core.hosts import host_of
+from hatchery.inventory.placement import host_of
 from hatchery.errors import DockerError
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.base import AgentState, Provenance
