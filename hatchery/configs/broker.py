@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import getpass
 import os
+from pathlib import PurePath
 
 from agent_kit import contract
 from hatchery.configs.layout import BrokerLayout
-from hatchery.core.paths import state_paths
+from hatchery.core.paths import CONTROL_SOCKET, control_socket_dir, state_paths
 from hatchery.core.render import render
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory
@@ -57,18 +58,16 @@ def plain_bind(inv: Inventory) -> str:
     return b.bind if b.bind in LOOPBACK or b.allow_plain else "127.0.0.1"
 
 
-# Connection limits. Mosquitto 2.0.11 never closes a TCP connection that does
-# not send CONNECT, so without a limit an anonymous process can hold every file
-# descriptor and lock everyone out. Each public listener gets max_connections;
+# Connection limits. Mosquitto 2.0.11 closes a TCP connection that does not send
+# CONNECT only after ~90 s, so without a limit an anonymous process can hold every
+# file descriptor and lock everyone out. Each public listener gets max_connections;
 # the control side (manager, monitor, exporter, recorder) gets its own listener,
-# a unix socket in the broker's state directory that nothing on the network can
-# reach, with its own small limit. The broker's fd limit must exceed the sum
-# plus ~32 (files, listeners): 1024, the usual default, fits the defaults.
+# a unix socket (control_socket) that nothing on the network can reach, with its
+# own small limit. The broker's fd limit must exceed the sum plus ~32 (files,
+# listeners): 1024, the usual default, fits the defaults.
 PUBLIC_MAX_CONNECTIONS = 900
 AGENT_MARGIN = 100        # connections beyond two per agent on a large fleet
 CONTROL_MAX_CONNECTIONS = 64
-CONTROL_SOCKET = "control.sock"
-_UNIX_PATH_MAX = 100      # sun_path is 108 bytes on Linux, 104 on macOS
 
 
 def public_max_connections(inv: Inventory) -> int:
@@ -97,10 +96,13 @@ SYS_INTERVAL = 2
 
 
 def control_socket(inv: Inventory) -> str:
-    """The control listener's unix socket in the state directory ('' when the path is too
-    long for a socket). A runtime whose broker can reach the state directory offers it."""
-    path = str(state_paths(inv).broker_dir / CONTROL_SOCKET)
-    return path if len(path.encode()) <= _UNIX_PATH_MAX else ""
+    """The control listener's unix socket as this machine sees it: in the state directory
+    (broker/control/) when that path fits a socket, else in a short private directory named
+    by a hash of the state directory (core.paths.control_socket_dir), never left out. A
+    runtime whose broker sees this machine's files offers it (``BrokerLayout.control_socket``)."""
+    paths = state_paths(inv)
+    directory = control_socket_dir(paths.root, paths.broker_control_dir, os.geteuid())
+    return str(PurePath(directory) / CONTROL_SOCKET)
 
 
 def conf_context(inv: Inventory, layout: BrokerLayout, *, password_file: str = "", acl_file: str = "") -> dict:

@@ -10,9 +10,9 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     broker/mosquitto.{pid,log,stdout}
     broker/data/
     broker/broker.nft                   per-address limits for the broker's host (operator installs)
-    broker/control.sock                 local runtime: the control side's own listener (a unix socket)
-    broker/control/control.sock         docker runtime: the same, in a directory mounted into the broker
-                                        (either: /tmp/hatchery-<uid>/<hash>/ when the path is too long)
+    broker/control/control.sock         the control side's own listener (a unix socket); the docker
+                                        runtime mounts broker/control/ into the broker's container
+                                        (/tmp/hatchery-ctl-<uid>/<hash>/ instead when the path is too long)
     broker/config/{mosquitto.conf,passwd,acl}   docker runtime: bind-mounted into the broker
     agents/<name>/agent.json            local runtime: the handler's config, pid file and log
     agents/<name>/handler.{pid,log,lock}   (the running handler holds the lock: one per agent)
@@ -99,7 +99,8 @@ class StatePaths:
 
     @property
     def broker_control_dir(self) -> PurePath:
-        """docker runtime: mounted into the broker, which makes its control socket there."""
+        """The broker makes its control socket here (the docker runtime mounts it into the
+        container); core.paths.control_socket_dir moves it when the path is too long."""
         return self.broker_dir / "control"
 
     @property
@@ -237,21 +238,23 @@ class StatePaths:
 # The broker's control socket (the control side's own listener). A unix socket's path
 # is limited (sun_path: 108 bytes on Linux, 104 on macOS, with its NUL); past
 # UNIX_PATH_MAX the socket lives in a short private directory instead, named by a
-# hash of the state directory: /tmp/hatchery-<uid>/<hash>/control.sock.
+# hash of the state directory: /tmp/hatchery-ctl-<uid>/<hash>/control.sock.
 CONTROL_SOCKET = "control.sock"
 UNIX_PATH_MAX = 100
 SHORT_SOCKET_ROOT = PurePosixPath("/tmp")
 
 
 def fits_unix_socket(path) -> bool:
-    return len(str(path).encode()) <= UNIX_PATH_MAX
+    """Short enough for a unix socket, and one word (Mosquitto reads a listener's path as one)."""
+    text = str(path)
+    return len(text.encode()) <= UNIX_PATH_MAX and not any(c.isspace() for c in text)
 
 
 def short_socket_dir(state_root: PurePath, uid: int) -> PurePosixPath:
     """The short directory for a state directory whose own paths are too long for a socket:
     one per user (0700, checked by core.state.private_socket_dir), one per state directory."""
     digest = hashlib.sha256(str(state_root).encode()).hexdigest()[:16]
-    return SHORT_SOCKET_ROOT / f"hatchery-{int(uid)}" / digest
+    return SHORT_SOCKET_ROOT / f"hatchery-ctl-{int(uid)}" / digest
 
 
 def control_socket_dir(state_root: PurePath, wanted: PurePath, uid: int) -> PurePath:

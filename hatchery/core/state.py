@@ -26,7 +26,7 @@ def ensure_dir(path: Path) -> Path:
 
 
 def private_socket_dir(path: Path, *, owner_only: bool = True) -> Path:
-    """Create the short control-socket directory ``/tmp/hatchery-<uid>/<hash>`` safely.
+    """Create the short control-socket directory ``/tmp/hatchery-ctl-<uid>/<hash>`` safely.
 
     /tmp is everybody's: the per-user parent must be a real directory (no
     symlink), ours and 0700, or another user could have made it first and
@@ -46,6 +46,26 @@ def private_socket_dir(path: Path, *, owner_only: bool = True) -> Path:
         if strict:
             _check_private(directory)
     return path
+
+
+def ready_socket_dir(socket_path: str, state_root: Path, *, owner_only: bool = True) -> Path:
+    """The directory of the broker's control socket, made before the broker starts (it makes
+    no directory itself): in the state directory (0700), or the short private one."""
+    directory = Path(socket_path).parent
+    if Path(state_root) in directory.parents:
+        return ensure_dir(directory)
+    return private_socket_dir(directory, owner_only=owner_only)
+
+
+def forget_socket_dir(socket_path: str, state_root: Path) -> None:
+    """After the broker stopped: remove the short socket directory when it is empty (the
+    broker removes its socket as it exits); one in the state directory stays."""
+    directory = Path(socket_path).parent
+    if Path(state_root) not in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
 
 
 def _check_private(directory: Path) -> None:

@@ -2,7 +2,7 @@
 
 A unix socket's path is limited to about 107 bytes; broker.deploy used to leave
 the control listener out silently past that. Now the socket moves to a short
-private directory, /tmp/hatchery-<uid>/<hash>/, whose per-user parent must be
+private directory, /tmp/hatchery-ctl-<uid>/<hash>/, whose per-user parent must be
 ours, 0700 and no symlink (core.state.private_socket_dir). Pure path logic and
 the directory checks; the flood through a real broker is in test_hostile_neighbour.py.
 """
@@ -27,7 +27,7 @@ def test_a_short_state_dir_keeps_its_socket():
 def test_a_long_state_dir_gets_a_short_private_one_per_state_dir():
     long_root = PurePosixPath("/srv/" + "x" * 120 + "/.hatchery")
     chosen = paths.control_socket_dir(long_root, long_root / "broker" / "control", 1000)
-    assert str(chosen).startswith("/tmp/hatchery-1000/")
+    assert str(chosen).startswith("/tmp/hatchery-ctl-1000/")
     assert paths.fits_unix_socket(chosen / paths.CONTROL_SOCKET)
     other = PurePosixPath("/srv/" + "y" * 120 + "/.hatchery")
     assert paths.control_socket_dir(other, other / "broker", 1000) != chosen

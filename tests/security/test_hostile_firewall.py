@@ -26,6 +26,7 @@ import pytest
 from hatchery.configs import broker as broker_conf
 from hatchery.configs import firewall
 from hatchery.core.paths import StatePaths
+from hatchery.core.state import forget_socket_dir, ready_socket_dir
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
 from hatchery.provision.firewall import firewall_change
@@ -94,6 +95,8 @@ def lan():
     lan = Lan(("broker", "neighbour", "agent")).start()
     yield lan
     lan.close()
+    if getattr(lan, "socket_dir", None):
+        forget_socket_dir(*lan.socket_dir)
 
 
 @pytest.fixture
@@ -111,6 +114,8 @@ def fleet(lan, tmp_path, monkeypatch):
     auth = cr.plan_auth(inv)
     auth.change().apply()
     Path(paths.broker_data).mkdir(parents=True)
+    ready_socket_dir(broker_conf.control_socket(inv), inv.state_dir)
+    lan.socket_dir = (broker_conf.control_socket(inv), inv.state_dir)
     for name, text in auth_files(auth).items():
         (Path(paths.broker_dir) / name).write_text(text)
     Path(paths.broker_conf).write_text(operations.broker_conf(inv))

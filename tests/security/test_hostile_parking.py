@@ -30,6 +30,7 @@ from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port
 from hatchery.core.process import read_pid
+from hatchery.core.state import forget_socket_dir, ready_socket_dir
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
 from hatchery.provision import operations
@@ -167,6 +168,7 @@ def test_a_parked_session_expires_after_an_hour(fleet):
     apply_plan("stop", stop_broker_plan(fleet))
     env = {**os.environ, "LD_PRELOAD": _faketime_library(), "FAKETIME": "+0 x120",
            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"}
+    ready_socket_dir(broker_conf.control_socket(fleet), fleet.state_dir)
     broker = subprocess.Popen(["mosquitto", "-c", str(paths.broker_conf)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -184,6 +186,7 @@ def test_a_parked_session_expires_after_an_hour(fleet):
     finally:
         broker.terminate()
         broker.wait(10)
+        forget_socket_dir(broker_conf.control_socket(fleet), fleet.state_dir)
 
 
 def _connects(inv) -> bool:

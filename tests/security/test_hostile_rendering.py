@@ -24,10 +24,11 @@ import jinja2
 import paho.mqtt.client as mqtt
 import pytest
 
-from hatchery.configs.broker import conf_context
+from hatchery.configs.broker import conf_context, control_socket
 from hatchery.core import formats
 from hatchery.core.assets import TEMPLATES
 from hatchery.core.ports import free_port
+from hatchery.core.state import forget_socket_dir, ready_socket_dir
 from hatchery.errors import InventoryError, RenderError, UsageError
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import BrokerSpec, Inventory
@@ -81,6 +82,7 @@ def test_a_newline_in_the_state_dir_opened_a_real_broker_to_anonymous_logins(tmp
     lines = text.splitlines()
     assert lines.index("allow_anonymous false") < lines.index("allow_anonymous true")
     (tmp_path / "s").write_text("")        # what the split path lines now name
+    ready_socket_dir(control_socket(inv), inv.state_dir)
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(text)
     broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
@@ -91,6 +93,7 @@ def test_a_newline_in_the_state_dir_opened_a_real_broker_to_anonymous_logins(tmp
     finally:
         broker.terminate()
         broker.wait(5)
+        forget_socket_dir(control_socket(inv), inv.state_dir)
     with pytest.raises(RenderError, match="control character"):
         broker_conf(inv)                   # the product's renderer, whatever gets past the loader
 
