@@ -1,8 +1,11 @@
 """A Prometheus exporter fed from the bus (Phase 3 of the ADR).
 
 ``BusMetrics`` folds bus messages into the one ``FleetState`` (``observe``),
-which validates every payload, and is a prometheus_client custom collector
-(``collect``), so every scrape reads the state as it is at that moment:
+which validates every payload, and renders the exposition text itself
+(``render``, through ``observe.metrics_text``: at 10,000 agents
+prometheus_client's ``generate_latest`` took most of a second), so every
+scrape reads the state as it is at that moment. It is also a
+prometheus_client collector (``collect``) for a registry:
 
 - Stale series are the classic failure of MQTT exporters: when an agent goes
   offline (its Will, or a clean goodbye) its heartbeat-derived series close and
@@ -13,6 +16,9 @@ which validates every payload, and is a prometheus_client custom collector
   ``hatchery_exporter_folded_error_codes_total``.
 - The operator's intent: a retired agent is not exported at all, a stopped one
   is marked (``hatchery_agent_stopped``) so the offline alert leaves it alone.
+
+``serve`` also registers ``observe.capacitywatch``: fleet.capacity's numbers
+per host (``hatchery_host_*``), gathered every minute on a thread of their own.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from hatchery.bus.client import BusClient, Message
 from hatchery.core.intent import IntentBook, read_intent
 from hatchery.core.render import render
 from hatchery.inventory.model import Inventory
+from hatchery.observe import capacitywatch
 from hatchery.observe.fleetstate import AgentFacts, FleetState
+from hatchery.observe.metrics_text import COUNTER, Family
+from hatchery.observe.scrape import ScrapeText
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -69,6 +78,7 @@ class BusMetrics:
         self._beats: dict = {}          # agent -> the heartbeat its codes were counted from
         self._read_intent = intent or (lambda: read_intent(inv))
         self._book, self._book_at = IntentBook(), float("-inf")
+        self._scrape = ScrapeText(self)
 
     # --- input ------------------------------------------------------------------
 
@@ -143,25 +153,39 @@ class BusMetrics:
             self._book, self._book_at = self._read_intent(), now
         return self._book
 
-    def collect(self):
+    def families(self) -> list:
+        """Every metric family, as it is now (``metrics_text.Family``)."""
         book, agents = self.intent(), self.state.snapshot()
         with self.lock:
-            yield from self._agent_families(agents, self.clock(), book)
-            yield from self._bus_families(agents, book.retired)
+            return [*self._agent_families(agents, self.clock(), book),
+                    *self._bus_families(agents, book.retired)]
 
-    def _agent_families(self, agents: list, now: float, book: IntentBook):
-        from prometheus_client.core import GaugeMetricFamily  # only when serving
-        up = GaugeMetricFamily("hatchery_agent_up", "1 while the agent's retained state is "
-                               "online (0 after its Last Will)", labels=["agent"])
-        seen = GaugeMetricFamily("hatchery_agent_last_seen_timestamp_seconds",
-                                 "Time of the agent's last message", labels=["agent"])
-        interval = GaugeMetricFamily("hatchery_agent_heartbeat_interval_seconds",
-                                     "Expected heartbeat interval (inventory)", labels=["agent"])
-        stopped = GaugeMetricFamily("hatchery_agent_stopped", "1 while the operator has stopped "
-                                    "the agent (agent.stop): its offline state is on purpose",
-                                    labels=["agent"])
-        live = _live_families()
-        families = {"up": up, "seen": seen, "interval": interval, "stopped": stopped, **live}
+    def render(self) -> bytes:
+        """The exposition text one GET /metrics answers with (``observe.scrape``: the
+        same as ``families()`` rendered whole, re-rendering only agents that changed)."""
+        return self._scrape.render()
+
+    def collect(self):
+        """prometheus_client's collector protocol: the same families, for a registry."""
+        for family in self.families():
+            yield family.to_prometheus()
+
+    @staticmethod
+    def agent_family_map() -> dict:
+        """The per-agent families, empty, by key, in exposition order (observe.scrape.AGENT_KEYS)."""
+        return {
+            "up": Family("hatchery_agent_up", "1 while the agent's retained state is "
+                         "online (0 after its Last Will)", labels=["agent"]),
+            "seen": Family("hatchery_agent_last_seen_timestamp_seconds",
+                           "Time of the agent's last message", labels=["agent"]),
+            "interval": Family("hatchery_agent_heartbeat_interval_seconds",
+                               "Expected heartbeat interval (inventory)", labels=["agent"]),
+            "stopped": Family("hatchery_agent_stopped", "1 while the operator has stopped the agent "
+                              "(agent.stop): its offline state is on purpose", labels=["agent"]),
+            **_live_families()}
+
+    def _agent_families(self, agents: list, now: float, book: IntentBook) -> list:
+        families = self.agent_family_map()
         for facts in agents:
             if facts.name in book.retired:
                 continue                # agent.retire: gone for good, not exported at all
@@ -174,8 +198,8 @@ class BusMetrics:
                 self.bad_series[facts.name] = self.bad_series.get(facts.name, 0) + 1
                 continue
             for key, labels, value in samples:
-                families[key].add_metric(labels, value)
-        yield from (up, seen, interval, stopped, *live.values())
+                families[key].add(labels, value)
+        return list(families.values())
 
     def _agent_samples(self, facts: AgentFacts, now: float, stopped: bool) -> list:
         name = facts.name
@@ -193,22 +217,20 @@ class BusMetrics:
             samples += _live_samples(facts, now, self.error_codes.get(name, {}))
         return [(key, labels, _finite(value)) for key, labels, value in samples]
 
-    def _bus_families(self, agents: list, retired: frozenset):
-        from prometheus_client.core import CounterMetricFamily
-
-        def counter(name: str, doc: str, labels: list, values: dict):
-            family = CounterMetricFamily(name, doc, labels=labels)
+    def _bus_families(self, agents: list, retired: frozenset) -> list:
+        def counter(name: str, doc: str, labels: list, values: dict) -> Family:
+            family = Family(name, doc, kind=COUNTER, labels=labels)
             for key, count in sorted(values.items()):
                 key = key if isinstance(key, tuple) else (key,)
                 if not (labels and labels[0] == "agent" and key[0] in retired):
-                    family.add_metric(list(key), count)
+                    family.add(key, count)
             return family
 
         invalid_agents = {f.name: f.invalid for f in agents if f.invalid}
-        auth = CounterMetricFamily("hatchery_broker_auth_failures",
-                                   "Logins the broker refused (from its log)")
-        auth.add_metric([], self.auth_failures)
-        yield from (
+        auth = Family("hatchery_broker_auth_failures", "Logins the broker refused (from its log)",
+                      kind=COUNTER)
+        auth.add((), self.auth_failures)
+        return [
             counter("hatchery_bus_messages", "Bus messages seen, by kind", ["kind"], self.messages),
             counter("hatchery_bus_invalid_messages", "Messages that broke the contract, by kind",
                     ["kind"], self.state.invalid_by_kind),
@@ -224,7 +246,7 @@ class BusMetrics:
                     f"first {ERROR_CODES_PER_AGENT} of an agent, summed into code=\"other\"",
                     ["agent"], self.folded),
             counter("hatchery_heal_actions", "fleet.heal actions on an agent (restart, failed, "
-                    "gave-up)", ["agent", "action"], self.heals))
+                    "gave-up)", ["agent", "action"], self.heals)]
 
 
 def _route(topic: str, manager: str) -> Optional[tuple]:
@@ -244,10 +266,8 @@ def _last_seen(facts: AgentFacts) -> Optional[float]:
 
 
 def _live_families() -> dict:
-    from prometheus_client.core import GaugeMetricFamily
-
     def gauge(name, doc, labels=("agent",)):
-        return GaugeMetricFamily(name, doc, labels=list(labels))
+        return Family(name, doc, labels=labels)
     return {
         "age": gauge("hatchery_agent_heartbeat_age_seconds", "Seconds since the last heartbeat"),
         "uptime": gauge("hatchery_agent_uptime_seconds", "Agent uptime from its heartbeat"),
@@ -309,9 +329,11 @@ def exporter_filters(manager: str) -> list:
 
 def serve(inv: Inventory, bus: BusClient, *, port: int = 9883, addr: str = "127.0.0.1",
           stop: Optional[threading.Event] = None, on_ready=None,
-          broker_log: Optional[Path] = None) -> BusMetrics:
-    """Feed metrics from the bus (and the broker's log) and serve /metrics until ``stop``."""
-    from prometheus_client import start_http_server
+          broker_log: Optional[Path] = None,
+          capacity_every: Optional[float] = capacitywatch.EVERY) -> BusMetrics:
+    """Feed metrics from the bus (and the broker's log) and serve /metrics until ``stop``;
+    the capacity gauges are gathered every ``capacity_every`` seconds (None: not at all)."""
+    from hatchery.observe.metrics_http import start_server
 
     metrics = BusMetrics(inv)
     stop = stop or threading.Event()
@@ -319,7 +341,12 @@ def serve(inv: Inventory, bus: BusClient, *, port: int = 9883, addr: str = "127.
         threading.Thread(target=follow_log, args=(broker_log, metrics.observe_log_line, stop),
                          daemon=True).start()
     with bus.listen(exporter_filters(inv.manager), metrics.observe, qos=0):
-        server, thread = start_http_server(port, addr, registry_for(metrics))
+        render = metrics.render
+        if capacity_every:
+            watch = capacitywatch.CapacityWatch(inv, metrics.state, capacity_every)
+            watch.start(stop)
+            render = lambda: metrics.render() + watch.render()   # noqa: E731
+        server, thread = start_server(port, addr, render)
         try:
             if on_ready:
                 on_ready(server.server_address)
@@ -347,9 +374,15 @@ def follow_log(path: Path, on_line, stop: threading.Event, poll: float = 1.0) ->
 
 def render_rules(*, stale_factor: float = 2.0, alert_rate_per_min: float = 5.0,
                  auth_failures_per_5m: float = 3.0, for_duration: str = "5m",
+                 full_within_days: float = 7.0, growth_window: str = "6h",
                  inventory=None) -> str:
-    """The Prometheus alerting rules (templates/prometheus/rules.yml.j2)."""
+    """The Prometheus recording and alerting rules (templates/prometheus/rules.yml.j2);
+    a host is "full soon" when ``predict_linear`` over ``growth_window`` puts it past its
+    headroom within ``full_within_days``."""
     return render(RULES_TEMPLATE, {"stale_factor": stale_factor,
                                    "alert_rate_per_min": alert_rate_per_min,
                                    "auth_failures_per_5m": auth_failures_per_5m,
-                                   "for_duration": for_duration}, inventory=inventory)
+                                   "for_duration": for_duration,
+                                   "full_within_s": int(full_within_days * 86400),
+                                   "full_within_days": f"{full_within_days:g}",
+                                   "growth_window": growth_window}, inventory=inventory)
