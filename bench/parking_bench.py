@@ -14,7 +14,7 @@ agent ``alpha``), then attacks it as ``alpha`` with hand-written MQTT packets
   --cap-mb of 60 KB messages on the selftest topic (which it may write, and
   before this work could read too);
 - ``retained``: 60 KB retained on every topic the agent may write;
-- ``sessions``: --sessions bare persistent sessions with one subscription each.
+- ``sessions``: --sessions bare persistent sessions subscribed to every topic it may read.
 
 For each: the broker's RSS and mosquitto.db size (saved with SIGUSR1) before
 and after, and what the broker accepted. Prints JSON; appends it to --out.
@@ -160,12 +160,16 @@ def retained(inv, **_) -> dict:
 
 
 def sessions_only(inv, sessions: int, **_) -> dict:
-    """As fast as it goes: log in, subscribe, vanish; each a session parked for good."""
+    """As fast as it goes: log in, subscribe at QoS 1 to every topic it may read, vanish;
+    each a session parked until persistent_client_expiration."""
+    readable = [g.topic for g in acl.agent_grants(AGENT, inv.manager) if "read" in g.access]
     started = time.monotonic()
     for index in range(sessions):
         client, code = login(inv, f"park-bare-{index}")
-        client.send(raw.subscribe_packet(contract.topic(AGENT, "command"), qos=1))
-        client.read(timeout=5)                      # the SUBACK
+        for mid, topic in enumerate(readable, start=1):
+            client.send(raw.subscribe_packet(topic, qos=1, mid=mid))
+        for _ in readable:
+            client.read(timeout=5)                  # the SUBACKs
         client.drop()
     return {"sessions_made": sessions,
             "sessions_per_second": round(sessions / (time.monotonic() - started))}

@@ -15,6 +15,7 @@ from typing import Optional
 V311, V5 = 4, 5
 CONNACK, PUBLISH, PUBACK, PUBREC, SUBACK, DISCONNECT = 2, 3, 4, 5, 9, 14
 SESSION_EXPIRY_PROP = 0x11
+MESSAGE_EXPIRY_PROP = 0x02
 FOREVER = 0xFFFFFFFF
 
 
@@ -47,10 +48,11 @@ def connect_packet(client_id: str, username: str, password: str, *, version: int
 
 
 def publish_packet(topic: str, payload: bytes, *, qos: int = 0, mid: int = 1,
-                   retain: bool = False, version: int = V5) -> bytes:
+                   retain: bool = False, version: int = V5, expiry: int = 0) -> bytes:
     body = _text(topic) + (struct.pack("!H", mid) if qos else b"")
-    if version == V5:
-        body += b"\x00"                       # no properties
+    if version == V5:                         # properties: a Message Expiry, or none
+        props = bytes([MESSAGE_EXPIRY_PROP]) + struct.pack("!I", expiry) if expiry else b""
+        body += _varint(len(props)) + props
     return _packet(0x30 | (qos << 1) | int(retain), body + payload)
 
 

@@ -155,6 +155,49 @@ def test_an_agent_cannot_fill_its_own_parked_sessions(fleet):
     assert kind == raw.PUBLISH and body.endswith(b"{}")
 
 
+SESSIONS = 1000
+
+
+def _broker_rss_kb(inv) -> int:
+    status = Path(f"/proc/{read_pid(StatePaths(inv.state_dir).broker_pid)}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+
+
+def _park(inv, client_id: str, topics: list) -> None:
+    """One persistent session (expiry "never") subscribed at QoS 1 to ``topics``, then gone."""
+    client = raw.RawClient("127.0.0.1", inv.broker.port)
+    client.send(raw.connect_packet(client_id, AGENT, cr.stored_secret(inv, AGENT)) + b"".join(
+        raw.subscribe_packet(topic, qos=1, mid=mid) for mid, topic in enumerate(topics, start=1)))
+    kinds = [client.read(timeout=5)[0] for _ in range(1 + len(topics))]
+    assert kinds == [raw.CONNACK] + [raw.SUBACK] * len(topics)
+    client.drop()
+
+
+def test_many_client_ids_of_one_login_cost_a_bounded_few_hundred_bytes_each(fleet):
+    """2.0.11 cannot bind client ids to a username: the bound is what each session costs,
+    for an hour (persistent_client_expiration), and what can be queued in it (only what the
+    manager sends the agent, which expires with the command)."""
+    readable = [g.topic for g in acl.agent_grants(AGENT, fleet.manager) if "read" in g.access]
+    db_before, rss_before = _saved_db_bytes(fleet), _broker_rss_kb(fleet)
+    for index in range(SESSIONS):
+        _park(fleet, f"many-{index}", readable)
+    db_grew = _saved_db_bytes(fleet) - db_before
+    rss_grew = (_broker_rss_kb(fleet) - rss_before) * 1024
+    assert db_grew < 400 * SESSIONS, db_grew                 # measured: ~150 B a session
+    assert rss_grew < 4096 * SESSIONS, rss_grew              # measured: ~1.5 KB a session
+    # the manager's command is queued in every one of them, and expires with the command
+    manager = _login(fleet, "manager-1", user=fleet.manager, clean=True, session_expiry=0)
+    manager.send(raw.publish_packet(contract.topic(AGENT, "command"), b"{}", qos=1, expiry=1))
+    assert _acks(manager, raw.PUBACK)[0]
+    time.sleep(2.5)
+    back = raw.RawClient("127.0.0.1", fleet.broker.port)
+    back.send(raw.connect_packet(f"many-{SESSIONS - 1}", AGENT, cr.stored_secret(fleet, AGENT)))
+    assert back.read(timeout=5)[2][0] & 1                     # the session is there
+    with pytest.raises(TimeoutError):
+        back.read(timeout=1)                                  # but the expired command is not
+    back.drop()
+
+
 def _faketime_library() -> str:
     found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
     if not found:
