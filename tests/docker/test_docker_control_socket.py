@@ -28,6 +28,7 @@ from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision import credentials as cr
 from hatchery.provision.operations import deploy_plan
+from hatchery.runtime import for_runtime
 from tests.security.secbroker import Probe
 
 pytestmark = pytest.mark.docker
@@ -87,9 +88,8 @@ def test_the_manager_gets_in_through_the_mounted_socket_during_a_flood(fleet):
 
 
 def test_a_remote_engine_gets_no_control_socket(tmp_path):
-    from hatchery.runtime.docker.layout import broker_layout
     inv = Inventory(path=tmp_path / "fleet_inventory.yaml", state_dir=tmp_path / ".hatchery",
                     broker=BrokerSpec(runtime=DOCKER, docker_host="ssh://root@10.0.0.2"))
-    assert broker_layout(inv).control_socket == ""
+    assert for_runtime(DOCKER).broker_layout(inv).control_socket == ""
     local = replace(inv, broker=replace(inv.broker, docker_host=None))
-    assert broker_layout(local).control_socket == "/mosquitto/control/control.sock"
+    assert for_runtime(DOCKER).broker_layout(local).control_socket == "/mosquitto/control/control.sock"

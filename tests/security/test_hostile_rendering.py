@@ -34,8 +34,8 @@ from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import BrokerSpec, Inventory
 from hatchery.provision.operations import broker_conf
 from hatchery.runtime import for_runtime
-from hatchery.runtime.docker import baseimage
-from hatchery.runtime.docker.build import render_dockerfile
+from hatchery.runtime.docker import (BaseImage, agent_context, checked_base_user,
+                                     forget_base_images, inspect_base_image)
 from tests.conftest import MOSQUITTO
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,13 +136,13 @@ def hostile_image():
             client.images.remove(ref, force=True)
         except docker.errors.ImageNotFound:
             pass
-    baseimage.forget()
+    forget_base_images()
 
 
 def test_a_base_images_user_ran_its_own_line_in_a_real_build(hostile_image, tmp_path):
     client, ref = hostile_image
     user = client.images.get(ref).attrs["Config"]["User"]
-    base = baseimage.BaseImage(ref, "sha256:x", python="3.11", package_manager="apt-get", user=user)
+    base = BaseImage(ref, "sha256:x", python="3.11", package_manager="apt-get", user=user)
     context = {"name": "alpha", "base_image": ref, "lib_dir": "/opt/x", "entrypoint": "/e",
                "handler_pid": "/run/p", "agent_label": "l", "wrappers": [], "package_manager": "",
                "packages": "", "why": "", "base_user": base.user}
@@ -156,24 +156,24 @@ def test_a_base_images_user_ran_its_own_line_in_a_real_build(hostile_image, tmp_
                                 user="0", remove=True)
     assert out.strip() == b"/pwned", "the attack no longer works"
     with pytest.raises(RenderError, match="control character"):
-        render_dockerfile(_agent_inventory(tmp_path, ref), _agent(ref), base)
+        agent_context(_agent_inventory(tmp_path, ref), _agent(ref), base)
 
 
 def test_inspecting_such_a_base_image_refuses_it_by_name(hostile_image):
     client, ref = hostile_image
     with pytest.raises(UsageError, match=f"base image {ref} declares USER"):
-        baseimage.inspect(client, ref)
+        inspect_base_image(client, ref)
 
 
 @pytest.mark.parametrize("user", ["node", "1000", "1000:1000", "app:staff", "www-data", "a.b"])
 def test_plain_users_pass(user):
-    assert baseimage.checked_user("img", user) == user
+    assert checked_base_user("img", user) == user
 
 
 @pytest.mark.parametrize("user", ["a\nRUN x", "a b", "-rf", "a:b:c", "a\u2028", "$(id)", "x" * 40])
 def test_anything_else_is_refused(user):
     with pytest.raises(UsageError):
-        baseimage.checked_user("img", user)
+        checked_base_user("img", user)
 
 
 def _agent_inventory(tmp_path: Path, ref: str) -> Inventory:
