@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass, replace
 
 import pytest
 
@@ -13,6 +13,7 @@ from hatchery.observe.fleetstate import (
     BROKER_UPTIME_TOPIC,
     MAX_EXTRA_AGENTS,
     FleetState,
+    Judgement,
     Verdict,
 )
 
@@ -185,3 +186,47 @@ def test_a_round_trip_is_dropped_when_a_new_instance_is_born():
     assert fs.facts("a").rtt_ms is None
     _round_trip(fs, "a", "c2", NOW - 1, NOW - 0.996, instance="new00001")
     assert fs.facts("a").rtt_ms == pytest.approx(4, abs=0.01)
+
+
+def _every_verdict() -> tuple:
+    """A fleet with one agent per verdict (and reason), and a book that stops, retires and leases."""
+    names = ("on", "stale", "future", "off", "missing", "sick", "old", "stopped", "retired", "leased")
+    fs = fleet(*names).observe_all([
+        Msg(BROKER_UPTIME_TOPIC, b"100 seconds"), beat("on"), state("on"),
+        beat("stale", at=NOW - 500), state("stale"), beat("future", at=NOW + 300), state("future"),
+        beat("off"), state("off", online=False), beat("sick", ok=False), state("sick"),
+        beat("old", at=NOW - 900), state("old", at=NOW - 900), beat("stopped"), beat("retired"),
+        beat("leased", at=NOW - 500), state("leased")])
+    book = IntentBook(stopped={"stopped": Stopped(NOW - 60, "agent.stop")}, retired=frozenset({"retired"}),
+                      leases={"leased": Lease("fleet.rollout pid 1", NOW + 60, NOW - 10)})
+    return fs, book
+
+
+def test_judge_every_copies_or_not_judges_alike_and_copies_are_independent():
+    fs, book = _every_verdict()
+    copied, judged = fs.judge_every(book, now=NOW)
+    live, judged_live = fs.judge_every(book, now=NOW, live=True)
+    assert judged == judged_live == {n: fs.judge(n, book, now=NOW) for n in fs.agents}
+    assert {j.verdict for j in judged.values()} == set(Verdict)
+    assert live["on"] is fs.agents["on"] and copied["on"] is not fs.agents["on"]
+    copied["on"].alerts["x"] = 1
+    copied["on"].births.append((NOW, "zzzzzzzz"))
+    assert fs.agents["on"].alerts == {} and len(fs.agents["on"].births) == 1
+
+
+def test_a_judgement_is_the_dataclass_it_always_was():
+    fs, book = _every_verdict()
+    for judgement in fs.judge_every(book, now=NOW)[1].values():
+        rebuilt = Judgement(judgement.agent, judgement.verdict, judgement.reason, judgement.age_s,
+                            judgement.threshold_s, judgement.intent)
+        assert judgement == rebuilt and repr(judgement) == repr(rebuilt)
+        assert replace(judgement, reason="x").reason == "x"
+        with pytest.raises(FrozenInstanceError):
+            judgement.reason = "changed"
+
+
+def test_observe_all_wakes_waiters_once_with_every_change_counted():
+    fs = fleet("a", "b")
+    fs.observe_all(iter([beat("a"), state("a"), beat("b"), Msg("fleet/b/heartbeat", b"{")]))
+    assert fs.version == 4 and fs.facts("b").invalid == 1
+    assert fs.changes_since(0)[0] == 4 and not fs.wait_for_change(4, 0.01)

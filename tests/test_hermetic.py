@@ -1,8 +1,8 @@
 """No test touches the operator's own fleet in the checkout.
 
 scripts/quickstart runs the repository's ./fleet_inventory.yaml with its state
-in ./.hatchery/ (broker, secrets, control socket), and the README invites the
-operator to edit that file. The suite must pass beside that fleet and never
+in ./.hatchery/ (broker, secrets, control socket), and the operator may
+well edit that file. The suite must pass beside that fleet and never
 read, stop or reconfigure it. This module reads every test module and refuses:
 
 - a path to ``fleet_inventory.yaml`` or ``.hatchery`` under a directory computed

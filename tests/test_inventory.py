@@ -22,7 +22,7 @@ from hatchery.inventory.model import CONTROL_USERS, AgentSpec, ReloadSpec
 
 CASES = Path(__file__).parent / "inventory_cases"
 # The quick start's inventory as shipped, as a realistic fixture. Not the checkout's own
-# ./fleet_inventory.yaml: that one is the operator's to edit (the README says so).
+# ./fleet_inventory.yaml: that one is the operator's to edit (the quick start runs it).
 EXAMPLE = Path(__file__).parent / "data" / "example_inventory.yaml"
 TASKS_ROOT = Path(__file__).parent.parent       # where tasks.py is, for invoke --search-root
 EXPECT_RE = re.compile(r"^# expect: (?P<where>\S+) \| (?P<key>.+?) \| (?P<text>.+)$")

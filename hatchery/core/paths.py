@@ -22,6 +22,7 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     agents/<name>/config/agent.json     docker runtime: mounted read-only at /etc/hatchery
     agents/<name>/secrets/              docker runtime: mounted read-only at /run/secrets/hatchery
     build/<name>/                       docker runtime: the agent image's build context
+    docker-names.json                   docker runtime: the fleet's names on its engines, kept from its first deploy
     cache/base-images/<image id>.json   docker runtime: what a base image has (runtime.docker.baseimage)
     secrets/<user>.password             broker secrets (0600 in a 0700 directory)
     secrets/<agent>.sigkey              signing keys (and _broadcast.sigkey)
@@ -172,6 +173,12 @@ class StatePaths:
 
     def build_dir(self, name: str) -> PurePath:
         return self.root / "build" / name
+
+    @property
+    def docker_names(self) -> PurePath:
+        """Docker runtime: the container prefix, broker container and network this fleet took at
+        its first deploy (or kept from before names were per fleet), so they never change under it."""
+        return self.root / "docker-names.json"
 
     # --- credentials ---
     @property

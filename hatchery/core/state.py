@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import stat
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,6 +113,14 @@ def state_lock(root: Path, timeout: float = 60.0):
     """
     ensure_dir(root)
     lock = StatePaths(Path(root)).lock
+    with held(lock, timeout, f"another hatchery task holds {lock} for over {timeout:g}s"):
+        yield
+
+
+@contextlib.contextmanager
+def held(lock: Path, timeout: float, busy: str):
+    """Hold an exclusive flock on the file ``lock`` (created if missing); RuntimeFailure
+    saying ``busy`` when another process holds it for over ``timeout`` seconds."""
     with open(lock, "a+") as handle:
         deadline = time.monotonic() + timeout
         while True:
@@ -120,10 +129,22 @@ def state_lock(root: Path, timeout: float = 60.0):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise RuntimeFailure(f"another hatchery task holds {lock} for over {timeout:g}s",
-                                         f"wait for it to finish, or find it with: fuser {lock}") from None
+                    raise RuntimeFailure(busy, f"wait for it to finish, or find it with: fuser {lock}") from None
                 time.sleep(0.1)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def user_lock_dir() -> Path:
+    """This user's directory for locks that every fleet on this machine shares (an image
+    build per engine): ``<tmp>/hatchery-<uid>``. It must be a directory of ours, 0700:
+    a shared /tmp is anyone's to pre-create a name in."""
+    path = Path(tempfile.gettempdir()) / f"hatchery-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise RuntimeFailure(f"{path} is not a private directory of this user",
+                             f"remove it (rm -rf {path}) and run the task again")
+    return path

@@ -6,7 +6,9 @@ these objects, never raw YAML. They are plain, immutable data: no I/O here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Union
 
@@ -21,6 +23,37 @@ DEFAULT_MANAGER = "zephyr"
 # layer's read-only and recorder roles (hatchery.security.acl issues them; a
 # test checks the two lists agree). No agent, and no manager, may take one.
 CONTROL_USERS = ("monitor", "exporter", "recorder")
+
+# The broker image when broker.image is not set: hatchery's own, which the Docker
+# runtime builds offline (mmdebstrap + docker import) on an engine that lacks it.
+DEFAULT_BROKER_IMAGE = "hatchery/mosquitto:2.0.11"
+# The broker keys whose defaults Inventory fills in; BrokerSpec.defaulted names those the
+# inventory left unset, so a runtime may keep what a fleet deployed before ran under.
+DEFAULTED_KEYS = ("container_prefix", "container", "network", "image")
+# What those defaults were before names were per fleet (fleets still running so keep them).
+OLD_DEFAULTS = {"container_prefix": "hatchery-", "container": "hatchery-broker", "network": "hatchery",
+                "image": "eclipse-mosquitto:2"}
+
+
+def fleet_tag(manager: str, state_dir) -> str:
+    """The fleet's identity in names: its manager and a short hash of its state
+    directory's absolute path (``zephyr-3f9a0c``), so two fleets on one engine
+    never share a container, network or volume name."""
+    digest = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:6]
+    return f"{manager[:24].rstrip('-')}-{digest}"
+
+
+def derived_names(broker: "BrokerSpec", manager: str, state_dir) -> "BrokerSpec":
+    """``broker`` with every name and image the inventory left unset filled in from the
+    fleet's identity: ``hatchery-<manager>-<hash>-`` as the prefix, then
+    ``<prefix>broker``, ``<prefix>net``, and the default broker image."""
+    unset = tuple(k for k in DEFAULTED_KEYS if getattr(broker, k) is None)
+    if not unset:
+        return broker
+    prefix = broker.container_prefix or f"hatchery-{fleet_tag(manager, state_dir)}-"
+    return replace(broker, container_prefix=prefix, container=broker.container or f"{prefix}broker",
+                   network=broker.network or f"{prefix}net", image=broker.image or DEFAULT_BROKER_IMAGE,
+                   defaulted=broker.defaulted + unset)
 
 
 @dataclass(frozen=True)
@@ -55,12 +88,13 @@ class BrokerSpec:
     port: int = 1883
     bind: str = "127.0.0.1"             # listener address (local runtime)
     dns_name: str = "mqtt-broker"       # network alias / DNS name
-    image: str = "eclipse-mosquitto:2"  # docker runtime
+    image: Optional[str] = None         # image runtimes; None: DEFAULT_BROKER_IMAGE (filled in by Inventory)
     docker_host: Optional[str] = None   # None = local engine; "ssh://user@host" = remote
     remote_dir: Optional[str] = None    # ssh:// engine: where mounted files go (default ~/.hatchery/<container>)
-    network: str = "hatchery"           # user-defined Docker network of the fleet
-    container: str = "hatchery-broker"
-    container_prefix: str = "hatchery-"  # docker runtime: agent containers are {prefix}agent-{name}
+    # The fleet's names on an engine; None: derived from the fleet's identity (Inventory fills them in)
+    network: Optional[str] = None       # user-defined Docker network of the fleet: {prefix}net
+    container: Optional[str] = None     # the broker's container: {prefix}broker (its volume: {container}-data)
+    container_prefix: Optional[str] = None  # agent containers are {prefix}agent-{name}
     max_packet_size: int = 65536        # broker guard; the contract limit is enforced by agents
     dns_provider: Optional[str] = None  # None | "hosts" | "dnsmasq"
     dns_options: dict = field(default_factory=dict)
@@ -73,6 +107,7 @@ class BrokerSpec:
     on_host: Optional[str] = None       # the hosts: entry the broker runs on
     allow_plain: bool = False           # plain MQTT on a non-loopback bind, said explicitly
     options: dict = field(default_factory=dict)   # keys a runtime declares that have no field here
+    defaulted: tuple = ()               # which of DEFAULTED_KEYS the inventory left to their defaults
 
 
 @dataclass(frozen=True)
@@ -111,6 +146,10 @@ class Inventory:
     hosts: dict = field(default_factory=dict)       # name -> HostSpec, in file order
     sections: dict = field(default_factory=dict)    # a runtime's own top-level section -> its value
     capacity: CapacitySpec = field(default_factory=CapacitySpec)
+
+    def __post_init__(self):
+        # the fleet's names follow from its identity unless the inventory gives them
+        object.__setattr__(self, "broker", derived_names(self.broker, self.manager, self.state_dir))
 
     def host_by_engine(self, docker_host: Optional[str]) -> Optional[HostSpec]:
         """The hosts: entry whose engine is ``docker_host`` (None when it is not declared)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
+from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from hatchery.core.words import plural
@@ -77,7 +78,18 @@ def unknown(kind: str, word: str, choices: Iterable[str], where) -> UsageError:
         fix = f"{plural(len(choices), 'agent')} in the inventory; see them with: invoke agent.list"
     else:
         fix = f"the inventory has no {kind}s yet"
-    return UsageError(f"{kind} {word!r} is not in {where}", fix)
+    return UsageError(f"{kind} {word!r} is not in {_shown(where)}", fix)
+
+
+def _shown(where) -> str:
+    """An inventory path as the operator would type it: relative when it is under the
+    working directory (``fleet_inventory.yaml``), else as it is."""
+    if not isinstance(where, Path) or not where.is_absolute():
+        return str(where)
+    try:
+        return str(where.relative_to(Path.cwd()))
+    except ValueError:
+        return str(where)
 
 
 def select_agents(inv, *, names: Spec = None, pattern: Spec = None, group: Spec = None,

@@ -81,16 +81,17 @@ def snapshot(inv: Inventory, bus: BusClient, *, timeout: float = 5.0,
     started = time.perf_counter()
     state = FleetState.for_inventory(inv).observe_all(
         bus.retained_messages(retained_filters(), timeout=timeout))
-    snap = build_snapshot(state, read_intent(inv), time.time(), threshold=threshold)
+    # the state is this snapshot's own and complete: its facts need no copies
+    snap = build_snapshot(state, read_intent(inv), time.time(), threshold=threshold, live=True)
     snap.seconds = time.perf_counter() - started
     return snap
 
 
 def build_snapshot(state: FleetState, book: IntentBook, now: float, *,
-                   threshold: Optional[float] = None) -> Snapshot:
-    """Pure: a folded fleet state and the operator's intent to one judged Snapshot."""
-    facts = {f.name: f for f in state.snapshot()}
-    judged = {name: state.judge_facts(f, book, threshold=threshold, now=now) for name, f in facts.items()}
+                   threshold: Optional[float] = None, live: bool = False) -> Snapshot:
+    """Pure: a folded fleet state and the operator's intent to one judged Snapshot
+    (``live``: of the state's own facts, for a state nothing folds into any more)."""
+    facts, judged = state.judge_every(book, threshold=threshold, now=now, live=live)
     return Snapshot(state, facts, judged, now)
 
 

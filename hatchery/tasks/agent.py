@@ -148,7 +148,9 @@ def list_(c, name=None, group=None, pattern=None, host=None, inventory=None, jso
     listed = sorted((s for s in states if s.agent in chosen), key=lambda s: order[s.agent])
     if not (name or group or pattern or host):     # orphans: running, but no longer in the inventory
         listed += [s for s in states if s.agent not in inv.agents]
-    show(Rows([s.as_row() for s in listed], ("agent", "host", "runtime", "running", "pid", "problem")), json)
+    rows = [s.as_row() for s in listed]
+    named = ("container",) if any(r.get("container") for r in rows) else ()   # its fleet's names on the engine
+    show(Rows(rows, ("agent", "host", "runtime", "running", "pid", *named, "problem")), json)
 
 
 @op(lines="how many lines from the end of each agent's log",

@@ -181,7 +181,7 @@ def run_plan(title: str, plan, *, lock=None, check=False, diff=False, json=False
     runs at once cannot both decide to start the same thing.
     """
     guard = state_lock(lock) if lock is not None and not check else contextlib.nullcontext()
-    with guard:
+    with guard, output.library_progress():
         changes = plan() if callable(plan) else plan
         rep = _apply(title, changes, check=check, diff=diff, json=json)
     if not rep.ok:
@@ -196,7 +196,7 @@ def run_host_plans(title: str, plans, *, lock=None, check=False, diff=False, jso
     host is reported, reachable or not (core.hosts.apply_per_host). ``items``: the
     items the hosts' plans will have (``agent NAME``), to size the item column."""
     guard = state_lock(lock) if lock is not None and not check else contextlib.nullcontext()
-    with guard:
+    with guard, output.library_progress():
         common, per_host = plans()
         if json:
             rep = apply_per_host(title, common, per_host, check=check)

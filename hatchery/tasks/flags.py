@@ -22,7 +22,7 @@ from invoke import Task
 from invoke.exceptions import ParseError
 from invoke.parser import ParserContext
 
-# One meaning per short flag, in every task (the README's table). Other flags are long only.
+# One meaning per short flag, in every task (docs/cli.md's table). Other flags are long only.
 SHORT_FLAGS = {"inventory": "i", "name": "n", "group": "g", "pattern": "p", "timeout": "t",
                "json": "j", "check": "C", "diff": "D"}
 TYPE_LABELS = {float: "NUMBER", int: "INT", str: "STRING"}

@@ -6,7 +6,9 @@ lines, tables, check lists, JSON, and error messages on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
 import unicodedata
@@ -226,6 +228,26 @@ def error(exc: BaseException) -> None:
 
 def notice(text: str) -> None:
     emit(text, err=True)
+
+
+class _ProgressLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        notice(f"  … {clean(record.getMessage(), limit=400)}")
+
+
+@contextlib.contextmanager
+def library_progress():
+    """While the block runs, what the library says it is doing (the ``hatchery`` logger at
+    INFO: an image pulled or built offline during a hatch) as lines on stderr."""
+    logger, handler = logging.getLogger("hatchery"), _ProgressLines(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def findings(result) -> None:

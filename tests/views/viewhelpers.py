@@ -24,7 +24,7 @@ from conftest import wait_for  # noqa: F401  (the test modules import it from he
 from agent_kit import contract
 
 ROOT = Path(__file__).resolve().parents[2]
-# The README's pictures are refreshed by a run with HATCHERY_DOCS_IMG=1; other runs
+# The docs' pictures are refreshed by a run with HATCHERY_DOCS_IMG=1; other runs
 # write them to a throw-away directory, so a test run never dirties the checkout.
 IMG = (ROOT / "docs" / "img" if os.environ.get("HATCHERY_DOCS_IMG")
        else Path(tempfile.gettempdir()) / f"hatchery-docs-img-{os.getpid()}")

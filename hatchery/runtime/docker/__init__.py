@@ -6,7 +6,12 @@ package's public face for what only Docker has; the job modules behind it
 (engine, containers, broker, agents, inside, build, bootstrap, remote) are internal.
 
 - ``bootstrap_images(client, which=...)``, ``DEFAULT_IMAGES``, ``RECIPES``: the
-  offline base images (invoke images.bootstrap).
+  offline base images (invoke images.bootstrap); ``recipe_for(ref)``: the recipe that
+  builds ``ref`` (its tag, or its tag with a ``-suffix``), which deploy and hatch build
+  when the engine lacks it and no registry gives it.
+- ``resolved_names(inv)``: ``inv`` with the names its fleet uses on its engines (per
+  fleet, recorded at its first deploy, or kept from before names were per fleet);
+  ``old_names_kept(inv)``, ``describe_names(inv)``; ``forget_names()`` (tests).
 - ``engine(docker_host)``: the cached client for an engine address;
   ``forget_connections()`` closes every cached engine and SSH connection.
 - ``agent_container(inv, agent)``: the name of an agent's container.
@@ -44,7 +49,9 @@ from hatchery.runtime.docker.engine import FLEET, engine, forget_engines
 # public name -> (job module, its name there)
 _HOMES = {"agent_container": ("states", "agent_container"), "broker_ports": ("broker", "broker_ports"),
           "DEFAULT_IMAGES": ("bootstrap", "DEFAULT_IMAGES"), "RECIPES": ("bootstrap", "RECIPES"),
-          "bootstrap_images": ("bootstrap", "bootstrap_images"),
+          "bootstrap_images": ("bootstrap", "bootstrap_images"), "recipe_for": ("bootstrap", "recipe_for"),
+          "resolved_names": ("names", "resolved"), "old_names_kept": ("names", "old_style"),
+          "describe_names": ("names", "describe"), "forget_names": ("names", "forget"),
           "BaseImage": ("baseimage", "BaseImage"), "forget_base_images": ("baseimage", "forget"),
           "inspect_base_image": ("baseimage", "inspect"),
           "checked_base_user": ("baseimage", "checked_user"),
@@ -72,4 +79,5 @@ def forget_connections() -> None:
 __all__ = ["broker_ports", "DECISIONS", "DEFAULT_IMAGES", "FLEET", "RECIPES", "BaseImage", "BuildContext", "DockerRuntime",
            "agent_container", "agent_context", "base_image", "bootstrap_images", "checked_base_user", "engine",
            "forget_base_images", "forget_connections", "inspect_base_image", "parse_ssh_url",
-           "shown_env", "state_of", "container_usage"]
+           "shown_env", "state_of", "container_usage", "recipe_for", "resolved_names", "old_names_kept",
+           "describe_names", "forget_names"]

@@ -50,13 +50,14 @@ from hatchery.runtime.docker.engine import (
     INSTANCE_LABEL,
     docker_errors,
     engine,
-    ensure_image,
     ensure_network,
     find_container,
     image_id,
     local_or,
 )
+from hatchery.runtime.docker import names
 from hatchery.runtime.docker.layout import AGENT_CONFIG_DIR, CONTAINER_SECRETS_DIR, extra_hosts
+from hatchery.runtime.docker.obtain import building, obtain_image
 from hatchery.runtime.docker.remote import fleet_files
 from hatchery.runtime.docker.states import (
     agent_client,
@@ -109,10 +110,15 @@ def ca_text(inv: Inventory) -> str:
 def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
                context_dir: Optional[Path] = None, secret_files: Optional[dict] = None) -> list:
     """``secret_files``: {name: text} mounted read-only at /run/secrets/hatchery (credentials)."""
-    client, files = agent_client(inv, agent), fleet_files(inv, agent_host(inv, agent))
+    client = agent_client(inv, agent)
     # A host without the base image yet is probed through the local engine's copy (same id
     # after docker save | load); the copy itself happens when the agent is created.
-    base = build.base_image(inv, client if image_id(client, agent.image) else local_or(client, agent.image), agent)
+    probe_on = client if image_id(client, agent.image) else local_or(client, agent.image)
+    if probe_on is client and not image_id(client, agent.image):
+        return [_base_image_first(inv, agent, client, lambda: agent_plan(
+            inv, agent, agent_config=agent_config, context_dir=context_dir, secret_files=secret_files))]
+    files = fleet_files(inv, agent_host(inv, agent))
+    base = build.base_image(inv, probe_on, agent)
     context = build.agent_context(inv, agent, base)
     tag = f"{build.agent_image_repo(agent.name)}:{context.digest(base.image_id)}"
     config_text = to_json(agent_config)
@@ -135,6 +141,28 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
              Action.RESTART: hatch.restart}
     diffs = {Action.CREATE: spec_diff({}, spec), Action.RECREATE: spec_diff(current, spec)}
     return [bind(c, diffs.get(c.action, ""), steps) for c in decide_agent(facts, wanted)]
+
+
+def _base_image_first(inv: Inventory, agent: AgentSpec, client, plan_again) -> Change:
+    """The agent's base image is on no engine we reach: the plan cannot know the image's
+    tag yet (it hashes the base's id), so this one change gets the base first (pulled, else
+    built offline), then plans the agent again and applies that."""
+    container = find_container(client, agent_container(inv, agent))
+    where = "no container" if container is None else f"container {container.status}"
+
+    def apply() -> str:
+        steps = [obtain_image(client, agent.image)]
+        if not image_id(client, agent.image):
+            raise RuntimeFailure(f"base image {agent.image} is still not on the engine", "run the hatch again")
+        for change in plan_again():
+            if change.failed:
+                raise RuntimeFailure(change.reason, f"invoke agent.hatch --name {agent.name} --check")
+            if change.needed and change.apply is not None:
+                steps.append(change.apply() or "")
+        return "; ".join(s for s in steps if s)
+    return Change(f"agent {agent.name}", Action.CREATE if container is None else Action.RECREATE,
+                  f"{where}; base image {agent.image} not on the engine yet (pulled, else built offline)",
+                  apply=apply)
 
 
 @dataclass
@@ -171,15 +199,22 @@ class _AgentHatch:
         return any(self.files.read(self._secret(name)) != text for name, text in self.secret_files.items())
 
     def create(self) -> str:
+        names.record(self.inv)
         steps = [ensure_network(self.client, self.spec.network, fleet_labels(self.inv, "network"))]
         if not image_id(self.client, self.spec.image):
-            steps.append(ensure_image(self.client, self.agent.image))   # no registry: save | load
-            ensure_dir(self.context_dir.parent)
-            steps.append(build.build_agent_image(self.client, self.context, self.context_dir,
-                                                 self.spec.image, self.agent.name))
+            steps.append(obtain_image(self.client, self.agent.image))   # no registry: save | load, or built
+            steps.append(self._build())
         self._write_files()
         steps.append(f"container {create_agent_container(self.client, self.spec)} started")
         return "; ".join(s for s in steps if s)
+
+    def _build(self) -> str:
+        with building(self.client, self.spec.image):     # one build per tag: another fleet's agent may share it
+            if image_id(self.client, self.spec.image):
+                return f"{self.spec.image} found (another run built it meanwhile)"
+            ensure_dir(self.context_dir.parent)
+            return build.build_agent_image(self.client, self.context, self.context_dir,
+                                           self.spec.image, self.agent.name)
 
     def restart(self) -> str:
         self._write_files()
@@ -264,11 +299,17 @@ def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
     remove_container(client, agent_container(inv, agent))
     repo = build.agent_image_repo(agent.name)
     with docker_errors(f"remove images {repo}"):
-        tags = [t for image in client.images.list(name=repo) for t in image.tags]
+        # another fleet on this engine may run an agent of the same name on the same image
+        in_use = {c.attrs.get("ImageID") for c in client.containers.list(
+            all=True, sparse=True, filters={"label": f"{AGENT_LABEL}={agent.name}"})}
+        images = client.images.list(name=repo)
+        tags = [t for image in images if image.id not in in_use for t in image.tags]
         for tag in tags:
             client.images.remove(tag, noprune=False)
     files.remove_tree(str(_LAYOUT.agent_dir(agent.name)))
-    return f"removed container, {len(tags)} image(s) and config"
+    kept = sum(1 for image in images if image.id in in_use)
+    return (f"removed container, {len(tags)} image(s) and config"
+            + (f"; kept {kept} image(s) another fleet's container runs" if kept else ""))
 
 
 def orphan_stop_plan(inv: Inventory) -> list:

@@ -9,11 +9,12 @@ as a label, so a second bootstrap skips what is already built.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -71,6 +72,19 @@ RECIPES = {r.key: r for r in (
            ('CMD ["node", "/app/agent.js"]', "WORKDIR /app", "USER nobody"), (_NODE_AGENT,)),
 )}
 DEFAULT_IMAGES = ("base", "broker", "agent-base")
+_SUFFIX_RE = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*")
+
+
+def recipe_for(ref: str) -> Optional[Recipe]:
+    """The recipe that builds the image ``ref``, or None: a recipe's own tag, or that tag
+    with a suffix (``hatchery/mosquitto:2.0.11-lab``: the same recipe under another name,
+    so a test or a second variant never touches the image others use). The longest
+    tag wins: ``hatchery/agent-base:bookworm-clients-x`` is agent-clients, not agent-base."""
+    matches = [r for r in RECIPES.values() if ref == r.tag
+               or (ref.startswith(f"{r.tag}-") and _SUFFIX_RE.fullmatch(ref[len(r.tag) + 1:]))]
+    if not matches:
+        return None
+    return replace(max(matches, key=lambda r: len(r.tag)), tag=ref)
 
 
 def bootstrap_images(client, *, which: Iterable[str] = DEFAULT_IMAGES,
@@ -79,6 +93,12 @@ def bootstrap_images(client, *, which: Iterable[str] = DEFAULT_IMAGES,
     """One Change per image: build it unless it exists with the same recipe hash."""
     return [_image_change(client, _recipe(key), suite, mirror, progress or (lambda _: None))
             for key in which]
+
+
+def build_image(client, recipe: Recipe, *, progress: Optional[Callable[[str], None]] = None,
+                suite: str = SUITE, mirror: str = MIRROR) -> str:
+    """Build ``recipe``'s image now, whatever is there; what happened, in a few words."""
+    return _build(client, recipe, recipe.digest(suite, mirror), suite, mirror, progress or (lambda _: None))
 
 
 def _recipe(key: str) -> Recipe:

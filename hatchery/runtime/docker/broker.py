@@ -9,7 +9,7 @@ same directory; a change to them alone is a SIGHUP too.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -41,11 +41,11 @@ from hatchery.runtime.docker.containers import (
     start_container,
 )
 from hatchery.runtime.docker.decide import BrokerFacts, BrokerWanted, decide_broker
+from hatchery.runtime.docker import names
 from hatchery.runtime.docker.engine import (
     CONFIG_HASH,
     docker_errors,
     engine,
-    ensure_image,
     ensure_network,
     ensure_volume,
     find_container,
@@ -59,6 +59,7 @@ from hatchery.runtime.docker.layout import (
     CONTAINER_TLS_PORT,
     control_socket_here,
 )
+from hatchery.runtime.docker.obtain import obtain_image
 from hatchery.runtime.docker.remote import fleet_files
 
 BROKER_HEALTHCHECK = {
@@ -172,7 +173,23 @@ def broker_plan(inv: Inventory, *, conf_text: str, auth_files: Optional[dict] = 
     diffs = {Action.CREATE: spec_diff({}, spec) + conf_diff, Action.RECREATE: spec_diff(current, spec) + conf_diff,
              # a TLS restart rewrites only the TLS files
              Action.RESTART: _auth_diff(files, facts.stale_tls) if facts.stale_tls else conf_diff}
-    return [bind(c, diffs.get(c.action, conf_diff), steps) for c in decide_broker(facts, BrokerWanted(spec.summary(), conf_text))]
+    changes = [bind(c, diffs.get(c.action, conf_diff), steps) for c in decide_broker(facts, BrokerWanted(spec.summary(), conf_text))]
+    return [_say_image(client, spec.image, c) for c in changes] + _names_kept(inv)
+
+
+def _say_image(client, image: str, change: Change) -> Change:
+    """A create or recreate says when its image must be fetched or built first."""
+    if change.action not in (Action.CREATE, Action.RECREATE) or image_id(client, image):
+        return change
+    return replace(change, reason=f"{change.reason}; image {image} not on the engine yet "
+                                  "(pulled, else built offline)")
+
+
+def _names_kept(inv: Inventory) -> list:
+    """A line saying so when the fleet keeps the names it had before they were per fleet."""
+    if not names.old_style(inv):
+        return []
+    return [Change("docker names", Action.NONE, names.describe(inv))]
 
 
 @dataclass
@@ -198,9 +215,10 @@ class _BrokerDeploy:
 
     def create(self) -> str:
         labels = fleet_labels(self.inv, "broker")
+        names.record(self.inv)
         steps = [ensure_network(self.client, self.spec.network, labels),
                  ensure_volume(self.client, broker_volume(self.inv), labels),
-                 ensure_image(self.client, self.spec.image)]
+                 obtain_image(self.client, self.spec.image)]
         self._write_conf()
         steps.append(f"container {create_container(self.client, self.spec)} started")
         steps.append(self._ready())
@@ -317,7 +335,8 @@ def broker_status(inv: Inventory) -> dict:
     b = inv.broker
     container = find_container(broker_client(inv), b.container)
     status = {"runtime": "docker", "running": False, "container": b.container, "image": b.image,
-              "address": f"{b.host}:{b.port}", "network": b.network, "volume": broker_volume(inv)}
+              "address": f"{b.host}:{b.port}", "network": b.network, "volume": broker_volume(inv),
+              "names": names.describe(inv)}
     if container is not None:
         state = container.attrs["State"]
         status.update(running=state.get("Running", False), status=container.status,

@@ -1,9 +1,16 @@
-"""``DockerRuntime``: the runtime interface (``runtime.base.Runtime``) over the job modules."""
+"""``DockerRuntime``: the runtime interface (``runtime.base.Runtime``) over the job modules.
+
+Every method that takes the inventory gets it with the names its fleet uses on
+its engines (``names.resolved``): per fleet, recorded at its first deploy, or
+kept from before names were per fleet.
+"""
 
 from __future__ import annotations
 
+import functools
+
 from hatchery.inventory.model import Inventory
-from hatchery.runtime.docker import agents, broker, build, inside, layout, states, usage
+from hatchery.runtime.docker import agents, broker, build, inside, layout, names, states, usage
 from hatchery.runtime.docker.engine import FLEET, ROLE, docker_errors, engine
 
 
@@ -30,6 +37,14 @@ def _remove_labelled(client, label: str, image_prefix: str) -> None:
             client.images.remove(image.id, force=True)
 
 
+def _named(function):
+    """``function(inv, ...)`` handed the inventory with its fleet's names on the engine."""
+    @functools.wraps(function)
+    def call(inv, *args, **kwargs):
+        return function(names.resolved(inv), *args, **kwargs)
+    return staticmethod(call)
+
+
 class DockerRuntime:
     """The broker and each agent as containers on a local or remote engine."""
 
@@ -39,24 +54,24 @@ class DockerRuntime:
     inspectable = True          # the engine reports health checks, start times and restart counts
     broker_layout = staticmethod(layout.broker_layout)
     agent_layout = staticmethod(layout.agent_layout)
-    broker_plan = staticmethod(broker.broker_plan)
-    broker_stop_plan = staticmethod(broker.broker_stop_plan)
-    broker_status = staticmethod(broker.broker_status)
-    auth_sync_plan = staticmethod(broker.auth_sync_plan)
-    reload_broker = staticmethod(broker.reload_broker)
-    agent_plan = staticmethod(agents.agent_plan)
-    agent_stop_plan = staticmethod(agents.agent_stop_plan)
-    agent_list = staticmethod(states.agent_list)
-    orphan_stop_plan = staticmethod(agents.orphan_stop_plan)
-    agent_logs = staticmethod(agents.agent_logs)
-    agent_provenance = staticmethod(states.agent_provenance)
-    agent_restart_plan = staticmethod(agents.agent_restart_plan)
-    agent_restore_plan = staticmethod(agents.agent_restore_plan)
-    agent_state = staticmethod(states.agent_state)
-    agent_inspect = staticmethod(states.agent_inspect)
-    exec_in_agent = staticmethod(inside.exec_in_agent)
-    verify_in_agent = staticmethod(inside.verify_in_agent)
-    write_build_files = staticmethod(build.write_build_files)
-    host_resources = staticmethod(usage.host_resources)
-    agent_usage = staticmethod(usage.agent_usage)
-    remove_fleet = staticmethod(remove_fleet)
+    broker_plan = _named(broker.broker_plan)
+    broker_stop_plan = _named(broker.broker_stop_plan)
+    broker_status = _named(broker.broker_status)
+    auth_sync_plan = _named(broker.auth_sync_plan)
+    reload_broker = _named(broker.reload_broker)
+    agent_plan = _named(agents.agent_plan)
+    agent_stop_plan = _named(agents.agent_stop_plan)
+    agent_list = _named(states.agent_list)
+    orphan_stop_plan = _named(agents.orphan_stop_plan)
+    agent_logs = _named(agents.agent_logs)
+    agent_provenance = _named(states.agent_provenance)
+    agent_restart_plan = _named(agents.agent_restart_plan)
+    agent_restore_plan = _named(agents.agent_restore_plan)
+    agent_state = _named(states.agent_state)
+    agent_inspect = _named(states.agent_inspect)
+    exec_in_agent = _named(inside.exec_in_agent)
+    verify_in_agent = _named(inside.verify_in_agent)
+    write_build_files = _named(build.write_build_files)
+    host_resources = _named(usage.host_resources)
+    agent_usage = _named(usage.agent_usage)
+    remove_fleet = _named(remove_fleet)
