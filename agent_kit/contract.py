@@ -415,10 +415,20 @@ def make_heartbeat(agent: str, ok: bool, uptime: float, *, mem_kb: int | None = 
     return validate_heartbeat(beat)
 
 
+HEARTBEAT_NOT_NEGATIVE = ("uptime", "mem_kb", "cpu")
+
+
 def validate_heartbeat(payload: dict) -> dict:
     """Schema plus: error counters are slug -> int, version is a slug."""
     check_schema(payload, HEARTBEAT_SCHEMA)
     check_name(payload["agent"])
+    # Usage and time cannot be negative, nor an interval zero: readers add these up
+    # (fleet.capacity, the exporter) and divide by them (the staleness limit).
+    for key in HEARTBEAT_NOT_NEGATIVE:
+        if key in payload and payload[key] < 0:
+            raise ContractError("bad-number", f"{key} is negative")
+    if "interval" in payload and payload["interval"] <= 0:
+        raise ContractError("bad-number", "interval is not positive")
     for key, count in payload.get("errors", {}).items():
         if not KEY_RE.fullmatch(key) or isinstance(count, bool) or not isinstance(count, int):
             raise ContractError("bad-errors", key[:32])

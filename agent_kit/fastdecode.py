@@ -82,14 +82,18 @@ def _epoch_of(minute: str, second: str, fraction: Optional[str]) -> Optional[flo
 _NAME = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _INT = r"-?(?:0|[1-9][0-9]{0,14})"
 _NUM = _INT + r"(?:\.[0-9]{1,15})?"
+# uptime, mem_kb, cpu and interval are never negative (contract.validate_heartbeat): a
+# negative one takes the JSON path, which refuses it; so does an interval of 0.
+_UINT = r"(?:0|[1-9][0-9]{0,14})"
+_UNUM = _UINT + r"(?:\.[0-9]{1,15})?"
 _TS = r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}):([0-5][0-9])(?:\.([0-9]{1,9}))?Z"
 _KEY = r"[a-z][a-z0-9_-]{0,31}"
 _HEAD = r'\{"v":' + str(contract.SCHEMA_VERSION) + r',"ts":"' + _TS + r'","agent":"(' + _NAME + r')"'
 _INSTANCE = r'(?:,"instance":"([a-z0-9]{8,32})")?\}'
 _CANONICAL_BEAT = re.compile(
-    _HEAD + r',"ok":(true|false),"uptime":(' + _NUM + r')(?:,"mem_kb":(' + _INT + r'))?'
-    r'(?:,"cpu":(' + _NUM + r'))?(?:,"errors":\{((?:"' + _KEY + '":' + _INT + r',)*"' + _KEY + '":' + _INT
-    + r')?\})?(?:,"interval":(' + _NUM + r'))?(?:,"version":"([a-z0-9][a-z0-9._-]{0,63})")?' + _INSTANCE,
+    _HEAD + r',"ok":(true|false),"uptime":(' + _UNUM + r')(?:,"mem_kb":(' + _UINT + r'))?'
+    r'(?:,"cpu":(' + _UNUM + r'))?(?:,"errors":\{((?:"' + _KEY + '":' + _INT + r',)*"' + _KEY + '":' + _INT
+    + r')?\})?(?:,"interval":(' + _UNUM + r'))?(?:,"version":"([a-z0-9][a-z0-9._-]{0,63})")?' + _INSTANCE,
     re.ASCII)
 _CANONICAL_STATE = re.compile(
     _HEAD + r',"kind":"state","state":"(' + contract.STATE_ONLINE + "|" + contract.STATE_OFFLINE + ')"'
@@ -118,7 +122,7 @@ def canonical_heartbeat(payload: bytes) -> Optional[tuple]:
     minute, second, fraction, agent, ok, uptime, mem_kb, cpu, errors, interval, version, instance \
         = found.groups()
     ts = _epoch_of(minute, second, fraction)
-    if ts is None:
+    if ts is None or (interval is not None and not float(interval)):
         return None
     return (agent, ts, ok == "true", float(uptime) if "." in uptime else int(uptime),
             None if mem_kb is None else int(mem_kb), _number(cpu),
@@ -202,6 +206,9 @@ def heartbeat(data: dict) -> Optional[tuple]:
     version = data.get("version")
     if version is not None and not SLUG_RE.fullmatch(version):
         return None
+    if any(data.get(key, 0) < 0 for key in contract.HEARTBEAT_NOT_NEGATIVE) \
+            or data.get("interval", 1) <= 0:
+        return None         # the full path refuses it
     return (data["agent"], ts, data["ok"], data["uptime"], data.get("mem_kb"), data.get("cpu"),
             dict(errors) if errors else {}, data.get("interval"), version, data.get("instance"))
 

@@ -82,3 +82,15 @@ def test_a_host_with_nothing_to_spare_fits_none_even_of_idle_agents():
     assert (full.hosts[0].fits, full.hosts[0].limited_by) == (0, "cpu")
     spare = plan([HostResources("h", 8 * GB, 6 * GB, 2.0, cpu_busy=0.5)], idle, headroom=0.0)
     assert spare.hosts[0].limited_by == "memory", "an idle agent costs no CPU: memory decides"
+
+
+def test_what_an_agent_only_told_us_is_cut_to_its_host_and_does_not_decide_the_headroom():
+    host = HostResources("h", 8 * GB, 6 * GB, 4.0, cpu_busy=1.0)
+    forged = AgentUsage("a", "h", 2 ** 53, float(2 ** 53), "heartbeat")
+    result = plan([host], [forged, usage("b", "h", 100, 0.5)], headroom=0.2)
+    row = result.hosts[0]
+    assert row.agents_mem_kb == 8 * GB + 100 * 1024 and row.agents_cpu == 4.5
+    assert row.cpu_free == 3.0 and result.warnings == []
+    # a host that gives no load of its own has only the agents' word: cut to its size
+    blind = plan([HostResources("h", 8 * GB, 6 * GB, 4.0)], [forged], headroom=0.2)
+    assert blind.hosts[0].cpu_free == 0.0

@@ -266,3 +266,16 @@ def test_compiled_filters_match_as_paho_does(filter_levels, topic_levels):
     expected = mqtt.topic_matches_sub(pattern, topic)
     assert (filter_regex([pattern]).fullmatch(topic) is not None) is expected
     assert filter_matches(tuple(filter_levels), topic_levels) is expected
+
+
+def test_a_publish_full_of_properties_is_read_past_them_without_decoding_them_all():
+    """13,000 user properties (an agent can send them): the first MAX_PUBLISH_PROPERTIES
+    are decoded, the rest skipped; the payload is intact and the message is marked."""
+    one = b"\x26" + wire.text("k") + wire.text("v")
+    properties = one * 9000
+    body = wire.text("fleet/alpha/heartbeat") + wire.varint(len(properties)) + properties + b"{}"
+    reader = wire.Reader(wire.MQTTv5)
+    [message], _, _ = reader.feed(wire.packet(wire.PUBLISH, 0, body), 1.0)
+    assert message.payload == b"{}" and reader.dropped == 0
+    assert message.properties == {"UserProperty": [("k", "v")] * wire.MAX_PUBLISH_PROPERTIES}
+    assert not message.properties_ok

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Optional
 
 # The facts are the runtime's answers (runtime.base: every runtime gives them).
 from hatchery.runtime.base import AgentUsage, HostResources  # noqa: F401 (re-exported)
 
 DEFAULT_HEADROOM = 0.2
+HEARTBEAT_SOURCE = "heartbeat"      # observe.resources.HEARTBEAT: the agent's own word
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,13 @@ def plan(hosts: Iterable[HostResources], usages: Iterable[AgentUsage],
     """One HostCapacity per host: what its agents use, what is free, how many more fit."""
     if not 0 <= headroom < 1:
         raise ValueError(f"headroom must be from 0% to 99%, got {headroom!r}")
-    usages = list(usages)
+    hosts = list(hosts)
+    size = {h.host: h for h in hosts}
+    usages = [_within(size.get(u.host), u) for u in usages]
     median = median_agent(usages)
     by_host: dict = {}
     for usage in usages:
         by_host.setdefault(usage.host, []).append(usage)
-    hosts = list(hosts)
     known = {h.host for h in hosts}
     # a host only the agents' heartbeats name: listed, with nothing known of its size
     hosts += [HostResources(h, None, None, None, problem="no runtime figures for this host")
@@ -102,12 +104,34 @@ def plan(hosts: Iterable[HostResources], usages: Iterable[AgentUsage],
     return CapacityPlan(rows, median, headroom)
 
 
+def told(usage: AgentUsage) -> bool:
+    """Figures (some or all) from the agent's own heartbeat: anyone with its password can write them."""
+    return HEARTBEAT_SOURCE in usage.source
+
+
+def _within(host: Optional[HostResources], usage: AgentUsage) -> AgentUsage:
+    """An agent's told figures cut to what its host has: no agent uses more than that."""
+    if host is None or not told(usage):
+        return usage
+    mem, cpu = usage.mem_kb, usage.cpu
+    if mem is not None and host.mem_total_kb is not None:
+        mem = min(mem, host.mem_total_kb)
+    if cpu is not None and host.cpus is not None:
+        cpu = min(cpu, host.cpus)
+    return replace(usage, mem_kb=mem, cpu=cpu)
+
+
 def host_capacity(host: HostResources, usages: list, median: MedianAgent,
                   headroom: float) -> HostCapacity:
     mem_used = sum(u.mem_kb or 0 for u in usages)
     cpu_used = round(sum(u.cpu or 0.0 for u in usages), 3)
-    # what keeps the host's CPUs busy: our agents, or everything on it when the host says more
-    busy = max(cpu_used, host.cpu_busy or 0.0)
+    # What keeps the host's CPUs busy: our agents, or everything on it when the host says
+    # more. A host that gives its own load already counts its agents in it: then what they
+    # merely told us in a heartbeat cannot put it past its headroom.
+    if host.cpu_busy is None:
+        busy = cpu_used
+    else:
+        busy = max(sum(u.cpu or 0.0 for u in usages if not told(u)), host.cpu_busy)
     cpu_free = None if host.cpus is None else max(0.0, round(host.cpus - busy, 3))
     by_mem = _fit(host.mem_available_kb, _reserve(host.mem_total_kb, headroom), median.mem_kb)
     by_cpu = _fit(cpu_free, _reserve(host.cpus, headroom), median.cpu)

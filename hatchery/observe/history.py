@@ -14,7 +14,8 @@ Three fixed-size stores, fed by ``live.FleetModel`` and read by any thread:
   every other verdict its highest, so a dip of a few seconds still shows.
 - ``Timeline``: the last ``EVENTS_KEPT`` events (state changes, alerts, heal
   actions, rollout batches, retirements), each numbered, so a reader asks for
-  the ones after the last it has.
+  the ones after the last it has; at most ``EVENTS_PER_AGENT`` about one agent,
+  so one agent's flapping cannot push the rest of the fleet's events out.
 
 Everything kept is a number, a verdict, a contract slug or a fleet name (the
 one exception, a lease's owner, comes from our own intent file and is shown
@@ -38,6 +39,9 @@ FLEET_STEP = 10.0
 FLEET_SLOTS = 360           # an hour
 COUNTED = ("online", "unhealthy", "stale", "offline", "missing", "unknown", "stopped")
 EVENTS_KEPT = 500
+# Events about one agent kept at most: an agent flapping its own state or raising alerts
+# (anyone with its password can) drops its own oldest, never the rest of the fleet's.
+EVENTS_PER_AGENT = 100
 _NAN = float("nan")
 
 
@@ -176,10 +180,13 @@ class Event:
 
 
 class Timeline:
-    """The last EVENTS_KEPT events, oldest first (thread-safe)."""
+    """The last EVENTS_KEPT events, oldest first, at most EVENTS_PER_AGENT about one agent
+    (thread-safe)."""
 
-    def __init__(self, kept: int = EVENTS_KEPT):
-        self._events: deque = deque(maxlen=kept)
+    def __init__(self, kept: int = EVENTS_KEPT, per_agent: int = EVENTS_PER_AGENT):
+        self.kept, self.per_agent = kept, min(per_agent, kept)
+        self._events: deque = deque()
+        self._count: dict = {}          # agent -> its events held
         self._seq = 0
         self._lock = threading.Lock()
 
@@ -187,8 +194,27 @@ class Timeline:
         with self._lock:
             self._seq += 1
             event = Event(self._seq, at, kind, agent, text)
+            if agent is not None and self._count.get(agent, 0) >= self.per_agent:
+                self._drop_oldest_of(agent)
+            elif len(self._events) >= self.kept:
+                self._forget(self._events.popleft())
             self._events.append(event)
+            self._count[agent] = self._count.get(agent, 0) + 1
             return event
+
+    def _drop_oldest_of(self, agent: str) -> None:
+        for index, event in enumerate(self._events):
+            if event.agent == agent:
+                del self._events[index]
+                self._forget(event)
+                return
+
+    def _forget(self, event: Event) -> None:
+        left = self._count[event.agent] - 1
+        if left:
+            self._count[event.agent] = left
+        else:
+            del self._count[event.agent]
 
     def after(self, seq: int = 0, limit: int = EVENTS_KEPT) -> list:
         """Events numbered after ``seq`` (the newest ``limit`` of them), oldest first."""

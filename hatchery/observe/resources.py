@@ -27,7 +27,7 @@ from hatchery.observe import capacity
 from hatchery.observe.capacity import AgentUsage, CapacityPlan, HostResources
 from hatchery.runtime import for_runtime
 
-HEARTBEAT = "heartbeat"
+HEARTBEAT = capacity.HEARTBEAT_SOURCE      # an AgentUsage.source: the agent told us
 
 
 @dataclass

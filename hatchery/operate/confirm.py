@@ -14,7 +14,9 @@ on one of these findings:
 
 ``alive`` (runs and answers) contradicts the bus: heal publishes
 ``telemetry-mismatch`` and restarts nothing. ``unasked`` (the runtime could
-not be reached) is not a reason to act either.
+not be reached, or the bus could not carry the health-check: no SUBACK in
+time, the link down) is not a reason to act either: an agent never asked is
+not hung.
 
 The health-check is bound to the instance the runtime reports for the start
 it made (``AgentState.instance``): only a reply naming that instance counts,
@@ -64,8 +66,10 @@ def needs_probe(state: AgentState) -> bool:
     return bool(state.running) and not state.restarting and state.health != "unhealthy"
 
 
-def finding(state: AgentState, reply: Optional[Reply], hung_after: float, probed: bool = True) -> Confirmation:
-    """The confirmation for one agent from its runtime state and the health-check's reply."""
+def finding(state: AgentState, reply: Optional[Reply], hung_after: float, probed: bool = True,
+            bus_problem: str = "") -> Confirmation:
+    """The confirmation for one agent from its runtime state and the health-check's reply;
+    ``bus_problem``: why the health-check could not be sent (then it was never asked)."""
     base = dict(agent=state.agent, restarting=state.restarting, started_at=state.started_at,
                 instance=state.instance, conflict=bool(reply and reply.conflict))
     if state.running is None:
@@ -79,6 +83,9 @@ def finding(state: AgentState, reply: Optional[Reply], hung_after: float, probed
         return Confirmation(finding=UNHEALTHY, detail="the runtime's health check fails", **base)
     if not probed:
         return Confirmation(finding=RUNNING, detail="the runtime runs it (not probed)", **base)
+    if bus_problem and reply is None:
+        return Confirmation(finding=UNASKED, detail=f"the runtime runs it, but the bus could not ask "
+                                                    f"it ({bus_problem})", **base)
     if reply is not None and reply.state in (ANSWERED, FAILED):
         who = f"instance {reply.instance}" if reply.instance else "an unbound reply"
         return Confirmation(finding=ALIVE, detail=f"runs and answered a signed health-check ({who})", **base)
@@ -108,16 +115,19 @@ def confirm(inv: Inventory, bus: BusClient, names: list, *, hung_after: float, s
     (except those in ``state_only``, for which only the runtime's state is wanted)."""
     states = {name: agent_state(inv, name) for name in names}
     ask = [name for name, state in states.items() if needs_probe(state) and name not in state_only]
-    replies = {}
+    replies, bus_problem = {}, ""
     if ask:
         instances = {n: states[n].instance for n in ask if states[n].instance}
         try:
             found = bus.request(ask, "health-check", timeout=hung_after, instances=instances,
                                 answers_only=True)
-        except HatcheryError:
-            found = []      # the bus itself is down: nobody answered, the runtime's word stands
+        except HatcheryError as exc:
+            # the request never went out (or its answers could not come back): nobody was
+            # asked, so nobody is hung; a slow or paused broker must not restart the fleet
+            found, bus_problem = [], str(exc).splitlines()[0][:200]
         replies = {reply.agent: reply for reply in found}
-    return {name: finding(state, replies.get(name), hung_after, probed=name not in state_only)
+    return {name: finding(state, replies.get(name), hung_after, probed=name not in state_only,
+                          bus_problem=bus_problem if name in ask else "")
             for name, state in states.items()}
 
 

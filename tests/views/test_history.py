@@ -101,6 +101,18 @@ def test_the_timeline_is_bounded_and_numbered():
     assert [e.seq for e in timeline.after(6)] == [7, 8]
 
 
+def test_one_agent_keeps_at_most_its_share_of_the_timeline():
+    timeline = history.Timeline(kept=6, per_agent=2)
+    timeline.add(T0, "state", "quiet", "online → offline")
+    timeline.add(T0, "rollout", None, "rollout batch 1 started: quiet (fleet.rollout pid 9)")
+    for i in range(50):
+        timeline.add(T0 + i, "alert", "noisy", f"noise-{i}")
+    assert [(e.agent, e.text) for e in timeline.after(0)] == [
+        ("quiet", "online → offline"), (None, "rollout batch 1 started: quiet (fleet.rollout pid 9)"),
+        ("noisy", "noise-48"), ("noisy", "noise-49")]
+    assert timeline.seq == 52
+
+
 # --- the model's time context -------------------------------------------------------------
 
 def test_since_at_start_comes_from_the_facts_and_later_from_the_change():

@@ -1,0 +1,69 @@
+"""Round 3: heal's confirm-before-restart (hatchery/operate/confirm.py) when the bus is slow.
+
+Heal restarts a running agent only when it did not answer a signed
+health-check within ``hung_after`` (3 s). The health-check is a bus request:
+it subscribes, waits for the SUBACK, publishes, waits for the reply. When the
+request itself fails (no SUBACK in time, the broker gone for a moment), the
+agent was never asked, yet ``confirm`` reports every running agent ``hung``
+and heal restarts them all.
+
+An agent can slow the manager's stream: before round 3's fix in bus.wire,
+alpha's PUBLISHes full of user properties kept beta's heartbeat 8.9 s behind
+(tests/security/test_hostile_wire.py); any other way left to delay the
+broker's answers more than 3 s, or a broker restart at the wrong moment, does
+the same. Here the broker is paused (SIGSTOP) for the length of one confirm,
+a real handler runs and answers before and after. Fails while a running,
+answering agent is called hung because the bus could not ask it (it was: a
+failed request left ``found = []``, so every running agent was ``hung``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from hatchery.bus.commands import run_command
+from hatchery.bus.connection import connection_for
+from hatchery.core.paths import state_paths
+from hatchery.core.plan import apply_plan
+from hatchery.core.ports import free_port
+from hatchery.inventory.load import load_inventory
+from hatchery.operate.confirm import ALIVE, UNASKED, confirm
+from hatchery.provision.operations import deploy_plan, hatch_plan, stop_broker_plan, stop_plan
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    work = tmp_path_factory.mktemp("confirm")
+    path = work / "fleet_inventory.yaml"
+    path.write_text("\n".join(["fleet:", "  manager: zephyr", f"  state_dir: {work / 'state'}",
+                               "broker:", "  runtime: local", "  host: 127.0.0.1",
+                               "  bind: 127.0.0.1", f"  port: {free_port()}", "agents:",
+                               "  alpha:", "    heartbeat_interval: 600"]) + "\n")
+    inv = load_inventory(path)
+    assert apply_plan("up", deploy_plan(inv)).ok
+    assert apply_plan("up", hatch_plan(inv, list(inv.agents.values()))).ok
+    deadline = time.monotonic() + 15
+    while run_command(inv, "health-check", names=["alpha"], timeout=2).replies[0].state != "answered":
+        assert time.monotonic() < deadline, "alpha never answered"
+    yield inv
+    apply_plan("down", stop_plan(inv, list(inv.agents.values())) + stop_broker_plan(inv))
+
+
+def test_an_agent_the_bus_could_not_ask_is_not_called_hung(fleet):
+    inv = fleet
+    broker_pid = int(Path(state_paths(inv).broker_pid).read_text().split()[0])
+    with connection_for(inv).client() as bus:
+        assert confirm(inv, bus, ["alpha"], hung_after=2.0)["alpha"].finding == ALIVE
+        os.kill(broker_pid, signal.SIGSTOP)
+        try:
+            found = confirm(inv, bus, ["alpha"], hung_after=1.0)["alpha"]
+        finally:
+            os.kill(broker_pid, signal.SIGCONT)
+    assert run_command(inv, "health-check", names=["alpha"], timeout=3).replies[0].state == "answered", \
+        "alpha stopped answering: the test proves nothing"
+    assert found.finding == UNASKED, f"a running, answering agent was called {found.finding}: {found.detail}"
