@@ -3,14 +3,15 @@
 # Idempotent: a second run installs nothing and says so.
 #   scripts/setup.sh            # what the quick start needs (mosquitto, clients)
 #   scripts/setup.sh --test     # plus what the test suite needs (docker, dnsmasq, sshd,
-#                               # prometheus, alertmanager, headless chromium, tmux, ...)
+#                               # prometheus, alertmanager, headless chromium, tmux,
+#                               # nftables and faketime for the security tests, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(mosquitto mosquitto-clients python3-venv)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(docker.io dnsmasq-base openssh-server openssh-client mmdebstrap prometheus systemd
-             prometheus-alertmanager chromium chromium-driver tmux iproute2)
+             prometheus-alertmanager chromium chromium-driver tmux iproute2 nftables faketime)
 fi
 
 missing=()

@@ -173,10 +173,15 @@ def cycles(found: list) -> list:
             if len(part) > 1:
                 parts.append(sorted(part))
 
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
+    # deep for the walk only: a limit left raised lets later tests' 2,000-deep JSON parse
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        for node in sorted(graph):
+            if node not in index:
+                visit(node)
+    finally:
+        sys.setrecursionlimit(limit)
     return sorted(parts)
 
 

@@ -92,9 +92,10 @@ def control_target(inv: Inventory) -> Optional[str]:
     a broker whose runtime lays one out (Runtime.broker_layout) makes it."""
     path = control_socket(inv)
     try:
-        return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
+        usable = stat.S_ISSOCK(os.stat(path).st_mode) and os.access(path, os.R_OK | os.W_OK)
     except OSError:
         return None
+    return path if usable else None
 
 
 def connection_target(inv: Inventory, tls=None) -> tuple:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import getpass
 import os
+from pathlib import PurePath
 
 from agent_kit import contract
 from hatchery.configs.layout import BrokerLayout
-from hatchery.core.paths import state_paths
+from hatchery.core.paths import CONTROL_SOCKET, control_socket_dir, state_paths
 from hatchery.core.render import render
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory
@@ -57,18 +58,16 @@ def plain_bind(inv: Inventory) -> str:
     return b.bind if b.bind in LOOPBACK or b.allow_plain else "127.0.0.1"
 
 
-# Connection limits. Mosquitto 2.0.11 never closes a TCP connection that does
-# not send CONNECT, so without a limit an anonymous process can hold every file
-# descriptor and lock everyone out. Each public listener gets max_connections;
+# Connection limits. Mosquitto 2.0.11 closes a TCP connection that does not send
+# CONNECT only after ~90 s, so without a limit an anonymous process can hold every
+# file descriptor and lock everyone out. Each public listener gets max_connections;
 # the control side (manager, monitor, exporter, recorder) gets its own listener,
-# a unix socket in the broker's state directory that nothing on the network can
-# reach, with its own small limit. The broker's fd limit must exceed the sum
-# plus ~32 (files, listeners): 1024, the usual default, fits the defaults.
+# a unix socket (control_socket) that nothing on the network can reach, with its
+# own small limit. The broker's fd limit must exceed the sum plus ~32 (files,
+# listeners): 1024, the usual default, fits the defaults.
 PUBLIC_MAX_CONNECTIONS = 900
 AGENT_MARGIN = 100        # connections beyond two per agent on a large fleet
 CONTROL_MAX_CONNECTIONS = 64
-CONTROL_SOCKET = "control.sock"
-_UNIX_PATH_MAX = 100      # sun_path is 108 bytes on Linux, 104 on macOS
 
 
 def public_max_connections(inv: Inventory) -> int:
@@ -83,6 +82,12 @@ def public_max_connections(inv: Inventory) -> int:
 MAX_QUEUED_MESSAGES = 20000
 MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
+# What one login can park in the broker: no QoS 2 at all (an unreleased QoS 2
+# PUBLISH was held, 20 per client id), and a session nobody resumes expires
+# (Mosquitto 2.0 counts this in whole hours: "1h" is its shortest).
+MAX_QOS = 1
+SESSION_EXPIRATION = "1h"
+
 # Persistence: save every AUTOSAVE_SECONDS (was 60). Saving on every change
 # made a QoS 1 flood write the whole database once per message; every 5 s costs
 # one write of the database per 5 s whatever the traffic (bench/persistence_bench.py).
@@ -91,10 +96,13 @@ SYS_INTERVAL = 2
 
 
 def control_socket(inv: Inventory) -> str:
-    """The control listener's unix socket in the state directory ('' when the path is too
-    long for a socket). A runtime whose broker can reach the state directory offers it."""
-    path = str(state_paths(inv).broker_dir / CONTROL_SOCKET)
-    return path if len(path.encode()) <= _UNIX_PATH_MAX else ""
+    """The control listener's unix socket as this machine sees it: in the state directory
+    (broker/control/) when that path fits a socket, else in a short private directory named
+    by a hash of the state directory (core.paths.control_socket_dir), never left out. A
+    runtime whose broker sees this machine's files offers it (``BrokerLayout.control_socket``)."""
+    paths = state_paths(inv)
+    directory = control_socket_dir(paths.root, paths.broker_control_dir, os.geteuid())
+    return str(PurePath(directory) / CONTROL_SOCKET)
 
 
 def conf_context(inv: Inventory, layout: BrokerLayout, *, password_file: str = "", acl_file: str = "") -> dict:
@@ -106,6 +114,7 @@ def conf_context(inv: Inventory, layout: BrokerLayout, *, password_file: str = "
             "control_max_connections": CONTROL_MAX_CONNECTIONS,
             "autosave_seconds": AUTOSAVE_SECONDS, "sys_interval": SYS_INTERVAL,
             "max_queued_messages": MAX_QUEUED_MESSAGES, "max_queued_bytes": MAX_QUEUED_BYTES,
+            "max_qos": MAX_QOS, "session_expiration": SESSION_EXPIRATION,
             "contract_limit": contract.MAX_PAYLOAD_BYTES,
             "max_packet_size": inv.broker.max_packet_size,
             "password_file": password_file or auth.get("password_file", ""),

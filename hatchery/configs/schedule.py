@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import plistlib
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from hatchery.core import formats
 from hatchery.core.render import render
 from hatchery.errors import UsageError
 
@@ -162,16 +162,13 @@ def cron_marker(label: str) -> str:
 
 
 def cron_quote(arg: str) -> str:
-    # cron turns an unescaped % into a newline before the shell sees it
-    return shlex.quote(arg).replace("%", "\\%")
+    # cron turns an unescaped % into a newline before the shell sees it (core.formats)
+    return formats.cron_arg(arg)
 
 
 def systemd_quote(arg: str) -> str:
-    """Quote one ExecStart argument: systemd expands %, $ and splits on spaces."""
-    escaped = arg.replace("%", "%%").replace("$", "$$")
-    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", escaped):
-        return escaped
-    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Quote one ExecStart argument: systemd expands %, $ and splits on spaces (core.formats)."""
+    return formats.systemd_arg(arg)
 
 
 def crontab_with(current: str, line: str, label: str) -> str:

@@ -9,6 +9,10 @@ over SSH the same layout sits under ``~/.hatchery/<fleet>/``. Layout::
     broker/{passwd,acl}                   its auth files, pid file, logs and data
     broker/mosquitto.{pid,log,stdout}
     broker/data/
+    broker/broker.nft                   per-address limits for the broker's host (operator installs)
+    broker/control/control.sock         the control side's own listener (a unix socket); the docker
+                                        runtime mounts broker/control/ into the broker's container
+                                        (/tmp/hatchery-ctl-<uid>/<hash>/ instead when the path is too long)
     broker/config/{mosquitto.conf,passwd,acl}   docker runtime: bind-mounted into the broker
     agents/<name>/agent.json            local runtime: the handler's config, pid file and log
     agents/<name>/handler.{pid,log,lock}   (the running handler holds the lock: one per agent)
@@ -35,6 +39,7 @@ Docker host (``runtime.docker.remote``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 
@@ -92,6 +97,17 @@ class StatePaths:
     @property
     def broker_data(self) -> PurePath:
         return self.broker_dir / "data"
+
+    @property
+    def broker_control_dir(self) -> PurePath:
+        """The broker makes its control socket here (the docker runtime mounts it into the
+        container); core.paths.control_socket_dir moves it when the path is too long."""
+        return self.broker_dir / "control"
+
+    @property
+    def broker_firewall(self) -> PurePath:
+        """nftables rules for the broker's host, for the operator to install (configs.firewall)."""
+        return self.broker_dir / "broker.nft"
 
     # --- broker, docker runtime: the directory mounted at the container's /mosquitto/config ---
     @property
@@ -224,6 +240,35 @@ class StatePaths:
     def dashboard_password(self) -> PurePath:
         """fleet.dashboard's login, when the operator keeps it here (0600, never argv)."""
         return self.root / "dashboard.password"
+
+
+# The broker's control socket (the control side's own listener). A unix socket's path
+# is limited (sun_path: 108 bytes on Linux, 104 on macOS, with its NUL); past
+# UNIX_PATH_MAX the socket lives in a short private directory instead, named by a
+# hash of the state directory: /tmp/hatchery-ctl-<uid>/<hash>/control.sock.
+CONTROL_SOCKET = "control.sock"
+UNIX_PATH_MAX = 100
+SHORT_SOCKET_ROOT = PurePosixPath("/tmp")
+
+
+def fits_unix_socket(path) -> bool:
+    """Short enough for a unix socket, and one word (Mosquitto reads a listener's path as one)."""
+    text = str(path)
+    return len(text.encode()) <= UNIX_PATH_MAX and not any(c.isspace() for c in text)
+
+
+def short_socket_dir(state_root: PurePath, uid: int) -> PurePosixPath:
+    """The short directory for a state directory whose own paths are too long for a socket:
+    one per user (0700, checked by core.state.private_socket_dir), one per state directory."""
+    digest = hashlib.sha256(str(state_root).encode()).hexdigest()[:16]
+    return SHORT_SOCKET_ROOT / f"hatchery-ctl-{int(uid)}" / digest
+
+
+def control_socket_dir(state_root: PurePath, wanted: PurePath, uid: int) -> PurePath:
+    """``wanted`` (a directory in the state dir) when a socket path in it fits, else the short one."""
+    if fits_unix_socket(PurePath(wanted) / CONTROL_SOCKET):
+        return PurePath(wanted)
+    return short_socket_dir(state_root, uid)
 
 
 def state_paths(inv) -> StatePaths:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Union
 
+from hatchery.core import formats
 from hatchery.core.assets import TEMPLATES
 from hatchery.errors import RenderError
 
@@ -31,16 +32,22 @@ def search_path(inventory=None) -> list:
     return dirs
 
 
-def environment(search: Iterable) -> jinja2.Environment:
+def environment(search: Iterable, template_name: str = "") -> jinja2.Environment:
+    """The environment for ``template_name``: its format's writer checks every ``{{ }}``
+    (no control characters, whatever the value) and brings the format's quoting filters
+    (``core.formats``)."""
     import jinja2
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in search]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,       # config files and Dockerfiles, not HTML
         trim_blocks=True,       # a {% block %} line leaves no blank line behind
         lstrip_blocks=True,
+        finalize=formats.finalizer(template_name),
     )
+    env.filters.update(formats.FILTERS)
+    return env
 
 
 def render(template_name: str, context: dict, search: Optional[Iterable] = None,
@@ -52,7 +59,7 @@ def render(template_name: str, context: dict, search: Optional[Iterable] = None,
     """
     import jinja2
     dirs = list(search) if search is not None else search_path(inventory)
-    env = environment(dirs)
+    env = environment(dirs, template_name)
     try:
         template = env.get_template(template_name)
         return template.render(**context)
@@ -65,6 +72,9 @@ def render(template_name: str, context: dict, search: Optional[Iterable] = None,
                           "fix the template's {% %} / {{ }} tags") from None
     except jinja2.UndefinedError as exc:
         raise _undefined(exc, template_name, dirs) from None
+    except RenderError as exc:              # a value its format cannot hold (core.formats)
+        filename, line = _template_frame(exc, dirs, template_name)
+        raise RenderError(f"{_where(filename, line)}: {exc.message}", exc.fix) from None
 
 
 def _undefined(exc: jinja2.UndefinedError, template_name: str, dirs: list) -> RenderError:

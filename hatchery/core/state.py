@@ -26,6 +26,64 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def private_socket_dir(path: Path, *, owner_only: bool = True) -> Path:
+    """Create the short control-socket directory ``/tmp/hatchery-ctl-<uid>/<hash>`` safely.
+
+    /tmp is everybody's: the per-user parent must be a real directory (no
+    symlink), ours and 0700, or another user could have made it first and
+    would own our socket. Anything else is refused with what to remove.
+    ``owner_only=False``: the directory itself may then be handed to another uid
+    (the docker broker's user) by the caller; its parent still guards it.
+    """
+    parent = path.parent
+    for directory, strict in ((parent, True), (path, owner_only)):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot create {directory}: {exc.strerror}",
+                                 "give fleet.state_dir a shorter path") from None
+        if strict:
+            _check_private(directory)
+    return path
+
+
+def ready_socket_dir(socket_path: str, state_root: Path, *, owner_only: bool = True) -> Path:
+    """The directory of the broker's control socket, made before the broker starts (it makes
+    no directory itself): in the state directory (0700), or the short private one."""
+    directory = Path(socket_path).parent
+    if Path(state_root) in directory.parents:
+        return ensure_dir(directory)
+    return private_socket_dir(directory, owner_only=owner_only)
+
+
+def forget_socket_dir(socket_path: str, state_root: Path) -> None:
+    """After the broker stopped: remove the short socket directory when it is empty (the
+    broker removes its socket as it exits); one in the state directory stays."""
+    directory = Path(socket_path).parent
+    if Path(state_root) not in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
+
+
+def _check_private(directory: Path) -> None:
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory (a symlink?)"
+    elif info.st_uid != os.geteuid():
+        problem = f"belongs to uid {info.st_uid}, not to us ({os.geteuid()})"
+    elif info.st_mode & 0o077:
+        problem = f"is open to others (mode {stat.S_IMODE(info.st_mode):o})"
+    else:
+        return
+    raise RuntimeFailure(f"{directory}, where the broker's control socket would go, {problem}",
+                         f"remove {directory} (check who made it), or give fleet.state_dir a "
+                         "shorter path so the socket fits in the state directory")
+
+
 def write_if_changed(path: Path, text: str, mode: int = 0o600) -> bool:
     """Write ``text`` unless the file already holds it; True when written."""
     if path.exists() and path.read_text() == text:

@@ -20,6 +20,7 @@ import signal as signals
 from typing import Callable, Optional
 
 from agent_kit.contract import MAX_PAYLOAD_BYTES, NAME_RE, name_problem
+from hatchery.core.formats import control_problem
 
 # --- what went wrong ------------------------------------------------------------
 
@@ -57,7 +58,19 @@ def _text(value) -> str:
         raise Bad(f"expected a string, got {kind(value)}", _quote_fix(value))
     if not value.strip():
         raise Bad("must not be empty", "write a value or remove the key")
-    return str(value)
+    return _one_line(str(value))
+
+
+def _one_line(text: str) -> str:
+    """No line break nor other control character: every text value may reach a config
+    line, a Dockerfile, a unit file or a shell (a newline in state_dir once became
+    ``allow_anonymous true`` in mosquitto.conf)."""
+    problem = control_problem(text)
+    if problem:
+        raise Bad(f"{text[:60]!r} {problem}",
+                  "write it on one line, without control characters (a YAML block scalar "
+                  "with | or > ends in a newline)")
+    return text
 
 
 def _quote_fix(value) -> str:
@@ -126,7 +139,7 @@ def _command(value):
         if not value or not all(isinstance(v, str) and v for v in value):
             raise Bad("a command list must hold non-empty strings only",
                        "quote each item, e.g. [python3, --version]")
-        return tuple(str(v) for v in value)
+        return tuple(_one_line(str(v)) for v in value)
     if not isinstance(value, str):
         raise Bad(f"expected a command string or a list of strings, got {kind(value)}",
                    _quote_fix(value))
@@ -184,6 +197,10 @@ def _env(value) -> dict:
         if not isinstance(item, str):
             raise Bad(f"expected a string value, got {kind(item)}",
                        f"quote it: {key}: '{item}'", subkey=key)
+        try:
+            _one_line(item)
+        except Bad as bad:
+            raise Bad(bad.message, bad.fix, subkey=key) from None
     return env
 
 
@@ -316,8 +333,9 @@ def _address(value) -> str:
 def _labels(value) -> dict:
     labels = _mapping(value)
     for key, item in labels.items():
-        if not isinstance(item, (str, int, float, bool)) or not NAME_RE.fullmatch(str(key)):
-            raise Bad(f"label {key!r}: expected a lowercase name and a plain value",
+        if (not isinstance(item, (str, int, float, bool)) or not NAME_RE.fullmatch(str(key))
+                or control_problem(str(item))):
+            raise Bad(f"label {key!r}: expected a lowercase name and a plain one-line value",
                       "write e.g. labels: {site: nas, tier: edge}", subkey=key)
     return {str(k): str(v) for k, v in labels.items()}
 

@@ -32,6 +32,7 @@ from typing import Mapping, Optional
 
 from hatchery.core.assets import ROLES
 from hatchery.core.collector import collector_paused
+from hatchery.core.formats import control_problem
 from hatchery.errors import InventoryError
 from hatchery.inventory import parse
 from hatchery.inventory.cache import InventoryCache, cache_key
@@ -181,11 +182,23 @@ def _build(doc: Doc, data: dict, path: Path) -> Inventory:
                          [agents[n] for n in group.members if n in agents])
     check_exposure(doc, data.get("broker"), broker_spec, agents)
     capacity = checked_fields(doc, section(doc, data, "capacity", "capacity"), CAPACITY_FIELDS, "capacity")
+    state_dir = path.parent / fleet.get("state_dir", ".hatchery")
+    _one_line_directory(doc, fleet_node, state_dir)
     return Inventory(
         path=path, manager=manager, broker=broker_spec,
         agents=agents, groups={g.name: g.members for g in groups},
-        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts,
+        state_dir=state_dir, hosts=hosts,
         sections=placing.sections, capacity=CapacitySpec(**capacity))
+
+
+def _one_line_directory(doc: Doc, fleet_node, state_dir: Path) -> None:
+    """The state directory (under the inventory's own directory, by default) names files in
+    mosquitto.conf, units and scripts: a line break in either path would add lines there."""
+    problem = control_problem(str(state_dir))
+    if problem:
+        doc.add(fleet_node, "state_dir", "fleet.state_dir", f"the state directory {problem}: "
+                f"{str(state_dir)[:80]!r}", "move the inventory to a directory whose path has no "
+                "line breaks, or set fleet.state_dir to one")
 
 
 def _agent_nodes(doc: Doc, agents_node: dict, manager: str):

@@ -24,6 +24,7 @@ from hatchery.inventory.retire import retire_change
 from hatchery.provision.authcheck import check_auth_files
 from hatchery.provision.credentials import plan_auth, retired_agents
 from hatchery.provision.dns import dns_register_plan, dns_unregister_plan
+from hatchery.provision.firewall import firewall_change
 from hatchery.provision.tls import tls_change
 from hatchery.runtime import for_runtime
 
@@ -60,7 +61,7 @@ def deploy_plan(inv: Inventory) -> list:
     changes += tls_change(inv)
     changes += for_runtime(inv.broker.runtime).broker_plan(
         inv, conf_text=broker_conf(inv), auth_files=files)
-    return changes + dns_register_plan(inv)
+    return changes + firewall_change(inv) + dns_register_plan(inv)
 
 
 def stop_broker_plan(inv: Inventory) -> list:

@@ -17,12 +17,17 @@ hub-and-spoke shape:
   snapshot markers. Agents never get them: a topic shared by agents would be
   a lateral channel, which is why there are no ``pattern`` lines either;
 - ``invoke verify`` round trips: the manager reads and writes
-  ``hatchery/verify/#``; each agent only the one topic
+  ``hatchery/verify/#``; each agent may only write the one topic
   ``hatchery/verify/{self}/selftest`` (the check run inside its container).
   One topic, not ``{self}/#``: a wildcard let a compromised agent store an
   unbounded number of retained messages in the broker (1,000 x 60 KB took
   58 MiB); now each agent can hold at most one retained message per topic it
   may write (heartbeat, status, alert, selftest), each under max_packet_size.
+  Write, not readwrite: an agent reads no topic it can write. When it could
+  read its selftest topic, it parked 60 KB messages in offline sessions of
+  its own (any client id, subscribed at QoS 1), up to max_queued_bytes each
+  (4 MiB per client id, client ids unlimited; bench/parking_bench.py). What
+  an agent reads is written by the manager alone.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def agent_grants(name: str, manager: str) -> list:
     writes = [Grant("write", contract.topic(name, kind)) for kind in AGENT_WRITES]
     return writes + [Grant("read", contract.topic(name, "command")),
                      Grant("read", contract.broadcast_topic(manager)),
-                     Grant("readwrite", selftest_topic(name))]
+                     Grant("write", selftest_topic(name))]
 
 
 def selftest_topic(name: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent_kit import contract
-from hatchery.errors import UsageError
+from hatchery.errors import RenderError, UsageError
 from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 from hatchery.runtime.docker import BaseImage, agent_context
 
@@ -167,7 +167,7 @@ def test_a_non_root_base_without_setpriv_is_refused_unless_it_has_no_main_proces
     assert main_user(replace(NODE, setpriv=False, entrypoint=(), cmd=("bash",)), None) == ""
 
 
-HOSTILE = ("node", "/app/a.js", "$(touch /tmp/pwned)", "`id`", "it's; rm -rf /", "a\nb")
+HOSTILE = ("node", "/app/a.js", "$(touch /tmp/pwned)", "`id`", "it's; rm -rf /", "a b")
 
 
 def test_hostile_words_in_the_image_config_stay_words(tmp_path):
@@ -179,6 +179,12 @@ def test_hostile_words_in_the_image_config_stay_words(tmp_path):
     out = subprocess.run(["sh", "-c", echo], capture_output=True, text=True, cwd=tmp_path).stdout
     assert out == "\n".join(HOSTILE) + "\n"
     assert not (Path("/tmp/pwned")).exists()
+
+
+@pytest.mark.parametrize("word", ["a\nb", "x\rexit 0", "\u2028", "\x00"])
+def test_a_line_break_in_the_image_config_is_refused_not_written(tmp_path, word):
+    with pytest.raises(RenderError, match="control character"):
+        render_entrypoint(_inv(tmp_path), _agent(), replace(DEBIAN, cmd=("node", word)))
 
 
 @pytest.mark.parametrize("base, main_command", [(DEBIAN, None), (WITH_EVERYTHING, "sleep infinity"),

@@ -120,7 +120,7 @@ def test_broker_on_h1_agents_on_h2_and_h3_over_tls(hosts, fleet):
     assert any(n.startswith("TLS listener") for n in names)
     for agent, host in (("a2", "h2"), ("a3", "h3")):
         assert f"agent {agent} on {host}: mqtt-broker resolves in the container" in names
-        assert f"agent {agent} on {host}: retained round trip in the container (own credentials)" in names
+        assert f"agent {agent} on {host}: its ACL, checked in the container (own credentials)" in names
     answers = run_command(fleet, "version-report", timeout=10)
     assert {r.agent: (r.state, r.result.get("version")) for r in answers.replies} == {
         "a2": ("answered", "two"), "a3": ("answered", "three")}

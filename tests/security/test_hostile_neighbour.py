@@ -1,16 +1,20 @@
 """Attack 3 of the threat model: an anonymous neighbour floods the broker with idle sockets.
 
-Mosquitto 2.0.11 never closes a TCP connection that sends no CONNECT; ~24,000
-of them once used up the broker's file descriptors and locked the manager and
-every agent out. Controls: ``max_connections`` on every public listener, and
+Mosquitto 2.0.11 closes a TCP connection that sends no CONNECT only after ~90 s;
+~24,000 of them once used up the broker's file descriptors and locked the manager
+and every agent out. Controls: ``max_connections`` on every public listener, and
 a control listener (a unix socket in the broker's state directory, its own
 limit) for the manager and the read-only roles, which a TCP flood cannot reach.
+A state directory too long for a socket's path once left that listener out
+without a word; its socket now moves to a short private directory.
 The flood here is bounded (the public limit is lowered for the test) and on
 127.0.0.1 only; the attacker is a plain socket that never sends a byte.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -33,9 +37,10 @@ from tests.security.secbroker import Probe
 LIMIT = 40
 
 
-def _inventory(directory: Path, port: int, tls: bool = False) -> Path:
+def _inventory(directory: Path, port: int, tls: bool = False, state_dir: str = ".hatchery") -> Path:
     path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
+    path.write_text("\n".join(["fleet:", "  manager: zephyr", f"  state_dir: {state_dir}",
+                               "broker:", "  runtime: local",
                                "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {port}",
                                "agents:", "  alpha: {}", "  beta: {}"]) + "\n")
     return path
@@ -149,6 +154,45 @@ def test_a_flood_of_the_control_socket_is_bounded_too(fleet):
             socks.append(sock)
         time.sleep(0.3)
         assert _open_fds(fleet) < LIMIT + broker_conf.CONTROL_MAX_CONNECTIONS + 32
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+SOCKET_PATH_BYTES = 117     # past the unix socket limit (~107): the listener used to be left out
+
+
+@pytest.fixture
+def long_fleet(tmp_path, monkeypatch):
+    """A fleet whose state directory puts the control socket's path at 117 bytes."""
+    monkeypatch.setattr(broker_conf, "PUBLIC_MAX_CONNECTIONS", LIMIT)
+    monkeypatch.setattr(broker_conf, "AGENT_MARGIN", 0)
+    tail = len(str(tmp_path)) + len("/s/broker/control/control.sock")
+    state_dir = "s" + "x" * (SOCKET_PATH_BYTES - tail)
+    inv = load_inventory(_inventory(tmp_path, free_port(), state_dir=state_dir))
+    in_state = Path(StatePaths(inv.state_dir).broker_control_dir) / "control.sock"
+    assert len(str(in_state).encode()) == SOCKET_PATH_BYTES
+    assert apply_plan("deploy", deploy_plan(inv)).ok
+    yield inv
+    apply_plan("stop", stop_broker_plan(inv))
+    shutil.rmtree(Path(broker_conf.control_socket(inv)).parent, ignore_errors=True)
+
+
+def test_a_long_state_dir_keeps_its_control_listener_and_the_manager_gets_in(long_fleet):
+    path = broker_conf.control_socket(long_fleet)
+    assert path.startswith(f"/tmp/hatchery-ctl-{os.geteuid()}/") and len(path.encode()) < 100
+    assert f"listener 0 {path}" in rendered_conf(long_fleet)
+    directory = Path(path).parent
+    for private in (directory, directory.parent):
+        assert private.stat().st_uid == os.geteuid() and private.stat().st_mode & 0o077 == 0
+    assert control_target(long_fleet) == path
+    socks = _flood(long_fleet.broker.port, LIMIT + 60)
+    try:
+        assert not _tcp_login(long_fleet, "alpha"), "the flood did not reach the public limit"
+        for role in (None, "monitor"):
+            with bus_for(long_fleet, role=role, connect_timeout=3) as bus:   # raises if refused
+                assert bus.unix_socket == path
+                assert bus.retained_messages(["fleet/+/status"], timeout=3) == []
     finally:
         for sock in socks:
             sock.close()

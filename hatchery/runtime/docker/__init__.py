@@ -22,7 +22,8 @@ package's public face for what only Docker has; the job modules behind it
 - ``base_image(inv, client, agent)``: what the agent's base image has (python3,
   package manager, ENTRYPOINT/CMD, USER), probed once per image id; a ``BaseImage``
   (what to install, which main process, as which user). ``inspect_base_image(client,
-  ref, cache_dir)`` probes any image; ``forget_base_images()`` drops the in-memory cache.
+  ref, cache_dir)`` probes any image; ``forget_base_images()`` drops the in-memory cache;
+  ``checked_base_user(ref, user)``: an image's USER when it is a user name or id, else UsageError.
 - ``agent_context(inv, agent, base)``: an agent image's build context, in memory.
 - ``shown_env(env)``: a container environment as --diff shows it (values of the
   operator's variables as digests).
@@ -53,6 +54,7 @@ _HOMES = {"agent_container": ("states", "agent_container"), "broker_ports": ("br
           "describe_names": ("names", "describe"), "forget_names": ("names", "forget"),
           "BaseImage": ("baseimage", "BaseImage"), "forget_base_images": ("baseimage", "forget"),
           "inspect_base_image": ("baseimage", "inspect"),
+          "checked_base_user": ("baseimage", "checked_user"),
           "BuildContext": ("build", "BuildContext"), "agent_context": ("build", "agent_context"),
           "base_image": ("build", "base_image"), "shown_env": ("containers", "shown_env"),
           "parse_ssh_url": ("remote", "parse_ssh_url"), "DockerRuntime": ("runtime", "DockerRuntime"),
@@ -75,7 +77,7 @@ def forget_connections() -> None:
 
 
 __all__ = ["broker_ports", "DECISIONS", "DEFAULT_IMAGES", "FLEET", "RECIPES", "BaseImage", "BuildContext", "DockerRuntime",
-           "agent_container", "agent_context", "base_image", "bootstrap_images", "engine",
+           "agent_container", "agent_context", "base_image", "bootstrap_images", "checked_base_user", "engine",
            "forget_base_images", "forget_connections", "inspect_base_image", "parse_ssh_url",
            "shown_env", "state_of", "container_usage", "recipe_for", "resolved_names", "old_names_kept",
            "describe_names", "forget_names"]

@@ -132,11 +132,26 @@ def parse_probe(output: str) -> dict:
             "setpriv": found.get("setpriv") == "yes"}
 
 
+# Docker's USER: a name or a numeric id, optionally ':' and a group (name or id).
+# The image's config is input too: a USER with a newline once became RUN lines in
+# the agent's Dockerfile.
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?")
+
+
+def checked_user(ref: str, user: str) -> str:
+    """The image's USER, when it is one (full match); UsageError naming the image otherwise."""
+    if user and not _USER_RE.fullmatch(user):
+        raise UsageError(f"base image {ref} declares USER {user[:60]!r}, which is not a user name "
+                         "or id (letters, digits, '_', '.', '-'; ':' before a group)",
+                         "rebuild the base image with a plain USER, or use another base image")
+    return user
+
+
 def from_config(ref: str, image_id: str, config: dict, probe_output: str) -> BaseImage:
     """A BaseImage from ``docker image inspect``'s Config and the probe's output."""
     return BaseImage(ref=ref, image_id=image_id, entrypoint=tuple(config.get("Entrypoint") or ()),
                      cmd=tuple(config.get("Cmd") or ()), workdir=config.get("WorkingDir") or "",
-                     user=config.get("User") or "", **parse_probe(probe_output))
+                     user=checked_user(ref, config.get("User") or ""), **parse_probe(probe_output))
 
 
 # --- reading it from the engine -------------------------------------------------------------
@@ -148,7 +163,9 @@ def inspect(client, ref: str, cache_dir: Optional[Path] = None) -> BaseImage:
         return _with_ref(_cache[image.id], ref)
     cached = _read_cache(cache_dir, image.id)
     if cached is None:
-        cached = from_config(ref, image.id, image.attrs.get("Config") or {}, _probe(client, ref, image.id))
+        config = image.attrs.get("Config") or {}
+        checked_user(ref, config.get("User") or "")         # before any container of it runs
+        cached = from_config(ref, image.id, config, _probe(client, ref, image.id))
         _write_cache(cache_dir, cached)
     _cache[image.id] = cached
     return _with_ref(cached, ref)

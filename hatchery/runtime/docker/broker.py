@@ -8,6 +8,7 @@ same directory; a change to them alone is a SIGHUP too.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -24,7 +25,7 @@ from hatchery.core.paths import StatePaths
 from hatchery.core.plan import Action, Change, bind, text_diff
 from hatchery.core.ports import wait_until
 from hatchery.core.render import content_hash
-from hatchery.core.state import read_text
+from hatchery.core.state import forget_socket_dir, read_text, ready_socket_dir
 from hatchery.inventory.model import Inventory
 from hatchery.runtime.docker.containers import (
     SECOND,
@@ -52,9 +53,11 @@ from hatchery.runtime.docker.engine import (
 )
 from hatchery.runtime.docker.layout import (
     CONTAINER_CONF_DIR,
+    CONTAINER_CONTROL_DIR,
     CONTAINER_DATA_DIR,
     CONTAINER_PORT,
     CONTAINER_TLS_PORT,
+    control_socket_here,
 )
 from hatchery.runtime.docker.obtain import obtain_image
 from hatchery.runtime.docker.remote import fleet_files
@@ -108,9 +111,28 @@ def broker_spec(inv: Inventory, conf_dir: str, conf_text: str) -> ContainerSpec:
         labels=fleet_labels(inv, "broker"),
         ports=broker_ports(inv),
         mounts=(Mount(CONTAINER_CONF_DIR, conf_dir, type="bind", read_only=True),
-                Mount(CONTAINER_DATA_DIR, broker_volume(inv), type="volume")),
+                Mount(CONTAINER_DATA_DIR, broker_volume(inv), type="volume"),
+                *_control_mount(inv)),
         healthcheck=BROKER_HEALTHCHECK,
         created_labels={CONFIG_HASH: content_hash(conf_text)})
+
+
+def _control_mount(inv: Inventory) -> tuple:
+    """The control socket's directory, on the local engine (layout.control_socket_here)."""
+    here = control_socket_here(inv)
+    return (Mount(CONTAINER_CONTROL_DIR, str(Path(here).parent), type="bind"),) if here else ()
+
+
+def ready_control_dir(inv: Inventory, owner: tuple) -> None:
+    """Make the mounted control directory before the container starts: the broker's user
+    makes the socket there, and new files take our group (setgid), so the manager may
+    connect without being root. Its parent (the state dir, or /tmp/hatchery-ctl-<uid>) is ours."""
+    here = control_socket_here(inv)
+    if not here:
+        return
+    directory = ready_socket_dir(here, Path(inv.state_dir), owner_only=False)
+    os.chown(directory, owner[0], os.getegid())
+    directory.chmod(0o2770)
 
 
 def _broker_file(name: str) -> str:
@@ -184,6 +206,7 @@ class _BrokerDeploy:
     def _write_conf(self) -> bool:
         # 0644 and a 0755 directory: Mosquitto re-reads them as user 'mosquitto' on SIGHUP.
         # The password file holds only PBKDF2 hashes of 256-bit random secrets.
+        ready_control_dir(self.inv, mosquitto_owner(self.client, self.spec.image))
         write_auth_files(self.files, self.auth_files)
         texts = tls_texts(self.inv)     # read now: planned before they were made
         if texts:
@@ -289,8 +312,14 @@ def broker_stop_plan(inv: Inventory) -> list:
     container = find_container(client, inv.broker.container)
     if container is None:
         return [Change("broker", Action.NONE, "no container")]
+    def remove() -> str:
+        detail = _stop_remove(client, inv.broker.container)
+        here = control_socket_here(inv)
+        if here:
+            forget_socket_dir(here, Path(inv.state_dir))
+        return detail
     return [Change("broker", Action.REMOVE, f"container {container.status}; the data volume is kept",
-                   apply=lambda: _stop_remove(client, inv.broker.container))]
+                   apply=remove)]
 
 
 def _stop_remove(client, name: str) -> str:

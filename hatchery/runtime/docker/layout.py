@@ -12,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 
 from hatchery.configs.agent import broker_address
-from hatchery.configs.broker import TLS_FILE_NAMES
+from hatchery.configs.broker import TLS_FILE_NAMES, control_socket
 from hatchery.configs.layout import CREDENTIAL_FILES, AgentLayout, BrokerLayout
+from hatchery.core.paths import CONTROL_SOCKET
 from hatchery.inventory.model import AgentSpec, Inventory
 
 # Paths inside the broker container (the official image's layout).
@@ -22,6 +23,7 @@ CONTAINER_DATA_DIR = "/mosquitto/data"
 CONTAINER_PORT = 1883
 CONTAINER_TLS_PORT = 8883
 CONTAINER_TLS_DIR = f"{CONTAINER_CONF_DIR}/tls"
+CONTAINER_CONTROL_DIR = "/mosquitto/control"     # the control socket's directory, mounted
 # Docker agents: the secrets directory is mounted read-only here at run time ...
 CONTAINER_SECRETS_DIR = "/run/secrets/hatchery"
 # ... and the config directory here, the fleet CA beside the config.
@@ -29,14 +31,23 @@ AGENT_CONFIG_DIR = "/etc/hatchery"
 CONTAINER_CA_FILE = f"{AGENT_CONFIG_DIR}/ca.crt"
 
 
+def control_socket_here(inv: Inventory) -> str:
+    """The control socket's path on this machine when the broker runs on the local engine,
+    which can mount its directory into the container ('' on a remote engine)."""
+    engine = inv.broker.docker_host
+    return control_socket(inv) if not engine or engine.startswith("unix://") else ""
+
+
 def broker_layout(inv: Inventory) -> BrokerLayout:
     """Inside the container both listeners take every interface; the published ports
-    decide who can reach them (broker.broker_ports). No control socket: the state
-    directory is not the container's."""
+    decide who can reach them (broker.broker_ports). On the local engine the control
+    socket's directory is mounted at CONTAINER_CONTROL_DIR: the manager connects through
+    it, out of reach of a flood of the published port."""
     tls = {key: f"{CONTAINER_TLS_DIR}/{name}" for key, name in TLS_FILE_NAMES.items()} if inv.broker.tls else {}
+    control = f"{CONTAINER_CONTROL_DIR}/{CONTROL_SOCKET}" if control_socket_here(inv) else ""
     return BrokerLayout(conf_dir=CONTAINER_CONF_DIR, data_dir=CONTAINER_DATA_DIR, log_file="",
                         port=CONTAINER_PORT, bind="", tls_port=CONTAINER_TLS_PORT, tls_bind="",
-                        tls_files=tls, control_socket="", user="mosquitto")
+                        tls_files=tls, control_socket=control, user="mosquitto")
 
 
 def same_engine(inv: Inventory, agent: AgentSpec) -> bool:

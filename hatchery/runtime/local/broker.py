@@ -8,11 +8,18 @@ import signal
 import time
 from pathlib import Path
 
+from hatchery.configs.broker import control_socket
 from hatchery.core import process
 from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Action, Change, bind, text_diff
 from hatchery.core.ports import listening, wait_until
-from hatchery.core.state import ensure_dir, read_text, write_if_changed
+from hatchery.core.state import (
+    ensure_dir,
+    forget_socket_dir,
+    read_text,
+    ready_socket_dir,
+    write_if_changed,
+)
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import Inventory
 from hatchery.runtime.local.decide import BrokerFacts, BrokerWanted, decide_broker
@@ -74,6 +81,7 @@ def _write_auth(directory: Path, auth_files: dict) -> None:
 def _start_broker(inv: Inventory, paths: StatePaths, conf_text: str, write_auth=None) -> str:
     _refuse_busy_port(inv.broker.bind or "127.0.0.1", inv.broker.port)
     ensure_dir(paths.broker_data)
+    ready_socket_dir(control_socket(inv), paths.root)      # Mosquitto makes no directory
     if write_auth:
         write_auth()
     write_if_changed(paths.broker_conf, conf_text)
@@ -155,7 +163,11 @@ def broker_stop_plan(inv: Inventory) -> list:
     pid = broker_pid(paths)
     if pid is None:
         return [Change("broker", Action.NONE, "not running")]
-    return [Change("broker", Action.STOP, f"running (pid {pid})", apply=lambda: stop_pid(pid, paths.broker_pid))]
+    def stop() -> str:
+        detail = stop_pid(pid, paths.broker_pid)
+        forget_socket_dir(control_socket(inv), paths.root)
+        return detail
+    return [Change("broker", Action.STOP, f"running (pid {pid})", apply=stop)]
 
 
 def stop_pid(pid: int, pid_file: Path) -> str:
