@@ -34,7 +34,11 @@ def host_of(inv: Inventory, agent: AgentSpec) -> str:
         return agent.host
     if agent.runtime != DOCKER:
         return LOCAL
-    engine = agent.docker_host or inv.broker.docker_host
+    return engine_host(inv, agent.docker_host or inv.broker.docker_host)
+
+
+def engine_host(inv: Inventory, engine: Optional[str]) -> str:
+    """The name an engine address goes by: its hosts: entry, else the address, else 'local'."""
     declared = inv.host_by_engine(engine)
     return declared.name if declared else (engine or LOCAL)
 
@@ -96,7 +100,6 @@ def _serialised(callback: Optional[Callable], lock: threading.Lock) -> Optional[
         with lock:
             callback(arg)
     return call
-
 
 
 def known_hosts(inv: Inventory) -> list:

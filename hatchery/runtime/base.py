@@ -120,9 +120,11 @@ class Runtime(Protocol):
     def agent_list(self, inv: Inventory) -> list:
         """One row per agent of this runtime: {'agent', 'runtime', 'running', 'pid', ...}."""
 
-    def orphan_stop_plan(self, inv: Inventory) -> list:
-        """Changes that stop running agents of this fleet whose names are not in the
-        inventory (left over from a hand edit or an interrupted retire)."""
+    def orphan_stop_plans(self, inv: Inventory) -> dict:
+        """{host: () -> Changes} that stop running agents of this fleet whose names are
+        not in the inventory (left over from a hand edit or an interrupted retire), one
+        function per host it looks on (names as ``core.hosts`` gives them), so each host
+        is scanned in its own thread and a host that cannot be reached fails alone."""
 
     def agent_logs(self, inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: bool = False):
         """A generator of ``agent``'s log lines: the last ``lines``, then (``follow``)

@@ -10,9 +10,9 @@ from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
 from hatchery.provision.operations import (
     hatch_plans,
-    retire_plan,
+    retire_plans,
     rotate_plan,
-    stop_plan,
+    stop_plans,
 )
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
@@ -70,8 +70,8 @@ def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, js
     inv = load(inventory)
     targets = _targets(inv, name, group, pattern)
     orphans = not (name or group or pattern)
-    run_plan("agent.stop", lambda: stop_plan(inv, targets, orphans=orphans), lock=inv.state_dir,
-             check=check, json=json)
+    run_host_plans("agent.stop", lambda: stop_plans(inv, targets, orphans=orphans), lock=inv.state_dir,
+                   check=check, json=json)
 
 
 @op(name="the agent to retire")
@@ -79,8 +79,8 @@ def retire(c, name, inventory=None, check=False, json=False):
     """Retire an agent for good: stop and remove it, clear its retained topics, revoke its credentials, comment it out of the inventory."""
     inv = load(inventory)
     agent = inv.agent(name)
-    run_plan("agent.retire", lambda: retire_plan(inv, agent), lock=inv.state_dir,
-             check=check, json=json)
+    run_host_plans("agent.retire", lambda: retire_plans(inv, agent), lock=inv.state_dir,
+                   check=check, json=json)
 
 
 @op(name="the agent whose credentials to rotate")

@@ -17,6 +17,7 @@ from docker.types import Mount
 
 from hatchery.configs.agent import CONTAINER_SECRETS_DIR, extra_hosts, to_json
 from hatchery.configs.broker import tls_source_files
+from hatchery.core.hosts import engine_host
 from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Change
 from hatchery.core.render import content_hash
@@ -320,16 +321,20 @@ def agent_list(inv: Inventory) -> list:
     return rows
 
 
-def orphan_stop_plan(inv: Inventory) -> list:
-    """Stop running agent containers of this fleet whose names are not in the inventory."""
+def orphan_stop_plans(inv: Inventory) -> dict:
+    """{host: () -> Changes}: per engine, stop running agent containers of this fleet whose
+    names are not in the inventory. Each engine is asked only when its function runs."""
+    return {engine_host(inv, host): (lambda h=host: _orphans_on(inv, h)) for host in _agent_hosts(inv)}
+
+
+def _orphans_on(inv: Inventory, host: Optional[str]) -> list:
     changes = []
-    for host in _agent_hosts(inv):
-        for container in _fleet_agents(engine(host), inv):
-            name = container.labels.get(AGENT_LABEL, "")
-            if name not in inv.agents and container.status == "running":
-                changes.append(Change(f"agent {name}", "stop",
-                                      f"orphan: not in the inventory, running ({container.short_id})",
-                                      apply=lambda c=container: stop_container(c)))
+    for container in _fleet_agents(engine(host), inv):
+        name = container.labels.get(AGENT_LABEL, "")
+        if name not in inv.agents and container.status == "running":
+            changes.append(Change(f"agent {name}", "stop",
+                                  f"orphan: not in the inventory, running ({container.short_id})",
+                                  apply=lambda c=container: stop_container(c)))
     return changes
 
 

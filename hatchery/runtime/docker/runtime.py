@@ -42,7 +42,7 @@ class DockerRuntime:
     agent_plan = staticmethod(agents.agent_plan)
     agent_stop_plan = staticmethod(agents.agent_stop_plan)
     agent_list = staticmethod(agents.agent_list)
-    orphan_stop_plan = staticmethod(agents.orphan_stop_plan)
+    orphan_stop_plans = staticmethod(agents.orphan_stop_plans)
     agent_logs = staticmethod(agents.agent_logs)
     agent_provenance = staticmethod(agents.agent_provenance)
     agent_restart_plan = staticmethod(agents.agent_restart_plan)

@@ -14,7 +14,7 @@ from hatchery.runtime.local.agents import (
     agent_status,
     agent_stop_plan,
     exec_in_agent,
-    orphan_stop_plan,
+    orphan_stop_plans,
     stop_handlers,
     verify_in_agent,
     write_build_files,
@@ -54,7 +54,7 @@ class LocalRuntime:
     agent_plan = staticmethod(agent_plan)
     agent_stop_plan = staticmethod(agent_stop_plan)
     agent_list = staticmethod(agent_list)
-    orphan_stop_plan = staticmethod(orphan_stop_plan)
+    orphan_stop_plans = staticmethod(orphan_stop_plans)
     agent_logs = staticmethod(agent_logs)
     agent_provenance = staticmethod(agent_provenance)
     agent_restart_plan = staticmethod(agent_restart_plan)
