@@ -16,7 +16,7 @@ import signal as signals
 from typing import Callable, Optional
 
 from agent_kit.contract import MAX_PAYLOAD_BYTES, NAME_RE, name_problem
-from hatchery.inventory.model import RUNTIMES, ReloadSpec
+from hatchery.inventory.model import RUNTIMES, Placement, ReloadSpec
 
 # --- what went wrong ------------------------------------------------------------
 
@@ -256,6 +256,46 @@ def _absolute_path(value) -> str:
     return text
 
 
+# Swarm placement, in Docker's own syntax (docker service create --constraint / --placement-pref).
+# Each expression becomes part of a service spec: a whole-expression match, bounded lengths.
+LABEL_KEY = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?"
+CONSTRAINT_RE = re.compile(
+    r"(?P<attr>node\.(?:id|hostname|role|platform\.os|platform\.arch)|(?:node|engine)\.labels\."
+    + LABEL_KEY + r")\s*(?P<op>==|!=)\s*(?P<value>[A-Za-z0-9](?:[A-Za-z0-9._:/-]{0,126}[A-Za-z0-9])?)")
+PREFERENCE_RE = re.compile(r"spread=(?P<attr>(?:node|engine)\.labels\." + LABEL_KEY + ")")
+MAX_PLACEMENT_RULES = 16
+_PLACEMENT_KEYS = ("constraints", "preferences")
+
+
+def _placement(value) -> Placement:
+    if not isinstance(value, dict):
+        raise Bad(f"expected a mapping, got {kind(value)}",
+                  "write e.g. placement: {constraints: ['node.labels.zone==a'], "
+                  "preferences: ['spread=node.labels.zone']}")
+    for key in value:
+        if key not in _PLACEMENT_KEYS:
+            raise Bad(f"unknown key {key!r}; {suggest(key, _PLACEMENT_KEYS)}".rstrip("; "),
+                      "use constraints and preferences", subkey=key)
+    return Placement(
+        constraints=_rules(value, "constraints", CONSTRAINT_RE, "'node.labels.zone==a', 'node.role!=manager'"),
+        preferences=_rules(value, "preferences", PREFERENCE_RE, "'spread=node.labels.zone'"))
+
+
+def _rules(value: dict, key: str, pattern: re.Pattern, example: str) -> tuple:
+    listed = value.get(key) or []
+    if not isinstance(listed, list) or len(listed) > MAX_PLACEMENT_RULES:
+        raise Bad(f"expected a list of at most {MAX_PLACEMENT_RULES} expressions, got {kind(listed)}",
+                  f"write e.g. {key}: [{example}]", subkey=key)
+    for item in listed:
+        if not isinstance(item, str) or not pattern.fullmatch(item):
+            raise Bad(f"{item!r} is not a Swarm placement {key[:-1]}", f"write e.g. {example}", subkey=key)
+        match = pattern.fullmatch(item)
+        if match.groupdict().get("attr") == "node.role" and match["value"] not in ("manager", "worker"):
+            raise Bad(f"{item!r}: a node's role is manager or worker", "write e.g. 'node.role==worker'",
+                      subkey=key)
+    return tuple(str(item) for item in listed)
+
+
 def plain(value):
     """Parsed containers and scalars (ruamel's commented ones too) as plain Python values."""
     if isinstance(value, dict):
@@ -282,16 +322,17 @@ BROKER_FIELDS = {
     "remote_dir": _optional(_text), "auth": _boolean, "tls": _boolean,
     "tls_port": _integer(1, 65535), "tls_ca": _optional(_text), "tls_cert": _optional(_text),
     "tls_key": _optional(_text), "on_host": _optional(_safe_name), "allow_plain": _boolean,
+    "placement": _placement,
 }
 AGENT_FIELDS = {
     "role": _safe_name, "runtime": _choice(RUNTIMES), "version_command": _command,
     "reload": _optional(_reload), "heartbeat_interval": _seconds, "image": _text,
     "main_command": _optional(_command), "docker_host": _optional(_docker_host),
-    "host": _optional(_safe_name), "env": _env,
+    "host": _optional(_safe_name), "env": _env, "placement": _placement,
 }
 ROLE_FIELDS = {k: v for k, v in AGENT_FIELDS.items() if k != "role"}
 GROUP_KEYS = ("agents", "vars")
-TOP_KEYS = ("fleet", "hosts", "broker", "groups", "agents")
+TOP_KEYS = ("fleet", "hosts", "swarm", "broker", "groups", "agents")
 
 
 def _address(value) -> str:
@@ -315,3 +356,23 @@ def _labels(value) -> dict:
 
 HOST_FIELDS = {"docker_host": _docker_host, "address": _address, "labels": _labels,
                "remote_dir": _optional(_text)}
+
+
+def _managers(value) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise Bad(f"expected a list of host names, got {kind(value)}", "write e.g. managers: [h1, h2, h3]")
+    for item in value:
+        _safe_name(item)
+    if len(set(value)) != len(value):
+        raise Bad("a host is listed twice", "list each manager once")
+    return tuple(str(v) for v in value)
+
+
+def _heartbeat(value) -> float:
+    seconds = _seconds(value)
+    if not 1 <= seconds <= 60:
+        raise Bad(f"{value} is out of range", "use 1 to 60 seconds (2 notices a lost node in ~10 s)")
+    return seconds
+
+
+SWARM_FIELDS = {"managers": _managers, "heartbeat": _heartbeat}

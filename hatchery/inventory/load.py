@@ -58,6 +58,7 @@ from hatchery.inventory.model import (
     AgentSpec,
     Inventory,
 )
+from hatchery.inventory.swarm import check_swarm_agent, check_swarm_broker, read_swarm
 
 INVENTORY_ENV = "FLEET_INVENTORY"
 DEFAULT_INVENTORY = "fleet_inventory.yaml"
@@ -164,13 +165,17 @@ def _build(doc: Doc, data: dict, path: Path) -> Inventory:
         agents[name] = _agent(doc, agents_node, name, node, groups, roles)
     _reserved_manager(doc, fleet_node, manager)
     hosts = read_hosts(doc, section(doc, data, "hosts", "hosts"))
-    broker_spec = place_broker(doc, data.get("broker"), broker, hosts)
+    swarm = read_swarm(doc, data, hosts)
+    broker_spec = check_swarm_broker(doc, data.get("broker"), broker, swarm, hosts) \
+        or place_broker(doc, data.get("broker"), broker, hosts)
+    for agent in agents.values():
+        check_swarm_agent(doc, agents_node, agent, swarm, hosts)
     agents = {name: place_agent(doc, agents_node, a, hosts) for name, a in agents.items()}
     check_exposure(doc, data.get("broker"), broker_spec, agents)
     return Inventory(
         path=path, manager=manager, broker=broker_spec,
         agents=agents, groups={g.name: g.members for g in groups},
-        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts)
+        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts, swarm=swarm)
 
 
 def _agent_nodes(doc: Doc, agents_node: dict, manager: str):
