@@ -117,13 +117,74 @@ def _tolerate_ended_ssh() -> None:
     sshconn.SSHSocket.close = close
 
 
+class _KeptOpen:
+    """An ssh process's stdout as one response's file: http.client closes the file of
+    each response it has read, and docker-py hands it the pipe itself, so the next
+    request on that connection would read from a closed pipe."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _reuse_ssh_connections(api) -> None:
+    """Keep one connection pool per client. Shelling out to ssh, docker-py builds a new
+    pool, so a new ssh session and a new ``docker system dial-stdio``, for every
+    request (docker/docker-py#2966, open): ~1.7 s a call here instead of ~0.05 s.
+    A pooled connection whose ssh has ended (the engine closed the stream) is
+    replaced before it is used."""
+    import threading
+
+    from docker.transport import sshconn
+    if not getattr(sshconn.SSHSocket.makefile, "hatchery_kept_open", False):
+        def makefile(self, mode):
+            return _KeptOpen(original(self, mode))
+        original, makefile.hatchery_kept_open = sshconn.SSHSocket.makefile, True
+        sshconn.SSHSocket.makefile = makefile
+    adapter, lock, pools = api._custom_adapter, threading.Lock(), []
+    make, close = adapter.get_connection, adapter.close
+
+    def get_connection(url, proxies=None):
+        with lock:
+            if not pools:
+                pool = make(url, proxies)
+                pool._get_conn = _live_only(pool, pool._get_conn)
+                pools.append(pool)
+            return pools[0]
+
+    def close_all():
+        for pool in pools:
+            pool.close()
+        pools.clear()
+        close()
+    adapter.get_connection, adapter.close = get_connection, close_all
+
+
+def _live_only(pool, get_conn):
+    def get(timeout=None):
+        conn = get_conn(timeout)
+        proc = getattr(conn.sock, "proc", None)
+        if proc is not None and proc.poll() is not None:
+            conn.close()
+            return pool._new_conn()
+        return conn
+    return get
+
+
 def _connect(docker_host: Optional[str]) -> docker.DockerClient:
     import docker
     if docker_host and docker_host.startswith("ssh://"):
         _tolerate_ended_ssh()
         # The system ssh client honours ~/.ssh/config, agents and known_hosts.
-        return docker.DockerClient(base_url=docker_host, use_ssh_client=True,
-                                   timeout=CLIENT_TIMEOUT)
+        client = docker.DockerClient(base_url=docker_host, use_ssh_client=True,
+                                     timeout=CLIENT_TIMEOUT)
+        _reuse_ssh_connections(client.api)
+        return client
     if docker_host:
         return docker.DockerClient(base_url=docker_host, timeout=CLIENT_TIMEOUT)
     return docker.from_env(timeout=CLIENT_TIMEOUT)
