@@ -28,6 +28,7 @@ from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
 
 sys.path.insert(0, str(Path(__file__).parent))
+from answering import wait_answering  # noqa: E402
 from netns import MultiHost  # noqa: E402
 
 pytestmark = pytest.mark.docker
@@ -113,6 +114,7 @@ def test_broker_on_h1_agents_on_h2_and_h3_over_tls(hosts, fleet):
     for host, summary in warm.hosts.items():
         FIGURES[f"hatch {host}, warm (s)"] = summary["seconds"]
 
+    wait_answering(fleet, ["a2", "a3"], within=30)    # the handlers connect after the hatch
     result = verify(fleet, timeout=10)
     failed = [(c.name, c.detail) for c in result.checks if not c.ok]
     assert result.ok, failed

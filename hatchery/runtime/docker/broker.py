@@ -8,6 +8,7 @@ same directory; a change to them alone is a SIGHUP too.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -26,8 +27,10 @@ from hatchery.configs.broker import (
 )
 from hatchery.core.paths import StatePaths
 from hatchery.core.plan import Change, text_diff
+from hatchery.core.ports import wait_until
 from hatchery.core.render import content_hash
 from hatchery.core.state import read_text
+from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import Inventory
 from hatchery.runtime.docker.containers import (
     SECOND,
@@ -62,6 +65,7 @@ BROKER_HEALTHCHECK = {
              f" || nc -z 127.0.0.1 {CONTAINER_PORT}"],
     "interval": 10 * SECOND, "timeout": 5 * SECOND, "retries": 3, "start_period": 3 * SECOND}
 _LAYOUT = StatePaths.relative()
+READY_TIMEOUT = 20.0       # seconds a started broker has to accept connections
 BROKER_CONF = str(_LAYOUT.mounted_broker_conf)
 
 
@@ -181,7 +185,19 @@ class _BrokerDeploy:
                  ensure_image(self.client, self.spec.image)]
         self._write_conf()
         steps.append(f"container {create_container(self.client, self.spec)} started")
-        return "; ".join(s for s in steps if s)
+        return "; ".join(s for s in steps if s) + self._accepting()
+
+    def _accepting(self) -> str:
+        """Wait until the broker accepts connections where clients connect: a hatch right
+        after a deploy must not find the port refusing (the NAT forwards before Mosquitto
+        listens)."""
+        b = self.inv.broker
+        port = b.tls_port if b.tls else b.port
+        started = time.monotonic()
+        if not wait_until(b.host, port, timeout=READY_TIMEOUT):
+            raise RuntimeFailure(f"the broker started but {b.host}:{port} refused connections for "
+                                 f"{READY_TIMEOUT:g} s", f"read its log: docker logs {b.container}")
+        return f"; accepting on {b.host}:{port} after {time.monotonic() - started:.1f}s"
 
     def recreate(self) -> str:
         remove_container(self.client, self.spec.name)
@@ -189,7 +205,7 @@ class _BrokerDeploy:
 
     def start(self) -> str:
         self._write_conf()
-        return start_container(self.client, self.spec.name)
+        return start_container(self.client, self.spec.name) + self._accepting()
 
     def reload(self) -> str:
         self._write_conf()
@@ -199,7 +215,7 @@ class _BrokerDeploy:
     def restart(self) -> str:
         self._write_conf()
         restart_container(self.client, self.spec.name)
-        return "config rewritten; container restarted"
+        return "config rewritten; container restarted" + self._accepting()
 
 
 def write_auth_files(files, auth_files: dict) -> None:
