@@ -20,13 +20,15 @@ from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import RUNTIMES
 from hatchery.provision.operations import deploy_plan, hatch_plan
 from hatchery.runtime import docker as docker_face
+from hatchery.runtime import swarm as swarm_face
 from hatchery.runtime import for_runtime
 from hatchery.runtime.base import RUNTIME_METHODS, Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIR = ROOT / "hatchery" / "runtime"
 # What code outside hatchery/runtime may import from it: the interface and the docker face.
-PUBLIC = {"hatchery.runtime", "hatchery.runtime.base", "hatchery.runtime.docker"}
+PUBLIC = {"hatchery.runtime", "hatchery.runtime.base", "hatchery.runtime.docker", "hatchery.runtime.swarm"}
+FACES = {"hatchery.runtime.docker": docker_face, "hatchery.runtime.swarm": swarm_face}
 
 
 def _shape(signature: inspect.Signature) -> list:
@@ -65,10 +67,10 @@ def _imports(path: Path) -> set:
 
 def _reaches_in(imported: str) -> bool:
     module, _, name = imported.partition(":")
-    if module == "hatchery.runtime.docker" and name:
-        return name not in docker_face.__all__           # only the documented face
+    if module in FACES and name:
+        return name not in FACES[module].__all__          # only the documented face
     if module == "hatchery.runtime" and name:
-        return name not in ("for_runtime", "Runtime", "docker")   # not `... import local`
+        return name not in ("for_runtime", "Runtime", "docker", "swarm")   # not `... import local`
     return module.startswith("hatchery.runtime.") and module not in PUBLIC
 
 

@@ -1,0 +1,33 @@
+"""The Swarm runtime: the broker and the agents as services of an existing Docker Swarm,
+which places them, restarts them and moves them off a lost node.
+
+This module is the package's public face for what only a swarm has:
+
+- ``up_plan(inv)``: the Changes that form the inventory's swarm or bring it in
+  line (invoke swarm.up): init, join, roles, node labels, dispatcher heartbeat.
+- ``swarm_status(inv)``: (rows, problems, extras) per node (invoke swarm.status);
+  ``STATUS_COLUMNS``.
+- ``decide(inv, hosts, cluster)``: swarm.up's pure decisions, ``Step``s with an ``Act``,
+  from ``HostFacts``, ``ClusterFacts`` and ``NodeFacts`` (tests give these as data).
+
+The job modules behind it (facts, cluster, status) are internal. Each name is
+imported on first use, so ``invoke --list`` does not load them.
+"""
+
+from importlib import import_module
+
+_HOMES = {"up_plan": ("cluster", "up_plan"), "swarm_status": ("status", "swarm_status"),
+          "STATUS_COLUMNS": ("status", "COLUMNS"), "decide": ("cluster", "decide"),
+          "Act": ("cluster", "Act"), "Step": ("cluster", "Step"), "HostFacts": ("facts", "HostFacts"),
+          "ClusterFacts": ("facts", "ClusterFacts"), "NodeFacts": ("facts", "NodeFacts")}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        module, attr = _HOMES[name]
+        return getattr(import_module(f"{__name__}.{module}"), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["STATUS_COLUMNS", "Act", "ClusterFacts", "HostFacts", "NodeFacts", "Step", "decide",
+           "swarm_status", "up_plan"]
