@@ -83,8 +83,8 @@ class Fleet:
         for_runtime("local").remove_fleet(inv)
 
     def handler_pid(self, name: str) -> int | None:
-        row = for_runtime("local").agent_status(self.inv(), self.inv().agents[name])
-        return row["pid"] if isinstance(row["pid"], int) else None
+        state = for_runtime("local").agent_state(self.inv(), self.inv().agents[name])
+        return state.pid if isinstance(state.pid, int) else None
 
 
 def percentile(values: list, fraction: float) -> float:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import free_port
 
+from agent_kit import contract
+from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.load import load_inventory
@@ -22,7 +27,14 @@ from hatchery.provision.operations import deploy_plan, hatch_plan
 from hatchery.runtime import docker as docker_face
 from hatchery.runtime import swarm as swarm_face
 from hatchery.runtime import for_runtime
-from hatchery.runtime.base import RUNTIME_METHODS, Runtime
+from hatchery.runtime.base import (
+    INSTANCE_ENV,
+    RUNTIME_CAPABILITIES,
+    RUNTIME_METHODS,
+    AgentState,
+    Provenance,
+    Runtime,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIR = ROOT / "hatchery" / "runtime"
@@ -45,6 +57,15 @@ def test_each_runtime_implements_every_method_with_the_same_signature(name):
         wanted = inspect.signature(getattr(Runtime, method))
         got = inspect.signature(getattr(runtime, method))
         assert _shape(got) == _shape(wanted), f"{name}.{method}{got} != Runtime.{method}{wanted}"
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_each_runtime_declares_every_capability(name):
+    """Callers read the flags, never the name: every runtime must say each one."""
+    runtime = for_runtime(name)
+    assert set(RUNTIME_CAPABILITIES) == {"restarts_crashed", "builds_images", "inspectable"}
+    for flag in RUNTIME_CAPABILITIES:
+        assert isinstance(vars(type(runtime)).get(flag), bool), f"{name} does not declare {flag}"
 
 
 def test_an_unknown_runtime_is_a_usage_error():
@@ -145,9 +166,11 @@ def test_local_status_inspect_exec_and_remove_fleet(local_fleet):
         runtime.exec_in_agent(inv, alpha, ["true"], timeout=2)
     assert apply_plan("deploy", deploy_plan(inv)).ok
     assert apply_plan("hatch", hatch_plan(inv, [alpha])).ok
-    status = runtime.agent_status(inv, alpha)
-    assert status == runtime.agent_list(inv)[0] and status["running"] and status["pid"]
-    assert runtime.agent_inspect(inv, alpha)["pid"] == status["pid"]
+    state = runtime.agent_state(inv, alpha)
+    assert isinstance(state, AgentState) and state == runtime.agent_list(inv)[0]
+    assert state.running and state.pid and state.status == "running" and state.host == "local"
+    assert runtime.agent_inspect(inv, alpha)["pid"] == state.pid
+    assert state.as_row()["agent"] == "alpha" and state.as_row()["log"].endswith("handler.log")
     # The handler's environment: agent_kit importable, the operator's HATCHERY_* not passed on.
     code, out = runtime.exec_in_agent(inv, alpha, [sys.executable, "-c", "import agent_kit; print('ok')"], 10)
     assert (code, out.strip()) == (0, "ok")
@@ -155,5 +178,48 @@ def test_local_status_inspect_exec_and_remove_fleet(local_fleet):
     assert code == 124
     assert runtime.verify_in_agent(inv, alpha) == [] and runtime.write_build_files(inv, [alpha]) == []
     runtime.remove_fleet(inv)
-    assert runtime.agent_status(inv, alpha)["running"] is False
+    assert runtime.agent_state(inv, alpha).running is False
     assert runtime.broker_status(inv)["running"] is False
+
+
+def _retained_instance(inv, name: str, wanted: str, timeout: float = 10.0):
+    """The instance in the agent's retained birth, once it is ``wanted`` (or the last seen)."""
+    deadline, seen = time.monotonic() + timeout, None
+    with bus_for(inv) as bus:
+        while time.monotonic() < deadline:
+            payload = bus.retained([contract.topic(name, "status")], timeout=2.0).get(contract.topic(name, "status"))
+            seen = json.loads(payload).get("instance") if payload else None
+            if seen == wanted:
+                break
+            time.sleep(0.2)
+    return seen
+
+
+def test_each_local_start_gets_an_instance_in_env_provenance_and_birth_never_in_argv(local_fleet):
+    inv, runtime = local_fleet
+    alpha = inv.agent("alpha")
+    assert runtime.agent_provenance(inv, alpha) is None             # never started
+    assert apply_plan("deploy", deploy_plan(inv)).ok
+    assert apply_plan("hatch", hatch_plan(inv, [alpha])).ok
+    state, record = runtime.agent_state(inv, alpha), runtime.agent_provenance(inv, alpha)
+    assert isinstance(record, Provenance) and contract.INSTANCE_RE.fullmatch(state.instance)
+    assert record.instance == state.instance and record.started == state.started_at
+    assert abs(state.started_at - time.time()) < 60 and record.kit and record.config
+    environ = Path(f"/proc/{state.pid}/environ").read_bytes().split(b"\0")
+    assert f"{INSTANCE_ENV}={state.instance}".encode() in environ
+    assert state.instance.encode() not in Path(f"/proc/{state.pid}/cmdline").read_bytes()
+    assert state.instance not in (inv.state_dir / "agents" / "alpha" / "agent.json").read_text()
+    assert _retained_instance(inv, "alpha", state.instance) == state.instance    # its birth says so
+    # a restart is a new start: a new instance, and the config (and its hash) unchanged
+    assert apply_plan("restart", runtime.agent_restart_plan(inv, alpha)).ok
+    again = runtime.agent_state(inv, alpha)
+    assert again.instance != state.instance and again.pid != state.pid
+    assert runtime.agent_provenance(inv, alpha).config == record.config
+    assert _retained_instance(inv, "alpha", again.instance) == again.instance
+    assert hatch_plan(inv, [alpha])[-1].action == "none"             # an unchanged hatch changes nothing
+    os.kill(again.pid, 9)
+    deadline = time.monotonic() + 5
+    while runtime.agent_state(inv, alpha).running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    crashed = runtime.agent_state(inv, alpha)
+    assert (crashed.running, crashed.status, crashed.instance, crashed.started_at) == (False, "exited", None, None)

@@ -12,21 +12,22 @@ and reports every disagreement as ``inconsistent``:
 - Docker says running (and past its start), the bus says offline, missing
   or stale.
 
-``docker_view`` (container attrs in) and ``compare`` (both views in) are
-pure and tested on captured data; ``docker_views`` and ``bus_and_docker``
-only add the reads.
+It covers the agents of every runtime that is ``inspectable`` (reports health
+and start times worth checking the bus against). ``docker_view`` (the
+runtime's ``AgentState`` in) and ``compare`` (both views in) are pure and
+tested on captured data; ``docker_views`` and ``bus_and_docker`` only add the
+reads.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
 from hatchery.bus.client import BusClient
 from hatchery.core.results import Result
-from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.inventory.model import Inventory
 from hatchery.observe.health import (
     HEALTHY,
     MISSING,
@@ -38,6 +39,7 @@ from hatchery.observe.health import (
 )
 from hatchery.observe.monitor import AgentView, Snapshot, snapshot
 from hatchery.runtime import for_runtime
+from hatchery.runtime.base import AgentState
 
 CONSISTENT, INCONSISTENT = "consistent", "inconsistent"
 CLOCK_SLACK_S = 10.0   # clocks of the agent host and the engine may differ a little
@@ -96,24 +98,12 @@ class CrossCheckReport(Result):
 
 # --- pure -------------------------------------------------------------------------------
 
-def docker_view(agent: str, attrs: Optional[dict]) -> DockerView:
-    """From ``docker inspect`` attrs (None: no such container)."""
-    if attrs is None:
+def docker_view(agent: str, state: Optional[AgentState]) -> DockerView:
+    """From the runtime's AgentState (None: it has no record of the agent)."""
+    if state is None:
         return DockerView(agent, "missing")
-    state = attrs.get("State") or {}
-    status = state.get("Status") or "unknown"
-    # a stopped container keeps its last health status; it says nothing about now
-    health = (state.get("Health") or {}).get("Status") if status == "running" else None
-    return DockerView(agent, status, health, int(attrs.get("RestartCount") or 0),
-                      docker_time(state.get("StartedAt")))
-
-
-def docker_time(text: Optional[str]) -> Optional[datetime]:
-    """Docker's RFC 3339 with nanoseconds; its zero time ('0001-01-01...') is None."""
-    if not text or text.startswith("0001-"):
-        return None
-    trimmed = re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00")
-    return datetime.fromisoformat(trimmed)
+    started = None if state.started_at is None else datetime.fromtimestamp(state.started_at, timezone.utc)
+    return DockerView(agent, state.status or "unknown", state.health, state.restarts or 0, started)
 
 
 def compare(view: AgentView, bus: AgentHealth, docker: DockerView, now: datetime) -> CrossCheck:
@@ -168,7 +158,8 @@ def cross_check(inv: Inventory, snap: Snapshot, report: HealthReport, docker: di
 
 
 def docker_agents(inv: Inventory) -> list:
-    return [a.name for a in inv.agents.values() if a.runtime == DOCKER]
+    """The agents whose runtime is worth checking the bus against (``inspectable``)."""
+    return [a.name for a in inv.agents.values() if for_runtime(a.runtime).inspectable]
 
 
 # --- reads --------------------------------------------------------------------------------
@@ -178,7 +169,7 @@ def docker_views(inv: Inventory) -> dict:
     views = {}
     for name in docker_agents(inv):
         agent = inv.agents[name]
-        views[name] = docker_view(name, for_runtime(DOCKER).agent_inspect(inv, agent))
+        views[name] = docker_view(name, for_runtime(agent.runtime).agent_state(inv, agent))
     return views
 
 

@@ -32,7 +32,7 @@ from agent_kit import contract
 from hatchery.bus.client import BusClient
 from hatchery.core.plan import apply_plan
 from hatchery.errors import HatcheryError
-from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.inventory.model import Inventory
 from hatchery.observe import health
 from hatchery.provision.credentials import retired_agents
 from hatchery.runtime import for_runtime
@@ -93,10 +93,10 @@ def survey(inv: Inventory, bus: BusClient, policy: Policy) -> dict:
 
 
 def _unhealthy_containers(inv: Inventory) -> list:
-    if not any(a.runtime == DOCKER for a in inv.agents.values()):
-        return []
-    rows = for_runtime(DOCKER).agent_list(inv)
-    return [r["agent"] for r in rows if r.get("health") == "unhealthy" and r["agent"] in inv.agents]
+    """The agents their runtime reports unhealthy (a failing health check), every runtime asked."""
+    states = [s for name in sorted({a.runtime for a in inv.agents.values()})
+              for s in for_runtime(name).agent_list(inv)]
+    return [s.agent for s in states if s.health == "unhealthy" and s.agent in inv.agents]
 
 
 def _meant_to_run(inv: Inventory, name: str) -> bool:
@@ -104,7 +104,7 @@ def _meant_to_run(inv: Inventory, name: str) -> bool:
     agent = inv.agents.get(name)
     if agent is None or name in retired_agents(inv):
         return False
-    return not for_runtime(agent.runtime).agent_status(inv, agent).get("stopped", False)
+    return not for_runtime(agent.runtime).agent_state(inv, agent).detail.get("stopped", False)
 
 
 # --- acting ---------------------------------------------------------------------------
@@ -241,8 +241,8 @@ class Supervisor:
     def _act(self, name: str, reason: str, now: float) -> None:
         tracker = self.trackers[name]
         agent = self.inv.agents[name]
-        if agent.runtime == DOCKER and self._docker_restarting(agent, now):
-            return      # the container's restart policy restarts a dead handler by itself
+        if for_runtime(agent.runtime).restarts_crashed and self._runtime_restarting(agent, now):
+            return      # the runtime's restart policy restarts a dead handler by itself
         if now < tracker.grace_until and not self._running(agent):
             tracker.grace_until = 0.0   # died again before its birth: no need to wait out the grace
         decision = tracker.decide(now)
@@ -257,25 +257,26 @@ class Supervisor:
         ok, detail = restart(self.inv, name)
         self._record(HealAction(name, reason, RESTARTED if ok else FAILED, detail, restarts=count))
 
-    def _docker_restarting(self, agent, now: float) -> bool:
-        """Give Docker's restart policy ``docker_first`` seconds (unless it is only waiting
-        out its backoff), and a container it has restarted since the agent went down
-        ``grace`` seconds to come online: restarting it again would start it over."""
+    def _runtime_restarting(self, agent, now: float) -> bool:
+        """Give the runtime's restart policy ``docker_first`` seconds (unless it is only waiting
+        out its backoff), and an agent it has restarted since it went down ``grace``
+        seconds to come online: restarting it again would start it over."""
         down_for = now - self.down_since.get(agent.name, now)
-        runtime = for_runtime(DOCKER)
-        if runtime.agent_status(self.inv, agent).get("status") == "restarting":
+        runtime = for_runtime(agent.runtime)
+        if runtime.agent_state(self.inv, agent).restarting:
             # Docker is waiting out its own restart delay, which doubles with every crash
             # of a container that ran under 10 s (measured: up to 5.9 s); a restart skips it
             return down_for < 1.0
         if down_for < self.policy.docker_first:
             return True
-        started = _docker_time((runtime.agent_provenance(self.inv, agent) or {}).get("started"))
+        provenance = runtime.agent_provenance(self.inv, agent)
+        started = provenance.started if provenance else None
         went_down = time.time() - down_for
         return started is not None and started > went_down and time.time() - started < self.policy.grace
 
     def _running(self, agent) -> bool:
         try:
-            return bool(for_runtime(agent.runtime).agent_status(self.inv, agent).get("running"))
+            return bool(for_runtime(agent.runtime).agent_state(self.inv, agent).running)
         except HatcheryError:
             return False
 
@@ -283,19 +284,6 @@ class Supervisor:
         self.actions.append(action)
         publish(self.bus, self.inv, action)
         self.on_action(action)
-
-
-def _docker_time(text) -> Optional[float]:
-    """Docker's RFC 3339 time with nanoseconds ('2026-11-27T15:53:19.123456789Z') as epoch seconds."""
-    if not isinstance(text, str) or len(text) < 20:
-        return None
-    head, _, fraction = text.rstrip("Z").partition(".")
-    try:
-        whole = contract.parse_rfc3339(head + "Z").timestamp()
-    except contract.ContractError:
-        return None
-    digits = "".join(c for c in fraction if c.isdigit())[:6]
-    return whole + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
 def watch(inv: Inventory, bus: BusClient, policy: Policy, *, stop: Optional[threading.Event] = None,

@@ -37,6 +37,7 @@ from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.provision.credentials import retired_agents
 from hatchery.provision.operations import _agent_plan, _auth_plan, require_broker
 from hatchery.runtime import for_runtime
+from hatchery.runtime.base import Provenance
 
 UPDATED, CURRENT, ROLLED_BACK, ROLLBACK_FAILED, UNTOUCHED = (
     "updated", "current", "rolled-back", "rollback-failed", "untouched")
@@ -120,12 +121,9 @@ def plan_rows(inv: Inventory, agents: list, size: int) -> list:
     return rows
 
 
-def describe(provenance: Optional[dict]) -> str:
+def describe(provenance: Optional[Provenance]) -> str:
     """A short 'what it runs' for the table: agent_kit or image, and config hash."""
-    if not provenance:
-        return "-"
-    what = provenance.get("kit") or str(provenance.get("image") or "?").rsplit(":", 1)[-1]
-    return f"{what}/{provenance.get('config') or '?'}"
+    return provenance.describe() if provenance else "-"
 
 
 def rollout(inv: Inventory, agents: list, bus: BusClient, *, size: int, max_failed: int = 0,

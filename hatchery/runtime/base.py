@@ -14,11 +14,24 @@ A new runtime (ssh, systemd, ...) is a class with these methods in
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Protocol, runtime_checkable
 
 from hatchery.inventory.model import AgentSpec, Inventory
+
+
+# Each start of a handler gets a fresh token from its runtime, handed over in this
+# environment variable (agent_kit.config reads it): never in argv (other users see
+# that in ps), never in the config file (its hash would change every start), and
+# never on the bus before the handler's own birth message carries it.
+INSTANCE_ENV = "HATCHERY_AGENT_INSTANCE"
+
+
+def new_instance() -> str:
+    """A token for one start of a handler (16 hex digits: contract.INSTANCE_RE)."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ class AgentState:
     host: str = "local"                     # where it runs: a hosts: name, an engine address, or local
     node: Optional[str] = None              # on a cluster: the node its task runs on
     pid: object = None                      # an int, a list (duplicates), or None
+    restarts: Optional[int] = None          # times the runtime restarted it by itself (None: it does not say)
     status: str = ""                        # the runtime's own word: running, exited, missing, ...
     problem: str = ""                       # what is off: duplicates, orphan, a pid file that lies
     in_inventory: bool = True
@@ -51,8 +65,8 @@ class AgentState:
     def as_row(self) -> dict:
         row = {"agent": self.agent, "host": self.host, "runtime": self.runtime, "running": self.running,
                "pid": self.pid, "status": self.status, "health": self.health, "node": self.node,
-               "instance": self.instance, "started_at": self.started_at, "problem": self.problem,
-               "in_inventory": self.in_inventory}
+               "instance": self.instance, "started_at": self.started_at, "restarts": self.restarts,
+               "restarting": self.restarting, "problem": self.problem, "in_inventory": self.in_inventory}
         return {**row, **self.detail}
 
 
@@ -118,7 +132,8 @@ class Runtime(Protocol):
         """Changes that stop ``agent``; with ``remove`` (agent.retire) also delete its state."""
 
     def agent_list(self, inv: Inventory) -> list:
-        """One row per agent of this runtime: {'agent', 'runtime', 'running', 'pid', ...}."""
+        """An ``AgentState`` per agent of this runtime, then one per orphan (running for a
+        name the inventory no longer has: ``in_inventory`` False)."""
 
     def orphan_stop_plans(self, inv: Inventory) -> dict:
         """{host: () -> Changes} that stop running agents of this fleet whose names are
@@ -130,9 +145,9 @@ class Runtime(Protocol):
         """A generator of ``agent``'s log lines: the last ``lines``, then (``follow``)
         new ones until the caller stops iterating. RuntimeFailure when it has none."""
 
-    def agent_provenance(self, inv: Inventory, agent: AgentSpec) -> Optional[dict]:
-        """What ``agent`` runs now, recorded when it started: local {'kit', 'config',
-        'started'}; docker {'image', 'image_id', 'config', 'started'}; None if never started."""
+    def agent_provenance(self, inv: Inventory, agent: AgentSpec) -> Optional[Provenance]:
+        """What ``agent`` runs now, recorded when it started (agent_kit hash or image, config
+        hash, start time, instance); None if it never started."""
 
     def agent_restart_plan(self, inv: Inventory, agent: AgentSpec) -> list:
         """Changes that restart ``agent`` on what it runs now (agent.restart, fleet.heal)."""
@@ -141,8 +156,9 @@ class Runtime(Protocol):
         """Changes that put ``agent`` back on what it ran before its last upgrade
         (fleet.rollout's rollback); a failing Change when nothing was recorded."""
 
-    def agent_status(self, inv: Inventory, agent: AgentSpec) -> dict:
-        """``agent``'s row of ``agent_list`` (running False when it never started)."""
+    def agent_state(self, inv: Inventory, agent: AgentSpec) -> AgentState:
+        """``agent``'s ``AgentState``, as ``agent_list`` gives it (running False when it never
+        started, None when the place it runs cannot be asked)."""
 
     def agent_inspect(self, inv: Inventory, agent: AgentSpec) -> Optional[dict]:
         """The runtime's own record of ``agent`` (docker: the container's ``docker inspect``
@@ -170,3 +186,4 @@ class Runtime(Protocol):
 
 RUNTIME_METHODS = tuple(name for name, value in vars(Runtime).items()
                         if callable(value) and not name.startswith("_"))
+RUNTIME_CAPABILITIES = tuple(name for name in Runtime.__annotations__ if name != "name")

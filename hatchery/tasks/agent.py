@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from hatchery.core.hosts import host_of
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
@@ -44,8 +43,7 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
     new = _enrolling(base, name, group, pattern, host)
     if render_only:
         inv, _ = enrol_plan(base, new)
-        paths = [str(p) for p in for_runtime("docker").write_build_files(
-            inv, _targets(inv, name, group, pattern, host))]
+        paths = _write_build_files(inv, _targets(inv, name, group, pattern, host))
         if json:
             show(Rows([{"path": p} for p in paths], ("path",)), json)
         for path in [] if json else paths:
@@ -58,6 +56,16 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
                                        orphans=not (name or group or pattern or host))
         return changes + common, per_host
     run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json)
+
+
+def _write_build_files(inv, targets: list) -> list:
+    """The build files of every runtime that builds images, for its own agents."""
+    paths = []
+    for runtime_name in dict.fromkeys(a.runtime for a in targets):
+        runtime = for_runtime(runtime_name)
+        if runtime.builds_images:
+            paths += [str(p) for p in runtime.write_build_files(inv, [a for a in targets if a.runtime == runtime_name])]
+    return paths
 
 
 @op()
@@ -100,16 +108,14 @@ def list_(c, name=None, group=None, pattern=None, host=None, inventory=None, jso
     """List the inventory's agents, the host each one is on, and whether it runs."""
     inv = load(inventory)
     chosen = {a.name for a in _targets(inv, name, group, pattern, host)}
-    rows = []
+    states = []
     for runtime_name in sorted({a.runtime for a in inv.agents.values()}):
-        rows += for_runtime(runtime_name).agent_list(inv)
+        states += for_runtime(runtime_name).agent_list(inv)
     order = list(inv.agents)
-    listed = sorted((r for r in rows if r["agent"] in chosen), key=lambda r: order.index(r["agent"]))
-    for row in listed:
-        row.setdefault("host", host_of(inv, inv.agents[row["agent"]]))
+    listed = sorted((s for s in states if s.agent in chosen), key=lambda s: order.index(s.agent))
     if not (name or group or pattern or host):     # orphans: running, but no longer in the inventory
-        listed += [r for r in rows if r["agent"] not in inv.agents]
-    show(Rows(listed, ("agent", "host", "runtime", "running", "pid", "problem")), json)
+        listed += [s for s in states if s.agent not in inv.agents]
+    show(Rows([s.as_row() for s in listed], ("agent", "host", "runtime", "running", "pid", "problem")), json)
 
 
 MAX_LOG_LINES = 100_000

@@ -43,6 +43,7 @@ from hatchery.observe.verify import verify
 from hatchery.provision.credentials import plan_auth, user_secret
 from hatchery.provision.operations import auth_files
 from hatchery.runtime import for_runtime
+from hatchery.runtime.docker import state_of
 
 rt = for_runtime(DOCKER)
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,11 @@ CAPTURED = {
 }
 
 
+def _captured(name: str):
+    """The docker runtime's AgentState of a captured ``docker inspect``."""
+    return state_of("a", CAPTURED[name], host="local")
+
+
 def _bus_view(verdict: str, uptime: float = 5, sent: datetime = NOW) -> tuple:
     view = AgentView("a", state="offline" if verdict == OFFLINE else "online",
                      heartbeat={"ok": True, "uptime": uptime}, heartbeat_at=sent)
@@ -77,14 +83,14 @@ def _bus_view(verdict: str, uptime: float = 5, sent: datetime = NOW) -> tuple:
 # --- the pure comparison, on captured data ------------------------------------------------
 
 def test_captured_states_read_as_docker_views():
-    running = docker_view("a", CAPTURED["running"])
+    running = docker_view("a", _captured("running"))
     assert running.up and running.health is None
     assert running.started_at == datetime(2026, 11, 24, 19, 20, 41, 853576, tzinfo=timezone.utc)
-    assert not docker_view("a", CAPTURED["unhealthy"]).up
-    assert docker_view("a", CAPTURED["exited"]).text() == "exited, 0 restart(s)"
+    assert not docker_view("a", _captured("unhealthy")).up
+    assert docker_view("a", _captured("exited")).text() == "exited, 0 restart(s)"
     stopped = {"State": {**CAPTURED["exited"]["State"], "Health": {"Status": "unhealthy"}}}
-    assert docker_view("a", stopped).health is None    # stale: kept from when it ran
-    restarting = docker_view("a", CAPTURED["restarting"])
+    assert docker_view("a", state_of("a", stopped, host="local")).health is None  # stale: kept from when it ran
+    restarting = docker_view("a", _captured("restarting"))
     assert not restarting.up and restarting.restart_count == 4
     assert docker_view("a", None).status == "missing"
 
@@ -102,14 +108,14 @@ def test_captured_states_read_as_docker_views():
 ])
 def test_compare_flags_every_disagreement(captured, bus, expected):
     view, health = _bus_view(bus, sent=NOW - timedelta(seconds=2))
-    docker = docker_view("a", CAPTURED[captured] if captured else None)
+    docker = docker_view("a", _captured(captured) if captured else None)
     result = compare(view, health, docker, NOW)
     assert result.verdict == expected, result.reason
     assert result.docker == docker.text() and result.bus == bus
 
 
 def test_a_heartbeat_claiming_more_uptime_than_the_container_has_is_inconsistent():
-    docker = docker_view("a", CAPTURED["running"])            # started 19:20:41.85
+    docker = docker_view("a", _captured("running"))            # started 19:20:41.85
     honest = compare(*_bus_view(HEALTHY, uptime=15), docker, NOW)
     assert honest.verdict == CONSISTENT
     lying = compare(*_bus_view(HEALTHY, uptime=3600), docker, NOW)
@@ -124,7 +130,7 @@ def test_a_container_that_just_started_may_not_have_reported_yet():
     view, health = _bus_view(OFFLINE)
     fresh = DockerView("a", "running", started_at=NOW - timedelta(seconds=3))
     assert compare(view, health, fresh, NOW).verdict == CONSISTENT
-    starting = replace(docker_view("a", CAPTURED["running"]), health="starting")
+    starting = replace(docker_view("a", _captured("running")), health="starting")
     assert compare(view, health, starting, NOW).verdict == CONSISTENT
 
 

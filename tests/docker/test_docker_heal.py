@@ -68,14 +68,14 @@ def test_killed_container_handler_answers_again_within_five_seconds(fleet):
                                       kwargs={"stop": stop}, daemon=True)
         supervisor.start()
         time.sleep(1.0)
-        started = rt.agent_provenance(inv, agent)["started"]
+        started = rt.agent_provenance(inv, agent).started
         try:
             code, _ = rt.exec_in_agent(inv, agent, KILL_HANDLER, 10)
             killed = time.monotonic()
             assert code == 0
             assert _wait(lambda: _answers(inv, agent.name), 5.0)
             assert time.monotonic() - killed < 5.0
-            assert rt.agent_provenance(inv, agent)["started"] != started    # a new handler answered
+            assert rt.agent_provenance(inv, agent).started != started    # a new handler answered
         finally:
             stop.set()
             supervisor.join(10)
@@ -90,7 +90,8 @@ def test_failed_rollout_puts_the_container_back_on_its_previous_image_and_config
         report = rollout.rollout(new, [broken], bus, size=1, expect_version="2.0", timeout=15.0)
     assert report.aborted and report.outcomes[agent.name].outcome == rollout.ROLLED_BACK
     after = rt.agent_provenance(inv, agent)
-    assert (after["image"], after["config"]) == (before["image"], before["config"])
+    assert (after.image, after.config) == (before.image, before.config)
+    assert after.instance != before.instance        # a new container: a new instance
     assert _wait(lambda: run_command(inv, "version-report", names=[agent.name], timeout=2.0)
                  .replies[0].result.get("version") == "1.0", 30)
 

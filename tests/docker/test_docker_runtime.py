@@ -28,6 +28,7 @@ from dockerhelpers import (
     wait_mqtt,
 )
 
+from agent_kit import contract
 from hatchery.bus.connection import bus_for
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
@@ -302,8 +303,30 @@ def test_a_changed_agent_config_recreates_only_that_agent(fleet):
 
 
 def test_agent_list_shows_both_running(fleet):
-    rows = {r["agent"]: r for r in rt.agent_list(replace(fleet, agents={a.name: a for a in _agents(fleet)}))}
-    assert all(rows[a.name]["running"] and rows[a.name]["in_inventory"] for a in _agents(fleet))
+    states = {s.agent: s for s in rt.agent_list(replace(fleet, agents={a.name: a for a in _agents(fleet)}))}
+    assert all(states[a.name].running and states[a.name].in_inventory for a in _agents(fleet))
+    for agent in _agents(fleet):
+        state = states[agent.name]
+        assert state == rt.agent_state(fleet, agent) and state.host == "local" and state.started_at
+        assert contract.INSTANCE_RE.fullmatch(state.instance) and rt.agent_provenance(fleet, agent).instance == state.instance
+        assert state.as_row()["container"] == agent_container(fleet, agent)
+
+
+def test_each_container_has_its_instance_in_env_and_label_never_in_argv_and_birth(client, fleet):
+    for agent in _agents(fleet):
+        attrs = client.containers.get(agent_container(fleet, agent)).attrs
+        instance = attrs["Config"]["Labels"]["io.hatchery.instance"]
+        assert f"HATCHERY_AGENT_INSTANCE={instance}" in attrs["Config"]["Env"]
+        assert instance not in json.dumps([attrs["Config"].get("Cmd"), attrs["Config"].get("Entrypoint"),
+                                           attrs.get("Args"), attrs.get("Path")])
+        # the retained state may still be the previous container's Will for a moment
+        _wait(lambda: _retained_status(fleet, agent).get("instance") == instance, 20,
+              f"no retained birth of instance {instance}")
+
+
+def _retained_status(inv: Inventory, agent: AgentSpec) -> dict:
+    message = sub_one(inv, f"fleet/{agent.name}/status", wait=2)
+    return json.loads(message.split(" ", 1)[1]) if message else {}
 
 
 def test_agent_logs_tail_and_follow_the_containers_output(client, fleet):
@@ -356,11 +379,16 @@ def test_agents_reconnect_after_the_broker_came_back(fleet):
 
 def test_stop_then_hatch_starts_the_same_container(client, fleet):
     agent = _agents(fleet)[1]
+    before = rt.agent_state(fleet, agent)
     assert apply_plan("agent.stop", rt.agent_stop_plan(fleet, agent)).ok
+    stopped = rt.agent_state(fleet, agent)
+    assert (stopped.running, stopped.status, stopped.detail["stopped"]) == (False, "exited", True)
     assert rt.agent_stop_plan(fleet, agent)[0].action == "none"
     changes = hatch_changes(fleet, agent)
     assert changes[0].action == "start" and apply_plan("agent.hatch", changes).ok
     assert client.containers.get(agent_container(fleet, agent)).status == "running"
+    # the same container started again keeps its environment, so its instance
+    assert rt.agent_state(fleet, agent).instance == before.instance
 
 
 def test_retire_removes_container_images_and_config(client, fleet):

@@ -10,6 +10,8 @@ package's public face for what only Docker has; the job modules behind it
 - ``engine(docker_host)``: the cached client for an engine address;
   ``forget_connections()`` closes every cached engine and SSH connection.
 - ``agent_container(inv, agent)``: the name of an agent's container.
+- ``state_of(name, attrs, host=...)``: an agent's ``AgentState`` from its container's
+  ``docker inspect`` attributes (pure; tests feed it captured data).
 - ``base_image(inv, client, agent)``: what the agent's base image has (python3,
   package manager, ENTRYPOINT/CMD, USER), probed once per image id; a ``BaseImage``
   (what to install, which main process, as which user). ``inspect_base_image(client,
@@ -35,14 +37,15 @@ from importlib import import_module
 from hatchery.runtime.docker.engine import FLEET, engine, forget_engines
 
 # public name -> (job module, its name there)
-_HOMES = {"agent_container": ("agents", "agent_container"), "broker_ports": ("broker", "broker_ports"),
+_HOMES = {"agent_container": ("states", "agent_container"), "broker_ports": ("broker", "broker_ports"),
           "DEFAULT_IMAGES": ("bootstrap", "DEFAULT_IMAGES"), "RECIPES": ("bootstrap", "RECIPES"),
           "bootstrap_images": ("bootstrap", "bootstrap_images"),
           "BaseImage": ("baseimage", "BaseImage"), "forget_base_images": ("baseimage", "forget"),
           "inspect_base_image": ("baseimage", "inspect"),
           "BuildContext": ("build", "BuildContext"), "agent_context": ("build", "agent_context"),
           "base_image": ("build", "base_image"), "shown_env": ("containers", "shown_env"),
-          "parse_ssh_url": ("remote", "parse_ssh_url"), "DockerRuntime": ("runtime", "DockerRuntime")}
+          "parse_ssh_url": ("remote", "parse_ssh_url"), "DockerRuntime": ("runtime", "DockerRuntime"),
+          "state_of": ("states", "state_of")}
 
 
 def __getattr__(name: str):
@@ -62,4 +65,4 @@ def forget_connections() -> None:
 __all__ = ["broker_ports", "DEFAULT_IMAGES", "FLEET", "RECIPES", "BaseImage", "BuildContext", "DockerRuntime",
            "agent_container", "agent_context", "base_image", "bootstrap_images", "engine",
            "forget_base_images", "forget_connections", "inspect_base_image", "parse_ssh_url",
-           "shown_env"]
+           "shown_env", "state_of"]

@@ -9,7 +9,7 @@ and never in an environment variable.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -22,8 +22,9 @@ from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Change
 from hatchery.core.render import content_hash
 from hatchery.core.state import ensure_dir, read_text
-from hatchery.errors import DockerError, RuntimeFailure
+from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.runtime.base import INSTANCE_ENV, new_instance
 from hatchery.runtime.docker import baseimage, build
 from hatchery.runtime.docker.containers import (
     ContainerSpec,
@@ -40,8 +41,7 @@ from hatchery.runtime.docker.containers import (
 from hatchery.runtime.docker.engine import (
     AGENT_LABEL,
     CONFIG_HASH,
-    FLEET,
-    ROLE,
+    INSTANCE_LABEL,
     docker_errors,
     engine,
     ensure_image,
@@ -51,22 +51,15 @@ from hatchery.runtime.docker.engine import (
     local_or,
 )
 from hatchery.runtime.docker.remote import fleet_files
+from hatchery.runtime.docker.states import (
+    agent_client,
+    agent_container,
+    agent_host,
+    agent_hosts,
+    fleet_agents,
+)
 
 _LAYOUT = StatePaths.relative()
-
-
-def agent_container(inv: Inventory, agent: AgentSpec) -> str:
-    """The name of ``agent``'s container (the fleet's container prefix + agent-<name>)."""
-    return f"{inv.broker.container_prefix}agent-{agent.name}"
-
-
-def agent_host(inv: Inventory, agent: AgentSpec) -> Optional[str]:
-    """The engine address the agent runs on (its own docker_host, else the broker's)."""
-    return agent.docker_host or inv.broker.docker_host
-
-
-def agent_client(inv: Inventory, agent: AgentSpec):
-    return engine(agent_host(inv, agent))
 
 
 def agent_env(inv: Inventory, agent: AgentSpec, agent_config: dict) -> dict:
@@ -86,6 +79,18 @@ def agent_spec(inv: Inventory, agent: AgentSpec, tag: str, conf_dir: str, config
         name=agent_container(inv, agent), image=tag, network=inv.broker.network, labels=labels,
         env=agent_env(inv, agent, json.loads(config_text)), mounts=tuple(mounts),
         extra_hosts=extra_hosts(inv, agent))
+
+
+def create_agent_container(client, spec: ContainerSpec) -> str:
+    """Create and start an agent's container with a new instance token (env and label).
+
+    One token per container creation: a restart of the same container (its
+    restart policy, agent.restart) keeps its environment, so it keeps its
+    instance; a recreate or a rollback makes a new container and a new token.
+    """
+    instance = new_instance()
+    return create_container(client, replace(spec, created_env={INSTANCE_ENV: instance},
+                                            created_labels={**spec.created_labels, INSTANCE_LABEL: instance}))
 
 
 def ca_text(inv: Inventory) -> str:
@@ -188,7 +193,7 @@ class _AgentHatch:
             steps.append(build.build_agent_image(self.client, self.context, self.context_dir,
                                                  self.spec.image, self.agent.name))
         self._write_files()
-        steps.append(f"container {create_container(self.client, self.spec)} started")
+        steps.append(f"container {create_agent_container(self.client, self.spec)} started")
         return "; ".join(s for s in steps if s)
 
     def restart(self) -> str:
@@ -221,16 +226,6 @@ def _keep_previous(client, files, container_name: str, agent_name: str) -> None:
     previous = {"image": container.attrs["Config"]["Image"],
                 "config": container.labels.get(CONFIG_HASH), "config_text": text}
     files.write(str(_LAYOUT.agent_previous(agent_name)), json.dumps(previous, sort_keys=True) + "\n")
-
-
-def agent_provenance(inv: Inventory, agent: AgentSpec) -> Optional[dict]:
-    """{'image', 'config', 'started'} from the container's labels; None without a container."""
-    container = find_container(agent_client(inv, agent), agent_container(inv, agent))
-    if container is None:
-        return None
-    return {"image": container.attrs["Config"]["Image"], "image_id": container.attrs.get("Image"),
-            "config": container.labels.get(CONFIG_HASH),
-            "started": container.attrs["State"].get("StartedAt")}
 
 
 def agent_restart_plan(inv: Inventory, agent: AgentSpec) -> list:
@@ -266,7 +261,7 @@ def agent_restore_plan(inv: Inventory, agent: AgentSpec) -> list:
             raise RuntimeFailure(f"the previous image {spec.image} is gone", "hatch the agent again")
         remove_container(client, spec.name)
         files.write(str(_LAYOUT.mounted_agent_config(agent.name)), previous["config_text"])
-        return f"container {create_container(client, spec)} on {spec.image}"
+        return f"container {create_agent_container(client, spec)} on {spec.image}"
     return [Change(item, "rollback", f"back to image {previous['image']}, config {previous.get('config')}",
                    apply=restore)]
 
@@ -299,47 +294,21 @@ def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
     return f"removed container, {len(tags)} image(s) and config"
 
 
-def agent_list(inv: Inventory) -> list:
-    """The inventory's docker agents and any managed agent container of this fleet."""
-    rows, seen, unreachable = [], set(), {}
-    for host in _agent_hosts(inv):
-        try:
-            containers = _fleet_agents(engine(host), inv)
-        except DockerError as exc:      # one host down: its agents say so, the others are listed
-            unreachable[host] = str(exc).splitlines()[0]
-            continue
-        for container in containers:
-            name = container.labels.get(AGENT_LABEL, "")
-            seen.add(name)
-            rows.append(_agent_row(name, container, name in inv.agents))
-    for agent in inv.agents.values():
-        if agent.runtime == "docker" and agent.name not in seen:
-            row = _missing_row(inv, agent)
-            if agent_host(inv, agent) in unreachable:
-                row.update(status="host unreachable", running=None, error=unreachable[agent_host(inv, agent)])
-            rows.append(row)
-    return rows
-
-
 def orphan_stop_plans(inv: Inventory) -> dict:
     """{host: () -> Changes}: per engine, stop running agent containers of this fleet whose
     names are not in the inventory. Each engine is asked only when its function runs."""
-    return {engine_host(inv, host): (lambda h=host: _orphans_on(inv, h)) for host in _agent_hosts(inv)}
+    return {engine_host(inv, host): (lambda h=host: _orphans_on(inv, h)) for host in agent_hosts(inv)}
 
 
 def _orphans_on(inv: Inventory, host: Optional[str]) -> list:
     changes = []
-    for container in _fleet_agents(engine(host), inv):
+    for container in fleet_agents(engine(host), inv):
         name = container.labels.get(AGENT_LABEL, "")
         if name not in inv.agents and container.status == "running":
             changes.append(Change(f"agent {name}", "stop",
                                   f"orphan: not in the inventory, running ({container.short_id})",
                                   apply=lambda c=container: stop_container(c)))
     return changes
-
-
-def _agent_hosts(inv: Inventory) -> set:
-    return {agent_host(inv, a) for a in inv.agents.values() if a.runtime == "docker"} or {inv.broker.docker_host}
 
 
 def agent_logs(inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: bool = False):
@@ -358,36 +327,3 @@ def agent_logs(inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: boo
                 yield line.decode(errors="replace")
     if pending:
         yield pending.decode(errors="replace")
-
-
-def agent_status(inv: Inventory, agent: AgentSpec) -> dict:
-    """One agent's row of ``agent_list``."""
-    container = find_container(agent_client(inv, agent), agent_container(inv, agent))
-    return _missing_row(inv, agent) if container is None else _agent_row(agent.name, container, True)
-
-
-def agent_inspect(inv: Inventory, agent: AgentSpec) -> Optional[dict]:
-    """The agent container's ``docker inspect`` attributes, or None when it has no container."""
-    container = find_container(agent_client(inv, agent), agent_container(inv, agent))
-    return None if container is None else container.attrs
-
-
-def _fleet_agents(client, inv: Inventory) -> list:
-    with docker_errors("list agent containers"):
-        return client.containers.list(all=True, filters={"label": [f"{ROLE}=agent", f"{FLEET}={inv.broker.container}"]})
-
-
-def _missing_row(inv: Inventory, agent: AgentSpec) -> dict:
-    return {"agent": agent.name, "runtime": "docker", "running": False, "pid": None,
-            "container": agent_container(inv, agent), "status": "missing", "stopped": True}
-
-
-def _agent_row(name: str, container, in_inventory: bool) -> dict:
-    state = container.attrs["State"]
-    return {"agent": name, "runtime": "docker", "running": state.get("Running", False),
-            "pid": state.get("Pid") or None, "container": container.name, "status": container.status,
-            "health": (state.get("Health") or {}).get("Status"),
-            "image": container.attrs["Config"]["Image"], "in_inventory": in_inventory,
-            "problem": "" if in_inventory else "orphan: not in the inventory",
-            # docker stop leaves it exited; a crash under restart=unless-stopped does not
-            "stopped": container.status in ("exited", "created")}

@@ -14,10 +14,12 @@ from typing import Optional
 from hatchery.core.plan import text_diff
 from hatchery.core.render import content_hash
 from hatchery.inventory.model import Inventory
+from hatchery.runtime.base import INSTANCE_ENV
 from hatchery.runtime.docker.engine import (
     AGENT_LABEL,
     CONFIG_HASH,
     FLEET,
+    INSTANCE_LABEL,
     MANAGED,
     RECIPE_LABEL,
     ROLE,
@@ -45,6 +47,7 @@ class ContainerSpec:
     healthcheck: Optional[dict] = None              # None: the image's HEALTHCHECK
     extra_hosts: dict = field(default_factory=dict)  # name -> address in /etc/hosts
     created_labels: dict = field(default_factory=dict)  # set at creation, not compared
+    created_env: dict = field(default_factory=dict)     # set at creation, not compared (the instance)
 
     def summary(self) -> dict:
         return {"image": self.image, "env": shown_env(self.env),
@@ -85,7 +88,8 @@ def running_summary(container, wanted: ContainerSpec) -> dict:
     networks = attrs["NetworkSettings"]["Networks"] or {}
     aliases = (networks.get(wanted.network) or {}).get("Aliases") or []
     return {"image": config["Image"],
-            "env": shown_env({k: v for k, v in env.items() if k in wanted.env or k.startswith("HATCHERY_")}),
+            "env": shown_env({k: v for k, v in env.items()
+                              if (k in wanted.env or k.startswith("HATCHERY_")) and k not in _UNCOMPARED_ENV}),
             "ports": sorted(_port_text(k, b.get("HostIp"), b.get("HostPort"))
                             for k, binds in (host.get("PortBindings") or {}).items() for b in binds or []),
             "mounts": sorted(_mount_text(m["Type"], m.get("Name") or m["Source"], m["Destination"],
@@ -99,7 +103,9 @@ def running_summary(container, wanted: ContainerSpec) -> dict:
                        if k in wanted.labels or (k.startswith("io.hatchery.") and k not in _UNCOMPARED)}}
 
 
-_UNCOMPARED = {SPEC_HASH, CONFIG_HASH, RECIPE_LABEL, AGENT_LABEL, "io.hatchery.run"}
+_UNCOMPARED = {SPEC_HASH, CONFIG_HASH, RECIPE_LABEL, AGENT_LABEL, INSTANCE_LABEL, "io.hatchery.run"}
+# Set once per container creation: a new one would otherwise make every plan a recreate.
+_UNCOMPARED_ENV = {INSTANCE_ENV}
 
 
 def summary_text(summary: dict) -> str:
@@ -134,7 +140,7 @@ def create_container(client, spec: ContainerSpec) -> str:
     labels = {**spec.labels, **spec.created_labels, SPEC_HASH: spec.digest()}
     with docker_errors(f"create container {spec.name}"):
         created = api.create_container(
-            spec.image, name=spec.name, environment=spec.env, labels=labels,
+            spec.image, name=spec.name, environment={**spec.env, **spec.created_env}, labels=labels,
             ports=[int(k.split("/")[0]) for k in spec.ports], host_config=host_config,
             networking_config=networking, healthcheck=spec.healthcheck)
         api.start(created["Id"])

@@ -33,6 +33,7 @@ SPEC_HASH = "io.hatchery.spec-hash"         # the ContainerSpec a container was 
 CONFIG_HASH = "io.hatchery.config-hash"     # the config it was started with
 AGENT_LABEL = "io.hatchery.agent"           # the agent an image or container belongs to
 RECIPE_LABEL = "io.hatchery.recipe-hash"    # the recipe a base image was bootstrapped from
+INSTANCE_LABEL = "io.hatchery.instance"     # the instance token an agent container was created with
 
 _clients: dict = {}
 

@@ -7,7 +7,7 @@ import math
 from hatchery.core.checks import timed
 from hatchery.errors import DockerError
 from hatchery.inventory.model import AgentSpec, Inventory
-from hatchery.runtime.docker.agents import agent_client, agent_container
+from hatchery.runtime.docker.states import agent_client, agent_container
 from hatchery.runtime.docker.build import AGENT_CONFIG
 from hatchery.runtime.docker.engine import docker_errors, find_container
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hatchery.inventory.model import Inventory
-from hatchery.runtime.docker import agents, broker, build, inside
+from hatchery.runtime.docker import agents, broker, build, inside, states
 from hatchery.runtime.docker.engine import FLEET, ROLE, docker_errors, engine
 
 
@@ -11,7 +11,7 @@ def remove_fleet(inv: Inventory) -> None:
     """Every container, network and volume labelled with this fleet on the engines the
     inventory names, and its agent images. The tests and benchmarks clean up with it."""
     label = f"{FLEET}={inv.broker.container}"
-    hosts = {inv.broker.docker_host} | {agents.agent_host(inv, a) for a in inv.agents.values()}
+    hosts = {inv.broker.docker_host} | {states.agent_host(inv, a) for a in inv.agents.values()}
     for host in hosts:
         client = engine(host)
         with docker_errors(f"remove fleet {inv.broker.container}"):
@@ -34,6 +34,9 @@ class DockerRuntime:
     """The broker and each agent as containers on a local or remote engine."""
 
     name = "docker"
+    restarts_crashed = True     # restart=unless-stopped: the engine restarts a crashed agent itself
+    builds_images = True        # each agent runs from an image built from its context
+    inspectable = True          # the engine reports health checks, start times and restart counts
     broker_plan = staticmethod(broker.broker_plan)
     broker_stop_plan = staticmethod(broker.broker_stop_plan)
     broker_status = staticmethod(broker.broker_status)
@@ -41,14 +44,14 @@ class DockerRuntime:
     reload_broker = staticmethod(broker.reload_broker)
     agent_plan = staticmethod(agents.agent_plan)
     agent_stop_plan = staticmethod(agents.agent_stop_plan)
-    agent_list = staticmethod(agents.agent_list)
+    agent_list = staticmethod(states.agent_list)
     orphan_stop_plans = staticmethod(agents.orphan_stop_plans)
     agent_logs = staticmethod(agents.agent_logs)
-    agent_provenance = staticmethod(agents.agent_provenance)
+    agent_provenance = staticmethod(states.agent_provenance)
     agent_restart_plan = staticmethod(agents.agent_restart_plan)
     agent_restore_plan = staticmethod(agents.agent_restore_plan)
-    agent_status = staticmethod(agents.agent_status)
-    agent_inspect = staticmethod(agents.agent_inspect)
+    agent_state = staticmethod(states.agent_state)
+    agent_inspect = staticmethod(states.agent_inspect)
     exec_in_agent = staticmethod(inside.exec_in_agent)
     verify_in_agent = staticmethod(inside.verify_in_agent)
     write_build_files = staticmethod(build.write_build_files)

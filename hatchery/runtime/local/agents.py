@@ -19,6 +19,7 @@ from hatchery.core.render import content_hash
 from hatchery.core.state import read_text, write_if_changed
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.runtime.base import INSTANCE_ENV, new_instance
 from hatchery.runtime.local.broker import process_exited
 from hatchery.runtime.local.handlers import (
     HANDLER_MODULE,
@@ -35,18 +36,7 @@ from hatchery.runtime.local.kits import (
     read_provenance,
     write_json,
 )
-
-
-def _pid_file_note(paths: StatePaths, name: str, pids: list) -> str:
-    """'' when the pid file names the (one) running handler, else what is wrong with it."""
-    recorded = process.read_pid(paths.agent_pid(name))
-    if recorded is None:
-        return "no pid file" if pids else ""
-    if recorded in pids:
-        return ""
-    alive = process.command_line(recorded)
-    what = "a reused pid (another program)" if alive else "a process that is gone"
-    return f"pid file names {recorded}, {what}"
+from hatchery.runtime.local.states import orphans, pid_file_note
 
 
 def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_dir=None,
@@ -62,7 +52,7 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_
     diff = text_diff(current, wanted, str(paths.agent_config(agent.name)))
     item = f"agent {agent.name}"
     pids = handler_pids(paths, agent.name)
-    note = _pid_file_note(paths, agent.name, pids)
+    note = pid_file_note(paths, agent.name, pids)
     start = lambda: _start_agent(paths, agent.name, wanted)  # noqa: E731
     restart = lambda: _restart_agent(paths, agent.name, wanted, pids)  # noqa: E731
     if not pids:
@@ -110,10 +100,11 @@ def _start_agent(paths: StatePaths, name: str, config_text: str, kit: str | None
     write_if_changed(paths.agent_config(name), config_text)
     argv = [sys.executable, "-m", HANDLER_MODULE, "--config", str(paths.agent_config(name)),
             "--lock", str(paths.agent_lock(name))]
+    instance = new_instance()       # every start a new one: the handler's birth and Will carry it
     pid = process.spawn(argv, log=paths.agent_log(name), pid_file=paths.agent_pid(name),
-                        env=_handler_env(Path(paths.kit_dir(kit))))
-    write_json(paths.agent_provenance(name),
-                {"kit": kit, "config": content_hash(config_text), "started": time.time(), "pid": pid})
+                        env={**_handler_env(Path(paths.kit_dir(kit))), INSTANCE_ENV: instance})
+    write_json(paths.agent_provenance(name), {"kit": kit, "config": content_hash(config_text),
+                                              "started": time.time(), "pid": pid, "instance": instance})
     time.sleep(0.05)  # a handler that dies on a bad config dies at once: say so now
     if process_exited(pid):
         raise RuntimeFailure(f"agent {name}'s handler exited at start; last log lines:\n"
@@ -138,12 +129,6 @@ def _restart_agent(paths: StatePaths, name: str, config_text: str, pids: list,
                    kit: str | None = None) -> str:
     process.stop_all(still_handlers(pids, paths.agent_config(name)))
     return _start_agent(paths, name, config_text, kit)
-
-
-def agent_provenance(inv: Inventory, agent: AgentSpec) -> dict | None:
-    """{'kit', 'config', 'started'} recorded when the handler started; None if it never did."""
-    record = read_provenance(state_paths(inv), agent.name)
-    return None if record is None else {k: record.get(k) for k in ("kit", "config", "started")}
 
 
 def agent_restart_plan(inv: Inventory, agent: AgentSpec) -> list:
@@ -214,16 +199,11 @@ def orphan_stop_plan(inv: Inventory) -> list:
     """
     paths = state_paths(inv)
     changes = []
-    for name, pids in sorted(_orphans(inv, handler_table(paths)).items()):
+    for name, pids in sorted(orphans(inv, handler_table(paths)).items()):
         changes.append(Change(f"agent {name}", "stop",
                               f"orphan: not in the inventory, running (pids {_pids(pids)})",
                               apply=lambda p=pids, n=name: stop_handlers(paths, n, p)))
     return changes
-
-
-def _orphans(inv: Inventory, table: dict) -> dict:
-    local = {a.name for a in inv.agents.values() if a.runtime == "local"}
-    return {name: pids for name, pids in table.items() if name not in local}
 
 
 def stop_handlers(paths: StatePaths, name: str, pids: list) -> str:
@@ -238,43 +218,6 @@ def _retire(paths: StatePaths, name: str, pids: list) -> str:
     process.stop_all(still_handlers(pids, paths.agent_config(name)))
     shutil.rmtree(paths.agent_dir(name), ignore_errors=True)
     return f"removed {paths.agent_dir(name)}"
-
-
-def agent_list(inv: Inventory) -> list:
-    """One row per local agent, then one per orphan; ``problem`` says what is off."""
-    paths = state_paths(inv)
-    table = handler_table(paths)
-    rows = []
-    for agent in inv.agents.values():
-        if agent.runtime != "local":
-            continue
-        pids = table.get(agent.name, [])
-        rows.append(_row(agent.name, pids, _problem(paths, agent.name, pids), paths))
-    for name, pids in sorted(_orphans(inv, table).items()):
-        rows.append(_row(name, pids, "orphan: not in the inventory", paths))
-    return rows
-
-
-def _row(name: str, pids: list, problem: str, paths: StatePaths) -> dict:
-    # stopped: no handler and no pid file, which only agent.stop (or never starting) leaves;
-    # a crash or kill -9 leaves the pid file behind, so fleet.heal knows to restart it
-    return {"agent": name, "runtime": "local", "running": bool(pids),
-            "pid": pids[0] if len(pids) == 1 else (pids or None),
-            "problem": problem, "log": str(paths.agent_log(name)),
-            "stopped": not pids and not Path(paths.agent_pid(name)).exists()}
-
-
-def _problem(paths: StatePaths, name: str, pids: list) -> str:
-    if len(pids) > 1:
-        return f"duplicates: {len(pids)} handlers"
-    return _pid_file_note(paths, name, pids) if pids or paths.agent_pid(name).exists() else ""
-
-
-def agent_status(inv: Inventory, agent: AgentSpec) -> dict:
-    """One agent's row of ``agent_list``."""
-    paths = state_paths(inv)
-    pids = handler_pids(paths, agent.name)
-    return _row(agent.name, pids, _problem(paths, agent.name, pids), paths)
 
 
 def agent_inspect(inv: Inventory, agent: AgentSpec) -> dict | None:

@@ -6,12 +6,9 @@ from hatchery.core.paths import state_paths
 from hatchery.inventory.model import Inventory
 from hatchery.runtime.local.agents import (
     agent_inspect,
-    agent_list,
     agent_plan,
-    agent_provenance,
     agent_restart_plan,
     agent_restore_plan,
-    agent_status,
     agent_stop_plan,
     exec_in_agent,
     orphan_stop_plans,
@@ -30,6 +27,7 @@ from hatchery.runtime.local.broker import (
 )
 from hatchery.runtime.local.handlers import handler_table
 from hatchery.runtime.local.logs import agent_logs
+from hatchery.runtime.local.states import agent_list, agent_provenance, agent_state
 
 
 def remove_fleet(inv: Inventory) -> None:
@@ -46,6 +44,9 @@ class LocalRuntime:
     """The native mosquitto and agent handlers as background processes on this host."""
 
     name = "local"
+    restarts_crashed = False    # a dead handler stays dead until fleet.heal (or agent.hatch) starts it
+    builds_images = False       # handlers run from a copy of this checkout's agent_kit
+    inspectable = False         # a process table has no health check; the pid is all it knows
     broker_plan = staticmethod(broker_plan)
     broker_stop_plan = staticmethod(broker_stop_plan)
     broker_status = staticmethod(broker_status)
@@ -59,7 +60,7 @@ class LocalRuntime:
     agent_provenance = staticmethod(agent_provenance)
     agent_restart_plan = staticmethod(agent_restart_plan)
     agent_restore_plan = staticmethod(agent_restore_plan)
-    agent_status = staticmethod(agent_status)
+    agent_state = staticmethod(agent_state)
     agent_inspect = staticmethod(agent_inspect)
     exec_in_agent = staticmethod(exec_in_agent)
     verify_in_agent = staticmethod(verify_in_agent)
