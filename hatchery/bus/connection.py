@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 
 from hatchery.bus.client import BusClient
 from hatchery.configs.broker import control_socket, tls_source_files
+from hatchery.core.ports import listening
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -100,8 +101,17 @@ def control_target(inv: Inventory) -> Optional[str]:
 def connection_target(inv: Inventory, tls=None) -> tuple:
     """(host, port, tls) the control side connects to: the TLS listener when enabled."""
     if tls is None and inv.broker.tls:
-        return inv.broker.host, inv.broker.tls_port, _fleet_ca_context(tls_source_files(inv)["cafile"])
-    return inv.broker.host, inv.broker.port, tls
+        port = inv.broker.tls_port
+        return _answering(inv, port), port, _fleet_ca_context(tls_source_files(inv)["cafile"])
+    return _answering(inv, inv.broker.port), inv.broker.port, tls
+
+
+def _answering(inv: Inventory, port: int) -> str:
+    """broker.host, or the first of broker.alternates that accepts on ``port``: a broker
+    that moves between nodes (runtime swarm) publishes its port on the one it runs on."""
+    if not inv.broker.alternates or listening(inv.broker.host, port):
+        return inv.broker.host
+    return next((a for a in inv.broker.alternates if listening(a, port)), inv.broker.host)
 
 
 def _fleet_ca_context(cafile: str) -> ssl.SSLContext:

@@ -22,7 +22,7 @@ from hatchery.core.plan import (
     apply_plan,
 )
 from hatchery.errors import HatcheryError
-from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
+from hatchery.inventory.model import DOCKER, LOCAL as LOCAL_RUNTIME, AgentSpec, Inventory
 
 MAX_THREADS = 8         # hosts worked on at once; the engines do the heavy lifting
 LOCAL = "local"
@@ -32,8 +32,8 @@ def host_of(inv: Inventory, agent: AgentSpec) -> str:
     """The name the agent's host goes by: its hosts: entry, its engine address, or 'local'."""
     if agent.host:
         return agent.host
-    if agent.runtime != DOCKER:
-        return LOCAL
+    if agent.runtime != DOCKER:     # local: this machine; a cluster (swarm): the cluster itself
+        return LOCAL if agent.runtime == LOCAL_RUNTIME else agent.runtime
     return engine_host(inv, agent.docker_host or inv.broker.docker_host)
 
 

@@ -92,6 +92,7 @@ class BrokerSpec:
     on_host: Optional[str] = None       # the hosts: entry the broker runs on
     allow_plain: bool = False           # plain MQTT on a non-loopback bind, said explicitly
     placement: Optional[Placement] = None   # runtime swarm: which nodes may run it
+    alternates: tuple = ()              # runtime swarm: other addresses its port may be published on
 
 
 @dataclass(frozen=True)

@@ -102,8 +102,9 @@ def _holds(rule: str, host: HostSpec, swarm: SwarmSpec) -> bool:
 def check_swarm_broker(doc: Doc, node, fields: dict, swarm, hosts: dict):
     """The broker's fields checked for swarm; a BrokerSpec when it runs there (else None).
 
-    The control side connects to the first manager's address unless broker.host says
-    otherwise (the broker publishes its ports on the node that runs it).
+    The broker's port is published on the node that runs its task, so the control
+    side tries broker.host (default: the first manager's address), then the other
+    nodes it may run on (``alternates``).
     """
     if fields.get("runtime") != SWARM:
         _placement_needs_swarm(doc, node, "placement" in fields, "placement", "broker.placement")
@@ -115,9 +116,16 @@ def check_swarm_broker(doc: Doc, node, fields: dict, swarm, hosts: dict):
         key = "on_host" if fields.get("on_host") else "docker_host"
         doc.add(node, key, f"broker.{key}", "Swarm places the broker: it cannot be pinned to one engine",
                 PIN_FIX.format(key=f"broker.{key}", host=_host_named(fields[key], hosts)))
+    if not fields.get("tls") and not fields.get("allow_plain"):
+        doc.add(node, "runtime", "broker.runtime",
+                "on swarm the broker's port is published on every interface of its node: plain MQTT "
+                "would cross the network unencrypted",
+                "set broker.tls: true, or say broker.allow_plain: true if the network is trusted")
     _unplaceable(doc, node, "placement", "broker.placement", fields.get("placement"), swarm, hosts)
+    eligible = [h.address for h in eligible_hosts(hosts, swarm, fields.get("placement"))]
     first = hosts.get(swarm.managers[0]) if swarm.managers else None
-    return BrokerSpec(**{"host": first.address if first else "127.0.0.1", **fields})
+    host = fields.get("host") or (first.address if first else "127.0.0.1")
+    return BrokerSpec(**{"host": host, **fields, "alternates": tuple(a for a in eligible if a != host)})
 
 
 def check_swarm_agent(doc: Doc, agents_node, agent: AgentSpec, swarm, hosts: dict) -> None:

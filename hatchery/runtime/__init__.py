@@ -22,7 +22,8 @@ from hatchery.runtime.base import Runtime
 
 # name -> (module, class); imported on first use, so a local fleet never loads the docker SDK.
 _IMPLEMENTATIONS = {"local": ("hatchery.runtime.local", "LocalRuntime"),
-                    "docker": ("hatchery.runtime.docker.runtime", "DockerRuntime")}
+                    "docker": ("hatchery.runtime.docker.runtime", "DockerRuntime"),
+                   "swarm": ("hatchery.runtime.swarm.runtime", "SwarmRuntime")}
 _instances: dict = {}
 
 

@@ -22,6 +22,7 @@ from hatchery.inventory.load import load_inventory
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hosts"))
+from answering import wait_answering  # noqa: E402
 from netns import MultiHost  # noqa: E402
 
 pytestmark = pytest.mark.docker
@@ -40,6 +41,8 @@ def hosts():
         started = time.monotonic()
         multi.start()
         FIGURES["three engines started (s)"] = round(time.monotonic() - started, 1)
+        # The runtime copies a missing base image itself (save | load over SSH, measured by
+        # bench/swarm_bench.py); loading it here from one archive in parallel is faster.
         started = time.monotonic()
         multi.load_images(AGENT_IMAGE, BROKER_IMAGE)
         FIGURES["images loaded on three nodes, in parallel (s)"] = round(time.monotonic() - started, 1)
@@ -70,7 +73,15 @@ def fleet_yaml(multi: MultiHost) -> str:
           network: hty-{tag}-net
           container: hty-{tag}-broker
           container_prefix: hty-{tag}-
-        agents: {{}}
+        agents:
+          a1: {{runtime: swarm, version_command: "echo one", heartbeat_interval: 30, image: {AGENT_IMAGE}}}
+          a2: {{runtime: swarm, version_command: "echo two", heartbeat_interval: 30, image: {AGENT_IMAGE}}}
+          a3:
+            runtime: swarm
+            version_command: "echo three"
+            heartbeat_interval: 30
+            image: {AGENT_IMAGE}
+            placement: {{constraints: ["node.labels.zone==b"]}}
         """)
 
 
@@ -130,3 +141,72 @@ def test_labels_follow_the_inventory(hosts, fleet):
     assert fixed["node h3"]["action"] == "label" and fixed["node h3"]["status"] == "changed"
     labels = hosts.docker(h3, "node", "inspect", "-f", "{{json .Spec.Labels}}", "self").stdout
     assert json.loads(labels) == {"zone": "b", "hatchery.host": "h3"}
+
+
+def test_the_broker_runs_as_a_service_with_its_files_as_secrets_and_configs(hosts, fleet):
+    started = time.monotonic()
+    deploy = by_item(cli_json(fleet, "broker.deploy"))
+    FIGURES["broker.deploy on swarm, cold (s)"] = round(time.monotonic() - started, 1)
+    assert deploy["broker"]["action"] == "create" and "accepting on" in deploy["broker"]["detail"]
+    started = time.monotonic()
+    again = cli_json(fleet, "broker.deploy")
+    FIGURES["broker.deploy on swarm, warm (s)"] = round(time.monotonic() - started, 1)
+    assert again["changed"] == 0, again["items"]
+
+    h1 = hosts.hosts[0]
+    service = json.loads(hosts.docker(h1, "service", "inspect", fleet.broker.container).stdout)[0]["Spec"]
+    assert service["Mode"]["Replicated"]["Replicas"] == 1
+    assert service["TaskTemplate"]["RestartPolicy"]["Condition"] == "any"
+    assert service["EndpointSpec"]["Mode"] == "dnsrr"
+    assert [(p["PublishMode"], p["PublishedPort"]) for p in service["EndpointSpec"]["Ports"]] == [("host", 8883)]
+    container = service["TaskTemplate"]["ContainerSpec"]
+    secrets = {s["File"]["Name"]: s["SecretName"] for s in container["Secrets"]}
+    configs = {c["File"]["Name"]: c["ConfigName"] for c in container["Configs"]}
+    assert set(secrets) == {"/mosquitto/config/passwd", "/mosquitto/config/acl", "/mosquitto/config/tls/server.key"}
+    assert set(configs) == {"/mosquitto/config/mosquitto.conf", "/mosquitto/config/tls/ca.crt",
+                            "/mosquitto/config/tls/server.crt"}
+    assert all(len(name.rsplit("-", 1)[1]) == 12 for name in [*secrets.values(), *configs.values()])
+    network = json.loads(hosts.docker(h1, "network", "inspect", fleet.broker.network).stdout)[0]
+    assert network["Driver"] == "overlay" and network["Attachable"] is True
+    status = cli_json(fleet, "broker.status")["items"][0]
+    assert status["running"] is True and status["node"] in ("h1", "h2", "h3")
+
+
+AGENTS = ["a1", "a2", "a3"]
+
+
+def test_agents_run_as_services_and_verify_checks_inside_each_task(hosts, fleet):
+    started = time.monotonic()
+    hatch = cli_json(fleet, "agent.hatch")
+    FIGURES["hatch 3 agents on swarm, cold (s)"] = round(time.monotonic() - started, 1)
+    assert [by_item(hatch)[f"agent {a}"]["action"] for a in AGENTS] == ["create"] * 3
+    started = time.monotonic()
+    warm = cli_json(fleet, "agent.hatch")
+    FIGURES["hatch 3 agents on swarm, warm (s)"] = round(time.monotonic() - started, 1)
+    assert warm["changed"] == 0, [(i["item"], i.get("reason")) for i in warm["items"] if i["status"] != "ok"]
+    FIGURES["3 agents answering after the hatch (s)"] = round(wait_answering(fleet, AGENTS, within=60), 1)
+
+    rows = {r["agent"]: r for r in cli_json(fleet, "agent.list")["items"]}
+    assert {a: (r["runtime"], r["running"], r["status"]) for a, r in rows.items()} == {
+        a: ("swarm", True, "running") for a in AGENTS}
+    assert rows["a3"]["node"] in ("h2", "h3")          # placement: zone b
+    assert all(len(r["instance"]) == 25 for r in rows.values())     # the task's id
+
+    spec = json.loads(hosts.docker(hosts.hosts[0], "service", "inspect", f"{fleet.broker.container_prefix}agent-a1")
+                      .stdout)[0]["Spec"]
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    assert container["Hostname"] == "a1" and "HATCHERY_AGENT_INSTANCE={{.Task.ID}}" in container["Env"]
+    assert {s["File"]["Name"] for s in container["Secrets"]} == {
+        "/run/secrets/hatchery/password", "/run/secrets/hatchery/signing.key", "/run/secrets/hatchery/broadcast.key"}
+    assert container["Healthcheck"]["Test"][0] == "CMD-SHELL"
+    assert spec["UpdateConfig"]["Order"] == "stop-first" and spec["UpdateConfig"]["FailureAction"] == "rollback"
+
+    answers = cli_json(fleet, "fleet.version-report")
+    assert {r["agent"]: r["result"]["version"] for r in answers["items"]} == {"a1": "one", "a2": "two", "a3": "three"}
+    result = cli_json(fleet, "verify")
+    names = [c["check"] for c in result["items"]]
+    for agent in AGENTS:
+        node = rows[agent]["node"]
+        assert f"agent {agent} on {node}: retained round trip in its task (own credentials)" in names
+    logs = cli(fleet, "agent.logs", "a2", "--lines", "20")
+    assert logs.returncode == 0 and "a2" in logs.stdout, logs.stderr

@@ -133,37 +133,43 @@ class _KeptOpen:
         return getattr(self._stream, name)
 
 
-def _reuse_ssh_connections(api) -> None:
-    """Keep one connection pool per client. Shelling out to ssh, docker-py builds a new
-    pool, so a new ssh session and a new ``docker system dial-stdio``, for every
-    request (docker/docker-py#2966, open): ~1.7 s a call here instead of ~0.05 s.
-    A pooled connection whose ssh has ended (the engine closed the stream) is
-    replaced before it is used."""
+def _reuse_ssh_connections() -> None:
+    """One connection pool per client. Shelling out to ssh, docker-py builds a new pool,
+    so a new ssh session and a new ``docker system dial-stdio``, for every request
+    (docker/docker-py#2966, open): ~1.7 s a call here instead of ~0.01 s. Patched on
+    the class before a client exists, so the client's own version probe opens the
+    connection the later requests reuse. A pooled connection whose ssh has ended (the
+    engine closed the stream) is replaced before it is used."""
     import threading
 
     from docker.transport import sshconn
-    if not getattr(sshconn.SSHSocket.makefile, "hatchery_kept_open", False):
-        def makefile(self, mode):
-            return _KeptOpen(original(self, mode))
-        original, makefile.hatchery_kept_open = sshconn.SSHSocket.makefile, True
-        sshconn.SSHSocket.makefile = makefile
-    adapter, lock, pools = api._custom_adapter, threading.Lock(), []
-    make, close = adapter.get_connection, adapter.close
+    adapter_class = sshconn.SSHHTTPAdapter
+    if getattr(adapter_class.get_connection, "hatchery_pooled", False):
+        return
 
-    def get_connection(url, proxies=None):
+    def makefile(self, mode):
+        return _KeptOpen(original_makefile(self, mode))
+    original_makefile, sshconn.SSHSocket.makefile = sshconn.SSHSocket.makefile, makefile
+    original_get, original_close, lock = adapter_class.get_connection, adapter_class.close, threading.Lock()
+
+    def get_connection(self, url, proxies=None):
+        if self.ssh_client:                 # paramiko: docker-py keeps its pools already
+            return original_get(self, url, proxies)
         with lock:
-            if not pools:
-                pool = make(url, proxies)
+            pool = getattr(self, "_hatchery_pool", None)
+            if pool is None:
+                pool = self._hatchery_pool = original_get(self, url, proxies)
                 pool._get_conn = _live_only(pool, pool._get_conn)
-                pools.append(pool)
-            return pools[0]
+            return pool
 
-    def close_all():
-        for pool in pools:
+    def close(self):
+        pool = getattr(self, "_hatchery_pool", None)
+        if pool is not None:
             pool.close()
-        pools.clear()
-        close()
-    adapter.get_connection, adapter.close = get_connection, close_all
+            self._hatchery_pool = None
+        original_close(self)
+    get_connection.hatchery_pooled = True
+    adapter_class.get_connection, adapter_class.close = get_connection, close
 
 
 def _live_only(pool, get_conn):
@@ -181,11 +187,9 @@ def _connect(docker_host: Optional[str]) -> docker.DockerClient:
     import docker
     if docker_host and docker_host.startswith("ssh://"):
         _tolerate_ended_ssh()
+        _reuse_ssh_connections()
         # The system ssh client honours ~/.ssh/config, agents and known_hosts.
-        client = docker.DockerClient(base_url=docker_host, use_ssh_client=True,
-                                     timeout=CLIENT_TIMEOUT)
-        _reuse_ssh_connections(client.api)
-        return client
+        return docker.DockerClient(base_url=docker_host, use_ssh_client=True, timeout=CLIENT_TIMEOUT)
     if docker_host:
         return docker.DockerClient(base_url=docker_host, timeout=CLIENT_TIMEOUT)
     return docker.from_env(timeout=CLIENT_TIMEOUT)

@@ -9,6 +9,10 @@ This module is the package's public face for what only a swarm has:
   ``STATUS_COLUMNS``.
 - ``decide(inv, hosts, cluster)``: swarm.up's pure decisions, ``Step``s with an ``Act``,
   from ``HostFacts``, ``ClusterFacts`` and ``NodeFacts`` (tests give these as data).
+- ``state_of(name, service, tasks, nodes)``: an agent's AgentState from a service and
+  its tasks (pure); ``swarm_agent_config(inv, config)``: the handler's config as its
+  task reads it; ``agent_service_spec`` and ``broker_service_spec``: the wanted specs.
+- ``SwarmRuntime``: the runtime itself (use ``hatchery.runtime.for_runtime("swarm")``).
 
 The job modules behind it (facts, cluster, status) are internal. Each name is
 imported on first use, so ``invoke --list`` does not load them.
@@ -19,7 +23,10 @@ from importlib import import_module
 _HOMES = {"up_plan": ("cluster", "up_plan"), "swarm_status": ("status", "swarm_status"),
           "STATUS_COLUMNS": ("status", "COLUMNS"), "decide": ("cluster", "decide"),
           "Act": ("cluster", "Act"), "Step": ("cluster", "Step"), "HostFacts": ("facts", "HostFacts"),
-          "ClusterFacts": ("facts", "ClusterFacts"), "NodeFacts": ("facts", "NodeFacts")}
+          "ClusterFacts": ("facts", "ClusterFacts"), "NodeFacts": ("facts", "NodeFacts"),
+          "state_of": ("states", "state_of"), "swarm_agent_config": ("agents", "swarm_agent_config"),
+          "agent_service_spec": ("agents", "agent_service_spec"),
+          "broker_service_spec": ("broker", "broker_service_spec"), "SwarmRuntime": ("runtime", "SwarmRuntime")}
 
 
 def __getattr__(name: str):
@@ -29,5 +36,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["STATUS_COLUMNS", "Act", "ClusterFacts", "HostFacts", "NodeFacts", "Step", "decide",
+__all__ = ["STATUS_COLUMNS", "Act", "ClusterFacts", "HostFacts", "NodeFacts", "Step", "SwarmRuntime",
+           "agent_service_spec", "broker_service_spec", "decide", "state_of", "swarm_agent_config",
            "swarm_status", "up_plan"]
