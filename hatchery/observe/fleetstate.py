@@ -93,6 +93,7 @@ class AgentFacts:
     invalid: int = 0                        # payloads that broke the contract
     last_seen: Optional[float] = None       # when we last received anything valid from it
     births: deque = field(default_factory=lambda: deque(maxlen=BIRTHS_KEPT))   # (received, instance)
+    confirmed: Optional[str] = None         # the instance the runtime says runs it (FleetState.confirm)
     changed: int = 0                        # FleetState.version of its last change
 
     def age(self, now: float) -> Optional[float]:
@@ -141,6 +142,12 @@ class Judgement:
     def as_dict(self) -> dict:
         return {"agent": self.agent, "verdict": str(self.verdict), "age_s": self.age_s,
                 "threshold_s": self.threshold_s, "intent": str(self.intent), "reason": self.reason}
+
+
+def _unconfirmed(facts: AgentFacts, instance: Optional[str]) -> bool:
+    """True for a message of another instance than the one the runtime confirmed: one left
+    running behind a partition, taking turns with the real one on the same login."""
+    return bool(facts.confirmed and instance and instance != facts.confirmed)
 
 
 def judge(facts: AgentFacts, *, intent: Intent, limit: float, now: float,
@@ -278,6 +285,8 @@ class FleetState:
             return False
         facts.last_seen = received
         if isinstance(message, messages.Heartbeat):
+            if _unconfirmed(facts, message.instance):
+                return False
             facts.beat, facts.beat_received = message, received
             if message.version:
                 facts.version = message.version
@@ -297,10 +306,13 @@ class FleetState:
         if not state.online and state.instance and facts.instance and state.instance != facts.instance \
                 and facts.online:
             return
+        if state.online:
+            facts.births.append((received, state.instance))    # every one: duelling() sees both
+        if _unconfirmed(facts, state.instance):
+            return
         facts.online, facts.state_ts = state.online, state.ts
         if state.online:
             facts.instance = state.instance
-            facts.births.append((received, state.instance))
 
     def _reply(self, facts: AgentFacts, reply: messages.Reply, received: float) -> None:
         if reply.version:
@@ -366,6 +378,20 @@ class FleetState:
         return False
 
     # --- output (any thread) -----------------------------------------------------------
+
+    def confirm(self, name: str, instance: Optional[str]) -> None:
+        """The instance the runtime runs ``name`` as now (None: forget it). While it is set,
+        another instance's state and heartbeats stay out of the facts, so readers show one
+        instance; its births are still counted, so ``duelling()`` still sees the duel."""
+        with self._cond:
+            facts = self._facts(name)
+            if facts is None or facts.confirmed == instance:
+                return
+            facts.confirmed = instance
+            if instance:
+                facts.instance = instance
+            facts.changed = self.version = self.version + 1
+            self._cond.notify_all()
 
     def facts(self, name: str) -> AgentFacts:
         """A copy of what the bus said about ``name`` (an empty record if nothing)."""

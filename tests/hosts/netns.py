@@ -156,6 +156,20 @@ class MultiHost:
             sh("ip", "netns", "exec", host.netns, "iptables", "-I", "INPUT", "-s", lan, "-p", proto,
                "--dport", str(port), "-j", "ACCEPT")
 
+    def lose(self, host: Host) -> None:
+        """The host dies: cut off the lan first (nothing it does later reaches anyone), then
+        its containers and its engine end, as in a power loss."""
+        self.partition(host)
+        ids = sh("docker", "-H", host.socket, "ps", "-q", check=False).stdout.split()
+        if ids:
+            sh("docker", "-H", host.socket, "kill", *ids, check=False)
+        _stop(host.dockerd, timeout=20)
+
+    def restore(self, host: Host) -> None:
+        """A lost host comes back: on the lan again, its engine started (it rejoins its swarm)."""
+        self.partition(host, cut=False)
+        self.restart_dockerd(host)
+
     def partition(self, host: Host, cut: bool = True) -> None:
         """Cut ``host`` off the lan (its link down) or heal it: its processes keep running."""
         sh("ip", "netns", "exec", host.netns, "ip", "link", "set", self._inner(host),

@@ -210,3 +210,34 @@ def test_agents_run_as_services_and_verify_checks_inside_each_task(hosts, fleet)
         assert f"agent {agent} on {node}: retained round trip in its task (own credentials)" in names
     logs = cli(fleet, "agent.logs", "a2", "--lines", "20")
     assert logs.returncode == 0 and "a2" in logs.stdout, logs.stderr
+
+
+def nodes_of(fleet) -> dict:
+    return {r["agent"]: r["node"] for r in cli_json(fleet, "agent.list")["items"]}
+
+
+def wait_nodes_ready(fleet, within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        run = cli(fleet, "swarm.status", "--json")
+        rows = json.loads(run.stdout)["items"] if run.stdout.startswith("{") else []
+        if rows and all(r["state"] == "ready" for r in rows if r["host"] != "-"):
+            return
+        assert time.monotonic() < deadline, run.stdout + run.stderr
+        time.sleep(1)
+
+
+def test_a_lost_node_s_agents_answer_again_from_other_nodes(hosts, fleet):
+    before = nodes_of(fleet)
+    victim = next(h for h in hosts.hosts if h.name == before["a2"])
+    lost = time.monotonic()
+    hosts.lose(victim)
+    seconds = wait_answering(fleet, AGENTS, within=60, since=lost)
+    FIGURES[f"failover: {victim.name} lost, every agent answering (s)"] = round(seconds, 1)
+    after = nodes_of(fleet)
+    moved = [a for a in AGENTS if before[a] == victim.name]
+    assert moved and all(after[a] not in (victim.name, None) for a in moved), (before, after)
+    status = cli(fleet, "swarm.status", "--json")
+    assert status.returncode == 1 and f"host {victim.name}: node down" in status.stdout
+    hosts.restore(victim)
+    wait_nodes_ready(fleet)

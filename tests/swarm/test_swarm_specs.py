@@ -54,7 +54,7 @@ def test_the_running_task_is_the_instance_and_its_node_the_host():
 def test_a_task_left_on_a_lost_node_is_a_problem_while_its_replacement_runs():
     tasks = [task("gone", "n3", "running", desired="shutdown"), task("new1", "n2", "running")]
     state = state_of("a1", service(), tasks, NODES)
-    assert state.instance == "new1" and "task gone on lost node h3 may still run" in state.problem
+    assert state.instance == "new1" and "task gone on h3 (down) still runs though Swarm replaced it" in state.problem
 
 
 def test_stopped_pending_and_restarting():

@@ -9,7 +9,7 @@ from hatchery.errors import DockerError, RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.docker import build
 from hatchery.runtime.docker.containers import fleet_labels
-from hatchery.runtime.docker.engine import AGENT_LABEL, FLEET, docker_errors
+from hatchery.runtime.docker.engine import AGENT_LABEL, FLEET, docker_errors, engine
 from hatchery.runtime.swarm import nodes, objects
 from hatchery.runtime.swarm.agents import nothing_to_restore, read_previous, remove_service
 from hatchery.runtime.swarm.facts import manager_client
@@ -22,7 +22,7 @@ from hatchery.runtime.swarm.services import (
     update_forced,
     wait_scheduled,
 )
-from hatchery.runtime.swarm.states import fleet_services, service_name
+from hatchery.runtime.swarm.states import fleet_services, node_names, service_name
 
 STOP_WAIT = 30.0        # seconds a stopping task has to end (its grace period is 10)
 SWARM_HOST = "swarm"    # the one "host" the swarm's agents are planned from (through a manager)
@@ -104,20 +104,49 @@ def agent_restore_plan(inv: Inventory, agent: AgentSpec) -> list:
 
 
 def orphan_stop_plans(inv: Inventory) -> dict:
-    """{'swarm': () -> Changes}: scale to 0 the fleet's agent services not in the inventory."""
+    """{'swarm': () -> Changes}: scale to 0 the fleet's agent services not in the inventory,
+    and stop tasks Swarm gave up on that still run (left behind a partition, taking turns
+    with their replacement on the same login) on a node that can be reached again."""
     if inv.swarm is None:
         return {}
 
     def plan() -> list:
         _, client = manager_client(inv)
+        services = fleet_services(inv, client)
         changes = []
-        for service in fleet_services(inv, client):
+        for service in services:
             name = (service.attrs["Spec"].get("Labels") or {}).get(AGENT_LABEL, "")
             if name not in inv.agents and replicas_of(service) > 0:
                 changes.append(Change(f"agent {name}", "stop", f"orphan: not in the inventory ({service.name})",
                                       apply=lambda s=service: _stop(client, s)))
-        return changes
+        return changes + _left_over_tasks(inv, client, services)
     return {SWARM_HOST: plan}
+
+
+def _left_over_tasks(inv: Inventory, client, services: list) -> list:
+    nodes_by_id = node_names(inv, client)
+    changes = []
+    for service in services:
+        agent = (service.attrs["Spec"].get("Labels") or {}).get(AGENT_LABEL, "")
+        for task in tasks_of(client, service.id):
+            node = nodes_by_id.get(task.get("NodeID"), {})
+            if task.get("DesiredState") == "running" or task["Status"]["State"] != "running" \
+                    or node.get("host") not in inv.hosts:
+                continue
+            changes.append(Change(f"agent {agent} task {task['ID'][:12]}", "stop",
+                                  f"left running on {node['host']} after Swarm replaced it (a partition): "
+                                  "it takes turns with its replacement on one login",
+                                  apply=lambda t=task, h=node["host"]: _stop_left_over(inv, t, h)))
+    return changes
+
+
+def _stop_left_over(inv: Inventory, task: dict, host: str) -> str:
+    node = engine(inv.hosts[host].docker_host)
+    with docker_errors(f"stop the left-over task {task['ID'][:12]} on {host}"):
+        found = node.containers.list(filters={"label": f"com.docker.swarm.task.id={task['ID']}"})
+        for container in found:
+            container.stop(timeout=5)
+    return f"stopped its container on {host}" if found else f"already gone from {host}"
 
 
 def agent_logs(inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: bool = False):
@@ -154,5 +183,7 @@ def remove_fleet(inv: Inventory) -> None:
     with docker_errors("remove the fleet's overlay network"):
         for network in client.networks.list(filters=selector):
             network.remove()
+        while client.networks.list(filters=selector) and time.monotonic() < deadline:
+            time.sleep(0.5)     # the managers remove an overlay network after the call returns
     repos = [build.agent_image_repo(a.name) for a in inv.agents.values()]
     nodes.remove_images(list(inv.hosts.values()), *repos)

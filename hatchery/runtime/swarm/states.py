@@ -39,11 +39,10 @@ def current_task(tasks: list) -> Optional[dict]:
     return max(wanted, key=lambda t: (t["Status"]["State"] == "running", t.get("UpdatedAt", "")), default=None)
 
 
-def lingering(tasks: list, nodes: dict) -> list:
-    """Tasks Swarm gave up on whose node is not ready, that last said 'running': they may
-    still run behind a partition."""
-    return [t for t in tasks if t.get("DesiredState") != "running" and t["Status"]["State"] == "running"
-            and (nodes.get(t.get("NodeID")) or {}).get("state") != "ready"]
+def lingering(tasks: list) -> list:
+    """Tasks Swarm replaced that last said 'running': behind a partition (until it heals and
+    Swarm stops them), or being stopped by an update."""
+    return [t for t in tasks if t.get("DesiredState") != "running" and t["Status"]["State"] == "running"]
 
 
 def state_of(name: str, service: dict, tasks: list, nodes: dict, *, in_inventory: bool = True) -> AgentState:
@@ -55,9 +54,9 @@ def state_of(name: str, service: dict, tasks: list, nodes: dict, *, in_inventory
     node = (nodes.get(task.get("NodeID")) or {}) if task else {}
     running = state == "running"
     health = {"running": "healthy", "starting": "starting"}.get(state) if task else None
-    stale = lingering(tasks, nodes)
-    problems = [f"task {t['ID'][:12]} on lost node {(nodes.get(t.get('NodeID')) or {}).get('host', '?')} "
-                "may still run (partition): two handlers may take turns" for t in stale]
+    problems = [f"task {t['ID'][:12]} on {_where(t, nodes)} still runs though Swarm replaced it "
+                "(a partition, or an update stopping it): two handlers may take turns on one login"
+                for t in lingering(tasks)]
     if not in_inventory:
         problems.insert(0, ORPHAN)
     return AgentState(
@@ -69,6 +68,11 @@ def state_of(name: str, service: dict, tasks: list, nodes: dict, *, in_inventory
         detail={"service": service.get("Spec", {}).get("Name", ""), "replicas": replicas,
                 "image": _image(service), "error": (task or {}).get("Status", {}).get("Err", ""),
                 "stopped": replicas == 0})
+
+
+def _where(task: dict, nodes: dict) -> str:
+    node = nodes.get(task.get("NodeID")) or {}
+    return f"{node.get('host', '?')} ({node.get('state', 'unknown')})"
 
 
 def _image(service: dict) -> str:
