@@ -216,14 +216,14 @@ def measure(inv: Inventory, bus: BusClient, pids: dict) -> dict:
     one = [next(iter(inv.agents))]
     rtts = [bus.request(one, "health-check", timeout=5.0)[0].rtt_ms for _ in range(RTT_SAMPLES)]
     # the fewest agents any snapshot saw: a marker that overtook retained messages shows here
-    online = min(sum(v.state == "online" for v in snap.agents.values()) for snap, _ in snaps)
+    online = min(sum(row["state"] == "online" for row in snap.rows()) for snap, _ in snaps)
     return {
         **figures,
         "snapshot_ms_median": round(statistics.median(ms for _, ms in snaps), 2),
         "snapshot_ms_max": round(max(ms for _, ms in snaps), 2),
         "snapshot_online": online,
         "bus_health_ms_median": round(statistics.median(ms for _, ms in reports), 2),
-        "bus_health_healthy": min(sum(a.verdict == "healthy" for a in report.agents)
+        "bus_health_online": min(sum(a.verdict == "online" for a in report.agents)
                                   for report, _ in reports),
         "rtt_ms_p50": round(percentile([r for r in rtts if r is not None], 50), 3),
         "rtt_ms_p99": round(percentile([r for r in rtts if r is not None], 99), 3),

@@ -40,7 +40,8 @@ class InventoryError(UsageError):
     def __init__(self, path: str, problems: list["Problem"]):
         self.path = path
         self.problems = problems
-        lines = [f"{path}: {len(problems)} problem(s) in the inventory; nothing was changed"]
+        count = f"{len(problems)} problem{'' if len(problems) == 1 else 's'}"   # errors imports nothing
+        lines = [f"{path}: {count} in the inventory; nothing was changed"]
         lines += [f"  {p}" for p in problems]
         super().__init__("\n".join(lines))
 

@@ -93,6 +93,22 @@ def start_broker(workdir: Path, extra: str = "", port: int | None = None) -> Bro
     return broker
 
 
+@pytest.fixture(scope="session", autouse=True)
+def away_from_the_repository(tmp_path_factory):
+    """Every test runs in an empty directory of its own, never in the checkout.
+
+    The checkout may hold the operator's own fleet (scripts/quickstart leaves
+    ./fleet_inventory.yaml running with its state in ./.hatchery/). Anything a
+    test forgets to point elsewhere -- an Inventory built without a state_dir
+    (relative ``.hatchery``), a subprocess without --inventory (the default
+    ./fleet_inventory.yaml) -- lands here instead of on that fleet.
+    """
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
+
+
 @pytest.fixture(autouse=True)
 def hermetic_environment(monkeypatch):
     """The developer's own fleet settings must not leak into a test (or its subprocesses)."""

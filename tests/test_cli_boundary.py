@@ -5,16 +5,22 @@ new task is covered without touching this file). One local fleet for all."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conftest import free_port
 
 from hatchery.tasks import namespace
+from hatchery.tasks.flags import Batch, Cast
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
@@ -34,7 +40,7 @@ def cli(inventory, *args, program=INVOKE, timeout=60) -> subprocess.CompletedPro
     if inventory:
         env["FLEET_INVENTORY"] = str(inventory)
     return subprocess.run([*program, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout)
 
 
 def no_traceback(proc):
@@ -107,6 +113,85 @@ def test_bad_enumerated_values_are_refused_with_the_valid_ones(fleet, args, vali
     no_traceback(proc)
 
 
+# --- numbers that cannot be, and flags left out ----------------------------------------------
+
+def bounded_flags():
+    """(task, flag, Bound) for every range-checked flag of every task, from the namespace."""
+    for task in sorted(all_tasks()):
+        one = namespace[task]
+        clone = copy.copy(one)
+        clone.help = dict(one.help)         # get_arguments consumes help
+        for arg in clone.get_arguments():
+            if isinstance(arg.kind, Cast):
+                yield task, "--" + arg.name.replace("_", "-"), arg.kind.bound
+
+
+def out_of_range(bound, turn: int) -> str:
+    """One value past the range, a different kind each turn (the edges are unit-tested)."""
+    if isinstance(bound, Batch):
+        return ["0", "101%", "-3"][turn % 3]
+    below = bound.low if bound.open else bound.low - (1 if bound.kind is int else 0.05)
+    return [f"{below:g}", f"{bound.high * 10 + 1:g}", "nan", "-1"][turn % 4]
+
+
+def test_every_numeric_flag_of_every_task_refuses_a_value_out_of_range(tmp_path):
+    """Through real processes, both programs, text and --json: exit 2, no traceback, the fix."""
+    inventory = tmp_path / "fleet_inventory.yaml"       # a value let through would fail otherwise
+    inventory.write_text(f"broker:\n  runtime: local\n  port: {free_port()}\nagents:\n  red: {{}}\n")
+    cases = [(task, flag, out_of_range(bound, turn), turn % 2 == 1, [INVOKE, HATCHERY][turn // 2 % 2])
+             for turn, (task, flag, bound) in enumerate(bounded_flags())]
+    assert len(cases) > 30 and {c[1] for c in cases} >= {"--timeout", "--threshold", "--batch",
+                                                         "--port", "--lines", "--every", "--budget"}
+
+    def run(case):
+        task, flag, value, as_json, program = case
+        return case, cli(inventory, task, f"{flag}={value}", *(["--json"] if as_json else []),
+                         program=program)
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(run, cases))
+    for (task, flag, value, as_json, _), proc in done:
+        where = f"{task} {flag}={value}: {proc.stdout}{proc.stderr}"
+        assert proc.returncode == 2, where
+        no_traceback(proc)
+        if as_json:
+            error = envelope_of(proc)["error"]
+            message, fix = error["message"], error["fix"]
+        else:
+            message, _, fix = proc.stderr.partition("\n  fix: ")
+        assert message.removeprefix("error: ").startswith(f"{flag} "), where
+        assert fix.startswith(f"e.g. {flag} ") and f"--help {task}" in fix, where
+
+
+def test_the_bounds_hold_in_the_space_form_and_in_help():
+    refused = cli(None, "fleet.bus-health", "--threshold", "-5")
+    assert refused.returncode == 2 and "--threshold must be more than 0" in refused.stderr
+    text = " ".join(cli(None, "--help", "fleet.heal").stdout.split())
+    assert "--budget=INT restarts allowed per agent within --window before it is left down " \
+           "(default: 5; from 0 to 1000 restarts)" in text
+
+
+@pytest.mark.parametrize("args, missing, example", [
+    (["agent.retire"], "agent.retire needs --name (the agent to retire)", "agent.retire --name NAME"),
+    (["agent.rotate-credentials"], "agent.rotate-credentials needs --name", "--name NAME"),
+    (["fleet.broadcast"], "fleet.broadcast needs --verb (one of health-check", "--verb VERB"),
+    (["bus.record", "--out", "x.jsonl"], "bus.record needs --duration (seconds to record",
+     "bus.record --duration 60"),
+], ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_a_required_flag_left_out_says_which_and_how(args, missing, example):
+    proc = cli(None, *args)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {missing}"), proc.stderr
+    assert f"fix: e.g. invoke {args[0]}" in proc.stderr and example in proc.stderr
+    no_traceback(proc)
+    body = envelope_of(cli(None, *args, "--json", program=HATCHERY))
+    assert body["error"]["message"].startswith(missing) and "hatchery --help" in body["error"]["fix"]
+
+
+def test_a_flag_without_its_value_says_so():
+    proc = cli(None, "fleet.version-report", "--timeout")
+    assert proc.returncode == 2 and "error: --timeout needs a value" in proc.stderr
+    assert "fix: e.g. --timeout 5" in proc.stderr
+
+
 # --- JSON errors ---------------------------------------------------------------------------
 
 def test_an_inventory_error_under_json_lists_file_line_key_and_fix(tmp_path):
@@ -146,7 +231,7 @@ def test_parse_errors_under_json_are_the_envelope(program):
 def test_a_closed_pipe_ends_quietly(fleet, args):
     env = {**os.environ, "FLEET_INVENTORY": str(fleet)}
     proc = subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, cwd=ROOT)
+                            env=env)
     proc.stdout.close()         # the reader is gone before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(30) == 141 and err == ""
@@ -155,7 +240,7 @@ def test_a_closed_pipe_ends_quietly(fleet, args):
 def test_head_1_through_a_shell_prints_no_traceback(fleet):
     proc = subprocess.run(["bash", "-o", "pipefail", "-c",
                            " ".join([*INVOKE, "fleet.version-report", "|", "head", "-1"])],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          capture_output=True, text=True, timeout=60,
                           env={**os.environ, "FLEET_INVENTORY": str(fleet)})
     assert proc.stdout.startswith("AGENT") and proc.returncode in (0, 141)
     no_traceback(proc)
@@ -200,3 +285,109 @@ def test_selectors_through_the_cli(fleet):
     assert [r["agent"] for r in body["items"]] == ["red", "green"]
     typo = cli(fleet, "fleet.health-check", "--name", "gren")
     assert typo.returncode == 2 and "did you mean green?" in typo.stderr
+
+
+# --- the first hour: selectors, answers, long-running tasks ------------------------------------
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+
+
+def test_the_verbs_show_their_answers_as_columns(fleet):
+    status = cli(fleet, "fleet.status-report").stdout.splitlines()
+    header = status[0].split()
+    assert header[:3] == ["AGENT", "STATE", "RTT_MS"], status
+    assert {"UPTIME", "MEM_KB", "PID", "COUNTERS.RECEIVED"} <= set(header)
+    uptime = header.index("UPTIME")
+    assert [line.split()[uptime].isdigit() for line in status[1:]] == [True, True]
+    health = cli(fleet, "fleet.health-check").stdout.splitlines()[0].split()
+    assert {"OK", "UPTIME", "MEM_KB"} <= set(health)
+    versions = cli(fleet, "fleet.version-report").stdout.splitlines()
+    assert versions[0].split() == ["AGENT", "STATE", "RTT_MS", "VERSION"]
+    assert sorted(line.split()[-1] for line in versions[1:]) == ["2.0", "2.1"]
+
+
+def test_agent_logs_takes_the_selectors_and_names_each_line(fleet):
+    every = cli(fleet, "agent.logs", "--lines", "2")
+    assert every.returncode == 0, every.stderr
+    prefixes = {line.split(" | ")[0] for line in every.stdout.splitlines()}
+    assert prefixes == {"red  ", "green"}, every.stdout          # padded to the longest name
+    body = envelope_of(cli(fleet, "agent.logs", "-n", "red,green", "--lines", "1", "--json"))
+    assert sorted(item["agent"] for item in body["items"]) == ["green", "red"]
+    one = cli(fleet, "agent.logs", "-g", "warm", "--lines", "1")
+    assert one.returncode == 0 and " | " not in one.stdout and one.stdout.count("\n") == 1
+
+
+def test_agent_logs_follows_every_agent_until_the_duration(fleet):
+    started = time.monotonic()
+    proc = cli(fleet, "agent.logs", "--follow", "--duration", "1.5", "--lines", "1", "--json")
+    assert proc.returncode == 0 and time.monotonic() - started < 15, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {line["agent"] for line in lines} == {"red", "green"} and all("line" in x for x in lines)
+
+
+def test_several_new_names_are_enrolled_by_one_hatch(fleet):
+    before = fleet.read_text()
+    proc = cli(fleet, "agent.hatch", "--name", "client-c,client-d,worker-e", "--check", "--diff")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("client-c", "client-d", "worker-e"):
+        assert f"inventory agents.{name}" in proc.stdout and f"+  {name}:" in proc.stdout
+    assert fleet.read_text() == before                          # --check wrote nothing
+    typo = cli(fleet, "agent.hatch", "--name", "Red", "--check")
+    assert typo.returncode == 2 and "did you mean red?" in typo.stderr
+
+
+LONG_RUNNING = {
+    "fleet.exporter": lambda: ["--port", str(free_port())],
+    "fleet.dashboard": lambda: ["--port", str(free_port())],
+    "fleet.heal": lambda: ["--watch", "--json"],
+    "fleet.monitor": lambda: ["--stream", "--json"],
+    "agent.logs": lambda: ["--follow", "--lines", "0"],
+    "fleet.top": lambda: [],                    # not on a terminal: one frame, then exit
+}
+
+
+def test_every_long_running_task_takes_duration():
+    from hatchery.tasks.flags import BOUNDS
+    assert all(namespace[task].help.get("duration") for task in [*LONG_RUNNING, "bus.record"])
+    assert BOUNDS["duration"].open and BOUNDS["duration"].low == 0
+
+
+@pytest.mark.parametrize("task", sorted(LONG_RUNNING))
+def test_a_long_running_task_ends_by_itself_after_its_duration(fleet, task):
+    started = time.monotonic()
+    proc = cli(fleet, task, "--duration", "1", *LONG_RUNNING[task]())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 1 <= time.monotonic() - started < 30 or task == "fleet.top"
+    no_traceback(proc)
+
+
+def test_fleet_top_on_a_terminal_ends_by_itself_after_its_duration(fleet):
+    import pty
+    import threading
+    primary, secondary = pty.openpty()          # a terminal: the live view, not one frame
+    env = {**os.environ, "FLEET_INVENTORY": str(fleet), "COLUMNS": "120", "LINES": "20"}
+    started = time.monotonic()
+    proc = subprocess.Popen([*HATCHERY, "fleet.top", "--duration", "1", "--refresh", "0.2"],
+                            stdin=secondary, stdout=secondary, stderr=secondary, env=env)
+    os.close(secondary)
+    seen = bytearray()
+
+    def drain():
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 4096):
+                seen.extend(chunk)
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        assert proc.wait(30) == 0, bytes(seen)[-2000:]
+    finally:
+        proc.kill()
+        os.close(primary)
+    assert 1 <= time.monotonic() - started < 30 and b"hatchery fleet" in seen and b"Traceback" not in seen
+
+
+def test_the_exporter_stamps_its_lines(fleet):
+    proc = cli(fleet, "fleet.exporter", "--port", str(free_port()), "--duration", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [re.sub(STAMP, "", line, count=1) for line in lines][-1] == "fleet.exporter stopped"
+    assert all(re.match(STAMP, line) for line in lines) and "serving http://" in lines[0]

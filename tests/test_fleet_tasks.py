@@ -51,7 +51,8 @@ def test_monitor_snapshot_shows_every_agent_online(fleet):
     snap = json_out(fleet, "fleet.monitor")
     states = {a["agent"]: a["state"] for a in snap["items"]}
     assert snap["task"] == "fleet.monitor" and snap["ok"] is True
-    assert states == {name: "online" for name in AGENTS}
+    assert states == {name: "online" for name in AGENTS}     # the verdict of the one rule
+    assert {a["intent"] for a in snap["items"]} == {"running"}
 
 
 def test_monitor_stream_sees_a_command_and_its_reply(fleet):
@@ -84,7 +85,9 @@ def test_broadcast_collects_every_answer(fleet):
 
 def test_collect_then_bus_health_is_clean(fleet):
     assert json_out(fleet, "fleet.collect")["ok"]
-    assert json_out(fleet, "fleet.bus-health")["ok"]
+    report = json_out(fleet, "fleet.bus-health")
+    assert report["ok"] and {a["verdict"] for a in report["items"]} == {"online"}
+    assert {a["intent"] for a in report["items"]} == {"running"}
 
 
 def test_killed_agent_is_offline_in_bus_health_within_5s(fleet):

@@ -21,7 +21,10 @@ from hatchery.inventory.load import INVENTORY_ENV, load_inventory
 from hatchery.inventory.model import CONTROL_USERS, ReloadSpec
 
 CASES = Path(__file__).parent / "inventory_cases"
-REPO = Path(__file__).parent.parent
+# The quick start's inventory as shipped, as a realistic fixture. Not the checkout's own
+# ./fleet_inventory.yaml: that one is the operator's to edit (the README says so).
+EXAMPLE = Path(__file__).parent / "data" / "example_inventory.yaml"
+TASKS_ROOT = Path(__file__).parent.parent       # where tasks.py is, for invoke --search-root
 EXPECT_RE = re.compile(r"^# expect: (?P<where>\S+) \| (?P<key>.+?) \| (?P<text>.+)$")
 
 
@@ -69,7 +72,8 @@ def test_bad_inventory_is_rejected_with_file_line_and_key(case):
         assert got.keypath == want["key"]
         assert want["text"] in str(got)
     # The one message a person reads names the file and every problem.
-    assert str(error).startswith(f"{case}: {len(expected)} problem(s) in the inventory; nothing was changed")
+    count = f"{len(expected)} problem" + ("" if len(expected) == 1 else "s")
+    assert str(error).startswith(f"{case}: {count} in the inventory; nothing was changed")
 
 
 def test_problem_reads_file_line_key_message_and_fix():
@@ -129,8 +133,8 @@ def test_missing_file_from_env_names_that_path(tmp_path):
 
 # --- what a good inventory becomes ----------------------------------------------
 
-def test_repo_example_inventory_loads():
-    inv = load_inventory(REPO / "fleet_inventory.yaml", env={})
+def test_the_example_inventory_loads():
+    inv = load_inventory(EXAMPLE, env={})
     assert inv.manager == "zephyr"
     assert (inv.broker.runtime, inv.broker.host, inv.broker.port) == ("local", "127.0.0.1", 1883)
     assert list(inv.agents) == ["client-a", "client-b"]
@@ -138,7 +142,7 @@ def test_repo_example_inventory_loads():
     assert all(a.runtime == "local" for a in inv.agents.values())
     assert inv.agents["client-a"].reload == ReloadSpec(command="true")
     assert inv.agents["client-b"].version_command == ("uname", "-sr")
-    assert inv.state_dir == REPO / ".hatchery"
+    assert (inv.state_dir.parent, inv.state_dir.name) == (EXAMPLE.parent, ".hatchery")   # beside the file
 
 
 def test_defaults_when_everything_is_left_out(tmp_path):
@@ -280,7 +284,7 @@ def test_values_are_converted_to_plain_python(tmp_path):
 # --- add_agent ---------------------------------------------------------------
 
 def test_add_agent_keeps_comments_and_order_and_returns_the_diff(tmp_path):
-    example = (REPO / "fleet_inventory.yaml").read_text()
+    example = EXAMPLE.read_text()
     path = write(tmp_path, example)
     diff = add_agent(path, "client-c", {"runtime": "local", "heartbeat_interval": 60})
     after = path.read_text()
@@ -413,7 +417,7 @@ def test_a_good_inventory_is_never_read_twice(tmp_path, monkeypatch):
     def no_round_trip(text, shown):
         raise AssertionError("a good inventory must not need the slow parse")
     monkeypatch.setattr(parse, "with_lines", no_round_trip)
-    inv = load_inventory(REPO / "fleet_inventory.yaml", env={})
+    inv = load_inventory(EXAMPLE, env={})
     assert list(inv.agents) == ["client-a", "client-b"] and inv.agents["client-b"].source == 49
 
 
@@ -464,7 +468,7 @@ def test_tasks_that_do_not_deploy_refuse_a_reserved_agent_name_too(tmp_path, tas
     """Issue: agent.stop used to exit 0 (and stop every agent) where deploy refused."""
     path = write(tmp_path, "agents:\n  client-a: {}\n  recorder: {}\n")
     env = {k: v for k, v in os.environ.items() if k != INVENTORY_ENV}
-    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), task,
+    done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(TASKS_ROOT), task,
                            "--inventory", str(path)], capture_output=True, text=True, env=env,
                           timeout=120, cwd=tmp_path)
     assert done.returncode == EXIT_USAGE, done.stderr
@@ -480,4 +484,30 @@ def test_enrolling_a_reserved_name_is_refused_naming_the_real_file(tmp_path):
     [problem] = caught.value.problems
     assert (problem.path, problem.line, problem.keypath) == (str(path), None, "agents.monitor")
     assert "reserved" in problem.message and ".hatchery-enrol-" not in str(caught.value)
+    assert path.read_text() == "agents:\n  client-a: {}\n" and not list(tmp_path.glob(".hatchery-enrol-*"))
+
+
+def test_several_new_names_are_enrolled_at_once_keeping_comments(tmp_path):
+    from hatchery.inventory.enrol import enrol_plan
+    text = "# the fleet\nagents:\n  client-a: {}   # the first\n# what follows\n"
+    path = write(tmp_path, text)
+    inv, changes = enrol_plan(load_inventory(path, env={}), "client-c, client-a,worker-e,client-c")
+    assert [c.item for c in changes] == ["inventory agents.client-c", "inventory agents.worker-e"]
+    assert list(inv.agents) == ["client-a", "client-c", "worker-e"] and inv.path == path
+    assert path.read_text() == text                                # planning wrote nothing
+    assert "+  client-c:" in changes[0].diff and "+  worker-e:" in changes[1].diff
+    for change in changes:
+        change.apply()
+    assert path.read_text().startswith("# the fleet\nagents:\n  client-a: {}   # the first\n")
+    assert "# what follows" in path.read_text()
+    assert list(load_inventory(path, env={}).agents) == ["client-a", "client-c", "worker-e"]
+
+
+def test_one_bad_name_among_new_ones_refuses_them_all_and_writes_nothing(tmp_path):
+    from hatchery.inventory.enrol import enrol_plan
+    path = write(tmp_path, "agents:\n  client-a: {}\n")
+    with pytest.raises(UsageError):
+        enrol_plan(load_inventory(path, env={}), ["client-c", "Bad_Name"])
+    with pytest.raises(InventoryError):
+        enrol_plan(load_inventory(path, env={}), ["client-d", "recorder"])
     assert path.read_text() == "agents:\n  client-a: {}\n" and not list(tmp_path.glob(".hatchery-enrol-*"))

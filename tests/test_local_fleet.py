@@ -242,7 +242,7 @@ def test_bus_record_then_audit_clean_and_planted(fleet, tmp_path):
     clean = tmp_path / "clean.jsonl"
     run("bus.record", "--duration", "0.5", "--out", str(clean), inventory=fleet, check=0)
     proc = run("bus.audit", "--record", str(clean), inventory=fleet, check=0)
-    assert "0 finding(s)" in proc.stdout and clean.stat().st_size > 0     # retained states seen
+    assert "0 findings" in proc.stdout and clean.stat().st_size > 0     # retained states seen
     planted = tmp_path / "planted.jsonl"
     env = {**os.environ, "FLEET_INVENTORY": str(fleet), "NO_COLOR": "1"}
     recorder = subprocess.Popen([*INVOKE, "bus.record", "--duration", "3", "--out", str(planted)],

@@ -79,7 +79,7 @@ def test_search_override_first_directory_wins(tmp_path):
 
 
 def test_inventory_templates_override_the_repo_templates(tmp_path):
-    inv = Inventory(path=tmp_path / "fleet_inventory.yaml")
+    inv = Inventory(path=tmp_path / "fleet_inventory.yaml", state_dir=tmp_path / ".hatchery")
     assert search_path(inv) == [tmp_path / "templates", REPO_TEMPLATES]
     assert search_path() == [REPO_TEMPLATES]
     # Not overridden: the repo's template is used, strictly.

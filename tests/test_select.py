@@ -13,7 +13,8 @@ NAMES = [f"client-{c}" for c in "abcdefgh"] + ["manager-1", "db-primary"]
 
 @pytest.fixture
 def inv():
-    return Inventory(path=Path("fleet.yaml"), agents={n: AgentSpec(n) for n in NAMES},
+    return Inventory(path=Path("/nonexistent/fleet.yaml"), state_dir=Path("/nonexistent/.hatchery"),
+                     agents={n: AgentSpec(n) for n in NAMES},
                      groups={"warm": ("client-c", "client-a", "db-primary"),
                              "cold": ("client-h",)})
 
@@ -78,3 +79,37 @@ def test_hostile_selectors_match_nothing_and_are_bounded(inv):
 
 def test_inventory_select_is_the_same_resolver(inv):
     assert [a.name for a in inv.select(name="client-a,client-b", pattern="*-b")] == ["client-b"]
+
+
+def test_did_you_mean_puts_the_same_name_in_another_case_first(inv):
+    with pytest.raises(UsageError) as caught:
+        select_names(inv, names="Client-A")
+    assert caught.value.fix.startswith("did you mean client-a or ")
+
+
+@pytest.mark.parametrize("word, first", [
+    ("CLIENT-H", "client-h"), ("client-hh", "client-h"), ("db-primry", "db-primary"),
+    ("clinet-b", "client-b"), ("Manager-1", "manager-1"),
+])
+def test_suggestions_are_ordered_by_closeness(word, first):
+    from hatchery.inventory.select import suggest
+    found = suggest(word, NAMES)
+    assert found[0] == first and len(found) <= 3
+    assert suggest("zzzz", NAMES) == [] and suggest("client-a", NAMES)[0] != "client-a"
+
+
+def test_ties_keep_the_inventory_order_where_difflib_reversed_the_alphabet():
+    from hatchery.inventory.select import suggest
+    assert suggest("client-x", ["client-a", "client-b", "client-c"]) == \
+        ["client-a", "client-b", "client-c"]
+
+
+@pytest.mark.parametrize("count, noun, text", [
+    (0, "agent", "0 agents"), (1, "agent", "1 agent"), (2, "agent", "2 agents"),
+    (1, "entry", "1 entry"), (3, "entry", "3 entries"), (2, "match", "2 matches"),
+    (2, "key", "2 keys"), (4, "more field", "4 more fields"), (2, "child", "2 children"),
+])
+def test_plural(count, noun, text):
+    from hatchery.core.words import plural
+    many = "children" if noun == "child" else None
+    assert plural(count, noun, many) == text

@@ -32,12 +32,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterable, Optional
 
-from hatchery.core.paths import state_paths
+from hatchery.core.paths import RETIRED_SUFFIX, state_paths
 from hatchery.core.state import ensure_dir, write_if_changed
 from hatchery.errors import UsageError
 
 INTENT_VERSION = 1
-RETIRED_SUFFIX = ".retired"
 MAX_LEASE_SECONDS = 24 * 3600
 
 

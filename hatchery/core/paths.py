@@ -45,7 +45,11 @@ def remote_root(home: PurePosixPath, fleet: str) -> PurePosixPath:
     return PurePosixPath(home) / DEFAULT_STATE_DIR / fleet
 
 
+RETIRED_SUFFIX = ".retired"      # secrets/<agent>.retired: agent.retire revoked it (core.intent reads it)
+
+
 @dataclass(frozen=True)
+
 class StatePaths:
     """Paths of the state directory ``root`` (a Path, or a relative PurePosixPath)."""
 
@@ -166,7 +170,7 @@ class StatePaths:
         return self.secrets_dir / f"{name}.sigkey"
 
     def retired_marker(self, name: str) -> PurePath:
-        return self.secrets_dir / f"{name}.retired"
+        return self.secrets_dir / f"{name}{RETIRED_SUFFIX}"
 
     # --- TLS, scheduled jobs ---
     @property

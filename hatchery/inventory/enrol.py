@@ -1,8 +1,9 @@
 """Enrolment: an agent named on the command line but not in the inventory yet.
 
-``agent.hatch --name X`` adds ``agents.X`` to the inventory file (keeping its
-comments and order) as a planned change, so ``--check`` shows the diff and
-writes nothing.
+``agent.hatch --name X,Y`` adds ``agents.X`` and ``agents.Y`` to the inventory
+file (keeping its comments and order) as planned changes, one per agent, so
+``--check`` shows the diff and writes nothing. The new entries are validated
+together, before anything is written.
 """
 
 from __future__ import annotations
@@ -17,25 +18,30 @@ from hatchery.core.plan import Change
 from hatchery.errors import InventoryError, Problem
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import Inventory
+from hatchery.inventory.select import entries
 
 
-def enrol_plan(inv: Inventory, name: str | None) -> tuple:
-    """(inventory including ``name``, [Change]) — the change adds it to the file."""
-    if not name or name in inv.agents:
+def enrol_plan(inv: Inventory, names) -> tuple:
+    """(inventory including ``names``, [Change per new name]) — each change adds one agent
+    to the file. ``names``: one name, a list, or None; names already there are left alone."""
+    new = [n for n in dict.fromkeys(entries(names)) if n not in inv.agents]
+    if not new:
         return inv, []
     fields = {"runtime": inv.broker.runtime}
-    preview, diff = _with_agent(inv, name, fields)
+    preview, diffs = _with_agents(inv, new, fields)
+    return preview, [_enrol_change(inv, name, fields, diff) for name, diff in zip(new, diffs)]
 
+
+def _enrol_change(inv: Inventory, name: str, fields: dict, diff: str) -> Change:
     def apply() -> str:
         _editor().add_agent(inv.path, name, fields)
         return f"added agents.{name} to {inv.path.name}"
-
-    change = Change(f"inventory agents.{name}", "update", "not in the inventory yet", diff, apply)
-    return preview, [change]
+    return Change(f"inventory agents.{name}", "update", "not in the inventory yet", diff, apply)
 
 
-def _with_agent(inv: Inventory, name: str, fields: dict) -> tuple:
-    """Load a copy of the inventory with the agent added (validating it); the diff.
+def _with_agents(inv: Inventory, names: list, fields: dict) -> tuple:
+    """Load a copy of the inventory with the agents added (validating them all at once);
+    each addition's diff, one after the other.
 
     The copy sits beside the original so that the fleet's own roles/ are found.
     """
@@ -44,14 +50,14 @@ def _with_agent(inv: Inventory, name: str, fields: dict) -> tuple:
     copy = Path(tmp)
     try:
         shutil.copy2(inv.path, copy)
-        diff = _editor().add_agent(copy, name, fields)
+        diffs = [_editor().add_agent(copy, name, fields) for name in names]
         loaded = load_inventory(copy, env={})
     except InventoryError as exc:
         raise _refused(exc, copy, inv.path) from None
     finally:
         copy.unlink(missing_ok=True)
-    diff = diff.replace(copy.name, inv.path.name)
-    return dataclasses.replace(loaded, path=inv.path, state_dir=inv.state_dir), diff
+    diffs = [diff.replace(copy.name, inv.path.name) for diff in diffs]
+    return dataclasses.replace(loaded, path=inv.path, state_dir=inv.state_dir), diffs
 
 
 def _refused(exc: InventoryError, copy: Path, original: Path) -> InventoryError:

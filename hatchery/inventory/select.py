@@ -17,6 +17,7 @@ import difflib
 import fnmatch
 from typing import Iterable, Optional, Union
 
+from hatchery.core.words import plural
 from hatchery.errors import UsageError
 
 MAX_SUGGESTIONS = 3
@@ -38,8 +39,28 @@ def entries(value: Spec) -> list:
 
 
 def suggest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> list:
-    """The closest few of ``choices`` to ``word`` (difflib), best first."""
-    return difflib.get_close_matches(word, list(choices), n=MAX_SUGGESTIONS, cutoff=cutoff)
+    """The closest few of ``choices`` to ``word``, closest first.
+
+    A choice equal but for case comes first (``Client-A`` -> ``client-a``); the
+    rest are ranked by difflib's ratio, ignoring case, ties in the choices' order
+    (difflib's own ``get_close_matches`` breaks ties by reverse alphabet, which
+    put ``client-b`` before ``client-a``).
+    """
+    folded = word.casefold()
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(folded)
+    scored = []
+    for index, choice in enumerate(choices):
+        if choice == word:
+            continue
+        matcher.set_seq1(choice.casefold())
+        if choice.casefold() == folded:
+            scored.append((2.0, index, choice))
+        elif matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff \
+                and matcher.ratio() >= cutoff:
+            scored.append((matcher.ratio(), index, choice))
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    return [choice for _, _, choice in scored[:MAX_SUGGESTIONS]]
 
 
 def unknown(kind: str, word: str, choices: Iterable[str], where) -> UsageError:
@@ -52,7 +73,7 @@ def unknown(kind: str, word: str, choices: Iterable[str], where) -> UsageError:
         fix = f"use one of: {', '.join(choices[:MAX_LISTED])}" + \
             (" ..." if len(choices) > MAX_LISTED else "")
     elif choices:
-        fix = f"{len(choices)} agents in the inventory; see them with: invoke agent.list"
+        fix = f"{plural(len(choices), 'agent')} in the inventory; see them with: invoke agent.list"
     else:
         fix = f"the inventory has no {kind}s yet"
     return UsageError(f"{kind} {word!r} is not in {where}", fix)

@@ -1,26 +1,35 @@
 """A Prometheus exporter fed from the bus (Phase 3 of the ADR).
 
-``BusMetrics`` folds bus messages into per-agent state (``observe``) and is a
-prometheus_client custom collector (``collect``), so every scrape reads the
-state as it is at that moment. Stale series are the classic failure of
-MQTT exporters: when an agent goes offline (its Will, or a clean goodbye) we
-stop exporting its heartbeat-derived series and keep only ``up 0`` and its
-last-seen time.
+``BusMetrics`` folds bus messages into the one ``FleetState`` (``observe``),
+which validates every payload, and is a prometheus_client custom collector
+(``collect``), so every scrape reads the state as it is at that moment:
+
+- Stale series are the classic failure of MQTT exporters: when an agent goes
+  offline (its Will, or a clean goodbye) its heartbeat-derived series close and
+  only ``up 0`` and its last-seen time stay.
+- Only contract-valid heartbeats are exported, and one agent cannot mint
+  unbounded series: its first ``ERROR_CODES_PER_AGENT`` error codes get a
+  series each, every later one is summed into ``code="other"`` and counted in
+  ``hatchery_exporter_folded_error_codes_total``.
+- The operator's intent: a retired agent is not exported at all, a stopped one
+  is marked (``hatchery_agent_stopped``) so the offline alert leaves it alone.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from agent_kit import contract
+from agent_kit import contract, messages
 from hatchery.bus.client import BusClient, Message
+from hatchery.core.intent import IntentBook, read_intent
 from hatchery.core.render import render
 from hatchery.inventory.model import Inventory
+from hatchery.observe.fleetstate import AgentFacts, FleetState
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -30,134 +39,117 @@ RULES_TEMPLATE = "prometheus/rules.yml.j2"
 # (agent_kit.handler sends "dropped-message").
 DROP_PREFIXES = ("dropped", "bad-command", "unknown-verb", "oversized", "not-json")
 HEAL_PREFIX = "heal-"    # alert codes of fleet.heal (operate.heal.CODES) on fleet/{manager}/alert
-# Mosquitto 2.0 logs this (connection_messages true) when it refuses a login.
-AUTH_FAILURE_MARK = "not authorised"
-PENDING_LIMIT = 10000   # commands awaiting a reply we remember, at most
-CODES_PER_AGENT = 32    # distinct alert codes exported per agent; the rest count as OTHER_CODE
+# Mosquitto 2.0 (connection_messages true) logs a refused login as exactly this line,
+# after the timestamp of log_timestamp_format (ours: %Y-%m-%dT%H:%M:%S) or its default
+# (epoch seconds). Anchored at both ends: a client id is free text that also appears in
+# other lines ("New client connected from ... as <id> (...)", "Client <id> disconnected.").
+AUTH_FAILURE_RE = re.compile(r"\A(?:\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}|\d{1,12}): "
+                             r"Client [^\n]{1,65535} disconnected, not authorised\.\Z")
+CODES_PER_AGENT = 32        # distinct alert codes exported per agent; the rest count as OTHER_CODE
+ERROR_CODES_PER_AGENT = 16  # heartbeat error codes exported per agent; the rest sum into OTHER_CODE
 OTHER_CODE = "other"
-
-
-@dataclass
-class AgentState:
-    online: Optional[bool] = None       # None: no retained state seen
-    last_seen: Optional[float] = None   # wall time of the last message from it
-    beat_ts: Optional[float] = None     # heartbeat's own ts, epoch seconds
-    heartbeat: dict = field(default_factory=dict)
-    rtt: Optional[float] = None         # last command round trip, seconds
+INTENT_EVERY = 5.0          # seconds a read of the operator's intent is reused across scrapes
 
 
 class BusMetrics:
     """Bus messages in (``observe``), Prometheus metric families out (``collect``)."""
 
-    def __init__(self, inv: Inventory, clock=time.time):
+    def __init__(self, inv: Inventory, clock=time.time, intent=None):
         self.inv, self.clock = inv, clock
+        self.state = FleetState.for_inventory(inv, clock=clock)
         self.lock = threading.Lock()
-        self.agents: dict = {n: AgentState() for n in inv.agents}
         self.messages: dict = {}        # kind -> count
-        self.invalid: dict = {}         # kind -> count
         self.alerts: dict = {}          # (agent, code) -> count
         self.dropped: dict = {}         # agent -> dropped bad commands
         self.heals: dict = {}           # (agent, action) -> fleet.heal actions
-        self.commands: dict = {}        # command id -> wall time first seen
         self.auth_failures = 0          # from the broker's log, when we are given it
-        self.broadcast_topic = contract.broadcast_topic(inv.manager)
         self.bad_series: dict = {}      # agent -> scrapes that left out its series
+        self.error_codes: dict = {}     # agent -> {code: None}: its exported codes, first seen first
+        self.folded: dict = {}          # agent -> error codes summed into OTHER_CODE
+        self._beats: dict = {}          # agent -> the heartbeat its codes were counted from
+        self._read_intent = intent or (lambda: read_intent(inv))
+        self._book, self._book_at = IntentBook(), float("-inf")
 
     # --- input ------------------------------------------------------------------
 
     def observe(self, message: Message) -> None:
-        kind, agent = self._route(message.topic)
-        if kind is None or not message.payload:
+        self.state.observe(message)       # validates, folds; an empty payload clears
+        route = _route(message.topic, self.inv.manager)
+        if route is None or not message.payload:
             return
+        agent, kind = route
         with self.lock:
             self.messages[kind] = self.messages.get(kind, 0) + 1
-            try:
-                payload = contract.decode(message.payload)
-                self._fold(kind, agent, payload, message.received)
-            except contract.ContractError:
-                self.invalid[kind] = self.invalid.get(kind, 0) + 1
+            if kind == "heartbeat":
+                self._heartbeat_codes(agent)
+            elif kind == "alert":
+                self._alert(agent, message.payload)
 
     def observe_log_line(self, line: str) -> None:
-        """Count refused logins in a Mosquitto log line (the bus never carries them)."""
-        if AUTH_FAILURE_MARK in line:
+        """Count a refused login in a Mosquitto log line (the bus never carries them)."""
+        if AUTH_FAILURE_RE.fullmatch(line.rstrip("\r\n")):
             with self.lock:
                 self.auth_failures += 1
 
-    def _route(self, topic: str) -> tuple:
-        if topic == self.broadcast_topic:
-            return "command", None
-        parsed = contract.parse_topic(topic)
-        return (parsed[1], parsed[0]) if parsed else (None, None)
+    def _heartbeat_codes(self, agent: str) -> None:
+        """A new valid heartbeat: pin its first error codes, count the ones past the cap."""
+        # A peek, not facts() (a copy under the state's lock): the heartbeat is an immutable
+        # value, replaced whole, so reading the reference is safe from any thread.
+        facts = self.state.agents.get(agent)
+        beat = facts.beat if facts is not None else None
+        if beat is None or beat is self._beats.get(agent):
+            return                      # refused by the contract, or not tracked
+        self._beats[agent] = beat
+        codes = self.error_codes.setdefault(agent, {})
+        for code in beat.errors:
+            if code not in codes and code != OTHER_CODE and len(codes) < ERROR_CODES_PER_AGENT:
+                codes[code] = None
+        folded = sum(1 for code in beat.errors if code not in codes)
+        if folded:
+            self.folded[agent] = self.folded.get(agent, 0) + folded
 
-    def _fold(self, kind: str, agent: Optional[str], payload: dict, at: float) -> None:
-        if kind == "command":
-            self._remember_command(contract.validate_command(payload), at)
+    def _alert(self, agent: str, payload: bytes) -> None:
+        manager = agent == self.inv.manager
+        try:
+            alert = messages.decode(agent, "alert", payload, about_others=manager)
+        except contract.ContractError:
+            return                      # counted by the fleet state
+        if manager:                     # fleet/{manager}/alert: fleet.heal's actions
+            if alert.code.startswith(HEAL_PREFIX) and alert.agent in self.inv.agents:
+                key = (alert.agent, alert.code[len(HEAL_PREFIX):])
+                self.heals[key] = self.heals.get(key, 0) + 1
             return
-        if agent == self.inv.manager:
-            self._fold_manager(kind, payload)
-            return
-        state = self.agents.setdefault(agent, AgentState())
-        if kind == "heartbeat":
-            contract.check_schema(payload, contract.HEARTBEAT_SCHEMA)
-            state.heartbeat = payload
-            state.beat_ts = _agent_time(payload["ts"], at)
-            state.last_seen = max(state.last_seen or 0, state.beat_ts)
-            state.online = True if state.online is None else state.online
-        elif kind == "alert":
-            self._count_alert(agent, contract.check_schema(payload, contract.ALERT_SCHEMA))
-        else:
-            self._fold_status(state, payload, at)
-
-    def _fold_status(self, state: AgentState, payload: dict, at: float) -> None:
-        status = contract.classify_status(payload)
-        if status == "state":
-            contract.check_schema(payload, contract.STATE_SCHEMA)
-            state.online = payload["state"] == contract.STATE_ONLINE
-            state.last_seen = max(state.last_seen or 0, _agent_time(payload["ts"], at))
-        elif status == "reply":
-            contract.check_schema(payload, contract.REPLY_SCHEMA)
-            state.last_seen = at
-            sent = self.commands.get(payload["id"])
-            if sent is not None:
-                state.rtt = max(0.0, at - sent)
-
-    def _fold_manager(self, kind: str, payload: dict) -> None:
-        """fleet/{manager}/alert carries fleet.heal's actions, each naming the healed agent."""
-        if kind != "alert":
-            return
-        alert = contract.validate_alert(payload)
-        if alert["code"].startswith(HEAL_PREFIX) and alert["agent"] in self.inv.agents:
-            key = (alert["agent"], alert["code"][len(HEAL_PREFIX):])
-            self.heals[key] = self.heals.get(key, 0) + 1
-
-    def _remember_command(self, command: dict, at: float) -> None:
-        if len(self.commands) >= PENDING_LIMIT:   # forget the oldest half
-            for key in list(self.commands)[: PENDING_LIMIT // 2]:
-                del self.commands[key]
-        self.commands.setdefault(command["id"], at)
-
-    def _count_alert(self, agent: str, alert: dict) -> None:
-        key = (agent, alert["code"])
+        if agent not in self.state.agents:
+            return                      # past the fleet state's cap on agents outside the inventory
+        key = (agent, alert.code)
         if key not in self.alerts and sum(1 for a, _ in self.alerts if a == agent) >= CODES_PER_AGENT:
             key = (agent, OTHER_CODE)   # one agent cannot mint unbounded series
         self.alerts[key] = self.alerts.get(key, 0) + 1
-        if alert["code"].startswith(DROP_PREFIXES):
+        if alert.code.startswith(DROP_PREFIXES):
             # The agent's alerts are rate limited and carry its running total of
             # drops in ``count``: export that total (it resets when the agent
             # restarts, which Prometheus counters handle).
-            self.dropped[agent] = alert.get("count", self.dropped.get(agent, 0) + 1)
+            total = alert.count if alert.count is not None else self.dropped.get(agent, 0) + 1
+            self.dropped[agent] = total
 
     # --- output -----------------------------------------------------------------
 
     def describe(self) -> list:
         return []   # families depend on the agents seen; no fixed description
 
-    def collect(self):
-        with self.lock:
-            yield from self._agent_families(self.clock())
-            yield from self._bus_families()
+    def intent(self) -> IntentBook:
+        now = self.clock()
+        if now - self._book_at >= INTENT_EVERY:
+            self._book, self._book_at = self._read_intent(), now
+        return self._book
 
-    def _agent_families(self, now: float):
+    def collect(self):
+        book, agents = self.intent(), self.state.snapshot()
+        with self.lock:
+            yield from self._agent_families(agents, self.clock(), book)
+            yield from self._bus_families(agents, book.retired)
+
+    def _agent_families(self, agents: list, now: float, book: IntentBook):
         from prometheus_client.core import GaugeMetricFamily  # only when serving
         up = GaugeMetricFamily("hatchery_agent_up", "1 while the agent's retained state is "
                                "online (0 after its Last Will)", labels=["agent"])
@@ -165,66 +157,90 @@ class BusMetrics:
                                  "Time of the agent's last message", labels=["agent"])
         interval = GaugeMetricFamily("hatchery_agent_heartbeat_interval_seconds",
                                      "Expected heartbeat interval (inventory)", labels=["agent"])
+        stopped = GaugeMetricFamily("hatchery_agent_stopped", "1 while the operator has stopped "
+                                    "the agent (agent.stop): its offline state is on purpose",
+                                    labels=["agent"])
         live = _live_families()
-        families = {"up": up, "seen": seen, "interval": interval, **live}
-        for name, state in self.agents.items():
+        families = {"up": up, "seen": seen, "interval": interval, "stopped": stopped, **live}
+        for facts in agents:
+            if facts.name in book.retired:
+                continue                # agent.retire: gone for good, not exported at all
             # One agent's values are checked as a whole before any is added: a
             # value that cannot be exported costs that agent its series (counted
             # in hatchery_exporter_dropped_series), never the whole scrape.
             try:
-                samples = self._agent_samples(name, state, now)
+                samples = self._agent_samples(facts, now, facts.name in book.stopped)
             except (ArithmeticError, ValueError, TypeError):
-                self.bad_series[name] = self.bad_series.get(name, 0) + 1
+                self.bad_series[facts.name] = self.bad_series.get(facts.name, 0) + 1
                 continue
             for key, labels, value in samples:
                 families[key].add_metric(labels, value)
-        yield from (up, seen, interval, *live.values())
+        yield from (up, seen, interval, stopped, *live.values())
 
-    def _agent_samples(self, name: str, state: AgentState, now: float) -> list:
-        samples = [("up", [name], 1.0 if state.online else 0.0)]
+    def _agent_samples(self, facts: AgentFacts, now: float, stopped: bool) -> list:
+        name = facts.name
+        online = facts.online is True or (facts.online is None and facts.beat is not None)
+        samples = [("up", [name], 1.0 if online else 0.0)]
         spec = self.inv.agents.get(name)
         if spec is not None:
             samples.append(("interval", [name], float(spec.heartbeat_interval)))
-        if state.last_seen is not None:
-            samples.append(("seen", [name], state.last_seen))
-        if state.online:   # closed on offline: never export a dead agent's last values
-            samples += _live_samples(name, state, now)
+        if stopped:
+            samples.append(("stopped", [name], 1.0))
+        last = _last_seen(facts)
+        if last is not None:
+            samples.append(("seen", [name], last))
+        if online:   # closed on offline: never export a dead agent's last values
+            samples += _live_samples(facts, now, self.error_codes.get(name, {}))
         return [(key, labels, _finite(value)) for key, labels, value in samples]
 
-    def _bus_families(self):
+    def _bus_families(self, agents: list, retired: frozenset):
         from prometheus_client.core import CounterMetricFamily
-        messages = CounterMetricFamily("hatchery_bus_messages", "Bus messages seen, by kind",
-                                       labels=["kind"])
-        for kind, count in sorted(self.messages.items()):
-            messages.add_metric([kind], count)
-        invalid = CounterMetricFamily("hatchery_bus_invalid_messages",
-                                      "Messages that broke the contract, by kind", labels=["kind"])
-        for kind, count in sorted(self.invalid.items()):
-            invalid.add_metric([kind], count)
-        alerts = CounterMetricFamily("hatchery_bus_alerts", "Alerts raised by agents",
-                                     labels=["agent", "code"])
-        for (agent, code), count in sorted(self.alerts.items()):
-            alerts.add_metric([agent, code], count)
-        dropped = CounterMetricFamily("hatchery_agent_dropped_commands",
-                                      "Bad commands agents dropped (their running total, "
-                                      "from their rate-limited alerts)",
-                                      labels=["agent"])
-        for agent, count in sorted(self.dropped.items()):
-            dropped.add_metric([agent], count)
+
+        def counter(name: str, doc: str, labels: list, values: dict):
+            family = CounterMetricFamily(name, doc, labels=labels)
+            for key, count in sorted(values.items()):
+                key = key if isinstance(key, tuple) else (key,)
+                if not (labels and labels[0] == "agent" and key[0] in retired):
+                    family.add_metric(list(key), count)
+            return family
+
+        invalid_agents = {f.name: f.invalid for f in agents if f.invalid}
         auth = CounterMetricFamily("hatchery_broker_auth_failures",
                                    "Logins the broker refused (from its log)")
         auth.add_metric([], self.auth_failures)
-        bad = CounterMetricFamily("hatchery_exporter_dropped_series",
-                                  "Scrapes that left out an agent's series because a value "
-                                  "could not be exported", labels=["agent"])
-        for agent, count in sorted(self.bad_series.items()):
-            bad.add_metric([agent], count)
-        heals = CounterMetricFamily("hatchery_heal_actions",
-                                    "fleet.heal actions on an agent (restart, failed, gave-up)",
-                                    labels=["agent", "action"])
-        for (agent, action), count in sorted(self.heals.items()):
-            heals.add_metric([agent, action], count)
-        yield from (messages, invalid, alerts, dropped, auth, bad, heals)
+        yield from (
+            counter("hatchery_bus_messages", "Bus messages seen, by kind", ["kind"], self.messages),
+            counter("hatchery_bus_invalid_messages", "Messages that broke the contract, by kind",
+                    ["kind"], self.state.invalid_by_kind),
+            counter("hatchery_agent_invalid_messages", "Messages from the agent that broke the "
+                    "contract (dropped, never exported)", ["agent"], invalid_agents),
+            counter("hatchery_bus_alerts", "Alerts raised by agents", ["agent", "code"], self.alerts),
+            counter("hatchery_agent_dropped_commands", "Bad commands agents dropped (their running "
+                    "total, from their rate-limited alerts)", ["agent"], self.dropped),
+            auth,
+            counter("hatchery_exporter_dropped_series", "Scrapes that left out an agent's series "
+                    "because a value could not be exported", ["agent"], self.bad_series),
+            counter("hatchery_exporter_folded_error_codes", "Heartbeat error codes past the "
+                    f"first {ERROR_CODES_PER_AGENT} of an agent, summed into code=\"other\"",
+                    ["agent"], self.folded),
+            counter("hatchery_heal_actions", "fleet.heal actions on an agent (restart, failed, "
+                    "gave-up)", ["agent", "action"], self.heals))
+
+
+def _route(topic: str, manager: str) -> Optional[tuple]:
+    """(agent, kind) of a fleet topic, ("*", "command") for the broadcast; None otherwise."""
+    if topic == contract.broadcast_topic(manager):
+        return "*", "command"
+    return contract.parse_topic(topic)
+
+
+def _last_seen(facts: AgentFacts) -> Optional[float]:
+    """The newest ts the agent put on its retained topics, never later than when we last
+    heard from it plus the slack (a ts dated in the future must not look fresh)."""
+    announced = facts.last_announced()
+    if announced is None:
+        return facts.last_seen
+    return min(announced, (facts.last_seen or announced) + contract.FUTURE_SLACK_S)
 
 
 def _live_families() -> dict:
@@ -237,27 +253,35 @@ def _live_families() -> dict:
         "uptime": gauge("hatchery_agent_uptime_seconds", "Agent uptime from its heartbeat"),
         "mem": gauge("hatchery_agent_memory_bytes", "Agent memory from its heartbeat"),
         "cpu": gauge("hatchery_agent_cpu", "Agent CPU use from its heartbeat"),
-        "errors": gauge("hatchery_agent_errors", "Error counts from the agent's heartbeat",
+        "errors": gauge("hatchery_agent_errors", "Error counts from the agent's heartbeat (its "
+                        f"first {ERROR_CODES_PER_AGENT} codes; the rest summed into code=\"other\")",
                         ("agent", "code")),
         "rtt": gauge("hatchery_agent_command_rtt_seconds", "Last command round trip seen"),
     }
 
 
-def _live_samples(name: str, state: AgentState, now: float) -> list:
-    beat, samples = state.heartbeat, []
-    if state.beat_ts is not None:
-        samples.append(("age", [name], max(0.0, now - state.beat_ts)))
-    if "uptime" in beat:
-        samples.append(("uptime", [name], float(beat["uptime"])))
-    if "mem_kb" in beat:
-        samples.append(("mem", [name], float(beat["mem_kb"]) * 1024))
-    if "cpu" in beat:
-        samples.append(("cpu", [name], float(beat["cpu"])))
-    for code, count in sorted((beat.get("errors") or {}).items()):
-        if isinstance(count, (int, float)) and not isinstance(count, bool):
-            samples.append(("errors", [name, str(code)], float(count)))
-    if state.rtt is not None:
-        samples.append(("rtt", [name], state.rtt))
+def _live_samples(facts: AgentFacts, now: float, codes: dict) -> list:
+    name, beat, samples = facts.name, facts.beat, []
+    if beat is not None:
+        # a heartbeat dated in the future ages from its arrival (plus the slack), like any other
+        sent = min(beat.ts, (facts.beat_received or beat.ts) + contract.FUTURE_SLACK_S)
+        samples += [("age", [name], max(0.0, now - sent)), ("uptime", [name], float(beat.uptime))]
+        if beat.mem_kb is not None:
+            samples.append(("mem", [name], float(beat.mem_kb) * 1024))
+        if beat.cpu is not None:
+            samples.append(("cpu", [name], float(beat.cpu)))
+        samples += _error_samples(name, beat.errors, codes)
+    if facts.rtt_ms is not None:
+        samples.append(("rtt", [name], facts.rtt_ms / 1000))
+    return samples
+
+
+def _error_samples(name: str, errors: dict, codes: dict) -> list:
+    """One sample per pinned code the heartbeat carries; the rest summed into OTHER_CODE."""
+    samples = [("errors", [name, code], float(errors[code])) for code in codes if code in errors]
+    rest = [count for code, count in errors.items() if code not in codes]
+    if rest:
+        samples.append(("errors", [name, OTHER_CODE], float(sum(rest))))
     return samples
 
 
@@ -267,12 +291,6 @@ def _finite(value) -> float:
     if not math.isfinite(number):
         raise ValueError("not finite")
     return number
-
-
-def _agent_time(ts: str, received: float) -> float:
-    """An agent's timestamp, never later than when we received it plus the slack:
-    a heartbeat dated in the future must go stale like any other."""
-    return min(contract.parse_rfc3339(ts).timestamp(), received + contract.FUTURE_SLACK_S)
 
 
 def registry_for(metrics: BusMetrics) -> CollectorRegistry:
@@ -285,6 +303,7 @@ def registry_for(metrics: BusMetrics) -> CollectorRegistry:
 
 
 def exporter_filters(manager: str) -> list:
+    """Everything under fleet/ and the manager's broadcasts (for round trips)."""
     return [f"{contract.FLEET_PREFIX}/+/+", contract.broadcast_topic(manager)]
 
 

@@ -1,76 +1,35 @@
-"""A live model of the fleet, folded from bus messages: what the dashboard and fleet.top show.
+"""The live views' model (fleet.dashboard, fleet.top): rows over the one fleet state.
 
-``FleetModel.observe`` takes one bus message at a time (from the network
-thread) and keeps, per agent, only what the contract allows on the bus:
-state, heartbeat time, ok flag, version slug, error counts, alert codes and
-the last command round trip. Every payload is validated first; one that
-breaks the contract is counted against its agent and otherwise ignored, so a
-compromised agent can make a counter grow but can never put text on a screen.
+``FleetModel`` is a thin view: bus messages go into a ``FleetState`` (the one
+fold, which validates every payload), and each agent's row carries the
+verdict of the one rule (``fleetstate.judge``) with the operator's intent, so
+the page and top say ``stopped`` for an agent the operator stopped and never
+show a retired one. A row holds only contract values (a name, a slug, a
+number, a version reduced to printable text) plus the groups and host from
+the inventory.
 
-Each change bumps a version number, so a reader asks "what changed since
-version N" (``changes_since``) and waits for the next change with
-``wait_for_change`` instead of polling.
+A verdict can change with no message at all (an online agent turns stale
+when its heartbeat grows old), so the rows are re-judged against the clock
+at least every ``TICK`` seconds. Each changed row bumps a version number: a
+reader asks "what changed since version N" (``changes_since``) and waits for
+the next change with ``wait_for_change`` instead of polling.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import urlsplit
 
-from agent_kit import contract
-from hatchery.bus.client import Message
+from agent_kit import contract, messages
+from hatchery.core.intent import IntentBook, read_intent
 from hatchery.inventory.model import Inventory
+from hatchery.observe.fleetstate import BROKER_UPTIME_TOPIC, AgentFacts, FleetState, Judgement, Verdict
 
-UNKNOWN, STALE = "unknown", "stale"
-STALE_FACTOR = 2.0          # a heartbeat older than this many intervals is stale
-MAX_EXTRA_AGENTS = 1000     # agents on the bus but not in the inventory we track, at most
-MAX_ALERT_CODES = 32        # distinct alert codes remembered per agent
-MAX_PENDING = 10000         # commands awaiting a reply we remember, at most
 LOCAL_HOST = "localhost"
-
-
-@dataclass
-class AgentLive:
-    """What the bus says about one agent, now."""
-
-    name: str
-    groups: tuple = ()
-    host: str = LOCAL_HOST
-    interval: Optional[float] = None      # expected heartbeat interval, seconds
-    in_inventory: bool = True
-    state: str = UNKNOWN                  # online / offline / unknown
-    beat_ts: Optional[float] = None       # the heartbeat's own ts, epoch seconds
-    ok: Optional[bool] = None
-    version: Optional[str] = None
-    errors: Optional[int] = None          # sum of the heartbeat's error counters
-    rtt_ms: Optional[float] = None        # last command round trip seen
-    alerts: dict = field(default_factory=dict)   # alert code -> count
-    last_alert: Optional[str] = None
-    invalid: int = 0                      # payloads from it that broke the contract
-    changed: int = 0                      # model version of its last change
-
-    def age(self, now: float) -> Optional[float]:
-        """Seconds since its last heartbeat (never negative: clocks drift)."""
-        return None if self.beat_ts is None else max(0.0, now - self.beat_ts)
-
-    def shown_state(self, now: float) -> str:
-        """online / offline / unknown, or stale: online but silent too long."""
-        age = self.age(now)
-        if (self.state == contract.STATE_ONLINE and age is not None and self.interval
-                and age > STALE_FACTOR * self.interval):
-            return STALE
-        return self.state
-
-    def as_dict(self) -> dict:
-        return {"agent": self.name, "groups": list(self.groups), "host": self.host,
-                "interval": self.interval, "in_inventory": self.in_inventory,
-                "state": self.state, "beat_ts": self.beat_ts, "ok": self.ok,
-                "version": self.version, "errors": self.errors, "rtt_ms": self.rtt_ms,
-                "alerts": sum(self.alerts.values()), "last_alert": self.last_alert,
-                "invalid": self.invalid}
+TICK = 1.0              # seconds: verdicts are re-judged against the clock at least this often
+INTENT_EVERY = 2.0      # seconds between reads of the operator's intent (agent.stop, retire)
 
 
 def host_of(docker_host: Optional[str]) -> str:
@@ -81,147 +40,122 @@ def host_of(docker_host: Optional[str]) -> str:
     return parts.hostname or parts.path or docker_host
 
 
-def agents_from(inv: Inventory) -> dict:
-    """One AgentLive per inventory agent, in file order, with its groups and host."""
+def placement(inv: Inventory) -> dict:
+    """{agent: (groups, host)} for the inventory's agents, in file order."""
     groups: dict = {}
     for group, members in inv.groups.items():
         for name in members:
             groups.setdefault(name, []).append(group)
-    return {name: AgentLive(name, tuple(sorted(set(groups.get(name, ())) | set(spec.groups))),
-                            host_of(spec.docker_host), spec.heartbeat_interval)
+    return {name: (tuple(sorted(set(groups.get(name, ())) | set(spec.groups))), host_of(spec.docker_host))
             for name, spec in inv.agents.items()}
 
 
-class FleetModel:
-    """Bus messages in, per-agent rows out; thread-safe, with change notification."""
+def row(facts: AgentFacts, judgement: Judgement, groups: tuple = (), host: str = "?",
+        interval: Optional[float] = None) -> dict:
+    """One agent as the page and top show it (the dashboard's JSON keys). Only the verdict
+    moves with the clock (FleetModel re-judges it); a reader computes the heartbeat's age
+    from ``beat_ts``."""
+    beat = facts.beat
+    return {"agent": facts.name, "groups": list(groups), "host": host,
+            "interval": interval or (beat.interval if beat else None),
+            "in_inventory": facts.in_inventory, "state": str(judgement.verdict),
+            "intent": str(judgement.intent), "beat_ts": beat.ts if beat else None,
+            "ok": beat.ok if beat else None,
+            "version": messages.printable(facts.version) if facts.version else None,
+            "errors": beat.error_total if beat else None, "rtt_ms": facts.rtt_ms,
+            "alerts": sum(facts.alerts.values()), "last_alert": facts.last_alert,
+            "invalid": facts.invalid}
 
-    def __init__(self, inv: Inventory, clock=time.time):
+
+class FleetModel:
+    """Bus messages in (``observe``), judged rows out; thread-safe, with change notification."""
+
+    def __init__(self, inv: Inventory, clock=time.time, intent=None):
         self.clock = clock
-        self.agents: dict = agents_from(inv)
-        self.manager = inv.manager
+        self.state = FleetState.for_inventory(inv, clock=clock)
+        self.places = placement(inv)
+        self._read_intent = intent or (lambda: read_intent(inv))
+        self._book, self._book_at = IntentBook(), float("-inf")
+        self._rows: dict = {}           # name -> the row last handed out
+        self._changed: dict = {}        # name -> self.version when its row last changed
+        self._seen = -1                 # the FleetState version folded into the rows
+        self._judged_at = float("-inf")
         self.version = 0
-        self.dropped_extra = 0            # messages from untracked agents past the cap
-        self._commands: dict = {}         # command id -> wall time it was seen
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
 
     # --- input (network thread) ---------------------------------------------------
 
-    def observe(self, message: Message) -> None:
-        parsed = contract.parse_topic(message.topic)
-        if parsed is None or not message.payload:
-            return
-        name, kind = parsed
-        if name == self.manager:    # fleet.heal's alerts: shown on the agent they name
-            name = self._healed(kind, message.payload)
-            if name is None:
-                return
-        with self._cond:
-            agent = self._agent(name)
-            if agent is None:
-                return
-            try:
-                changed = self._fold(agent, kind, contract.decode(message.payload),
-                                     message.received)
-            except contract.ContractError:
-                agent.invalid += 1
-                changed = True
-            if changed:
-                self.version += 1
-                agent.changed = self.version
-                self._cond.notify_all()
+    def observe(self, message) -> None:
+        self.state.observe(message)
 
-    def _healed(self, kind: str, payload: bytes) -> Optional[str]:
-        try:
-            alert = contract.validate_alert(contract.decode(payload)) if kind == "alert" else None
-        except contract.ContractError:
-            return None
-        known = alert and self.agents.get(alert["agent"])
-        return alert["agent"] if known and known.in_inventory else None
+    @property
+    def dropped_extra(self) -> int:
+        return self.state.dropped_extra
 
-    def _agent(self, name: str) -> Optional[AgentLive]:
-        agent = self.agents.get(name)
-        if agent is None:
-            if len(self.agents) - self._known() >= MAX_EXTRA_AGENTS:
-                self.dropped_extra += 1
-                return None
-            agent = self.agents[name] = AgentLive(name, in_inventory=False, host="?")
-        return agent
+    # --- judging ------------------------------------------------------------------
 
-    def _known(self) -> int:
-        return sum(1 for a in self.agents.values() if a.in_inventory)
+    def refresh(self) -> int:
+        """Fold what the bus changed into the rows, and re-judge every agent against the
+        clock when TICK has passed; returns the current version."""
+        with self._lock:
+            now = self.clock()
+            book = self._intent(now)
+            self._seen, changed = self.state.changes_since(self._seen)
+            names = [f.name for f in changed]
+            if now - self._judged_at >= TICK:
+                # list() of a dict runs whole under the GIL: no copy of every agent's facts
+                names, self._judged_at = list(self.state.agents), now
+            for name in names:
+                self._update(name, book, now)
+            return self.version
 
-    def _fold(self, agent: AgentLive, kind: str, payload: dict, at: float) -> bool:
-        if kind == "heartbeat":
-            self._heartbeat(agent, contract.validate_heartbeat(payload))
-        elif kind == "alert":
-            self._alert(agent, contract.validate_alert(payload))
-        elif kind == "command":
-            self._remember(contract.validate_command(payload)["id"], at)
-            return False
-        else:
-            return self._status(agent, contract.validate_status(payload), at)
-        return True
+    def _intent(self, now: float) -> IntentBook:
+        if now - self._book_at >= INTENT_EVERY:
+            self._book, self._book_at = self._read_intent(), now
+            self._judged_at = float("-inf")     # a new book may change any verdict
+        return self._book
 
-    def _heartbeat(self, agent: AgentLive, beat: dict) -> None:
-        agent.beat_ts = contract.parse_rfc3339(beat["ts"]).timestamp()
-        agent.ok = beat["ok"]
-        agent.version = beat.get("version", agent.version)
-        errors = beat.get("errors")
-        agent.errors = sum(errors.values()) if errors is not None else None
-        if "interval" in beat and not agent.in_inventory:
-            agent.interval = float(beat["interval"])
-
-    def _alert(self, agent: AgentLive, alert: dict) -> None:
-        code = alert["code"]
-        if code in agent.alerts or len(agent.alerts) < MAX_ALERT_CODES:
-            agent.alerts[code] = agent.alerts.get(code, 0) + 1
-        agent.last_alert = code
-
-    def _status(self, agent: AgentLive, payload: dict, at: float) -> bool:
-        kind = contract.classify_status(payload)
-        if kind == "state":
-            agent.state = payload["state"]
-            return True
-        if kind == "reply":
-            return self._reply(agent, payload, at)
-        return False
-
-    def _reply(self, agent: AgentLive, reply: dict, at: float) -> bool:
-        changed = False
-        version = (reply.get("result") or {}).get("version")
-        if reply["verb"] == "version-report" and reply["ok"] and contract.is_slug(version):
-            agent.version, changed = version, True    # only a slug: never free text
-        sent = self._commands.pop(reply["id"], None)
-        if sent is not None:
-            agent.rtt_ms, changed = round(max(0.0, at - sent) * 1000, 2), True
-        return changed
-
-    def _remember(self, command_id: str, at: float) -> None:
-        if len(self._commands) >= MAX_PENDING:      # forget the oldest half
-            for key in list(self._commands)[: MAX_PENDING // 2]:
-                del self._commands[key]
-        self._commands.setdefault(command_id, at)
+    def _update(self, name: str, book: IntentBook, now: float) -> None:
+        groups, host = self.places.get(name, ((), "?"))
+        facts = self.state.facts(name)
+        new = row(facts, self.state.judge_facts(facts, book, now=now), groups, host,
+                  self.state.intervals.get(name))
+        old = self._rows.get(name)
+        if old is None and new["state"] == Verdict.RETIRED:
+            return                      # never shown: nothing to take off the page
+        if new != old:
+            self.version += 1
+            self._rows[name], self._changed[name] = new, self.version
 
     # --- output (any thread) ------------------------------------------------------
 
     def changes_since(self, version: int) -> tuple:
-        """(current version, rows of the agents changed after ``version``)."""
-        with self._cond:
-            rows = [a.as_dict() for a in self.agents.values() if a.changed > version]
-            return self.version, rows
+        """(current version, rows changed after ``version``); a retired agent's last row
+        says ``retired`` so that a page drops it."""
+        current = self.refresh()
+        with self._lock:
+            rows = [self._rows[n] for n, v in self._changed.items() if v > version
+                    and (version >= 0 or self._rows[n]["state"] != Verdict.RETIRED)]
+        return current, rows
 
     def wait_for_change(self, version: int, timeout: float) -> bool:
-        """Block until the model is newer than ``version`` (True) or ``timeout`` passes."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.version > version, timeout)
+        """Block until a row is newer than ``version`` (True) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while self.refresh() <= version:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.state.wait_for_change(self._seen, min(left, TICK))
+        return True
 
     def snapshot(self) -> list:
-        """Copies of every agent, for a reader that sorts and draws them."""
-        with self._cond:
-            return [AgentLive(**{**a.__dict__, "alerts": dict(a.alerts)})
-                    for a in self.agents.values()]
+        """Every agent's row but the retired ones, for a reader that sorts and draws them."""
+        self.refresh()
+        with self._lock:
+            return [dict(r) for r in self._rows.values() if r["state"] != Verdict.RETIRED]
 
 
 def live_filters() -> list:
-    """Everything under fleet/ (states, heartbeats, alerts, replies and commands)."""
-    return [f"{contract.FLEET_PREFIX}/+/+"]
+    """What the live views follow: everything under fleet/ (states, heartbeats, alerts,
+    replies, commands, fleet.heal's alerts) and the broker's uptime (a restart's date)."""
+    return [f"{contract.FLEET_PREFIX}/+/+", BROKER_UPTIME_TOPIC]

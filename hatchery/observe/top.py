@@ -1,9 +1,11 @@
 """fleet.top: the data of the live terminal view (the drawing is in hatchery.tasks.views).
 
-Pure functions over ``FleetModel.snapshot()``: the rows to show, sorted by
-state (worst first) or by heartbeat age (oldest first), the fleet totals, and
-the keys the view understands. Everything shown is a validated contract value
-(a name, a slug, a number); the drawing still escapes it for the terminal.
+Pure functions over ``FleetModel.snapshot()`` (judged rows, retired agents
+left out): the rows to show, sorted by verdict (worst first) or by heartbeat
+age (oldest first), the fleet totals, and the keys the view understands.
+Everything shown is a validated contract value (a name, a slug, a number, a
+version reduced to printable text); the drawing still escapes it for the
+terminal.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from hatchery.observe.live import STALE, UNKNOWN, AgentLive
+from hatchery.observe.fleetstate import Verdict
 
 SORT_STATE, SORT_AGE, SORT_NAME = "state", "age", "name"
 SORTS = (SORT_STATE, SORT_AGE, SORT_NAME)
-STATE_ORDER = {"offline": 0, STALE: 1, UNKNOWN: 2, "online": 3}
+# worst first; stopped (on purpose) just above online
+STATE_ORDER = {str(v): i for i, v in enumerate((
+    Verdict.OFFLINE, Verdict.MISSING, Verdict.UNHEALTHY, Verdict.STALE, Verdict.UNKNOWN,
+    Verdict.STOPPED, Verdict.ONLINE))}
+TOTALS = ("online", "unhealthy", "stale", "offline", "missing", "unknown", "stopped")
 COLUMNS = ("agent", "state", "age", "version", "rtt", "errors", "alerts", "last alert",
            "groups", "host")
 KEYS_HELP = "q quit · s sort by state · a sort by heartbeat age · n sort by name"
@@ -41,15 +47,16 @@ class TopRow:
                 self.last_alert or "-", self.groups, self.host)
 
 
-def to_row(agent: AgentLive, now: float) -> TopRow:
-    name = agent.name if agent.in_inventory else f"{agent.name} (not in inventory)"
-    return TopRow(name, agent.shown_state(now), agent.age(now), agent.version, agent.rtt_ms,
-                  agent.errors, sum(agent.alerts.values()), agent.last_alert,
-                  ",".join(agent.groups), agent.host)
+def to_row(live: dict, now: float) -> TopRow:
+    """A ``live.row`` for the terminal; the age is counted from the heartbeat's own ts."""
+    name = live["agent"] if live["in_inventory"] else f"{live['agent']} (not in inventory)"
+    age = None if live["beat_ts"] is None else max(0.0, now - live["beat_ts"])
+    return TopRow(name, live["state"], age, live["version"], live["rtt_ms"], live["errors"],
+                  live["alerts"], live["last_alert"], ",".join(live["groups"]), live["host"])
 
 
 def rows(agents: list, now: float, sort: str = SORT_STATE) -> list:
-    """Rows in display order: worst state first, or oldest heartbeat first, or by name."""
+    """Rows in display order: worst verdict first, or oldest heartbeat first, or by name."""
     table = [to_row(a, now) for a in agents]
     if sort == SORT_AGE:   # never heard from first, then the oldest heartbeat
         return sorted(table, key=lambda r: (r.age is not None, -(r.age or 0.0), r.agent))
@@ -59,7 +66,7 @@ def rows(agents: list, now: float, sort: str = SORT_STATE) -> list:
 
 
 def totals(table: list) -> dict:
-    counts = {"agents": len(table), "online": 0, STALE: 0, "offline": 0, UNKNOWN: 0}
+    counts = {"agents": len(table), **dict.fromkeys(TOTALS, 0)}
     for row in table:
         counts[row.state] = counts.get(row.state, 0) + 1
     counts["errors"] = sum(r.errors or 0 for r in table)

@@ -5,6 +5,9 @@ TLS and DNS planners. Tasks (and benchmarks) call these and apply the result.
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 from agent_kit import contract
 from hatchery.bus.connection import bus_for, connection_target
 from hatchery.configs.agent import agent_config
@@ -20,6 +23,7 @@ from hatchery.provision.credentials import plan_auth, retired_agents
 from hatchery.provision.dns import dns_register_plan, dns_unregister_plan
 from hatchery.provision.tls import tls_change
 from hatchery.runtime import for_runtime
+from hatchery.security.acl import selftest_topic
 
 
 def auth_files(auth) -> dict:
@@ -151,38 +155,123 @@ def retire_plan(inv: Inventory, agent: AgentSpec) -> list:
     """Retire for good: stop and remove it, clear its retained topics, revoke, then the inventory.
 
     The order matters. The handler stops first (a clean stop, no Last Will),
-    then the retained heartbeat and status are cleared *as the agent itself*
-    (the only user the ACL lets write them), then its credentials are revoked
-    (SIGHUP), and last its inventory entry is commented out, so an interrupted
-    retire can simply be run again.
+    then every retained topic the agent may write (heartbeat, status, alert,
+    its selftest topic) is cleared *as the agent itself* (the only user the ACL
+    lets write them) and read back empty by a fresh subscriber; only then are
+    its credentials revoked (SIGHUP), its inventory entry commented out, and
+    last the topics are read once more: a copy of the handler still running
+    somewhere could publish between the read-back and the revoke. If the clear
+    cannot be confirmed nothing is revoked, so an interrupted retire can simply
+    be run again.
     """
     auth, changes = _auth_plan(inv, revoke=[agent.name])
     stop = for_runtime(agent.runtime).agent_stop_plan(inv, agent, remove=True)
-    return stop + [clear_retained_change(inv, agent)] + changes + [retire_change(inv, agent.name)]
+    clear, after = only_after(clear_retained_change(inv, agent),
+                              changes + [retire_change(inv, agent.name), still_clear_change(inv, agent)])
+    return stop + [clear] + after
 
 
-RETAINED_KINDS = ("heartbeat", "status")
+RETAINED_KINDS = ("heartbeat", "status", "alert")       # the fleet topics an agent may write
+CLEAR_RETRIES_S = (0.5, 1.0, 2.0)                       # waits before clearing again
+QUIET_S = 0.5       # a read-back also listens this long: a publisher still at work shows up
+
+
+def retained_topics(name: str) -> list:
+    """Every topic on which agent ``name`` can leave a retained message (acl.agent_grants)."""
+    return [contract.topic(name, kind) for kind in RETAINED_KINDS] + [selftest_topic(name)]
 
 
 def clear_retained_change(inv: Inventory, agent: AgentSpec) -> Change:
-    """Publish empty retained payloads on the agent's heartbeat and status topics.
+    """Publish empty retained payloads on every topic the agent may write, as the agent,
+    until a fresh subscriber reads none of them back.
 
     An empty retained message deletes the retained one (MQTT 3.1.1 and 5), so
     fleet.monitor, bus-health and the exporter no longer see the agent at all.
+    A message can arrive after a clear (a handler's last heartbeat or Will racing
+    the stop), so the clear is checked, and repeated a few times before the item
+    fails naming what is left.
     """
-    topics = [contract.topic(agent.name, kind) for kind in RETAINED_KINDS]
+    topics = retained_topics(agent.name)
 
     def apply() -> str:
         if inv.broker.auth and agent.name in retired_agents(inv):
             raise BusError(f"agent {agent.name}'s credentials are already revoked: "
                            "its retained topics cannot be cleared as the agent",
                            f"run: invoke agent.hatch --name {agent.name}, then agent.retire again")
-        with bus_for(inv, role=agent.name) as bus:
-            for topic in topics:
-                bus.publish(topic, b"", retain=True, timeout=5.0)
-        return "cleared " + ", ".join(topics)
+        for wait in (0.0, *CLEAR_RETRIES_S):
+            time.sleep(wait)
+            _publish_empty(inv, agent.name, topics)
+            left = retained_left(inv, topics)
+            if not left:
+                return "cleared " + ", ".join(topics) + " (read back: nothing retained)"
+        raise BusError(f"agent {agent.name}: retained messages are still on {', '.join(left)} after "
+                       f"{1 + len(CLEAR_RETRIES_S)} clears: something still publishes as {agent.name}; "
+                       "its credentials were not revoked",
+                       f"stop what still runs as {agent.name} (invoke agent.stop --name {agent.name}; "
+                       f"agent.list shows a copy elsewhere), then run agent.retire --name {agent.name} again")
     return Change(f"bus fleet/{agent.name} retained", "clear",
-                  "retained heartbeat and status of a retired agent", apply=apply)
+                  "every retained topic of a retired agent (heartbeat, status, alert, selftest)",
+                  apply=apply)
+
+
+def _publish_empty(inv: Inventory, name: str, topics: list) -> None:
+    with bus_for(inv, role=name) as bus:
+        for topic in topics:
+            bus.publish(topic, b"", retain=True, timeout=5.0)
+
+
+def retained_left(inv: Inventory, topics: list, quiet: float = QUIET_S) -> list:
+    """The topics among ``topics`` that still hold a retained message, or on which anything
+    is published while we listen for ``quiet`` seconds, read by a fresh subscriber (the
+    manager's login, which may read them all)."""
+    heard: set = set()
+
+    def on_message(message) -> None:
+        if message.payload:
+            heard.add(message.topic)
+    with bus_for(inv) as bus, bus.listen(topics, on_message, qos=0):
+        left = {m.topic for m in bus.retained_messages(topics) if m.payload}
+        time.sleep(quiet)
+    return sorted(left | heard)
+
+
+def still_clear_change(inv: Inventory, agent: AgentSpec) -> Change:
+    """After the revoke: nothing was published on the agent's topics since the read-back."""
+    topics = retained_topics(agent.name)
+
+    def apply() -> str:
+        left = retained_left(inv, topics)
+        if left:
+            raise BusError(f"retired agent {agent.name}: {', '.join(left)} got a retained message "
+                           "after the clear (a copy of its handler still ran until the revoke, or "
+                           "its Last Will)",
+                           f"only {agent.name}'s login can clear it: invoke agent.hatch --name "
+                           f"{agent.name}, stop what else runs as {agent.name}, then agent.retire "
+                           f"--name {agent.name} again")
+        return "nothing retained on " + ", ".join(topics)
+    return Change(f"bus fleet/{agent.name} retained", "check",
+                  "nothing came back between the clear and the revoke", apply=apply)
+
+
+def only_after(first: Change, changes: list) -> tuple:
+    """(first, changes) where each of ``changes`` applies only once ``first`` has applied:
+    apply_plan goes on after a failed item, and retire must not revoke an agent whose
+    retained messages are still on the bus (nobody could clear them afterwards)."""
+    done = []
+
+    def apply_first():
+        detail = first.apply() if first.apply else None
+        done.append(True)
+        return detail
+
+    def gated(change: Change) -> Change:
+        def apply():
+            if not done:
+                raise BusError(f"not done: {first.item} failed first",
+                               "fix what that item names, then run the task again")
+            return change.apply() if change.apply else None
+        return replace(change, apply=apply)
+    return replace(first, apply=apply_first), [gated(c) if c.needed else c for c in changes]
 
 
 def rotate_plan(inv: Inventory, agent: AgentSpec) -> list | None:

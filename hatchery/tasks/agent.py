@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from agent_kit.contract import name_problem
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
+from hatchery.inventory.select import entries, suggest, unknown
+from hatchery.observe import logs as agentlogs
 from hatchery.provision.operations import (
     hatch_plans,
     retire_plans,
@@ -15,21 +18,35 @@ from hatchery.provision.operations import (
 )
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op, run_host_plans, run_plan, show
+from hatchery.tasks.common import (
+    fail_unless,
+    load,
+    op,
+    run_host_plans,
+    run_plan,
+    show,
+    stop_event,
+)
 
 
 def _targets(inv, name, group=None, pattern=None, host=None):
     return inv.select(name=name, group=group, pattern=pattern, host=host)
 
 
-def _enrolling(base, name, group, pattern, host=None):
-    """A single --name not in the inventory yet is enrolled by hatch; anything else selects."""
-    return name if name and "," not in name and name not in base.agents \
-        and not (group or pattern or host) else None
+def _enrolling(base, name, group, pattern, host=None) -> list:
+    """--name entries not in the inventory yet are enrolled by hatch, unless another
+    selector narrows the choice (then every name must exist, and a typo gets did-you-mean)."""
+    if group or pattern or host:
+        return []
+    new = [n for n in entries(name) if n not in base.agents]
+    for word in new:       # 'Client-A' can never be a name: a typo of client-a, not a new agent
+        if name_problem(word) and suggest(word, base.agents):
+            raise unknown("agent", word, base.agents, base.path)
+    return new
 
 
 @op(render_only="write the agent's Dockerfile for review and stop (docker runtime)",
-    name="agents by name, comma-separated; one new name is enrolled into the inventory")
+    name="agents by name, comma-separated; names not in the inventory yet are enrolled into it")
 def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, check=False,
           diff=False, json=False, render_only=False):
     """Start (local) or build and run (docker) an agent's command handler; enrol it.
@@ -55,7 +72,9 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
         common, per_host = hatch_plans(inv, _targets(inv, name, group, pattern, host), named=bool(name),
                                        orphans=not (name or group or pattern or host))
         return changes + common, per_host
-    run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json)
+    named = entries(name) or list(base.agents)
+    run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json,
+                   items=[f"agent {n}" for n in named])
 
 
 def _write_build_files(inv, targets: list) -> list:
@@ -118,39 +137,55 @@ def list_(c, name=None, group=None, pattern=None, host=None, inventory=None, jso
     show(Rows([s.as_row() for s in listed], ("agent", "host", "runtime", "running", "pid", "problem")), json)
 
 
-MAX_LOG_LINES = 100_000
+@op(lines="how many lines from the end of each agent's log",
+    follow="keep printing new lines as they come, until Ctrl-C or --duration "
+           "(with --json: one JSON object a line)",
+    duration="with --follow: stop after this many seconds (default: until Ctrl-C)")
+def logs(c, name=None, group=None, pattern=None, host=None, lines=50, follow=False,
+         duration=None, inventory=None, json=False):
+    """Show agents' handler logs (local) or container output (docker); several agents interleaved.
 
-
-@op(name="the agent whose log to show", lines="how many lines from the end",
-    follow="keep printing new lines as they come, until Ctrl-C (with --json: one JSON object a line)")
-def logs(c, name, lines=50, follow=False, inventory=None, json=False):
-    """Show an agent's handler log (local) or container output (docker)."""
+    One agent's lines are printed as they are; with several, each line starts
+    with its agent's name (like docker compose logs) and the tails are merged
+    in time order. --follow follows them all at once.
+    """
     inv = load(inventory)
-    agent = inv.agent(name)
-    count = _log_lines(lines)
-    found = for_runtime(agent.runtime).agent_logs(inv, agent, lines=count, follow=follow)
-    if json and not follow:
-        show(Rows([{"line": output.clean(line, limit=4096)} for line in found], ("line",)), json)
+    agents = _targets(inv, name, group, pattern, host)
+    show_line = _log_printer(agents, json)
+    if follow:
+        try:
+            problems = agentlogs.follow_all(inv, agents, lines, show_line, stop=stop_event(),
+                                            duration=duration)
+        except KeyboardInterrupt:   # the way to end --follow: not an error
+            return
+        fail_unless(not problems)
         return
-    try:
-        for line in found:
-            if json:
-                output.emit_json_line({"agent": agent.name, "line": output.clean(line, limit=4096)})
-            else:
-                output.emit_untrusted(line)
-    except KeyboardInterrupt:   # the way to end --follow: not an error
+    merged, problems = agentlogs.tail_all(inv, agents, lines)
+    if json:
+        show(Rows([line.as_dict() for line in merged], ("agent", "line"),
+                  problems=[f"{p.agent}: {p.problem}" for p in problems]), json)
+        fail_unless(not problems)
         return
+    for line in merged + problems:
+        show_line(line)
+    fail_unless(not problems)
 
 
-def _log_lines(lines) -> int:
-    try:
-        count = int(lines)
-    except (TypeError, ValueError):
-        count = -1
-    if not 0 <= count <= MAX_LOG_LINES:
-        raise UsageError(f"--lines must be a whole number from 0 to {MAX_LOG_LINES}, got {lines!r}",
-                         "e.g. --lines 200")
-    return count
+def _log_printer(agents: list, json: bool):
+    """How one LogLine is printed: JSON lines, or text prefixed by the agent when several."""
+    width = max((len(a.name) for a in agents), default=0)
+    prefixed = len(agents) > 1
+
+    def show_line(item) -> None:
+        if json:
+            text = output.clean(item.line or item.problem, limit=4096)
+            output.emit_json_line({**item.as_dict(), ("problem" if item.problem else "line"): text})
+        elif item.problem:
+            output.emit_untrusted(f"{item.agent}: {item.problem}", err=True)
+        else:
+            head = f"{item.agent:<{width}} | " if prefixed else ""
+            output.emit(head + output.clean(item.line, limit=4096))
+    return show_line
 
 
 agent = Collection("agent", hatch, stop, retire, rotate_credentials, logs)

@@ -43,7 +43,7 @@ def record(c, duration, out, max_bytes=DEFAULT_MAX_BYTES, keep=DEFAULT_KEEP, inv
            json=False, timeout=5.0):
     """Record every message on the bus for --duration seconds into a bounded, rotated log."""
     inv = load(inventory)
-    seconds = _positive(duration, "--duration")
+    seconds = float(duration)
     log = RotatingLog(Path(out), max_bytes=max_bytes, keep=keep)
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)
@@ -59,8 +59,9 @@ def record(c, duration, out, max_bytes=DEFAULT_MAX_BYTES, keep=DEFAULT_KEEP, inv
     if json:
         show(Rows([summary], tuple(summary)), json)
     else:
-        output.emit(f"recorded {stats.messages} message(s), {stats.bytes} bytes in {seconds:g}s "
-                    f"to {out} ({stats.rotations} rotation(s))")
+        output.emit(f"recorded {output.plural(stats.messages, 'message')}, "
+                    f"{output.plural(stats.bytes, 'byte')} in {seconds:g}s to {out} "
+                    f"({output.plural(stats.rotations, 'rotation')})")
 
 
 @op(record="audit this record file (written by bus.record), rotated files included",
@@ -76,7 +77,7 @@ def audit(c, record=None, listen=None, inventory=None, json=False, timeout=5.0):
             raise UsageError(f"no record at {record}", "write one with: invoke bus.record")
         result = audit_record(Path(record), manager=inv.manager)
     else:
-        result = _audit_live(inv, _positive(listen, "--listen"), timeout)
+        result = _audit_live(inv, listen, timeout)
     if json:
         show(result, json)
     else:
@@ -89,17 +90,6 @@ def _audit_live(inv, seconds: float, timeout: float):
         messages = bus.subscribe_collect([ALL_TOPICS], seconds)
     return audit_messages([BusMessage(m.topic, m.payload, _rfc3339(m.received), m.retain)
                            for m in messages], manager=inv.manager)
-
-
-def _positive(value, flag: str) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if seconds <= 0:
-        raise UsageError(f"{flag} must be a positive number of seconds, got {value!r}",
-                         f"e.g. {flag} 60")
-    return seconds
 
 
 bus = Collection("bus", record, audit)

@@ -12,6 +12,8 @@ import contextlib
 import functools
 import inspect
 import os
+import signal
+import threading
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ COMMON_HELP = {
     "diff": "show the changes to files and settings as a diff",
     "json": "print the JSON envelope (task, ok, items, problems, timings) instead of text",
     "timeout": "seconds to wait for replies",
+    "duration": "stop after this many seconds (default: until Ctrl-C)",
     **SELECTOR_HELP,
 }
 
@@ -74,7 +77,7 @@ def op(types=None, **extra_help):
     def decorate(func):
         params = inspect.signature(func).parameters
         known = {**COMMON_HELP, **extra_help}
-        helps = {k: help_with_default(v, params[k].default) for k, v in known.items()
+        helps = {k: help_with_default(v, params[k].default, k) for k, v in known.items()
                  if k in params}
         return task(help=helps, klass=HatcheryTask, types=types)(boundary(func))
     return decorate
@@ -186,10 +189,12 @@ def run_plan(title: str, plan, *, lock=None, check=False, diff=False, json=False
     return rep
 
 
-def run_host_plans(title: str, plans, *, lock=None, check=False, diff=False, json=False) -> Report:
+def run_host_plans(title: str, plans, *, lock=None, check=False, diff=False, json=False,
+                   items=()) -> Report:
     """Like ``run_plan`` for work spread over hosts: ``plans()`` gives (common changes,
     {host: () -> changes}); the hosts are planned and applied in parallel and every
-    host is reported, reachable or not (core.hosts.apply_per_host)."""
+    host is reported, reachable or not (core.hosts.apply_per_host). ``items``: the
+    items the hosts' plans will have (``agent NAME``), to size the item column."""
     guard = state_lock(lock) if lock is not None and not check else contextlib.nullcontext()
     with guard:
         common, per_host = plans()
@@ -198,8 +203,10 @@ def run_host_plans(title: str, plans, *, lock=None, check=False, diff=False, jso
             output.emit_json(as_envelope(rep))
         else:
             output.report_header(title, check)
+            column = output.item_width([*items, *(c.item for c in common)])
             rep = apply_per_host(title, common, per_host, check=check,
-                                 on_result=lambda r: output.result_line(r, show_diff=diff))
+                                 on_result=lambda r: output.result_line(r, show_diff=diff,
+                                                                        item_column=column))
             output.report_summary(rep)
     if not rep.ok:
         raise Exit(code=EXIT_FAILED)
@@ -212,13 +219,27 @@ def _apply(title: str, changes: list, *, check, diff, json) -> Report:
         output.emit_json(as_envelope(rep))
         return rep
     output.report_header(title, check)
+    column = output.item_width(c.item for c in changes)
     with plan_progress(title, changes, check=check) as bar:
         def on_result(result):
-            output.result_line(result, show_diff=diff)
+            output.result_line(result, show_diff=diff, item_column=column)
             bar.done(result)
         rep = apply_plan(title, changes, check=check, on_result=on_result, on_start=bar.start)
     output.report_summary(rep)
     return rep
+
+
+def stop_event(duration: Optional[float] = None) -> threading.Event:
+    """What a long-running task waits on: set after ``--duration`` seconds (when given) and
+    on SIGTERM, so a service manager's stop ends it as cleanly as Ctrl-C does."""
+    stop = threading.Event()
+    if duration:
+        timer = threading.Timer(float(duration), stop.set)
+        timer.daemon = True
+        timer.start()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
 
 
 def fail_unless(ok: bool) -> None:

@@ -7,11 +7,11 @@ from invoke import Exit
 from hatchery.bus.connection import bus_for
 from hatchery.core.results import Rows
 from hatchery.core.state import state_lock
-from hatchery.errors import EXIT_FAILED, UsageError
+from hatchery.errors import EXIT_FAILED
 from hatchery.operate import heal, rollout
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op, run_plan, show
+from hatchery.tasks.common import load, op, run_plan, show, stop_event
 
 
 def _selected(inv, name, group, pattern) -> list:
@@ -46,7 +46,7 @@ def rollout_(c, batch="25%", max_failed=0, expect_version=None, timeout=15.0, na
     inv = load(inventory)
     agents = rollout.targets(inv, _selected(inv, name, group, pattern))
     size = rollout.batch_size(batch, len(agents))
-    limit = _count(max_failed, "--max-failed")
+    limit = int(max_failed)         # bounded by tasks/flags.py BOUNDS, like every numeric flag
     if check:
         rows = rollout.plan_rows(inv, agents, size)
         if not json:
@@ -77,24 +77,15 @@ def _show_batch(index: int, total: int, outcomes: list) -> None:
     output.emit(f"batch {index}/{total}: {summary}")
 
 
-def _count(value, flag: str) -> int:
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        count = -1
-    if count < 0:
-        raise UsageError(f"{flag} must be a whole number, 0 or more, got {value!r}", f"e.g. {flag} 1")
-    return count
-
-
 @op(types={"stale": float}, watch="keep running: the supervisor (restarts within seconds of a Last Will)",
     budget="restarts allowed per agent within --window before it is left down",
     window="seconds over which --budget counts restarts",
     stale="seconds without a heartbeat after which an agent counts as stale "
           "(default: twice its heartbeat interval)",
-    grace="--watch: seconds a restarted agent has to come back online before it counts as down again")
+    grace="--watch: seconds a restarted agent has to come back online before it counts as down again",
+    duration="--watch: stop after this many seconds (default: until Ctrl-C)")
 def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW, stale=None,
-          grace=5.0, inventory=None, check=False, json=False):
+          grace=5.0, duration=None, inventory=None, check=False, json=False):
     """Restart agents the bus shows offline or stale and docker agents whose container is unhealthy.
 
     One pass (for cron) by default; --watch is the supervisor. Every action is
@@ -102,12 +93,13 @@ def heal_(c, watch=False, budget=heal.DEFAULT_BUDGET, window=heal.DEFAULT_WINDOW
     (hatchery_heal_actions_total).
     """
     inv = load(inventory)
-    policy = heal.Policy(budget=_count(budget, "--budget"), window=float(window),
+    policy = heal.Policy(budget=int(budget), window=float(window),
                          stale=float(stale) if stale else None, grace=float(grace))
     with bus_for(inv, connect_timeout=5.0) as bus:
         if watch:
             output.notice(f"fleet.heal --watch: supervising {len(inv.agents)} agent(s); Ctrl-C stops")
-            heal.watch(inv, bus, policy, on_action=lambda a: _show_action(a, json))
+            heal.watch(inv, bus, policy, stop=stop_event(duration),
+                       on_action=lambda a: _show_action(a, json))
             return
         actions = heal.heal_once(inv, bus, policy, check=check)
     problems = [f"{a.agent}: {a.reason}: restart failed: {a.detail}" for a in actions

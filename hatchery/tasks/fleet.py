@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from invoke import Collection
@@ -18,7 +17,7 @@ from hatchery.errors import UsageError
 from hatchery.inventory.select import select_names
 from hatchery.observe import alerting, crosscheck, exporter, health, monitor
 from hatchery.provision import schedule
-from hatchery.tasks import output
+from hatchery.tasks import answers, output
 from hatchery.tasks.common import (
     as_envelope,
     choice,
@@ -28,6 +27,7 @@ from hatchery.tasks.common import (
     op,
     run_plan,
     show,
+    stop_event,
 )
 
 TIMEOUT = 5.0
@@ -36,8 +36,16 @@ KINDS = ("heartbeat", "status", "alert", "command")
 
 def _run(verb, selectors, timeout, inventory, json):
     inv = load(inventory)
-    result = run_command(inv, verb, timeout=timeout, **selectors)
-    show(result, json)
+    _show_answers(run_command(inv, verb, timeout=timeout, **selectors), json)
+
+
+def _show_answers(result, json) -> None:
+    """A verb's replies: the envelope, or each answer's fields as columns; exit 1 unless all ok."""
+    if json:
+        show(result, json)
+    else:
+        answers.show_wide(result)
+        show(result, json, table=False)
     fail_unless(result.ok)
 
 
@@ -75,12 +83,11 @@ def config_reload(c, name=None, group=None, pattern=None, host=None, timeout=TIM
 
 # --- seeing the fleet -------------------------------------------------------------
 
-@op(types={"duration": float},
-    snapshot="read the retained heartbeats and states, print one table, exit (the default)",
+@op(snapshot="read the retained heartbeats and states, print one table, exit (the default)",
     stream="follow the bus live, one line per message (with --json: one envelope per line), "
            "until Ctrl-C or --duration",
     kinds=f"stream only these kinds, comma-separated: {','.join(KINDS)}",
-    duration="stop streaming after this many seconds")
+    duration="--stream: stop after this many seconds (default: until Ctrl-C)")
 def monitor_(c, snapshot=False, stream=False, name=None, group=None, pattern=None, kinds=None,
              duration=None, inventory=None, json=False, timeout=5.0):
     """Show the whole fleet at a glance (--snapshot), or follow the bus live (--stream)."""
@@ -99,7 +106,7 @@ def monitor_(c, snapshot=False, stream=False, name=None, group=None, pattern=Non
         snap.agents = {n: v for n, v in snap.agents.items() if n in agents}
     show(snap, json)
     if not json:
-        output.emit(f"{len(snap.agents)} agents, read in {snap.seconds * 1000:.1f} ms")
+        output.emit(f"{output.plural(len(snap.agents), 'agent')}, read in {snap.seconds * 1000:.1f} ms")
 
 
 def _chosen(inv, name, group, pattern):
@@ -117,7 +124,7 @@ def _stream(inv, bus, agents, kinds, duration, json):
         def show_event(event):
             output.emit_untrusted(event.line())
     monitor.stream(inv, bus, on_event=show_event, agents=agents, kinds=kinds,
-                   duration=duration)
+                   duration=duration, stop=stop_event())
 
 
 def event_envelope(event) -> dict:
@@ -128,12 +135,12 @@ def event_envelope(event) -> dict:
             "timings": {"at": event.at, "seconds": 0.0}, "stream": True}
 
 
-@op(types={"threshold": float},
-    threshold="seconds without a heartbeat before an agent is stale (default: twice its interval)",
+@op(threshold="seconds without a heartbeat before an agent is stale (default: twice its interval)",
     verify_docker="also ask the Docker API about docker agents; exit 1 on any inconsistency")
 def bus_health(c, threshold=None, verify_docker=False, name=None, group=None, pattern=None,
                inventory=None, json=False, timeout=5.0):
-    """Staleness check for cron: exit 1 naming every stale, offline or missing agent."""
+    """Staleness check for cron: exit 1 naming every stale, offline, missing, unknown or unhealthy
+    agent (stopped and retired ones never fail it)."""
     inv = load(inventory)
     agents = _chosen(inv, name, group, pattern)
     with bus_for(inv, connect_timeout=timeout, role="monitor") as bus:
@@ -165,9 +172,7 @@ def bus_health(c, threshold=None, verify_docker=False, name=None, group=None, pa
 @op()
 def collect(c, timeout=10.0, inventory=None, json=False):
     """The heartbeat collector: one broadcast health-check; exit 1 if anyone is missing."""
-    result = run_collect(load(inventory), timeout)
-    show(result, json)
-    fail_unless(result.ok)
+    _show_answers(run_collect(load(inventory), timeout), json)
 
 
 @op(verb=f"one of {', '.join(contract.VERBS)}",
@@ -178,10 +183,12 @@ def broadcast(c, verb, name=None, group=None, pattern=None, dry_run=False, timeo
     inv = load(inventory)
     result = send_broadcast(inv, verb, names=name, group=group, pattern=pattern,
                             dry_run=dry_run, timeout=timeout)
-    if dry_run and not json:
-        output.emit(f"{verb} would go to {len(result.recipients)} agent(s) ({result.mode}):")
+    if not dry_run:
+        _show_answers(result, json)
+        return
+    if not json:
+        output.emit(f"{verb} would go to {output.plural(len(result.recipients), 'agent')} ({result.mode}):")
     show(result, json)
-    fail_unless(result.ok)
 
 
 # --- Prometheus and scheduling -------------------------------------------------------
@@ -197,8 +204,8 @@ def broadcast(c, verb, name=None, group=None, pattern=None, dry_run=False, timeo
     json="errors, --rules and --alertmanager-config as the JSON envelope "
          "(serving prints nothing on stdout)")
 def exporter_(c, port=9883, addr="127.0.0.1", rules=False, alertmanager_config=False,
-              webhook=None, email_to=None, email_from=None, smarthost=None, inventory=None,
-              timeout=5.0, json=False):
+              webhook=None, email_to=None, email_from=None, smarthost=None, duration=None,
+              inventory=None, timeout=5.0, json=False):
     """Serve Prometheus metrics from the bus at http://ADDR:PORT/metrics (Ctrl-C stops)."""
     inv = load(inventory)
     if rules:
@@ -217,13 +224,14 @@ def exporter_(c, port=9883, addr="127.0.0.1", rules=False, alertmanager_config=F
         else:
             output.emit(text.rstrip("\n"))
         return
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port} is not a TCP port", "use 1-65535, e.g. --port 9883")
     log = StatePaths(inv.state_dir).broker_log
+    stop = stop_event(duration)
     with bus_for(inv, connect_timeout=timeout, role="exporter") as bus:
-        exporter.serve(inv, bus, port=port, addr=addr, stop=threading.Event(),
+        exporter.serve(inv, bus, port=port, addr=addr, stop=stop,
                        broker_log=log if log.exists() else None,
-                       on_ready=lambda a: output.notice(f"serving http://{a[0]}:{a[1]}/metrics"))
+                       on_ready=lambda a: output.log_line(f"serving http://{a[0]}:{a[1]}/metrics",
+                                                          err=True))
+    output.log_line("fleet.exporter stopped", err=True)
 
 
 @op(job="which job: collect (the heartbeat collector, default), audit (bus.audit), heal "
@@ -256,19 +264,17 @@ def _schedule_spec(inv, job, kind, *, every, weekly, at, listen, record):
         if weekly or at or listen or record:
             raise UsageError("--weekly, --at, --listen and --record belong to the audit job",
                              "add --job audit")
-        return schedule.make_spec(kind, _whole(every or 10, "--every"), inv.path,
-                                  state_dir=inv.state_dir)
+        return schedule.make_spec(kind, every or 10, inv.path, state_dir=inv.state_dir)
     if job == schedule.AUDIT:
         if every:
             raise UsageError("the audit runs weekly; --every is for the collector",
                              "use --at 'Mon 03:00' to choose the day and time")
         return schedule.make_audit_spec(
             kind, schedule.parse_at(at or schedule.DEFAULT_AT), inv.path, state_dir=inv.state_dir,
-            listen=_number(listen, "--listen") if listen else None,
-            record=Path(record) if record else None)
+            listen=listen, record=Path(record) if record else None)
     if job == schedule.HEAL:
         _only_every(weekly, at, listen, record, job)
-        return schedule.make_heal_spec(kind, _whole(every or 5, "--every"), inv.path, state_dir=inv.state_dir)
+        return schedule.make_heal_spec(kind, every or 5, inv.path, state_dir=inv.state_dir)
     if job == schedule.SUPERVISOR:
         _only_every(weekly, at, listen, record, job)
         if every:
@@ -282,20 +288,6 @@ def _only_every(weekly, at, listen, record, job) -> None:
     if weekly or at or listen or record:
         raise UsageError(f"--weekly, --at, --listen and --record belong to the audit, not to --job {job}",
                          "drop them")
-
-
-def _whole(value, flag: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} must be a whole number, not {value!r}") from None
-
-
-def _number(value, flag: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} must be a number of seconds, not {value!r}") from None
 
 
 fleet = Collection("fleet", version_report, health_check, status_report, config_reload,

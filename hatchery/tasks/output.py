@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Sequence
+import unicodedata
+from datetime import datetime, timezone
+from typing import Optional, Sequence
 
 from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, ItemResult, Report
 from hatchery.core.results import strict
+from hatchery.core.words import plural
 
 _COLOURS = {OK: "32", CHANGED: "33", WOULD_CHANGE: "36", FAILED: "31",
             "pass": "32", "fail": "31"}
@@ -78,6 +81,19 @@ def emit_untrusted(text: str, *, err: bool = False) -> None:
     emit(clean(text, limit=1000), err=err)
 
 
+def stamp(at: Optional[datetime] = None) -> str:
+    """A log line's time: UTC, RFC 3339 with milliseconds (``2026-12-03T09:04:24.512Z``),
+    the format of the contract's ``ts`` so bus messages and our lines sort together."""
+    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def log_line(text: str, *, err: bool = False, at: Optional[datetime] = None) -> None:
+    """One line of a long-running task's log (heal --watch, exporter, dashboard, logs
+    --follow): timestamped, and cleaned like any text that may come off the bus."""
+    emit(f"{stamp(at)} {clean(text, limit=1000)}", err=err)
+
+
 def emit_json(data) -> None:
     """Strict JSON: non-finite numbers become null, never NaN or Infinity."""
     _write(json.dumps(strict(data), indent=2, allow_nan=False, default=str), sys.stdout)
@@ -91,13 +107,23 @@ def emit_json_line(data) -> None:
 
 # --- plan results -----------------------------------------------------------------
 
-def result_line(result: ItemResult, *, show_diff: bool = False) -> None:
+ITEM_WIDTH = 24             # the item column of result lines, wider when an item is
+
+
+def item_width(items) -> int:
+    """The item column's width for these items (``agent a-long-name``): none is cut or
+    pushes the columns after it out of line."""
+    return max([ITEM_WIDTH] + [width(clean(i)) for i in items])
+
+
+def result_line(result: ItemResult, *, show_diff: bool = False, item_column: int = ITEM_WIDTH) -> None:
     """One line per item as it completes: progress on long work."""
     status = _paint(f"{result.status:<12}", result.status)
     what = result.action if result.action != "none" else ""
     why = "; ".join(x for x in (result.reason, result.detail) if x)
     timing = f" ({result.seconds:.2f}s)" if result.seconds >= 0.01 else ""
-    emit(f"  {status} {result.item:<24} {what:<8} {why}{timing}".rstrip())
+    item = pad(clean(result.item), item_column)
+    emit(f"  {status} {item} {what:<8} {why}{timing}".rstrip())
     if result.error:
         for line in result.error.splitlines():
             emit(f"      {line}", err=True)
@@ -130,39 +156,56 @@ def report_summary(report: Report) -> None:
 
 def host_summaries(hosts: dict) -> None:
     """One line per host, like fabric's GroupResult: what happened there, or why it could not."""
+    column = max([12] + [width(clean(h)) for h in hosts])
     for host, s in hosts.items():
         state = "unreachable" if s.get("error") else ("failed" if s["failed"] else "ok")
-        line = f"  host {host:<12} {state:<12} ok={s['ok']} changed={s['changed']} failed={s['failed']} ({s['seconds']:.1f}s)"
+        counts = f"ok={s['ok']} changed={s['changed']} failed={s['failed']} ({s['seconds']:.1f}s)"
+        line = f"  host {pad(clean(host), column)} {state:<12} {counts}"
         emit(line + (f"  {s['error']}" if s.get("error") else ""))
 
 
 def report(rep: Report, *, show_diff: bool = False) -> None:
     """A whole report at once (when lines were not streamed)."""
     report_header(rep.title, rep.check)
+    column = item_width(r.item for r in rep.results)
     for result in rep.results:
-        result_line(result, show_diff=show_diff)
+        result_line(result, show_diff=show_diff, item_column=column)
     report_summary(rep)
 
 
 # --- tables and check lists ------------------------------------------------------------
 
-def table(rows: Sequence[dict], columns: Sequence[str], *, headers: Sequence[str] | None = None) -> None:
-    headers = list(headers or [c.upper() for c in columns])
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    emit("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+def table(rows: Sequence[dict], columns: Sequence[str], *, headers: Sequence[str] | None = None,
+          limit: int = 200) -> None:
+    """Rows under upper-case headers, each column as wide as its widest cell (as the
+    terminal shows it: a wide character takes two columns), cells cut at ``limit``."""
+    headers = [clean(h) for h in (headers or [c.upper() for c in columns])]
+    cells = [[_cell(row.get(c), limit) for c in columns] for row in rows]
+    widths = [max([width(h)] + [width(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    emit("  ".join(pad(h, w) for h, w in zip(headers, widths)).rstrip())
     for row in cells:
-        emit("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        emit("  ".join(pad(v, w) for v, w in zip(row, widths)).rstrip())
 
 
-def _cell(value) -> str:
+def width(text: str) -> int:
+    """How many terminal columns ``text`` takes (East Asian wide: 2, combining marks: 0)."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def pad(text: str, columns: int) -> str:
+    """``text`` filled with spaces to ``columns`` terminal columns (ljust counts characters)."""
+    return text + " " * max(0, columns - width(text))
+
+
+def _cell(value, limit: int = 200) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.2f}"
-    return clean(value)
+    return clean(value, limit)
 
 
 def check_line(check) -> None:
@@ -187,5 +230,5 @@ def findings(result) -> None:
     if rows:
         table(rows, ["time", "topic", "rule", "detail"])
     counts = ", ".join(f"{rule}: {n}" for rule, n in result.counts().items())
-    emit(f"{result.messages} message(s) audited, {len(rows)} finding(s)"
+    emit(f"{plural(result.messages, 'message')} audited, {plural(len(rows), 'finding')}"
          + (f" ({counts})" if counts else ""))

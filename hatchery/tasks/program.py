@@ -36,9 +36,11 @@ from hatchery.errors import EXIT_USAGE, UsageError
 from hatchery.inventory.select import suggest
 from hatchery.tasks import namespace, output
 from hatchery.tasks.common import CLOSED_PIPE
-from hatchery.tasks.flags import TypedHelp
+from hatchery.tasks.flags import FlagError, TypedHelp, bound_of
 
 _UNKNOWN = re.compile(r"No idea what (.+) is!")
+_MISSING = re.compile(r"'(?P<task>[^']+)' did not receive required positional arguments: (?P<names>.+)")
+_NO_VALUE = re.compile(r"Flag <Argument: (?P<name>[\w-]+).*> needed value and was not given one!")
 
 
 @contextlib.contextmanager
@@ -81,14 +83,33 @@ class BoundaryMixin:
     def _usage_error(self, exc: ParseError) -> UsageError:
         text = str(exc)
         unknown = _UNKNOWN.fullmatch(text)
-        if not unknown:
-            task = getattr(getattr(exc, "context", None), "name", None) or \
-                _task_in(list(getattr(self, "argv", None) or sys.argv), self.collection) or "TASK"
-            return UsageError(text, f"see the flags with: {self.command} --help {task}")
-        token = _literal(unknown.group(1))
-        if token.startswith("-"):
-            return self._unknown_flag(token, getattr(exc, "context", None))
-        return self._unknown_task(token)
+        if unknown:
+            token = _literal(unknown.group(1))
+            if token.startswith("-"):
+                return self._unknown_flag(token, getattr(exc, "context", None))
+            return self._unknown_task(token)
+        task = getattr(getattr(exc, "context", None), "name", None) or \
+            _task_in(list(getattr(self, "argv", None) or sys.argv), self.collection) or "TASK"
+        see = f"see the flags with: {self.command} --help {task}"
+        missing, no_value = _MISSING.fullmatch(text), _NO_VALUE.fullmatch(text)
+        if missing:
+            return self._missing(task, re.findall(r"'([^']+)'", missing["names"]), see)
+        if no_value:
+            flag = "--" + no_value["name"].replace("_", "-")
+            return UsageError(f"{flag} needs a value", f"e.g. {flag} {_example(flag)}; {see}")
+        if isinstance(exc, FlagError):      # a value out of its range: the flag's own example
+            return UsageError(text, f"{exc.fix}; {see}")
+        return UsageError(text, see)
+
+    def _missing(self, task: str, names: list, see: str) -> UsageError:
+        """A required flag left out: which, what it is for, and the line that would work."""
+        flags = ["--" + n.replace("_", "-") for n in names]
+        context = self.parser.contexts.get(task) if getattr(self, "parser", None) else None
+        helps = [getattr(context.flags.get(f), "help", "") if context else "" for f in flags]
+        what = " and ".join(f"{f} ({h.split(' (')[0]})" if h else f for f, h in zip(flags, helps))
+        line = " ".join(f"{f} {_example(f)}" for f in flags)
+        return UsageError(f"{task} needs {what}",
+                          f"e.g. {self.command} {task} {line}; {see}")
 
     def _unknown_flag(self, token: str, context) -> UsageError:
         task = getattr(context, "name", None)
@@ -113,6 +134,12 @@ class BoundaryMixin:
         else:
             output.error(error)
         raise Exit(code=EXIT_USAGE)
+
+
+def _example(flag: str) -> str:
+    """A value that shows the shape of a flag's argument (``--name NAME``, ``--timeout 5``)."""
+    bound = bound_of(flag.lstrip("-"))
+    return bound.example if bound else flag.lstrip("-").replace("-", "_").upper()
 
 
 def _literal(text: str) -> str:

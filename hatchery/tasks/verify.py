@@ -18,5 +18,5 @@ def verify(c, inventory=None, timeout=5.0, json=False):
         output.emit("verify")
         report = run_verify(inv, timeout=timeout, on_check=output.check_line)
         passed = sum(c.ok for c in report.checks)
-        output.emit(f"{passed}/{len(report.checks)} checks passed")
+        output.emit(f"{passed}/{output.plural(len(report.checks), 'check')} passed")
     fail_unless(report.ok)

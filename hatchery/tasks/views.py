@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,11 +21,11 @@ from hatchery.observe import dashboard as page
 from hatchery.observe import top as topview
 from hatchery.observe.live import FleetModel, live_filters
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op, show
+from hatchery.tasks.common import load, op, show, stop_event
 
 PASSWORD_ENV = "HATCHERY_DASHBOARD_PASSWORD"
 STATE_STYLE = {"online": "green", "stale": "bold yellow", "offline": "bold red",
-               "unknown": "dim"}
+               "unhealthy": "bold red", "missing": "bold red", "unknown": "dim", "stopped": "dim"}
 
 
 @contextlib.contextmanager
@@ -37,13 +35,6 @@ def live_model(inv, timeout: float):
     with bus_for(inv, connect_timeout=float(timeout), role="monitor") as bus:
         with bus.listen(live_filters(), model.observe, qos=0):
             yield model
-
-
-def _stop_on_sigterm() -> threading.Event:
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    return stop
 
 
 # --- fleet.dashboard ------------------------------------------------------------------
@@ -64,22 +55,20 @@ def dashboard_login(inv, password_file):
     password_file="file whose first line is the page's password (user 'hatchery'); "
                   f"else ${PASSWORD_ENV}, else the dashboard password file in the state directory",
     duration="stop after this many seconds (default: until Ctrl-C)",
-    json="errors as the JSON envelope; when serving stops, the envelope with the page's url",
-    types={"duration": float})
+    json="errors as the JSON envelope; when serving stops, the envelope with the page's url")
 def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
               inventory=None, timeout=5.0, json=False):
     """Serve a live, read-only web page of the fleet at http://ADDR:PORT/ (Ctrl-C stops)."""
     inv = load(inventory)
     login = dashboard_login(inv, password_file)
     page.check_bind(addr, login)          # before touching the bus
-    stop = _stop_on_sigterm()
-    if duration:
-        threading.Timer(float(duration), stop.set).start()
+    stop = stop_event(duration)
     served = []
 
     def ready(address):
         served.append(f"http://{_url_host(address[0])}:{address[1]}/")
-        output.notice(f"dashboard on {served[-1]}" + (f" (login: {page.USER})" if login else ""))
+        output.log_line(f"dashboard on {served[-1]}" + (f" (login: {page.USER})" if login else ""),
+                        err=True)
     with live_model(inv, float(timeout)) as model:
         page.serve(model, addr=addr, port=int(port), login=login, title=inv.manager, stop=stop,
                    on_ready=ready)
@@ -96,8 +85,7 @@ def _url_host(host: str) -> str:
 @op(sort="state (worst first, default), age (oldest heartbeat first) or name",
     refresh="seconds between redraws (default 1)",
     duration="stop after this many seconds (default: until q or Ctrl-C)",
-    json="one frame as the JSON envelope (one item per agent), then exit",
-    types={"duration": float})
+    json="one frame as the JSON envelope (one item per agent), then exit")
 def top(c, sort=topview.SORT_STATE, refresh=1.0, duration=None, inventory=None, timeout=5.0,
         json=False):
     """A live terminal view of the fleet, like htop: q quits, s/a/n change the sort."""
@@ -110,7 +98,7 @@ def top(c, sort=topview.SORT_STATE, refresh=1.0, duration=None, inventory=None, 
             time.sleep(0.5)
             _print_once(model, sort, json)
             return
-        _run_top(model, sort, float(refresh), float(duration) if duration else None)
+        _run_top(model, sort, float(refresh), stop_event(duration))
 
 
 def _print_once(model, sort, json=False):
@@ -118,15 +106,13 @@ def _print_once(model, sort, json=False):
     show(Rows([dict(zip(topview.COLUMNS, r.cells())) for r in table], topview.COLUMNS), json)
 
 
-def _run_top(model, sort, refresh, duration):
+def _run_top(model, sort, refresh, stop):
     from rich.console import Console
     from rich.live import Live
 
     console = Console()
-    stop = _stop_on_sigterm()
-    deadline = time.monotonic() + duration if duration else None
     with _keys() as read_key, Live(console=console, screen=True, auto_refresh=False) as live:
-        while not stop.is_set() and not (deadline and time.monotonic() > deadline):
+        while not stop.is_set():
             live.update(_frame(model, sort, console.size.height), refresh=True)
             key = read_key(refresh)
             if key in ("q", "Q", "\x03"):

@@ -1,7 +1,9 @@
 // hatchery fleet dashboard: rows built with textContent only; bus data is never parsed as HTML.
+// The server judges every agent (its row's state is the verdict of hatchery's one rule, sent
+// again when the clock alone changes it); the page only counts, filters and shows the age.
 "use strict";
 (function () {
-  const STALE_FACTOR = 2;
+  const STATES = ["online", "unhealthy", "stale", "offline", "missing", "unknown", "stopped"];
   const agents = new Map();   // name -> {data, tr, cells}
   let offset = 0;             // server clock minus ours, seconds
   const $ = (id) => document.getElementById(id);
@@ -10,12 +12,6 @@
   const NUMERIC = new Set(["age", "rtt", "errors", "alerts", "invalid"]);
 
   function now() { return Date.now() / 1000 + offset; }
-
-  function shownState(d, t) {
-    if (d.state === "online" && d.beat_ts !== null && d.interval &&
-        t - d.beat_ts > STALE_FACTOR * d.interval) return "stale";
-    return d.state;
-  }
 
   function text(value) { return value === null || value === undefined ? "-" : String(value); }
 
@@ -44,7 +40,7 @@
   function set(td, value) { if (td.textContent !== value) td.textContent = value; }
 
   function paint(entry, t) {
-    const d = entry.data, c = entry.cells, state = shownState(d, t);
+    const d = entry.data, c = entry.cells, state = d.state;
     if (entry.tr.dataset.state !== state) {
       entry.tr.dataset.state = state;
       entry.tr.dataset.since = String(Date.now());   // when this page saw the change
@@ -74,19 +70,19 @@
     const g = $("f-group").value, h = $("f-host").value, s = $("f-state").value;
     const d = entry.data;
     const keep = (!g || (d.groups || []).includes(g)) && (!h || d.host === h) &&
-                 (!s || shownState(d, t) === s);
+                 (!s || d.state === s);
     entry.tr.hidden = !keep;
     return keep;
   }
 
   function totals(t) {
-    const sum = { agents: 0, online: 0, stale: 0, offline: 0, unknown: 0, errors: 0,
-                  alerts: 0, invalid: 0 };
+    const sum = { agents: 0, errors: 0, alerts: 0, invalid: 0 };
+    for (const state of STATES) sum[state] = 0;
     let shown = 0;
     for (const entry of agents.values()) {
       const d = entry.data;
       sum.agents += 1;
-      sum[shownState(d, t)] += 1;
+      if (d.state in sum) sum[d.state] += 1;
       sum.errors += d.errors || 0;
       sum.alerts += d.alerts || 0;
       sum.invalid += d.invalid || 0;
@@ -96,12 +92,22 @@
     set($("shown"), shown + " of " + sum.agents + " shown");
   }
 
+  function drop(name) {
+    const entry = agents.get(name);
+    if (entry) { entry.tr.remove(); agents.delete(name); }
+  }
+
   function apply(event) {
     offset = event.now - Date.now() / 1000;
     set($("title"), text(event.title));
     const t = now(), added = document.createDocumentFragment();
+    if (event.full) {                         // after a reconnect: whoever is not listed is gone
+      const listed = new Set(event.rows.map((d) => d.agent));
+      for (const name of [...agents.keys()]) if (!listed.has(name)) drop(name);
+    }
     for (const d of event.rows) {
       let entry = agents.get(d.agent);
+      if (d.state === "retired") { drop(d.agent); continue; }   // agent.retire: off for good
       if (!entry) { entry = makeRow(d.agent, added); agents.set(d.agent, entry); }
       entry.data = d;
       for (const g of d.groups || []) addOption($("f-group"), String(g));

@@ -24,21 +24,22 @@ import pytest
 from conftest import free_port
 from dockerhelpers import client, hatch_changes, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
 
-from agent_kit import contract
+from agent_kit import contract, messages
 from hatchery.bus.connection import bus_for
 from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.observe import crosscheck
+from hatchery.core.intent import Intent
 from hatchery.observe.crosscheck import (
     CONSISTENT,
     INCONSISTENT,
-    DockerView,
     compare,
-    docker_view,
+    runtime_text,
 )
-from hatchery.observe.health import HEALTHY, OFFLINE, STALE, AgentHealth, bus_health
-from hatchery.observe.monitor import AgentView
+from hatchery.observe.fleetstate import AgentFacts, Judgement
+from hatchery.observe.health import OFFLINE, ONLINE, STALE, STOPPED, bus_health
+from hatchery.runtime.base import AgentState
 from hatchery.observe.verify import verify
 from hatchery.provision.credentials import plan_auth, user_secret
 from hatchery.provision.operations import auth_files
@@ -69,69 +70,81 @@ CAPTURED = {
 }
 
 
-def _captured(name: str):
-    """The docker runtime's AgentState of a captured ``docker inspect``."""
-    return state_of("a", CAPTURED[name], host="local")
+def docker_state(name: str, attrs):
+    """The docker runtime's AgentState of a captured ``docker inspect`` (None: no container)."""
+    if attrs is None:
+        return AgentState(name, DOCKER, False, status="missing")
+    return state_of(name, attrs, host="local")
 
 
-def _bus_view(verdict: str, uptime: float = 5, sent: datetime = NOW) -> tuple:
-    view = AgentView("a", state="offline" if verdict == OFFLINE else "online",
-                     heartbeat={"ok": True, "uptime": uptime}, heartbeat_at=sent)
-    return view, AgentHealth("a", verdict, 1.0, 10.0, "")
+def _bus_view(verdict, uptime: float = 5, sent: datetime = NOW, intent=Intent.RUNNING) -> tuple:
+    facts = AgentFacts("a", online=verdict != OFFLINE,
+                       beat=messages.Heartbeat("a", sent.timestamp(), True, uptime))
+    return facts, Judgement("a", verdict, "", 1.0, 10.0, intent)
 
 
 # --- the pure comparison, on captured data ------------------------------------------------
 
-def test_captured_states_read_as_docker_views():
-    running = docker_view("a", _captured("running"))
-    assert running.up and running.health is None
-    assert running.started_at == datetime(2026, 11, 24, 19, 20, 41, 853576, tzinfo=timezone.utc)
-    assert not docker_view("a", _captured("unhealthy")).up
-    assert docker_view("a", _captured("exited")).text() == "exited, 0 restart(s)"
+def test_captured_states_read_as_typed_agent_states():
+    running = docker_state("a", CAPTURED["running"])
+    assert running.up and running.health is None and running.runtime == "docker"
+    assert running.started_at == datetime(2026, 11, 24, 19, 20, 41, 853576, tzinfo=timezone.utc).timestamp()
+    assert not docker_state("a", CAPTURED["unhealthy"]).up
+    assert runtime_text(docker_state("a", CAPTURED["exited"])) == "exited, 0 restart(s)"
     stopped = {"State": {**CAPTURED["exited"]["State"], "Health": {"Status": "unhealthy"}}}
-    assert docker_view("a", state_of("a", stopped, host="local")).health is None  # stale: kept from when it ran
-    restarting = docker_view("a", _captured("restarting"))
-    assert not restarting.up and restarting.restart_count == 4
-    assert docker_view("a", None).status == "missing"
+    assert docker_state("a", stopped).health is None    # stale: kept from when it ran
+    restarting = docker_state("a", CAPTURED["restarting"])
+    assert restarting.restarting and restarting.restarts == 4     # compare counts it as down
+    assert docker_state("a", None).status == "missing"
 
 
-@pytest.mark.parametrize("captured, bus, expected", [
-    ("running", HEALTHY, CONSISTENT),
-    ("exited", HEALTHY, INCONSISTENT),         # the forged heartbeat of a stopped agent
-    ("unhealthy", HEALTHY, INCONSISTENT),
-    ("restarting", HEALTHY, INCONSISTENT),
-    (None, HEALTHY, INCONSISTENT),             # no container at all
-    ("running", OFFLINE, INCONSISTENT),        # running, but the bus says its Will fired
-    ("running", STALE, INCONSISTENT),
-    ("exited", OFFLINE, CONSISTENT),           # both say down
-    ("restarting", STALE, CONSISTENT),
+@pytest.mark.parametrize("captured, bus, intent, expected", [
+    ("running", ONLINE, Intent.RUNNING, CONSISTENT),
+    ("exited", ONLINE, Intent.RUNNING, INCONSISTENT),       # the forged heartbeat of a stopped agent
+    ("unhealthy", ONLINE, Intent.RUNNING, INCONSISTENT),
+    ("restarting", ONLINE, Intent.RUNNING, INCONSISTENT),
+    (None, ONLINE, Intent.RUNNING, INCONSISTENT),           # no container at all
+    ("running", OFFLINE, Intent.RUNNING, INCONSISTENT),     # running, but the bus says its Will fired
+    ("running", STALE, Intent.RUNNING, INCONSISTENT),
+    ("exited", OFFLINE, Intent.RUNNING, CONSISTENT),        # both say down
+    ("restarting", STALE, Intent.RUNNING, CONSISTENT),
+    ("exited", STOPPED, Intent.STOPPED, CONSISTENT),        # the operator stopped it, and it is
+    ("running", STOPPED, Intent.STOPPED, INCONSISTENT),     # stopped on purpose, yet it runs
+    ("running", OFFLINE, Intent.IN_ROLLOUT, CONSISTENT),    # a rollout is replacing it
 ])
-def test_compare_flags_every_disagreement(captured, bus, expected):
-    view, health = _bus_view(bus, sent=NOW - timedelta(seconds=2))
-    docker = docker_view("a", _captured(captured) if captured else None)
-    result = compare(view, health, docker, NOW)
+def test_compare_flags_every_disagreement(captured, bus, intent, expected):
+    facts, judged = _bus_view(bus, sent=NOW - timedelta(seconds=2), intent=intent)
+    state = docker_state("a", CAPTURED[captured] if captured else None)
+    result = compare(facts, judged, state, NOW.timestamp())
     assert result.verdict == expected, result.reason
-    assert result.docker == docker.text() and result.bus == bus
+    assert result.docker == runtime_text(state) and result.bus == bus
 
 
 def test_a_heartbeat_claiming_more_uptime_than_the_container_has_is_inconsistent():
-    docker = docker_view("a", _captured("running"))            # started 19:20:41.85
-    honest = compare(*_bus_view(HEALTHY, uptime=15), docker, NOW)
+    state = docker_state("a", CAPTURED["running"])            # started 19:20:41.85
+    now = NOW.timestamp()
+    honest = compare(*_bus_view(ONLINE, uptime=15), state, now)
     assert honest.verdict == CONSISTENT
-    lying = compare(*_bus_view(HEALTHY, uptime=3600), docker, NOW)
+    lying = compare(*_bus_view(ONLINE, uptime=3600), state, now)
     assert lying.verdict == INCONSISTENT and "3600s of uptime" in lying.reason
     # a heartbeat from before the last start belongs to an earlier life: no claim about this one
-    earlier = compare(*_bus_view(HEALTHY, uptime=3600, sent=NOW - timedelta(seconds=60)),
-                      docker, NOW)
+    earlier = compare(*_bus_view(ONLINE, uptime=3600, sent=NOW - timedelta(seconds=60)), state, now)
     assert earlier.verdict == CONSISTENT
 
 
 def test_a_container_that_just_started_may_not_have_reported_yet():
-    view, health = _bus_view(OFFLINE)
-    fresh = DockerView("a", "running", started_at=NOW - timedelta(seconds=3))
-    assert compare(view, health, fresh, NOW).verdict == CONSISTENT
-    starting = replace(docker_view("a", _captured("running")), health="starting")
-    assert compare(view, health, starting, NOW).verdict == CONSISTENT
+    facts, judged = _bus_view(OFFLINE)
+    fresh = AgentState("a", "docker", True, started_at=NOW.timestamp() - 3, status="running")
+    assert compare(facts, judged, fresh, NOW.timestamp()).verdict == CONSISTENT
+    starting = replace(docker_state("a", CAPTURED["running"]), health="starting")
+    assert compare(facts, judged, starting, NOW.timestamp()).verdict == CONSISTENT
+
+
+def test_a_runtime_that_cannot_be_asked_is_no_disagreement():
+    facts, judged = _bus_view(ONLINE)
+    unreachable = AgentState("a", "docker", None, status="unreachable", problem="engine down")
+    result = compare(facts, judged, unreachable, NOW.timestamp())
+    assert result.verdict == CONSISTENT and "could not be asked (engine down)" in result.reason
 
 
 # --- a real agent container on a real engine ---------------------------------------------------
@@ -209,9 +222,9 @@ def _docker_crosscheck(report) -> list:
 
 
 @pytest.mark.docker
-def test_a_running_agent_that_reports_healthy_is_consistent(fleet):
+def test_a_running_agent_that_reports_online_is_consistent(fleet):
     # both sources settle: the heartbeat arrives, Docker's healthcheck passes its start period
-    health, docker = _wait_for(lambda: (r := _check(fleet))[0].verdict == HEALTHY
+    health, docker = _wait_for(lambda: (r := _check(fleet))[0].verdict == ONLINE
                                and r[1].agents[0].docker.startswith("running (healthy)") and r,
                                40, "the hatched agent never became healthy on bus and Docker")
     assert docker.ok and docker.agents[0].verdict == CONSISTENT
@@ -241,9 +254,9 @@ def test_a_forged_heartbeat_for_a_stopped_container_is_inconsistent(client, flee
     with bus_for(fleet, role="monitor") as bus:
         assert bus_health(fleet, bus).ok            # the bus alone believes it
     health, docker = _check(fleet)
-    assert health.verdict == HEALTHY
+    assert health.verdict == ONLINE
     assert not docker.ok and docker.agents[0].verdict == INCONSISTENT
-    assert docker.agents[0].reason == "the bus says healthy, Docker says exited, 0 restart(s)"
+    assert docker.agents[0].reason == "the bus says online, Docker says exited, 0 restart(s)"
     # through the CLI: plain bus-health is fooled, --verify-docker is not
     assert _bus_health_cli(fleet).returncode == 0
     # forged again: a loaded machine can take more than the 10 s threshold for two CLI starts
@@ -251,9 +264,9 @@ def test_a_forged_heartbeat_for_a_stopped_container_is_inconsistent(client, flee
     done = _bus_health_cli(fleet, "--verify-docker", "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert [a["verdict"] for a in report["items"]] == [HEALTHY] and not report["ok"]
+    assert [a["verdict"] for a in report["items"]] == [ONLINE] and not report["ok"]
     assert report["docker"]["problems"] == [
-        {"message": f"{agent.name}: inconsistent: the bus says healthy, Docker says exited, 0 restart(s)"}]
+        {"message": f"{agent.name}: inconsistent: the bus says online, Docker says exited, 0 restart(s)"}]
     # invoke verify carries the same cross-check and fails on it
     checks = _docker_crosscheck(verify(fleet, timeout=2))
     assert [c.ok for c in checks] == [False] and "Docker says exited" in checks[0].detail

@@ -56,7 +56,9 @@ def parse_probe(output: str) -> dict:
 def main_line(main_command, image_command: tuple) -> str:
     """The line of the rendered supervisor that starts the main process ('' when none)."""
     base = replace(WITH_EVERYTHING, entrypoint=(), cmd=image_command)
-    script = render_entrypoint(Inventory(path=Path("fleet_inventory.yaml")), _agent(main_command=main_command), base)
+    nowhere = Inventory(path=Path("/nonexistent/fleet_inventory.yaml"),
+                        state_dir=Path("/nonexistent/.hatchery"))
+    script = render_entrypoint(nowhere, _agent(main_command=main_command), base)
     lines = [line[:-2] for line in script.splitlines() if line.endswith(" &") and "handler" not in line
              and not line.startswith("    ") and "sleep" not in line]
     return lines[0] if lines else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -39,10 +40,15 @@ def unique(prefix: str = "a") -> str:
 
 
 def inventory(broker, names, *, manager=None, groups=None, interval=600.0) -> Inventory:
+    """An anonymous fleet on ``broker``. Its state dir is new and empty (beside the broker's
+    files, else in the temp dir): no secrets, no control socket, so the bus connects over
+    TCP without a login -- never the checkout's .hatchery/ of the operator's own fleet."""
     agents = {n: AgentSpec(n, heartbeat_interval=interval) for n in names}
+    home = Path(broker.conf).parent if hasattr(broker, "conf") else Path(tempfile.gettempdir())
     return Inventory(Path("/nonexistent/fleet_inventory.yaml"), manager=manager or unique("mgr"),
                      broker=BrokerSpec(host=broker.host, port=broker.port),
-                     agents=agents, groups=groups or {})
+                     agents=agents, groups=groups or {},
+                     state_dir=home / unique("state"))
 
 
 class Responder:

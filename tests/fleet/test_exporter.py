@@ -19,6 +19,7 @@ from responders import (
 
 from agent_kit import contract
 from hatchery.bus.client import BusClient, Message
+from hatchery.core.intent import IntentBook, Stopped
 from hatchery.observe import exporter
 
 
@@ -55,6 +56,60 @@ def test_offline_closes_the_agents_series_but_keeps_last_seen():
     assert _sample(metrics, "hatchery_agent_memory_bytes", agent="a") is None
     assert _sample(metrics, "hatchery_agent_heartbeat_age_seconds", agent="a") is None
     assert _sample(metrics, "hatchery_agent_last_seen_timestamp_seconds", agent="a") > 0
+
+
+def test_intent_a_retired_agent_is_not_exported_a_stopped_one_is_marked():
+    inv = inventory(_Broker, ["kept", "halted", "gone"], interval=60)
+    book = IntentBook(stopped={"halted": Stopped(time.time(), "agent.stop")}, retired=frozenset({"gone"}))
+    metrics = exporter.BusMetrics(inv, intent=lambda: book)
+    for name in ("kept", "halted", "gone"):
+        _feed(metrics, f"fleet/{name}/status", contract.make_state(name, "online"))
+        _feed(metrics, f"fleet/{name}/heartbeat", _beat(name))
+        _feed(metrics, f"fleet/{name}/alert", contract.make_alert(name, "dropped-message", count=2))
+    _feed(metrics, "fleet/halted/status", contract.make_state("halted", "offline"))
+    assert _sample(metrics, "hatchery_agent_up", agent="kept") == 1
+    assert _sample(metrics, "hatchery_agent_stopped", agent="kept") is None
+    assert _sample(metrics, "hatchery_agent_up", agent="halted") == 0
+    assert _sample(metrics, "hatchery_agent_stopped", agent="halted") == 1
+    text = _text(metrics)
+    assert 'agent="gone"' not in text and 'agent="kept"' in text
+
+
+def _text(metrics) -> str:
+    from prometheus_client import generate_latest
+    return generate_latest(exporter.registry_for(metrics)).decode()
+
+
+def test_agent_retire_clearing_its_retained_topics_closes_its_series():
+    inv = inventory(_Broker, ["a"], interval=60)
+    metrics = exporter.BusMetrics(inv)
+    _feed(metrics, "fleet/a/status", contract.make_state("a", "online"))
+    _feed(metrics, "fleet/a/heartbeat", _beat("a"))
+    for kind in ("heartbeat", "status"):         # what agent.retire publishes
+        metrics.observe(Message(f"fleet/a/{kind}", b"", True, time.time()))
+    assert _sample(metrics, "hatchery_agent_up", agent="a") == 0
+    assert _sample(metrics, "hatchery_agent_uptime_seconds", agent="a") is None
+
+
+def test_only_contract_valid_heartbeats_are_exported_and_error_codes_are_capped():
+    inv = inventory(_Broker, ["a"], interval=60)
+    metrics = exporter.BusMetrics(inv)
+    _feed(metrics, "fleet/a/status", contract.make_state("a", "online"))
+    for key in ("<script>", "e\u202e", "nul\x00", "k" * 200, "Upper"):
+        _feed(metrics, "fleet/a/heartbeat", {**_beat("a"), "errors": {key: 1}})
+    assert _sample(metrics, "hatchery_agent_invalid_messages_total", agent="a") == 5
+    for round_ in range(3):
+        errors = {f"r{round_}-{i}": 1 for i in range(40)}
+        _feed(metrics, "fleet/a/heartbeat", {**_beat("a"), "errors": errors})
+    codes = {s.labels["code"] for f in metrics.collect() for s in f.samples
+             if s.name == "hatchery_agent_errors"}
+    assert codes == {"other"}           # the last heartbeat has none of the 16 pinned codes
+    assert len(metrics.error_codes["a"]) == exporter.ERROR_CODES_PER_AGENT
+    assert _sample(metrics, "hatchery_agent_errors", agent="a", code="other") == 40
+    assert _sample(metrics, "hatchery_exporter_folded_error_codes_total", agent="a") == 3 * 40 - 16
+    _feed(metrics, "fleet/a/heartbeat", {**_beat("a"), "errors": {"r0-0": 7, "r0-1": 2, "new": 5}})
+    assert _sample(metrics, "hatchery_agent_errors", agent="a", code="r0-0") == 7
+    assert _sample(metrics, "hatchery_agent_errors", agent="a", code="other") == 5
 
 
 def test_round_trip_alerts_drops_and_bad_messages_are_counted():

@@ -9,7 +9,9 @@ from responders import Responder, clear_retained, inventory, unique
 
 from agent_kit import contract
 from hatchery.bus.client import BusClient, Message
+from hatchery.core.intent import IntentBook, Lease, Stopped
 from hatchery.observe import health, monitor
+from hatchery.observe.fleetstate import FleetState
 
 NOW = datetime(2026, 3, 18, 21, 30, tzinfo=timezone.utc)
 
@@ -29,28 +31,51 @@ def _state(name, state):
                    contract.encode(contract.make_state(name, state)), True, 0)
 
 
+def _snapshot(inv, messages, book=IntentBook(), threshold=None):
+    state = FleetState.for_inventory(inv).observe_all(messages)
+    return monitor.build_snapshot(state, book, NOW.timestamp(), threshold=threshold)
+
+
 def test_classify_every_verdict():
-    names = ["fresh", "old", "gone", "never", "sick", "born"]
+    names = ["fresh", "old", "gone", "never", "sick", "born", "halted", "retired", "moving"]
     inv = inventory(_Broker, names, interval=60)
     messages = [_beat("fresh", 30), _state("fresh", "online"),
                 _beat("old", 121), _state("old", "online"),
                 _beat("gone", 5), _state("gone", "offline"),
                 _beat("sick", 1, ok=False),
-                _state("born", "online")]
-    report = health.classify(inv, monitor.build_snapshot(messages, names, NOW), now=NOW)
+                _state("born", "online"),
+                _beat("halted", 500), _state("halted", "offline"),
+                _beat("moving", 500), _state("moving", "offline")]
+    book = IntentBook(stopped={"halted": Stopped(NOW.timestamp() - 600, "agent.stop")},
+                      retired=frozenset({"retired"}),
+                      leases={"moving": Lease("fleet.rollout pid 1", NOW.timestamp() + 60, 0.0)})
+    report = health.classify(inv, _snapshot(inv, messages, book))
     verdicts = {a.agent: a.verdict for a in report.agents}
-    assert verdicts == {"fresh": "healthy", "old": "stale", "gone": "offline",
-                        "never": "missing", "sick": "unhealthy", "born": "stale"}
+    assert verdicts == {"fresh": "online", "old": "stale", "gone": "offline", "never": "missing",
+                        "sick": "unhealthy", "born": "stale", "halted": "stopped",
+                        "retired": "retired", "moving": "offline"}
     assert not report.ok
     assert report.problems[0].startswith("old: stale: last heartbeat 121s ago (threshold 120s)")
-    assert [a.threshold_s for a in report.agents] == [120] * 6
+    assert [p.split(":")[0] for p in report.problems] == ["old", "gone", "never", "sick", "born"]
+    assert [a.threshold_s for a in report.agents] == [120] * len(names)
+    items = {i["agent"]: i for i in report.as_dict()["items"]}
+    assert items["halted"]["intent"] == "stopped" and items["moving"]["intent"] == "in-rollout"
+
+
+def test_stopped_retired_and_leased_agents_never_fail_the_check():
+    inv = inventory(_Broker, ["halted", "retired", "moving"], interval=60)
+    book = IntentBook(stopped={"halted": Stopped(NOW.timestamp(), "agent.stop")},
+                      retired=frozenset({"retired"}),
+                      leases={"moving": Lease("fleet.rollout pid 1", NOW.timestamp() + 60, 0.0)})
+    report = health.classify(inv, _snapshot(inv, [_state("halted", "online")], book))
+    assert report.ok and report.problems == []
+    assert "the bus still says online" in report.agents[0].reason
 
 
 def test_explicit_threshold_overrides_the_interval():
     inv = inventory(_Broker, ["a"], interval=600)
-    snap = monitor.build_snapshot([_beat("a", 90)], ["a"], NOW)
-    assert health.classify(inv, snap, now=NOW).ok
-    strict = health.classify(inv, snap, threshold=60, now=NOW)
+    assert health.classify(inv, _snapshot(inv, [_beat("a", 90)])).ok
+    strict = health.classify(inv, _snapshot(inv, [_beat("a", 90)], threshold=60))
     assert not strict.ok and strict.agents[0].verdict == "stale"
 
 
@@ -66,6 +91,6 @@ def test_bus_health_on_the_real_bus(module_broker):
     finally:
         agents[0].stop()
         clear_retained(module_broker, [alive, dead])
-    assert [a.verdict for a in report.agents] == ["healthy", "offline", "missing"]
+    assert [a.verdict for a in report.agents] == ["online", "offline", "missing"]
     assert report.as_dict()["ok"] is False
     assert len(report.problems) == 2

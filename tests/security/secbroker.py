@@ -49,8 +49,9 @@ class SecureBroker:
                 self.proc.wait(5)
 
 
-def start_fleet_broker(workdir: Path, manager: str, agents: list) -> tuple:
-    """A broker enforcing a fresh password file and the fleet ACL: (broker, {user: secret})."""
+def start_fleet_broker(workdir: Path, manager: str, agents: list, extra: tuple = ()) -> tuple:
+    """A broker enforcing a fresh password file and the fleet ACL: (broker, {user: secret});
+    ``extra``: more config lines."""
     from hatchery.security import acl
     from hatchery.security import passwords as pw
     secrets = {u: pw.new_secret() for u in acl.fleet_users(manager, agents)}
@@ -58,13 +59,14 @@ def start_fleet_broker(workdir: Path, manager: str, agents: list) -> tuple:
     pw.write_private(passwd, pw.render_password_file(
         {u: pw.hash_password(s) for u, s in secrets.items()}))
     pw.write_private(acl_file, acl.render_acl(acl.fleet_grants(manager, agents)))
-    broker = start_secure_broker(workdir / "broker", password_file=passwd, acl_file=acl_file)
+    broker = start_secure_broker(workdir / "broker", password_file=passwd, acl_file=acl_file,
+                                 extra=extra)
     return broker, secrets
 
 
 def start_secure_broker(workdir: Path, *, password_file: Optional[Path] = None,
                         acl_file: Optional[Path] = None, tls: Optional[dict] = None,
-                        anonymous: bool = False) -> SecureBroker:
+                        anonymous: bool = False, extra: tuple = ()) -> SecureBroker:
     """Mosquitto on 127.0.0.1:<free port>; ``tls`` = {cafile, certfile, keyfile}."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -79,6 +81,7 @@ def start_secure_broker(workdir: Path, *, password_file: Optional[Path] = None,
         lines.append(f"acl_file {acl_file}")
     for key, value in (tls or {}).items():
         lines.append(f"{key} {value}")
+    lines += list(extra)
     conf = workdir / "mosquitto.conf"
     conf.write_text("\n".join(lines) + "\n")
     log = workdir / "mosquitto.log"

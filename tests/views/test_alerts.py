@@ -69,7 +69,7 @@ def test_a_killed_agent_reaches_the_webhook_through_prometheus_and_alertmanager(
     manager, name = unique("mgr"), unique("doomed")
     inv = Inventory(tmp_path / "fleet.yaml", manager=manager,
                     broker=BrokerSpec(host=module_broker.host, port=module_broker.port),
-                    agents={name: AgentSpec(name)})
+                    agents={name: AgentSpec(name)}, state_dir=tmp_path / "state")
     agents = Agents(module_broker, manager, tmp_path)
     hook, procs = Webhook(), []
     exporter_port, prom_port, am_port = free_port(), free_port(), free_port()

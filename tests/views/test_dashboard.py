@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from viewhelpers import (
@@ -27,7 +28,10 @@ from viewhelpers import (
 from agent_kit import contract
 from hatchery.core.ports import free_port, wait_until
 from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory
+from hatchery.bus.client import Message
+from hatchery.core.intent import IntentBook, Stopped
 from hatchery.observe import dashboard as page
+from hatchery.observe import live
 from hatchery.observe.live import FleetModel
 
 HOSTILE = ('<img src=x onerror="window.__pwned=1">', '</script><script>window.__pwned=2</script>',
@@ -83,7 +87,7 @@ def test_page_lists_every_agent_with_totals_and_filters(fleet, browser):
     names = fleet["names"]
     assert wait_for(lambda: all(row_state(browser, n) == "online" for n in names[:3]), 15), \
         [row_state(browser, n) for n in names]
-    assert row_state(browser, names[3]) == "unknown"
+    assert row_state(browser, names[3]) == "missing"      # never reported
     rows = browser.execute_script("return [...document.querySelectorAll('#rows tr')]"
                                   ".map(r => r.dataset.agent)")
     assert sorted(rows) == sorted(names)
@@ -162,13 +166,12 @@ def _in_process_page(model, login=None):
 
 def test_text_that_reaches_the_page_is_shown_as_text(browser):
     """Defence in depth: even a string the contract would refuse renders inert."""
-    inv = Inventory(__import__("pathlib").Path("/nonexistent.yaml"), broker=BrokerSpec(),
-                    agents={"x": AgentSpec("x")})
+    inv = Inventory(Path("/nonexistent.yaml"), broker=BrokerSpec(),
+                    agents={"x": AgentSpec("x")}, state_dir=Path("/nonexistent/.hatchery"))
     model = FleetModel(inv)
-    agent = model.agents["x"]
-    agent.version, agent.last_alert, agent.host = HOSTILE[0], HOSTILE[1], HOSTILE[2]
-    agent.groups = (HOSTILE[1],)
-    model.version = agent.changed = 1
+    poisoned = model.state.agents["x"]      # the fleet state, reached behind the decoder's back
+    poisoned.version, poisoned.last_alert = HOSTILE[0], HOSTILE[1]
+    model.places["x"] = ((HOSTILE[1],), HOSTILE[2])
     port, stop, thread = _in_process_page(model)
     try:
         browser.get(f"http://127.0.0.1:{port}/")
@@ -178,6 +181,29 @@ def test_text_that_reaches_the_page_is_shown_as_text(browser):
         assert browser.execute_script("return window.__pwned") is None
         assert browser.execute_script("return document.querySelectorAll('img, svg, "
                                       "script:not([src])').length") == 0
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_intent_a_stopped_agent_says_so_and_a_retired_one_leaves_the_page(browser, tmp_path):
+    inv = Inventory(tmp_path / "fleet_inventory.yaml", broker=BrokerSpec(), state_dir=tmp_path / ".hatchery",
+                    agents={n: AgentSpec(n) for n in ("x", "y", "z")})
+    book = [IntentBook()]
+    model = FleetModel(inv, intent=lambda: book[0])
+    for name in ("x", "y", "z"):
+        model.observe(Message(contract.topic(name, "status"),
+                              contract.encode(contract.make_state(name, "offline")), True, time.time()))
+    port, stop, thread = _in_process_page(model)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        assert wait_for(lambda: [row_state(browser, n) for n in "xyz"] == ["offline"] * 3, 5)
+        book[0] = IntentBook(stopped={"x": Stopped(time.time(), "agent.stop")}, retired=frozenset({"y"}))
+        assert wait_for(lambda: row_state(browser, "x") == "stopped" and row_state(browser, "y") is None,
+                        5 + live.INTENT_EVERY), [row_state(browser, n) for n in "xyz"]
+        assert browser.find_element("id", "t-stopped").text == "1"
+        assert browser.find_element("id", "t-offline").text == "1"
+        assert browser.find_element("id", "t-agents").text == "2"
     finally:
         stop.set()
         thread.join(5)
@@ -207,7 +233,8 @@ def _get(url, headers=None):
 
 
 def test_a_login_is_demanded_and_headers_are_strict():
-    inv = Inventory(__import__("pathlib").Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")})
+    inv = Inventory(Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")},
+                    state_dir=Path("/nonexistent/.hatchery"))
     login = page.Login("hatchery", "correct-horse-battery")
     port, stop, thread = _in_process_page(FleetModel(inv), login)
     base = f"http://127.0.0.1:{port}/"

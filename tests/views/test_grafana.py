@@ -67,7 +67,7 @@ def test_every_expression_uses_live_exporter_names_and_parses_in_prometheus(
     manager, name = unique("mgr"), unique("graf")
     inv = Inventory(tmp_path / "fleet.yaml", manager=manager,
                     broker=BrokerSpec(host=module_broker.host, port=module_broker.port),
-                    agents={name: AgentSpec(name)})
+                    agents={name: AgentSpec(name)}, state_dir=tmp_path / "state")
     agents = Agents(module_broker, manager, tmp_path)
     port, prom_port = free_port(), free_port()
     proc = None

@@ -18,7 +18,6 @@ from viewhelpers import (
 )
 
 from hatchery.observe import top
-from hatchery.observe.live import AgentLive
 
 
 @pytest.fixture
@@ -72,18 +71,21 @@ def test_fleet_top_shows_a_state_change_and_quits_on_q(module_broker, tmp_path, 
         clear_retained(module_broker, names)
 
 
-def test_rows_sort_by_state_or_heartbeat_age():
+def _row(name, state, beat_ts=None):
+    return {"agent": name, "state": state, "beat_ts": beat_ts, "in_inventory": True, "version": None,
+            "rtt_ms": None, "errors": None, "alerts": 0, "last_alert": None, "groups": [],
+            "host": "localhost"}
+
+
+def test_rows_sort_by_verdict_or_heartbeat_age():
     now = 1000.0
-    agents = [AgentLive("a", state="online", beat_ts=990.0, interval=60),
-              AgentLive("b", state="offline", beat_ts=900.0, interval=60),
-              AgentLive("c", state="online", beat_ts=800.0, interval=60),    # stale
-              AgentLive("d")]
-    assert [r.agent for r in top.rows(agents, now, top.SORT_STATE)] == ["b", "c", "d", "a"]
-    assert [r.state for r in top.rows(agents, now, top.SORT_STATE)] == \
-        ["offline", "stale", "unknown", "online"]
-    assert [r.agent for r in top.rows(agents, now, top.SORT_AGE)] == ["d", "c", "b", "a"]
-    assert top.totals(top.rows(agents, now)) == {"agents": 4, "online": 1, "stale": 1,
-                                                 "offline": 1, "unknown": 1, "errors": 0,
-                                                 "alerts": 0}
+    agents = [_row("a", "online", 990.0), _row("b", "offline", 900.0), _row("c", "stale", 800.0),
+              _row("d", "missing"), _row("e", "stopped", 700.0), _row("f", "unhealthy", 995.0)]
+    assert [r.agent for r in top.rows(agents, now, top.SORT_STATE)] == ["b", "d", "f", "c", "e", "a"]
+    assert [r.agent for r in top.rows(agents, now, top.SORT_AGE)] == ["d", "e", "c", "b", "a", "f"]
+    assert top.rows(agents, now)[0].cells()[2] == "100.0s"
+    assert top.totals(top.rows(agents, now)) == {"agents": 6, "online": 1, "unhealthy": 1, "stale": 1,
+                                                 "offline": 1, "missing": 1, "unknown": 0,
+                                                 "stopped": 1, "errors": 0, "alerts": 0}
     assert top.sort_for_key("a", top.SORT_STATE) == top.SORT_AGE
     assert top.sort_for_key("x", top.SORT_STATE) is None
