@@ -1,7 +1,7 @@
 """Docker Swarm runtime figures: swarm.up, deploy + hatch (cold and warm, 3 and 30 agents
 across 3 nodes), failover after node losses, rollout by batch size, memory per node.
 
-    .venv/bin/python bench/swarm_bench.py [--agents 3,30] [--losses 5] [--batches 1,5,10]
+    .venv/bin/python bench/swarm_bench.py [--agents 3,30] [--losses 6]
 
 Run as root on Linux with Docker: it makes three hosts on this machine (network
 namespaces, each with its own dockerd and sshd, see tests/hosts/netns.py), forms a
@@ -10,7 +10,9 @@ start with no image: cold = the broker and base images reach each node by docker
 save | load over SSH and every agent image is built on every node; warm = the same
 hatch again, nothing to do. A node loss cuts the node off the network, kills its
 containers and stops its engine (a power loss); failover time = from the loss
-until every agent answers a health-check again. Figures go to
+until every agent answers a health-check again; every third loss is the Raft
+leader's node (a new leader is elected first), as often as a random loss among
+three managers would hit it. Figures go to
 bench/results/swarm_bench.json.
 """
 
@@ -109,10 +111,20 @@ def leader(multi: MultiHost, inv) -> str:
     return next((r["host"] for r in rows if "leader" in r["reachability"]), "?")
 
 
+def victims(multi: MultiHost, inv, index: int, last: str):
+    """Every third loss is the Raft leader's node, the others a follower's (not the one lost
+    last): as often as a random node of three managers is the leader."""
+    lead = leader(multi, inv)
+    if index % 3 == 2:
+        return next(h for h in multi.hosts if h.name == lead)
+    return next(h for h in multi.hosts if h.name not in (lead, last))
+
+
 def failovers(multi: MultiHost, inv, losses: int) -> dict:
-    rounds = []
+    rounds, last = [], ""
     for index in range(losses):
-        victim = multi.hosts[(2 - index) % len(multi.hosts)]        # h3, h2, h1, h3, h2, ...
+        victim = victims(multi, inv, index, last)
+        last = victim.name
         was_leader = leader(multi, inv) == victim.name
         broker = for_runtime("swarm").broker_status(inv).get("node")
         lost = time.monotonic()
@@ -125,7 +137,10 @@ def failovers(multi: MultiHost, inv, losses: int) -> dict:
         _wait_ready(inv)
         forget_connections()
     times = [r["every agent answering (s)"] for r in rounds]
-    return {"rounds": rounds, "p50 (s)": round(statistics.median(times), 1), "max (s)": max(times)}
+    by_kind = {kind: [r["every agent answering (s)"] for r in rounds if r["leader"] == lead]
+               for kind, lead in (("follower lost", False), ("leader lost", True))}
+    return {"rounds": rounds, "p50 (s)": round(statistics.median(times), 1), "max (s)": max(times),
+            **{f"{kind}: p50 / max (s)": [round(statistics.median(t), 1), max(t)] for kind, t in by_kind.items() if t}}
 
 
 def _wait_ready(inv, within: float = 120) -> None:
@@ -178,7 +193,7 @@ def _mib(text: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", default="3,30")
-    parser.add_argument("--losses", type=int, default=5)
+    parser.add_argument("--losses", type=int, default=6)
     args = parser.parse_args()
     apply_plan("images", bootstrap_images(engine(None), which=("broker", "agent-clients")))
     results: dict = {"machine": "2 cores, shared; three dockerds in network namespaces"}

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
+from hatchery.observe.fleetstate import FleetState, live_filters
 from hatchery.inventory.load import load_inventory
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
 
@@ -241,3 +243,37 @@ def test_a_lost_node_s_agents_answer_again_from_other_nodes(hosts, fleet):
     assert status.returncode == 1 and f"host {victim.name}: node down" in status.stdout
     hosts.restore(victim)
     wait_nodes_ready(fleet)
+
+
+def test_a_partition_leaves_two_handlers_taking_turns_seen_shown_as_one_and_ended(hosts, fleet):
+    """The isolated node keeps its task; when the partition heals, its handler and the
+    replacement take turns on one login until the left-over task is stopped."""
+    where = nodes_of(fleet)
+    broker = cli_json(fleet, "broker.status")["items"][0]["node"]
+    agent = next(a for a in AGENTS if where[a] != broker)
+    victim = next(h for h in hosts.hosts if h.name == where[agent])
+    state = FleetState.for_inventory(fleet)
+    with bus_for(fleet) as bus, bus.listen(live_filters(fleet.manager), state.observe):
+        hosts.partition(victim)
+        wait_answering(fleet, [agent], within=90)           # its replacement, on another node
+        replacement = {r["agent"]: r for r in cli_json(fleet, "agent.list")["items"]}[agent]["instance"]
+        state.confirm(agent, replacement)                   # what the runtime says runs it
+        hosts.partition(victim, cut=False)
+        healed, duel = time.monotonic(), ()
+        while not duel and time.monotonic() - healed < 90:
+            duel = state.facts(agent).duelling(time.time())
+            time.sleep(0.5)
+        FIGURES["partition healed -> duel seen (s)"] = round(time.monotonic() - healed, 1)
+        assert replacement in duel and len(duel) == 2, list(state.facts(agent).births)
+        assert state.facts(agent).instance == replacement   # the fleet state shows one instance
+        listed = {r["agent"]: r for r in cli_json(fleet, "agent.list")["items"]}[agent]
+        scan = cli_json(fleet, "agent.hatch")                # the orphan scan stops the left-over task
+        stopped = [i for i in scan["items"] if i["item"].startswith(f"agent {agent} task ")]
+        assert stopped or not listed["problem"], (listed, scan["items"])
+        time.sleep(3)
+        settled = time.time()
+        time.sleep(10)
+        later = {instance for at, instance in state.facts(agent).births if at > settled}
+        assert later <= {replacement}, later                 # no more turns: one handler left
+        FIGURES["duel ended by"] = "the orphan scan" if stopped else "Swarm"
+    wait_answering(fleet, AGENTS, within=60)

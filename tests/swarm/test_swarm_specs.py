@@ -78,7 +78,7 @@ def test_the_handler_reads_the_broker_by_name_over_tls_and_mounted_secrets(inv):
     assert config["broker"] == {"host": "mqtt-broker", "port": 8883, "ca_file": "/etc/hatchery/ca.crt"}
     assert config["password_file"] == "/run/secrets/hatchery/password"
     assert config["broadcast_key_file"] == "/run/secrets/hatchery/broadcast.key"
-    assert config["credentials"] == "f00"
+    assert config["credentials"] == "f00" and config["keepalive"] == 5 and config["reconnect_max"] == 5
 
 
 def test_the_agent_service_spec(inv, monkeypatch):
