@@ -253,6 +253,39 @@ def check_schema(payload: dict, schema: dict) -> dict:
     return payload
 
 
+# --- MQTT v5 properties -------------------------------------------------------
+# The payload is the whole message. MQTT v5 lets a publisher put properties
+# beside it (user properties: free key/value text; content type, response
+# topic, correlation data...). No schema sees them, the broker stores them with
+# a retained message and hands them to every v5 reader. So the contract names
+# the properties each topic may carry, by paho's names, and nothing else
+# passes: the manager's commands carry a Message Expiry (a command stuck in a
+# queue must not run long after the manager stopped waiting); agents send none
+# (heartbeat, status, alert, their verify topic). A handler drops a command
+# with any other property (``bad-properties``, counted and alerted); the
+# manager's readers count such an agent message as invalid; bus.audit reports
+# every disallowed property and every user property, and scans their values.
+
+COMMAND_PROPERTIES = frozenset({"MessageExpiryInterval"})
+ALLOWED_PROPERTIES = {"command": COMMAND_PROPERTIES, "broadcast": COMMAND_PROPERTIES,
+                      "heartbeat": frozenset(), "status": frozenset(), "alert": frozenset()}
+
+
+def properties_kind(topic_name: str) -> str | None:
+    """The kind whose property rule applies to ``topic_name`` (None: no properties allowed)."""
+    parsed = parse_topic(topic_name)
+    if parsed:
+        return parsed[1]
+    head, sep, tail = topic_name.partition("/")
+    return "broadcast" if sep and tail == "broadcast" and NAME_RE.fullmatch(head) else None
+
+
+def disallowed_properties(topic_name: str, names) -> tuple:
+    """The property names among ``names`` that ``topic_name`` may not carry, sorted."""
+    allowed = ALLOWED_PROPERTIES.get(properties_kind(topic_name), frozenset())
+    return tuple(sorted(str(n) for n in names if n not in allowed))
+
+
 # --- commands ---------------------------------------------------------------
 
 def make_command(verb: str, command_id: str, ts: str | None = None) -> dict:

@@ -176,20 +176,24 @@ class CommandHandler:
             log.warning("%s: disconnected (%s); reconnecting", self.name, reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        self.handle_message(message.topic, message.payload, message.retain, message.dup)
+        self.handle_message(message.topic, message.payload, message.retain, message.dup,
+                            bus.received_properties(message.properties))
 
     # --- commands -------------------------------------------------------------------
 
     def handle_message(self, topic: str, payload: bytes, retained: bool = False,
-                       redelivery: bool = False) -> None:
+                       redelivery: bool = False, properties: dict | None = None) -> None:
         """Validate one message and answer it, queue it, or drop it.
 
         ``redelivery``: the broker's DUP flag (a QoS 1 resend after a reconnect).
+        ``properties``: its MQTT v5 properties by name (contract.ALLOWED_PROPERTIES).
         """
         self.counters.add("received")
         try:
             if retained:  # a retained command would re-run on every reconnect
                 raise contract.ContractError("retained")
+            if properties and contract.disallowed_properties(topic, properties):
+                raise contract.ContractError("bad-properties")
             command = contract.parse_command(payload, self.config.max_payload)
             if redelivery and command["id"] in self._seen:
                 # The broker resending what we already took (persistent session)

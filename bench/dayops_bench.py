@@ -155,11 +155,10 @@ def bench_heal_docker(kills: int) -> dict:
     import secrets
     import threading
 
-    from hatchery.configs.broker import render_conf
     from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
     from hatchery.operate import heal
     from hatchery.provision.credentials import plan_auth
-    from hatchery.provision.operations import auth_files
+    from hatchery.provision.operations import auth_files, broker_conf
 
     runtime = for_runtime(DOCKER)
     prefix = f"hty-{secrets.token_hex(3)}-"
@@ -174,7 +173,7 @@ def bench_heal_docker(kills: int) -> dict:
         try:
             auth = plan_auth(inv)
             assert apply_plan("deploy", [auth.change(), *runtime.broker_plan(
-                inv, conf_text=render_conf(inv), auth_files=auth_files(auth))]).ok
+                inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))]).ok
             _wait_port(inv)
             assert apply_plan("hatch", hatch_plan(inv, [agent])).ok
             with bus_for(inv) as bus:

@@ -18,7 +18,7 @@ from hatchery.inventory import parse
 from hatchery.inventory.edit import add_agent
 from hatchery.inventory.fields import plain
 from hatchery.inventory.load import INVENTORY_ENV, load_inventory
-from hatchery.inventory.model import CONTROL_USERS, ReloadSpec
+from hatchery.inventory.model import CONTROL_USERS, AgentSpec, ReloadSpec
 
 CASES = Path(__file__).parent / "inventory_cases"
 # The quick start's inventory as shipped, as a realistic fixture. Not the checkout's own
@@ -202,7 +202,9 @@ def test_agent_keys_beat_group_vars_which_beat_role_defaults(tmp_path):
     assert agents["bare"].heartbeat_interval == 100         # role default
     assert agents["grouped"].version_command == "from-first-group"  # group beats role
     assert agents["bare"].version_command == "from-role"
-    assert agents["grouped"].image == "role/image:1" and agents["bare"].env == {"LEVEL": "role"}
+    assert agents["bare"].env == {"LEVEL": "role"}
+    # image is the docker runtime's key: the role's is not applied to a local agent (nor refused)
+    assert agents["grouped"].image == AgentSpec.image
     assert agents["own"].runtime == "local"                 # built-in default, role is silent
 
 

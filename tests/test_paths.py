@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path, PurePosixPath
 
-from hatchery.configs.broker import auth_paths, tls_paths
+from hatchery.configs.broker import auth_paths
+from hatchery.runtime import for_runtime
 from hatchery.core.paths import StatePaths, remote_root, state_paths
 from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory
 from hatchery.provision import credentials
@@ -57,5 +58,6 @@ def test_every_caller_asks_core_paths(tmp_path):
     assert credentials.key_path(inv, "alpha") == paths.key_file("alpha")
     assert credentials.retired_marker(inv, "alpha") == paths.retired_marker("alpha")
     assert credentials.secret_path(inv, "alpha") == paths.secret_file("alpha")
-    assert auth_paths(inv)["acl_file"] == str(paths.broker_dir / "acl")
-    assert tls_paths(inv) == {k: str(v) for k, v in paths.tls_files.items()}
+    layout = for_runtime(inv.broker.runtime).broker_layout(inv)
+    assert auth_paths(inv, layout)["acl_file"] == str(paths.broker_dir / "acl")
+    assert layout.tls_files == {k: str(v) for k, v in paths.tls_files.items()}

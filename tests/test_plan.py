@@ -3,7 +3,7 @@
 import threading
 import time
 
-from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, Change, apply_plan
+from hatchery.core.plan import CHANGED, FAILED, OK, WOULD_CHANGE, Action, Change, apply_plan, bind
 from hatchery.core.state import state_lock
 from hatchery.errors import RuntimeFailure
 from hatchery.runtime.docker import shown_env
@@ -31,6 +31,19 @@ def test_check_mode_applies_nothing():
     report = apply_plan("t", [Change("a", "create", apply=lambda: made.append(1)), Change("b")],
                         check=True)
     assert made == [] and [r.status for r in report.results] == [WOULD_CHANGE, OK]
+
+
+def test_a_planned_failure_fails_in_check_mode_and_when_applied():
+    """A planner's FAILED (nothing to roll back to) is never "would change"; applied, its
+    bound step says the fix; without a step it still fails (never "changed")."""
+    failed = Change("agent a", Action.FAILED, "nothing to roll back to")
+    checked = apply_plan("t", [failed], check=True)
+    assert checked.results[0].status == FAILED and not checked.ok and checked.changed == []
+    bound = bind(failed, "", {}, fix="hatch it again")
+    applied = apply_plan("t", [bound]).results[0]
+    assert applied.status == FAILED and applied.error == "nothing to roll back to\n  fix: hatch it again"
+    assert apply_plan("t", [failed]).results[0].status == FAILED
+    assert Change("b", "restart").action is Action.RESTART and f"{Action.RESTART}" == "restart"
 
 
 def test_diffs_show_our_variables_but_never_the_operators_values():

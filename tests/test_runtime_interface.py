@@ -25,8 +25,9 @@ from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import RUNTIMES
 from hatchery.provision.operations import deploy_plan, hatch_plan
 from hatchery.runtime import docker as docker_face
-from hatchery.runtime import swarm as swarm_face
 from hatchery.runtime import for_runtime
+from hatchery.runtime import local as local_face
+from hatchery.runtime import swarm as swarm_face
 from hatchery.runtime.base import (
     INSTANCE_ENV,
     RUNTIME_CAPABILITIES,
@@ -38,9 +39,11 @@ from hatchery.runtime.base import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIR = ROOT / "hatchery" / "runtime"
-# What code outside hatchery/runtime may import from it: the interface and the docker face.
-PUBLIC = {"hatchery.runtime", "hatchery.runtime.base", "hatchery.runtime.docker", "hatchery.runtime.swarm"}
-FACES = {"hatchery.runtime.docker": docker_face, "hatchery.runtime.swarm": swarm_face}
+# What code outside hatchery/runtime may import from it: the interface and the packages' faces.
+PUBLIC = {"hatchery.runtime", "hatchery.runtime.base", "hatchery.runtime.docker", "hatchery.runtime.local",
+          "hatchery.runtime.swarm"}
+FACES = {"hatchery.runtime.docker": docker_face, "hatchery.runtime.local": local_face,
+         "hatchery.runtime.swarm": swarm_face}
 
 
 def _shape(signature: inspect.Signature) -> list:
@@ -89,9 +92,9 @@ def _imports(path: Path) -> set:
 def _reaches_in(imported: str) -> bool:
     module, _, name = imported.partition(":")
     if module in FACES and name:
-        return name not in FACES[module].__all__          # only the documented face
+        return name not in FACES[module].__all__        # only the documented face
     if module == "hatchery.runtime" and name:
-        return name not in ("for_runtime", "Runtime", "docker", "swarm")   # not `... import local`
+        return name not in ("for_runtime", "Runtime", "docker", "local", "swarm")
     return module.startswith("hatchery.runtime.") and module not in PUBLIC
 
 
@@ -101,7 +104,8 @@ def test_nothing_outside_the_runtimes_reaches_into_them():
     reaching = {str(p.relative_to(ROOT)): sorted(i for i in _imports(p) if _reaches_in(i))
                 for p in outside}
     assert not {k: v for k, v in reaching.items() if v}
-    assert _reaches_in("hatchery.runtime.docker.engine") and _reaches_in("hatchery.runtime:local")
+    assert _reaches_in("hatchery.runtime.docker.engine") and _reaches_in("hatchery.runtime.local:agents")
+    assert _reaches_in("hatchery.runtime.local.decide")
 
 
 def _docker_modules() -> dict:

@@ -2,6 +2,8 @@
 inventory and the state directory, and the command verbs sent over it.
 """
 
-# Private topics for ping and snapshot markers. Here, not in client.py, so the
-# pure ACL code can name them without importing paho (~50 ms at start-up).
-PROBE_PREFIX = "hatchery/probe"
+# Private topics for ping and snapshot markers: the ACL grants them, so it names them
+# (security.acl, pure code without paho); re-exported here for the bus's own modules.
+from hatchery.security.acl import PROBE_PREFIX
+
+__all__ = ["PROBE_PREFIX"]

@@ -117,7 +117,9 @@ class BusClient:
 
     def _on_message(self, client, userdata, msg) -> None:
         topic = msg.topic
-        message = Message(topic, msg.payload, bool(msg.retain), time.time())
+        props = bus.received_properties(msg.properties)     # {} unless it carried any
+        message = Message(topic, msg.payload, bool(msg.retain), time.time(), props or None,
+                          not props or not contract.disallowed_properties(topic, props))
         levels = None
         for route in self._routes:     # a tuple replaced on change: no lock, no copy
             if topic in route.exact:

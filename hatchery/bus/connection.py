@@ -23,8 +23,8 @@ from typing import Callable, Optional
 import paho.mqtt.client as mqtt
 
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import control_socket, tls_source_files
-from hatchery.core.ports import listening
+from hatchery.configs.broker import broker_candidates, broker_endpoint, control_socket, tls_source_files
+from hatchery.core.ports import first_listening
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -56,8 +56,11 @@ class Connection:
 # Roles that only listen. They speak MQTT 3.1.1: measured (bench/protocol_bench.py)
 # a v5 client spends ~30 % more CPU per received message (paho builds a
 # Properties object for each), and v5's one feature we rely on, message expiry,
-# matters only to who sends commands. The manager keeps v5 for that.
-LISTENING_ROLES = ("monitor", "exporter", "recorder")
+# matters only to who sends commands. The manager keeps v5 for that. The broker
+# drops v5 properties on the way to a 3.1.1 reader, so these never see them.
+# The recorder is not among them: bus.record and bus.audit must see everything
+# an agent can send, properties included (agent_kit.contract.ALLOWED_PROPERTIES).
+LISTENING_ROLES = ("monitor", "exporter")
 
 
 def protocol_for(user: str) -> int:
@@ -90,7 +93,8 @@ def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Opti
 
 
 def control_target(inv: Inventory) -> Optional[str]:
-    """The broker's control socket (configs.broker.control_socket) if it exists here."""
+    """The broker's control socket (configs.broker.control_socket) if it exists here: only
+    a broker whose runtime lays one out (Runtime.broker_layout) makes it."""
     path = control_socket(inv)
     try:
         return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else None
@@ -101,17 +105,19 @@ def control_target(inv: Inventory) -> Optional[str]:
 def connection_target(inv: Inventory, tls=None) -> tuple:
     """(host, port, tls) the control side connects to: the TLS listener when enabled."""
     if tls is None and inv.broker.tls:
-        port = inv.broker.tls_port
-        return _answering(inv, port), port, _fleet_ca_context(tls_source_files(inv)["cafile"])
-    return _answering(inv, inv.broker.port), inv.broker.port, tls
+        host, port = reachable_endpoint(inv)
+        return host, port, _fleet_ca_context(tls_source_files(inv)["cafile"])
+    return reachable_endpoint(inv, inv.broker.port)[0], inv.broker.port, tls
 
 
-def _answering(inv: Inventory, port: int) -> str:
-    """broker.host, or the first of broker.alternates that accepts on ``port``: a broker
-    that moves between nodes (runtime swarm) publishes its port on the one it runs on."""
-    if not inv.broker.alternates or listening(inv.broker.host, port):
-        return inv.broker.host
-    return next((a for a in inv.broker.alternates if listening(a, port)), inv.broker.host)
+def reachable_endpoint(inv: Inventory, port: Optional[int] = None) -> tuple:
+    """``broker_endpoint``, its host replaced by the first of ``broker_candidates`` that
+    listens when broker.host does not (a broker that moves between nodes)."""
+    host, wanted = broker_endpoint(inv)
+    port = port or wanted
+    if not inv.broker.alternates:
+        return host, port
+    return first_listening(broker_candidates(inv), port) or host, port
 
 
 def _fleet_ca_context(cafile: str) -> ssl.SSLContext:

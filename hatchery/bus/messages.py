@@ -33,3 +33,6 @@ class Message:
     payload: bytes
     retain: bool
     received: float       # time.time() at arrival
+    properties: Optional[dict] = None   # the MQTT v5 properties it carried (paho names); None: none
+    properties_ok: bool = True          # False: properties its topic may not carry
+                                        # (agent_kit.contract.ALLOWED_PROPERTIES): readers drop it

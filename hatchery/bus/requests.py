@@ -100,6 +100,8 @@ class Pending:
         if (len(parts) != 3 or parts[2] != "status" or parts[0] != contract.FLEET_PREFIX
                 or parts[1] not in self.wanted):
             return
+        if not message.properties_ok:
+            return   # properties the contract does not allow: never taken as an answer
         if message.retain and _OFFLINE_MARK not in message.payload:
             return   # the retained state we start from; only "offline" settles anyone
         try:

@@ -1,4 +1,8 @@
-"""What the broker's mosquitto.conf should say, for either runtime."""
+"""What the broker's mosquitto.conf should say, wherever it runs.
+
+Paths and ports come from the broker's runtime as a ``configs.layout.BrokerLayout``
+(``Runtime.broker_layout(inv)``): this module never asks which runtime it is.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,12 @@ import getpass
 import os
 
 from agent_kit import contract
+from hatchery.configs.layout import BrokerLayout
 from hatchery.core.paths import state_paths
 from hatchery.core.render import render
 from hatchery.errors import UsageError
-from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.inventory.model import Inventory
 
-# Paths inside the broker container (the official image's layout).
-CONTAINER_CONF_DIR = "/mosquitto/config"
-CONTAINER_DATA_DIR = "/mosquitto/data"
-CONTAINER_PORT = 1883
-CONTAINER_TLS_PORT = 8883
-CONTAINER_TLS_DIR = f"{CONTAINER_CONF_DIR}/tls"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # Settings Mosquitto re-reads on SIGHUP; a change to anything else needs a restart.
@@ -24,19 +23,12 @@ RELOADABLE = {"password_file", "acl_file", "allow_anonymous", "log_type", "log_d
               "connection_messages", "log_timestamp_format", "autosave_interval"}
 
 
-# The broker's auth files, by name: the runtimes write them beside mosquitto.conf.
-PASSWORD_FILE, ACL_FILE = "passwd", "acl"
-
-
-def auth_paths(inv: Inventory) -> dict:
+def auth_paths(inv: Inventory, layout: BrokerLayout) -> dict:
     """Where the broker reads its password and ACL files ({} with auth off)."""
-    if not inv.broker.auth:
-        return {}
-    directory = CONTAINER_CONF_DIR if inv.broker.runtime == DOCKER else str(state_paths(inv).broker_dir)
-    return {"password_file": f"{directory}/{PASSWORD_FILE}", "acl_file": f"{directory}/{ACL_FILE}"}
+    return layout.auth_paths() if inv.broker.auth else {}
 
 
-# The TLS files by name in the broker container's config directory (docker runtime).
+# The TLS files by name, for a runtime that puts copies where its broker reads them.
 TLS_FILE_NAMES = {"cafile": "ca.crt", "certfile": "server.crt", "keyfile": "server.key"}
 
 
@@ -54,14 +46,15 @@ def tls_source_files(inv: Inventory) -> dict:
     return {key: str(path) for key, path in state_paths(inv).tls_files.items()}
 
 
-def tls_paths(inv: Inventory) -> dict:
-    """The TLS listener's cafile/certfile/keyfile as the broker reads them ({} with TLS off):
-    the source files (local runtime) or their copies mounted in the container (docker)."""
-    if not inv.broker.tls:
-        return {}
-    if inv.broker.runtime == DOCKER:
-        return {key: f"{CONTAINER_TLS_DIR}/{name}" for key, name in TLS_FILE_NAMES.items()}
-    return tls_source_files(inv)
+def broker_endpoint(inv: Inventory) -> tuple:
+    """(host, port) the control side connects to over the network: the TLS listener when enabled."""
+    return inv.broker.host, inv.broker.tls_port if inv.broker.tls else inv.broker.port
+
+
+def broker_candidates(inv: Inventory) -> list:
+    """Where the control side may find that port: broker.host, then ``broker.alternates`` (a
+    broker its runtime moves between nodes is published on the one that runs it)."""
+    return list(dict.fromkeys([inv.broker.host, *inv.broker.alternates]))
 
 
 def plain_bind(inv: Inventory) -> str:
@@ -104,46 +97,39 @@ SYS_INTERVAL = 2
 
 
 def control_socket(inv: Inventory) -> str:
-    """The control listener's unix socket ('' with the docker runtime or a path too long)."""
-    if inv.broker.runtime == DOCKER:
-        return ""
+    """The control listener's unix socket in the state directory ('' when the path is too
+    long for a socket). A runtime whose broker can reach the state directory offers it."""
     path = str(state_paths(inv).broker_dir / CONTROL_SOCKET)
     return path if len(path.encode()) <= _UNIX_PATH_MAX else ""
 
 
-def conf_context(inv: Inventory, *, password_file: str = "", acl_file: str = "") -> dict:
-    """Template variables for templates/mosquitto.conf.j2 (auth paths default from the inventory)."""
-    auth = auth_paths(inv)
-    common = {"fleet_name": inv.path.parent.name, "manager": inv.manager,
-              "max_connections": public_max_connections(inv),
-              "control_socket": control_socket(inv),
-              "control_max_connections": CONTROL_MAX_CONNECTIONS,
-              "autosave_seconds": AUTOSAVE_SECONDS, "sys_interval": SYS_INTERVAL,
-              "max_queued_messages": MAX_QUEUED_MESSAGES, "max_queued_bytes": MAX_QUEUED_BYTES,
-              "contract_limit": contract.MAX_PAYLOAD_BYTES,
-              "max_packet_size": inv.broker.max_packet_size,
-              "password_file": password_file or auth.get("password_file", ""),
-              "acl_file": acl_file or auth.get("acl_file", ""),
-              "tls_port": inv.broker.tls_port, "tls": tls_paths(inv)}
-    if inv.broker.runtime == DOCKER:
-        # Inside the container both listeners take every interface; the published
-        # ports decide who can reach them (broker_spec).
-        return {**common, "port": CONTAINER_PORT, "bind": "", "tls_bind": "",
-                "tls_port": CONTAINER_TLS_PORT,
-                "data_dir": CONTAINER_DATA_DIR, "log_file": "", "user": "mosquitto"}
-    paths = state_paths(inv)
-    return {**common, "port": inv.broker.port, "bind": plain_bind(inv), "tls_bind": inv.broker.bind,
-            "data_dir": str(paths.broker_data), "log_file": str(paths.broker_log),
-            "user": _local_user()}
+def conf_context(inv: Inventory, layout: BrokerLayout, *, password_file: str = "", acl_file: str = "") -> dict:
+    """Template variables for templates/mosquitto.conf.j2 (auth paths default from the layout)."""
+    auth = auth_paths(inv, layout)
+    return {"fleet_name": inv.path.parent.name, "manager": inv.manager,
+            "max_connections": public_max_connections(inv),
+            "control_socket": layout.control_socket,
+            "control_max_connections": CONTROL_MAX_CONNECTIONS,
+            "autosave_seconds": AUTOSAVE_SECONDS, "sys_interval": SYS_INTERVAL,
+            "max_queued_messages": MAX_QUEUED_MESSAGES, "max_queued_bytes": MAX_QUEUED_BYTES,
+            "contract_limit": contract.MAX_PAYLOAD_BYTES,
+            "max_packet_size": inv.broker.max_packet_size,
+            "password_file": password_file or auth.get("password_file", ""),
+            "acl_file": acl_file or auth.get("acl_file", ""),
+            "port": layout.port, "bind": layout.bind, "tls_port": layout.tls_port, "tls_bind": layout.tls_bind,
+            "tls": layout.tls_files if inv.broker.tls else {},
+            "data_dir": layout.data_dir, "log_file": layout.log_file, "user": layout.user}
 
 
-def _local_user() -> str:
-    # Run as root, Mosquitto drops to user 'mosquitto', who cannot write our state dir.
+def local_user() -> str:
+    """The user a broker on this machine runs as: run as root, Mosquitto would drop to
+    user 'mosquitto', who cannot write our state dir."""
     return "root" if os.geteuid() == 0 else getpass.getuser()
 
 
-def render_conf(inv: Inventory, **auth) -> str:
-    return render("mosquitto.conf.j2", conf_context(inv, **auth), inventory=inv)
+def render_conf(inv: Inventory, layout: BrokerLayout, **auth) -> str:
+    """mosquitto.conf for ``inv``'s broker, laid out as its runtime runs it."""
+    return render("mosquitto.conf.j2", conf_context(inv, layout, **auth), inventory=inv)
 
 
 def settings(conf_text: str) -> dict:

@@ -1,5 +1,8 @@
 """Per-host work in parallel, like fabric's ThreadingGroup and GroupResult.
 
+Which host an agent is on is the inventory's business (``inventory.placement``);
+here a host is only a name with a plan.
+
 Each host's plan is made and applied in its own thread; a host that cannot be
 reached (its engine or sshd down) becomes one failed item naming it, and the
 other hosts go on. The report keeps one result per item and a summary per host.
@@ -17,38 +20,15 @@ from hatchery.core.plan import (
     FAILED,
     OK,
     WOULD_CHANGE,
+    Action,
     ItemResult,
     Report,
     apply_plan,
 )
 from hatchery.errors import HatcheryError
-from hatchery.inventory.model import DOCKER, LOCAL as LOCAL_RUNTIME, AgentSpec, Inventory
 
 MAX_THREADS = 8         # hosts worked on at once; the engines do the heavy lifting
-LOCAL = "local"
-
-
-def host_of(inv: Inventory, agent: AgentSpec) -> str:
-    """The name the agent's host goes by: its hosts: entry, its engine address, or 'local'."""
-    if agent.host:
-        return agent.host
-    if agent.runtime != DOCKER:     # local: this machine; a cluster (swarm): the cluster itself
-        return LOCAL if agent.runtime == LOCAL_RUNTIME else agent.runtime
-    return engine_host(inv, agent.docker_host or inv.broker.docker_host)
-
-
-def engine_host(inv: Inventory, engine: Optional[str]) -> str:
-    """The name an engine address goes by: its hosts: entry, else the address, else 'local'."""
-    declared = inv.host_by_engine(engine)
-    return declared.name if declared else (engine or LOCAL)
-
-
-def by_host(inv: Inventory, agents: list) -> dict:
-    """{host: [agents]} in inventory order."""
-    groups: dict = {}
-    for agent in agents:
-        groups.setdefault(host_of(inv, agent), []).append(agent)
-    return groups
+LOCAL_HOST = "local"    # the name of this machine among the hosts (inventory.placement names the others)
 
 
 def apply_per_host(title: str, common: list, per_host: dict, *, check: bool = False,
@@ -64,7 +44,7 @@ def apply_per_host(title: str, common: list, per_host: dict, *, check: bool = Fa
         try:
             changes = plan()
         except HatcheryError as exc:    # unreachable engine or sshd: this host only
-            result = ItemResult(item=f"host {host}", status=FAILED, action="plan", error=str(exc))
+            result = ItemResult(item=f"host {host}", status=FAILED, action=Action.PLAN, error=str(exc))
             if on_result:
                 on_result(result)
             return [result], time.monotonic() - started, str(exc).splitlines()[0]
@@ -77,7 +57,7 @@ def apply_per_host(title: str, common: list, per_host: dict, *, check: bool = Fa
         results, seconds, error = future.result()
         report.results += results
         report.hosts[host] = host_summary(results, seconds, error)
-    if set(report.hosts) <= {LOCAL}:
+    if set(report.hosts) <= {LOCAL_HOST}:
         report.hosts.clear()        # one machine: nothing to summarise per host
     return report
 
@@ -100,8 +80,3 @@ def _serialised(callback: Optional[Callable], lock: threading.Lock) -> Optional[
         with lock:
             callback(arg)
     return call
-
-
-def known_hosts(inv: Inventory) -> list:
-    """Every host name an agent can be on: the hosts: entries, then engines and 'local' in use."""
-    return list(dict.fromkeys([*inv.hosts, *(host_of(inv, a) for a in inv.agents.values())]))

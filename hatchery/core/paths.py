@@ -38,6 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 
 DEFAULT_STATE_DIR = ".hatchery"       # beside the inventory, unless it says state_dir
+# The credential files an agent receives, by the name they carry in its secrets directory
+# (provision.credentials writes them; the runtimes put them where the handler reads them).
+PASSWORD, SIGNING_KEY, BROADCAST = "password", "signing.key", "broadcast.key"
 
 
 def remote_root(home: PurePosixPath, fleet: str) -> PurePosixPath:

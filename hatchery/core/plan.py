@@ -11,43 +11,104 @@ from __future__ import annotations
 
 import difflib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Callable, Optional
 
 from hatchery.core.results import Result
-from hatchery.errors import HatcheryError
+from hatchery.errors import HatcheryError, RuntimeFailure
 
 OK, CHANGED, FAILED, WOULD_CHANGE = "ok", "changed", "failed", "would change"
 
 
+class Action(str, Enum):
+    """What a plan item does: a name, never a free string (compose's ConvergenceStrategy).
+
+    A str, so it prints, compares and serialises as its word ("restart"). ``FAILED``
+    is a planner's way to say the item cannot be done (nothing to roll back to):
+    apply_plan reports it as failed, in --check too, never as "would change".
+    """
+
+    NONE = "none"
+    CREATE = "create"
+    UPDATE = "update"
+    START = "start"
+    RESTART = "restart"
+    RECREATE = "recreate"
+    RELOAD = "reload"
+    REPAIR = "repair"
+    STOP = "stop"
+    REMOVE = "remove"
+    ROLLBACK = "rollback"
+    CLEAR = "clear"
+    CHECK = "check"                 # a read-back that fails when what it checks does not hold
+    FAILED = "failed"
+    PLAN = "plan"                   # an item whose planning itself failed (a host out of reach)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass
 class Change:
-    """One item's wanted change. ``action == 'none'`` means already as wanted."""
+    """One item's wanted change. ``Action.NONE`` means already as wanted."""
 
     item: str                       # e.g. "broker", "agent client-a"
-    action: str = "none"            # create | update | reload | restart | remove | none
+    action: Action = Action.NONE
     reason: str = ""                # why, in a few words: "config changed"
     diff: str = ""                  # unified diff shown by --diff
     apply: Optional[Callable[[], Optional[str]]] = None  # may return a detail line
 
+    def __post_init__(self):
+        self.action = Action(self.action)   # a word that is not an Action is a bug: ValueError
+
     @property
     def needed(self) -> bool:
-        return self.action != "none"
+        return self.action is not Action.NONE
+
+    @property
+    def failed(self) -> bool:
+        """The planner already knows this item cannot be done."""
+        return self.action is Action.FAILED
+
+
+def bind(change: Change, diff: str, steps: dict, fix: str = "") -> Change:
+    """A pure decision made applicable: its diff and its apply step ``steps[action]``
+    (nothing for an item already as wanted). A FAILED decision's step raises its
+    reason with ``fix``, so applying it says what to do."""
+    if not change.needed:
+        return change
+    if change.failed:
+        return replace(change, apply=_refusal(change.reason, fix))
+    return replace(change, diff=diff, apply=steps[change.action])
+
+
+def _refusal(reason: str, fix: str):
+    def refuse() -> str:
+        raise RuntimeFailure(reason, fix)
+    return refuse
 
 
 @dataclass
 class ItemResult:
     item: str
     status: str                     # ok | changed | failed | would change
-    action: str = "none"
+    action: Action = Action.NONE
     reason: str = ""
     diff: str = ""
     detail: str = ""
     error: str = ""
     seconds: float = 0.0
 
+    def __post_init__(self):
+        self.action = Action(self.action)
+
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
+        return {k: (v.value if isinstance(v, Action) else v)
+                for k, v in self.__dict__.items() if v not in ("", None)}
 
 
 @dataclass
@@ -108,6 +169,8 @@ def _apply_one(change: Change, check: bool) -> ItemResult:
     base = dict(item=change.item, action=change.action, reason=change.reason, diff=change.diff)
     if not change.needed:
         return ItemResult(status=OK, **base)
+    if change.failed and (check or change.apply is None):
+        return ItemResult(status=FAILED, error=change.reason, **base)     # never "would change"
     if check:
         return ItemResult(status=WOULD_CHANGE, **base)
     started = time.monotonic()
@@ -116,6 +179,8 @@ def _apply_one(change: Change, check: bool) -> ItemResult:
     except (HatcheryError, OSError) as exc:  # OSError: a file, a signal, a socket
         return ItemResult(status=FAILED, error=_error_text(exc),
                           seconds=time.monotonic() - started, **base)
+    if change.failed:   # its apply step was to explain why (with the fix), and it did not raise
+        return ItemResult(status=FAILED, error=detail or change.reason, seconds=time.monotonic() - started, **base)
     return ItemResult(status=CHANGED, detail=detail or "",
                       seconds=time.monotonic() - started, **base)
 

@@ -36,7 +36,7 @@ def add_agent(path, name: str, fields: dict) -> str:
     data = parse.with_lines(before, str(path)) if before.strip() else None
     after = _with_agent(before, data, name, fields)
     _check_added(after, name, fields, str(path))
-    _write(path, after)
+    write_atomically(path, after)
     return text_diff(before, after, path.name)
 
 
@@ -128,7 +128,7 @@ def _check_added(text: str, name: str, fields: dict, shown: str) -> None:
                          f"add it by hand under 'agents:' with {fields}")
 
 
-def _write(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Replace the file in one step so a crash never leaves half an inventory."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(text, encoding="utf-8")

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hatchery.core.plan import Change
+from hatchery.core.plan import Action, Change
 from hatchery.errors import InventoryError, Problem
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import Inventory
@@ -36,7 +36,7 @@ def _enrol_change(inv: Inventory, name: str, fields: dict, diff: str) -> Change:
     def apply() -> str:
         _editor().add_agent(inv.path, name, fields)
         return f"added agents.{name} to {inv.path.name}"
-    return Change(f"inventory agents.{name}", "update", "not in the inventory yet", diff, apply)
+    return Change(f"inventory agents.{name}", Action.UPDATE, "not in the inventory yet", diff, apply)
 
 
 def _with_agents(inv: Inventory, names: list, fields: dict) -> tuple:

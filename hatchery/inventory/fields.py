@@ -6,6 +6,10 @@ raises ``Bad`` with what is wrong and how to fix it. The loader
 path on top. Every value here may end up in a topic, a file name, a config
 line or a container name, so names are checked with ``fullmatch`` against a
 whole pattern (``$`` would let a final newline through).
+
+The schemas here are the keys every runtime takes; a runtime's own keys are
+declared (with checks from here) in ``inventory/runtimes/<name>.py``. This
+module imports nothing else of the inventory, so a declaration can use it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import signal as signals
 from typing import Callable, Optional
 
 from agent_kit.contract import MAX_PAYLOAD_BYTES, NAME_RE, name_problem
-from hatchery.inventory.model import RUNTIMES, Placement, ReloadSpec
 
 # --- what went wrong ------------------------------------------------------------
 
@@ -139,17 +142,6 @@ def _dns_name(value) -> str:
     return text
 
 
-_DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
-
-
-def _docker_name(value) -> str:
-    text = _text(value)
-    if not _DOCKER_NAME_RE.fullmatch(text):
-        raise Bad(f"{text!r} is not a valid Docker name",
-                   "use letters, digits, '_', '.' and '-', starting with a letter or digit")
-    return text
-
-
 def _host(value) -> str:
     text = _text(value)
     if any(c.isspace() or c == "/" for c in text):
@@ -212,7 +204,8 @@ def _signal(value) -> str:
     return name
 
 
-def _reload(value) -> ReloadSpec:
+def _reload(value) -> dict:
+    """{command} or {signal, pid_file}: the loader makes a model.ReloadSpec of it."""
     if not isinstance(value, dict):
         raise Bad(f"expected a mapping, got {kind(value)}",
                    "write {signal: HUP, pid_file: /run/agent.pid} or {command: '...'}")
@@ -226,17 +219,17 @@ def _reload(value) -> ReloadSpec:
     return _reload_by_signal(value)
 
 
-def _reload_by_command(value) -> ReloadSpec:
+def _reload_by_command(value) -> dict:
     if set(value) != {"command"}:
         raise Bad("give either command, or signal with pid_file, not both",
                    "remove signal/pid_file or command")
     try:
-        return ReloadSpec(command=_command(value["command"]))
+        return {"command": _command(value["command"])}
     except Bad as bad:
         raise Bad(bad.message, bad.fix, subkey="command") from None
 
 
-def _reload_by_signal(value) -> ReloadSpec:
+def _reload_by_signal(value) -> dict:
     missing = [k for k in ("signal", "pid_file") if k not in value]
     if missing:
         raise Bad(f"missing {missing[0]}: a signal reload needs both signal and pid_file",
@@ -246,7 +239,7 @@ def _reload_by_signal(value) -> ReloadSpec:
             check(value[key])
         except Bad as bad:
             raise Bad(bad.message, bad.fix, subkey=key) from None
-    return ReloadSpec(signal=_signal(value["signal"]), pid_file=str(value["pid_file"]))
+    return {"signal": _signal(value["signal"]), "pid_file": str(value["pid_file"])}
 
 
 def _absolute_path(value) -> str:
@@ -254,46 +247,6 @@ def _absolute_path(value) -> str:
     if not text.startswith("/"):
         raise Bad(f"{text!r} is not an absolute path", "write e.g. /run/agent.pid")
     return text
-
-
-# Swarm placement, in Docker's own syntax (docker service create --constraint / --placement-pref).
-# Each expression becomes part of a service spec: a whole-expression match, bounded lengths.
-LABEL_KEY = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?"
-CONSTRAINT_RE = re.compile(
-    r"(?P<attr>node\.(?:id|hostname|role|platform\.os|platform\.arch)|(?:node|engine)\.labels\."
-    + LABEL_KEY + r")\s*(?P<op>==|!=)\s*(?P<value>[A-Za-z0-9](?:[A-Za-z0-9._:/-]{0,126}[A-Za-z0-9])?)")
-PREFERENCE_RE = re.compile(r"spread=(?P<attr>(?:node|engine)\.labels\." + LABEL_KEY + ")")
-MAX_PLACEMENT_RULES = 16
-_PLACEMENT_KEYS = ("constraints", "preferences")
-
-
-def _placement(value) -> Placement:
-    if not isinstance(value, dict):
-        raise Bad(f"expected a mapping, got {kind(value)}",
-                  "write e.g. placement: {constraints: ['node.labels.zone==a'], "
-                  "preferences: ['spread=node.labels.zone']}")
-    for key in value:
-        if key not in _PLACEMENT_KEYS:
-            raise Bad(f"unknown key {key!r}; {suggest(key, _PLACEMENT_KEYS)}".rstrip("; "),
-                      "use constraints and preferences", subkey=key)
-    return Placement(
-        constraints=_rules(value, "constraints", CONSTRAINT_RE, "'node.labels.zone==a', 'node.role!=manager'"),
-        preferences=_rules(value, "preferences", PREFERENCE_RE, "'spread=node.labels.zone'"))
-
-
-def _rules(value: dict, key: str, pattern: re.Pattern, example: str) -> tuple:
-    listed = value.get(key) or []
-    if not isinstance(listed, list) or len(listed) > MAX_PLACEMENT_RULES:
-        raise Bad(f"expected a list of at most {MAX_PLACEMENT_RULES} expressions, got {kind(listed)}",
-                  f"write e.g. {key}: [{example}]", subkey=key)
-    for item in listed:
-        if not isinstance(item, str) or not pattern.fullmatch(item):
-            raise Bad(f"{item!r} is not a Swarm placement {key[:-1]}", f"write e.g. {example}", subkey=key)
-        match = pattern.fullmatch(item)
-        if match.groupdict().get("attr") == "node.role" and match["value"] not in ("manager", "worker"):
-            raise Bad(f"{item!r}: a node's role is manager or worker", "write e.g. 'node.role==worker'",
-                      subkey=key)
-    return tuple(str(item) for item in listed)
 
 
 def plain(value):
@@ -310,29 +263,27 @@ def plain(value):
 
 # --- schemas ----------------------------------------------------------------
 
+# Public names for the runtimes' declarations (inventory/runtimes/<name>.py).
+text, optional, command, choice, docker_host = _text, _optional, _command, _choice, _docker_host
+
 FLEET_FIELDS = {"manager": _safe_name, "state_dir": _text}
+# The keys every runtime takes; "runtime" and each runtime's own keys are added by
+# inventory/runtimes (the loader's schemas).
 BROKER_FIELDS = {
-    "runtime": _choice(RUNTIMES), "host": _host, "port": _integer(1, 65535),
-    "bind": _host, "dns_name": _dns_name, "image": _text,
-    "docker_host": _optional(_docker_host), "network": _docker_name,
-    "container": _docker_name, "container_prefix": _docker_name,
+    "host": _host, "port": _integer(1, 65535), "bind": _host, "dns_name": _dns_name,
     # Room for the contract's payload plus topic and properties; MQTT's own ceiling.
     "max_packet_size": _integer(MAX_PAYLOAD_BYTES + 1024, 268_435_455),
     "dns_provider": _optional(_choice(("hosts", "dnsmasq"))), "dns_options": _mapping,
-    "remote_dir": _optional(_text), "auth": _boolean, "tls": _boolean,
+    "auth": _boolean, "tls": _boolean,
     "tls_port": _integer(1, 65535), "tls_ca": _optional(_text), "tls_cert": _optional(_text),
     "tls_key": _optional(_text), "on_host": _optional(_safe_name), "allow_plain": _boolean,
-    "placement": _placement,
 }
 AGENT_FIELDS = {
-    "role": _safe_name, "runtime": _choice(RUNTIMES), "version_command": _command,
-    "reload": _optional(_reload), "heartbeat_interval": _seconds, "image": _text,
-    "main_command": _optional(_command), "docker_host": _optional(_docker_host),
-    "host": _optional(_safe_name), "env": _env, "placement": _placement,
+    "role": _safe_name, "version_command": _command, "reload": _optional(_reload),
+    "heartbeat_interval": _seconds, "host": _optional(_safe_name), "env": _env,
 }
-ROLE_FIELDS = {k: v for k, v in AGENT_FIELDS.items() if k != "role"}
 GROUP_KEYS = ("agents", "vars")
-TOP_KEYS = ("fleet", "hosts", "swarm", "broker", "groups", "agents")
+TOP_KEYS = ("fleet", "hosts", "broker", "groups", "agents")
 
 
 def _address(value) -> str:
@@ -356,23 +307,3 @@ def _labels(value) -> dict:
 
 HOST_FIELDS = {"docker_host": _docker_host, "address": _address, "labels": _labels,
                "remote_dir": _optional(_text)}
-
-
-def _managers(value) -> tuple:
-    if not isinstance(value, list) or not value:
-        raise Bad(f"expected a list of host names, got {kind(value)}", "write e.g. managers: [h1, h2, h3]")
-    for item in value:
-        _safe_name(item)
-    if len(set(value)) != len(value):
-        raise Bad("a host is listed twice", "list each manager once")
-    return tuple(str(v) for v in value)
-
-
-def _heartbeat(value) -> float:
-    seconds = _seconds(value)
-    if not 1 <= seconds <= 60:
-        raise Bad(f"{value} is out of range", "use 1 to 60 seconds (2 notices a lost node in ~10 s)")
-    return seconds
-
-
-SWARM_FIELDS = {"managers": _managers, "heartbeat": _heartbeat}

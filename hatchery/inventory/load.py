@@ -36,21 +36,20 @@ from hatchery.core.assets import ROLES
 from hatchery.errors import InventoryError
 from hatchery.inventory import parse
 from hatchery.inventory.document import Doc, checked_fields, section, unknown_keys
-from hatchery.inventory.fields import (
-    AGENT_FIELDS,
-    BROKER_FIELDS,
-    FLEET_FIELDS,
-    GROUP_KEYS,
-    ROLE_FIELDS,
-    TOP_KEYS,
-    kind,
-    suggest,
-)
+from hatchery.inventory.fields import FLEET_FIELDS, GROUP_KEYS, TOP_KEYS, kind, suggest
 from hatchery.inventory.hosts import (
     check_exposure,
     place_agent,
     place_broker,
     read_hosts,
+)
+from hatchery.inventory.keys import (
+    Schemas,
+    agent_settings,
+    check_broker_keys,
+    check_group_keys,
+    read_sections,
+    run_agent_checks,
 )
 from hatchery.inventory.model import (
     CONTROL_USERS,
@@ -58,7 +57,7 @@ from hatchery.inventory.model import (
     AgentSpec,
     Inventory,
 )
-from hatchery.inventory.swarm import check_swarm_agent, check_swarm_broker, read_swarm
+from hatchery.inventory.runtimes import Placing
 
 INVENTORY_ENV = "FLEET_INVENTORY"
 DEFAULT_INVENTORY = "fleet_inventory.yaml"
@@ -152,30 +151,35 @@ def _load(text: str, shown: str, chosen: Path, *, fast: bool) -> Inventory:
 
 
 def _build(doc: Doc, data: dict, path: Path) -> Inventory:
-    unknown_keys(doc, data, TOP_KEYS, "")
+    schemas = Schemas.now()
+    unknown_keys(doc, data, TOP_KEYS + schemas.sections, "")
     fleet_node = section(doc, data, "fleet", "fleet")
     fleet = checked_fields(doc, fleet_node, FLEET_FIELDS, "fleet")
     manager = fleet.get("manager", DEFAULT_MANAGER)
-    broker = checked_fields(doc, section(doc, data, "broker", "broker"), BROKER_FIELDS, "broker")
+    broker_node = section(doc, data, "broker", "broker")
+    broker = checked_fields(doc, broker_node, schemas.broker, "broker")
+    hosts = read_hosts(doc, section(doc, data, "hosts", "hosts"))
+    placing = Placing(hosts, read_sections(doc, data, hosts))
     agents_node = section(doc, data, "agents", "agents")
-    groups = _groups(doc, section(doc, data, "groups", "groups"), agents_node)
-    roles = _RoleBook([path.parent / "roles", REPO_ROLES], doc.problems, doc.fast)
+    groups = _groups(doc, section(doc, data, "groups", "groups"), agents_node, schemas)
+    roles = _RoleBook([path.parent / "roles", REPO_ROLES], doc.problems, doc.fast, schemas.role)
     agents = {}
     for name, node in _agent_nodes(doc, agents_node, manager):
-        agents[name] = _agent(doc, agents_node, name, node, groups, roles)
+        agents[name] = _agent(doc, agents_node, name, node, groups, roles, schemas.agent)
     _reserved_manager(doc, fleet_node, manager)
-    hosts = read_hosts(doc, section(doc, data, "hosts", "hosts"))
-    swarm = read_swarm(doc, data, hosts)
-    broker_spec = check_swarm_broker(doc, data.get("broker"), broker, swarm, hosts) \
-        or place_broker(doc, data.get("broker"), broker, hosts)
-    for agent in agents.values():
-        check_swarm_agent(doc, agents_node, agent, swarm, hosts)
+    broker_spec = place_broker(doc, data.get("broker"), broker, placing)
     agents = {name: place_agent(doc, agents_node, a, hosts) for name, a in agents.items()}
+    run_agent_checks(doc, agents_node, agents, placing)
+    check_broker_keys(doc, broker_node, broker, broker_spec, agents)
+    for group in groups:
+        check_group_keys(doc, group.vars_node, group.vars, group.name,
+                         [agents[n] for n in group.members if n in agents])
     check_exposure(doc, data.get("broker"), broker_spec, agents)
     return Inventory(
         path=path, manager=manager, broker=broker_spec,
         agents=agents, groups={g.name: g.members for g in groups},
-        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts, swarm=swarm)
+        state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts,
+        sections=placing.sections)
 
 
 def _agent_nodes(doc: Doc, agents_node: dict, manager: str):
@@ -226,12 +230,13 @@ class _Group:
     name: str
     members: tuple
     vars: dict
+    vars_node: dict
 
     def __post_init__(self):
         self.member_set = frozenset(self.members)   # one lookup per agent, not a scan
 
 
-def _groups(doc: Doc, node: dict, agents_node: dict) -> list:
+def _groups(doc: Doc, node: dict, agents_node: dict, schemas: Schemas) -> list:
     groups = []
     for name, body in node.items():
         where = f"groups.{name}"
@@ -240,9 +245,9 @@ def _groups(doc: Doc, node: dict, agents_node: dict) -> list:
         body = section(doc, node, name, where)
         unknown_keys(doc, body, GROUP_KEYS, where)
         members = _members(doc, body, agents_node, where)
-        group_vars = checked_fields(doc, section(doc, body, "vars", f"{where}.vars"),
-                             AGENT_FIELDS, f"{where}.vars")
-        groups.append(_Group(str(name), members, group_vars))
+        vars_node = section(doc, body, "vars", f"{where}.vars")
+        group_vars = checked_fields(doc, vars_node, schemas.agent, f"{where}.vars")
+        groups.append(_Group(str(name), members, group_vars, vars_node))
     return groups
 
 
@@ -268,8 +273,8 @@ def _members(doc: Doc, body: dict, agents_node: dict, where: str) -> tuple:
 # --- agents and roles -------------------------------------------------------
 
 def _agent(doc: Doc, agents_node, name: str, node: dict, groups: list,
-           roles: "_RoleBook") -> AgentSpec:
-    own = checked_fields(doc, node, AGENT_FIELDS, f"agents.{name}")
+           roles: "_RoleBook", schema: dict) -> AgentSpec:
+    own = checked_fields(doc, node, schema, f"agents.{name}")
     mine = [g for g in groups if name in g.member_set]
     merged_vars: dict = {}
     for group in mine:
@@ -277,8 +282,8 @@ def _agent(doc: Doc, agents_node, name: str, node: dict, groups: list,
     merged_vars.update(own)
     role = merged_vars.get("role", DEFAULT_ROLE)
     role_node, role_key = (node, "role") if "role" in own else (agents_node, name)
-    settings = {**roles.defaults(role, doc, role_node, role_key, name), **merged_vars}
-    settings.pop("role", None)
+    defaults = roles.defaults(role, doc, role_node, role_key, name)
+    settings = agent_settings(doc, agents_node, name, node, defaults, merged_vars, own)
     return AgentSpec(name=name, role=role, groups=tuple(g.name for g in mine),
                      source=parse.line(agents_node, name), **settings)
 
@@ -286,8 +291,9 @@ def _agent(doc: Doc, agents_node, name: str, node: dict, groups: list,
 class _RoleBook:
     """Role defaults, read once per load and searched along ``dirs``."""
 
-    def __init__(self, dirs: list, problems: list, fast: bool = False):
+    def __init__(self, dirs: list, problems: list, fast: bool = False, schema: Optional[dict] = None):
         self.dirs, self.problems, self.fast, self.cache = dirs, problems, fast, {}
+        self.schema = schema or {}      # what a role may set: every agent key but role
 
     def defaults(self, role: str, doc: Doc, node, key, agent: str) -> dict:
         if role not in self.cache:
@@ -322,7 +328,7 @@ class _RoleBook:
             doc.add(None, None, "(top)", f"expected a mapping, got {kind(data)}",
                     "write key: value pairs")
             return {}
-        return checked_fields(doc, data, ROLE_FIELDS, "defaults")
+        return checked_fields(doc, data, self.schema, "defaults")
 
     def _where(self, role: str) -> str:
         return " and ".join(str(d / role / "defaults.yaml") for d in self.dirs)

@@ -10,8 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-LOCAL, DOCKER, SWARM = "local", "docker", "swarm"
-RUNTIMES = (LOCAL, DOCKER, SWARM)
+from hatchery.inventory.runtimes import DEFAULT_RUNTIME, RUNTIMES  # noqa: F401 (RUNTIMES: re-exported)
+
+# Two runtimes' names, for tests and for code inside hatchery/runtime/. Anywhere
+# else a comparison with them is a branch on a runtime's name, which the layer
+# test refuses: read the runtime's capabilities or its inventory declaration.
+LOCAL, DOCKER = "local", "docker"
 DEFAULT_MANAGER = "zephyr"
 # The broker users the control side logs in as besides the manager: the ACL
 # layer's read-only and recorder roles (hatchery.security.acl issues them; a
@@ -45,31 +49,8 @@ class HostSpec:
 
 
 @dataclass(frozen=True)
-class Placement:
-    """Where Swarm may run a service (runtime: swarm): Docker's own constraint and
-    preference expressions, checked by inventory.fields (``node.labels.zone==a``,
-    ``spread=node.labels.zone``)."""
-
-    constraints: tuple = ()
-    preferences: tuple = ()
-
-
-@dataclass(frozen=True)
-class SwarmSpec:
-    """The ``swarm:`` section: an existing engine runs the fleet and fails it over.
-
-    Every host of ``hosts:`` is a node; ``managers`` (an odd number) run the
-    cluster's Raft store, the others join as workers.
-    """
-
-    managers: tuple                     # hosts: names, in order: the first one forms the swarm
-    heartbeat: float = 2.0              # seconds between a node's heartbeats: a lost node is noticed in ~5x
-    source: Optional[int] = None        # line in the inventory, for messages
-
-
-@dataclass(frozen=True)
 class BrokerSpec:
-    runtime: str = LOCAL
+    runtime: str = DEFAULT_RUNTIME
     host: str = "127.0.0.1"             # where clients (manager, local agents) connect
     port: int = 1883
     bind: str = "127.0.0.1"             # listener address (local runtime)
@@ -91,14 +72,15 @@ class BrokerSpec:
     tls_key: Optional[str] = None
     on_host: Optional[str] = None       # the hosts: entry the broker runs on
     allow_plain: bool = False           # plain MQTT on a non-loopback bind, said explicitly
-    placement: Optional[Placement] = None   # runtime swarm: which nodes may run it
-    alternates: tuple = ()              # runtime swarm: other addresses its port may be published on
+    alternates: tuple = ()              # other addresses its port may be published on (a runtime
+                                        # that moves it between nodes sets them)
+    options: dict = field(default_factory=dict)   # keys a runtime declares that have no field here
 
 
 @dataclass(frozen=True)
 class AgentSpec:
     name: str
-    runtime: str = LOCAL
+    runtime: str = DEFAULT_RUNTIME
     version_command: Union[str, tuple] = "echo unknown"
     reload: Optional[ReloadSpec] = None
     heartbeat_interval: float = 600.0
@@ -109,8 +91,8 @@ class AgentSpec:
     docker_host: Optional[str] = None
     host: Optional[str] = None                     # the hosts: entry it runs on
     env: dict = field(default_factory=dict)        # extra, non-secret environment
-    placement: Optional[Placement] = None          # runtime swarm: which nodes may run it
     source: Optional[int] = None                   # line in the inventory, for messages
+    options: dict = field(default_factory=dict)    # keys its runtime declares that have no field here
 
 
 @dataclass(frozen=True)
@@ -122,7 +104,7 @@ class Inventory:
     groups: dict = field(default_factory=dict)      # group -> tuple of agent names
     state_dir: Path = Path(".hatchery")             # absolute after loading
     hosts: dict = field(default_factory=dict)       # name -> HostSpec, in file order
-    swarm: Optional[SwarmSpec] = None               # the swarm: section (runtime swarm)
+    sections: dict = field(default_factory=dict)    # a runtime's own top-level section -> its value
 
     def host_by_engine(self, docker_host: Optional[str]) -> Optional[HostSpec]:
         """The hosts: entry whose engine is ``docker_host`` (None when it is not declared)."""

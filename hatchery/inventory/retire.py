@@ -17,9 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hatchery.core.plan import Change, text_diff
+from hatchery.core.plan import Action, Change, text_diff
 from hatchery.errors import HatcheryError, UsageError
-from hatchery.inventory.edit import _write
+from hatchery.inventory.edit import write_atomically
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import Inventory
 from hatchery.inventory.parse import round_trip_yaml as _yaml
@@ -36,9 +36,9 @@ def retire_change(inv: Inventory, name: str, *, today: datetime.date | None = No
     item = f"inventory agents.{name}"
 
     def apply() -> str:
-        _write(inv.path, after)
+        write_atomically(inv.path, after)
         return f"agents.{name} commented out in {inv.path.name}"
-    return Change(item, "update", "retired: entry commented out, kept as a record",
+    return Change(item, Action.UPDATE, "retired: entry commented out, kept as a record",
                   text_diff(before, after, inv.path.name), apply)
 
 

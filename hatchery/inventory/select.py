@@ -117,7 +117,7 @@ def select_names(inv, **selectors) -> list:
 
 def _on_hosts(inv, agent, hosts: list) -> bool:
     """``--host``: the agent runs on one of ``hosts`` (names under hosts:, engine addresses, 'local')."""
-    from hatchery.core.hosts import host_of, known_hosts
+    from hatchery.inventory.placement import host_of, known_hosts
     for name in hosts:
         if name not in known_hosts(inv):
             raise unknown("host", name, known_hosts(inv), inv.path)

@@ -2,16 +2,18 @@
 
 Every message is checked for what the fleet ADR allows: a known topic, a JSON
 object under the size limit with its kind's exact schema, a verb from the
-vocabulary — and for what it prohibits: free text, personal data and secrets
-(``hatchery.security.pii``). A finding names the time, the topic, the rule and
-where in the payload; it never repeats the data it found, only a mask.
+vocabulary, only the MQTT v5 properties its topic may carry
+(``contract.ALLOWED_PROPERTIES``; a user property is always a finding) — and
+for what it prohibits: free text, personal data and secrets anywhere in the
+payload or the properties (``hatchery.security.content`` and ``pii``). A
+finding names the time, the topic, the rule and where in the payload; it
+never repeats the data it found, only a mask. Records are read through
+``observe.recordfile``; the recorder (``observe.record``) imports this module,
+never the reverse.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,22 +22,25 @@ from typing import Iterable, Iterator, Optional
 from agent_kit import contract
 from hatchery.core.results import Result
 from hatchery.errors import EXIT_FAILED
-from hatchery.observe.record import entry_payload, read_kept_findings, read_record
-from hatchery.security import pii
+from hatchery.observe.recordfile import (
+    BINARY_PROPERTIES,
+    binary_property,
+    entry_payload,
+    entry_properties,
+    read_kept_findings,
+    read_record,
+)
+from hatchery.security import content, pii
 
 # Rule names (beside the pii rules: email, phone, card-number, iban, national-id,
 # secret-token, high-entropy).
 UNKNOWN_TOPIC, OVERSIZED, NOT_JSON, SCHEMA = "unknown-topic", "oversized", "not-json", "schema"
-UNKNOWN_VERB, FREE_TEXT, AGENT_MISMATCH = "unknown-verb", "free-text", "agent-mismatch"
+UNKNOWN_VERB, FREE_TEXT, AGENT_MISMATCH = "unknown-verb", content.FREE_TEXT, "agent-mismatch"
 CORRUPT_RECORD = "corrupt-record"
-
-# Fields that are random by design (signatures, digests, ids, commit hashes):
-# exempt from the high-entropy rule only, still scanned for named secrets.
-OPAQUE_KEYS = frozenset({"sig", "digest", "id", "version"})
-PROSE_WORDS = 5          # this many words, most of them alphabetic, read as a sentence
-LONG_STRING = 200        # no field of the contract needs a string this long
+# MQTT v5 properties: any the contract does not allow on the topic, and any user
+# property (free key/value text beside the payload) wherever it is.
+PROPERTY, USER_PROPERTY = "mqtt-property", "user-property"
 SCAN_LIMIT = 65536       # bytes of an oversized or non-JSON payload scanned for data
-_SAFE_KEY = re.compile(r"\A[A-Za-z_][A-Za-z0-9_-]{0,31}\Z")
 
 SIGNED_COMMAND_SCHEMA = {**contract.COMMAND_SCHEMA, "sig": (str, False)}
 
@@ -91,6 +96,7 @@ class BusMessage:
     payload: bytes
     time: str = ""
     retain: bool = False
+    properties: Optional[dict] = None     # MQTT v5 properties, as recordfile.properties_json
 
 
 # --- entry points ---------------------------------------------------------------
@@ -128,7 +134,8 @@ def audit_lines(lines: Iterable[dict], *, manager: Optional[str] = None) -> Audi
                                            f"{line.get('file')} line {line['corrupt']}"))
             continue
         message = BusMessage(str(line.get("topic", "")), entry_payload(line),
-                             str(line.get("time", "")), bool(line.get("retain")))
+                             str(line.get("time", "")), bool(line.get("retain")),
+                             entry_properties(line))
         result.findings += check_message(message, manager=manager)
         result.messages += 1
     return result
@@ -156,6 +163,8 @@ def _contract_problems(message: BusMessage, manager: Optional[str]) -> Iterator[
     kind = topic_kind(message.topic, manager)
     if kind is None:
         yield UNKNOWN_TOPIC, "not a fleet or broadcast topic"
+    if message.properties:
+        yield from _property_problems(message.properties, kind)
     if not message.payload and kind in ("heartbeat", "status"):
         return    # an empty payload clears a retained heartbeat or state: allowed
     if len(message.payload) > contract.MAX_PAYLOAD_BYTES:
@@ -163,11 +172,37 @@ def _contract_problems(message: BusMessage, manager: Optional[str]) -> Iterator[
     payload = _decode(message.payload)
     if payload is None:
         yield NOT_JSON, f"{len(message.payload)} bytes that are not a JSON object"
-        yield from _text_problems(message.payload[:SCAN_LIMIT].decode("utf-8", "replace"), "$")
+        yield from content.text_problems(message.payload[:SCAN_LIMIT].decode("utf-8", "replace"), "$")
         return
     if kind is not None:
         yield from _schema_problems(payload, kind, message.topic, manager)
-    yield from _content_problems(payload)
+    yield from content.problems(payload)
+
+
+def _property_problems(props: dict, kind: Optional[str]) -> Iterator[tuple]:
+    """Each property the topic may not carry, any user property, and what their
+    values hold, scanned like payload text (under ``$props``)."""
+    allowed = contract.ALLOWED_PROPERTIES.get(kind, frozenset())
+    for name in sorted(props):
+        if name == "UserProperty":
+            pairs = props[name] if isinstance(props[name], list) else [props[name]]
+            yield USER_PROPERTY, (f"{len(pairs)} user property pair(s): key/value text beside "
+                                  "the payload that no schema checks")
+        elif name not in allowed:
+            yield PROPERTY, (f"{content.safe_key(name)} on a {kind or 'non-fleet'} topic; the "
+                             f"contract allows {', '.join(sorted(allowed)) or 'no properties'} there")
+    yield from content.problems(_readable(props), "$props")
+
+
+def _readable(props: dict) -> dict:
+    """Properties with binary values (kept as base64) decoded when they are UTF-8 text."""
+    readable = dict(props)
+    for name in BINARY_PROPERTIES & props.keys():
+        try:
+            readable[name] = binary_property(props[name]).decode("utf-8")
+        except UnicodeDecodeError:
+            pass      # binary: scanned as its base64 (pii decodes what decodes to text)
+    return readable
 
 
 def topic_kind(topic: str, manager: Optional[str]) -> Optional[str]:
@@ -197,7 +232,7 @@ def _schema_problems(payload: dict, kind: str, topic: str, manager: Optional[str
                exc.reason + _extra_keys(payload, kind))
         return
     if kind == "status" and "verb" in payload and payload["verb"] not in contract.VERBS:
-        yield UNKNOWN_VERB, f"reply to verb {_safe_text(payload['verb'])}"
+        yield UNKNOWN_VERB, f"reply to verb {content.safe_text(payload['verb'])}"
     if kind == "alert" and manager and topic.split("/")[1] == manager:
         return    # fleet.heal's alerts: on the manager's own topic, naming the healed agent
     if kind not in ("command", "broadcast") and payload.get("agent") != topic.split("/")[1]:
@@ -221,145 +256,9 @@ def _extra_keys(payload: dict, kind: str) -> str:
               "heartbeat": contract.HEARTBEAT_SCHEMA, "alert": contract.ALERT_SCHEMA,
               "status": _status_schema(payload)}[kind]
     extra = sorted(set(payload) - set(schema)) if schema else []
-    return f" ({', '.join(_safe_key(k) for k in extra)})" if extra else ""
+    return f" ({', '.join(content.safe_key(k) for k in extra)})" if extra else ""
 
 
 def _status_schema(payload: dict) -> Optional[dict]:
     return {"state": contract.STATE_SCHEMA, "reply": contract.REPLY_SCHEMA}.get(
         contract.classify_status(payload))
-
-
-# --- content: free text, personal data, secrets ---------------------------------
-
-def _content_problems(payload: dict) -> list:
-    """(rule, detail) for personal data, secrets and free text anywhere in the payload,
-    the values one by one, then neighbouring values joined (split fields)."""
-    problems: list = []
-    strings: list = []          # string values, in order, for the joined scan
-    runs: list = []             # runs of neighbouring short integers
-    run: list = []
-    low, high = JOIN_PART_DIGITS
-    for path, key, value in _walk(payload):
-        if type(value) is str:
-            if key and not _is_timestamp(value):
-                if key not in FIXED_KEYS:
-                    strings.append(value)
-                problems += _string_problems(value, path, key)
-            elif not key:       # a dict key: text too, but it does not break a run
-                problems += _string_problems(value, path, key)
-                continue
-            number = None
-        else:
-            number = _whole_number(value)
-        if number is not None:
-            if abs(number) >= 10**7:    # a card or phone as a number
-                problems += [(h.rule, f"{h.kind} {h.masked} in {path}")
-                             for h in pii.bare_number_hits(number)]
-            if 0 <= number and low <= len(str(number)) <= high:
-                run.append(str(number))
-                continue
-        if _card_sized(run):
-            runs.append(run)
-        run = []
-    if _card_sized(run):
-        runs.append(run)
-    if len(strings) > 1:
-        runs.append(strings)
-    if runs:
-        problems += _joined_problems(runs, {_masked(detail) for _, detail in problems})
-    return problems
-
-
-def _card_sized(run: list) -> bool:
-    # integers joined can only make a card number (a phone needs '+' or separators)
-    return len(run) > 1 and 13 <= sum(map(len, run)) <= 19
-
-
-def _masked(detail: str) -> str:
-    return detail.split(" in ")[0].rsplit(" ", 1)[-1]
-
-
-def _whole_number(value) -> Optional[int]:
-    """An int, or a float that holds a whole number (a card sent as 4111111111111111.0)."""
-    if type(value) is int:
-        return value
-    if type(value) is float and value.is_integer():
-        return int(value)
-    return None
-
-
-# Split fields: the parts of an address or a card number in neighbouring fields.
-# Values of these keys are the topic's agent or a word of the vocabulary (other
-# values are schema or agent-mismatch findings already): they join nothing.
-FIXED_KEYS = frozenset({"agent", "kind", "verb", "state"})
-JOIN_PART_DIGITS = (2, 6)      # a card split into integers: each part this many digits
-
-
-def _joined_problems(runs: list, found: set) -> list:
-    """Findings in neighbouring values joined that no single value holds: a hit
-    must cross a boundary between two values. Masked, like every finding."""
-    problems = []
-    for parts in runs:
-        joined, bounds, own, start = "".join(parts), [], [], 0
-        for part in parts:
-            own += [(h.rule, h.span[0] + start, h.span[1] + start) for h in pii.scan_plain(part)]
-            start += len(part)
-            bounds.append(start)
-        for hit in pii.scan_plain(joined):
-            crosses = any(hit.span[0] < b < hit.span[1] for b in bounds[:-1])
-            # a hit that only extends one value's own hit is that value's finding
-            extends = any(rule == hit.rule and hit.span[0] < end and begin < hit.span[1]
-                          for rule, begin, end in own)
-            if crosses and not extends and hit.masked not in found:
-                found.add(hit.masked)
-                problems.append((hit.rule, f"{hit.kind}, split across fields {hit.masked} in $"))
-    return problems
-
-
-def _is_timestamp(value: str) -> bool:
-    # An RFC 3339 timestamp holds digits and separators only: nothing to scan,
-    # and its 17 digits would otherwise wake every digit detector.
-    return 20 <= len(value) <= 35 and value[4:5] == "-" and \
-        contract._RFC3339_RE.fullmatch(value) is not None
-
-
-def _string_problems(value: str, path: str, key: str) -> list:
-    problems = []
-    words = value.split()
-    if len(words) >= PROSE_WORDS and sum(w.isalpha() for w in words) >= PROSE_WORDS - 1:
-        problems.append((FREE_TEXT, f"{len(words)} words of text in {path}"))
-    elif len(value) > LONG_STRING:
-        problems.append((FREE_TEXT, f"{len(value)}-character string in {path}"))
-    hits = pii.scan(value, entropy=key not in OPAQUE_KEYS)
-    return problems + [(h.rule, f"{h.kind} {h.masked} in {path}") for h in hits] if hits else problems
-
-
-def _text_problems(text: str, path: str, *, entropy: bool = True) -> Iterator[tuple]:
-    for hit in pii.scan(text, entropy=entropy):
-        yield hit.rule, f"{hit.kind} {hit.masked} in {path}"
-
-
-def _walk(value, path: str = "$", key: str = "", depth: int = 0) -> Iterator[tuple]:
-    """(path, key, leaf) for every leaf and every key of a decoded payload."""
-    if depth > 32:
-        return    # json already refused anything deeper than the interpreter allows
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield path, "", k                       # keys are text too
-            yield from _walk(v, f"{path}.{_safe_key(k)}", k, depth + 1)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _walk(v, f"{path}[{i}]", key, depth + 1)
-    else:
-        yield path, key, value
-
-
-@functools.lru_cache(maxsize=4096)   # payloads repeat the same few keys
-def _safe_key(key: str) -> str:
-    """A key as it may appear in a report: itself if it is a plain name, else '?'."""
-    return key if _SAFE_KEY.fullmatch(key) and not pii.scan(key) else "?"
-
-
-def _safe_text(value: object) -> str:
-    text = json.dumps(value)[:40] if not isinstance(value, str) else value[:40]
-    return repr(text) if _SAFE_KEY.fullmatch(text) and not pii.scan(text) else "(not shown)"

@@ -11,15 +11,29 @@ Bound to loopback it needs no login (and refuses a Host header that is not
 loopback, so another web site cannot reach it through DNS rebinding). Bound
 to anything else it demands HTTP basic auth and refuses to start without a
 password. The password comes from a file or the environment, never argv.
+
+Against a hostile neighbour (``observe.httplimits``): connections and event
+streams are capped in all and per client address; a request must arrive
+whole within seconds and an idle connection is closed; a stream needs the
+login first and its slot is freed as soon as its viewer leaves; wrong
+passwords make their address wait, longer after each, while others log in.
+A loopback page without a login trusts every local user alike: they all
+come from 127.0.0.1 and share that address's share of the slots, so on a
+shared host give it a password.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import io
 import ipaddress
 import json
+import math
+import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +41,7 @@ from typing import Callable, Optional
 
 from hatchery.core.assets import TEMPLATES
 from hatchery.errors import UsageError
+from hatchery.observe import httplimits as limits
 from hatchery.observe.live import FleetModel
 
 PAGE_DIR = TEMPLATES / "dashboard"
@@ -38,9 +53,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
                     "Cache-Control": "no-store"}
-MAX_STREAMS = 32            # concurrent event streams; more get 503
+MAX_STREAMS = 32            # concurrent event streams (per address: httplimits); more get 503
 PUSH_EVERY = 0.1            # seconds: changes closer together go out as one event
 KEEPALIVE = 15.0            # seconds between comments on an idle stream
+GONE_POLL = 0.25            # seconds: how soon a stream notices its viewer left
 USER = "hatchery"           # the basic-auth user name
 MIN_PASSWORD = 12
 
@@ -99,14 +115,53 @@ def read_password(path: Path) -> str:
 
 class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64
 
     def __init__(self, address, model: FleetModel, login: Optional[Login], title: str):
         self.model, self.login, self.title = model, login, title
         self.loopback_only = login is None
-        self.streams = threading.BoundedSemaphore(MAX_STREAMS)
+        self.admission = limits.Admission(MAX_STREAMS)
+        self.guesses = limits.GuessThrottle()
+        self._admitted: dict = {}              # socket -> its address key, while open
+        self._admitted_lock = threading.Lock()
         self.stopping = threading.Event()
         self.pages = {path: (PAGE_DIR / name).read_bytes() for path, (name, _) in STATIC.items()}
         super().__init__(address, Handler)
+
+    # Called on the accepting thread before a thread is started for the socket.
+    def verify_request(self, request, client_address) -> bool:
+        key = limits.address_key(client_address[0])
+        if not self.admission.connect(key):
+            _refuse_at_once(request)
+            return False
+        with self._admitted_lock:
+            self._admitted[request] = key
+        return True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return      # a client that vanished or stalled mid-request: nothing to report
+        super().handle_error(request, client_address)
+
+    def shutdown_request(self, request) -> None:   # every socket ends here, refused or served
+        with self._admitted_lock:
+            key = self._admitted.pop(request, None)
+        if key is not None:
+            self.admission.disconnect(key)
+        super().shutdown_request(request)
+
+
+_REFUSED = b"too many connections from your address\n"
+
+
+def _refuse_at_once(request: socket.socket) -> None:
+    """A short 503 without a thread (the socket's send buffer is empty: never blocks)."""
+    try:
+        request.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_REFUSED), _REFUSED),
+                     socket.MSG_DONTWAIT)
+    except OSError:
+        pass
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -115,6 +170,24 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:   # the one printing module prints; we do not
         pass
+
+    # --- connection limits (httplimits) -------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        self.address = limits.address_key(self.client_address[0])
+        self._reader = limits.DeadlineReader(self.connection)
+        self.rfile.close()          # the plain reader setup() made: ours has a deadline
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.restart()      # a request (or the next, on keep-alive) arrives in time or never
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()        # the headers are read now
+        self.connection.settimeout(limits.WRITE_TIMEOUT)
+        return parsed
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -134,14 +207,31 @@ class Handler(BaseHTTPRequestHandler):
 
     def _allowed(self) -> bool:
         login = self.server.login
-        if login is not None and not login.accepts(self.headers.get("Authorization")):
-            self._send(401, "text/plain; charset=utf-8", b"login required\n",
-                       {"WWW-Authenticate": 'Basic realm="hatchery", charset="UTF-8"'})
+        if login is not None and not self._logged_in(login):
             return False
         if self.server.loopback_only and not _loopback_host(self.headers.get("Host", "")):
             self._send(403, "text/plain; charset=utf-8", b"loopback only\n")
             return False
         return True
+
+    def _logged_in(self, login: Login) -> bool:
+        """Check the password unless this address must wait (then 429, unchecked)."""
+        guesses = self.server.guesses
+        wait = guesses.wait(self.address)
+        if wait:
+            self.close_connection = True
+            self._send(429, "text/plain; charset=utf-8", b"too many wrong passwords: wait\n",
+                       {"Retry-After": str(math.ceil(wait)), "Connection": "close"})
+            return False
+        header = self.headers.get("Authorization")
+        if login.accepts(header):
+            guesses.succeeded(self.address)
+            return True
+        if header:                 # no header at all is the browser asking what to send
+            guesses.failed(self.address)
+        self._send(401, "text/plain; charset=utf-8", b"login required\n",
+                   {"WWW-Authenticate": 'Basic realm="hatchery", charset="UTF-8"'})
+        return False
 
     def _send(self, code: int, ctype: str, body: bytes, extra: Optional[dict] = None) -> None:
         self.send_response(code)
@@ -153,15 +243,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _events(self) -> None:
-        if not self.server.streams.acquire(blocking=False):
-            self._send(503, "text/plain; charset=utf-8", b"too many viewers\n")
+        refused = self.server.admission.start_stream(self.address)
+        if refused:
+            self._send(503, "text/plain; charset=utf-8", refused.encode() + b"\n")
             return
         try:
             self._stream()
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass   # the viewer went away
+            pass   # the viewer went away, or stopped reading
         finally:
-            self.server.streams.release()
+            self.server.admission.end_stream(self.address)
 
     def _stream(self) -> None:
         self.send_response(200)
@@ -175,13 +266,27 @@ class Handler(BaseHTTPRequestHandler):
         version, rows = model.changes_since(-1)
         self._event(version, rows, full=True)
         while not stopping.is_set():
-            if not model.wait_for_change(version, KEEPALIVE):
+            if not self._wait_for_change(model, version):
                 self.wfile.write(b": keepalive\n\n")
                 self.wfile.flush()
                 continue
             stopping.wait(PUSH_EVERY)        # let a burst of changes arrive together
             version, rows = model.changes_since(version)
             self._event(version, rows, full=False)
+
+    def _wait_for_change(self, model, version: int) -> bool:
+        """``model.wait_for_change(version, KEEPALIVE)``, noticing within GONE_POLL that the
+        viewer left (ConnectionResetError): its slot is free at once, not at the next write."""
+        deadline = time.monotonic() + KEEPALIVE
+        while not self.server.stopping.is_set():
+            if limits.peer_gone(self.connection):
+                raise ConnectionResetError("the viewer left")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if model.wait_for_change(version, min(GONE_POLL, left)):
+                return True
+        return False
 
     def _event(self, version: int, rows: list, *, full: bool) -> None:
         data = {"version": version, "now": self.server.model.clock(), "full": full,

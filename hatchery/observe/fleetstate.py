@@ -240,7 +240,10 @@ class FleetState:
         if message.topic == BROKER_UPTIME_TOPIC:
             return self._broker_uptime(message.payload, message.received)
         with self._cond:
-            changed = self._observe(message.topic, message.payload, message.received)
+            if getattr(message, "properties_ok", True):
+                changed = self._observe(message.topic, message.payload, message.received)
+            else:   # MQTT v5 properties its topic may not carry (bus.messages.Message)
+                changed = self._refused(message.topic)
             if changed:
                 self.version += 1
                 self._cond.notify_all()
@@ -264,10 +267,19 @@ class FleetState:
         try:    # decode, not read(): the topic is parsed already
             decoded = messages.decode(name, kind, payload) if payload else messages.Cleared(name, kind)
         except contract.ContractError:
-            facts.invalid += 1
-            self.invalid_by_kind[kind] = self.invalid_by_kind.get(kind, 0) + 1
-            return self._touch(facts)
+            return self._invalid(facts, kind)
         return self._fold(facts, decoded, received)
+
+    def _invalid(self, facts: AgentFacts, kind: str) -> bool:
+        facts.invalid += 1
+        self.invalid_by_kind[kind] = self.invalid_by_kind.get(kind, 0) + 1
+        return self._touch(facts)
+
+    def _refused(self, topic: str) -> bool:
+        """An agent's message carrying properties the contract does not allow: invalid."""
+        parsed = contract.parse_topic(topic)
+        facts = self._facts(parsed[0]) if parsed and parsed[0] != self.manager else None
+        return False if facts is None else self._invalid(facts, parsed[1])
 
     def _facts(self, name: str) -> Optional[AgentFacts]:
         facts = self.agents.get(name)

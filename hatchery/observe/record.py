@@ -1,13 +1,8 @@
 """bus.record: keep a bounded, rotated log of bus traffic for bus.audit.
 
-One JSON object per line::
-
-    {"time": "2026-03-18T21:30:00.123Z", "topic": "fleet/a/heartbeat",
-     "size": 187, "retain": true, "text": "{...}"}
-
-``text`` holds a UTF-8 payload as is; anything else is kept as ``b64``.
-Rotation is by size: ``bus.jsonl`` grows to ``max_bytes``, then becomes
-``bus.jsonl.1`` (``.1`` -> ``.2`` ...) and only ``keep`` old files stay, so
+One JSON object per line, in the format of ``observe.recordfile`` (which
+also reads it back for bus.audit). Rotation is by size: ``bus.jsonl`` grows
+to ``max_bytes``, then becomes ``bus.jsonl.1`` (``.1`` -> ``.2`` ...) and only ``keep`` old files stay, so
 the record never holds more than about ``(keep + 1) * max_bytes``. The record
 may hold whatever agents leaked, so every file is created 0600.
 
@@ -26,46 +21,35 @@ slow disk never stalls the network loop.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import queue
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 from hatchery.bus.client import BusClient, Message
+from hatchery.observe.audit import audit_lines
+from hatchery.observe.recordfile import (  # noqa: F401  (the record's format, re-exported)
+    FINDINGS_SUFFIX,
+    counts_path,
+    entry,
+    entry_payload,
+    findings_path,
+    read_counts,
+    read_file,
+    read_kept_findings,
+    read_record,
+    record_files,
+    rotated_name,
+)
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP = 5
-FINDINGS_SUFFIX = ".findings"
 KEPT_PER_FILE = 100
 MAX_FINDINGS_BYTES = 1024 * 1024
 ALL_TOPICS = "#"     # by MQTT's rules '#' never matches $SYS/...
-
-
-def entry(topic: str, payload: bytes, *, retain: bool, when: float) -> dict:
-    """The record line for one message."""
-    line = {"time": _rfc3339(when), "topic": topic, "size": len(payload), "retain": retain}
-    try:
-        line["text"] = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        line["b64"] = base64.b64encode(payload).decode()
-    return line
-
-
-def entry_payload(line: dict) -> bytes:
-    """The payload bytes of a record line (inverse of ``entry``)."""
-    if "b64" in line:
-        return base64.b64decode(line["b64"])
-    return str(line.get("text", "")).encode("utf-8", "surrogatepass")
-
-
-def _rfc3339(when: float) -> str:
-    moment = datetime.fromtimestamp(when, timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class RotatingLog:
@@ -120,40 +104,7 @@ class RotatingLog:
         self._file.close()
 
 
-def rotated_name(path: Path, n: int) -> Path:
-    return path.with_name(f"{path.name}.{n}")
-
-
-def record_files(path: Path) -> list:
-    """The record's files, oldest first (``.N`` ... ``.1``, then ``path``)."""
-    path = Path(path)
-    rotated = []
-    n = 1
-    while rotated_name(path, n).exists():
-        rotated.append(rotated_name(path, n))
-        n += 1
-    return rotated[::-1] + ([path] if path.exists() else [])
-
-
-def read_record(path: Path) -> Iterator[dict]:
-    """Every line of the record, oldest first; a line that is not JSON yields
-    ``{"corrupt": <line number>, "file": name}`` (a crash can truncate the last line)."""
-    for file in record_files(path):
-        yield from read_file(file)
-
-
-def read_file(file: Path) -> Iterator[dict]:
-    """The lines of one record file (see ``read_record``)."""
-    with open(file, encoding="utf-8", errors="replace") as f:
-        for number, text in enumerate(f, 1):
-            yield _parse_line(text, number, file.name)
-
-
 # --- findings kept when a file rotates away ---------------------------------------
-
-def findings_path(path: Path) -> Path:
-    return Path(path).with_name(Path(path).name + FINDINGS_SUFFIX)
-
 
 def keep_findings(file: Path, into: Path) -> int:
     """Audit ``file`` (about to be deleted) and keep its findings in ``into``; how many.
@@ -162,7 +113,6 @@ def keep_findings(file: Path, into: Path) -> int:
     findings and one count line per rule for the rest; past that, only the
     per-rule totals in ``counts_path(into)`` grow (a fixed-size file).
     """
-    from hatchery.observe.audit import audit_lines  # audit reads records: import late
     findings = audit_lines(read_file(file)).findings
     if not findings:
         return 0
@@ -182,10 +132,6 @@ def keep_findings(file: Path, into: Path) -> int:
     return len(findings)
 
 
-def counts_path(findings_file: Path) -> Path:
-    return findings_file.with_name(findings_file.name + "-counts.json")
-
-
 def _add_counts(path: Path, findings: list) -> None:
     totals = read_counts(path)
     rules = totals.setdefault("rules", {})
@@ -200,37 +146,6 @@ def _add_counts(path: Path, findings: list) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump(totals, out)
     tmp.replace(path)
-
-
-def read_counts(path: Path) -> dict:
-    """Per-rule totals of findings beyond the findings file's limit ({} when none)."""
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) and isinstance(value.get("rules", {}), dict) else {}
-
-
-def read_kept_findings(path: Path) -> Iterator[dict]:
-    """The findings kept from rotated-away files of the record at ``path``
-    (then the totals past the limit, as summary lines)."""
-    kept = findings_path(path)
-    if kept.exists():
-        with open(kept, encoding="utf-8", errors="replace") as f:
-            for number, text in enumerate(f, 1):
-                yield _parse_line(text, number, kept.name)
-    totals = read_counts(counts_path(kept))
-    for rule, count in sorted(totals.get("rules", {}).items()):
-        yield {"summary": True, "rule": rule, "count": count, "time": totals.get("last", ""),
-               "from": f"{totals.get('files', '?')} rotated file(s)"}
-
-
-def _parse_line(text: str, number: int, name: str) -> dict:
-    try:
-        line = json.loads(text)
-    except ValueError:
-        return {"corrupt": number, "file": name}
-    return line if isinstance(line, dict) else {"corrupt": number, "file": name}
 
 
 # --- recording from the bus ---------------------------------------------------
@@ -276,7 +191,7 @@ def _drain(inbox: queue.SimpleQueue, log: RotatingLog, stats: RecordStats,
         return
     while True:
         log.write(entry(message.topic, message.payload, retain=message.retain,
-                        when=message.received))
+                        when=message.received, properties=message.properties))
         stats.messages += 1
         stats.bytes += len(message.payload)
         try:

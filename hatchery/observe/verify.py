@@ -19,9 +19,10 @@ from hatchery.bus.client import BusClient
 from hatchery.bus.commands import run_command
 from hatchery.bus.connection import bus_for, connection_target
 from hatchery.core.checks import Check, VerifyReport, ms_since, timed
-from hatchery.core.hosts import MAX_THREADS, by_host
+from hatchery.core.hosts import MAX_THREADS
 from hatchery.errors import HatcheryError
 from hatchery.inventory.model import Inventory
+from hatchery.inventory.placement import by_host
 from hatchery.observe.crosscheck import CONSISTENT, bus_and_docker, docker_agents
 from hatchery.provision.dns import dns_checks
 from hatchery.runtime import for_runtime

@@ -35,7 +35,7 @@ from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.provision.credentials import retired_agents
-from hatchery.provision.operations import _agent_plan, _auth_plan, require_broker
+from hatchery.provision.operations import agent_plan, auth_plan, require_broker
 from hatchery.runtime import for_runtime
 from hatchery.runtime.base import Provenance
 
@@ -110,11 +110,11 @@ def targets(inv: Inventory, agents: list) -> list:
 
 def plan_rows(inv: Inventory, agents: list, size: int) -> list:
     """--check: for each batch and agent, what agent.hatch would do and why."""
-    auth, _ = _auth_plan(inv, restore=[a.name for a in agents])
+    auth, _ = auth_plan(inv, restore=[a.name for a in agents])
     rows = []
     for index, group in enumerate(split(agents, size), 1):
         for agent in group:
-            changes = _agent_plan(inv, agent, auth)
+            changes = agent_plan(inv, agent, auth)
             action = next((c.action for c in changes if c.needed), "none")
             reason = "; ".join(c.reason for c in changes if c.needed) or "current"
             rows.append({"batch": index, "agent": agent.name, "action": action, "reason": reason})
@@ -135,7 +135,7 @@ def rollout(inv: Inventory, agents: list, bus: BusClient, *, size: int, max_fail
     groups = split(agents, size)
     report = RolloutReport([[a.name for a in g] for g in groups])
     report.outcomes = {a.name: AgentOutcome(a.name, i) for i, g in enumerate(groups, 1) for a in g}
-    auth, auth_changes = _auth_plan(inv, restore=[a.name for a in agents])
+    auth, auth_changes = auth_plan(inv, restore=[a.name for a in agents])
     apply_plan("fleet.rollout credentials", auth_changes)
     for index, group in enumerate(groups, 1):
         _run_batch(inv, group, bus, auth, report, expect_version, timeout)
@@ -155,7 +155,7 @@ def _run_batch(inv: Inventory, group: list, bus: BusClient, auth, report: Rollou
         outcome = report.outcomes[agent.name]
         runtime = for_runtime(agent.runtime)
         outcome.before = describe(runtime.agent_provenance(inv, agent))
-        changes = _agent_plan(inv, agent, auth)
+        changes = agent_plan(inv, agent, auth)
         if not any(c.needed for c in changes):
             outcome.outcome, outcome.after, outcome.detail = CURRENT, outcome.before, "already current"
             continue

@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hatchery.configs.broker import ACL_FILE, PASSWORD_FILE, _local_user
+from hatchery.configs.broker import local_user
+from hatchery.configs.layout import ACL_FILE, PASSWORD_FILE
 from hatchery.core.ports import free_port, listening
 from hatchery.errors import UsageError
 from hatchery.security import acl
@@ -80,7 +81,7 @@ def mosquitto_problems(files: dict) -> list:
 def _write_conf(directory: Path, files: dict, port: int) -> Path:
     conf = directory / "check.conf"
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous false",
-             f"user {_local_user()}", f"log_dest file {directory / 'log'}", "log_type error",
+             f"user {local_user()}", f"log_dest file {directory / 'log'}", "log_type error",
              "log_type warning", "log_type notice", "persistence false"]
     if PASSWORD_FILE in files:
         lines.append(f"password_file {directory / PASSWORD_FILE}")

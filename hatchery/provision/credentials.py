@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from hatchery.core.paths import state_paths
-from hatchery.core.plan import Change
+from hatchery.core.paths import BROADCAST, PASSWORD, SIGNING_KEY, state_paths
+from hatchery.core.plan import Action, Change
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory
 from hatchery.security import acl
@@ -34,8 +34,8 @@ from hatchery.security import passwords as pw
 
 BROADCAST_KEY = "_broadcast"       # '_' never appears in a fleet name: cannot clash
 KEY_BYTES = 32
-# The files an agent receives, by the name they carry in its secrets directory.
-PASSWORD, SIGNING_KEY, BROADCAST = "password", "signing.key", "broadcast.key"
+# The files an agent receives (PASSWORD, SIGNING_KEY, BROADCAST, imported above and used
+# here under these names) are named in core.paths, below the renderers that name them.
 
 
 # Where each file lives is core.paths' business; these name them for an inventory.
@@ -115,7 +115,7 @@ class FleetAuth:
     def change(self) -> Change:
         item = "broker credentials"
         if not self.needed:
-            return Change(item, "none", "every user holds a working secret and key")
+            return Change(item, Action.NONE, "every user holds a working secret and key")
         reasons = [f"{c.action} {c.user}" for c in self.changes]
         reasons += [f"new signing key {k}" for k in self.new_keys if k not in
                     {c.user for c in self.changes}]
@@ -123,7 +123,7 @@ class FleetAuth:
             reasons.append(f"password file rewritten without {len(self.stray_lines)} invalid line(s)")
         diff = pw.describe(self.changes) + "".join(f"+ signing key {k}\n" for k in self.new_keys)
         diff += "".join(f"- password file {p}\n" for p in self.stray_lines)
-        return Change(item, "update", ", ".join(reasons), diff, self._write)
+        return Change(item, Action.UPDATE, ", ".join(reasons), diff, self._write)
 
     def _write(self) -> str:
         directory = secrets_dir(self.inv)

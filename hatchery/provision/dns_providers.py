@@ -21,7 +21,7 @@ import struct
 from pathlib import Path
 from typing import Optional
 
-from hatchery.core.plan import Change, text_diff
+from hatchery.core.plan import Action, Change, text_diff
 from hatchery.core.process import running_pid
 from hatchery.errors import DnsError, UsageError
 
@@ -127,12 +127,12 @@ class HostsFile:
         text = _read(self.path)
         entries = read_block(text)
         if entries.get(name) == address:
-            return Change(f"dns {name}", "none", f"{self.kind}: already {what}")
+            return Change(f"dns {name}", Action.NONE, f"{self.kind}: already {what}")
         entries.pop(name, None)
         if address:
             entries[name] = address
         wanted = write_block(text, entries)
-        action = "remove" if address is None else ("update" if name in read_block(text) else "create")
+        action = Action.REMOVE if address is None else (Action.UPDATE if name in read_block(text) else Action.CREATE)
         return Change(f"dns {name}", action, f"{self.kind}: {what}", text_diff(text, wanted, str(self.path)),
                       lambda: self._apply(wanted, what))
 

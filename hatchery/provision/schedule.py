@@ -60,7 +60,7 @@ from hatchery.configs.schedule import (  # noqa: F401  (the schedule's vocabular
 )
 from hatchery.core.assets import PROJECT_ROOT
 from hatchery.core.paths import StatePaths
-from hatchery.core.plan import Change, text_diff
+from hatchery.core.plan import Action, Change, text_diff
 from hatchery.core.state import read_text, write_if_changed
 from hatchery.errors import RenderError, RuntimeFailure, UsageError
 
@@ -177,7 +177,7 @@ def install_plan(spec: ScheduleSpec, *, target_dir: Optional[Path] = None,
         changes.append(_activation(spec, target, enable=True,
                                    reason="files in place but the job is not enabled and active"))
     else:
-        changes.append(Change(f"{spec.kind} {spec.label}", "none", "enabled and active"))
+        changes.append(Change(f"{spec.kind} {spec.label}", Action.NONE, "enabled and active"))
     return changes
 
 
@@ -239,8 +239,8 @@ def default_target_dir(kind: str) -> Path:
 def _file_change(path: Path, text: str) -> Change:
     current = read_text(path)
     if current == text:
-        return Change(str(path), "none", "up to date")
-    return Change(str(path), "update" if current else "create",
+        return Change(str(path), Action.NONE, "up to date")
+    return Change(str(path), Action.UPDATE if current else Action.CREATE,
                   "content differs" if current else "not installed",
                   text_diff(current, text, path.name),
                   lambda: "written" if write_if_changed(path, text, 0o644) else "unchanged")
@@ -248,15 +248,15 @@ def _file_change(path: Path, text: str) -> Change:
 
 def _removal(path: Path) -> Change:
     if not path.exists():
-        return Change(str(path), "none", "not installed")
-    return Change(str(path), "remove", "installed", text_diff(read_text(path), "", path.name),
+        return Change(str(path), Action.NONE, "not installed")
+    return Change(str(path), Action.REMOVE, "installed", text_diff(read_text(path), "", path.name),
                   lambda: (path.unlink(missing_ok=True), "removed")[1])
 
 
 def _activation(spec: ScheduleSpec, target: Path, *, enable: bool, reason: str = "") -> Change:
     argv = activation_command(spec, target, enable=enable)
     why = f"{reason}: {' '.join(argv)}" if reason else " ".join(argv)
-    return Change(f"{spec.kind} {spec.label}", "reload", why, "", lambda: _run(argv))
+    return Change(f"{spec.kind} {spec.label}", Action.RELOAD, why, "", lambda: _run(argv))
 
 
 def activation_command(spec: ScheduleSpec, target: Path, *, enable: bool) -> list:
@@ -276,8 +276,8 @@ def _crontab_change(label: str, edit) -> Change:
     current = _crontab_read()
     wanted = edit(current)
     if wanted == current:
-        return Change(f"crontab {label}", "none", "up to date")
-    return Change(f"crontab {label}", "update", "crontab differs",
+        return Change(f"crontab {label}", Action.NONE, "up to date")
+    return Change(f"crontab {label}", Action.UPDATE, "crontab differs",
                   text_diff(current, wanted, "crontab"), lambda: _crontab_write(wanted))
 
 

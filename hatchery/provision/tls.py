@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hatchery.configs.broker import tls_source_files
 from hatchery.core.paths import state_paths
-from hatchery.core.plan import Change
+from hatchery.core.plan import Action, Change
 from hatchery.inventory.model import Inventory
 
 
@@ -29,7 +29,7 @@ def tls_change(inv: Inventory) -> list:
     hosts = _names(inv)
     why = "no fleet CA yet" if ca is None else tls.renewal_reason(server, ca, hosts[0], dns_names=hosts[1:])
     if not why:
-        return [Change("broker TLS", "none", f"certificate for {', '.join(hosts)} is current")]
+        return [Change("broker TLS", Action.NONE, f"certificate for {', '.join(hosts)} is current")]
 
     def apply() -> str:
         fleet_ca = ca or tls.make_ca()
@@ -38,7 +38,7 @@ def tls_change(inv: Inventory) -> list:
         pair = tls.make_server_cert(fleet_ca, hosts[0], dns_names=hosts[1:])
         tls.write_pair(pair, paths["certfile"], paths["keyfile"])
         return f"server certificate for {', '.join(hosts)} issued"
-    return [Change("broker TLS", "update", why, apply=apply)]
+    return [Change("broker TLS", Action.UPDATE, why, apply=apply)]
 
 
 def _names(inv: Inventory) -> list:

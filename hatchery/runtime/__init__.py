@@ -2,7 +2,7 @@
 
 Every runtime implements ``runtime.base.Runtime`` (broker_plan, broker_stop_plan,
 broker_status, auth_sync_plan, reload_broker, agent_plan, agent_stop_plan,
-agent_list, orphan_stop_plans, agent_logs, agent_provenance,
+agent_list, orphan_stop_plan, agent_logs, agent_provenance,
 agent_restart_plan, agent_restore_plan, agent_state, agent_inspect, exec_in_agent, verify_in_agent,
 write_build_files, remove_fleet) and declares its capabilities (restarts_crashed,
 builds_images, inspectable), so callers need not care which one runs: they read
@@ -17,22 +17,21 @@ from __future__ import annotations
 from importlib import import_module
 
 from hatchery.errors import UsageError
-from hatchery.inventory.model import RUNTIMES
+from hatchery.inventory.runtimes import DECLARED, RUNTIMES
 from hatchery.runtime.base import Runtime
 
-# name -> (module, class); imported on first use, so a local fleet never loads the docker SDK.
-_IMPLEMENTATIONS = {"local": ("hatchery.runtime.local", "LocalRuntime"),
-                    "docker": ("hatchery.runtime.docker.runtime", "DockerRuntime"),
-                   "swarm": ("hatchery.runtime.swarm.runtime", "SwarmRuntime")}
+# Each runtime's class is named by its inventory declaration (inventory/runtimes/<name>.py,
+# "module:Class"), its one registration; imported on first use, so a local fleet never
+# loads the docker SDK.
 _instances: dict = {}
 
 
 def for_runtime(name: str) -> Runtime:
-    """The runtime for an inventory's ``runtime:`` value ('local' or 'docker')."""
-    if name not in RUNTIMES or name not in _IMPLEMENTATIONS:
+    """The runtime for an inventory's ``runtime:`` value."""
+    if name not in DECLARED:
         raise UsageError(f"unknown runtime {name!r}", f"use one of: {', '.join(RUNTIMES)}")
     if name not in _instances:
-        module, cls = _IMPLEMENTATIONS[name]
+        module, _, cls = DECLARED[name].implementation.partition(":")
         _instances[name] = getattr(import_module(module), cls)()
     return _instances[name]
 

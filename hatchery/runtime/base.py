@@ -7,9 +7,10 @@ where noted. ``hatchery.runtime.for_runtime(name)`` returns the instance for an
 inventory's ``runtime:`` value; ``tests/test_runtime_interface.py`` checks that
 each one implements every method below with the same signature.
 
-A new runtime (ssh, systemd, ...) is a class with these methods in
-``hatchery/runtime/<name>.py`` (or a package), plus its name in
-``inventory.model.RUNTIMES``.
+A new runtime (swarm, ssh, systemd, ...) is a package ``hatchery/runtime/<name>/``
+with a class that has these methods and capability flags, its inventory
+declaration ``hatchery/inventory/runtimes/<name>.py`` (its keys, placement
+traits and this class), and its name in ``inventory.runtimes.REGISTERED``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Protocol, runtime_checkable
 
+from hatchery.configs.layout import AgentLayout, BrokerLayout
 from hatchery.inventory.model import AgentSpec, Inventory
 
 
@@ -99,6 +101,16 @@ class Runtime(Protocol):
     restarts_crashed: bool      # it restarts a crashed agent by itself (a restart policy): heal waits for it
     builds_images: bool         # agents run from images it builds (agent.hatch --render-only writes them)
     inspectable: bool           # it reports health and start times worth checking the bus against
+
+    # --- where things are, as the broker and each handler see them ----------------
+
+    def broker_layout(self, inv: Inventory) -> BrokerLayout:
+        """The broker's config, data and log paths, listeners, TLS files, control socket
+        and user, as the broker it runs sees them (configs.broker renders from it)."""
+
+    def agent_layout(self, inv: Inventory, agent: AgentSpec) -> AgentLayout:
+        """Where ``agent``'s handler connects and finds its credential files, as it sees
+        them (configs.agent renders from it)."""
 
     # --- the broker ---------------------------------------------------------------
 

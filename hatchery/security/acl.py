@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from agent_kit import contract
-from hatchery.bus import PROBE_PREFIX
 from hatchery.errors import UsageError
 from hatchery.security.passwords import check_username
+
+# The control side's private topics for ping and snapshot markers (bus.client uses them).
+PROBE_PREFIX = "hatchery/probe"
 
 READ_ONLY_ROLES = ("monitor", "exporter")
 RECORDER_ROLES = ("recorder",)

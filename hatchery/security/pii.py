@@ -65,8 +65,9 @@ def iban_ok(iban: str) -> bool:
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}")
 # Separators are space, dot or dash, but never a dot before a digit run that
 # goes on: that is an IP address or a version, not a phone number.
+# A number that starts with '+' starts there, whatever came before it.
 _PHONE_RE = re.compile(
-    r"(?<![\w+.])(?<!\d[ -])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"
+    r"(?<![\w+.])(?:\+\d{1,3}[ .-]?|(?<!\d[ -]))(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"
     r"\d{3,4}[ .-]\d{3,4}(?!\w|[ .-]\d)"
     r"|(?<![\w+])\+\d{8,15}(?!\w)")
 # Card numbers start with 2-6 (Mastercard, Amex, Visa, Discover...): this keeps
@@ -79,9 +80,17 @@ _NINO_RE = re.compile(
 _TOKEN_RES = (
     ("aws-access-key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     ("github-token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b")),
+    ("gitlab-token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
     ("slack-token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("api-key", re.compile(r"\b(?:sk-[A-Za-z0-9_-]{20,}|[sr]k_live_[A-Za-z0-9]{16,}|AIza[A-Za-z0-9_-]{35})")),
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
     ("private-key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
+    # a credential written as an assignment (password=..., api_key: ..., token=...):
+    # eight characters or more, one of them not a lowercase letter or a dash, so
+    # that "auth: failed" or "token=not-found" stay words
+    ("credential", re.compile(r"(?i:(?<![a-z0-9])(?:pass(?:word|wd|phrase)?|pwd|secret|token|"
+                              r"api[_-]?key|access[_-]?key|auth))[\"']?\s*[:=]\s*[\"']?"
+                              r"(?=[^\s\"',;]*[0-9A-Z!@#$%^&*+/=~])[^\s\"',;]{8,}")),
 )
 _ENTROPY_RE = re.compile(r"[A-Za-z0-9+/_=-]{32,}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
@@ -122,7 +131,8 @@ def _national_ids(text: str) -> Iterator[Hit]:
 
 
 # One cheap search decides whether the token patterns need to run at all.
-_TOKEN_HINT = re.compile(r"AKIA|ASIA|gh[pousr]_|github_pat_|xox[abposr]-|eyJ|-----BEGIN")
+_TOKEN_HINT = re.compile(r"AKIA|ASIA|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|sk-|k_live_|AIza|"
+                         r"eyJ|-----BEGIN|[:=]")
 
 
 def _tokens(text: str) -> Iterator[Hit]:
@@ -130,7 +140,13 @@ def _tokens(text: str) -> Iterator[Hit]:
         return
     for kind, regex in _TOKEN_RES:
         for m in regex.finditer(text):
-            yield Hit(SECRET, kind, mask_tail(m.group()), m.span())
+            yield Hit(SECRET, kind, _mask_token(kind, m.group()), m.span())
+
+
+def _mask_token(kind: str, token: str) -> str:
+    # an assignment shows its name only: the tail of a password is part of it
+    return re.split(r"[:=]", token, 1)[0].strip("\"' ").lower() + "=****" \
+        if kind == "credential" else mask_tail(token)
 
 
 def shannon_bits(value: str) -> float:
@@ -179,11 +195,18 @@ def _scan_plain_cached(text: str) -> tuple:
     return tuple(_scan(text, False))
 
 
+# Text decoded from hex or base64 is scanned with every rule, the entropy rule
+# included, whatever field it came from: nothing in the contract encodes
+# printable text, so a random token inside is a secret ("version" answered with
+# base64 of a token), never a commit hash.
+_DECODED = ("hex-encoded", "base64-encoded")
+
+
 def _scan_all(text: str, entropy: bool) -> list:
     hits = _scan(text, entropy)
     seen = {(h.rule, h.masked) for h in hits}
     for how, variant, detectors in variants(text):
-        for hit in _scan(variant, False, detectors):
+        for hit in _scan(variant, how in _DECODED, detectors):
             if (hit.rule, hit.masked) not in seen:
                 seen.add((hit.rule, hit.masked))
                 # the span is the variant's: in the original, the whole text is suspect
@@ -204,8 +227,19 @@ _HOMOGLYPHS = str.maketrans(
     "\u03bf\u03b1\u03b5\u03b9\u03ba\u03bd\u03c1\u03c4\u03c5\u03c7"
     "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
     "aeopcyxijsdghl" "ABEKMHOPCTXY" "oaeikvptux" "ABEZHIKMNOPTYX")
-_SLUG_AT = re.compile(r"(?<=[a-z0-9])[\s._-]*[\(\[{]?\bat\b[\)\]}]?[\s._-]*(?=[a-z0-9])", re.IGNORECASE)
-_SLUG_DOT = re.compile(r"[\s_-]*[\(\[{]?\bdot\b[\)\]}]?[\s_-]*", re.IGNORECASE)
+# "at" and "dot" as words: between anything but letters and digits (an
+# underscore is a separator here, though \b takes it for a letter).
+_SLUG_AT = re.compile(r"(?<=[a-z0-9])[\s._-]*[\(\[{]?(?<![a-z0-9])at(?![a-z0-9])[\)\]}]?[\s._-]*"
+                      r"(?=[a-z0-9])", re.IGNORECASE)
+_SLUG_DOT = re.compile(r"[\s_-]*[\(\[{]?(?<![a-z0-9])dot(?![a-z0-9])[\)\]}]?[\s_-]*", re.IGNORECASE)
+# Words that spell an address with its '@' and dots left out: "john doe example
+# com" (the keys of a split e-mail, joined by security.content) reads as
+# john.doe@example.com. Only when the last word is a top-level domain that
+# e-mail uses (or a country after co/ac/com/...), so that three words in a
+# row are not an address for nothing.
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+MAIL_TLDS = frozenset({"com", "org", "net", "edu", "gov", "mil"})   # not "info": a log level
+SECOND_LEVEL = frozenset({"co", "ac", "com", "org", "net", "gov", "edu"})
 _DOMAIN_RUN = re.compile(r"[A-Za-z0-9._-]+")
 _INTL_PREFIX = re.compile(r"(?<![\d+])00([1-9]\d{0,2})(?=[ .-]?\d)")
 _HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){8,}")
@@ -218,16 +252,14 @@ _PRINTABLE_MIN = 0.9
 def variants(text: str) -> list:
     """``(how, normalised text, detectors or None for all)`` for each way ``text``
     may hide data: Unicode (NFKC, invisible characters, look-alikes), slug
-    e-mails (``john.doe.at.example.com``), ``00`` international prefixes,
-    lowercase IBANs, dotted or underscored card digits, hex and base64."""
+    e-mails (``john.doe.at.example.com``, or words: ``john doe example com``),
+    ``00`` international prefixes, lowercase IBANs, dotted or underscored card
+    digits, hex and base64."""
     found = []
-    plain = text
-    if not text.isascii():
-        plain = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_HOMOGLYPHS)
-        if plain != text:
-            found.append(("unicode-normalised", plain, None))
-    if "at" in plain.lower() and _SLUG_AT.search(plain):
-        found.append(("spelled-out", _unslug_email(plain), (_emails,)))
+    plain = _unicode_plain(text)
+    if plain != text:
+        found.append(("unicode-normalised", plain, None))
+    found += [(how, address, (_emails,)) for how, address in _spelled_addresses(plain)]
     if "00" in plain and _INTL_PREFIX.search(plain):
         found.append(("00-prefix", _INTL_PREFIX.sub(r"+\1 ", plain), (_phones,)))
     if _LOWER_IBAN.search(plain):
@@ -238,12 +270,51 @@ def variants(text: str) -> list:
     return found
 
 
+def _unicode_plain(text: str) -> str:
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_HOMOGLYPHS)
+
+
+def _spelled_addresses(plain: str) -> Iterator[tuple]:
+    """(how, text) for an e-mail spelled with ``at``/``dot`` or as bare words."""
+    if "at" in plain.lower() and _SLUG_AT.search(plain):
+        yield "spelled-out", _unslug_email(plain)
+    address = _address_from_words(plain) if " " in plain else None
+    if address:
+        yield "words", address
+
+
+def scan_spaced(text: str) -> list:
+    """Hits that only the spaces between joined parts reveal (``security.content``
+    joins the parts of a split value with spaces): an e-mail spelled out or in
+    words across the parts, a phone number whose groups are separate parts.
+    What each part holds by itself is that part's own finding, found elsewhere."""
+    plain = _unicode_plain(text)
+    hits = list(_phones(plain)) if _ENOUGH_DIGITS.match(plain) else []
+    for how, address in _spelled_addresses(plain):
+        hits += [Hit(h.rule, f"{h.kind}, {how}", h.masked, (0, len(text))) for h in _emails(address)]
+    return hits
+
+
 def _unslug_email(text: str) -> str:
     head, _, tail = _SLUG_AT.sub("@", text, count=1).partition("@")
     tail = _SLUG_DOT.sub(".", tail)
     domain = _DOMAIN_RUN.match(tail)
     end = domain.end() if domain else 0
     return f"{head}@{tail[:end].replace('-', '.').replace('_', '.')}{tail[end:]}"
+
+
+def _address_from_words(text: str) -> Optional[str]:
+    """``a.b@c.com`` for the words ``a b c com`` (see MAIL_TLDS), else None."""
+    words = text.split()
+    if len(words) < 3 or words[-1].lower() not in MAIL_TLDS and not (
+            len(words) >= 4 and len(words[-1]) == 2 and words[-2].lower() in SECOND_LEVEL):
+        return None
+    if not all(_LABEL.fullmatch(w) for w in words):
+        return None
+    domain = 2 if words[-1].lower() in MAIL_TLDS else 3
+    return ".".join(words[:-domain]) + "@" + ".".join(words[-domain:])
 
 
 def _decoded(text: str) -> Iterator[tuple]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from invoke import Collection
 
 from agent_kit.contract import name_problem
+from hatchery.bus.retained import clear_retained_change, still_clear_change
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
 from hatchery.inventory.enrol import enrol_plan
@@ -106,7 +107,9 @@ def retire(c, name, inventory=None, check=False, json=False):
     """Retire an agent for good: stop and remove it, clear its retained topics, revoke its credentials, comment it out of the inventory."""
     inv = load(inventory)
     agent = inv.agent(name)
-    run_host_plans("agent.retire", lambda: retire_plans(inv, agent), lock=inv.state_dir,
+    # the bus's part: clear its retained topics, and read them back after the revoke
+    bus_side = {"clear_retained": clear_retained_change(inv, agent), "still_clear": still_clear_change(inv, agent)}
+    run_host_plans("agent.retire", lambda: retire_plans(inv, agent, **bus_side), lock=inv.state_dir,
                    check=check, json=json)
 
 

@@ -21,9 +21,9 @@ from hatchery.observe.record import (
     DEFAULT_KEEP,
     DEFAULT_MAX_BYTES,
     RotatingLog,
-    _rfc3339,
 )
 from hatchery.observe.record import record as record_bus
+from hatchery.observe.recordfile import properties_json, rfc3339
 from hatchery.tasks import output
 from hatchery.tasks.common import fail_unless, load, op, show
 
@@ -88,7 +88,8 @@ def audit(c, record=None, listen=None, inventory=None, json=False, timeout=5.0):
 def _audit_live(inv, seconds: float, timeout: float):
     with _bus(inv, timeout) as bus:
         messages = bus.subscribe_collect([ALL_TOPICS], seconds)
-    return audit_messages([BusMessage(m.topic, m.payload, _rfc3339(m.received), m.retain)
+    return audit_messages([BusMessage(m.topic, m.payload, rfc3339(m.received), m.retain,
+                                      properties_json(m.properties) if m.properties else None)
                            for m in messages], manager=inv.manager)
 
 

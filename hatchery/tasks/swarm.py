@@ -6,12 +6,13 @@ from invoke import Collection
 
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
+from hatchery.inventory.swarm import swarm_of
 from hatchery.tasks.common import fail_unless, load, op, run_plan, show
 
 
 def _swarm_inventory(inventory):
     inv = load(inventory)
-    if inv.swarm is None:
+    if swarm_of(inv) is None:
         raise UsageError(f"{inv.path} has no swarm: section",
                          "add e.g. swarm: {managers: [h1, h2, h3]} (hosts: entries; the others join as workers)")
     return inv

@@ -18,10 +18,10 @@ import time
 import pytest
 
 from agent_kit import bus
-from hatchery.configs.agent import agent_config
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, Inventory
 from hatchery.provision.credentials import plan_auth, user_secret
+from hatchery.provision.operations import agent_conf
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import bootstrap_images, engine
 
@@ -32,7 +32,7 @@ def hatch_changes(inv: Inventory, agent, auth=None) -> list:
     """The docker runtime's plan for one agent, with its config and credentials: what
     agent.hatch plans per agent, without the broker's auth sync around it."""
     auth = auth or plan_auth(inv)
-    return for_runtime(DOCKER).agent_plan(inv, agent, agent_config=agent_config(inv, agent, auth),
+    return for_runtime(DOCKER).agent_plan(inv, agent, agent_config=agent_conf(inv, agent, auth),
                                           secret_files=auth.agent_files(agent.name))
 
 LOOPBACK = "127.0.0.1"

@@ -26,7 +26,6 @@ from dockerhelpers import client, hatch_changes, remove_fleet, wait_mqtt  # noqa
 
 from agent_kit import contract, messages
 from hatchery.bus.connection import bus_for
-from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.observe import crosscheck
@@ -42,7 +41,7 @@ from hatchery.observe.health import OFFLINE, ONLINE, STALE, STOPPED, bus_health
 from hatchery.runtime.base import AgentState
 from hatchery.observe.verify import verify
 from hatchery.provision.credentials import plan_auth, user_secret
-from hatchery.provision.operations import auth_files
+from hatchery.provision.operations import auth_files, broker_conf
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import state_of
 
@@ -164,7 +163,7 @@ def fleet(client, tmp_path_factory):
         auth = plan_auth(inv)
         assert apply_plan("credentials", [auth.change()]).ok
         assert apply_plan("broker.deploy", rt.broker_plan(
-            inv, conf_text=render_conf(inv), auth_files=auth_files(auth))).ok
+            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))).ok
         wait_mqtt(inv)
         assert apply_plan("agent.hatch", hatch_changes(inv, agent)).ok
         yield inv

@@ -18,12 +18,11 @@ from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: F401 (fixture
 
 from hatchery.bus.commands import run_command
 from hatchery.bus.connection import bus_for
-from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.operate import heal, rollout
 from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files, hatch_plan
+from hatchery.provision.operations import auth_files, broker_conf, hatch_plan
 from hatchery.runtime import for_runtime
 
 pytestmark = pytest.mark.docker
@@ -47,7 +46,7 @@ def fleet(client, tmp_path_factory):  # noqa: F811 (fixture)
     try:
         auth = plan_auth(inv)
         assert apply_plan("deploy", [auth.change(), *rt.broker_plan(
-            inv, conf_text=render_conf(inv), auth_files=auth_files(auth))]).ok
+            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))]).ok
         wait_mqtt(inv)
         assert apply_plan("hatch", hatch_plan(inv, [agent])).ok
         yield inv, agent

@@ -30,12 +30,11 @@ from dockerhelpers import (
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
-from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files
+from hatchery.provision.operations import auth_files, broker_conf
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import (
     BuildContext,
@@ -83,7 +82,7 @@ def _broker_plan(inv: Inventory, conf_text: str = "") -> list:
 def _conf(inv: Inventory) -> str:
     # Mosquitto 2.0.11 block-buffers log_dest stdout into a pipe (docker logs stays empty);
     # stderr is unbuffered. Reported to the template's owner.
-    return render_conf(inv).replace("log_dest stdout", "log_dest stderr")
+    return broker_conf(inv).replace("log_dest stdout", "log_dest stderr")
 
 
 def _wait(probe, timeout: float, what: str):

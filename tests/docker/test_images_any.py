@@ -30,12 +30,11 @@ from dockerhelpers import (  # noqa: F401
 )
 
 from hatchery.bus.connection import bus_for
-from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files
+from hatchery.provision.operations import auth_files, broker_conf
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import (
     agent_container,
@@ -64,7 +63,7 @@ def fleet(client, tmp_path_factory):
     inv = replace(inv, agents={a.name: a for a in _agents(inv)})
     assert apply_plan("credentials", [plan_auth(inv).change()]).ok
     auth = plan_auth(inv)
-    conf = render_conf(inv)
+    conf = broker_conf(inv)
     assert apply_plan("broker.deploy", rt.broker_plan(inv, conf_text=conf, auth_files=auth_files(auth))).ok
     wait_mqtt(inv)
     yield inv

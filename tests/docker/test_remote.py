@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import free_port, wait_port
 
-from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.errors import DockerError, UsageError
 from hatchery.inventory.model import DOCKER, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files
+from hatchery.provision.operations import auth_files, broker_conf
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import engine, forget_connections, parse_ssh_url
 
@@ -101,7 +100,7 @@ def test_broker_on_a_remote_engine_over_ssh(ssh_env, tmp_path):
     inv = Inventory(path=tmp_path / "fleet_inventory.yaml", broker=broker, state_dir=tmp_path / ".hatchery")
     engine(broker.docker_host)     # connect first: an unreachable engine fails here, not in the clean-up
     try:
-        conf = render_conf(inv)
+        conf = broker_conf(inv)
         auth = plan_auth(inv)
         files = auth_files(auth)
         started = time.perf_counter()

@@ -7,12 +7,14 @@ import time
 
 import pytest
 
-from hatchery.configs.agent import agent_config, extra_hosts
-from hatchery.configs.broker import render_conf, settings
-from hatchery.core.hosts import apply_per_host, by_host
+from hatchery.configs.broker import settings
+from hatchery.core.hosts import apply_per_host
 from hatchery.core.plan import Change
 from hatchery.errors import DockerError, UsageError
 from hatchery.inventory.load import load_inventory
+from hatchery.inventory.placement import by_host
+from hatchery.provision.operations import agent_conf, broker_conf
+from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import broker_ports
 
 INVENTORY = """
@@ -75,13 +77,14 @@ def test_host_selection(inv):
 
 def test_agents_reach_the_broker_by_name_over_tls(inv):
     far, near = inv.agents["far"], inv.agents["near"]
-    assert agent_config(inv, far)["broker"] == {"host": "mqtt-broker", "port": 8884,
-                                                 "ca_file": "/etc/hatchery/ca.crt"}
-    assert extra_hosts(inv, far) == {"mqtt-broker": "10.250.1.2"}
+    runtime = for_runtime(far.runtime)
+    assert agent_conf(inv, far)["broker"] == {"host": "mqtt-broker", "port": 8884,
+                                               "ca_file": "/etc/hatchery/ca.crt"}
+    assert runtime.agent_layout(inv, far).extra_hosts == {"mqtt-broker": "10.250.1.2"}
     # on the broker's own engine: the fleet network and the container's TLS port
-    assert agent_config(inv, near)["broker"] == {"host": "mqtt-broker", "port": 8883,
-                                                  "ca_file": "/etc/hatchery/ca.crt"}
-    assert extra_hosts(inv, near) == {}
+    assert agent_conf(inv, near)["broker"] == {"host": "mqtt-broker", "port": 8883,
+                                                "ca_file": "/etc/hatchery/ca.crt"}
+    assert runtime.agent_layout(inv, near).extra_hosts == {}
 
 
 def test_plain_stays_on_loopback_unless_allowed(inv):
@@ -90,5 +93,5 @@ def test_plain_stays_on_loopback_unless_allowed(inv):
     allowed = replace(inv, broker=replace(inv.broker, allow_plain=True))
     assert broker_ports(allowed)["1883/tcp"] == ("0.0.0.0", 1883)
     local = replace(inv, broker=replace(inv.broker, runtime="local", docker_host=None))
-    listeners = [v for v in settings(render_conf(local))["listener"] if not v.startswith("0 ")]
+    listeners = [v for v in settings(broker_conf(local))["listener"] if not v.startswith("0 ")]
     assert listeners == ["1883 127.0.0.1", "8884 0.0.0.0"]     # (and the control socket)

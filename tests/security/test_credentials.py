@@ -7,13 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from hatchery.configs.agent import agent_config
-from hatchery.configs.broker import render_conf
 from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision import credentials as cr
+from hatchery.provision.operations import agent_conf, broker_conf
 from hatchery.security import passwords as pw
 
 
@@ -102,31 +101,31 @@ def test_retired_agent_stays_revoked_until_hatched_again(inv):
 def test_agent_config_names_files_never_secrets(inv):
     auth = cr.plan_auth(inv)
     _apply(auth)
-    local = agent_config(inv, inv.agents["alpha"], auth)
+    local = agent_conf(inv, inv.agents["alpha"], auth)
     assert local["username"] == "alpha" and local["password_file"].endswith("secrets/alpha.password")
     assert auth.secrets["alpha"] not in str(local)
-    docked = agent_config(inv, replace(inv.agents["alpha"], runtime=DOCKER), auth)
+    docked = agent_conf(inv, replace(inv.agents["alpha"], runtime=DOCKER), auth)
     assert docked["password_file"] == "/run/secrets/hatchery/password"
-    phase1 = agent_config(replace(inv, broker=BrokerSpec(auth=False)), inv.agents["alpha"])
+    phase1 = agent_conf(replace(inv, broker=BrokerSpec(auth=False)), inv.agents["alpha"])
     assert "username" not in phase1
 
 
 def test_conf_renders_auth_by_default_and_anonymous_in_phase_1(inv):
-    conf = render_conf(inv)
+    conf = broker_conf(inv)
     assert "allow_anonymous false" in conf and f"password_file {inv.state_dir}/broker/passwd" in conf
-    open_conf = render_conf(replace(inv, broker=BrokerSpec(auth=False)))
+    open_conf = broker_conf(replace(inv, broker=BrokerSpec(auth=False)))
     assert "allow_anonymous true" in open_conf and "password_file" not in open_conf
-    tls_conf = render_conf(replace(inv, broker=BrokerSpec(tls=True, tls_port=18883)))
+    tls_conf = broker_conf(replace(inv, broker=BrokerSpec(tls=True, tls_port=18883)))
     assert "listener 18883 127.0.0.1" in tls_conf and "certfile" in tls_conf
     # the docker runtime has TLS too: the container's listener, the mounted fleet CA and cert
-    docker_tls = render_conf(replace(inv, broker=BrokerSpec(runtime=DOCKER, tls=True)))
+    docker_tls = broker_conf(replace(inv, broker=BrokerSpec(runtime=DOCKER, tls=True)))
     assert "listener 8883" in docker_tls and "cafile /mosquitto/config/tls/ca.crt" in docker_tls
     assert "keyfile /mosquitto/config/tls/server.key" in docker_tls
 
 
 def test_loader_reads_auth_tls_and_remote_dir(tmp_path):
     path = tmp_path / "fleet_inventory.yaml"
-    path.write_text("broker:\n  auth: false\n  tls: true\n  tls_port: 9883\n"
+    path.write_text("broker:\n  runtime: docker\n  auth: false\n  tls: true\n  tls_port: 9883\n"
                     "  remote_dir: /srv/hatchery\n  container_prefix: x-\nagents: {}\n")
     broker = load_inventory(path, env={}).broker
     assert (broker.auth, broker.tls, broker.tls_port, broker.remote_dir, broker.container_prefix) \

@@ -33,6 +33,7 @@ from hatchery.observe import fleetstate, health
 from hatchery.observe.fleetstate import AgentFacts, FleetState, judge
 from hatchery.provision import credentials as cr
 from hatchery.provision.operations import (
+    broker_conf as rendered_conf,
     deploy_plan,
     hatch_plan,
     stop_broker_plan,
@@ -81,7 +82,7 @@ def _crash_and_restart(inv) -> None:
 
 
 def test_the_rendered_config_saves_often_and_publishes_uptime(fleet):
-    conf = broker_conf.render_conf(fleet)
+    conf = rendered_conf(fleet)
     assert "autosave_on_changes" not in conf      # a QoS 1 flood must not mean a save per message
     assert f"autosave_interval {broker_conf.AUTOSAVE_SECONDS}\n" in conf
     assert broker_conf.AUTOSAVE_SECONDS <= 5

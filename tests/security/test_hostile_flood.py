@@ -26,6 +26,7 @@ from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
 from hatchery.provision.operations import (
+    broker_conf as rendered_conf,
     deploy_plan,
     hatch_plan,
     stop_broker_plan,
@@ -49,7 +50,7 @@ def fleet(tmp_path):
 
 
 def test_the_rendered_config_queues_a_burst(fleet):
-    conf = broker_conf.render_conf(fleet)
+    conf = rendered_conf(fleet)
     assert f"max_queued_messages {broker_conf.MAX_QUEUED_MESSAGES}" in conf
     assert f"max_queued_bytes {broker_conf.MAX_QUEUED_BYTES}" in conf
     assert broker_conf.MAX_QUEUED_MESSAGES >= 2 * FLOOD

@@ -26,6 +26,7 @@ from hatchery.core.ports import free_port
 from hatchery.core.process import read_pid
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
+from hatchery.provision.operations import broker_conf as rendered_conf
 from hatchery.provision.operations import deploy_plan, stop_broker_plan
 from tests.security.secbroker import Probe
 
@@ -52,7 +53,7 @@ def fleet(tmp_path, monkeypatch):
 
 def test_every_listener_has_a_connection_limit(tmp_path):
     inv = load_inventory(_inventory(tmp_path, free_port()))
-    conf = broker_conf.render_conf(inv)
+    conf = rendered_conf(inv)
     lines = conf.splitlines()
     listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
     assert len(listeners) == 2        # TCP + the control socket

@@ -4,7 +4,10 @@ None of these raised a finding before: an e-mail as a slug, split across keys
 or hex-encoded; a card with dots, as a float or split across four integers; a
 lowercase IBAN; a phone as ``0044-..`` or a bare integer; base64 in a reply's
 ``result.version`` or ``id``; an AWS key in hex; fullwidth digits, look-alike
-letters and zero-width characters. Control: the audit normalises before it
+letters and zero-width characters. Round 2: an e-mail as the keys of a
+heartbeat's ``errors`` (``john``, ``doe``, ``example``, ``com``, or
+``john_at_example``, ``dot_com``), and a random token, a password or an API
+key in base64 or hex in ``result.version``. Control: the audit normalises before it
 matches (NFKC, invisible characters dropped, look-alikes mapped, hex and
 base64 decoded, ``at``/``dot`` spelled e-mails, ``00`` prefixes, numbers and
 neighbouring fields joined). The attacker publishes with raw paho; the
@@ -38,6 +41,10 @@ def _beat(**extra) -> dict:
     return {**contract.make_heartbeat(AGENT, True, 1.0), **extra}
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def _reply(**extra) -> dict:
     command = contract.make_command("version-report", "c1")
     return {**contract.make_reply(AGENT, command, True, result={"version": "1.0"}), **extra}
@@ -67,6 +74,28 @@ EVASIONS = {
     "aws key in hex": ("heartbeat", _beat(version=AWS.encode().hex()), pii.SECRET),
     "aws key in base64": ("alert", {**contract.make_alert(AGENT, "x"), "reason": base64.b64encode(
         AWS.encode()).decode()}, pii.SECRET),
+    # round 2 (issue 18, item 9)
+    "email over the errors keys": ("heartbeat", _beat(errors={"john": 1, "doe": 1, "example": 1,
+                                                              "com": 1}), pii.EMAIL),
+    "email over the errors keys, spelled": ("heartbeat", _beat(errors={"john_at_example": 1,
+                                                                       "dot_com": 1}), pii.EMAIL),
+    "email over keys, co.uk": ("heartbeat", _beat(errors={"jdoe": 0, "example": 0, "co": 0,
+                                                          "uk": 0}), pii.EMAIL),
+    "email over keys, look-alikes": ("heartbeat", _beat(errors={"jоhn": 1, "exаmple": 1,
+                                                                "com": 1}), pii.EMAIL),
+    "email over reply fields in words": ("status", _reply(result={"a": "john", "b": "example",
+                                                                  "c": "com"}), pii.EMAIL),
+    "email with underscores": ("heartbeat", _beat(version="john_at_example_dot_com"), pii.EMAIL),
+    "phone over reply fields": ("status", _reply(result={"a": "+44", "b": "20", "c": "7946",
+                                                         "d": "0958"}), pii.PHONE),
+    "random token in base64 in result.version": ("status", _reply(result={"version": _b64(
+        "q8Zx3N0vT1mKpR7wYbE2sLdF9hJcA4uG6iVnXoW5yQe")}), pii.HIGH_ENTROPY),
+    "password in base64 in result.version": ("status", _reply(result={"version": _b64(
+        "password=hunter2-correct")}), pii.SECRET),
+    "api key in hex in result.version": ("status", _reply(result={
+        "version": f"sk-proj-{'Ab3dEf6hIj9kLm2nOp5q'}".encode().hex()}), pii.SECRET),
+    "email in base64 in any result key": ("status", _reply(result={"build": _b64(EMAIL)}),
+                                          pii.EMAIL),
 }
 
 
@@ -90,7 +119,17 @@ CLEAN = [_beat(), _beat(version="openclaw-1.4.2"), _beat(version="2.0.11-deb12u1
          _reply(result={"version": "1.4.2", "uptime": 1795792816}),
          _beat(version="a3f9c2e", uptime=1795792816123), _beat(version="build-20260318"),
          _beat(version="v10.250.2.2"), _beat(version="data-at-rest"),
-         {**contract.make_alert(AGENT, "dropped-message"), "count": 12, "suppressed": 3}]
+         {**contract.make_alert(AGENT, "dropped-message"), "count": 12, "suppressed": 3},
+         # keys and values in a row that are not an address (issue 18, round 2)
+         _beat(errors={"dropped": 0, "failed": 2}), _beat(errors={"cron": 0, "dns": 3, "disk": 1}),
+         _beat(errors={"timeout": 0, "tls": 1, "http": 4, "api": 2}),
+         _reply(result={"error": 0, "warn": 2, "info": 10}),
+         _reply(result={"version": "a3f9c2e4b1d0c9e8f7a6b5c4d3e2f1a0b9c8d7e6", "ok": "at-home"}),
+         _reply(result={"uptime": 86400, "pid": 4242, "handler_version": "0.9.0",
+                        "python": "3.11.7", "counters": {"received": 12, "answered": 11,
+                                                         "failed": 0, "duplicates": 1},
+                        "connected_since": "2026-03-18T21:30:00.123Z", "mem_kb": 51200}),
+         _reply(result={"version": "1.4.2", "ip": "172.18.0.5", "build": "20260318"})]
 
 
 @pytest.mark.parametrize("payload", CLEAN)

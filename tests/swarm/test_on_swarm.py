@@ -111,8 +111,8 @@ def by_item(envelope: dict) -> dict:
 
 def test_swarm_up_forms_the_swarm_and_a_second_run_changes_nothing(hosts, fleet):
     check = by_item(cli_json(fleet, "swarm.up", "--check"))
-    assert check["node h1"]["action"] == "init" and check["node h1"]["status"] == "would change"
-    assert [check[f"node {h}"]["action"] for h in ("h2", "h3")] == ["join", "join"]
+    assert check["node h1"]["status"] == "would change" and check["node h1"]["reason"].startswith("init:")
+    assert [check[f"node {h}"]["reason"].split(":")[0] for h in ("h2", "h3")] == ["join", "join"]
     assert not hosts.docker(hosts.hosts[0], "info", "-f", "{{.Swarm.LocalNodeState}}").stdout.strip() == "active"
 
     started = time.monotonic()
@@ -140,7 +140,7 @@ def test_labels_follow_the_inventory(hosts, fleet):
     diff = cli(fleet, "swarm.up", "--check", "--diff")
     assert diff.returncode == 0 and "-by-hand=x" in diff.stdout and "+zone=b" in diff.stdout, diff.stdout
     fixed = by_item(cli_json(fleet, "swarm.up"))
-    assert fixed["node h3"]["action"] == "label" and fixed["node h3"]["status"] == "changed"
+    assert fixed["node h3"]["reason"].startswith("label:") and fixed["node h3"]["status"] == "changed"
     labels = hosts.docker(h3, "node", "inspect", "-f", "{{json .Spec.Labels}}", "self").stdout
     assert json.loads(labels) == {"zone": "b", "hatchery.host": "h3"}
 
@@ -210,7 +210,7 @@ def test_agents_run_as_services_and_verify_checks_inside_each_task(hosts, fleet)
     for agent in AGENTS:
         node = rows[agent]["node"]
         assert f"agent {agent} on {node}: retained round trip in its task (own credentials)" in names
-    logs = cli(fleet, "agent.logs", "a2", "--lines", "20")
+    logs = cli(fleet, "agent.logs", "--name", "a2", "--lines", "20")
     assert logs.returncode == 0 and "a2" in logs.stdout, logs.stderr
 
 

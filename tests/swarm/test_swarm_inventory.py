@@ -8,8 +8,15 @@ import textwrap
 import pytest
 
 from hatchery.inventory.load import load_inventory
-from hatchery.inventory.model import Placement
-from hatchery.inventory.swarm import HOST_LABEL, eligible_hosts, node_labels, quorum_problem
+from hatchery.inventory.swarm import (
+    HOST_LABEL,
+    Placement,
+    eligible_hosts,
+    node_labels,
+    placement_of,
+    quorum_problem,
+    swarm_of,
+)
 
 INVENTORY = """
 hosts:
@@ -40,22 +47,23 @@ def inv(tmp_path):
 
 
 def test_the_swarm_section_and_placement_load(inv):
-    assert inv.swarm.managers == ("h2", "h1", "h3") and inv.swarm.heartbeat == 2.0
+    assert swarm_of(inv).managers == ("h2", "h1", "h3") and swarm_of(inv).heartbeat == 2.0
     assert inv.broker.runtime == "swarm" and inv.broker.host == "10.250.1.3"   # the first manager's
+    assert inv.broker.alternates == ("10.250.1.2", "10.250.1.4")            # managers only (placement)
     e1, e2 = inv.agents["e1"], inv.agents["e2"]
-    assert e1.runtime == "swarm" and e1.placement == Placement(("node.labels.zone==b",),
+    assert e1.runtime == "swarm" and placement_of(e1) == Placement(("node.labels.zone==b",),
                                                                ("spread=node.labels.disk",))
-    assert e2.placement.constraints == ("node.labels.hatchery.host==h4",)   # its own replaces the group's
-    assert inv.agents["plain"].placement is None and inv.agents["here"].runtime == "local"
+    assert placement_of(e2).constraints == ("node.labels.hatchery.host==h4",)   # its own replaces the group's
+    assert placement_of(inv.agents["plain"]) is None and inv.agents["here"].runtime == "local"
     assert e1.host is None and e1.docker_host is None
 
 
 def test_eligible_hosts_follow_labels_and_roles(inv):
-    names = lambda placement: [h.name for h in eligible_hosts(inv.hosts, inv.swarm, placement)]  # noqa: E731
+    names = lambda placement: [h.name for h in eligible_hosts(inv.hosts, swarm_of(inv), placement)]  # noqa: E731
     assert names(None) == ["h1", "h2", "h3", "h4"]
-    assert names(inv.agents["e1"].placement) == ["h2", "h3"]
-    assert names(inv.agents["e2"].placement) == ["h4"]
-    assert names(inv.broker.placement) == ["h1", "h2", "h3"]
+    assert names(placement_of(inv.agents["e1"])) == ["h2", "h3"]
+    assert names(placement_of(inv.agents["e2"])) == ["h4"]
+    assert names(placement_of(inv.broker)) == ["h1", "h2", "h3"]
     assert names(Placement(("node.role!=manager", "node.labels.zone!=b"))) == ["h4"]
     assert names(Placement(("node.platform.os==linux",))) == ["h1", "h2", "h3", "h4"]  # Swarm's to judge
 

@@ -8,8 +8,10 @@ import textwrap
 
 import pytest
 
-from hatchery.runtime.swarm import agent_service_spec, state_of, swarm_agent_config
 from hatchery.inventory.load import load_inventory
+from hatchery.provision.operations import agent_conf
+from hatchery.runtime import for_runtime
+from hatchery.runtime.swarm import agent_service_spec, state_of
 
 INVENTORY = """
 hosts:
@@ -72,13 +74,19 @@ def test_an_orphan_service_says_so():
 
 
 def test_the_handler_reads_the_broker_by_name_over_tls_and_mounted_secrets(inv):
-    config = swarm_agent_config(inv, {"name": "a1", "broker": {"host": "10.250.1.2", "port": 8883},
-                                      "password_file": "/state/secrets/a1", "signing_key_file": "/x",
-                                      "broadcast_key_file": "/y", "credentials": "f00"})
+    layout = for_runtime("swarm").agent_layout(inv, inv.agents["a1"])
+    assert (layout.broker_host, layout.broker_port, layout.ca_file) == ("mqtt-broker", 8883, "/etc/hatchery/ca.crt")
+    assert layout.credential_files["password"] == "/run/secrets/hatchery/password"
+    assert layout.extra_hosts == {}
+    config = agent_conf(inv, inv.agents["a1"], auth=_Auth())
     assert config["broker"] == {"host": "mqtt-broker", "port": 8883, "ca_file": "/etc/hatchery/ca.crt"}
-    assert config["password_file"] == "/run/secrets/hatchery/password"
     assert config["broadcast_key_file"] == "/run/secrets/hatchery/broadcast.key"
-    assert config["credentials"] == "f00" and config["keepalive"] == 5 and config["reconnect_max"] == 5
+    assert config["keepalive"] == 5 and config["reconnect_max"] == 5      # a lost node sends no RST
+
+
+class _Auth:
+    def fingerprint(self, name: str) -> str:
+        return "f00"
 
 
 def test_the_agent_service_spec(inv, monkeypatch):

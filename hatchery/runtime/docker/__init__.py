@@ -23,6 +23,8 @@ package's public face for what only Docker has; the job modules behind it
   loopback unless ``broker.allow_plain``; TLS on ``broker.bind``).
 - ``parse_ssh_url(url)``: ``ssh://user@host:port`` -> (user, host, port), or UsageError.
 - ``FLEET``: the label that scopes every object of one fleet.
+- ``DECISIONS``: plan name -> (facts type, wanted type, pure decide), for the
+  fixture tests (tests/plans/docker/).
 
 Each name is imported on first use (PEP 562): the job modules pull in the
 Docker SDK and fabric (~0.5 s), and ``invoke --list`` touches this package
@@ -45,7 +47,7 @@ _HOMES = {"agent_container": ("states", "agent_container"), "broker_ports": ("br
           "BuildContext": ("build", "BuildContext"), "agent_context": ("build", "agent_context"),
           "base_image": ("build", "base_image"), "shown_env": ("containers", "shown_env"),
           "parse_ssh_url": ("remote", "parse_ssh_url"), "DockerRuntime": ("runtime", "DockerRuntime"),
-          "state_of": ("states", "state_of")}
+          "state_of": ("states", "state_of"), "DECISIONS": ("decide", "DECISIONS")}
 
 
 def __getattr__(name: str):
@@ -62,7 +64,7 @@ def forget_connections() -> None:
     forget_engines()
 
 
-__all__ = ["broker_ports", "DEFAULT_IMAGES", "FLEET", "RECIPES", "BaseImage", "BuildContext", "DockerRuntime",
+__all__ = ["broker_ports", "DECISIONS", "DEFAULT_IMAGES", "FLEET", "RECIPES", "BaseImage", "BuildContext", "DockerRuntime",
            "agent_container", "agent_context", "base_image", "bootstrap_images", "engine",
            "forget_base_images", "forget_connections", "inspect_base_image", "parse_ssh_url",
            "shown_env", "state_of"]

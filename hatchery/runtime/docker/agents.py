@@ -15,11 +15,10 @@ from typing import Optional
 
 from docker.types import Mount
 
-from hatchery.configs.agent import CONTAINER_SECRETS_DIR, extra_hosts, to_json
+from hatchery.configs.agent import to_json
 from hatchery.configs.broker import tls_source_files
-from hatchery.core.hosts import engine_host
 from hatchery.core.paths import StatePaths, state_paths
-from hatchery.core.plan import Change
+from hatchery.core.plan import Action, Change, bind
 from hatchery.core.render import content_hash
 from hatchery.core.state import ensure_dir, read_text
 from hatchery.errors import RuntimeFailure
@@ -29,7 +28,6 @@ from hatchery.runtime.docker import baseimage, build
 from hatchery.runtime.docker.containers import (
     ContainerSpec,
     create_container,
-    differences,
     fleet_labels,
     remove_container,
     restart_container,
@@ -37,6 +35,14 @@ from hatchery.runtime.docker.containers import (
     spec_diff,
     start_container,
     stop_container,
+)
+from hatchery.runtime.docker.decide import (
+    AgentFacts,
+    AgentWanted,
+    RestoreFacts,
+    RestoreWanted,
+    decide_agent,
+    decide_restore,
 )
 from hatchery.runtime.docker.engine import (
     AGENT_LABEL,
@@ -50,6 +56,7 @@ from hatchery.runtime.docker.engine import (
     image_id,
     local_or,
 )
+from hatchery.runtime.docker.layout import AGENT_CONFIG_DIR, CONTAINER_SECRETS_DIR, extra_hosts
 from hatchery.runtime.docker.remote import fleet_files
 from hatchery.runtime.docker.states import (
     agent_client,
@@ -57,6 +64,7 @@ from hatchery.runtime.docker.states import (
     agent_host,
     agent_hosts,
     fleet_agents,
+    host_name,
 )
 
 _LAYOUT = StatePaths.relative()
@@ -72,7 +80,7 @@ def agent_env(inv: Inventory, agent: AgentSpec, agent_config: dict) -> dict:
 def agent_spec(inv: Inventory, agent: AgentSpec, tag: str, conf_dir: str, config_text: str,
                secrets_dir: Optional[str] = None) -> ContainerSpec:
     labels = {**fleet_labels(inv, "agent"), AGENT_LABEL: agent.name, CONFIG_HASH: content_hash(config_text)}
-    mounts = [Mount(build.AGENT_CONFIG_DIR, conf_dir, type="bind", read_only=True)]
+    mounts = [Mount(AGENT_CONFIG_DIR, conf_dir, type="bind", read_only=True)]
     if secrets_dir:   # credentials: a read-only mount, never an image layer or an env var
         mounts.append(Mount(CONTAINER_SECRETS_DIR, secrets_dir, type="bind", read_only=True))
     return ContainerSpec(
@@ -115,41 +123,19 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
     hatch = _AgentHatch(inv, agent, client, files, spec, context, config_text,
                         Path(context_dir or state_paths(inv).build_dir(agent.name)),
                         secret_files or {}, ca_text(inv))
-    item = f"agent {agent.name}"
-    built = "image cached" if image_id(client, tag) else \
-        f"image to build ({baseimage.describe(base, agent.main_command)})"
     container = find_container(client, spec.name)
-    if container is None:
-        return [Change(item, "create", f"no container; {built}", spec_diff({}, spec), hatch.create)]
-    current = running_summary(container, spec)
-    changed = differences(current, spec.summary())
-    if changed:
-        return [Change(item, "recreate", f"outdated: {_what_changed(current, spec, changed)}; {built}",
-                       spec_diff(current, spec), hatch.recreate)]
-    if container.status != "running":
-        return [Change(item, "start", f"container {container.status}", apply=hatch.start)]
-    if hatch.stale_secrets():
-        return [Change(item, "restart", "credential files differ from the state directory",
-                       apply=hatch.restart)]
-    return [Change(item, "none", f"running ({container.short_id}), {tag.split(':')[1]}")]
-
-
-def _what_changed(current: dict, spec: ContainerSpec, changed: list) -> str:
-    """'image a → b, config c → d, env changed': what makes a running container outdated."""
-    wanted = spec.summary()
-    parts = []
-    if "image" in changed:
-        parts.append(f"image {_tag(current.get('image'))} → {_tag(wanted['image'])}")
-    if "labels" in changed:
-        old = (current.get("labels") or {}).get(CONFIG_HASH)
-        new = wanted["labels"].get(CONFIG_HASH)
-        parts.append(f"config {old or '?'} → {new}" if old != new else "labels changed")
-    parts += [f"{key} changed" for key in changed if key not in ("image", "labels")]
-    return ", ".join(parts)
-
-
-def _tag(image: Optional[str]) -> str:
-    return (image or "?").rsplit(":", 1)[-1]
+    current = running_summary(container, spec) if container is not None else {}
+    facts = AgentFacts(status=container.status if container is not None else None,
+                       short_id=container.short_id if container is not None else "", summary=current,
+                       image_cached=bool(image_id(client, tag)),
+                       # read only where it decides anything: a running, current container
+                       stale_secrets=bool(container is not None and container.status == "running"
+                                          and hatch.stale_secrets()))
+    wanted = AgentWanted(agent.name, spec.summary(), baseimage.describe(base, agent.main_command))
+    steps = {Action.CREATE: hatch.create, Action.RECREATE: hatch.recreate, Action.START: hatch.start,
+             Action.RESTART: hatch.restart}
+    diffs = {Action.CREATE: spec_diff({}, spec), Action.RECREATE: spec_diff(current, spec)}
+    return [bind(c, diffs.get(c.action, ""), steps) for c in decide_agent(facts, wanted)]
 
 
 @dataclass
@@ -233,41 +219,33 @@ def agent_restart_plan(inv: Inventory, agent: AgentSpec) -> list:
     client, name, item = agent_client(inv, agent), agent_container(inv, agent), f"agent {agent.name}"
     container = find_container(client, name)
     if container is None:
-        return [Change(item, "none", f"no container; hatch it: invoke agent.hatch --name {agent.name}")]
+        return [Change(item, Action.NONE, f"no container; hatch it: invoke agent.hatch --name {agent.name}")]
 
     def restart() -> str:
         restart_container(client, name)
         return f"container {container.short_id} restarted"
-    return [Change(item, "restart", f"container {container.status}; restart requested", apply=restart)]
+    return [Change(item, Action.RESTART, f"container {container.status}; restart requested", apply=restart)]
 
 
 def agent_restore_plan(inv: Inventory, agent: AgentSpec) -> list:
     """Recreate the container on the image and config it ran before its last recreate."""
     client, files = agent_client(inv, agent), fleet_files(inv, agent_host(inv, agent))
-    item = f"agent {agent.name}"
     try:
         previous = json.loads(files.read(str(_LAYOUT.agent_previous(agent.name))) or "null")
     except ValueError:
         previous = None
-    if not isinstance(previous, dict) or not isinstance(previous.get("config_text"), str):
-        return [Change(item, "failed", "nothing to roll back to: no previous version recorded",
-                       apply=_nothing_to_restore)]
-    conf_dir = str(Path(files.path(str(_LAYOUT.mounted_agent_config(agent.name)))).parent)
-    secrets_dir = files.path(str(_LAYOUT.agent_secrets_dir(agent.name))) if inv.broker.auth else None
-    spec = agent_spec(inv, agent, previous["image"], conf_dir, previous["config_text"], secrets_dir)
 
     def restore() -> str:
+        conf_dir = str(Path(files.path(str(_LAYOUT.mounted_agent_config(agent.name)))).parent)
+        secrets_dir = files.path(str(_LAYOUT.agent_secrets_dir(agent.name))) if inv.broker.auth else None
+        spec = agent_spec(inv, agent, previous["image"], conf_dir, previous["config_text"], secrets_dir)
         if not image_id(client, spec.image):
             raise RuntimeFailure(f"the previous image {spec.image} is gone", "hatch the agent again")
         remove_container(client, spec.name)
         files.write(str(_LAYOUT.mounted_agent_config(agent.name)), previous["config_text"])
         return f"container {create_agent_container(client, spec)} on {spec.image}"
-    return [Change(item, "rollback", f"back to image {previous['image']}, config {previous.get('config')}",
-                   apply=restore)]
-
-
-def _nothing_to_restore() -> str:
-    raise RuntimeFailure("no previous version to restore", "hatch the agent again")
+    return [bind(c, "", {Action.ROLLBACK: restore}, "hatch the agent again")
+            for c in decide_restore(RestoreFacts(previous), RestoreWanted(agent.name))]
 
 
 def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
@@ -276,11 +254,11 @@ def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -
     container = find_container(client, name)
     if remove:
         files = fleet_files(inv, agent_host(inv, agent))
-        return [Change(item, "remove", "retiring: container, images and config",
+        return [Change(item, Action.REMOVE, "retiring: container, images and config",
                        apply=lambda: _retire(client, files, inv, agent))]
     if container is None or container.status != "running":
-        return [Change(item, "none", "not running")]
-    return [Change(item, "stop", f"running ({container.short_id})", apply=lambda: stop_container(container))]
+        return [Change(item, Action.NONE, "not running")]
+    return [Change(item, Action.STOP, f"running ({container.short_id})", apply=lambda: stop_container(container))]
 
 
 def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
@@ -297,15 +275,15 @@ def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
 def orphan_stop_plans(inv: Inventory) -> dict:
     """{host: () -> Changes}: per engine, stop running agent containers of this fleet whose
     names are not in the inventory. Each engine is asked only when its function runs."""
-    return {engine_host(inv, host): (lambda h=host: _orphans_on(inv, h)) for host in agent_hosts(inv)}
+    return {host_name(inv, address): (lambda a=address: _orphans_on(inv, a)) for address in agent_hosts(inv)}
 
 
-def _orphans_on(inv: Inventory, host: Optional[str]) -> list:
+def _orphans_on(inv: Inventory, address: Optional[str]) -> list:
     changes = []
-    for container in fleet_agents(engine(host), inv):
+    for container in fleet_agents(engine(address), inv):
         name = container.labels.get(AGENT_LABEL, "")
         if name not in inv.agents and container.status == "running":
-            changes.append(Change(f"agent {name}", "stop",
+            changes.append(Change(f"agent {name}", Action.STOP,
                                   f"orphan: not in the inventory, running ({container.short_id})",
                                   apply=lambda c=container: stop_container(c)))
     return changes

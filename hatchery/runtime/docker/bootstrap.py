@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from hatchery.core.plan import Change
+from hatchery.core.plan import Action, Change
 from hatchery.core.render import content_hash
 from hatchery.errors import RuntimeFailure, UsageError
 from hatchery.runtime.docker.engine import MANAGED, RECIPE_LABEL, ROLE, docker_errors
@@ -92,9 +92,9 @@ def _image_change(client, recipe: Recipe, suite: str, mirror: str, progress) -> 
     item = f"image {recipe.tag}"
     current = _recipe_label(client, recipe.tag)
     if current == digest:
-        return Change(item, "none", f"present (recipe {digest})")
+        return Change(item, Action.NONE, f"present (recipe {digest})")
     reason = "missing" if current is None else f"recipe changed ({current} -> {digest})"
-    return Change(item, "create" if current is None else "update", reason,
+    return Change(item, Action.CREATE if current is None else Action.UPDATE, reason,
                   apply=lambda: _build(client, recipe, digest, suite, mirror, progress))
 
 

@@ -27,9 +27,9 @@ from hatchery.runtime.docker.engine import (
     docker_errors,
     engine,
 )
+from hatchery.runtime.docker.layout import AGENT_CONFIG_DIR  # the config is mounted there at run time
 
 AGENT_LIB = "/opt/hatchery/lib"               # agent_kit and paho-mqtt, on sys.path via a .pth file
-AGENT_CONFIG_DIR = "/etc/hatchery"            # the agent config is mounted here read-only at run time
 AGENT_CONFIG = f"{AGENT_CONFIG_DIR}/agent.json"
 HANDLER_PID = "/run/hatchery/handler.pid"
 ENTRYPOINT = "/usr/local/lib/hatchery/entrypoint.sh"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hatchery.inventory.model import Inventory
-from hatchery.runtime.docker import agents, broker, build, inside, states
+from hatchery.runtime.docker import agents, broker, build, inside, layout, states
 from hatchery.runtime.docker.engine import FLEET, ROLE, docker_errors, engine
 
 
@@ -37,6 +37,8 @@ class DockerRuntime:
     restarts_crashed = True     # restart=unless-stopped: the engine restarts a crashed agent itself
     builds_images = True        # each agent runs from an image built from its context
     inspectable = True          # the engine reports health checks, start times and restart counts
+    broker_layout = staticmethod(layout.broker_layout)
+    agent_layout = staticmethod(layout.agent_layout)
     broker_plan = staticmethod(broker.broker_plan)
     broker_stop_plan = staticmethod(broker.broker_stop_plan)
     broker_status = staticmethod(broker.broker_status)

@@ -12,15 +12,22 @@ from pathlib import Path
 from hatchery.configs.agent import to_json
 from hatchery.core import process
 from hatchery.core.assets import PROJECT_ROOT
-from hatchery.core.hosts import LOCAL
+from hatchery.core.hosts import LOCAL_HOST
 from hatchery.core.paths import StatePaths, state_paths
-from hatchery.core.plan import Change, text_diff
+from hatchery.core.plan import Action, Change, bind, text_diff
 from hatchery.core.render import content_hash
 from hatchery.core.state import read_text, write_if_changed
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.base import INSTANCE_ENV, new_instance
 from hatchery.runtime.local.broker import process_exited
+from hatchery.runtime.local.decide import (
+    AgentWanted,
+    RestoreFacts,
+    RestoreWanted,
+    decide_agent,
+    decide_restore,
+)
 from hatchery.runtime.local.handlers import (
     HANDLER_MODULE,
     forget_snapshot,
@@ -36,47 +43,27 @@ from hatchery.runtime.local.kits import (
     read_provenance,
     write_json,
 )
-from hatchery.runtime.local.states import orphans, pid_file_note
+from hatchery.runtime.local.states import agent_facts, orphans
 
 
 def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict, context_dir=None,
                secret_files: dict | None = None) -> list:
     """``secret_files`` is unused here: the config points at the secrets in the state dir.
 
-    A running handler is outdated when its recorded provenance (agent_kit hash,
-    config hash) differs from what would start now; the reason names both.
+    Facts (``agent_facts``), the pure decision (``decide.decide_agent``), then each
+    decision bound to its diff and apply step.
     """
     paths = state_paths(inv)
     wanted = to_json(agent_config)
-    current = read_text(paths.agent_config(agent.name))
-    diff = text_diff(current, wanted, str(paths.agent_config(agent.name)))
-    item = f"agent {agent.name}"
-    pids = handler_pids(paths, agent.name)
-    note = pid_file_note(paths, agent.name, pids)
-    start = lambda: _start_agent(paths, agent.name, wanted)  # noqa: E731
-    restart = lambda: _restart_agent(paths, agent.name, wanted, pids)  # noqa: E731
-    if not pids:
-        return [Change(item, "start", "; ".join(filter(None, ["not running", note])), diff, start)]
-    if len(pids) > 1:
-        return [Change(item, "restart", f"{len(pids)} handlers running (pids {_pids(pids)}): "
-                       "duplicates; stopping all, starting one", diff, restart)]
-    outdated = outdated_reason(read_provenance(paths, agent.name), kit_hash(), content_hash(wanted))
-    if outdated:
-        return [Change(item, "restart", outdated, diff, restart)]
-    if note:
-        return [Change(item, "repair", f"running (pid {pids[0]}) but {note}",
-                       apply=lambda: _repair_pid_file(paths, agent.name, pids[0]))]
-    return [Change(item, "none", f"running (pid {pids[0]}), config unchanged")]
-
-
-def outdated_reason(record: dict | None, kit: str, config: str) -> str:
-    """'' when ``record`` (provenance) matches, else 'outdated: agent_kit a → b, config c → d'."""
-    if record is None:
-        return "outdated: started without a provenance record (an older hatchery)"
-    changed = [f"{label} {record.get(key) or '?'} → {now}"
-               for label, key, now in (("agent_kit", "kit", kit), ("config", "config", config))
-               if record.get(key) != now]
-    return "outdated: " + ", ".join(changed) if changed else ""
+    facts = agent_facts(paths, agent.name)
+    diff = text_diff(read_text(paths.agent_config(agent.name)), wanted, str(paths.agent_config(agent.name)))
+    pids = list(facts.pids)
+    steps = {Action.START: lambda: _start_agent(paths, agent.name, wanted),
+             Action.RESTART: lambda: _restart_agent(paths, agent.name, wanted, pids),
+             Action.REPAIR: lambda: _repair_pid_file(paths, agent.name, pids[0])}
+    decided = decide_agent(facts, AgentWanted(agent.name, kit_hash(), content_hash(wanted)))
+    # a repaired pid file changes no config: no diff to show
+    return [bind(c, "" if c.action is Action.REPAIR else diff, steps) for c in decided]
 
 
 def _pids(pids: list) -> str:
@@ -137,14 +124,14 @@ def agent_restart_plan(inv: Inventory, agent: AgentSpec) -> list:
     text = read_text(paths.agent_config(agent.name))
     item = f"agent {agent.name}"
     if text is None:
-        return [Change(item, "none", f"never started; hatch it: invoke agent.hatch --name {agent.name}")]
+        return [Change(item, Action.NONE, f"never started; hatch it: invoke agent.hatch --name {agent.name}")]
     record = read_provenance(paths, agent.name) or {}
     kit = record.get("kit")
     if not kit or not Path(paths.kit_dir(kit)).is_dir():
         kit = None
     pids = handler_pids(paths, agent.name)
     what = f"running (pid {_pids(pids)})" if pids else "not running"
-    return [Change(item, "restart", f"{what}; restart requested",
+    return [Change(item, Action.RESTART, f"{what}; restart requested",
                    apply=lambda: _restart_agent(paths, agent.name, text, pids, kit))]
 
 
@@ -152,22 +139,17 @@ def agent_restore_plan(inv: Inventory, agent: AgentSpec) -> list:
     """Put the handler back on what it ran before its last upgrade (previous.json)."""
     paths = state_paths(inv)
     previous = read_json(paths.agent_previous(agent.name))
-    item = f"agent {agent.name}"
-    if not previous or not isinstance(previous.get("config_text"), str):
-        return [Change(item, "failed", "nothing to roll back to: no previous version recorded",
-                       apply=_nothing_to_restore)]
-    kit = previous.get("kit")
-    if not kit or not Path(paths.kit_dir(kit)).is_dir():
-        return [Change(item, "failed", f"the previous agent_kit copy {kit} is gone", apply=_nothing_to_restore)]
+    kit = (previous or {}).get("kit")
+    facts = RestoreFacts(previous, kit_present=bool(kit) and Path(paths.kit_dir(kit)).is_dir())
     pids = handler_pids(paths, agent.name)
-    return [Change(item, "rollback", f"back to agent_kit {kit}, config {previous.get('config')}",
-                   text_diff(read_text(paths.agent_config(agent.name)), previous["config_text"],
-                             str(paths.agent_config(agent.name))),
-                   lambda: _restart_agent(paths, agent.name, previous["config_text"], pids, kit))]
+    current = read_text(paths.agent_config(agent.name))
 
-
-def _nothing_to_restore() -> str:
-    raise RuntimeFailure("no previous version to restore", "start it again: invoke agent.hatch")
+    def restore() -> str:
+        return _restart_agent(paths, agent.name, previous["config_text"], pids, kit)
+    steps = {Action.ROLLBACK: restore}
+    return [bind(change, text_diff(current, previous["config_text"], str(paths.agent_config(agent.name)))
+                 if change.action is Action.ROLLBACK else "", steps, "start it again: invoke agent.hatch")
+            for change in decide_restore(facts, RestoreWanted(agent.name))]
 
 
 def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -> list:
@@ -177,18 +159,18 @@ def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -
     item = f"agent {agent.name}"
     state = paths.agent_dir(agent.name)
     if remove and (pids or state.exists()):
-        return [Change(item, "remove", "retiring: handler and state",
+        return [Change(item, Action.REMOVE, "retiring: handler and state",
                        apply=lambda: _retire(paths, agent.name, pids))]
     if not pids:
-        return [Change(item, "none", "not running")]
+        return [Change(item, Action.NONE, "not running")]
     what = f"running (pid {pids[0]})" if len(pids) == 1 else \
         f"{len(pids)} handlers running (pids {_pids(pids)}): duplicates"
-    return [Change(item, "stop", what, apply=lambda: stop_handlers(paths, agent.name, pids))]
+    return [Change(item, Action.STOP, what, apply=lambda: stop_handlers(paths, agent.name, pids))]
 
 
 def orphan_stop_plans(inv: Inventory) -> dict:
     """{'local': () -> Changes}: the orphans of this machine (one host)."""
-    return {LOCAL: lambda: orphan_stop_plan(inv)}
+    return {LOCAL_HOST: lambda: orphan_stop_plan(inv)}
 
 
 def orphan_stop_plan(inv: Inventory) -> list:
@@ -200,7 +182,7 @@ def orphan_stop_plan(inv: Inventory) -> list:
     paths = state_paths(inv)
     changes = []
     for name, pids in sorted(orphans(inv, handler_table(paths)).items()):
-        changes.append(Change(f"agent {name}", "stop",
+        changes.append(Change(f"agent {name}", Action.STOP,
                               f"orphan: not in the inventory, running (pids {_pids(pids)})",
                               apply=lambda p=pids, n=name: stop_handlers(paths, n, p)))
     return changes

@@ -8,14 +8,14 @@ import signal
 import time
 from pathlib import Path
 
-from hatchery.configs.broker import reload_is_enough
 from hatchery.core import process
 from hatchery.core.paths import StatePaths, state_paths
-from hatchery.core.plan import Change, text_diff
+from hatchery.core.plan import Action, Change, bind, text_diff
 from hatchery.core.ports import listening, wait_until
 from hatchery.core.state import ensure_dir, read_text, write_if_changed
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import Inventory
+from hatchery.runtime.local.decide import BrokerFacts, BrokerWanted, decide_broker
 
 # --- broker ---------------------------------------------------------------------
 
@@ -33,30 +33,27 @@ def broker_pid(paths: StatePaths) -> int | None:
     return process.running_pid(paths.broker_pid, str(paths.broker_conf))
 
 
+def broker_facts(paths: StatePaths, auth_files: dict) -> BrokerFacts:
+    """What runs now: the broker's pid, its config on disk, the auth files that differ."""
+    return BrokerFacts(pid=broker_pid(paths), conf=read_text(paths.broker_conf),
+                       stale_auth=tuple(stale_auth_files(paths.broker_dir, auth_files)))
+
+
 def broker_plan(inv: Inventory, *, conf_text: str, auth_files: dict | None = None) -> list:
     """``auth_files``: {file name: text} the broker reads beside its config (passwd, acl).
 
-    A change to those files alone is applied with SIGHUP, like a reloadable
-    setting: the config text may not change at all when a user is added.
+    Facts first (``broker_facts``), then the pure decision (``decide.decide_broker``),
+    then each decision bound to its diff and its apply step.
     """
     paths = state_paths(inv)
     auth_files = auth_files or {}
-    current = read_text(paths.broker_conf)
-    stale = stale_auth_files(paths.broker_dir, auth_files)
-    diff = text_diff(current, conf_text, str(paths.broker_conf)) + auth_diff(paths.broker_dir, stale)
-    pid = broker_pid(paths)
+    facts = broker_facts(paths, auth_files)
+    diff = text_diff(facts.conf, conf_text, str(paths.broker_conf)) + auth_diff(paths.broker_dir, facts.stale_auth)
     write = lambda: _write_auth(paths.broker_dir, auth_files)  # noqa: E731
-    if pid is None:
-        reason = "not running" if current == conf_text else "not running; config rendered"
-        return [Change("broker", "start", reason, diff, lambda: _start_broker(inv, paths, conf_text, write))]
-    if current == conf_text and not stale:
-        return [Change("broker", "none", f"running (pid {pid}), config unchanged")]
-    if reload_is_enough(current, conf_text):
-        what = "config" if current != conf_text else " and ".join(stale)
-        return [Change("broker", "reload", f"{what} changed; SIGHUP is enough", diff,
-                       lambda: _reload_broker(paths, conf_text, pid, write))]
-    return [Change("broker", "restart", "config changed", diff,
-                   lambda: _restart_broker(inv, paths, conf_text, pid, write))]
+    steps = {Action.START: lambda: _start_broker(inv, paths, conf_text, write),
+             Action.RELOAD: lambda: _reload_broker(paths, conf_text, facts.pid, write),
+             Action.RESTART: lambda: _restart_broker(inv, paths, conf_text, facts.pid, write)}
+    return [bind(change, diff, steps) for change in decide_broker(facts, BrokerWanted(conf_text))]
 
 
 def stale_auth_files(directory: Path, auth_files: dict) -> list:
@@ -109,12 +106,12 @@ def auth_sync_plan(inv: Inventory, auth_files: dict) -> list:
     paths = state_paths(inv)
     stale = stale_auth_files(paths.broker_dir, auth_files)
     if not stale:
-        return [Change("broker auth", "none", "password and ACL files current")]
+        return [Change("broker auth", Action.NONE, "password and ACL files current")]
 
     def apply() -> str:
         _write_auth(paths.broker_dir, auth_files)
         return reload_broker(inv) or "files written; the broker is not running"
-    return [Change("broker auth", "reload", f"{' and '.join(stale)} changed; SIGHUP",
+    return [Change("broker auth", Action.RELOAD, f"{' and '.join(stale)} changed; SIGHUP",
                    auth_diff(paths.broker_dir, stale), apply)]
 
 
@@ -157,8 +154,8 @@ def broker_stop_plan(inv: Inventory) -> list:
     paths = state_paths(inv)
     pid = broker_pid(paths)
     if pid is None:
-        return [Change("broker", "none", "not running")]
-    return [Change("broker", "stop", f"running (pid {pid})", apply=lambda: stop_pid(pid, paths.broker_pid))]
+        return [Change("broker", Action.NONE, "not running")]
+    return [Change("broker", Action.STOP, f"running (pid {pid})", apply=lambda: stop_pid(pid, paths.broker_pid))]
 
 
 def stop_pid(pid: int, pid_file: Path) -> str:

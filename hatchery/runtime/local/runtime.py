@@ -26,6 +26,7 @@ from hatchery.runtime.local.broker import (
     stop_pid,
 )
 from hatchery.runtime.local.handlers import handler_table
+from hatchery.runtime.local.layout import agent_layout, broker_layout
 from hatchery.runtime.local.logs import agent_logs
 from hatchery.runtime.local.states import agent_list, agent_provenance, agent_state
 
@@ -47,6 +48,8 @@ class LocalRuntime:
     restarts_crashed = False    # a dead handler stays dead until fleet.heal (or agent.hatch) starts it
     builds_images = False       # handlers run from a copy of this checkout's agent_kit
     inspectable = False         # a process table has no health check; the pid is all it knows
+    broker_layout = staticmethod(broker_layout)
+    agent_layout = staticmethod(agent_layout)
     broker_plan = staticmethod(broker_plan)
     broker_stop_plan = staticmethod(broker_stop_plan)
     broker_status = staticmethod(broker_status)

@@ -12,26 +12,24 @@ from pathlib import Path
 from typing import Optional
 
 from hatchery.core import process
-from hatchery.core.hosts import host_of
+from hatchery.inventory.placement import host_of
 from hatchery.core.paths import StatePaths, state_paths
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.base import AgentState, Provenance
+from hatchery.runtime.local.decide import AgentFacts, pid_file_note
 from hatchery.runtime.local.handlers import handler_pids, handler_table
 from hatchery.runtime.local.kits import read_provenance
 
 RUNTIME = "local"
 
 
-def pid_file_note(paths: StatePaths, name: str, pids: list) -> str:
-    """'' when the pid file names the (one) running handler, else what is wrong with it."""
+def agent_facts(paths: StatePaths, name: str, pids: Optional[list] = None) -> AgentFacts:
+    """What runs now: its handlers (``pids`` when the caller scanned already), what its
+    pid file names, what it started from (provenance.json)."""
     recorded = process.read_pid(paths.agent_pid(name))
-    if recorded is None:
-        return "no pid file" if pids else ""
-    if recorded in pids:
-        return ""
-    alive = process.command_line(recorded)
-    what = "a reused pid (another program)" if alive else "a process that is gone"
-    return f"pid file names {recorded}, {what}"
+    return AgentFacts(pids=tuple(handler_pids(paths, name) if pids is None else pids), pid_file=recorded,
+                      pid_file_alive=bool(recorded is not None and process.command_line(recorded)),
+                      record=read_provenance(paths, name))
 
 
 def orphans(inv: Inventory, table: dict) -> dict:
@@ -77,7 +75,7 @@ def _state(inv: Inventory, paths: StatePaths, name: str, pids: list, host: str,
 def _problem(paths: StatePaths, name: str, pids: list, pid_file: bool) -> str:
     if len(pids) > 1:
         return f"duplicates: {len(pids)} handlers"
-    return pid_file_note(paths, name, pids) if pids or pid_file else ""
+    return pid_file_note(agent_facts(paths, name, pids)) if pids or pid_file else ""
 
 
 def _epoch(value) -> Optional[float]:

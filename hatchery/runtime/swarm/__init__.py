@@ -10,8 +10,7 @@ This module is the package's public face for what only a swarm has:
 - ``decide(inv, hosts, cluster)``: swarm.up's pure decisions, ``Step``s with an ``Act``,
   from ``HostFacts``, ``ClusterFacts`` and ``NodeFacts`` (tests give these as data).
 - ``state_of(name, service, tasks, nodes)``: an agent's AgentState from a service and
-  its tasks (pure); ``swarm_agent_config(inv, config)``: the handler's config as its
-  task reads it; ``agent_service_spec`` and ``broker_service_spec``: the wanted specs.
+  its tasks (pure); ``agent_service_spec`` and ``broker_service_spec``: the wanted specs.
 - ``SwarmRuntime``: the runtime itself (use ``hatchery.runtime.for_runtime("swarm")``).
 
 The job modules behind it (facts, cluster, status) are internal. Each name is
@@ -24,7 +23,7 @@ _HOMES = {"up_plan": ("cluster", "up_plan"), "swarm_status": ("status", "swarm_s
           "STATUS_COLUMNS": ("status", "COLUMNS"), "decide": ("cluster", "decide"),
           "Act": ("cluster", "Act"), "Step": ("cluster", "Step"), "HostFacts": ("facts", "HostFacts"),
           "ClusterFacts": ("facts", "ClusterFacts"), "NodeFacts": ("facts", "NodeFacts"),
-          "state_of": ("states", "state_of"), "swarm_agent_config": ("agents", "swarm_agent_config"),
+          "state_of": ("states", "state_of"),
           "agent_service_spec": ("agents", "agent_service_spec"),
           "broker_service_spec": ("broker", "broker_service_spec"), "SwarmRuntime": ("runtime", "SwarmRuntime")}
 
@@ -37,5 +36,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["STATUS_COLUMNS", "Act", "ClusterFacts", "HostFacts", "NodeFacts", "Step", "SwarmRuntime",
-           "agent_service_spec", "broker_service_spec", "decide", "state_of", "swarm_agent_config",
+           "agent_service_spec", "broker_service_spec", "decide", "state_of",
            "swarm_status", "up_plan"]

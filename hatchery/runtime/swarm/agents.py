@@ -13,20 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from hatchery.configs.agent import CONTAINER_CA_FILE, CONTAINER_SECRETS_DIR, to_json
-from hatchery.configs.broker import CONTAINER_PORT, CONTAINER_TLS_PORT
+from hatchery.configs.agent import to_json
 from hatchery.core.paths import state_paths
 from hatchery.core.plan import Change, text_diff
 from hatchery.core.render import content_hash
 from hatchery.core.state import read_text, write_if_changed
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
-from hatchery.provision import credentials
+from hatchery.inventory.swarm import placement_of
 from hatchery.runtime.base import INSTANCE_ENV
 from hatchery.runtime.docker import build
 from hatchery.runtime.docker.agents import agent_env, ca_text
 from hatchery.runtime.docker.containers import fleet_labels
 from hatchery.runtime.docker.engine import AGENT_LABEL, CONFIG_HASH, docker_errors
+from hatchery.runtime.docker.layout import CONTAINER_CA_FILE, CONTAINER_SECRETS_DIR
 from hatchery.runtime.swarm import nodes, objects
 from hatchery.runtime.swarm.facts import manager_client
 from hatchery.runtime.swarm.network import ensure_overlay
@@ -46,27 +46,6 @@ from hatchery.runtime.swarm.states import service_name
 SUMMARY_LABEL = "io.hatchery.summary"      # the summary the service was made from, for --diff
 HEALTHCHECK = {"test": ["CMD-SHELL", f'kill -0 "$(cat {build.HANDLER_PID})" || exit 1'],
                "interval": 5 * SECOND, "timeout": 3 * SECOND, "retries": 3, "start_period": 10 * SECOND}
-# MQTT keepalive of a swarm agent's handler: when the broker's node is lost, no RST comes
-# back and the handler sits on a dead connection until its keepalive runs out (with 60 s,
-# ~115 s before 30 agents answered again, measured); the broker drops a lost node's
-# handlers (their Wills) after 1.5x this too.
-KEEPALIVE = 5
-# ... and the longest wait between its reconnect attempts: a broker that moved is back in
-# ~15 s, and a handler that had doubled its wait to 30 s by then answered 30 s late.
-RECONNECT_MAX = 5
-SECRET_KEYS = {"password_file": credentials.PASSWORD, "signing_key_file": credentials.SIGNING_KEY,
-               "broadcast_key_file": credentials.BROADCAST}
-
-
-def swarm_agent_config(inv: Inventory, config: dict) -> dict:
-    """The handler's config as it reads it in its task: the broker by its name on the
-    overlay (TLS, the fleet CA beside the config), the credentials as mounted secrets,
-    a short keepalive (a lost broker node sends no RST)."""
-    tls = inv.broker.tls
-    broker = {"host": inv.broker.dns_name, "port": CONTAINER_TLS_PORT if tls else CONTAINER_PORT,
-              **({"ca_file": CONTAINER_CA_FILE} if tls else {})}
-    mounted = {key: f"{CONTAINER_SECRETS_DIR}/{name}" for key, name in SECRET_KEYS.items() if key in config}
-    return {**config, "broker": broker, "keepalive": KEEPALIVE, "reconnect_max": RECONNECT_MAX, **mounted}
 
 
 def agent_service_spec(inv: Inventory, agent: AgentSpec, image: str, config_text: str,
@@ -79,7 +58,7 @@ def agent_service_spec(inv: Inventory, agent: AgentSpec, image: str, config_text
     files += [objects.Wanted(name, file, text, f"{CONTAINER_SECRETS_DIR}/{file}")
               for file, text in sorted(secret_files.items())]
     own = {**fleet_labels(inv, "agent"), AGENT_LABEL: agent.name}
-    placement = agent.placement
+    placement = placement_of(agent)
     return ServiceSpec(
         name=name, image=image, labels={**own, CONFIG_HASH: content_hash(config_text)},
         container_labels=own, network=inv.broker.network, hostname=agent.name,
@@ -93,12 +72,11 @@ def agent_plan(inv: Inventory, agent: AgentSpec, *, agent_config: dict,
                context_dir: Optional[Path] = None, secret_files: Optional[dict] = None) -> list:
     """Create or update the agent's service; get its image to every node it may run on."""
     _, client = manager_client(inv)
-    hosts = nodes.eligible(inv, agent.placement)
+    hosts = nodes.eligible(inv, placement_of(agent))
     base = build.base_image(inv, nodes.probe_client(hosts, agent.image), agent)
     context = build.agent_context(inv, agent, base)
     tag = f"{build.agent_image_repo(agent.name)}:{context.digest(base.image_id)}"
-    spec = agent_service_spec(inv, agent, tag, to_json(swarm_agent_config(inv, agent_config)),
-                              secret_files or {})
+    spec = agent_service_spec(inv, agent, tag, to_json(agent_config), secret_files or {})
     missing, _ = nodes.missing_on(hosts, tag)
     hatch = _AgentHatch(inv, agent, client, spec, context, missing,
                         Path(context_dir or state_paths(inv).build_dir(agent.name)))

@@ -22,24 +22,26 @@ from pathlib import Path
 
 from docker.types import Mount
 
-from hatchery.configs.broker import (
-    CONTAINER_CONF_DIR,
-    CONTAINER_DATA_DIR,
-    CONTAINER_PORT,
-    CONTAINER_TLS_PORT,
-    render_conf,
-)
+from hatchery.configs.broker import render_conf
 from hatchery.core.paths import state_paths
 from hatchery.core.plan import Change, text_diff
 from hatchery.core.ports import listening
 from hatchery.core.state import ensure_dir, read_text, write_if_changed
 from hatchery.errors import RuntimeFailure
-from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.inventory.model import Inventory
+from hatchery.inventory.swarm import placement_of
 from hatchery.runtime.docker.broker import BROKER_HEALTHCHECK, broker_volume, mosquitto_owner, tls_texts
 from hatchery.runtime.docker.containers import fleet_labels
 from hatchery.runtime.docker.engine import docker_errors, engine, image_id
+from hatchery.runtime.docker.layout import (
+    CONTAINER_CONF_DIR,
+    CONTAINER_DATA_DIR,
+    CONTAINER_PORT,
+    CONTAINER_TLS_PORT,
+)
 from hatchery.runtime.swarm import nodes, objects
 from hatchery.runtime.swarm.facts import manager_client
+from hatchery.runtime.swarm.layout import broker_layout
 from hatchery.runtime.swarm.network import ensure_overlay
 from hatchery.runtime.swarm.services import (
     SECOND,
@@ -60,12 +62,6 @@ READY_TIMEOUT = 30.0        # seconds a new broker task has to accept connection
 CONF = f"{CONTAINER_CONF_DIR}/mosquitto.conf"
 
 
-def layout_view(inv: Inventory) -> Inventory:
-    """The inventory as the broker's container sees it: the docker layout (paths in the
-    image, listeners on every interface of the task; the published port decides reach)."""
-    return replace(inv, broker=replace(inv.broker, runtime=DOCKER))
-
-
 def candidates(inv: Inventory) -> list:
     """Where the control side may find the broker's published port: every node it may run on."""
     return list(dict.fromkeys([inv.broker.host, *inv.broker.alternates]))
@@ -75,10 +71,9 @@ def published_port(inv: Inventory) -> int:
     return inv.broker.tls_port if inv.broker.tls else inv.broker.port
 
 
-def broker_files(inv: Inventory, owner: tuple, auth_files: dict) -> list:
+def broker_files(inv: Inventory, owner: tuple, conf_text: str, auth_files: dict) -> list:
     name, (uid, gid) = inv.broker.container, (str(owner[0]), str(owner[1]))
-    files = [objects.Wanted(name, "mosquitto.conf", render_conf(layout_view(inv)), CONF, secret=False,
-                            mode=0o444)]
+    files = [objects.Wanted(name, "mosquitto.conf", conf_text, CONF, secret=False, mode=0o444)]
     for file, text in sorted(auth_files.items()):      # passwd, acl: hashes and grants, private
         files.append(objects.Wanted(name, file, text, f"{CONTAINER_CONF_DIR}/{file}", uid=uid, gid=gid))
     for rel, text in sorted(tls_texts(inv).items()):   # tls/ca.crt, tls/server.crt, tls/server.key
@@ -88,13 +83,13 @@ def broker_files(inv: Inventory, owner: tuple, auth_files: dict) -> list:
     return files
 
 
-def broker_service_spec(inv: Inventory, owner: tuple, auth_files: dict) -> ServiceSpec:
-    b, placement = inv.broker, inv.broker.placement
+def broker_service_spec(inv: Inventory, owner: tuple, conf_text: str, auth_files: dict) -> ServiceSpec:
+    b, placement = inv.broker, placement_of(inv.broker)
     labels = fleet_labels(inv, "broker")
     target = CONTAINER_TLS_PORT if b.tls else CONTAINER_PORT
     return ServiceSpec(
         name=b.container, image=b.image, labels=labels, container_labels=labels, network=b.network,
-        aliases=(b.dns_name,), files=tuple(broker_files(inv, owner, auth_files)),
+        aliases=(b.dns_name,), files=tuple(broker_files(inv, owner, conf_text, auth_files)),
         ports=((published_port(inv), target),),
         mounts=(Mount(CONTAINER_DATA_DIR, broker_volume(inv), type="volume"),),
         constraints=placement.constraints if placement else (),
@@ -102,16 +97,17 @@ def broker_service_spec(inv: Inventory, owner: tuple, auth_files: dict) -> Servi
 
 
 def broker_plan(inv: Inventory, *, conf_text: str, auth_files=None) -> list:
-    """Create or update the broker's service (``conf_text`` is rendered again here for the
-    container's layout)."""
+    """Create or update the broker's service: ``conf_text`` as a config, ``auth_files`` as
+    secrets, the TLS files as the TLS source files are when it is applied."""
     _, client = manager_client(inv)
-    hosts = nodes.eligible(inv, inv.broker.placement)
+    hosts = nodes.eligible(inv, placement_of(inv.broker))
     missing, _ = nodes.missing_on(hosts, inv.broker.image)
     owner = _owner(inv, hosts, inv.broker.image)
-    spec = broker_service_spec(inv, owner, auth_files or {})
+    spec = broker_service_spec(inv, owner, conf_text, auth_files or {})
     service = find(client, spec.name)
     # built again when applied: the TLS files are made by an earlier item of the same plan
-    deploy = lambda: _deploy(inv, client, broker_service_spec(inv, owner, auth_files or {}), missing)  # noqa: E731
+    deploy = lambda: _deploy(inv, client, broker_service_spec(inv, owner, conf_text, auth_files or {}),  # noqa: E731
+                             missing)
     if service is None:
         return [Change("broker", "create", "no service", _diff(None, spec), deploy)]
     current = _recorded(service)
@@ -192,8 +188,9 @@ def auth_sync_plan(inv: Inventory, auth_files: dict) -> list:
     service = find(client, inv.broker.container)
     if service is None:
         return [Change("broker auth", "none", "no broker service yet; broker.deploy makes it")]
-    hosts = nodes.eligible(inv, inv.broker.placement)
-    spec = broker_service_spec(inv, _owner(inv, hosts, inv.broker.image), auth_files)
+    hosts = nodes.eligible(inv, placement_of(inv.broker))
+    conf_text = render_conf(inv, broker_layout(inv))       # unchanged: only passwd and acl are new
+    spec = broker_service_spec(inv, _owner(inv, hosts, inv.broker.image), conf_text, auth_files)
     if _recorded(service).get("files") == spec.summary()["files"]:
         return [Change("broker auth", "none", "password and ACL secrets current")]
     return [Change("broker auth", "update", "password or ACL changed: new secrets, a new broker task",

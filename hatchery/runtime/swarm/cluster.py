@@ -18,10 +18,10 @@ import enum
 from dataclasses import dataclass
 from typing import Optional
 
-from hatchery.core.plan import Change, text_diff
+from hatchery.core.plan import Action, Change, text_diff
 from hatchery.errors import DockerError
 from hatchery.inventory.model import Inventory
-from hatchery.inventory.swarm import node_labels
+from hatchery.inventory.swarm import node_labels, swarm_of
 from hatchery.runtime.docker.engine import docker_errors, engine
 from hatchery.runtime.swarm.facts import (
     NANOSECONDS,
@@ -43,7 +43,7 @@ class Act(enum.Enum):
     DEMOTE = "demote"
     LABEL = "label"
     HEARTBEAT = "heartbeat"
-    REFUSE = "failed"           # cannot be done by swarm.up: the reason says what to do
+    REFUSE = "refuse"           # cannot be done by swarm.up: the reason says what to do
 
 
 @dataclass(frozen=True)
@@ -74,18 +74,18 @@ def decide(inv: Inventory, hosts: dict, cluster: Optional[ClusterFacts]) -> list
 
 def joining_order(inv: Inventory) -> list:
     """The managers in their listed order, then the workers in the order of hosts:."""
-    return [*inv.swarm.managers, *(h for h in inv.hosts if h not in inv.swarm.managers)]
+    return [*swarm_of(inv).managers, *(h for h in inv.hosts if h not in swarm_of(inv).managers)]
 
 
 def _founder(inv: Inventory, hosts: dict) -> Optional[str]:
     """The manager that forms a new swarm: the first listed one that can be reached."""
     if any(f.in_swarm for f in hosts.values()):
         return None         # some host is in a swarm that no listed manager speaks for
-    return next((m for m in inv.swarm.managers if hosts[m].reachable), None)
+    return next((m for m in swarm_of(inv).managers if hosts[m].reachable), None)
 
 
 def wanted_role(inv: Inventory, host: str) -> str:
-    return "manager" if host in inv.swarm.managers else "worker"
+    return "manager" if host in swarm_of(inv).managers else "worker"
 
 
 def _host_step(inv: Inventory, facts: HostFacts, cluster, cluster_id: str, founder) -> Step:
@@ -115,7 +115,7 @@ def _host_step(inv: Inventory, facts: HostFacts, cluster, cluster_id: str, found
 
 
 def _heartbeat_step(inv: Inventory, cluster: Optional[ClusterFacts], founder: Optional[str]) -> Step:
-    wanted = inv.swarm.heartbeat
+    wanted = swarm_of(inv).heartbeat
     if cluster is None:
         return Step("swarm heartbeat", Act.NONE, f"{wanted:g} s when formed" if founder else "no swarm")
     if abs(cluster.heartbeat_s - wanted) < 0.001:
@@ -149,13 +149,20 @@ def up_plan(inv: Inventory) -> list:
     return [_change(step, swarm) for step in decide(inv, hosts, cluster)]
 
 
+# What each swarm.up step is among the plan's actions (its own word leads the reason).
+ACTIONS = {Act.NONE: Action.NONE, Act.INIT: Action.CREATE, Act.JOIN: Action.CREATE,
+           Act.PROMOTE: Action.UPDATE, Act.DEMOTE: Action.UPDATE, Act.LABEL: Action.UPDATE,
+           Act.HEARTBEAT: Action.UPDATE, Act.REFUSE: Action.FAILED}
+
+
 def _change(step: Step, swarm: "_Swarm") -> Change:
     diff = text_diff(_lines(step.before), _lines(step.labels), f"{step.item} labels") \
         if step.act in (Act.LABEL, Act.PROMOTE, Act.DEMOTE) else ""
     apply = {Act.INIT: swarm.init, Act.JOIN: swarm.join, Act.PROMOTE: swarm.update_node,
              Act.DEMOTE: swarm.update_node, Act.LABEL: swarm.update_node,
              Act.HEARTBEAT: swarm.heartbeat, Act.REFUSE: swarm.refuse}.get(step.act)
-    return Change(step.item, step.act.value, step.reason, diff, (lambda: apply(step)) if apply else None)
+    reason = step.reason if step.act in (Act.NONE, Act.REFUSE) else f"{step.act.value}: {step.reason}"
+    return Change(step.item, ACTIONS[step.act], reason, diff, (lambda: apply(step)) if apply else None)
 
 
 def _lines(labels: Optional[dict]) -> str:
@@ -174,7 +181,7 @@ class _Swarm:
     def _remotes(self, joining: str) -> list:
         """Manager addresses to join through, one that answers first (the engine uses the first)."""
         answering = manager_client(self.inv)[0]
-        names = [answering, *(m for m in self.inv.swarm.managers if m not in (answering, joining))]
+        names = [answering, *(m for m in swarm_of(self.inv).managers if m not in (answering, joining))]
         return [f"{self.inv.hosts[m].address}:{SWARM_PORT}" for m in names]
 
     def init(self, step: Step) -> str:
@@ -182,7 +189,7 @@ class _Swarm:
         with docker_errors(f"form the swarm on {host.name}", PORTS_FIX):
             engine(host.docker_host).swarm.init(
                 advertise_addr=host.address, listen_addr=f"0.0.0.0:{SWARM_PORT}",
-                dispatcher_heartbeat_period=int(self.inv.swarm.heartbeat * NANOSECONDS))
+                dispatcher_heartbeat_period=int(swarm_of(self.inv).heartbeat * NANOSECONDS))
         self._label(engine(host.docker_host).info()["Swarm"]["NodeID"], step.labels, "manager")
         return f"swarm formed, advertising {host.address}:{SWARM_PORT}"
 
@@ -212,13 +219,13 @@ class _Swarm:
 
     def heartbeat(self, step: Step) -> str:
         client = self._manager()
-        period = int(self.inv.swarm.heartbeat * NANOSECONDS)
+        period = int(swarm_of(self.inv).heartbeat * NANOSECONDS)
         with docker_errors("set the dispatcher heartbeat"):
             attrs = client.swarm.attrs
             spec = attrs["Spec"]
             spec["Dispatcher"] = {**(spec.get("Dispatcher") or {}), "HeartbeatPeriod": period}
             client.api.update_swarm(version=attrs["Version"]["Index"], swarm_spec=spec)
-        return f"dispatcher heartbeat {self.inv.swarm.heartbeat:g} s"
+        return f"dispatcher heartbeat {swarm_of(self.inv).heartbeat:g} s"
 
     def refuse(self, step: Step) -> str:
         raise DockerError(f"{step.item}: {step.reason}", _fix_for(step))

@@ -14,7 +14,7 @@ from typing import Optional
 
 from hatchery.errors import DockerError, HatcheryError
 from hatchery.inventory.model import HostSpec, Inventory
-from hatchery.inventory.swarm import HOST_LABEL
+from hatchery.inventory.swarm import HOST_LABEL, swarm_of
 from hatchery.runtime.docker.engine import docker_errors, engine
 
 SWARM_PORT = 2377
@@ -101,7 +101,7 @@ def manager_client(inv: Inventory, hosts: Optional[dict] = None):
     DockerError naming the managers tried when none is (the swarm is not formed, or
     has lost its quorum)."""
     tried = []
-    for name in inv.swarm.managers:
+    for name in swarm_of(inv).managers:
         facts = (hosts or {}).get(name) or read_host(inv.hosts[name])
         if facts.reachable and facts.manager:
             return name, engine(inv.hosts[name].docker_host)

@@ -7,6 +7,7 @@ import time
 from hatchery.core.plan import Change
 from hatchery.errors import DockerError, RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.inventory.swarm import swarm_of
 from hatchery.runtime.docker import build
 from hatchery.runtime.docker.containers import fleet_labels
 from hatchery.runtime.docker.engine import AGENT_LABEL, FLEET, docker_errors, engine
@@ -107,7 +108,7 @@ def orphan_stop_plans(inv: Inventory) -> dict:
     """{'swarm': () -> Changes}: scale to 0 the fleet's agent services not in the inventory,
     and stop tasks Swarm gave up on that still run (left behind a partition, taking turns
     with their replacement on the same login) on a node that can be reached again."""
-    if inv.swarm is None:
+    if swarm_of(inv) is None:
         return {}
 
     def plan() -> list:
@@ -170,7 +171,7 @@ def agent_logs(inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: boo
 def remove_fleet(inv: Inventory) -> None:
     """Every service, secret, config and the overlay network of this fleet, and its agents'
     images on every node (tests and benchmarks clean up with it)."""
-    if inv.swarm is None:
+    if swarm_of(inv) is None:
         return
     _, client = manager_client(inv)
     selector = {"label": [f"{FLEET}={inv.broker.container}"]}

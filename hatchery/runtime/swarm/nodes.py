@@ -16,14 +16,14 @@ from pathlib import Path
 
 from hatchery.errors import DockerError, HatcheryError
 from hatchery.inventory.model import HostSpec, Inventory
-from hatchery.inventory.swarm import eligible_hosts
+from hatchery.inventory.swarm import eligible_hosts, swarm_of
 from hatchery.runtime.docker import build
 from hatchery.runtime.docker.engine import docker_errors, engine, ensure_image, image_id, local_or
 
 
 def eligible(inv: Inventory, placement) -> list:
     """The hosts whose node may run a service with ``placement``."""
-    return eligible_hosts(inv.hosts, inv.swarm, placement)
+    return eligible_hosts(inv.hosts, swarm_of(inv), placement)
 
 
 def missing_on(hosts: list, image: str) -> tuple:

@@ -7,9 +7,10 @@ from pathlib import Path
 from hatchery.core.paths import state_paths
 from hatchery.core.state import ensure_dir
 from hatchery.inventory.model import Inventory
+from hatchery.inventory.swarm import placement_of
 from hatchery.runtime.docker import build
 from hatchery.runtime.swarm import agents as agent_services
-from hatchery.runtime.swarm import broker, inside, lifecycle, nodes, states
+from hatchery.runtime.swarm import broker, inside, layout, lifecycle, nodes, states
 
 
 def write_build_files(inv: Inventory, agents: list) -> list:
@@ -18,7 +19,7 @@ def write_build_files(inv: Inventory, agents: list) -> list:
     for agent in agents:
         directory = Path(state_paths(inv).build_dir(agent.name))
         ensure_dir(directory.parent)
-        hosts = nodes.eligible(inv, agent.placement)
+        hosts = nodes.eligible(inv, placement_of(agent))
         base = build.base_image(inv, nodes.probe_client(hosts, agent.image), agent)
         build.agent_context(inv, agent, base).write(directory)
         written.append(directory / "Dockerfile")
@@ -32,6 +33,8 @@ class SwarmRuntime:
     restarts_crashed = True     # Swarm restarts a task on any exit, and moves it off a lost node
     builds_images = True
     inspectable = True
+    broker_layout = staticmethod(layout.broker_layout)
+    agent_layout = staticmethod(layout.agent_layout)
     broker_plan = staticmethod(broker.broker_plan)
     broker_stop_plan = staticmethod(broker.broker_stop_plan)
     broker_status = staticmethod(broker.broker_status)

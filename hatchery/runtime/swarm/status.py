@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from hatchery.inventory.model import Inventory
+from hatchery.inventory.swarm import swarm_of
 from hatchery.runtime.docker.engine import docker_errors, engine
 from hatchery.runtime.swarm.cluster import wanted_role
 from hatchery.runtime.swarm.facts import ClusterFacts, read_cluster
@@ -56,7 +57,7 @@ def _node_problems(inv: Inventory, host, node) -> list:
         found.append(f"{name}: node {node.state}; its tasks run elsewhere if they can be placed")
     if node.role == "manager" and node.reachability not in ("reachable", ""):
         found.append(f"{name}: manager {node.reachability}; the swarm keeps working while a majority "
-                     f"of the {len(inv.swarm.managers)} managers is reachable")
+                     f"of the {len(swarm_of(inv).managers)} managers is reachable")
     if node.availability != "active":
         found.append(f"{name}: availability {node.availability}: no new tasks are placed on it")
     return found

@@ -1,0 +1,37 @@
+"""The Docker runtime's inventory keys: images, engines, the fleet's network and names."""
+
+from __future__ import annotations
+
+import re
+
+from hatchery.inventory.fields import Bad, command, docker_host, optional, text
+from hatchery.inventory.runtimes.declaration import RuntimeKeys
+
+_DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+
+
+def docker_name(value) -> str:
+    """A container, network or volume name as Docker accepts it."""
+    name = text(value)
+    if not _DOCKER_NAME_RE.fullmatch(name):
+        raise Bad(f"{name!r} is not a valid Docker name",
+                  "use letters, digits, '_', '.' and '-', starting with a letter or digit")
+    return name
+
+
+DECLARATION = RuntimeKeys(
+    name="docker",
+    implementation="hatchery.runtime.docker.runtime:DockerRuntime",
+    agent_keys={
+        "image": text,                          # the agent's base image
+        "main_command": optional(command),      # the agent's own main process beside the handler
+        "docker_host": optional(docker_host),   # its engine (default: the broker's)
+    },
+    broker_keys={
+        "image": text, "docker_host": optional(docker_host), "remote_dir": optional(text),
+        "network": docker_name, "container": docker_name, "container_prefix": docker_name,
+    },
+    engine_key="docker_host",
+    on_hosts=True,
+    host_default=True,
+)
