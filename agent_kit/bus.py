@@ -1,16 +1,16 @@
 """THE factory for paho clients, plus the few helpers the one-shot tools need.
 
-Every paho client of the project is made by ``new_client``: the agents', the
-one-shot tools' and the manager's (``hatchery.bus.client.BusClient`` builds on
-it; the control side may import ``agent_kit``, never the reverse). Each one
+Every paho client of the project is made by ``new_client``: the agents' and
+the one-shot tools'. (The manager's ``hatchery.bus.client.BusClient`` has its
+own connection, ``hatchery.bus.link``, with the same TCP_NODELAY and 1..30 s
+backoff; the control side may import ``agent_kit``, never the reverse.) Each one
 speaks MQTT v5 (unless asked otherwise), sets TCP_NODELAY (a QoS 1 round trip
 on loopback drops from ~88 ms to well under 1 ms) and reconnects with a
 1..30 s backoff.
 
 Errors: ``BusError`` here is the kit's (stdlib + paho only, so it cannot
-derive from hatchery's root error). The control side never lets it escape:
-``hatchery.bus.client`` converts it, at that one boundary, into
-``hatchery.errors.BusError``, which adds the fix and the exit code.
+derive from hatchery's root error). The control side's own errors are
+``hatchery.errors.BusError``, which add the fix and the exit code.
 """
 
 from __future__ import annotations

@@ -2,22 +2,31 @@
 
 For each fleet size it starts a fresh Mosquitto (fd limit raised,
 ``max_connections -1``) and ``bench/simfleet.py`` (lean agents, in as many
-processes as it decides), then measures with the real library:
+processes as it decides), then measures with the real library, in a process
+of its own (``bench/fleet_worker.py``):
 
 - broadcast health-check (``fleet.collect``) until every reply is in: p50 / p99,
-- CPU per reply during those broadcasts, for the manager (this process), the
+  and the same inside a standing status subscription (``standing_*``: what
+  long-running roles do) where the code has one,
+- CPU per reply during those broadcasts, for the manager (the worker), the
   broker and the simulator (all its processes): CPU time / replies, in µs,
-- ``monitor.snapshot`` and ``health.bus_health``,
+- ``monitor.snapshot`` and ``health.bus_health``, the exporter's fold and scrape,
 - the broker's RSS,
 - the single-agent command round trip (p50 / p99),
+- with ``--cli``: the CPU of whole ``hatchery fleet.collect`` processes over
+  every agent and over one (what the fleet's size adds to the command),
 - the article's shell way on the same broker and fleet (a ``mosquitto_sub``
   and a ``mosquitto_pub`` process per agent, one agent after another: see
   ``bench/baselines.py``), sampled on a few agents and extrapolated.
 
 With ``--mqtt 5,3.1.1`` the manager and the agents speak each protocol in
-turn, in one run, so the two can be compared.
+turn, in one run, so the two can be compared. With ``--baseline REF`` the
+code of REF (unpacked by ``bench/coderefs.py``) is measured too, against the
+same broker and fleet, alternating with the working tree ``--repeat`` times;
+each figure is the median of its code's runs.
 
     .venv/bin/python bench/fleet_bench.py [--sizes 1000,10000] [--mqtt 5,3.1.1] [--out F]
+    .venv/bin/python bench/fleet_bench.py --sizes 1000,10000 --no-shell --baseline main --repeat 3 --cli
 
 Wall-clock figures depend on what else the machine runs; the CPU per reply
 figures much less so. Writes JSON to ``--out`` (and stdout with ``--json``)
@@ -45,21 +54,16 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as paho  # noqa: E402
+import coderefs  # noqa: E402  (a sibling script)
 
-from hatchery.bus import commands as fleet  # noqa: E402
-from hatchery.bus.client import BusClient  # noqa: E402
 from hatchery.configs.broker import SYS_INTERVAL  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.model import AgentSpec, BrokerSpec, Inventory  # noqa: E402
-from hatchery.observe import (
-    health,
-    monitor,  # noqa: E402
-)
-from hatchery.provision.credentials import plan_auth, signing_keys, user_secret  # noqa: E402
+from hatchery.provision.credentials import plan_auth  # noqa: E402
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 SIMFLEET = ROOT / "bench" / "simfleet.py"
+WORKER = ROOT / "bench" / "fleet_worker.py"
 BROADCAST_ROUNDS = 15
 SNAPSHOT_ROUNDS = 5
 RTT_SAMPLES = 300
@@ -165,86 +169,32 @@ def inventory_for(port: int, count: int, manager: str, *, auth: bool = False,
                      state_dir=state_dir)
 
 
-def percentile(samples: list, pct: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def timed(func) -> tuple:
     started = time.perf_counter()
     value = func()
     return value, (time.perf_counter() - started) * 1000
 
 
-def timeout_for(count: int) -> float:
-    """Generous: a round that times out measures the timeout, not the fleet."""
-    return max(10.0, count / 250)
+def run_worker(tree: Optional[Path], spec: dict) -> dict:
+    """bench/fleet_worker.py under ``tree``'s code (None: the working tree): its figures."""
+    done = subprocess.run([sys.executable, str(WORKER), json.dumps(spec)], capture_output=True,
+                          text=True, env=coderefs.code_env(tree), cwd=tempfile.gettempdir(),
+                          timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"fleet_worker failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def broadcasts(inv: Inventory, bus: BusClient, rounds: int, pids: dict) -> dict:
-    """``rounds`` broadcasts, all-in times and CPU µs per reply for each process."""
-    times, answered = [], []
-    timeout = timeout_for(len(inv.agents))
-    before = {who: cpu_seconds(p) for who, p in pids.items()}
-    manager_before = time.process_time()
-    for _ in range(rounds):
-        result, ms = timed(lambda: fleet.collect(inv, timeout=timeout, bus=bus))
-        times.append(ms)
-        answered.append(len(result.answered))
-    replies = max(1, sum(answered))
-    cpu = {who: (cpu_seconds(p) - before[who]) / replies * 1e6 for who, p in pids.items()}
-    cpu["manager"] = (time.process_time() - manager_before) / replies * 1e6
-    return {
-        "broadcast_all_in_ms_p50": round(percentile(times, 50), 2),
-        "broadcast_all_in_ms_p99": round(percentile(times, 99), 2),
-        "broadcast_answered_min": min(answered),
-        "broadcast_rounds_ms": [round(m, 1) for m in times],
-        **{f"cpu_us_per_reply_{who}": round(us, 1) for who, us in cpu.items()},
-    }
-
-
-def measure(inv: Inventory, bus: BusClient, pids: dict) -> dict:
-    rounds = BROADCAST_ROUNDS if len(inv.agents) <= 1000 else 5
-    figures = broadcasts(inv, bus, rounds, pids)
-    timeout = timeout_for(len(inv.agents))
-    snaps = [timed(lambda: monitor.snapshot(inv, bus, timeout=timeout))
-             for _ in range(SNAPSHOT_ROUNDS)]
-    reports = [timed(lambda: health.bus_health(inv, bus, timeout=timeout))
-               for _ in range(SNAPSHOT_ROUNDS)]
-    figures.update(exporter(inv, bus))
-    one = [next(iter(inv.agents))]
-    rtts = [bus.request(one, "health-check", timeout=5.0)[0].rtt_ms for _ in range(RTT_SAMPLES)]
-    # the fewest agents any snapshot saw: a marker that overtook retained messages shows here
-    online = min(sum(row["state"] == "online" for row in snap.rows()) for snap, _ in snaps)
-    return {
-        **figures,
-        "snapshot_ms_median": round(statistics.median(ms for _, ms in snaps), 2),
-        "snapshot_ms_max": round(max(ms for _, ms in snaps), 2),
-        "snapshot_online": online,
-        "bus_health_ms_median": round(statistics.median(ms for _, ms in reports), 2),
-        "bus_health_online": min(sum(a.verdict == "online" for a in report.agents)
-                                  for report, _ in reports),
-        "rtt_ms_p50": round(percentile([r for r in rtts if r is not None], 50), 3),
-        "rtt_ms_p99": round(percentile([r for r in rtts if r is not None], 99), 3),
-        "rtt_answered": sum(r is not None for r in rtts),
-    }
-
-
-def exporter(inv: Inventory, bus: BusClient) -> dict:
-    """The exporter's work at this size: fold every retained message, then one scrape."""
-    from prometheus_client import generate_latest
-
-    from hatchery.observe.exporter import BusMetrics, exporter_filters, registry_for
-    messages = bus.retained_messages(exporter_filters(inv.manager),
-                                     timeout=timeout_for(len(inv.agents)))
-    metrics = BusMetrics(inv)
-    _, fold_ms = timed(lambda: [metrics.observe(m) for m in messages])
-    registry = registry_for(metrics)
-    scrapes = [timed(lambda: generate_latest(registry)) for _ in range(3)]
-    return {"exporter_fold_ms": round(fold_ms, 1), "exporter_messages": len(messages),
-            "exporter_scrape_ms": round(statistics.median(ms for _, ms in scrapes), 1),
-            "exporter_scrape_kb": round(len(scrapes[0][0]) / 1024)}
+def median_figures(runs: list) -> dict:
+    """Per figure, the median over interleaved runs of one code (lists and text: the first)."""
+    merged = {}
+    for key in runs[0]:
+        values = [r.get(key) for r in runs]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        merged[key] = round(statistics.median(numbers), 2) if len(numbers) == len(values) \
+            else values[0]
+    merged["runs"] = len(runs)
+    return merged
 
 
 def shell_way(port: int, names: list) -> dict:
@@ -258,10 +208,14 @@ def shell_way(port: int, names: list) -> dict:
 OFF, ACL, SIGNED = "off", "acl", "signed"
 
 
-def bench_size(count: int, mode: str = OFF, mqtt: str = "5", shell: bool = True) -> dict:
-    """One fleet size. ``acl``: every client logs in and the ACL is enforced;
-    ``signed``: also every command is signed and verified by the simulated
-    agents (all 1,000 verify on ONE simulator core, unlike a real fleet)."""
+def bench_size(count: int, mode: str = OFF, mqtt: str = "5", shell: bool = True,
+               trees: Optional[list] = None, repeat: int = 1, cli: bool = False) -> list:
+    """One fleet size, measured by each code tree in turn (interleaved ``repeat`` times).
+
+    ``acl``: every client logs in and the ACL is enforced; ``signed``: also
+    every command is signed and verified by the simulated agents (all 1,000
+    verify on ONE simulator core, unlike a real fleet)."""
+    trees = trees or [("new", None)]
     auth, signed = mode != OFF, mode == SIGNED
     manager = f"bench-{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory(prefix="hatchery-bench-") as tmp:
@@ -276,16 +230,25 @@ def bench_size(count: int, mode: str = OFF, mqtt: str = "5", shell: bool = True)
             sim, ramp_s = start_simfleet(port, count, manager, state / "secrets" if auth else None,
                                          signed, mqtt)
             try:
-                inv = inventory_for(port, count, manager, auth=auth, state_dir=state)
-                pids = {"broker": [broker.pid], "simulator": sim.sim_pids}
-                with _bus(inv, signed, mqtt) as bus:
-                    figures = measure(inv, bus, pids)
+                spec = {"port": port, "count": count, "manager": manager, "auth": auth,
+                        "signed": signed, "mqtt": mqtt, "state_dir": str(state),
+                        "pids": {"broker": [broker.pid], "simulator": sim.sim_pids},
+                        "rounds": BROADCAST_ROUNDS if count <= 1000 else 5,
+                        "snapshot_rounds": SNAPSHOT_ROUNDS, "rtt_samples": RTT_SAMPLES}
+                runs: dict = {label: [] for label, _ in trees}
+                for _ in range(repeat):
+                    for label, tree in trees:
+                        figures = run_worker(tree, spec)
+                        if cli:
+                            figures.update(cli_collect(tree, Path(tmp), port, count, manager))
+                        runs[label].append(figures)
+                common = {"agents": count, "auth": mode, "mqtt": mqtt, "simfleet_ramp_s": ramp_s,
+                          "simfleet_procs": len(sim.sim_pids), "broker_rss_kb_idle": idle_rss,
+                          "broker_rss_kb": rss_kb(broker.pid)}
                 if shell:
-                    figures.update(shell_way(port, list(inv.agents)))
-                figures.update(agents=count, auth=mode, mqtt=mqtt, simfleet_ramp_s=ramp_s,
-                               simfleet_procs=len(sim.sim_pids),
-                               broker_rss_kb_idle=idle_rss, broker_rss_kb=rss_kb(broker.pid))
-                return figures
+                    common.update(shell_way(port, list(inventory_for(port, count, manager).agents)))
+                return [{**median_figures(runs[label]), **common, "code": label,
+                         "commit": coderefs.describe(tree)} for label, tree in trees]
             finally:
                 sim.stdin.close()
                 stop(sim)
@@ -293,26 +256,61 @@ def bench_size(count: int, mode: str = OFF, mqtt: str = "5", shell: bool = True)
             stop(broker)
 
 
-def _bus(inv: Inventory, signed: bool, mqtt: str = "5") -> BusClient:
-    protocol = paho.MQTTv5 if mqtt == "5" else paho.MQTTv311
-    client_id = f"{inv.manager}-bench-{secrets.token_hex(4)}"    # a fixed id can be kicked
-    if not inv.broker.auth:
-        return BusClient("127.0.0.1", inv.broker.port, client_id=client_id, protocol=protocol)
-    return BusClient("127.0.0.1", inv.broker.port, client_id=client_id,
-                     username=inv.manager, password=user_secret(inv, inv.manager),
-                     signing_keys=signing_keys(inv) if signed else None, protocol=protocol)
+def cli_collect(tree: Optional[Path], folder: Path, port: int, count: int, manager: str,
+                runs: int = 3) -> dict:
+    """CPU of whole ``hatchery fleet.collect`` processes over ``count`` agents and over 1
+    (back to back, median of ``runs`` differences): what the fleet's size adds."""
+    big, one = (write_inventory(folder / f"cli-{n}", port, n, manager) for n in (count, 1))
+    timeout = max(10.0, count / 250)       # as fleet_worker's: a timeout measures the timeout
+    pairs = [(process_cpu(tree, big, timeout), process_cpu(tree, one, timeout))
+             for _ in range(runs)]
+    return {"cli_collect_cpu_ms": round(statistics.median(b for b, _ in pairs) * 1000, 1),
+            "cli_collect_cpu_ms_one": round(statistics.median(o for _, o in pairs) * 1000, 1),
+            "cli_collect_extra_cpu_ms": round(statistics.median(b - o for b, o in pairs) * 1000, 1)}
 
 
-COLUMNS = [("agents", "agents"), ("auth", "auth"), ("mqtt", "MQTT"),
-           ("broadcast_all_in_ms_p50", "broadcast all-in ms p50"),
+def write_inventory(folder: Path, port: int, count: int, manager: str) -> Path:
+    """An inventory file for the bench broker (anonymous) and the first ``count`` agents."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = "".join(f"  sim-{i:04d}: {{}}\n" for i in range(count))
+    path = folder / "fleet_inventory.yaml"
+    path.write_text(f"fleet:\n  manager: {manager}\nbroker:\n  port: {port}\n  auth: false\n"
+                    f"agents:\n{names}")
+    return path
+
+
+def process_cpu(tree: Optional[Path], inventory: Path, timeout: float) -> float:
+    """User + system CPU seconds of one ``hatchery fleet.collect`` process (text output)."""
+    hatchery = Path(sys.executable).with_name("hatchery")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([str(hatchery), "fleet.collect", "--inventory", str(inventory),
+                           "--timeout", str(timeout)],
+                          capture_output=True, text=True, env=coderefs.code_env(tree),
+                          cwd=inventory.parent, timeout=600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:      # someone silent: the run is still measured, and said so
+        print(f"bench: fleet.collect over {inventory.parent.name} exited {done.returncode}: "
+              f"{len(done.stderr.splitlines())} problem line(s)", file=sys.stderr)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+COLUMNS = [("agents", "agents"), ("code", "code"), ("commit", "commit"), ("auth", "auth"),
+           ("mqtt", "MQTT"), ("broadcast_all_in_ms_p50", "broadcast all-in ms p50"),
            ("broadcast_all_in_ms_p99", "p99"), ("broadcast_answered_min", "answered (min)"),
-           ("cpu_us_per_reply_manager", "CPU µs/reply manager"),
-           ("cpu_us_per_reply_broker", "broker"), ("cpu_us_per_reply_simulator", "simulator"),
+           ("broadcast_cpu_us_per_reply_manager", "CPU µs/reply manager"),
+           ("broadcast_cpu_us_per_reply_broker", "broker"),
+           ("broadcast_cpu_us_per_reply_simulator", "simulator"),
+           ("standing_all_in_ms_p50", "standing sub: all-in ms p50"),
+           ("standing_cpu_us_per_reply_manager", "CPU µs/reply manager"),
+           ("standing_cpu_us_per_reply_broker", "broker"),
+           ("standing_cpu_us_per_reply_simulator", "simulator"),
            ("shell_way_ms", "shell way ms (extrapolated)"),
-           ("snapshot_ms_median", "snapshot ms"), ("snapshot_online", "online seen (min)"),
+           ("snapshot_ms_median", "snapshot ms"), ("snapshot_read_ms_median", "of which bus read ms"),
+           ("snapshot_online", "online seen (min)"),
            ("bus_health_ms_median", "bus-health ms"), ("exporter_fold_ms", "exporter fold ms"),
            ("exporter_scrape_ms", "scrape ms"), ("broker_rss_kb", "broker RSS kB"),
-           ("rtt_ms_p50", "1-agent RTT p50 ms"), ("rtt_ms_p99", "p99 ms")]
+           ("rtt_ms_p50", "1-agent RTT p50 ms"), ("rtt_ms_p99", "p99 ms"),
+           ("cli_collect_extra_cpu_ms", "fleet.collect extra CPU ms (vs 1 agent)")]
 
 
 def markdown(results: list) -> str:
@@ -333,7 +331,12 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--auth", default=OFF,
                         help="comma-separated modes: off (anonymous), acl (credentials + ACL), "
                              "signed (acl + signed commands); e.g. off,acl,signed")
-    parser.add_argument("--repeat", type=int, default=1, help="run each size and mode N times, interleaved")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each code N times per fleet, interleaved; medians reported")
+    parser.add_argument("--baseline", default=None, metavar="REF",
+                        help="also measure the code of this git ref (e.g. main), same fleet")
+    parser.add_argument("--cli", action="store_true",
+                        help="also the CPU of whole `hatchery fleet.collect` processes")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.auth.split(",")]
     if not set(modes) <= {OFF, ACL, SIGNED}:
@@ -341,17 +344,25 @@ def main(argv: Optional[list] = None) -> int:
     protocols = [m.strip() for m in args.mqtt.split(",")]
     if not set(protocols) <= {"5", "3.1.1"}:
         parser.error(f"--mqtt takes 5, 3.1.1; got {args.mqtt}")
-    results = [bench_size(int(n), mode, mqtt, shell=not args.no_shell)
-               for n in args.sizes.split(",") for _ in range(args.repeat)
-               for mode in modes for mqtt in protocols]
+    trees = coderefs.trees(args.baseline)
+    load_before = os.getloadavg()
+    results: list = []
     document = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                            "mosquitto": _mosquitto_version()},
+                            "mosquitto": _mosquitto_version(),
+                            "load_before": [round(x, 2) for x in load_before]},
                 "results": results}
-    if args.out:
-        args.out.write_text(json.dumps(document, indent=2) + "\n")
+    for n in args.sizes.split(","):
+        for mode in modes:
+            for mqtt in protocols:
+                results += bench_size(int(n), mode, mqtt, shell=not args.no_shell, trees=trees,
+                                      repeat=args.repeat, cli=args.cli)
+                document["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+                if args.out:          # after every size: a later failure keeps what was measured
+                    args.out.write_text(json.dumps(document, indent=2) + "\n")
     if args.json:
         print(json.dumps(document, indent=2))
     print(markdown(results))
+    print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     return 0
 
 

@@ -81,7 +81,7 @@ def single_agent(port: int, protocol: int, n: int) -> dict:
     try:
         with BusClient("127.0.0.1", port, protocol=protocol) as manager:
             manager.request([name], "health-check", timeout=5)     # warm up
-            manager_tids = (threading.get_native_id(), network_thread(manager._client))
+            manager_tids = (threading.get_native_id(), manager._link._thread.native_id)
             handler_tid = network_thread(agent_client)
             before = thread_cpu(*manager_tids), thread_cpu(handler_tid)
             rtts = [manager.request([name], "health-check", timeout=5)[0].rtt_ms
@@ -104,7 +104,7 @@ def broadcast(port: int, protocol_name: str, agents: int, rounds: int = 10) -> d
         inv = fleet_bench.inventory_for(port, agents, manager_name)
         with BusClient("127.0.0.1", port, protocol=PROTOCOLS[protocol_name]) as manager:
             fleet.collect(inv, timeout=10, bus=manager)        # warm up
-            tids = (threading.get_native_id(), network_thread(manager._client))
+            tids = (threading.get_native_id(), manager._link._thread.native_id)
             before, walls, answered = thread_cpu(*tids), [], 0
             for _ in range(rounds):
                 result, ms = fleet_bench.timed(lambda: fleet.collect(inv, timeout=10, bus=manager))

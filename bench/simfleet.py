@@ -48,6 +48,13 @@ from agent_kit.config import handler_client_id  # noqa: E402
 VERSION = "sim-1.0"
 AGENTS_PER_PROCESS = 2500
 KEEPALIVE = 120          # seconds; a PINGREQ goes out every KEEPALIVE / 2
+# The agents' JSON, as contract.encode writes it (compact, same keys), from
+# templates: a json.dumps per message cost the simulator more than the broker
+# spent forwarding it. tests/fleet/test_simfleet.py checks them against the contract.
+BEAT = ('{"v":%d,"ts":"%s","agent":"%s","ok":true,"uptime":%r,"mem_kb":20480,"cpu":0.1,'
+        '"errors":{},"interval":%r,"version":"%s"}')
+REPLY = '{"v":%d,"ts":"%s","agent":"%s","kind":"reply","id":"%s","verb":"%s","ok":true,"result":%s}'
+RESULTS = {"version-report": '{"version":"%s"}' % VERSION}
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, DISCONNECT = (
     0x10, 0x20, 0x30, 0x40, 0x82, 0x90, 0xC0, 0xE0)
 
@@ -159,6 +166,7 @@ class LeanAgent:
         self.started = time.monotonic()
         self.sock: Optional[socket.socket] = None
         self.inbox, self.outbox = bytearray(), bytearray()
+        self.events = selectors.EVENT_READ
         self.ready = False
         self.answered = 0
         self.mid = 0
@@ -190,33 +198,29 @@ class LeanAgent:
             self.name if password else None, password))
 
     def send(self, data: bytes) -> None:
+        """Queue ``data``; the fleet's loop writes each agent's queue once per round, so
+        an answer (PUBACK, heartbeat, reply) leaves as one write, not three."""
         if self.sock is None:
             return
-        if self.outbox:                  # keep the order behind what is queued
-            self.outbox += data
+        if not self.outbox:
+            self.fleet.dirty.append(self)
+        self.outbox += data
+
+    def flush(self) -> None:
+        if self.sock is None or not self.outbox:
             return
         try:
-            sent = self.sock.send(data)
+            sent = self.sock.send(self.outbox)
         except BlockingIOError:
             sent = 0
         except OSError:
             self.close()
             return
-        if sent < len(data):
-            self.outbox += data[sent:]
-            self.fleet.selector.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
-
-    def flush(self) -> None:
-        try:
-            sent = self.sock.send(self.outbox)
-        except BlockingIOError:
-            return
-        except OSError:
-            self.close()
-            return
         del self.outbox[:sent]
-        if not self.outbox:
-            self.fleet.selector.modify(self.sock, selectors.EVENT_READ, self)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outbox else 0)
+        if events != self.events:
+            self.events = events
+            self.fleet.selector.modify(self.sock, events, self)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -264,11 +268,10 @@ class LeanAgent:
     # --- the contract -------------------------------------------------------------
 
     def heartbeat(self) -> None:
-        beat = {"v": contract.SCHEMA_VERSION, "ts": contract.now_rfc3339(), "agent": self.name,
-                "ok": True, "uptime": round(time.monotonic() - self.started, 1),
-                "mem_kb": 20480, "cpu": 0.1, "errors": {}, "interval": self.fleet.interval,
-                "version": VERSION}
-        self.send(self.fleet.wire.publish(self.heartbeat_topic, contract.encode(beat),
+        beat = BEAT % (contract.SCHEMA_VERSION, self.fleet.now(), self.name,
+                       round(time.monotonic() - self.started, 1), float(self.fleet.interval),
+                       VERSION)
+        self.send(self.fleet.wire.publish(self.heartbeat_topic, beat.encode(),
                                           retain=True, mid=self._next_mid()))
 
     def on_command(self, topic: str, payload: bytes) -> None:
@@ -280,9 +283,11 @@ class LeanAgent:
             return
         if command["verb"] == "health-check":
             self.heartbeat()
-        result = {"version": VERSION} if command["verb"] == "version-report" else {}
-        reply = contract.make_reply(self.name, command, True, result=result)
-        self.send(self.fleet.wire.publish(self.status_topic, contract.encode(reply),
+        # id and verb were checked (COMMAND_ID_RE, VERBS): nothing in them needs escaping
+        result = RESULTS.get(command["verb"], "{}")
+        reply = REPLY % (contract.SCHEMA_VERSION, self.fleet.now(), self.name, command["id"],
+                         command["verb"], result)
+        self.send(self.fleet.wire.publish(self.status_topic, reply.encode(),
                                           mid=self._next_mid()))
         self.answered += 1
 
@@ -322,6 +327,8 @@ class SimFleet:
         self.ready_count = 0
         self.all_ready = threading.Event()
         mute = silent_names if silent_names is not None else set(names[:silent])
+        self.dirty: list = []            # agents with bytes queued since the last flush
+        self._now: Optional[str] = None
         self.agents = [LeanAgent(self, n, silent=n in mute) for n in names]
         self._checked: dict = {}          # (payload, key) -> command or None
 
@@ -387,13 +394,27 @@ class SimFleet:
                     agent.heartbeat()
                 next_beat = now + heartbeat_every
 
+    def now(self) -> str:
+        """The time for the messages of this round of the loop (one clock read per round)."""
+        if self._now is None:
+            self._now = contract.now_rfc3339()
+        return self._now
+
     def poll(self, timeout: float) -> None:
-        for key, events in self.selector.select(timeout):
+        events_ready = self.selector.select(timeout)
+        self._now = None
+        for key, events in events_ready:
             agent = key.data
             if events & selectors.EVENT_READ:
                 agent.readable()
-            if events & selectors.EVENT_WRITE and agent.sock is not None:
+            if events & selectors.EVENT_WRITE and agent not in self.dirty:
                 agent.flush()
+        self.flush()
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for agent in dirty:
+            agent.flush()
 
     def shutdown(self, *, crash: bool = False, clear: bool = False) -> None:
         """Clean goodbye (retained offline, DISCONNECT), or vanish so the Wills fire."""

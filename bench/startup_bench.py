@@ -1,11 +1,13 @@
 """Whole-process start-up: wall and CPU time of short commands, median of N runs.
 
-    .venv/bin/python bench/startup_bench.py [--runs 9]
+    .venv/bin/python bench/startup_bench.py [--runs 9] [--baseline main]
 
 Measures `hatchery broker.status` (against a throw-away inventory whose broker
 is not running: it reads the inventory and the state directory, then exits 1)
 and `invoke --list`, each as a fresh process; plus `python -c pass` and
-`python -c "import invoke"` for scale. Results go to bench/results/startup_bench.json.
+`python -c "import invoke"` for scale. With ``--baseline REF`` the hatchery
+commands also run under the code of REF (bench/coderefs.py), interleaved with
+the working tree's, run by run. Results go to bench/results/startup_bench.json.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import coderefs
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -38,32 +42,46 @@ def timed(argv: list, env: dict) -> tuple:
     return wall, cpu
 
 
-def measure(argv: list, env: dict, runs: int) -> dict:
-    timed(argv, env)   # warm the page cache and the bytecode cache
-    samples = [timed(argv, env) for _ in range(runs)]
-    return {"wall_ms": round(statistics.median(s[0] for s in samples) * 1000, 1),
-            "cpu_ms": round(statistics.median(s[1] for s in samples) * 1000, 1)}
+def measure(commands: dict, runs: int) -> dict:
+    """Median wall and CPU per command; the commands take turns, run by run, so that a
+    change in the machine's load touches them all alike."""
+    for argv, env in commands.values():
+        timed(argv, env)   # warm the page cache and the bytecode cache
+    samples: dict = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, (argv, env) in commands.items():
+            samples[name].append(timed(argv, env))
+    return {name: {"wall_ms": round(statistics.median(s[0] for s in got) * 1000, 1),
+                   "cpu_ms": round(statistics.median(s[1] for s in got) * 1000, 1)}
+            for name, got in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--baseline", default=None, metavar="REF",
+                        help="also run the hatchery commands under the code of this git ref")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         inventory = Path(tmp) / "fleet_inventory.yaml"
         inventory.write_text(INVENTORY)
-        env = {**os.environ, "FLEET_INVENTORY": str(inventory)}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)   # measure what an installed tool costs
-        commands = {
-            "hatchery broker.status": [str(BIN / "hatchery"), "broker.status"],
-            "invoke --list": [str(BIN / "invoke"), "--list"],
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "python -c 'import invoke'": [sys.executable, "-c", "import invoke"],
-        }
-        results = {name: measure(argv, env, args.runs) for name, argv in commands.items()}
+        commands = {}
+        for label, tree in coderefs.trees(args.baseline):
+            env = {**coderefs.code_env(tree), "FLEET_INVENTORY": str(inventory),
+                   "HATCHERY_CACHE_DIR": str(Path(tmp) / f"cache-{label}")}
+            suffix = "" if tree is None else f" [{label} {coderefs.describe(tree)}]"
+            commands[f"hatchery broker.status{suffix}"] = ([str(BIN / "hatchery"), "broker.status"], env)
+            commands[f"invoke --list{suffix}"] = ([str(BIN / "invoke"), "--list"], env)
+        plain = coderefs.code_env(None)
+        commands["python -c pass"] = ([sys.executable, "-c", "pass"], plain)
+        commands["python -c 'import invoke'"] = ([sys.executable, "-c", "import invoke"], plain)
+        results = measure(commands, args.runs)
     for name, figures in results.items():
-        print(f"{name:<28} wall {figures['wall_ms']:>7.1f} ms   cpu {figures['cpu_ms']:>7.1f} ms")
-    RESULTS.write_text(json.dumps({"runs": args.runs, "results": results}, indent=2) + "\n")
+        print(f"{name:<48} wall {figures['wall_ms']:>7.1f} ms   cpu {figures['cpu_ms']:>7.1f} ms")
+    print(f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
+    RESULTS.write_text(json.dumps({"runs": args.runs, "load_before": round(load_before, 2),
+                                   "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

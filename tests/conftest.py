@@ -93,6 +93,12 @@ def start_broker(workdir: Path, extra: str = "", port: int | None = None) -> Bro
     return broker
 
 
+@pytest.fixture(scope="session")
+def user_cache_dir(tmp_path_factory) -> Path:
+    """The user cache directory of every test (the parsed-inventory cache lives there)."""
+    return tmp_path_factory.mktemp("user-cache")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def away_from_the_repository(tmp_path_factory):
     """Every test runs in an empty directory of its own, never in the checkout.
@@ -110,11 +116,13 @@ def away_from_the_repository(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def hermetic_environment(monkeypatch):
-    """The developer's own fleet settings must not leak into a test (or its subprocesses)."""
+def hermetic_environment(monkeypatch, user_cache_dir):
+    """The developer's own fleet settings must not leak into a test (or its subprocesses),
+    and no test writes to the developer's own cache directory."""
     for key in list(os.environ):
         if key.startswith("HATCHERY_") or key in ("FLEET_INVENTORY", "DOCKER_HOST"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache_dir))
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
-"""The manager's connection to the bus: one paho client, request/reply on top.
+"""The manager's connection to the bus: one MQTT link, request/reply on top.
 
-``BusClient`` owns ONE paho client (callback API v2, MQTT v5, TCP_NODELAY) with
-its network loop on a background thread. Everything else is built from two
-primitives: ``listen`` (route messages matching some filters to a callback)
-and ``publish``. Callbacks never block: they record what arrived under a
-Condition and wake the waiting caller.
+``BusClient`` owns ONE connection (``bus.link``: MQTT v5 or 3.1.1, TCP with
+TCP_NODELAY, TLS or a unix socket, reconnecting with a 1..30 s backoff) whose
+I/O thread decodes what arrives in batches (``bus.wire``). Everything else
+is built from two primitives: ``listen`` (route messages matching some
+filters to a callback) and ``publish``. Callbacks never block: they record
+what arrived under a Condition and wake the waiting caller.
 
 Topics and payloads come from ``agent_kit.contract``; nothing here spells a
 fleet topic by hand.
@@ -20,17 +21,18 @@ import threading
 import time
 from typing import Callable, Iterable, Optional
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from agent_kit import bus, contract, signing
-from hatchery.bus import PROBE_PREFIX
+from agent_kit import contract, signing
+from hatchery.bus import PROBE_PREFIX, wire
+from hatchery.bus.link import Endpoint, Link, LinkError, Login
 from hatchery.bus.messages import Message
 from hatchery.bus.requests import Pending, Route, checked_name, status_filters
+from hatchery.bus.standing import StatusBoard
+from hatchery.core.collector import collector_paused
 from hatchery.errors import BusError, UsageError
 
 FIX_BROKER = "is the broker running? invoke broker.deploy / broker.status"
+__all__ = ["BusClient", "Message", "FIX_BROKER"]
+
 
 class BusClient:
     """Context manager over one MQTT connection to the broker."""
@@ -39,13 +41,15 @@ class BusClient:
                  username: Optional[str] = None, password: Optional[str] = None,
                  tls: "ssl.SSLContext | bool | None" = None, connect_timeout: float = 5,
                  signing_keys: Optional[Callable[[Optional[str]], Optional[bytes]]] = None,
-                 protocol: int = mqtt.MQTTv5, unix_socket: Optional[str] = None):
+                 protocol: int = wire.MQTTv5, unix_socket: Optional[str] = None):
         """``signing_keys(agent)`` gives the key to sign a command to ``agent`` with
         (``signing_keys(None)``: the broadcast key); None or a None key: unsigned.
-        ``protocol``: MQTT v5 (the default: commands carry a message expiry) or
-        ``mqtt.MQTTv311`` (for measurements). ``unix_socket``: connect to the
-        broker's control listener at that path instead of host:port
+        ``protocol``: MQTT v5 (``wire.MQTTv5``, the default: commands carry a
+        message expiry) or 3.1.1 (``wire.MQTTv311``). ``unix_socket``: connect to
+        the broker's control listener at that path instead of host:port
         (hatchery.configs.broker.control_socket)."""
+        if protocol not in (wire.MQTTv311, wire.MQTTv5):
+            raise UsageError(f"unknown MQTT protocol level {protocol!r}", "use 4 (3.1.1) or 5")
         self.host, self.port = host, port
         self.unix_socket = unix_socket
         self._signing_keys = signing_keys
@@ -55,25 +59,17 @@ class BusClient:
         self._lock = threading.Lock()
         self._routes: tuple = ()              # Route, one per listen() block
         self._filters: dict = {}              # filter -> (refcount, qos)
-        self._subacks: dict = {}              # mid -> list of reason codes
-        self._suback_cond = threading.Condition()
-        self._client = self._make_client(username, password, tls, protocol)
+        self._board: Optional[StatusBoard] = None
+        self.callback_errors = 0              # callbacks that raised (counted, never fatal)
+        context = tls if isinstance(tls, ssl.SSLContext) else (
+            ssl.create_default_context() if tls else None)
+        self._link = Link(Endpoint(host, port, unix_socket, context),
+                          Login(self.client_id, username, password, protocol),
+                          on_messages=self._dispatch, on_reconnect=self._resubscribe)
         self._refused_fix = ("check the username/password and the broker's ACL" if username else
                              "the broker requires credentials: run invoke broker.deploy to issue them")
 
     # --- connection -------------------------------------------------------------
-
-    def _make_client(self, username, password, tls, protocol) -> mqtt.Client:
-        # THE paho factory (TCP_NODELAY on TCP sockets, reconnect backoff) is agent_kit's
-        context = tls if isinstance(tls, ssl.SSLContext) else (
-            ssl.create_default_context() if tls else None)
-        client = bus.new_client(self.client_id, username=username, password=password,
-                                tls_context=context, protocol=protocol,
-                                transport="unix" if self.unix_socket else "tcp")
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        return client
 
     def __enter__(self) -> "BusClient":
         self.connect()
@@ -85,9 +81,8 @@ class BusClient:
     def connect(self) -> None:
         """Connect and wait for CONNACK; BusError (with the fix) on any failure."""
         try:
-            bus.connect_and_wait(self._client, self.unix_socket or self.host, self.port,
-                                 self.connect_timeout)
-        except bus.BusError as exc:   # the one place the kit's error becomes ours
+            self._link.open(self.connect_timeout)
+        except LinkError as exc:   # the one place the link's error becomes ours
             self.close()
             raise BusError(str(exc), self._refused_fix if exc.refused else FIX_BROKER) from None
 
@@ -95,87 +90,94 @@ class BusClient:
     def address(self) -> str:
         return self.unix_socket or f"{self.host}:{self.port}"
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._client.disconnect()
-        self._client.loop_stop()
+    @property
+    def received(self) -> int:
+        """Messages received so far (every one, whichever listener took it)."""
+        return self._link.received
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            client.disconnect()   # do not retry with credentials that were refused
-        else:
-            self._resubscribe()
+    @property
+    def dropped(self) -> int:
+        """Messages from the broker dropped as malformed (``bus.wire``), so far."""
+        return self._link.dropped
+
+    def close(self) -> None:
+        self._link.close()
 
     def _resubscribe(self) -> None:
         """After a reconnect the broker forgot our subscriptions (clean start)."""
+        if self._board is not None:
+            self._board.forget()      # the retained states come again with the SUBSCRIBE
         with self._lock:
             wanted = [(f, qos) for f, (_, qos) in self._filters.items()]
         if wanted:
-            self._client.subscribe(wanted)
+            self._link.subscribe(wanted)
 
     # --- routing ----------------------------------------------------------------
 
-    def _on_message(self, client, userdata, msg) -> None:
-        topic = msg.topic
-        props = bus.received_properties(msg.properties)     # {} unless it carried any
-        message = Message(topic, msg.payload, bool(msg.retain), time.time(), props or None,
-                          not props or not contract.disallowed_properties(topic, props))
-        levels = None
-        for route in self._routes:     # a tuple replaced on change: no lock, no copy
-            if topic in route.exact:
-                route.callback(message)
-            elif route.wild:
-                levels = levels or topic.split("/")
-                if route.matches_wild(levels):
-                    route.callback(message)
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        with self._suback_cond:
-            self._subacks[mid] = reason_codes
-            self._suback_cond.notify_all()
+    def _dispatch(self, messages: list) -> None:
+        routes = self._routes          # a tuple replaced on change: no lock, no copy
+        for message in messages:
+            topic = message.topic
+            for route in routes:
+                if topic in route.exact or (route.wild is not None and route.wild(topic)):
+                    try:
+                        route.callback(message)
+                    except Exception:     # one bad callback must not stop the bus thread
+                        self.callback_errors += 1
 
     @contextlib.contextmanager
     def listen(self, filters: Iterable[str], callback: Callable[[Message], None], *,
-               qos: int = 1, timeout: float = 5.0):
+               qos: int = 1, timeout: float = 5.0, replay: bool = True):
         """Route messages matching ``filters`` to ``callback`` while inside the block.
 
         Subscribes (one SUBSCRIBE packet) and waits for the SUBACK before
         yielding, so a command published inside the block cannot be answered
-        before we listen. ``callback`` runs on the network thread: keep it short.
+        before we listen. ``replay=False``: filters this client already holds
+        (``standing_status``) are not subscribed again, so the broker does not
+        send their retained messages again. ``callback`` runs on the network
+        thread: keep it short.
         """
         filters = tuple(filters)
+        route = self._hold(filters, callback, qos, timeout, replay)
+        try:
+            yield self
+        finally:
+            self._release(route, filters)
+
+    def _hold(self, filters: tuple, callback, qos: int, timeout: float, replay: bool) -> Route:
         route = Route(filters, callback)
         with self._lock:
             self._routes = (*self._routes, route)
-        try:
-            self._subscribe(filters, qos, timeout)
-            yield self
-        finally:
-            with self._lock:
-                self._routes = tuple(r for r in self._routes if r is not route)
-            self._unsubscribe(filters)
-
-    def _subscribe(self, filters: tuple, qos: int, timeout: float) -> None:
-        with self._lock:
+            fresh = [f for f in filters if replay or self._filters.get(f, (0, -1))[1] < qos]
             for f in filters:
                 count, old_qos = self._filters.get(f, (0, qos))
                 self._filters[f] = (count + 1, max(qos, old_qos))
+        try:
+            if fresh:
+                self._subscribe(tuple(fresh), qos, timeout)
+        except BaseException:
+            self._release(route, filters)
+            raise
+        return route
+
+    def _release(self, route: Route, filters: tuple) -> None:
+        with self._lock:
+            self._routes = tuple(r for r in self._routes if r is not route)
+        self._unsubscribe(filters)
+
+    def _subscribe(self, filters: tuple, qos: int, timeout: float) -> None:
         # Re-sending a SUBSCRIBE for a filter we already hold is harmless and
         # makes the broker deliver its retained messages again: wanted for snapshots.
-        rc, mid = self._client.subscribe([(f, qos) for f in filters])
-        if rc != mqtt.MQTT_ERR_SUCCESS:
-            raise BusError(f"subscribe failed: {mqtt.error_string(rc)}", FIX_BROKER)
-        codes = self._wait_suback(mid, timeout)
-        refused = [f for f, code in zip(filters, codes) if code.is_failure]
+        try:
+            ticket = self._link.subscribe([(f, qos) for f in filters])
+            if not self._link.wait(ticket, timeout):
+                raise BusError(f"no SUBACK from the broker within {timeout}s", FIX_BROKER)
+        except LinkError as exc:
+            raise BusError(f"subscribe failed: {exc}", FIX_BROKER) from None
+        refused = [f for f, code in zip(filters, ticket.codes) if code >= 0x80]
         if refused:
             raise BusError(f"the broker refused the subscription to {', '.join(refused)}",
                            "check the manager's ACL on the broker")
-
-    def _wait_suback(self, mid: int, timeout: float) -> list:
-        with self._suback_cond:
-            if not self._suback_cond.wait_for(lambda: mid in self._subacks, timeout):
-                raise BusError(f"no SUBACK from the broker within {timeout}s", FIX_BROKER)
-            return self._subacks.pop(mid)
 
     def _unsubscribe(self, filters: tuple) -> None:
         gone = []
@@ -187,37 +189,34 @@ class BusClient:
                     gone.append(f)
                 else:
                     self._filters[f] = (count - 1, qos)
-        if gone and self._client.is_connected():
-            self._client.unsubscribe(gone)
+        if gone and self._link.connected:
+            with contextlib.suppress(LinkError):
+                self._link.unsubscribe(gone)
 
     # --- publishing ---------------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
                 timeout: float = 5.0, expiry: Optional[float] = None) -> None:
         """Publish and, for QoS > 0, wait until the broker has acknowledged it."""
-        info = self._send(topic, payload, qos=qos, retain=retain, expiry=expiry)
-        if qos > 0:
-            try:
-                info.wait_for_publish(timeout)
-            except (ValueError, RuntimeError) as exc:
-                raise BusError(f"publish to {topic} failed: {exc}", FIX_BROKER) from None
-            if not info.is_published():
-                raise BusError(f"the broker did not acknowledge {topic} within {timeout}s",
-                               FIX_BROKER)
+        ticket = self._send(topic, payload, qos=qos, retain=retain, expiry=expiry)
+        if ticket is None:
+            return
+        try:
+            acknowledged = self._link.wait(ticket, timeout)
+        except LinkError as exc:
+            raise BusError(f"publish to {topic} failed: {exc}", FIX_BROKER) from None
+        if not acknowledged:
+            raise BusError(f"the broker did not acknowledge {topic} within {timeout}s", FIX_BROKER)
 
     def _send(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-              expiry: Optional[float] = None) -> mqtt.MQTTMessageInfo:
-        """Queue a publish without waiting; raise if the client refused it."""
-        properties = None
-        if expiry and self.protocol == mqtt.MQTTv5:   # 3.1.1 has no message expiry
-            properties = Properties(PacketTypes.PUBLISH)
-            properties.MessageExpiryInterval = max(1, math.ceil(expiry))
-        info = self._client.publish(topic, payload, qos=qos, retain=retain,
-                                    properties=properties)
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_QUEUE_SIZE):
-            raise BusError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}",
-                           FIX_BROKER)
-        return info
+              expiry: Optional[float] = None):
+        """Queue a publish without waiting; raise if it cannot be sent. A Ticket for QoS 1."""
+        seconds = max(1, math.ceil(expiry)) if expiry and self.protocol == wire.MQTTv5 else 0
+        try:
+            return self._link.publish(topic, payload, qos=min(qos, 1), retain=retain,
+                                      expiry=seconds)
+        except (LinkError, ValueError) as exc:
+            raise BusError(f"publish to {topic} failed: {exc}", FIX_BROKER) from None
 
     # --- small helpers ------------------------------------------------------------
 
@@ -241,24 +240,27 @@ class BusClient:
 
     def retained_messages(self, topics: Iterable[str], *, timeout: float = 5.0) -> list:
         """Like ``retained`` but as Message objects (with arrival times)."""
-        marker = f"{PROBE_PREFIX}/{self.client_id}/{secrets.token_hex(4)}"
         got: list = []
         done = threading.Event()
 
         def on_message(message: Message) -> None:
-            if message.topic == marker:
-                done.set()
-            elif message.retain and not done.is_set():
+            if message.retain and not done.is_set():
                 got.append(message)
 
         # QoS 0 both ways: a QoS 1 retained backlog could be held behind the
         # broker's inflight window while a QoS 0 marker overtakes it.
-        with self.listen([*topics, marker], on_message, qos=0, timeout=timeout):
+        with collector_paused(), self.listen(topics, on_message, qos=0, timeout=timeout):
+            self._await_marker(done, timeout)
+        return got
+
+    def _await_marker(self, done: threading.Event, timeout: float) -> None:
+        """Publish a private marker and wait for it: what the broker queued before is in."""
+        marker = f"{PROBE_PREFIX}/{self.client_id}/{secrets.token_hex(4)}"
+        with self.listen([marker], lambda message: done.set(), qos=0, timeout=timeout):
             self._send(marker, b"", qos=0)
             if not done.wait(timeout):
                 raise BusError(f"snapshot marker did not come back within {timeout}s",
                                FIX_BROKER)
-        return list(got)
 
     def ping(self, *, timeout: float = 5.0) -> float:
         """Milliseconds for a QoS 1 message to go to the broker and back to us."""
@@ -277,6 +279,32 @@ class BusClient:
                 raise BusError(f"ping did not come back within {timeout}s", FIX_BROKER)
             return (time.perf_counter() - started) * 1000
 
+    # --- the standing status subscription ------------------------------------------
+
+    @contextlib.contextmanager
+    def standing_status(self, *, timeout: float = 5.0):
+        """Keep ``fleet/+/status`` subscribed for the block; yields the StatusBoard.
+
+        For long-running roles (heal --watch, the dashboard, the exporter): each
+        ``request`` inside the block reuses this subscription, so it reads one
+        message per agent (its reply) instead of two (the retained state the
+        broker re-sends on every SUBSCRIBE, then the reply), and waits for no
+        SUBACK. The board knows who is offline from the retained states read
+        once at the start and the live stream after it.
+        """
+        board = StatusBoard()
+        done = threading.Event()
+        route = self._hold((board.FILTER,), board.on_message, 0, timeout, True)
+        try:
+            self._await_marker(done, timeout)
+            previous, self._board = self._board, board
+            try:
+                yield board
+            finally:
+                self._board = previous
+        finally:
+            self._release(route, (board.FILTER,))
+
     # --- request/reply ------------------------------------------------------------
 
     def request(self, names: list, verb: str, *, timeout: float,
@@ -293,9 +321,21 @@ class BusClient:
         names = list(dict.fromkeys(checked_name(n) for n in names))
         if not names:
             return []
+        with collector_paused():        # a reply and its retained state per agent stay alive
+            return self._request(names, verb, timeout, broadcast_manager)
+
+    def _request(self, names: list, verb: str, timeout: float,
+                 broadcast_manager: Optional[str]) -> list:
         pending = Pending(names, verb)
-        filters, qos = status_filters(names, broadcast_manager)
-        with self.listen(filters, pending.on_message, qos=qos, timeout=timeout):
+        board = self._board
+        if board is not None:    # already subscribed: no SUBSCRIBE, no retained burst
+            filters, qos = (board.FILTER,), 0
+        else:
+            filters, qos = status_filters(names, broadcast_manager)
+        with self.listen(filters, pending.on_message, qos=qos, timeout=timeout,
+                         replay=board is None):
+            if board is not None:
+                pending.seed(board.states)
             if broadcast_manager:
                 self._send_command(contract.broadcast_topic(broadcast_manager), verb,
                                    pending.expect(names), timeout, self._key(None))
@@ -316,5 +356,3 @@ class BusClient:
         if key:
             command = signing.sign_command(command, key)
         self._send(topic, contract.encode(command), qos=1, expiry=timeout)
-
-

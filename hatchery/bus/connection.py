@@ -20,8 +20,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import paho.mqtt.client as mqtt
-
+from hatchery.bus import wire
 from hatchery.bus.client import BusClient
 from hatchery.configs.broker import broker_candidates, broker_endpoint, control_socket, tls_source_files
 from hatchery.core.ports import first_listening
@@ -53,19 +52,16 @@ class Connection:
                          protocol=protocol_for(self.user), unix_socket=self.unix_socket)
 
 
-# Roles that only listen. They speak MQTT 3.1.1: measured (bench/protocol_bench.py)
-# a v5 client spends ~30 % more CPU per received message (paho builds a
-# Properties object for each), and v5's one feature we rely on, message expiry,
-# matters only to who sends commands. The manager keeps v5 for that. The broker
-# drops v5 properties on the way to a 3.1.1 reader, so these never see them.
-# The recorder is not among them: bus.record and bus.audit must see everything
-# an agent can send, properties included (agent_kit.contract.ALLOWED_PROPERTIES).
-LISTENING_ROLES = ("monitor", "exporter")
-
-
+# Every control-side role speaks MQTT v5, so every reader sees what an agent can
+# attach to a message besides its payload (user properties, content type, response
+# topic, correlation data) and refuses it the same way (agent_kit.contract's
+# ALLOWED_PROPERTIES): a 3.1.1 reader would be handed the payload with the
+# properties stripped by the broker and take a leaky heartbeat as valid, so the
+# monitor and the exporter would disagree with the manager about one agent. With
+# the manager's own reader (bus.wire) v5 costs ~0.2 µs more per message than 3.1.1.
 def protocol_for(user: str) -> int:
-    """The MQTT protocol a control-side role connects with."""
-    return mqtt.MQTTv311 if user in LISTENING_ROLES else mqtt.MQTTv5
+    """The MQTT protocol a control-side role connects with: v5 for every role (see above)."""
+    return wire.MQTTv5
 
 
 def connection_for(inv: Inventory, *, role: Optional[str] = None, username: Optional[str] = None,

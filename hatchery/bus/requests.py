@@ -5,6 +5,7 @@ Filled on the network thread by ``BusClient.request``; O(1) per message.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -36,22 +37,68 @@ def status_filters(names: list, broadcast_manager: Optional[str]) -> tuple:
 class Route:
     """Where messages for one ``listen`` block go, matched without paho's matcher.
 
-    paho's ``topic_matches_sub`` builds a matcher per call; here exact filters
-    are one set lookup and wildcard filters are pre-split, so the topic is
-    split at most once per message.
+    Exact filters are one set lookup; the wildcard filters of a route are one
+    compiled regular expression (``filter_regex``), so a topic is matched
+    without being split.
     """
 
     def __init__(self, filters: tuple, callback: Callable[[Message], None]):
+        for topic_filter in filters:
+            check_filter(topic_filter)
         self.exact = frozenset(f for f in filters if "+" not in f and "#" not in f)
-        self.wild = tuple(tuple(f.split("/")) for f in filters if f not in self.exact)
+        wild = [f for f in filters if f not in self.exact]
+        self.wild = filter_regex(wild).fullmatch if wild else None
         self.callback = callback
 
-    def matches_wild(self, levels: list) -> bool:
-        return any(filter_matches(pattern, levels) for pattern in self.wild)
+    def matches(self, topic: str) -> bool:
+        return topic in self.exact or (self.wild is not None and self.wild(topic) is not None)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def check_filter(topic_filter: str) -> str:
+    """``topic_filter`` if the broker will take it; UsageError otherwise.
+
+    Mosquitto drops the whole connection on a SUBSCRIBE it cannot accept
+    (a control character, a ``#`` that is not the last level, a ``+`` or ``#``
+    inside a level): every other listener on it would go deaf until the
+    reconnect.
+    """
+    levels = topic_filter.split("/")
+    bad = (not topic_filter or len(topic_filter.encode("utf-8")) > 0xFFFF
+           or _CONTROL.search(topic_filter)
+           or any(("+" in level or "#" in level) and level not in ("+", "#") for level in levels)
+           or "#" in levels[:-1])
+    if bad:
+        raise UsageError(f"not a topic filter the broker accepts: {topic_filter[:80]!r}",
+                         "use MQTT filters: + or # as whole levels, # last, no control characters")
+    return topic_filter
+
+
+def filter_regex(filters: list) -> "re.Pattern":
+    """One pattern matching (``fullmatch``) the topic names any of ``filters`` matches.
+
+    ``+`` is one level (possibly empty), ``#`` the rest (possibly nothing, so
+    ``a/#`` matches ``a``), and a wildcard at the first level never matches a
+    ``$`` topic (``$SYS/...``), as MQTT says.
+    """
+    return re.compile("|".join(f"(?:{_filter_pattern(f)})" for f in filters), re.DOTALL)
+
+
+def _filter_pattern(topic_filter: str) -> str:
+    levels = topic_filter.split("/")
+    out = r"(?!\$)" if levels[0] in ("+", "#") else ""
+    for index, level in enumerate(levels):
+        if level == "#":
+            return out + ("(?:/.*)?" if index else ".*")
+        out += ("/" if index else "") + ("[^/]*" if level == "+" else re.escape(level))
+    return out
 
 
 def filter_matches(pattern: tuple, levels: list) -> bool:
-    """MQTT matching of a split filter against a split topic name."""
+    """MQTT matching of a split filter against a split topic name (the reference
+    the compiled form is tested against)."""
     if levels[0].startswith("$") and pattern[0] in ("+", "#"):
         return False      # wildcards never match $SYS-style topics at the first level
     for index, part in enumerate(pattern):
@@ -93,17 +140,29 @@ class Pending:
                 self.ids[name], self.sent[name] = command_id, now
         return command_id
 
+    def seed(self, states: dict) -> None:
+        """Start from a standing subscription's states (``bus.standing``): an agent
+        known offline is settled at once, as its retained Will would settle it."""
+        with self.cond:
+            for name in self.names:
+                state = states.get(name)
+                if state is None or name in self.states:
+                    continue     # what this request already saw is newer
+                self.states[name] = state
+                if state == contract.STATE_OFFLINE and name not in self.answers:
+                    self.unsettled.discard(name)
+
     def on_message(self, message: Message) -> None:
         # fleet/{name}/status with a name we asked: the names were checked
         # against the contract, so membership is the whole topic check
+        if message.retain and _OFFLINE_MARK not in message.payload:
+            return   # the retained state we start from; only "offline" settles anyone
         parts = message.topic.split("/")
         if (len(parts) != 3 or parts[2] != "status" or parts[0] != contract.FLEET_PREFIX
                 or parts[1] not in self.wanted):
             return
         if not message.properties_ok:
             return   # properties the contract does not allow: never taken as an answer
-        if message.retain and _OFFLINE_MARK not in message.payload:
-            return   # the retained state we start from; only "offline" settles anyone
         try:
             payload = contract.decode(message.payload)
         except contract.ContractError:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-
-from ruamel.yaml.comments import CommentedMap
+from typing import TYPE_CHECKING
 
 from agent_kit.contract import name_problem
 from hatchery.core.plan import text_diff
 from hatchery.errors import UsageError
 from hatchery.inventory import parse
 from hatchery.inventory.fields import plain, rename_fix
+
+if TYPE_CHECKING:    # imported where an edit is made: ruamel costs every command ~15 ms
+    from ruamel.yaml.comments import CommentedMap
 
 
 def add_agent(path, name: str, fields: dict) -> str:
@@ -41,6 +43,7 @@ def add_agent(path, name: str, fields: dict) -> str:
 
 
 def _with_agent(text: str, data, name: str, fields: dict) -> str:
+    from ruamel.yaml.comments import CommentedMap
     if data is not None and not isinstance(data, CommentedMap):
         raise UsageError(f"cannot add agent {name!r}: the inventory is not a mapping",
                          "fix the inventory first: any task lists its problems")
@@ -89,6 +92,7 @@ def _insert_block(text: str, data: CommentedMap, name: str, fields: dict) -> str
 
 def _step(agents: CommentedMap, indent: int) -> int:
     """How far the file indents an agent's keys under its name (2 if no example)."""
+    from ruamel.yaml.comments import CommentedMap
     for value in agents.values():
         if isinstance(value, CommentedMap) and value and value.fa.flow_style() is False:
             return max(1, value.lc.key(next(iter(value)))[1] - indent)
@@ -113,6 +117,7 @@ def _leads_next(lines: list, end: int) -> bool:
 
 def _round_trip(data: CommentedMap, name: str, fields: dict) -> str:
     """Fallback for an empty or flow-style ``agents:``: let ruamel rewrite the file."""
+    from ruamel.yaml.comments import CommentedMap
     if not isinstance(data.get("agents"), CommentedMap):
         data["agents"] = CommentedMap()
     data["agents"][name] = CommentedMap(fields)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from typing import Iterable, Optional, Union
 
 from hatchery.core.words import plural
@@ -81,20 +82,25 @@ def unknown(kind: str, word: str, choices: Iterable[str], where) -> UsageError:
 
 def select_agents(inv, *, names: Spec = None, pattern: Spec = None, group: Spec = None,
                   host: Spec = None) -> list:
-    """The AgentSpecs chosen by the selectors: group order with --group, else inventory order."""
+    """The AgentSpecs chosen by the selectors: group order with --group, else inventory order.
+
+    Linear in the fleet: each selector is one set lookup or one compiled match per agent.
+    """
     chosen = _group_members(inv, entries(group)) if entries(group) else list(inv.agents)
     wanted = entries(names)
     for name in wanted:
         if name not in inv.agents:
             raise unknown("agent", name, inv.agents, inv.path)
     if wanted:
-        chosen = [n for n in chosen if n in wanted]
+        wanted_set = set(wanted)
+        chosen = [n for n in chosen if n in wanted_set]
     globs = entries(pattern)
     if globs:
-        chosen = [n for n in chosen if any(fnmatch.fnmatchcase(n, p) for p in globs)]
+        matches = re.compile("|".join(fnmatch.translate(p) for p in globs)).match
+        chosen = [n for n in chosen if matches(n)]
     hosts = entries(host)
     if hosts:
-        chosen = [n for n in chosen if _on_hosts(inv, inv.agents[n], hosts)]
+        chosen = _on_hosts(inv, chosen, hosts)
     if not chosen and (wanted or group or globs or hosts):
         raise UsageError(f"no agent matches {describe(names=names, pattern=pattern, group=group, host=host)}",
                          "--name, --pattern, --group and --host narrow each other; "
@@ -103,25 +109,28 @@ def select_agents(inv, *, names: Spec = None, pattern: Spec = None, group: Spec 
 
 
 def _group_members(inv, groups: list) -> list:
-    members = []
+    members: dict = {}                 # ordered, and a repeat costs one lookup
     for g in groups:
         if g not in inv.groups:
             raise unknown("group", g, inv.groups, inv.path)
-        members += [n for n in inv.groups[g] if n not in members]
-    return members
+        members.update(dict.fromkeys(inv.groups[g]))
+    return list(members)
 
 
 def select_names(inv, **selectors) -> list:
     return [a.name for a in select_agents(inv, **selectors)]
 
 
-def _on_hosts(inv, agent, hosts: list) -> bool:
-    """``--host``: the agent runs on one of ``hosts`` (names under hosts:, engine addresses, 'local')."""
+def _on_hosts(inv, chosen: list, hosts: list) -> list:
+    """``--host``: the agents that run on one of ``hosts`` (names under hosts:, engine
+    addresses, 'local'). The known hosts are worked out once, not once per agent."""
     from hatchery.inventory.placement import host_of, known_hosts
+    known = known_hosts(inv)
     for name in hosts:
-        if name not in known_hosts(inv):
-            raise unknown("host", name, known_hosts(inv), inv.path)
-    return host_of(inv, agent) in hosts
+        if name not in known:
+            raise unknown("host", name, known, inv.path)
+    wanted = set(hosts)
+    return [n for n in chosen if host_of(inv, inv.agents[n]) in wanted]
 
 
 def describe(*, names: Spec = None, pattern: Spec = None, group: Spec = None, host: Spec = None) -> str:

@@ -1,8 +1,11 @@
 """A Prometheus exporter fed from the bus (Phase 3 of the ADR).
 
 ``BusMetrics`` folds bus messages into the one ``FleetState`` (``observe``),
-which validates every payload, and is a prometheus_client custom collector
-(``collect``), so every scrape reads the state as it is at that moment:
+which validates every payload, and renders the exposition text itself
+(``render``, through ``observe.metrics_text``: at 10,000 agents
+prometheus_client's ``generate_latest`` took most of a second), so every
+scrape reads the state as it is at that moment. It is also a
+prometheus_client collector (``collect``) for a registry:
 
 - Stale series are the classic failure of MQTT exporters: when an agent goes
   offline (its Will, or a clean goodbye) its heartbeat-derived series close and
@@ -30,6 +33,8 @@ from hatchery.core.intent import IntentBook, read_intent
 from hatchery.core.render import render
 from hatchery.inventory.model import Inventory
 from hatchery.observe.fleetstate import AgentFacts, FleetState
+from hatchery.observe.metrics_text import COUNTER, Family
+from hatchery.observe.scrape import ScrapeText
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -69,6 +74,7 @@ class BusMetrics:
         self._beats: dict = {}          # agent -> the heartbeat its codes were counted from
         self._read_intent = intent or (lambda: read_intent(inv))
         self._book, self._book_at = IntentBook(), float("-inf")
+        self._scrape = ScrapeText(self)
 
     # --- input ------------------------------------------------------------------
 
@@ -143,25 +149,39 @@ class BusMetrics:
             self._book, self._book_at = self._read_intent(), now
         return self._book
 
-    def collect(self):
+    def families(self) -> list:
+        """Every metric family, as it is now (``metrics_text.Family``)."""
         book, agents = self.intent(), self.state.snapshot()
         with self.lock:
-            yield from self._agent_families(agents, self.clock(), book)
-            yield from self._bus_families(agents, book.retired)
+            return [*self._agent_families(agents, self.clock(), book),
+                    *self._bus_families(agents, book.retired)]
 
-    def _agent_families(self, agents: list, now: float, book: IntentBook):
-        from prometheus_client.core import GaugeMetricFamily  # only when serving
-        up = GaugeMetricFamily("hatchery_agent_up", "1 while the agent's retained state is "
-                               "online (0 after its Last Will)", labels=["agent"])
-        seen = GaugeMetricFamily("hatchery_agent_last_seen_timestamp_seconds",
-                                 "Time of the agent's last message", labels=["agent"])
-        interval = GaugeMetricFamily("hatchery_agent_heartbeat_interval_seconds",
-                                     "Expected heartbeat interval (inventory)", labels=["agent"])
-        stopped = GaugeMetricFamily("hatchery_agent_stopped", "1 while the operator has stopped "
-                                    "the agent (agent.stop): its offline state is on purpose",
-                                    labels=["agent"])
-        live = _live_families()
-        families = {"up": up, "seen": seen, "interval": interval, "stopped": stopped, **live}
+    def render(self) -> bytes:
+        """The exposition text one GET /metrics answers with (``observe.scrape``: the
+        same as ``families()`` rendered whole, re-rendering only agents that changed)."""
+        return self._scrape.render()
+
+    def collect(self):
+        """prometheus_client's collector protocol: the same families, for a registry."""
+        for family in self.families():
+            yield family.to_prometheus()
+
+    @staticmethod
+    def agent_family_map() -> dict:
+        """The per-agent families, empty, by key, in exposition order (observe.scrape.AGENT_KEYS)."""
+        return {
+            "up": Family("hatchery_agent_up", "1 while the agent's retained state is "
+                         "online (0 after its Last Will)", labels=["agent"]),
+            "seen": Family("hatchery_agent_last_seen_timestamp_seconds",
+                           "Time of the agent's last message", labels=["agent"]),
+            "interval": Family("hatchery_agent_heartbeat_interval_seconds",
+                               "Expected heartbeat interval (inventory)", labels=["agent"]),
+            "stopped": Family("hatchery_agent_stopped", "1 while the operator has stopped the agent "
+                              "(agent.stop): its offline state is on purpose", labels=["agent"]),
+            **_live_families()}
+
+    def _agent_families(self, agents: list, now: float, book: IntentBook) -> list:
+        families = self.agent_family_map()
         for facts in agents:
             if facts.name in book.retired:
                 continue                # agent.retire: gone for good, not exported at all
@@ -174,8 +194,8 @@ class BusMetrics:
                 self.bad_series[facts.name] = self.bad_series.get(facts.name, 0) + 1
                 continue
             for key, labels, value in samples:
-                families[key].add_metric(labels, value)
-        yield from (up, seen, interval, stopped, *live.values())
+                families[key].add(labels, value)
+        return list(families.values())
 
     def _agent_samples(self, facts: AgentFacts, now: float, stopped: bool) -> list:
         name = facts.name
@@ -193,22 +213,20 @@ class BusMetrics:
             samples += _live_samples(facts, now, self.error_codes.get(name, {}))
         return [(key, labels, _finite(value)) for key, labels, value in samples]
 
-    def _bus_families(self, agents: list, retired: frozenset):
-        from prometheus_client.core import CounterMetricFamily
-
-        def counter(name: str, doc: str, labels: list, values: dict):
-            family = CounterMetricFamily(name, doc, labels=labels)
+    def _bus_families(self, agents: list, retired: frozenset) -> list:
+        def counter(name: str, doc: str, labels: list, values: dict) -> Family:
+            family = Family(name, doc, kind=COUNTER, labels=labels)
             for key, count in sorted(values.items()):
                 key = key if isinstance(key, tuple) else (key,)
                 if not (labels and labels[0] == "agent" and key[0] in retired):
-                    family.add_metric(list(key), count)
+                    family.add(key, count)
             return family
 
         invalid_agents = {f.name: f.invalid for f in agents if f.invalid}
-        auth = CounterMetricFamily("hatchery_broker_auth_failures",
-                                   "Logins the broker refused (from its log)")
-        auth.add_metric([], self.auth_failures)
-        yield from (
+        auth = Family("hatchery_broker_auth_failures", "Logins the broker refused (from its log)",
+                      kind=COUNTER)
+        auth.add((), self.auth_failures)
+        return [
             counter("hatchery_bus_messages", "Bus messages seen, by kind", ["kind"], self.messages),
             counter("hatchery_bus_invalid_messages", "Messages that broke the contract, by kind",
                     ["kind"], self.state.invalid_by_kind),
@@ -224,7 +242,7 @@ class BusMetrics:
                     f"first {ERROR_CODES_PER_AGENT} of an agent, summed into code=\"other\"",
                     ["agent"], self.folded),
             counter("hatchery_heal_actions", "fleet.heal actions on an agent (restart, failed, "
-                    "gave-up)", ["agent", "action"], self.heals))
+                    "gave-up)", ["agent", "action"], self.heals)]
 
 
 def _route(topic: str, manager: str) -> Optional[tuple]:
@@ -244,10 +262,8 @@ def _last_seen(facts: AgentFacts) -> Optional[float]:
 
 
 def _live_families() -> dict:
-    from prometheus_client.core import GaugeMetricFamily
-
     def gauge(name, doc, labels=("agent",)):
-        return GaugeMetricFamily(name, doc, labels=list(labels))
+        return Family(name, doc, labels=labels)
     return {
         "age": gauge("hatchery_agent_heartbeat_age_seconds", "Seconds since the last heartbeat"),
         "uptime": gauge("hatchery_agent_uptime_seconds", "Agent uptime from its heartbeat"),
@@ -311,7 +327,7 @@ def serve(inv: Inventory, bus: BusClient, *, port: int = 9883, addr: str = "127.
           stop: Optional[threading.Event] = None, on_ready=None,
           broker_log: Optional[Path] = None) -> BusMetrics:
     """Feed metrics from the bus (and the broker's log) and serve /metrics until ``stop``."""
-    from prometheus_client import start_http_server
+    from hatchery.observe.metrics_http import start_server
 
     metrics = BusMetrics(inv)
     stop = stop or threading.Event()
@@ -319,7 +335,7 @@ def serve(inv: Inventory, bus: BusClient, *, port: int = 9883, addr: str = "127.
         threading.Thread(target=follow_log, args=(broker_log, metrics.observe_log_line, stop),
                          daemon=True).start()
     with bus.listen(exporter_filters(inv.manager), metrics.observe, qos=0):
-        server, thread = start_http_server(port, addr, registry_for(metrics))
+        server, thread = start_server(port, addr, metrics.render)
         try:
             if on_ready:
                 on_ready(server.server_address)

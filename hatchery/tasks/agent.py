@@ -1,4 +1,9 @@
-"""invoke agent.*: hatch, stop, retire, rotate credentials and list agents."""
+"""invoke agent.*: hatch, stop, retire, rotate credentials and list agents.
+
+The planners are imported inside the tasks that use them: every command loads
+this module, and ``provision.operations`` (with the bus, the credentials and
+the inventory editor behind it) is needed by few (bench/startup_bench.py).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,8 @@ from agent_kit.contract import name_problem
 from hatchery.bus.retained import clear_retained_change, still_clear_change
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
-from hatchery.inventory.enrol import enrol_plan
 from hatchery.inventory.select import entries, suggest, unknown
 from hatchery.observe import logs as agentlogs
-from hatchery.provision.operations import (
-    hatch_plans,
-    retire_plans,
-    rotate_plan,
-    stop_plans,
-)
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
 from hatchery.tasks.common import (
@@ -57,6 +55,8 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
     Agents on several hosts are hatched in parallel, one thread per host; a host
     that cannot be reached is reported and the others go on.
     """
+    from hatchery.inventory.enrol import enrol_plan
+    from hatchery.provision.operations import hatch_plans
     base = load(inventory)
     new = _enrolling(base, name, group, pattern, host)
     if render_only:
@@ -95,6 +95,7 @@ def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, js
     Without a selector it also stops orphans: handlers or containers of this
     fleet for names that are no longer in the inventory.
     """
+    from hatchery.provision.operations import stop_plans
     inv = load(inventory)
     targets = _targets(inv, name, group, pattern)
     orphans = not (name or group or pattern)
@@ -105,6 +106,7 @@ def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, js
 @op(name="the agent to retire")
 def retire(c, name, inventory=None, check=False, json=False):
     """Retire an agent for good: stop and remove it, clear its retained topics, revoke its credentials, comment it out of the inventory."""
+    from hatchery.provision.operations import retire_plans
     inv = load(inventory)
     agent = inv.agent(name)
     # the bus's part: clear its retained topics, and read them back after the revoke
@@ -116,6 +118,7 @@ def retire(c, name, inventory=None, check=False, json=False):
 @op(name="the agent whose credentials to rotate")
 def rotate_credentials(c, name, inventory=None, check=False, diff=False, json=False):
     """New secret and signing key for one agent; the broker reloads, only its handler restarts."""
+    from hatchery.provision.operations import rotate_plan
     inv = load(inventory)
     agent = inv.agent(name)
     if not inv.broker.auth:
@@ -133,8 +136,8 @@ def list_(c, name=None, group=None, pattern=None, host=None, inventory=None, jso
     states = []
     for runtime_name in sorted({a.runtime for a in inv.agents.values()}):
         states += for_runtime(runtime_name).agent_list(inv)
-    order = list(inv.agents)
-    listed = sorted((s for s in states if s.agent in chosen), key=lambda s: order.index(s.agent))
+    order = {n: i for i, n in enumerate(inv.agents)}     # a dict: list.index made this O(n²)
+    listed = sorted((s for s in states if s.agent in chosen), key=lambda s: order[s.agent])
     if not (name or group or pattern or host):     # orphans: running, but no longer in the inventory
         listed += [s for s in states if s.agent not in inv.agents]
     show(Rows([s.as_row() for s in listed], ("agent", "host", "runtime", "running", "pid", "problem")), json)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from invoke import Collection
 
 from hatchery.core.results import Rows
-from hatchery.provision.operations import deploy_plan, stop_broker_plan
 from hatchery.runtime import for_runtime
 from hatchery.tasks import output
 from hatchery.tasks.common import fail_unless, load, op, run_plan, show
@@ -14,6 +13,7 @@ from hatchery.tasks.common import fail_unless, load, op, run_plan, show
 @op()
 def deploy(c, inventory=None, check=False, diff=False, json=False):
     """Render mosquitto.conf, credentials and ACL; start or update the broker; register its DNS name."""
+    from hatchery.provision.operations import deploy_plan   # not for broker.status: see agent.py
     inv = load(inventory)
     run_plan("broker.deploy", lambda: deploy_plan(inv), lock=inv.state_dir,
              check=check, diff=diff, json=json)
@@ -37,6 +37,7 @@ def status(c, inventory=None, json=False):
 @op()
 def stop(c, inventory=None, check=False, json=False):
     """Stop the broker (its data is kept) and unregister its DNS name."""
+    from hatchery.provision.operations import stop_broker_plan
     inv = load(inventory)
     run_plan("broker.stop", lambda: stop_broker_plan(inv), lock=inv.state_dir,
              check=check, json=json)

@@ -12,10 +12,8 @@ from pathlib import Path
 
 from invoke import Collection
 
-from hatchery.bus.connection import bus_for
 from hatchery.core.results import Rows
 from hatchery.errors import UsageError
-from hatchery.observe.audit import BusMessage, audit_messages, audit_record
 from hatchery.observe.record import (
     ALL_TOPICS,
     DEFAULT_KEEP,
@@ -32,6 +30,7 @@ FINDING_COLUMNS = ["time", "topic", "rule", "detail"]
 
 
 def _bus(inv, timeout: float):
+    from hatchery.bus.connection import bus_for    # only when a task uses the bus
     return bus_for(inv, connect_timeout=timeout, role=RECORDER if inv.broker.auth else None)
 
 
@@ -75,6 +74,7 @@ def audit(c, record=None, listen=None, inventory=None, json=False, timeout=5.0):
     if record:
         if not Path(record).exists():
             raise UsageError(f"no record at {record}", "write one with: invoke bus.record")
+        from hatchery.observe.audit import audit_record   # its PII patterns cost ~8 ms
         result = audit_record(Path(record), manager=inv.manager)
     else:
         result = _audit_live(inv, listen, timeout)
@@ -86,6 +86,7 @@ def audit(c, record=None, listen=None, inventory=None, json=False, timeout=5.0):
 
 
 def _audit_live(inv, seconds: float, timeout: float):
+    from hatchery.observe.audit import BusMessage, audit_messages
     with _bus(inv, timeout) as bus:
         messages = bus.subscribe_collect([ALL_TOPICS], seconds)
     return audit_messages([BusMessage(m.topic, m.payload, rfc3339(m.received), m.retain,

@@ -1,4 +1,8 @@
-"""invoke fleet.*: the command vocabulary, to one agent, a group, or all."""
+"""invoke fleet.*: the command vocabulary, to one agent, a group, or all.
+
+The readers (monitor, health, crosscheck, exporter, alerting) are imported
+inside the tasks that use them: every command loads this module.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from hatchery.core.results import Rows
 from hatchery.core.state import StatePaths
 from hatchery.errors import UsageError
 from hatchery.inventory.select import select_names
-from hatchery.observe import alerting, crosscheck, exporter, health, monitor
 from hatchery.provision import schedule
 from hatchery.tasks import answers, output
 from hatchery.tasks.common import (
@@ -91,6 +94,7 @@ def config_reload(c, name=None, group=None, pattern=None, host=None, timeout=TIM
 def monitor_(c, snapshot=False, stream=False, name=None, group=None, pattern=None, kinds=None,
              duration=None, inventory=None, json=False, timeout=5.0):
     """Show the whole fleet at a glance (--snapshot), or follow the bus live (--stream)."""
+    from hatchery.observe import monitor
     inv = load(inventory)
     if snapshot and stream:
         raise UsageError("--snapshot and --stream exclude each other", "pick one")
@@ -117,6 +121,7 @@ def _chosen(inv, name, group, pattern):
 
 
 def _stream(inv, bus, agents, kinds, duration, json):
+    from hatchery.observe import monitor
     if json:
         def show_event(event):
             output.emit_json_line(event_envelope(event))
@@ -141,6 +146,7 @@ def bus_health(c, threshold=None, verify_docker=False, name=None, group=None, pa
                inventory=None, json=False, timeout=5.0):
     """Staleness check for cron: exit 1 naming every stale, offline, missing, unknown or unhealthy
     agent (stopped and retired ones never fail it)."""
+    from hatchery.observe import crosscheck, health
     inv = load(inventory)
     agents = _chosen(inv, name, group, pattern)
     with bus_for(inv, connect_timeout=timeout, role="monitor") as bus:
@@ -207,6 +213,7 @@ def exporter_(c, port=9883, addr="127.0.0.1", rules=False, alertmanager_config=F
               webhook=None, email_to=None, email_from=None, smarthost=None, duration=None,
               inventory=None, timeout=5.0, json=False):
     """Serve Prometheus metrics from the bus at http://ADDR:PORT/metrics (Ctrl-C stops)."""
+    from hatchery.observe import alerting, exporter
     inv = load(inventory)
     if rules:
         text = exporter.render_rules(inventory=inv)

@@ -72,7 +72,9 @@ def clean(text: str, limit: int = 200) -> str:
     A compromised agent could otherwise put terminal control sequences into a
     version string or an error and have them run in the operator's terminal.
     """
-    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    text = str(text)
+    if not text.isprintable():      # the usual case is printable: one C call, no loop
+        text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -182,13 +184,15 @@ def table(rows: Sequence[dict], columns: Sequence[str], *, headers: Sequence[str
     headers = [clean(h) for h in (headers or [c.upper() for c in columns])]
     cells = [[_cell(row.get(c), limit) for c in columns] for row in rows]
     widths = [max([width(h)] + [width(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    emit("  ".join(pad(h, w) for h, w in zip(headers, widths)).rstrip())
-    for row in cells:
-        emit("  ".join(pad(v, w) for v, w in zip(row, widths)).rstrip())
+    lines = ["  ".join(pad(v, w) for v, w in zip(row, widths)).rstrip()
+             for row in [headers, *cells]]
+    emit("\n".join(lines))    # one write: a line each was a write (and a flush) per agent
 
 
 def width(text: str) -> int:
     """How many terminal columns ``text`` takes (East Asian wide: 2, combining marks: 0)."""
+    if text.isascii():        # the usual cell (cleaned: no control characters): one per char
+        return len(text)
     return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
                for c in text)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hatchery.observe.verify import verify as run_verify
 from hatchery.tasks import output
 from hatchery.tasks.common import fail_unless, load, op, show
 
@@ -10,6 +9,7 @@ from hatchery.tasks.common import fail_unless, load, op, show
 @op()
 def verify(c, inventory=None, timeout=5.0, json=False):
     """Check the bus end to end: broker, round trip, retained, DNS, every agent."""
+    from hatchery.observe.verify import verify as run_verify   # not at start-up: see agent.py
     inv = load(inventory)
     if json:
         report = run_verify(inv, timeout=timeout)

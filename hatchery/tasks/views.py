@@ -17,7 +17,6 @@ from pathlib import Path
 from hatchery.bus.connection import bus_for
 from hatchery.core.paths import state_paths
 from hatchery.core.results import Rows
-from hatchery.observe import dashboard as page
 from hatchery.observe import top as topview
 from hatchery.observe.live import FleetModel, live_filters
 from hatchery.tasks import output
@@ -42,6 +41,7 @@ def live_model(inv, timeout: float):
 def dashboard_login(inv, password_file):
     """The login the page demands: --password-file, $HATCHERY_DASHBOARD_PASSWORD, or
     STATE_DIR/dashboard.password; None when none is given (loopback only)."""
+    from hatchery.observe import dashboard as page   # http.server: ~13 ms no other task needs
     if password_file:
         return page.Login(page.USER, page.read_password(Path(password_file)))
     if os.environ.get(PASSWORD_ENV):
@@ -59,6 +59,7 @@ def dashboard_login(inv, password_file):
 def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
               inventory=None, timeout=5.0, json=False):
     """Serve a live, read-only web page of the fleet at http://ADDR:PORT/ (Ctrl-C stops)."""
+    from hatchery.observe import dashboard as page
     inv = load(inventory)
     login = dashboard_login(inv, password_file)
     page.check_bind(addr, login)          # before touching the bus

@@ -17,7 +17,7 @@ import pytest
 
 from agent_kit import contract
 from hatchery.bus.messages import Message
-from hatchery.bus.requests import Pending, Route, filter_matches
+from hatchery.bus.requests import Pending, Route, filter_matches, filter_regex
 
 AGENTS = 10_000
 STEPS_PER_REPLY = 400     # measured ~150 (json, schema and ts checks included)
@@ -74,7 +74,7 @@ def test_settling_10000_replies_costs_linear_work():
         with StepCounter(budget) as counter:
             for index, message in enumerate(messages):
                 assert not pending.settled(), f"settled early, after {index} replies"
-                if route.matches_wild(message.topic.split("/")):
+                if route.matches(message.topic):
                     route.callback(message)
     except BudgetSpent:
         pytest.fail(f"settling {AGENTS} replies took more than {STEPS_PER_REPLY} "
@@ -148,8 +148,18 @@ def test_replies_with_a_wrong_id_or_from_strangers_settle_nothing():
     ("+/broadcast", "zephyr/broadcast", True),
     ("fleet/+", "fleet/", True),
     ("fleet/+/+", "fleet/a", False),
+    ("#", "fleet/a/status", True),
+    ("#", "/", True),
+    ("+", "", True),
+    ("+/+", "/", True),
+    ("a.b/+", "aXb/c", False),
+    ("fleet/+/status", "fleet/a/status\n", False),
+    ("fleet/#", "fleet/a\nb", True),
+    ("hatchery/probe/x", "hatchery/probe/x", True),
 ])
 def test_filter_matching_follows_mqtt(pattern, topic, expected):
     import paho.mqtt.client as mqtt
     assert filter_matches(tuple(pattern.split("/")), topic.split("/")) is expected
+    assert (filter_regex([pattern]).fullmatch(topic) is not None) is expected
+    assert Route((pattern,), print).matches(topic) is expected
     assert mqtt.topic_matches_sub(pattern, topic) is expected, "same answer as paho"

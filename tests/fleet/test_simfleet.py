@@ -107,3 +107,23 @@ def test_a_fleet_split_over_processes_answers_and_its_wills_fire(module_broker):
         if proc.poll() is None:
             proc.terminate()
             proc.wait(10)
+
+
+def test_the_simulators_templates_write_what_the_contract_accepts():
+    """simfleet builds heartbeats and replies from templates, not json.dumps: they must
+    decode to valid payloads equal to what contract.make_* would have made."""
+    sys.path.insert(0, str(SIMFLEET.parent))
+    import simfleet as sim
+
+    from agent_kit import contract
+    ts = contract.now_rfc3339()
+    beat = contract.decode((sim.BEAT % (1, ts, "sim-0001", 12.5, 600.0, sim.VERSION)).encode())
+    assert contract.validate_heartbeat(beat)["uptime"] == 12.5
+    for verb in contract.VERBS:
+        command = contract.make_command(verb, "a1B2_c3-d4")
+        reply = contract.decode((sim.REPLY % (1, ts, "sim-0001", command["id"], verb,
+                                              sim.RESULTS.get(verb, "{}"))).encode())
+        expected = contract.make_reply("sim-0001", command, True,
+                                       result={"version": sim.VERSION}
+                                       if verb == "version-report" else {})
+        assert contract.validate_status(reply) == {**expected, "ts": ts}
