@@ -189,8 +189,8 @@ def test_agents_run_as_services_and_verify_checks_inside_each_task(hosts, fleet)
     FIGURES["3 agents answering after the hatch (s)"] = round(wait_answering(fleet, AGENTS, within=60), 1)
 
     rows = {r["agent"]: r for r in cli_json(fleet, "agent.list")["items"]}
-    assert {a: (r["runtime"], r["running"], r["status"]) for a, r in rows.items()} == {
-        a: ("swarm", True, "running") for a in AGENTS}
+    assert {a: (r["runtime"], r["running"], r["status"] in ("starting", "running")) for a, r in rows.items()} == {
+        a: ("swarm", True, True) for a in AGENTS}
     assert rows["a3"]["node"] in ("h2", "h3")          # placement: zone b
     assert all(len(r["instance"]) == 25 for r in rows.values())     # the task's id
 

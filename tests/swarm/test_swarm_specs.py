@@ -65,7 +65,7 @@ def test_stopped_pending_and_restarting():
     assert (pending.running, pending.status, pending.detail["error"]) == (False, "pending", "no suitable node")
     crashing = state_of("a1", service(), [task("f1", "n1", "failed", desired="shutdown"),
                                           task("s1", "n1", "starting")], NODES)
-    assert crashing.restarting and crashing.health == "starting" and crashing.instance == "s1"
+    assert crashing.running and crashing.restarting and crashing.health == "starting" and crashing.instance == "s1"
 
 
 def test_an_orphan_service_says_so():

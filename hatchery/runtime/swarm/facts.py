@@ -8,6 +8,7 @@ not an error.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
@@ -104,11 +105,39 @@ def manager_client(inv: Inventory, hosts: Optional[dict] = None):
     for name in swarm_of(inv).managers:
         facts = (hosts or {}).get(name) or read_host(inv.hosts[name])
         if facts.reachable and facts.manager:
-            return name, engine(inv.hosts[name].docker_host)
+            client = engine(inv.hosts[name].docker_host)
+            if led(name, client):
+                return name, client
+            tried.append(f"{name}: no leader elected within {LEADER_WAIT:g}s")
+            continue
         tried.append(f"{name}: {facts.error or 'not a manager of a swarm'}")
     raise DockerError("no manager of the swarm answers (" + "; ".join(tried) + ")",
                       "form it with: invoke swarm.up; if it was formed, bring a majority of its "
                       "managers back (swarm.managers in the inventory)")
+
+
+LEADER_WAIT = 20.0          # seconds to wait while the managers elect a leader
+_led: dict = {}             # manager -> when it last answered a call that needs a leader
+
+
+def led(name: str, client) -> bool:
+    """True when the swarm ``client`` manages has a leader, waiting out an election (a manager
+    back from a partition makes the others elect again: a few seconds with no leader)."""
+    import docker.errors
+    if time.monotonic() - _led.get(name, float("-inf")) < 5:
+        return True
+    deadline = time.monotonic() + LEADER_WAIT
+    while True:
+        try:
+            client.api.nodes()              # refused while there is no leader
+            _led[name] = time.monotonic()
+            return True
+        except docker.errors.APIError as exc:
+            if "does not have a leader" not in str(exc) or time.monotonic() > deadline:
+                return False
+        except docker.errors.DockerException:
+            return False
+        time.sleep(0.5)
 
 
 def read_cluster(inv: Inventory, hosts: Optional[dict] = None) -> ClusterFacts:

@@ -52,7 +52,8 @@ def state_of(name: str, service: dict, tasks: list, nodes: dict, *, in_inventory
     failed = [t for t in tasks if t["Status"]["State"] in ("failed", "rejected", "orphaned")]
     state = task["Status"]["State"] if task else ("stopped" if replicas == 0 else "pending")
     node = (nodes.get(task.get("NodeID")) or {}) if task else {}
-    running = state == "running"
+    # Swarm holds a task in 'starting' until its first healthy check: its container runs
+    running = state in ("starting", "running")
     health = {"running": "healthy", "starting": "starting"}.get(state) if task else None
     problems = [f"task {t['ID'][:12]} on {_where(t, nodes)} still runs though Swarm replaced it "
                 "(a partition, or an update stopping it): two handlers may take turns on one login"
@@ -61,7 +62,7 @@ def state_of(name: str, service: dict, tasks: list, nodes: dict, *, in_inventory
         problems.insert(0, ORPHAN)
     return AgentState(
         agent=name, runtime=RUNTIME, running=running, health=health,
-        restarting=replicas > 0 and not running and bool(failed), restarts=len(failed),
+        restarting=replicas > 0 and state != "running" and bool(failed), restarts=len(failed),
         started_at=docker_epoch(task["Status"].get("Timestamp")) if running else None,
         instance=task["ID"] if task else None, host=node.get("host") or "swarm", node=node.get("host"),
         status=state, problem="; ".join(problems), in_inventory=in_inventory,
