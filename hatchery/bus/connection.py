@@ -22,7 +22,12 @@ from typing import Callable, Optional
 
 from hatchery.bus import wire
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import broker_candidates, broker_endpoint, control_socket, tls_source_files
+from hatchery.configs.broker import (
+    broker_candidates,
+    broker_endpoint,
+    control_socket,
+    tls_source_files,
+)
 from hatchery.core.ports import first_listening
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory

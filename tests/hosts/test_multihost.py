@@ -24,7 +24,6 @@ from hatchery.core.plan import apply_plan
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.verify import verify
 from hatchery.provision.operations import deploy_plan, hatch_plans
-from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
 
 sys.path.insert(0, str(Path(__file__).parent))

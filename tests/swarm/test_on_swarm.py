@@ -19,8 +19,8 @@ import pytest
 
 from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
-from hatchery.observe.fleetstate import FleetState, live_filters
 from hatchery.inventory.load import load_inventory
+from hatchery.observe.fleetstate import FleetState, live_filters
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hosts"))

@@ -10,7 +10,14 @@ from __future__ import annotations
 from hatchery.inventory.fields import command, optional, text
 from hatchery.inventory.runtimes.declaration import RuntimeKeys
 from hatchery.inventory.runtimes.docker import docker_name
-from hatchery.inventory.swarm import PIN_FIX, SECTION, check_agent, check_broker, placement, read_swarm
+from hatchery.inventory.swarm import (
+    PIN_FIX,
+    SECTION,
+    check_agent,
+    check_broker,
+    placement,
+    read_swarm,
+)
 
 DECLARATION = RuntimeKeys(
     name="swarm",

@@ -56,7 +56,11 @@ from hatchery.runtime.docker.engine import (
     image_id,
     local_or,
 )
-from hatchery.runtime.docker.layout import AGENT_CONFIG_DIR, CONTAINER_SECRETS_DIR, extra_hosts
+from hatchery.runtime.docker.layout import (
+    AGENT_CONFIG_DIR,
+    CONTAINER_SECRETS_DIR,
+    extra_hosts,
+)
 from hatchery.runtime.docker.remote import fleet_files
 from hatchery.runtime.docker.states import (
     agent_client,

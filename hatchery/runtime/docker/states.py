@@ -12,9 +12,9 @@ import re
 from datetime import datetime
 from typing import Optional
 
-from hatchery.inventory.placement import host_of
 from hatchery.errors import DockerError
 from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.inventory.placement import host_of
 from hatchery.runtime.base import AgentState, Provenance
 from hatchery.runtime.docker.engine import (
     AGENT_LABEL,

@@ -30,7 +30,12 @@ from hatchery.core.state import ensure_dir, read_text, write_if_changed
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import Inventory
 from hatchery.inventory.swarm import placement_of
-from hatchery.runtime.docker.broker import BROKER_HEALTHCHECK, broker_volume, mosquitto_owner, tls_texts
+from hatchery.runtime.docker.broker import (
+    BROKER_HEALTHCHECK,
+    broker_volume,
+    mosquitto_owner,
+    tls_texts,
+)
 from hatchery.runtime.docker.containers import fleet_labels
 from hatchery.runtime.docker.engine import docker_errors, engine, image_id
 from hatchery.runtime.docker.layout import (

@@ -12,7 +12,11 @@ from hatchery.runtime.docker import build
 from hatchery.runtime.docker.containers import fleet_labels
 from hatchery.runtime.docker.engine import AGENT_LABEL, FLEET, docker_errors, engine
 from hatchery.runtime.swarm import nodes, objects
-from hatchery.runtime.swarm.agents import nothing_to_restore, read_previous, remove_service
+from hatchery.runtime.swarm.agents import (
+    nothing_to_restore,
+    read_previous,
+    remove_service,
+)
 from hatchery.runtime.swarm.facts import manager_client
 from hatchery.runtime.swarm.services import (
     find,

@@ -18,7 +18,13 @@ from hatchery.errors import DockerError, HatcheryError
 from hatchery.inventory.model import HostSpec, Inventory
 from hatchery.inventory.swarm import eligible_hosts, swarm_of
 from hatchery.runtime.docker import build
-from hatchery.runtime.docker.engine import docker_errors, engine, ensure_image, image_id, local_or
+from hatchery.runtime.docker.engine import (
+    docker_errors,
+    engine,
+    ensure_image,
+    image_id,
+    local_or,
+)
 
 
 def eligible(inv: Inventory, placement) -> list:

@@ -16,7 +16,13 @@ from typing import Optional
 from hatchery.errors import DockerError
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.base import AgentState, Provenance
-from hatchery.runtime.docker.engine import AGENT_LABEL, CONFIG_HASH, FLEET, ROLE, docker_errors
+from hatchery.runtime.docker.engine import (
+    AGENT_LABEL,
+    CONFIG_HASH,
+    FLEET,
+    ROLE,
+    docker_errors,
+)
 from hatchery.runtime.docker.states import docker_epoch
 from hatchery.runtime.swarm.facts import manager_client, node_facts
 from hatchery.runtime.swarm.services import find, replicas_of
