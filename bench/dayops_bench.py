@@ -4,9 +4,14 @@ With a fresh local broker and real local handlers (agent_kit.handler processes):
 
 - kill to answering again: ``fleet.heal --watch`` runs (the CLI, as a service
   would run it); a handler is killed with SIGKILL and the time until that agent
-  answers a health-check over the bus again is taken, ``--kills`` times (p50, max);
+  answers a health-check over the bus again is taken, ``--kills`` times (p50, max).
+  The supervisor restarts only what the runtime confirms gone, so this includes
+  asking the runtime;
 - rollout time for 10 and 100 agents by batch size (``fleet.rollout``'s library
   call, gated on birth + health-check + version-report);
+- a rollout of 10 agents (``fleet.rollout`` CLI, batch 1 and batch 3) while
+  ``fleet.heal --watch`` supervises the same fleet: time, outcome, and whether
+  any handler lost its lock to a second one (heal fighting the rollout);
 - the supervisor's RSS and its CPU while the fleet is idle (``--idle`` seconds).
 
     .venv/bin/python bench/dayops_bench.py [--kills 20] [--sizes 10,100] [--idle 30] [--docker] [--out FILE]
@@ -33,9 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.plan import apply_plan  # noqa: E402
+from hatchery.errors import BusError  # noqa: E402
 from hatchery.core.ports import free_port  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402
 from hatchery.operate import rollout  # noqa: E402
+from hatchery.operate.confirm import agent_state  # noqa: E402
 from hatchery.provision.operations import (  # noqa: E402
     deploy_plan,
     hatch_plan,
@@ -83,8 +90,15 @@ class Fleet:
         for_runtime("local").remove_fleet(inv)
 
     def handler_pid(self, name: str) -> int | None:
-        state = for_runtime("local").agent_state(self.inv(), self.inv().agents[name])
-        return state.pid if isinstance(state.pid, int) else None
+        pid = agent_state(self.inv(), name).pid
+        return pid if isinstance(pid, int) else None
+
+    def supervisor(self, *flags) -> subprocess.Popen:
+        """``fleet.heal --watch`` on this fleet, as a service runs it (the CLI, its own session)."""
+        env = {**os.environ, "FLEET_INVENTORY": str(self.path)}
+        return subprocess.Popen([*INVOKE, "fleet.heal", "--watch", "--json", *flags],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                                start_new_session=True, text=True)
 
 
 def percentile(values: list, fraction: float) -> float:
@@ -94,10 +108,7 @@ def percentile(values: list, fraction: float) -> float:
 
 def bench_heal(kills: int, idle: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp, Fleet(Path(tmp), 10) as fleet:
-        env = {**os.environ, "FLEET_INVENTORY": str(fleet.path)}
-        supervisor = subprocess.Popen([*INVOKE, "fleet.heal", "--watch", "--json", "--budget", str(kills + 5)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                                      start_new_session=True)
+        supervisor = fleet.supervisor("--budget", str(kills + 5))
         try:
             time.sleep(3.0)
             footprint = _footprint(supervisor.pid, idle)
@@ -206,8 +217,11 @@ def _wait_port(inv, timeout: float = 60.0) -> None:
 def _until_answers(bus, name: str, limit: float) -> None:
     deadline = time.perf_counter() + limit
     while time.perf_counter() < deadline:
-        if bus.request([name], "health-check", timeout=0.25)[0].ok:
-            return
+        try:
+            if bus.request([name], "health-check", timeout=0.25)[0].ok:
+                return
+        except BusError:
+            pass        # a SUBACK late on a busy machine: ask again
         time.sleep(0.02)
     raise RuntimeError(f"{name} did not answer within {limit}s")
 
@@ -228,34 +242,85 @@ def bench_rollout(count: int) -> list:
     return rows
 
 
+def bench_rollout_supervised(count: int = 10, batches=("1", "3")) -> list:
+    """fleet.rollout (the CLI) of ``count`` agents while fleet.heal --watch supervises them."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, Fleet(Path(tmp), count) as fleet:
+        supervisor = fleet.supervisor()
+        try:
+            time.sleep(3.0)
+            for index, batch in enumerate(batches, 1):
+                version = f"s{index}"
+                fleet.inv(version)
+                started = time.perf_counter()
+                done = subprocess.run([*INVOKE, "fleet.rollout", "--batch", batch, "--expect-version", version,
+                                       "--timeout", "30", "--json"], capture_output=True, text=True,
+                                      env={**os.environ, "FLEET_INVENTORY": str(fleet.path)}, timeout=600)
+                seconds = time.perf_counter() - started
+                report = json.loads(done.stdout)
+                outcomes = sorted({item["outcome"] for item in report["items"]})
+                rows.append({"agents": count, "batch": int(batch), "exit": done.returncode,
+                             "outcomes": outcomes, "seconds": round(seconds, 2),
+                             "lost_locks": _lost_locks(Path(tmp) / ".hatchery")})
+        finally:
+            os.killpg(supervisor.pid, signal.SIGINT)
+            out, _ = supervisor.communicate(timeout=30)
+    restarts = sum(1 for line in out.splitlines() if '"action":"restarted"' in line)
+    for row in rows:
+        row["supervisor_restarts_during_all_rollouts"] = restarts
+    return rows
+
+
+def _lost_locks(state: Path) -> int:
+    """Handler logs saying a second handler found the first one holding the agent's lock."""
+    return sum(1 for log in (state / "agents").glob("*/handler.log") if "holds" in log.read_text(errors="replace"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--sizes", default="10,100")
     parser.add_argument("--idle", type=float, default=30.0)
     parser.add_argument("--docker", action="store_true", help="also time kills of a container's handler")
+    parser.add_argument("--only", choices=("heal", "rollout", "supervised", "docker"),
+                        help="run one part only (the figures of the others are left out)")
     parser.add_argument("--out")
     args = parser.parse_args()
-    result = {"machine": f"{platform.node()} {os.cpu_count()} cpu, Python {platform.python_version()}",
-              "heal_local": bench_heal(args.kills, args.idle),
-              "rollout_local": [r for size in args.sizes.split(",") if size
-                                for r in bench_rollout(int(size))]}
-    if args.docker:
+    wanted = {args.only} if args.only else {"heal", "rollout", "supervised", *(["docker"] if args.docker else [])}
+    result = {"machine": f"{platform.node()} {os.cpu_count()} cpu, Python {platform.python_version()}"}
+    if "heal" in wanted:
+        result["heal_local"] = bench_heal(args.kills, args.idle)
+    if "rollout" in wanted:
+        result["rollout_local"] = [r for size in args.sizes.split(",") if size for r in bench_rollout(int(size))]
+    if "supervised" in wanted:
+        result["rollout_supervised"] = bench_rollout_supervised()
+    if "docker" in wanted:
         result["heal_docker"] = bench_heal_docker(args.kills)
-        docker = result["heal_docker"]
-        print(f"kill -9 to answering again (docker, {docker['kills']} kills): p50 {docker['p50_s']} s, "
-              f"max {docker['max_s']} s")
-    heal = result["heal_local"]
-    print(f"kill -9 to answering again (local, {heal['kills']} kills): p50 {heal['p50_s']} s, "
-          f"max {heal['max_s']} s")
-    print(f"supervisor: RSS {heal['supervisor_rss_kb'] / 1024:.1f} MiB, idle CPU "
-          f"{heal['supervisor_idle_cpu_percent']} % over {heal['idle_s']:g} s")
-    print("\n| agents | batch | batches | rollout s |\n|---:|---:|---:|---:|")
-    for row in result["rollout_local"]:
-        print(f"| {row['agents']} | {row['batch']} | {row['batches']} | {row['seconds']} |")
+    show(result)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
+
+def show(result: dict) -> None:
+    for key, where in (("heal_local", "local"), ("heal_docker", "docker")):
+        if key in result:
+            heal = result[key]
+            print(f"kill -9 to answering again ({where}, {heal['kills']} kills, the runtime asked first): "
+                  f"p50 {heal['p50_s']} s, max {heal['max_s']} s")
+    if "supervisor_rss_kb" in result.get("heal_local", {}):
+        heal = result["heal_local"]
+        print(f"supervisor: RSS {heal['supervisor_rss_kb'] / 1024:.1f} MiB, idle CPU "
+              f"{heal['supervisor_idle_cpu_percent']} % over {heal['idle_s']:g} s")
+    if result.get("rollout_local"):
+        print("\n| agents | batch | batches | rollout s |\n|---:|---:|---:|---:|")
+        for row in result["rollout_local"]:
+            print(f"| {row['agents']} | {row['batch']} | {row['batches']} | {row['seconds']} |")
+    if result.get("rollout_supervised"):
+        print("\nwith fleet.heal --watch running:\n| agents | batch | exit | outcomes | rollout s | lost locks |"
+              "\n|---:|---:|---:|---|---:|---:|")
+        for row in result["rollout_supervised"]:
+            print(f"| {row['agents']} | {row['batch']} | {row['exit']} | {', '.join(row['outcomes'])} | "
+                  f"{row['seconds']} | {row['lost_locks']} |")
 
 if __name__ == "__main__":
     main()

@@ -308,12 +308,17 @@ class BusClient:
     # --- request/reply ------------------------------------------------------------
 
     def request(self, names: list, verb: str, *, timeout: float,
-                broadcast_manager: Optional[str] = None) -> list:
+                broadcast_manager: Optional[str] = None, instances: Optional[dict] = None,
+                answers_only: bool = False) -> list:
         """Send ``verb`` to each agent (or once on the broadcast topic) and collect replies.
 
         Returns one Reply per name, in the order given. Waits until every agent
         has answered or is known offline (its Last Will is retained), or until
-        ``timeout`` expires.
+        ``timeout`` expires. ``instances`` ({agent: instance}, from the runtime):
+        only a reply or Will naming that instance settles the agent; other
+        replies to its command id are kept in ``Reply.others``. ``answers_only``:
+        a retained or live offline state does not settle anyone (a check that
+        must hear the agent itself, which anyone with its password could fake).
         """
         if verb not in contract.VERBS:
             raise UsageError(f"unknown verb {verb!r}",
@@ -322,11 +327,11 @@ class BusClient:
         if not names:
             return []
         with collector_paused():        # a reply and its retained state per agent stay alive
-            return self._request(names, verb, timeout, broadcast_manager)
+            return self._request(names, verb, timeout, broadcast_manager, instances, answers_only)
 
-    def _request(self, names: list, verb: str, timeout: float,
-                 broadcast_manager: Optional[str]) -> list:
-        pending = Pending(names, verb)
+    def _request(self, names: list, verb: str, timeout: float, broadcast_manager: Optional[str],
+                 instances: Optional[dict], answers_only: bool) -> list:
+        pending = Pending(names, verb, instances, answers_only)
         board = self._board
         if board is not None:    # already subscribed: no SUBSCRIBE, no retained burst
             filters, qos = (board.FILTER,), 0

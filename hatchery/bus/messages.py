@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -20,9 +21,32 @@ class Reply:
     result: dict = field(default_factory=dict)
     error: Optional[str] = None
     state: str = SILENT   # answered / failed / offline / silent
+    instance: Optional[str] = None      # the handler instance the answer names
+    # Every other reply to the same command id (a QoS 1 duplicate, or someone else
+    # logged in as the agent answering for it): {instance, ok, result, error}, at most MAX_OTHERS.
+    others: list = field(default_factory=list)
+
+    @property
+    def conflict(self) -> bool:
+        """Replies to this one command id that disagree (another instance, another answer)."""
+        answers = {_answer(o) for o in self.others}
+        if self.state in (ANSWERED, FAILED):
+            answers.add(_answer(vars(self)))
+        return len(answers) > 1
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        if not self.others:
+            del data["others"]
+        return data
+
+
+MAX_OTHERS = 8
+
+
+def _answer(reply: dict) -> tuple:
+    result = json.dumps(reply.get("result") or {}, sort_keys=True, default=str)
+    return (reply.get("instance"), reply.get("ok"), result, reply.get("error"))
 
 
 @dataclass

@@ -12,7 +12,7 @@ import time
 from typing import Callable, Optional
 
 from agent_kit import contract
-from hatchery.bus.messages import ANSWERED, FAILED, OFFLINE, SILENT, Message, Reply
+from hatchery.bus.messages import ANSWERED, FAILED, MAX_OTHERS, OFFLINE, SILENT, Message, Reply
 from hatchery.errors import UsageError
 
 WILDCARD_ABOVE = 50               # more targets than this: one wildcard subscription
@@ -122,8 +122,15 @@ class Pending:
     timeout wakes it otherwise). No rescan of every target per reply.
     """
 
-    def __init__(self, names: list, verb: str):
+    def __init__(self, names: list, verb: str, instances: Optional[dict] = None,
+                 answers_only: bool = False):
         self.names, self.verb = names, verb
+        # {agent: instance}: only that handler's answer (and Will) settles the agent;
+        # replies naming another instance are kept in ``others``, never taken as its answer
+        self.instances = instances or {}
+        # only an answer settles: a retained (perhaps forged) offline does not end the wait
+        self.answers_only = answers_only
+        self.others: dict = {}     # agent -> other replies to its command id
         self.wanted = set(names)
         self.cond = threading.Condition()
         self.ids: dict = {}        # agent -> command id expected from it
@@ -142,12 +149,16 @@ class Pending:
 
     def seed(self, states: dict) -> None:
         """Start from a standing subscription's states (``bus.standing``): an agent
-        known offline is settled at once, as its retained Will would settle it."""
+        known offline is settled at once, as its retained Will would settle it. Not
+        when only answers settle, nor for an agent bound to an instance: the board
+        keeps the state, not the instance that announced it."""
+        if self.answers_only:
+            return
         with self.cond:
             for name in self.names:
                 state = states.get(name)
-                if state is None or name in self.states:
-                    continue     # what this request already saw is newer
+                if state is None or name in self.states or name in self.instances:
+                    continue     # what this request already saw is newer, or unbound
                 self.states[name] = state
                 if state == contract.STATE_OFFLINE and name not in self.answers:
                     self.unsettled.discard(name)
@@ -175,6 +186,8 @@ class Pending:
     def _record(self, name: str, payload: dict, now: float) -> None:
         kind = contract.classify_status(payload)
         if kind == "state" and valid_payload(payload, contract.STATE_SCHEMA):
+            if self.answers_only or not self._bound(name, payload):
+                return      # another instance's state (or a forged one) says nothing about ours
             self.states[name] = payload["state"]
             if name in self.answers:
                 return
@@ -182,11 +195,22 @@ class Pending:
                 self.unsettled.discard(name)
             else:       # back online before answering: wait for its answer again
                 self.unsettled.add(name)
-        elif (kind == "reply" and name in self.ids and name not in self.answers
-              and payload.get("id") == self.ids[name]
+        elif (kind == "reply" and name in self.ids and payload.get("id") == self.ids[name]
               and valid_payload(payload, contract.REPLY_SCHEMA)):
+            if name in self.answers or not self._bound(name, payload):
+                self._other(name, payload)
+                return
             self.answers[name] = (payload, now)
             self.unsettled.discard(name)
+
+    def _bound(self, name: str, payload: dict) -> bool:
+        wanted = self.instances.get(name)
+        return wanted is None or payload.get("instance") == wanted
+
+    def _other(self, name: str, payload: dict) -> None:
+        kept = self.others.setdefault(name, [])
+        if len(kept) < MAX_OTHERS:
+            kept.append({k: payload.get(k) for k in ("instance", "ok", "result", "error")})
 
     def settled(self) -> bool:
         return not self.unsettled
@@ -201,13 +225,15 @@ class Pending:
 
     def _reply(self, name: str) -> Reply:
         command_id = self.ids.get(name, "")
+        others = list(self.others.get(name, ()))
         if name in self.answers:
             payload, at = self.answers[name]
             return Reply(name, payload["ok"], self.verb, command_id,
                          round((at - self.sent[name]) * 1000, 3), payload.get("result", {}),
-                         payload.get("error"), ANSWERED if payload["ok"] else FAILED)
+                         payload.get("error"), ANSWERED if payload["ok"] else FAILED,
+                         payload.get("instance"), others)
         state = OFFLINE if self.states.get(name) == contract.STATE_OFFLINE else SILENT
-        return Reply(name, False, self.verb, command_id, state=state)
+        return Reply(name, False, self.verb, command_id, state=state, others=others)
 
 
 def checked_name(name: str) -> str:

@@ -56,6 +56,7 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
     that cannot be reached is reported and the others go on.
     """
     from hatchery.inventory.enrol import enrol_plan
+    from hatchery.operate import intents
     from hatchery.provision.operations import hatch_plans
     base = load(inventory)
     new = _enrolling(base, name, group, pattern, host)
@@ -74,8 +75,12 @@ def hatch(c, name=None, group=None, pattern=None, host=None, inventory=None, che
                                        orphans=not (name or group or pattern or host))
         return changes + common, per_host
     named = entries(name) or list(base.agents)
-    run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json,
-                   items=[f"agent {n}" for n in named])
+    try:
+        run_host_plans("agent.hatch", plans, lock=base.state_dir, check=check, diff=diff, json=json,
+                       items=[f"agent {n}" for n in named])
+    finally:
+        if not check:
+            intents.started(base, list(base.agents.values()))     # started again: no longer 'stopped'
 
 
 def _write_build_files(inv, targets: list) -> list:
@@ -95,10 +100,13 @@ def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, js
     Without a selector it also stops orphans: handlers or containers of this
     fleet for names that are no longer in the inventory.
     """
+    from hatchery.operate import intents
     from hatchery.provision.operations import stop_plans
     inv = load(inventory)
     targets = _targets(inv, name, group, pattern)
     orphans = not (name or group or pattern)
+    if not check:
+        intents.stopping(inv, targets)      # first: heal must never take this stop for a crash
     run_host_plans("agent.stop", lambda: stop_plans(inv, targets, orphans=orphans), lock=inv.state_dir,
                    check=check, json=json)
 

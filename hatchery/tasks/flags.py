@@ -99,6 +99,7 @@ BOUNDS = {
     "stale": Bound(float, 0, 7 * DAY, "seconds", "600", open=True),
     "window": Bound(float, 0, 7 * DAY, "seconds", "600", open=True),
     "grace": Bound(float, 0, HOUR, "seconds", "5", open=True),
+    "hung_after": Bound(float, 0, 600, "seconds", "3", open=True),
     "duration": Bound(float, 0, 366 * DAY, "seconds", "60", open=True),
     "listen": Bound(float, 0, DAY, "seconds", "300", open=True),
     "refresh": Bound(float, 0.1, HOUR, "seconds", "1"),

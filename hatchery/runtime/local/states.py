@@ -17,7 +17,7 @@ from hatchery.core.paths import StatePaths, state_paths
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.base import AgentState, Provenance
 from hatchery.runtime.local.decide import AgentFacts, pid_file_note
-from hatchery.runtime.local.handlers import handler_pids, handler_table
+from hatchery.runtime.local.handlers import handler_pids, handler_table, still_handlers
 from hatchery.runtime.local.kits import read_provenance
 
 RUNTIME = "local"
@@ -50,9 +50,12 @@ def agent_list(inv: Inventory) -> list:
 
 
 def agent_state(inv: Inventory, agent: AgentSpec) -> AgentState:
-    """One agent's AgentState, as ``agent_list`` gives it."""
+    """One agent's AgentState, as ``agent_list`` gives it. The pids of the (half-second) process
+    table snapshot are checked again one by one: fleet.heal decides on this answer, and a
+    handler killed since the snapshot must read as gone, not as running."""
     paths = state_paths(inv)
-    return _state(inv, paths, agent.name, handler_pids(paths, agent.name), host_of(inv, agent))
+    pids = still_handlers(handler_pids(paths, agent.name), paths.agent_config(agent.name))
+    return _state(inv, paths, agent.name, pids, host_of(inv, agent))
 
 
 def _state(inv: Inventory, paths: StatePaths, name: str, pids: list, host: str,
