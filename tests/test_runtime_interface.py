@@ -66,7 +66,7 @@ def test_each_runtime_implements_every_method_with_the_same_signature(name):
 def test_each_runtime_declares_every_capability(name):
     """Callers read the flags, never the name: every runtime must say each one."""
     runtime = for_runtime(name)
-    assert set(RUNTIME_CAPABILITIES) == {"restarts_crashed", "builds_images", "inspectable"}
+    assert set(RUNTIME_CAPABILITIES) == {"restarts_crashed", "builds_images", "inspectable", "reschedules"}
     for flag in RUNTIME_CAPABILITIES:
         assert isinstance(vars(type(runtime)).get(flag), bool), f"{name} does not declare {flag}"
 

@@ -101,6 +101,7 @@ class Runtime(Protocol):
     restarts_crashed: bool      # it restarts a crashed agent by itself (a restart policy): heal waits for it
     builds_images: bool         # agents run from images it builds (agent.hatch --render-only writes them)
     inspectable: bool           # it reports health and start times worth checking the bus against
+    reschedules: bool           # it also moves agents off a lost node (a cluster): heal reports, never restarts
 
     # --- where things are, as the broker and each handler see them ----------------
 

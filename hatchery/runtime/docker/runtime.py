@@ -37,6 +37,7 @@ class DockerRuntime:
     restarts_crashed = True     # restart=unless-stopped: the engine restarts a crashed agent itself
     builds_images = True        # each agent runs from an image built from its context
     inspectable = True          # the engine reports health checks, start times and restart counts
+    reschedules = False         # a container stays on its engine: a host down is heal's to report
     broker_layout = staticmethod(layout.broker_layout)
     agent_layout = staticmethod(layout.agent_layout)
     broker_plan = staticmethod(broker.broker_plan)

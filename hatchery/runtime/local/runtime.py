@@ -48,6 +48,7 @@ class LocalRuntime:
     restarts_crashed = False    # a dead handler stays dead until fleet.heal (or agent.hatch) starts it
     builds_images = False       # handlers run from a copy of this checkout's agent_kit
     inspectable = False         # a process table has no health check; the pid is all it knows
+    reschedules = False
     broker_layout = staticmethod(broker_layout)
     agent_layout = staticmethod(agent_layout)
     broker_plan = staticmethod(broker_plan)

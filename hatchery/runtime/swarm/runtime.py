@@ -30,7 +30,8 @@ class SwarmRuntime:
     """The broker and each agent as services of an existing Docker Swarm."""
 
     name = "swarm"
-    restarts_crashed = True     # Swarm restarts a task on any exit, and moves it off a lost node
+    restarts_crashed = True     # Swarm restarts a task on any exit ...
+    reschedules = True          # ... and moves it off a lost node: fleet.heal leaves both to it
     builds_images = True
     inspectable = True
     broker_layout = staticmethod(layout.broker_layout)

@@ -29,6 +29,7 @@ from hatchery.runtime.swarm.services import find, replicas_of
 
 RUNTIME = "swarm"
 ORPHAN = "orphan: not in the inventory"
+UNPLACEABLE = "Swarm cannot place its task"
 LIVE = ("assigned", "accepted", "preparing", "starting", "running")
 
 
@@ -64,6 +65,9 @@ def state_of(name: str, service: dict, tasks: list, nodes: dict, *, in_inventory
     problems = [f"task {t['ID'][:12]} on {_where(t, nodes)} still runs though Swarm replaced it "
                 "(a partition, or an update stopping it): two handlers may take turns on one login"
                 for t in lingering(tasks)]
+    error = (task or {}).get("Status", {}).get("Err", "")
+    if state == "pending" and error:
+        problems.insert(0, f"{UNPLACEABLE}: {error}")
     if not in_inventory:
         problems.insert(0, ORPHAN)
     return AgentState(
