@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -279,3 +280,33 @@ def test_a_partition_leaves_two_handlers_taking_turns_seen_shown_as_one_and_ende
         assert later <= {replacement}, later                 # no more turns: one handler left
         FIGURES["duel ended by"] = "the orphan scan" if stopped else "Swarm"
     wait_answering(fleet, AGENTS, within=60)
+
+
+def _release(fleet, command: str) -> None:
+    """Every agent's version_command becomes ``command`` (a new config: a new release)."""
+    text = re.sub(r'version_command: "[^"]*"', f'version_command: "{command}"', fleet.path.read_text())
+    fleet.path.write_text(text)
+
+
+def versions(fleet) -> dict:
+    answers = cli_json(fleet, "fleet.version-report")
+    return {r["agent"]: (r.get("result") or {}).get("version") for r in answers["items"]}
+
+
+def test_a_rollout_replaces_services_in_batches_and_a_bad_release_is_rolled_back(hosts, fleet):
+    wait_answering(fleet, AGENTS, within=60)
+    _release(fleet, "echo v2")
+    started = time.monotonic()
+    good = cli_json(fleet, "fleet.rollout", "--batch", "2", "--expect-version", "v2", "--timeout", "30")
+    FIGURES["rollout of 3 agents, batch 2 (s)"] = round(time.monotonic() - started, 1)
+    assert good["ok"] and good["batches"] == [["a1", "a2"], ["a3"]], good
+    assert {r["agent"]: r["outcome"] for r in good["items"]} == {a: "updated" for a in AGENTS}
+    assert versions(fleet) == {a: "v2" for a in AGENTS}
+
+    _release(fleet, "exit 3")                               # a release whose version command fails
+    bad = cli_json(fleet, "fleet.rollout", "--batch", "2", "--expect-version", "v3", "--timeout", "20", code=1)
+    outcomes = {r["agent"]: r["outcome"] for r in bad["items"]}
+    assert outcomes == {"a1": "rolled-back", "a2": "rolled-back", "a3": "untouched"}, bad["items"]
+    wait_answering(fleet, AGENTS, within=60)
+    assert versions(fleet) == {a: "v2" for a in AGENTS}         # every agent on its previous version
+    _release(fleet, "echo v2")                              # the inventory back on the good release

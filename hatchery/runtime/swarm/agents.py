@@ -38,10 +38,11 @@ from hatchery.runtime.swarm.services import (
     replicas_of,
     set_replicas,
     summary_text,
+    tasks_of,
     update,
     wait_scheduled,
 )
-from hatchery.runtime.swarm.states import service_name
+from hatchery.runtime.swarm.states import current_task, service_name
 
 SUMMARY_LABEL = "io.hatchery.summary"      # the summary the service was made from, for --diff
 HEALTHCHECK = {"test": ["CMD-SHELL", f'kill -0 "$(cat {build.HANDLER_PID})" || exit 1'],
@@ -145,12 +146,13 @@ class _AgentHatch:
             create(self.client, spec, refs)
             steps.append("service created")
         else:
-            keep_previous(self.inv, self.agent.name, service)
+            keep_previous(self.inv, self.agent.name, service, self.client)
             update(self.client, service, spec, refs)
             steps.append("service updated")
         task = wait_scheduled(self.client, self.spec.name)
         steps.append(f"task {task['ID'][:12]} {task['Status']['State']}")
-        pruned = objects.prune(self.client, self.spec.name, labels)
+        spare = objects.names_in(read_previous(self.inv, self.agent.name))
+        pruned = objects.prune(self.client, self.spec.name, labels, spare)
         steps.append(f"{pruned} old secret/config version(s) removed" if pruned else "")
         return "; ".join(s for s in steps if s)
 
@@ -171,9 +173,28 @@ def previous_path(inv: Inventory, name: str) -> Path:
     return Path(state_paths(inv).agent_dir(name)) / "swarm-previous.json"
 
 
-def keep_previous(inv: Inventory, name: str, service) -> None:
-    """Record the spec ``service`` runs now, before it is replaced."""
+def keep_previous(inv: Inventory, name: str, service, client) -> None:
+    """Record the spec ``service`` runs now, before it is replaced, if it is known good: its
+    task runs on that very spec and no update of it is paused or being rolled back (an
+    update in its monitor window with the new task running counts: fleet.rollout's bus gate
+    has judged it already). A spec that never ran keeps the record it would replace: a
+    second bad release must not become the one a rollback goes back to, as Swarm's single
+    PreviousSpec would."""
+    update_state = (service.attrs.get("UpdateStatus") or {}).get("State", "completed")
+    task = current_task(tasks_of(client, service.id))
+    if update_state in ("paused", "rollback_started", "rollback_paused", "rollback_completed") \
+            or not task or task["Status"]["State"] != "running" or not _runs_spec(task, service.attrs["Spec"]):
+        return
     write_if_changed(previous_path(inv, name), json.dumps(service.attrs["Spec"], sort_keys=True) + "\n")
+
+
+def _runs_spec(task: dict, spec: dict) -> bool:
+    """Whether ``task`` was made from ``spec`` (its image, secrets and configs)."""
+    def image(template: dict) -> str:
+        return ((template or {}).get("ContainerSpec") or {}).get("Image", "")
+    template = spec.get("TaskTemplate") or {}
+    return image(task.get("Spec")) == image(template) and \
+        objects.names_in({"TaskTemplate": task.get("Spec")}) == objects.names_in(spec)
 
 
 def read_previous(inv: Inventory, name: str) -> Optional[dict]:

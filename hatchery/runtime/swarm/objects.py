@@ -86,9 +86,10 @@ def ensure(client, wanted: list, labels: dict, have: dict) -> list:
     return refs
 
 
-def prune(client, owner: str, labels: dict) -> int:
+def prune(client, owner: str, labels: dict, spare=frozenset()) -> int:
     """Remove ``owner``'s object versions beyond the newest KEEP per file that no service
-    uses; how many were removed."""
+    uses and whose name is not in ``spare`` (the last-known-good spec's, which a rollback
+    goes back to); how many were removed."""
     versions: dict = {}
     for obj in existing(client, labels).values():
         logical = (obj.attrs["Spec"].get("Labels") or {}).get(OBJECT_LABEL, "")
@@ -98,6 +99,8 @@ def prune(client, owner: str, labels: dict) -> int:
     for objs in versions.values():
         objs.sort(key=lambda o: o.attrs.get("CreatedAt", ""), reverse=True)
         for obj in objs[KEEP:]:
+            if obj.name in spare:
+                continue
             try:
                 with docker_errors(f"remove {obj.name}"):
                     obj.remove()
@@ -106,6 +109,13 @@ def prune(client, owner: str, labels: dict) -> int:
                 if "in use" not in str(exc):
                     raise       # a service still uses it: kept
     return removed
+
+
+def names_in(spec) -> frozenset:
+    """The secret and config names a service spec (as Docker returns it) mounts."""
+    container = ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    return frozenset([s.get("SecretName", "") for s in container.get("Secrets") or []]
+                     + [c.get("ConfigName", "") for c in container.get("Configs") or []])
 
 
 def remove_all(client, owner: str, labels: dict) -> int:
