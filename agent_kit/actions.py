@@ -8,13 +8,16 @@ that goes into the reply (``version-timeout``, ``no-such-process``...).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
-from typing import Union
+from typing import Optional, Union
 
+from . import contract
 from .config import ReloadConfig
 
 MAX_VERSION_CHARS = 128
+_NOT_SLUG = re.compile(r"[^a-z0-9._-]+")
 Command = Union[str, tuple]
 
 
@@ -75,6 +78,18 @@ def version(command: Command | None, timeout: float) -> str:
     if not line:
         raise ActionError("version-empty")
     return line
+
+
+def version_slug(text: str) -> Optional[str]:
+    """The version as a heartbeat may carry it (a contract slug), or None when it cannot be one.
+
+    "Python 3.11.7" is "python-3.11.7", "OpenClaw v2.4 (build 77)" is
+    "openclaw-v2.4-build-77": lower case, every run of other characters one
+    hyphen. Text that leaves nothing, or more than a slug holds, is refused, not
+    cut: a version is short, and a long first line is something else.
+    """
+    words = _NOT_SLUG.sub("-", first_line(text).lower()).strip("-._")
+    return words if contract.is_slug(words) else None
 
 
 def reload(spec: ReloadConfig | None, timeout: float) -> str:

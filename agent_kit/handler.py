@@ -32,6 +32,7 @@ from . import __version__, actions, bus, contract, signing
 from .alerts import DropAlerts
 from .config import AgentConfig, load_config
 from .metrics import Counters, CpuMeter, rss_kb
+from .versionprobe import VersionProbe
 
 log = logging.getLogger("agent_kit.handler")
 
@@ -91,6 +92,9 @@ class CommandHandler:
         self._connected = threading.Event()
         self._next_heartbeat = 0.0
         self._threads: list = []
+        # the version heartbeats carry; when it changes, the next housekeeping tick tells
+        self.versions = VersionProbe(config.name, config.version_command, config.command_timeout,
+                                     on_change=self._beat_soon)
         self.topics = {kind: contract.topic(config.name, kind) for kind in contract.KINDS}
         self.broadcast = contract.broadcast_topic(config.manager)
         self.client = self._make_client()
@@ -120,6 +124,7 @@ class CommandHandler:
         for index in range(WORKERS):
             self._spawn(self._work, f"worker-{index}")
         self._spawn(self._housekeeping, "housekeeping")
+        self.versions.refresh()
         bus.connect_in_background(self.client, self.config.broker_host, self.config.broker_port,
                                   keepalive=self.config.keepalive,
                                   session_expiry=self.config.session_expiry)
@@ -132,6 +137,7 @@ class CommandHandler:
     def stop(self, timeout: float = 3.0) -> None:
         """Clean stop: retained offline state, DISCONNECT (so no Will), threads joined."""
         self._stopping.set()
+        self.versions.stop()
         if self._connected.is_set():
             offline = contract.encode(self._state(contract.STATE_OFFLINE))
             try:
@@ -262,11 +268,13 @@ class CommandHandler:
         return {k: v for k, v in beat.items() if k not in ("v", "ts", "agent")}
 
     def _version_report(self) -> dict:
-        return {"version": actions.version(self.config.version_command,
-                                           self.config.command_timeout)}
+        line = actions.version(self.config.version_command, self.config.command_timeout)
+        self.versions.set_from(line)
+        return {"version": line}
 
     def _config_reload(self) -> dict:
         method = actions.reload(self.config.reload, self.config.command_timeout)
+        self.versions.refresh()     # a reload may have brought a new version of the agent
         return {"reloaded": True, "method": method}
 
     def _status_report(self) -> dict:
@@ -297,13 +305,17 @@ class CommandHandler:
         return contract.make_heartbeat(
             self.name, True, self.uptime(), mem_kb=rss_kb(), cpu=self._cpu.sample(),
             errors={"dropped": dropped, "failed": self.counters.get("failed")},
-            interval=self.config.heartbeat_interval, instance=self.config.instance)
+            interval=self.config.heartbeat_interval, version=self.versions.slug,
+            instance=self.config.instance)
 
     def _publish_heartbeat(self) -> dict:
         beat = self.heartbeat()
         self.client.publish(self.topics["heartbeat"], contract.encode(beat), qos=1, retain=True)
         self._next_heartbeat = time.monotonic() + self.config.heartbeat_interval
         return beat
+
+    def _beat_soon(self) -> None:
+        self._next_heartbeat = 0.0
 
     def _housekeeping(self) -> None:
         tick = min(TICK, self.config.heartbeat_interval)

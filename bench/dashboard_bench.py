@@ -176,7 +176,7 @@ def main() -> int:
                     # the page stamps the change itself: selenium's polling is not counted
                     since = int(driver.execute_script(
                         "return document.querySelector(`tr[data-agent='${arguments[0]}']`)"
-                        ".dataset.since", victim))
+                        ".dataset.seen", victim))
                     page_ms.append(since - killed_wall * 1000)
                 time.sleep(0.5)
             figures["kill_to_stream_ms_median"] = round(statistics.median(stream_ms), 1)

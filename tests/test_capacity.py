@@ -59,3 +59,26 @@ def test_headroom_parses(text, expected):
 def test_headroom_out_of_range_is_refused(text):
     with pytest.raises(ValueError):
         parse_headroom(text)
+
+
+def test_the_hosts_own_load_counts_when_it_is_more_than_the_agents():
+    host = HostResources("busy", 8 * GB, 6 * GB, 4.0, cpu_busy=3.5)
+    result = plan([host], [usage("a", "busy", 100, 0.1)], headroom=0.2)
+    assert result.hosts[0].cpu_free == 0.5 and result.hosts[0].fits == 0
+    assert result.warnings == ["busy: past its 20% headroom: cpu 12% free"]
+
+
+def test_a_host_only_heartbeats_name_is_listed_with_unknown_size():
+    result = plan([HostResources("h1", 8 * GB, 6 * GB, 4.0)],
+                  [usage("a", "h1", 100, 0.1), AgentUsage("b", "far", 50 * 1024, 0.2, "heartbeat")])
+    far = result.hosts[1]
+    assert (far.host, far.agents, far.fits, far.problem) == ("far", 1, None, "no runtime figures for this host")
+    assert [u["agent"] for u in far.as_dict()["agent_usage"]] == ["b"]
+
+
+def test_a_host_with_nothing_to_spare_fits_none_even_of_idle_agents():
+    idle = [usage("a", "h", 100, 0.0)]
+    full = plan([HostResources("h", 8 * GB, 6 * GB, 2.0, cpu_busy=2.0)], idle, headroom=0.0)
+    assert (full.hosts[0].fits, full.hosts[0].limited_by) == (0, "cpu")
+    spare = plan([HostResources("h", 8 * GB, 6 * GB, 2.0, cpu_busy=0.5)], idle, headroom=0.0)
+    assert spare.hosts[0].limited_by == "memory", "an idle agent costs no CPU: memory decides"

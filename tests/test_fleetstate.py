@@ -174,3 +174,30 @@ def test_bad_payloads_are_counted_not_folded(payload):
     fs = fleet("a")
     assert fs.observe(Msg("fleet/a/heartbeat", payload))
     assert fs.facts("a").invalid == 1 and fs.invalid_by_kind == {"heartbeat": 1}
+
+
+def _round_trip(fs: FleetState, name: str, command_id: str, sent: float, answered: float,
+                instance=None) -> None:
+    command = contract.make_command("health-check", command_id)
+    fs.observe(Msg(f"fleet/{name}/command", contract.encode(command), retain=False, received=sent))
+    reply = {"v": 1, "ts": ts(answered), "agent": name, "kind": "reply", "id": command_id,
+             "verb": "health-check", "ok": True, "result": {}}
+    if instance:
+        reply["instance"] = instance
+    fs.observe(Msg(f"fleet/{name}/status", json.dumps(reply).encode(), retain=False,
+                   received=answered))
+
+
+def test_a_round_trip_is_dropped_when_a_new_instance_is_born():
+    """heal restarted it: the 499 ms of the old handler says nothing about the new one."""
+    fs = fleet("a").observe_all([beat("a"), state("a", instance="old00001")])
+    _round_trip(fs, "a", "c1", NOW - 2, NOW - 1.501, instance="old00001")
+    assert fs.facts("a").rtt_ms == pytest.approx(499, abs=0.01)
+    fs.observe(state("a", instance="old00001"))        # the same instance again (a reconnect)
+    assert fs.facts("a").rtt_ms == pytest.approx(499, abs=0.01)
+    fs.observe(state("a", online=False, instance="old00001"))   # its Will: still its last answer
+    assert fs.facts("a").rtt_ms is not None
+    fs.observe(state("a", instance="new00001"))        # a new start
+    assert fs.facts("a").rtt_ms is None
+    _round_trip(fs, "a", "c2", NOW - 1, NOW - 0.996, instance="new00001")
+    assert fs.facts("a").rtt_ms == pytest.approx(4, abs=0.01)

@@ -155,6 +155,13 @@ def test_defaults_when_everything_is_left_out(tmp_path):
     assert agent.version_command == "python3 --version"
     assert agent.image == "hatchery/agent-base:bookworm"
     assert agent.reload is None and agent.groups == () and agent.env == {}
+    assert inv.capacity.headroom == 0.2
+
+
+def test_capacity_headroom_as_a_percentage_or_a_fraction(tmp_path):
+    for text, share in (("30%", 0.3), ("0.25", 0.25), ("0%", 0.0), ("12.5%", 0.125)):
+        inv = load_inventory(write(tmp_path, f"capacity:\n  headroom: {text}\nagents:\n  solo:\n"), env={})
+        assert inv.capacity.headroom == share
 
 
 PRECEDENCE = """\

@@ -283,7 +283,24 @@ AGENT_FIELDS = {
     "heartbeat_interval": _seconds, "host": _optional(_safe_name), "env": _env,
 }
 GROUP_KEYS = ("agents", "vars")
-TOP_KEYS = ("fleet", "hosts", "broker", "groups", "agents")
+TOP_KEYS = ("fleet", "hosts", "broker", "groups", "agents", "capacity")
+
+
+def headroom(value) -> float:
+    """``20%`` (or a fraction, 0.2): the share of each host fleet.capacity keeps free."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise Bad(f"expected a percentage, got {kind(value)}", "write e.g. 20%")
+    text = str(value).strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise Bad(f"{text!r} is not a percentage", "write e.g. 20%") from None
+    if not (0 <= number < 1):      # NaN fails too
+        raise Bad(f"{text} is out of range", "use 0% to 99%: the share of each host kept free")
+    return number
+
+
+CAPACITY_FIELDS = {"headroom": headroom}
 
 
 def _address(value) -> str:

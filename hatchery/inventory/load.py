@@ -36,7 +36,7 @@ from hatchery.errors import InventoryError
 from hatchery.inventory import parse
 from hatchery.inventory.cache import InventoryCache, cache_key
 from hatchery.inventory.document import Doc, checked_fields, section, unknown_keys
-from hatchery.inventory.fields import FLEET_FIELDS, GROUP_KEYS, TOP_KEYS, kind, suggest
+from hatchery.inventory.fields import CAPACITY_FIELDS, FLEET_FIELDS, GROUP_KEYS, TOP_KEYS, kind, suggest
 from hatchery.inventory.hosts import (
     check_exposure,
     place_agent,
@@ -55,6 +55,7 @@ from hatchery.inventory.model import (
     CONTROL_USERS,
     DEFAULT_MANAGER,
     AgentSpec,
+    CapacitySpec,
     Inventory,
 )
 from hatchery.inventory.runtimes import Placing
@@ -179,11 +180,12 @@ def _build(doc: Doc, data: dict, path: Path) -> Inventory:
         check_group_keys(doc, group.vars_node, group.vars, group.name,
                          [agents[n] for n in group.members if n in agents])
     check_exposure(doc, data.get("broker"), broker_spec, agents)
+    capacity = checked_fields(doc, section(doc, data, "capacity", "capacity"), CAPACITY_FIELDS, "capacity")
     return Inventory(
         path=path, manager=manager, broker=broker_spec,
         agents=agents, groups={g.name: g.members for g in groups},
         state_dir=path.parent / fleet.get("state_dir", ".hatchery"), hosts=hosts,
-        sections=placing.sections)
+        sections=placing.sections, capacity=CapacitySpec(**capacity))
 
 
 def _agent_nodes(doc: Doc, agents_node: dict, manager: str):

@@ -96,6 +96,13 @@ class AgentSpec:
 
 
 @dataclass(frozen=True)
+class CapacitySpec:
+    """fleet.capacity's settings (the ``capacity:`` section)."""
+
+    headroom: float = 0.2               # the share of each host's memory and CPU kept free
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path                          # the inventory file
     manager: str = DEFAULT_MANAGER
@@ -105,6 +112,7 @@ class Inventory:
     state_dir: Path = Path(".hatchery")             # absolute after loading
     hosts: dict = field(default_factory=dict)       # name -> HostSpec, in file order
     sections: dict = field(default_factory=dict)    # a runtime's own top-level section -> its value
+    capacity: CapacitySpec = field(default_factory=CapacitySpec)
 
     def host_by_engine(self, docker_host: Optional[str]) -> Optional[HostSpec]:
         """The hosts: entry whose engine is ``docker_host`` (None when it is not declared)."""

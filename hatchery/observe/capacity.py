@@ -21,25 +21,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+# The facts are the runtime's answers (runtime.base: every runtime gives them).
+from hatchery.runtime.base import AgentUsage, HostResources  # noqa: F401 (re-exported)
+
 DEFAULT_HEADROOM = 0.2
-
-
-@dataclass(frozen=True)
-class HostResources:
-    host: str
-    mem_total_kb: Optional[int]         # None: the runtime could not say
-    mem_available_kb: Optional[int]
-    cpus: Optional[float]
-    source: str = ""                    # where the figures come from, for the reader
-
-
-@dataclass(frozen=True)
-class AgentUsage:
-    agent: str
-    host: str
-    mem_kb: Optional[int]
-    cpu: Optional[float]                # share of one core (0.25 = a quarter)
-    source: str = ""                    # runtime | heartbeat
 
 
 @dataclass(frozen=True)
@@ -56,9 +41,19 @@ class HostCapacity:
     limited_by: str                     # memory | cpu | unknown
     warning: str = ""
     source: str = ""
+    kind: str = "host"                  # host | node
+    usages: tuple = ()                  # its agents' AgentUsage, by name
+    problem: str = ""                   # why the host's figures are missing
+    cpu_busy: Optional[float] = None    # cores busy on the whole host, as the host says
+
+    @property
+    def past_headroom(self) -> bool:
+        return bool(self.warning)
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "usages"}
+        out["agent_usage"] = [dict(u.__dict__) for u in self.usages]
+        return out
 
 
 @dataclass(frozen=True)
@@ -98,6 +93,11 @@ def plan(hosts: Iterable[HostResources], usages: Iterable[AgentUsage],
     by_host: dict = {}
     for usage in usages:
         by_host.setdefault(usage.host, []).append(usage)
+    hosts = list(hosts)
+    known = {h.host for h in hosts}
+    # a host only the agents' heartbeats name: listed, with nothing known of its size
+    hosts += [HostResources(h, None, None, None, problem="no runtime figures for this host")
+              for h in by_host if h not in known]
     rows = [host_capacity(h, by_host.get(h.host, []), median, headroom) for h in hosts]
     return CapacityPlan(rows, median, headroom)
 
@@ -106,13 +106,16 @@ def host_capacity(host: HostResources, usages: list, median: MedianAgent,
                   headroom: float) -> HostCapacity:
     mem_used = sum(u.mem_kb or 0 for u in usages)
     cpu_used = round(sum(u.cpu or 0.0 for u in usages), 3)
-    cpu_free = None if host.cpus is None else max(0.0, round(host.cpus - cpu_used, 3))
+    # what keeps the host's CPUs busy: our agents, or everything on it when the host says more
+    busy = max(cpu_used, host.cpu_busy or 0.0)
+    cpu_free = None if host.cpus is None else max(0.0, round(host.cpus - busy, 3))
     by_mem = _fit(host.mem_available_kb, _reserve(host.mem_total_kb, headroom), median.mem_kb)
     by_cpu = _fit(cpu_free, _reserve(host.cpus, headroom), median.cpu)
     fits, limited = _tighter(by_mem, by_cpu)
     return HostCapacity(host.host, len(usages), mem_used, cpu_used, host.mem_total_kb,
                         host.mem_available_kb, host.cpus, cpu_free, fits, limited,
-                        _warning(host, cpu_free, headroom), host.source)
+                        _warning(host, cpu_free, headroom), host.source, host.kind,
+                        tuple(sorted(usages, key=lambda u: u.agent)), host.problem, host.cpu_busy)
 
 
 def _reserve(total, headroom: float) -> Optional[float]:
@@ -120,9 +123,14 @@ def _reserve(total, headroom: float) -> Optional[float]:
 
 
 def _fit(free, reserve, each) -> Optional[int]:
-    """How many ``each`` fit into ``free`` while ``reserve`` stays free (0 when none)."""
-    if free is None or reserve is None or not each:
+    """How many ``each`` fit into ``free`` while ``reserve`` stays free (0 when none). A host
+    with nothing to spare fits none, even of agents that use next to nothing of it."""
+    if free is None or reserve is None:
         return None
+    if free - reserve <= 0:
+        return 0
+    if not each:
+        return None                     # nothing to divide by: this resource sets no limit
     return max(0, math.floor((free - reserve) / each + 1e-9))   # 6.9999 is 7: float noise
 
 

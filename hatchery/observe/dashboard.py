@@ -2,7 +2,9 @@
 
 The server (stdlib ``http.server``, one thread per request) serves three static
 files from templates/dashboard/ and one event stream, ``/events``: the first
-event carries every agent, later ones only the agents that changed. The page
+event carries every agent, later ones only the agents that changed. The last
+hour (``/history``) and an agent's recent log lines (``/logs``) are read-only
+routes of their own (``observe.dashroutes``). The page
 builds its table with ``textContent`` only, and every response carries a
 Content-Security-Policy that allows no inline script, no other origin and no
 images, so bus data can never become markup or code.
@@ -41,6 +43,7 @@ from typing import Callable, Optional
 
 from hatchery.core.assets import TEMPLATES
 from hatchery.errors import UsageError
+from hatchery.observe import dashroutes
 from hatchery.observe import httplimits as limits
 from hatchery.observe.live import FleetModel
 
@@ -190,11 +193,13 @@ class Handler(BaseHTTPRequestHandler):
         return parsed
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if not self._allowed():
             return
         if path == "/events":
             self._events()
+        elif path in dashroutes.ROUTES:       # /history, /logs: the data of the page's panels
+            self._send(*dashroutes.answer(path, query, self.server.model))
         elif path in STATIC:
             self._send(200, STATIC[path][1], self.server.pages[path])
         else:

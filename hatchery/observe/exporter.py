@@ -16,6 +16,9 @@ prometheus_client collector (``collect``) for a registry:
   ``hatchery_exporter_folded_error_codes_total``.
 - The operator's intent: a retired agent is not exported at all, a stopped one
   is marked (``hatchery_agent_stopped``) so the offline alert leaves it alone.
+
+``serve`` also registers ``observe.capacitywatch``: fleet.capacity's numbers
+per host (``hatchery_host_*``), gathered every minute on a thread of their own.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from hatchery.bus.client import BusClient, Message
 from hatchery.core.intent import IntentBook, read_intent
 from hatchery.core.render import render
 from hatchery.inventory.model import Inventory
+from hatchery.observe import capacitywatch
 from hatchery.observe.fleetstate import AgentFacts, FleetState
 from hatchery.observe.metrics_text import COUNTER, Family
 from hatchery.observe.scrape import ScrapeText
@@ -325,8 +329,10 @@ def exporter_filters(manager: str) -> list:
 
 def serve(inv: Inventory, bus: BusClient, *, port: int = 9883, addr: str = "127.0.0.1",
           stop: Optional[threading.Event] = None, on_ready=None,
-          broker_log: Optional[Path] = None) -> BusMetrics:
-    """Feed metrics from the bus (and the broker's log) and serve /metrics until ``stop``."""
+          broker_log: Optional[Path] = None,
+          capacity_every: Optional[float] = capacitywatch.EVERY) -> BusMetrics:
+    """Feed metrics from the bus (and the broker's log) and serve /metrics until ``stop``;
+    the capacity gauges are gathered every ``capacity_every`` seconds (None: not at all)."""
     from hatchery.observe.metrics_http import start_server
 
     metrics = BusMetrics(inv)
@@ -335,7 +341,12 @@ def serve(inv: Inventory, bus: BusClient, *, port: int = 9883, addr: str = "127.
         threading.Thread(target=follow_log, args=(broker_log, metrics.observe_log_line, stop),
                          daemon=True).start()
     with bus.listen(exporter_filters(inv.manager), metrics.observe, qos=0):
-        server, thread = start_server(port, addr, metrics.render)
+        render = metrics.render
+        if capacity_every:
+            watch = capacitywatch.CapacityWatch(inv, metrics.state, capacity_every)
+            watch.start(stop)
+            render = lambda: metrics.render() + watch.render()   # noqa: E731
+        server, thread = start_server(port, addr, render)
         try:
             if on_ready:
                 on_ready(server.server_address)
@@ -363,9 +374,15 @@ def follow_log(path: Path, on_line, stop: threading.Event, poll: float = 1.0) ->
 
 def render_rules(*, stale_factor: float = 2.0, alert_rate_per_min: float = 5.0,
                  auth_failures_per_5m: float = 3.0, for_duration: str = "5m",
+                 full_within_days: float = 7.0, growth_window: str = "6h",
                  inventory=None) -> str:
-    """The Prometheus alerting rules (templates/prometheus/rules.yml.j2)."""
+    """The Prometheus recording and alerting rules (templates/prometheus/rules.yml.j2);
+    a host is "full soon" when ``predict_linear`` over ``growth_window`` puts it past its
+    headroom within ``full_within_days``."""
     return render(RULES_TEMPLATE, {"stale_factor": stale_factor,
                                    "alert_rate_per_min": alert_rate_per_min,
                                    "auth_failures_per_5m": auth_failures_per_5m,
-                                   "for_duration": for_duration}, inventory=inventory)
+                                   "for_duration": for_duration,
+                                   "full_within_s": int(full_within_days * 86400),
+                                   "full_within_days": f"{full_within_days:g}",
+                                   "growth_window": growth_window}, inventory=inventory)

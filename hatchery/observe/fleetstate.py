@@ -329,6 +329,8 @@ class FleetState:
             return
         facts.online, facts.state_ts = state.online, state.ts
         if state.online:
+            if state.instance != facts.instance:
+                facts.rtt_ms = None     # the round trip belongs to the instance that answered
             facts.instance = state.instance
 
     def _reply(self, facts: AgentFacts, reply: messages.Reply, received: float) -> None:

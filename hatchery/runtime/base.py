@@ -92,6 +92,31 @@ class Provenance:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class HostResources:
+    """A host's (or a cluster node's) size and what is free on it, as its runtime reads them."""
+
+    host: str                           # the name core.hosts gives it (a swarm node: its name)
+    mem_total_kb: Optional[int]         # None: the runtime could not say (host unreachable)
+    mem_available_kb: Optional[int]
+    cpus: Optional[float]
+    source: str = ""                    # where the figures come from, for the reader
+    cpu_busy: Optional[float] = None    # cores busy on the whole host (its 1-minute load)
+    kind: str = "host"                  # host | node (a cluster's node)
+    problem: str = ""                   # why figures are missing
+
+
+@dataclass(frozen=True)
+class AgentUsage:
+    """One agent's memory and CPU now."""
+
+    agent: str
+    host: str
+    mem_kb: Optional[int]
+    cpu: Optional[float]                # share of one core (0.25 = a quarter)
+    source: str = ""                    # runtime (process RSS, container stats) | heartbeat
+
+
 @runtime_checkable
 class Runtime(Protocol):
     """Where the broker and the agents run: 'local' processes or 'docker' containers."""
@@ -188,6 +213,19 @@ class Runtime(Protocol):
     def write_build_files(self, inv: Inventory, agents: list) -> list:
         """Acts now: write what the agents' images are built from, for review
         (agent.hatch --render-only); the Dockerfiles' paths ([] with no images)."""
+
+    # --- capacity (fleet.capacity, the exporter's host gauges) ---------------------
+
+    def host_resources(self, inv: Inventory) -> list:
+        """A ``HostResources`` per host (a cluster: per node) this runtime's agents of ``inv``
+        run on: total and available memory, CPUs, busy CPUs, each host asked once and the
+        hosts in parallel. A host that cannot be asked is listed with None figures and its
+        ``problem``; [] when this runtime runs none of ``inv``'s agents."""
+
+    def agent_usage(self, inv: Inventory) -> list:
+        """An ``AgentUsage`` per running agent of this runtime in ``inv``, measured by the
+        runtime (process RSS and CPU time, container stats; one sampling for all); agents
+        it cannot measure are left out (the caller falls back on their heartbeats)."""
 
     # --- clean-up -----------------------------------------------------------------
 

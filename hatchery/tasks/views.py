@@ -71,6 +71,7 @@ def dashboard(c, port=8765, addr="127.0.0.1", password_file=None, duration=None,
         output.log_line(f"dashboard on {served[-1]}" + (f" (login: {page.USER})" if login else ""),
                         err=True)
     with live_model(inv, float(timeout)) as model:
+        model.keep_time(stop)       # the last hour is recorded whether or not a page is open
         page.serve(model, addr=addr, port=int(port), login=login, title=inv.manager, stop=stop,
                    on_ready=ready)
     if json:
@@ -114,7 +115,7 @@ def _run_top(model, sort, refresh, stop):
     console = Console()
     with _keys() as read_key, Live(console=console, screen=True, auto_refresh=False) as live:
         while not stop.is_set():
-            live.update(_frame(model, sort, console.size.height), refresh=True)
+            live.update(_frame(model, sort, console.size.width, console.size.height), refresh=True)
             key = read_key(refresh)
             if key in ("q", "Q", "\x03"):
                 break
@@ -122,28 +123,32 @@ def _run_top(model, sort, refresh, stop):
                 sort = topview.sort_for_key(key, sort) or sort
 
 
-def _frame(model, sort, height):
+def _frame(model, sort, width, height):
+    """One screen: totals, the table in fixed columns (those that fit the width), the
+    recent events, the keys."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     now = model.clock()
     table_rows = topview.rows(model.snapshot(), now, sort)
     counts = topview.totals(table_rows)
-    head = Text(f"hatchery fleet · {time.strftime('%H:%M:%S')} · sort: {sort} · ")
-    head.append(" ".join(f"{k}={v}" for k, v in counts.items()))
-    table = Table(expand=True, pad_edge=False, box=None, header_style="bold")
-    widest = max([len(r.agent) for r in table_rows] + [5])
-    for column in topview.COLUMNS:   # names are never cut: they are what a person looks for
-        table.add_column(column, no_wrap=True, min_width=widest if column == "agent" else None)
-    room = max(1, height - 6)
+    head = f"hatchery fleet · {time.strftime('%H:%M:%S')} · sort: {sort} · {topview.summary(counts)}"
+    names = [*model.places, *(r.agent for r in table_rows)]
+    hosts = [*(host for _, host in model.places.values()), *(r.host for r in table_rows)]
+    columns = topview.layout(width, names, hosts)
+    events = topview.event_lines(model.history.timeline.after(0), width)
+    lines = [Text(output.clean(head, width)), Text(topview.header(columns), style="bold")]
+    room = max(1, height - 4 - len(events))
     for row in table_rows[:room]:
-        cells = [Text(output.clean(cell, 64)) for cell in row.cells()]
-        cells[1].stylize(STATE_STYLE.get(row.state, ""))
-        table.add_row(*cells)
+        text, (start, end) = topview.line(row, columns)
+        line = Text(output.clean(text, max(width, len(text))), no_wrap=True, overflow="crop")
+        line.stylize(STATE_STYLE.get(row.state, ""), start, end)
+        lines.append(line)
     more = len(table_rows) - room
-    tail = Text(f"… {more} more (sorted by {sort})" if more > 0 else "", style="dim")
-    return Group(head, table, tail, Text(topview.KEYS_HELP, style="dim"))
+    lines.append(Text(f"… {more} more (sorted by {sort})" if more > 0 else "", style="dim"))
+    lines += [Text(output.clean(e, width), style="dim") for e in events]
+    lines.append(Text(topview.KEYS_HELP, style="dim"))
+    return Group(*lines)
 
 
 @contextlib.contextmanager

@@ -228,6 +228,49 @@ def test_config_reload_by_command_and_unconfigured(setup, tmp_path):
     assert reply["ok"] is False and reply["error"] == "no-reload-configured"
 
 
+# --- the version a heartbeat carries ------------------------------------------------------
+
+def test_the_heartbeat_carries_the_version_as_a_slug(setup):
+    probe, start = setup
+    handler = start(version_command=(sys.executable, "-c", "print('Python 3.11.7 (main)')"))
+    beat = probe.wait_for(handler.topics["heartbeat"], lambda b: "version" in b)
+    assert beat["version"] == "python-3.11.7-main"
+    contract.validate_heartbeat(beat)
+
+
+@pytest.mark.parametrize("output", ["\u65e5\u672c\u8a9e", "v" * 65, "  ", "--- ***"])
+def test_output_that_cannot_be_a_slug_is_refused_and_the_agent_stays_up(setup, output):
+    probe, start = setup
+    handler = start(version_command=(sys.executable, "-c", f"print({output!r})"))
+    reply = ask(probe, handler, "health-check")          # answers, and publishes a heartbeat
+    assert reply["ok"] is True
+    time.sleep(0.3)                                      # the probe has run by now
+    assert handler.versions.slug is None
+    assert all("version" not in b for b in probe.decoded(handler.topics["heartbeat"]))
+
+
+def test_a_slow_version_command_never_delays_the_first_heartbeat(setup):
+    probe, start = setup
+    handler = start(version_command="sleep 1; echo slow 2.0", command_timeout=5)
+    first = probe.wait_for(handler.topics["heartbeat"])
+    assert "version" not in first                        # published on connect, before the probe ends
+    assert ask(probe, handler, "health-check")["ok"]     # the network thread is free meanwhile
+    later = probe.wait_for(handler.topics["heartbeat"], lambda b: "version" in b, timeout=5)
+    assert later["version"] == "slow-2.0"
+
+
+def test_a_config_reload_runs_the_version_command_again(setup, tmp_path):
+    probe, start = setup
+    release = tmp_path / "release"
+    release.write_text("agent 1.0\n")
+    handler = start(version_command=f"cat {release}",
+                    reload=ReloadConfig(command=f"echo 'agent 1.1' > {release}"))
+    assert probe.wait_for(handler.topics["heartbeat"],
+                          lambda b: b.get("version") == "agent-1.0")["version"]
+    assert ask(probe, handler, "config-reload")["ok"]
+    assert probe.wait_for(handler.topics["heartbeat"], lambda b: b.get("version") == "agent-1.1")
+
+
 def test_heartbeat_is_published_every_interval(setup):
     probe, start = setup
     handler = start(heartbeat_interval=0.3)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent_kit import actions, metrics
+from agent_kit import actions, contract, metrics
 from agent_kit.alerts import DropAlerts
 from agent_kit.config import ReloadConfig
 
@@ -50,6 +50,24 @@ def test_first_line_is_printable_and_bounded():
     assert actions.first_line("\n\n  v1.2.3 \x1b[0m\nmore") == "v1.2.3 [0m"
     assert len(actions.first_line("x" * 500)) == 128
     assert actions.first_line("\n \n") == ""
+
+
+@pytest.mark.parametrize("text, slug", [
+    ("Python 3.11.7", "python-3.11.7"),
+    ("OpenClaw v2.4 (build 77)\nsecond line", "openclaw-v2.4-build-77"),
+    ("  node.js v20.11.0  ", "node.js-v20.11.0"),
+    ("\x1b[31mv1.2\x1b[0m", "31mv1.2-0m"),          # escapes leave only printable words
+    ("-v1.0-", "v1.0"),
+    ("x" * 64, "x" * 64),
+    ("x" * 65, None),                                   # too long for a slug: refused, not cut
+    ("\u65e5\u672c\u8a9e", None),                      # nothing left
+    ("", None),
+    ("\u202e1.0", "1.0"),
+])
+def test_version_slug(text, slug):
+    assert actions.version_slug(text) == slug
+    if slug is not None:
+        assert contract.is_slug(slug)
 
 
 def test_version_runs_shell_strings_and_argv():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -172,4 +173,44 @@ def test_rules_render_and_pass_promtool(tmp_path):
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 14 rules found" in result.stdout
+
+
+GIB = 1024 ** 3
+
+
+def test_the_full_soon_alert_fires_on_growth_and_not_on_a_flat_host(tmp_path):
+    """promtool's own rule tests: twelve hours of series, the alerts Prometheus would raise."""
+    promtool = shutil.which("promtool") or pytest.fail("promtool not installed: apt-get install -y prometheus")
+    (tmp_path / "rules.yml").write_text(exporter.render_rules(full_within_days=7))
+    minutes = 720
+
+    def series(name, host, start, step=0):
+        labels = f'{{host="{host}"}}' if host else ""
+        return {"series": f"{name}{labels}", "values": f"{start}{step:+d}x{minutes}"}
+
+    def summary(host, what):
+        return {"severity": "warning", "host": host}, {
+            "summary": f"host {host} runs out of {what} headroom within 7 days at the current growth",
+            "fix": "invoke fleet.capacity --agents; look for an agent whose memory grows "
+                   "(fleet.dashboard's sparklines)" if what == "memory" else
+                   "invoke fleet.capacity --agents shows which agents use the CPU"}
+    inputs = [series("hatchery_capacity_headroom_ratio", None, "0.2")]
+    for host, memory_step in (("filling", -GIB // 1024), ("slow", -100_000), ("flat", 0)):
+        inputs += [series("hatchery_host_memory_total_bytes", host, 16 * GIB),
+                   series("hatchery_host_memory_available_bytes", host, 8 * GIB, memory_step),
+                   series("hatchery_host_cpus", host, 4), series("hatchery_host_cpu_free", host, 3),
+                   series("hatchery_host_past_headroom", host, 0)]
+    labels, annotations = summary("filling", "memory")
+    test = {"rule_files": [str(tmp_path / "rules.yml")], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": inputs, "alert_rule_test": [
+                {"eval_time": "7h", "alertname": "HatcheryHostMemoryFullSoon",
+                 "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}]},
+                {"eval_time": "7h", "alertname": "HatcheryHostCpuFullSoon", "exp_alerts": []},
+                {"eval_time": "7h", "alertname": "HatcheryHostPastHeadroom", "exp_alerts": []},
+                {"eval_time": "10m", "alertname": "HatcheryHostMemoryFullSoon", "exp_alerts": []}]}]}
+    (tmp_path / "test.yml").write_text(json.dumps(test))       # JSON is YAML
+    result = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout

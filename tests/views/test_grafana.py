@@ -57,7 +57,10 @@ def test_the_dashboard_is_provisioning_ready():
     assert "id" not in dashboard or dashboard["id"] is None   # provisioning assigns it
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
-    assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "agent"}
+    assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "agent", "host"}
+    capacity = [p for p in dashboard["panels"] if p["gridPos"]["y"] > 42]
+    assert capacity and all("hatchery_host_" in e or "hatchery_capacity_" in e
+                            for p in capacity for e in (t["expr"] for t in p["targets"]))
     assert (TEMPLATES / "grafana" / "provisioning-dashboards.yaml").exists()
 
 
@@ -76,10 +79,10 @@ def test_every_expression_uses_live_exporter_names_and_parses_in_prometheus(
         with BusClient(module_broker.host, module_broker.port) as bus, \
                 serving_exporter(inv, bus, port):
 
-            def scrape():
+            def scrape():   # the agent's series, and the first capacity figures
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
                     text = r.read().decode()
-                return text if f'agent="{name}"' in text else ""
+                return text if f'agent="{name}"' in text and "hatchery_host_agent_fits" in text else ""
             served = exported_names(wait_for(scrape, 10, step=0.2))
             used = {n for e in expressions(json.loads(DASHBOARD.read_text()))
                     for n in NAME_RE.findall(e)}
@@ -96,7 +99,7 @@ def test_every_expression_uses_live_exporter_names_and_parses_in_prometheus(
             assert wait_for(lambda: _query(prom_port, "hatchery_agent_up").get("data", {})
                             .get("result"), 20, step=0.3)
             for expr in expressions(json.loads(DASHBOARD.read_text())):
-                answer = _query(prom_port, expr.replace("$agent", ".*"))
+                answer = _query(prom_port, expr.replace("$agent", ".*").replace("$host", ".*"))
                 assert answer.get("status") == "success", (expr, answer)
             up = _query(prom_port, "sum(hatchery_agent_up)")["data"]["result"]
             assert up and up[0]["value"][1] == "1"

@@ -6,6 +6,7 @@ import these by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -56,7 +58,10 @@ class Agents:
         self.broker, self.manager, self.workdir = broker, manager, workdir
         self.procs: dict = {}
 
-    def start(self, name: str, *, interval: float = 600, version: str = "1.4.2"):
+    def start(self, name: str, *, interval: float = 600, version: str = "1.4.2",
+              instance: str | None = None, log: Path | None = None, keepalive: int = 2):
+        """``instance``: the runtime's token for this start; ``log``: where its stderr
+        goes (the path the local runtime's agent_logs reads), else nowhere."""
         config = self.workdir / f"{name}.json"
         config.write_text(json.dumps({
             "name": name, "manager": self.manager, "heartbeat_interval": interval,
@@ -64,9 +69,17 @@ class Agents:
             "broker": {"host": self.broker.host, "port": self.broker.port}}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("HATCHERY_")}
         env.update(HATCHERY_AGENT_CONFIG=str(config), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        if instance:
+            env["HATCHERY_AGENT_INSTANCE"] = instance
+        stderr = subprocess.DEVNULL
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            stderr = log.open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "agent_kit.handler", "--keepalive", "2"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+            [sys.executable, "-m", "agent_kit.handler", "--keepalive", str(keepalive)], env=env,
+            stdout=subprocess.DEVNULL, stderr=stderr, cwd="/")
+        if log is not None:
+            stderr.close()
         return self.procs[name]
 
     def kill(self, name: str) -> None:
@@ -123,3 +136,40 @@ def chromium():
         options.add_argument(flag)
     service = Service(executable_path=need("chromedriver", "chromium-driver"))
     return webdriver.Chrome(service=service, options=options)
+
+
+@contextlib.contextmanager
+def serving(model, login=None):
+    """The dashboard's server in this process for ``model``; yields its base url."""
+    from hatchery.core.ports import free_port
+    from hatchery.observe import dashboard
+
+    port, stop, ready = free_port(), threading.Event(), threading.Event()
+    thread = threading.Thread(target=dashboard.serve, args=(model,),
+                              kwargs={"port": port, "login": login, "stop": stop,
+                                      "on_ready": lambda a: ready.set()}, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def js(driver, script: str, *args):
+    return driver.execute_script(script, *args)
+
+
+def shown_agents(driver) -> list:
+    """The agents' rows in page order (host headers left out)."""
+    return js(driver, "return [...document.querySelectorAll('#rows tr[data-agent]')]"
+                      ".map(r => r.dataset.agent)")
+
+
+def canvas_ink(driver, selector: str) -> int:
+    """How many pixels of the canvas at ``selector`` are drawn on (not transparent)."""
+    return js(driver, "const c = document.querySelector(arguments[0]); if (!c || !c.width) return 0;"
+                      "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                      "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;",
+              selector)

@@ -12,6 +12,8 @@ package's public face for what only Docker has; the job modules behind it
 - ``agent_container(inv, agent)``: the name of an agent's container.
 - ``state_of(name, attrs, host=...)``: an agent's ``AgentState`` from its container's
   ``docker inspect`` attributes (pure; tests feed it captured data).
+- ``container_usage(before, after)``: (memory kB, CPU share) from two one-shot
+  container stats (pure; tests feed it captured stats).
 - ``base_image(inv, client, agent)``: what the agent's base image has (python3,
   package manager, ENTRYPOINT/CMD, USER), probed once per image id; a ``BaseImage``
   (what to install, which main process, as which user). ``inspect_base_image(client,
@@ -47,7 +49,8 @@ _HOMES = {"agent_container": ("states", "agent_container"), "broker_ports": ("br
           "BuildContext": ("build", "BuildContext"), "agent_context": ("build", "agent_context"),
           "base_image": ("build", "base_image"), "shown_env": ("containers", "shown_env"),
           "parse_ssh_url": ("remote", "parse_ssh_url"), "DockerRuntime": ("runtime", "DockerRuntime"),
-          "state_of": ("states", "state_of"), "DECISIONS": ("decide", "DECISIONS")}
+          "state_of": ("states", "state_of"), "DECISIONS": ("decide", "DECISIONS"),
+          "container_usage": ("usage", "container_usage")}
 
 
 def __getattr__(name: str):
@@ -67,4 +70,4 @@ def forget_connections() -> None:
 __all__ = ["broker_ports", "DECISIONS", "DEFAULT_IMAGES", "FLEET", "RECIPES", "BaseImage", "BuildContext", "DockerRuntime",
            "agent_container", "agent_context", "base_image", "bootstrap_images", "engine",
            "forget_base_images", "forget_connections", "inspect_base_image", "parse_ssh_url",
-           "shown_env", "state_of"]
+           "shown_env", "state_of", "container_usage"]

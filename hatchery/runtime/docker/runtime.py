@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hatchery.inventory.model import Inventory
-from hatchery.runtime.docker import agents, broker, build, inside, layout, states
+from hatchery.runtime.docker import agents, broker, build, inside, layout, states, usage
 from hatchery.runtime.docker.engine import FLEET, ROLE, docker_errors, engine
 
 
@@ -58,4 +58,6 @@ class DockerRuntime:
     exec_in_agent = staticmethod(inside.exec_in_agent)
     verify_in_agent = staticmethod(inside.verify_in_agent)
     write_build_files = staticmethod(build.write_build_files)
+    host_resources = staticmethod(usage.host_resources)
+    agent_usage = staticmethod(usage.agent_usage)
     remove_fleet = staticmethod(remove_fleet)

@@ -29,6 +29,7 @@ from hatchery.runtime.local.handlers import handler_table
 from hatchery.runtime.local.layout import agent_layout, broker_layout
 from hatchery.runtime.local.logs import agent_logs
 from hatchery.runtime.local.states import agent_list, agent_provenance, agent_state
+from hatchery.runtime.local.usage import agent_usage, host_resources
 
 
 def remove_fleet(inv: Inventory) -> None:
@@ -69,5 +70,7 @@ class LocalRuntime:
     exec_in_agent = staticmethod(exec_in_agent)
     verify_in_agent = staticmethod(verify_in_agent)
     write_build_files = staticmethod(write_build_files)
+    host_resources = staticmethod(host_resources)
+    agent_usage = staticmethod(agent_usage)
     remove_fleet = staticmethod(remove_fleet)
 
