@@ -272,6 +272,8 @@ def test_a_partition_leaves_two_handlers_taking_turns_seen_shown_as_one_and_ende
         listed = {r["agent"]: r for r in cli_json(fleet, "agent.list")["items"]}[agent]
         scan = cli_json(fleet, "agent.hatch")                # the orphan scan stops the left-over task
         stopped = [i for i in scan["items"] if i["item"].startswith(f"agent {agent} task ")]
+        if not stopped and listed["problem"]:               # Swarm may have ended it between the two calls
+            listed = {r["agent"]: r for r in cli_json(fleet, "agent.list")["items"]}[agent]
         assert stopped or not listed["problem"], (listed, scan["items"])
         time.sleep(3)
         settled = time.time()
@@ -310,3 +312,32 @@ def test_a_rollout_replaces_services_in_batches_and_a_bad_release_is_rolled_back
     wait_answering(fleet, AGENTS, within=60)
     assert versions(fleet) == {a: "v2" for a in AGENTS}         # every agent on its previous version
     _release(fleet, "echo v2")                              # the inventory back on the good release
+
+
+def test_fleet_capacity_lists_each_node_with_the_agents_its_tasks_run(hosts, fleet):
+    wait_answering(fleet, AGENTS, within=60)
+    h1 = hosts.hosts[0]
+    ids = hosts.docker(h1, "node", "ls", "-q").stdout.split()
+    described = {n["Spec"]["Labels"]["hatchery.host"]: n["Description"]["Resources"]
+                 for n in json.loads(hosts.docker(h1, "node", "inspect", *ids).stdout)}
+    where = nodes_of(fleet)
+    started = time.monotonic()
+    envelope = cli_json(fleet, "fleet.capacity", "--headroom", "0%")     # a busy test machine is no failure
+    FIGURES["fleet.capacity on swarm (s)"] = round(time.monotonic() - started, 1)
+    rows = {r["host"]: r for r in envelope["items"]}
+    assert set(rows) == {"h1", "h2", "h3"} and {r["kind"] for r in rows.values()} == {"node"}, rows
+    for host, row in rows.items():
+        assert row["mem_total_kb"] == described[host]["MemoryBytes"] // 1024, row
+        assert row["cpus"] == described[host]["NanoCPUs"] / 1e9, row
+        on_it = sorted(a for a, n in where.items() if n == host)
+        assert row["agents"] == len(on_it) and [u["agent"] for u in row["agent_usage"]] == on_it, (host, row)
+        assert all(u["source"] == "runtime: task container stats" and u["mem_kb"] > 0
+                   for u in row["agent_usage"]), row["agent_usage"]
+        if on_it:                                           # /proc read through a task of ours there
+            assert "/proc through a task container" in row["source"] and row["mem_available_kb"] > 0, row
+            assert row["cpu_busy"] is not None and row["fits"] is not None, row
+        else:
+            assert row["mem_available_kb"] is None and "no running agent task" in row["problem"], row
+    text = cli(fleet, "fleet.capacity", "--headroom", "0%", "--agents")
+    assert text.returncode == 0 and "(node)" in text.stdout, text.stdout + text.stderr
+    FIGURES["fleet.capacity text"] = text.stdout

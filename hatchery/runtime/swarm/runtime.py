@@ -10,7 +10,7 @@ from hatchery.inventory.model import Inventory
 from hatchery.inventory.swarm import placement_of
 from hatchery.runtime.docker import build
 from hatchery.runtime.swarm import agents as agent_services
-from hatchery.runtime.swarm import broker, inside, layout, lifecycle, nodes, states
+from hatchery.runtime.swarm import broker, inside, layout, lifecycle, nodes, states, usage
 
 
 def write_build_files(inv: Inventory, agents: list) -> list:
@@ -54,4 +54,6 @@ class SwarmRuntime:
     exec_in_agent = staticmethod(inside.exec_in_agent)
     verify_in_agent = staticmethod(inside.verify_in_agent)
     write_build_files = staticmethod(write_build_files)
+    host_resources = staticmethod(usage.host_resources)
+    agent_usage = staticmethod(usage.agent_usage)
     remove_fleet = staticmethod(lifecycle.remove_fleet)
