@@ -1,7 +1,7 @@
 """Docker Swarm runtime figures: swarm.up, deploy + hatch (cold and warm, 3 and 30 agents
 across 3 nodes), failover after node losses, rollout by batch size, memory per node.
 
-    .venv/bin/python bench/swarm_bench.py [--agents 3,30] [--losses 6]
+    .venv/bin/python bench/swarm_bench.py [--agents 3,30] [--losses 6] [--batches 3,10,30]
 
 Run as root on Linux with Docker: it makes three hosts on this machine (network
 namespaces, each with its own dockerd and sshd, see tests/hosts/netns.py), forms a
@@ -12,14 +12,17 @@ hatch again, nothing to do. A node loss cuts the node off the network, kills its
 containers and stops its engine (a power loss); failover time = from the loss
 until every agent answers a health-check again; every third loss is the Raft
 leader's node (a new leader is elected first), as often as a random loss among
-three managers would hit it. Figures go to
-bench/results/swarm_bench.json.
+three managers would hit it. Rollout by batch size = fleet.rollout of a new release
+(a new version_command: a new config, so a new task per agent) to the last fleet,
+gated on each agent answering the new version. Figures go to
+bench/results/swarm_bench.json (a partial run replaces only what it measured).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -34,9 +37,11 @@ sys.path.insert(0, str(ROOT / "tests" / "hosts"))
 from answering import wait_answering  # noqa: E402
 from netns import MultiHost  # noqa: E402
 
+from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.hosts import apply_per_host  # noqa: E402
 from hatchery.core.plan import apply_plan  # noqa: E402
 from hatchery.inventory.load import load_inventory  # noqa: E402
+from hatchery.operate.rollout import rollout  # noqa: E402
 from hatchery.provision.operations import deploy_plan, hatch_plans  # noqa: E402
 from hatchery.runtime import for_runtime  # noqa: E402
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections  # noqa: E402
@@ -94,6 +99,24 @@ def deploy_and_hatch(multi: MultiHost, folder: Path, count: int) -> dict:
         if run == "cold":
             figures[run]["all answering after the hatch (s)"] = round(
                 wait_answering(inv, list(inv.agents), within=300), 1)
+    return inv, figures
+
+
+def rollouts(inv, sizes: list) -> tuple:
+    """fleet.rollout of a new release to every agent, once per batch size: its seconds."""
+    figures = {}
+    for release, size in enumerate(sizes, start=2):
+        path = Path(inv.path)
+        path.write_text(re.sub(r'version_command: "echo v\d+"', f'version_command: "echo v{release}"',
+                               path.read_text()))
+        inv = load_inventory(path, env={})
+        started = time.monotonic()
+        with bus_for(inv, connect_timeout=30.0) as bus:
+            report = rollout(inv, list(inv.agents.values()), bus, size=size,
+                             expect_version=f"v{release}", timeout=60.0)
+        figures[f"batch {size}"] = {"batches": len(report.batches), "ok": report.ok,
+                                    "seconds": round(time.monotonic() - started, 1)}
+        print(size, figures[f"batch {size}"], flush=True)
     return inv, figures
 
 
@@ -194,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", default="3,30")
     parser.add_argument("--losses", type=int, default=6)
+    parser.add_argument("--batches", default="3,10,30", help="rollout batch sizes ('' for none)")
     args = parser.parse_args()
     apply_plan("images", bootstrap_images(engine(None), which=("broker", "agent-clients")))
     results: dict = {"machine": "2 cores, shared; three dockerds in network namespaces"}
@@ -215,13 +239,18 @@ def main() -> None:
                 results[f"{count} agents"] = figures
                 print(count, figures, flush=True)
             results["memory per node, 30 agents"] = memory(multi)
+            if args.batches:
+                inv, results[f"rollout of {len(inv.agents)} agents"] = rollouts(
+                    inv, [int(n) for n in args.batches.split(",")])
             if args.losses:
                 results["failover"] = failovers(multi, inv, args.losses)
             clear(multi, inv)
     finally:
         forget_connections()
         multi.close()
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    # A partial run (--losses 0, --batches '') replaces only the figures it measured.
+    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps({**kept, **results}, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 
