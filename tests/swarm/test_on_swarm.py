@@ -132,6 +132,7 @@ def test_swarm_up_forms_the_swarm_and_a_second_run_changes_nothing(hosts, fleet)
     assert rows["h2"]["address"] == hosts.hosts[1].address
     labels = hosts.docker(hosts.hosts[0], "node", "inspect", "-f", "{{json .Spec.Labels}}", "self").stdout
     assert json.loads(labels) == {"zone": "a", "hatchery.host": "h1"}
+    FIGURES["swarm.status text"] = cli(fleet, "swarm.status").stdout
 
 
 def test_labels_follow_the_inventory(hosts, fleet):
@@ -189,6 +190,7 @@ def test_agents_run_as_services_and_verify_checks_inside_each_task(hosts, fleet)
     assert warm["changed"] == 0, [(i["item"], i.get("reason")) for i in warm["items"] if i["status"] != "ok"]
     FIGURES["3 agents answering after the hatch (s)"] = round(wait_answering(fleet, AGENTS, within=60), 1)
 
+    FIGURES["agent.list text"] = cli(fleet, "agent.list").stdout
     rows = {r["agent"]: r for r in cli_json(fleet, "agent.list")["items"]}
     assert {a: (r["runtime"], r["running"], r["status"] in ("starting", "running")) for a, r in rows.items()} == {
         a: ("swarm", True, True) for a in AGENTS}
@@ -308,6 +310,7 @@ def test_a_rollout_replaces_services_in_batches_and_a_bad_release_is_rolled_back
     _release(fleet, "exit 3")                               # a release whose version command fails
     bad = cli_json(fleet, "fleet.rollout", "--batch", "2", "--expect-version", "v3", "--timeout", "20", code=1)
     outcomes = {r["agent"]: r["outcome"] for r in bad["items"]}
+    FIGURES["bad rollout"] = [{k: r[k] for k in ("agent", "batch", "outcome", "detail")} for r in bad["items"]]
     assert outcomes == {"a1": "rolled-back", "a2": "rolled-back", "a3": "untouched"}, bad["items"]
     wait_answering(fleet, AGENTS, within=60)
     assert versions(fleet) == {a: "v2" for a in AGENTS}         # every agent on its previous version
