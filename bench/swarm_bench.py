@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -219,6 +220,8 @@ def main() -> None:
     parser.add_argument("--losses", type=int, default=6)
     parser.add_argument("--batches", default="3,10,30", help="rollout batch sizes ('' for none)")
     args = parser.parse_args()
+    # Killed (timeout, kill): exit through the finally below, so no engine or namespace is left.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     apply_plan("images", bootstrap_images(engine(None), which=("broker", "agent-clients")))
     results: dict = {"machine": "2 cores, shared; three dockerds in network namespaces"}
     multi = MultiHost(count=3, swarm=True)
