@@ -8,9 +8,7 @@ import textwrap
 import pytest
 
 from hatchery.inventory.load import load_inventory
-from hatchery.runtime.swarm.agents import _runs_spec
-from hatchery.runtime.swarm.objects import names_in
-from hatchery.runtime.swarm.usage import node_name, node_resources, node_size
+from hatchery.runtime.swarm import names_in, node_name, node_resources, node_size, runs_spec
 
 INVENTORY = """
 hosts:
@@ -65,8 +63,8 @@ def spec(image="hatchery/agent-a1:abc", config="t-agent-a1-agent.json-0123456789
 
 def test_a_task_runs_a_spec_when_its_image_secrets_and_configs_match():
     task = {"Spec": spec()["TaskTemplate"]}
-    assert _runs_spec(task, spec())
-    assert not _runs_spec(task, spec(image="hatchery/agent-a1:def"))
-    assert not _runs_spec(task, spec(config="t-agent-a1-agent.json-ffffffffffff"))
+    assert runs_spec(task, spec())
+    assert not runs_spec(task, spec(image="hatchery/agent-a1:def"))
+    assert not runs_spec(task, spec(config="t-agent-a1-agent.json-ffffffffffff"))
     assert names_in(spec()) == {"t-agent-a1-agent.json-0123456789ab", "t-agent-a1-password-ba9876543210"}
     assert names_in(None) == frozenset()

@@ -11,6 +11,10 @@ This module is the package's public face for what only a swarm has:
   from ``HostFacts``, ``ClusterFacts`` and ``NodeFacts`` (tests give these as data).
 - ``state_of(name, service, tasks, nodes)``: an agent's AgentState from a service and
   its tasks (pure); ``agent_service_spec`` and ``broker_service_spec``: the wanted specs.
+- ``node_size(attrs)``, ``node_name(inv, attrs)``, ``node_resources(inv, attrs)``: a node's
+  size, name and HostResources from ``docker node inspect`` (fleet.capacity).
+- ``runs_spec(task, spec)`` and ``names_in(spec)``: whether a task was made from a service
+  spec, and the secrets and configs a spec mounts (the last-known-good spec).
 - ``SwarmRuntime``: the runtime itself (use ``hatchery.runtime.for_runtime("swarm")``).
 
 The job modules behind it (facts, cluster, status) are internal. Each name is
@@ -25,7 +29,10 @@ _HOMES = {"up_plan": ("cluster", "up_plan"), "swarm_status": ("status", "swarm_s
           "ClusterFacts": ("facts", "ClusterFacts"), "NodeFacts": ("facts", "NodeFacts"),
           "state_of": ("states", "state_of"),
           "agent_service_spec": ("agents", "agent_service_spec"),
-          "broker_service_spec": ("broker", "broker_service_spec"), "SwarmRuntime": ("runtime", "SwarmRuntime")}
+          "broker_service_spec": ("broker", "broker_service_spec"), "SwarmRuntime": ("runtime", "SwarmRuntime"),
+          "node_size": ("usage", "node_size"), "node_name": ("usage", "node_name"),
+          "node_resources": ("usage", "node_resources"), "runs_spec": ("agents", "runs_spec"),
+          "names_in": ("objects", "names_in")}
 
 
 def __getattr__(name: str):
@@ -36,5 +43,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["STATUS_COLUMNS", "Act", "ClusterFacts", "HostFacts", "NodeFacts", "Step", "SwarmRuntime",
-           "agent_service_spec", "broker_service_spec", "decide", "state_of",
-           "swarm_status", "up_plan"]
+           "agent_service_spec", "broker_service_spec", "decide", "names_in", "node_name",
+           "node_resources", "node_size", "runs_spec", "state_of", "swarm_status", "up_plan"]

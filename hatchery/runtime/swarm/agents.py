@@ -183,12 +183,12 @@ def keep_previous(inv: Inventory, name: str, service, client) -> None:
     update_state = (service.attrs.get("UpdateStatus") or {}).get("State", "completed")
     task = current_task(tasks_of(client, service.id))
     if update_state in ("paused", "rollback_started", "rollback_paused", "rollback_completed") \
-            or not task or task["Status"]["State"] != "running" or not _runs_spec(task, service.attrs["Spec"]):
+            or not task or task["Status"]["State"] != "running" or not runs_spec(task, service.attrs["Spec"]):
         return
     write_if_changed(previous_path(inv, name), json.dumps(service.attrs["Spec"], sort_keys=True) + "\n")
 
 
-def _runs_spec(task: dict, spec: dict) -> bool:
+def runs_spec(task: dict, spec: dict) -> bool:
     """Whether ``task`` was made from ``spec`` (its image, secrets and configs)."""
     def image(template: dict) -> str:
         return ((template or {}).get("ContainerSpec") or {}).get("Image", "")
