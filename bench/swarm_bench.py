@@ -116,9 +116,19 @@ def rollouts(inv, sizes: list) -> tuple:
             report = rollout(inv, list(inv.agents.values()), bus, size=size,
                              expect_version=f"v{release}", timeout=60.0)
         figures[f"batch {size}"] = {"batches": len(report.batches), "ok": report.ok,
-                                    "seconds": round(time.monotonic() - started, 1)}
+                                    "seconds": round(time.monotonic() - started, 1),
+                                    "outcomes": _counts(o.outcome for o in report.outcomes.values()),
+                                    "failed": {o.agent: o.detail for o in report.outcomes.values()
+                                               if o.agent in report.failed}}
         print(size, figures[f"batch {size}"], flush=True)
     return inv, figures
+
+
+def _counts(outcomes) -> dict:
+    found: dict = {}
+    for outcome in outcomes:
+        found[outcome] = found.get(outcome, 0) + 1
+    return found
 
 
 def clear(multi: MultiHost, inv) -> None:
