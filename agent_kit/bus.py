@@ -50,19 +50,21 @@ def _nodelay(client: mqtt.Client, userdata, sock) -> None:
 def new_client(client_id: str = "", will: Optional[Will] = None, *,
                username: Optional[str] = None, password: Optional[str] = None,
                ca_file: Optional[str] = None, tls_context: Optional[ssl.SSLContext] = None,
-               protocol: int = mqtt.MQTTv5, transport: str = "tcp") -> mqtt.Client:
+               protocol: int = mqtt.MQTTv5, transport: str = "tcp",
+               reconnect_max: int = 30) -> mqtt.Client:
     """A configured, unconnected client (with credentials and TLS when given).
 
     TLS: ``ca_file`` (verify the broker against that CA) or a ready
     ``tls_context``. ``protocol``: ``mqtt.MQTTv5`` (the default) or
     ``mqtt.MQTTv311`` (for measurements; commands lose their expiry).
     ``transport``: "tcp", or "unix" for a broker's unix-socket listener (the
-    host given to connect is then the socket's path).
+    host given to connect is then the socket's path). ``reconnect_max``: the
+    reconnect delay doubles from 1 s up to this many seconds.
     """
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=protocol, transport=transport)
     client.on_socket_open = _nodelay
-    client.reconnect_delay_set(1, 30)
+    client.reconnect_delay_set(1, reconnect_max)
     if will is not None:
         client.will_set(will[0], will[1], qos=1, retain=True)
     if username:

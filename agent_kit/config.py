@@ -30,7 +30,7 @@ ENV_OVERRIDES = {  # env var -> path of the config key it overrides
 }
 TOP_KEYS = {"name", "manager", "broker", "heartbeat_interval", "version_command",
             "reload", "max_payload", "session_expiry", "alert_interval",
-            "command_timeout", "keepalive",
+            "command_timeout", "keepalive", "reconnect_max",
             # credentials: the files hold the secrets, never this JSON
             "username", "password_file", "signing_key_file", "broadcast_key_file",
             "credentials", "instance"}
@@ -68,6 +68,7 @@ class AgentConfig:
     alert_interval: float = 10
     command_timeout: float = 10
     keepalive: int = 60
+    reconnect_max: int = 30               # seconds: the longest wait between reconnect attempts
     username: Optional[str] = None
     password_file: Optional[str] = None
     signing_key_file: Optional[str] = None
@@ -193,6 +194,7 @@ def from_dict(data: dict, source: str = "config", require_name: bool = True) -> 
         alert_interval=_number(data, "alert_interval", defaults, source, 0),
         command_timeout=_number(data, "command_timeout", defaults, source, 0.1),
         keepalive=_int(data.get("keepalive", defaults.keepalive), source, "keepalive", 1, 65535),
+        reconnect_max=_int(data.get("reconnect_max", defaults.reconnect_max), source, "reconnect_max", 1, 300),
         username=_optional_name(data.get("username"), source, "username"),
         password_file=_path(data.get("password_file"), source, "password_file"),
         signing_key_file=_path(data.get("signing_key_file"), source, "signing_key_file"),

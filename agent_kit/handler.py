@@ -109,7 +109,7 @@ class CommandHandler:
         will = contract.encode(self._state(contract.STATE_OFFLINE))
         client = bus.new_client(self.config.client_id, will=(self.topics["status"], will),
                                 username=self.config.username, password=self._password,
-                                ca_file=self.config.ca_file)
+                                ca_file=self.config.ca_file, reconnect_max=self.config.reconnect_max)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -268,10 +268,15 @@ def task_args(task: str, tmp: Path) -> list:
     }.get(task, [])
 
 
+# Tasks the fixture's fleet cannot run: it has no swarm: section (a usage error, with its fix).
+NEEDS_A_SWARM = ("swarm.up", "swarm.status")
+
+
 @pytest.mark.parametrize("task", sorted(all_tasks()))
 def test_every_task_prints_the_envelope_under_json(fleet, task, tmp_path):
     proc = cli(fleet, task, "--json", *task_args(task, tmp_path))
-    assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr   # 3: no Docker engine
+    allowed = (2,) if task in NEEDS_A_SWARM else (0, 1, 3)               # 3: no Docker engine
+    assert proc.returncode in allowed, proc.stdout + proc.stderr
     body = envelope_of(proc)
     assert body["task"] == task
     assert body["ok"] is (proc.returncode == 0)

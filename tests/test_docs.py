@@ -32,7 +32,7 @@ from hatchery.inventory.fields import FLEET_FIELDS, GROUP_KEYS, HOST_FIELDS
 from hatchery.inventory.keys import Schemas
 from hatchery.inventory.load import load_inventory
 from hatchery.inventory.model import DOCKER, fleet_tag
-from hatchery.inventory.runtimes import names as runtime_names
+from hatchery.inventory.runtimes import DECLARED
 from hatchery.inventory.runtimes import takers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def _schema_keys() -> dict:
     keys.update({f"groups.<group>.{k}": "all" for k in GROUP_KEYS})
     keys.update({f"hosts.<host>.{k}": DOCKER for k in HOST_FIELDS})
     for section in schemas.sections:
-        keys[f"{section}"] = ", ".join(runtime_names())
+        keys[f"{section}"] = ", ".join(n for n, d in DECLARED.items() if section in d.sections)
     return keys
 
 

@@ -138,6 +138,22 @@ def test_two_instances_taking_turns_are_seen():
     assert fleet("b").observe_all([state("b", instance="aaaaaaaa")]).facts("b").duelling(NOW) == ()
 
 
+def test_the_instance_the_runtime_confirms_is_the_one_shown_during_a_duel():
+    fs = fleet("a")
+    fs.confirm("a", "bbbbbbbb")          # e.g. the swarm's running task; aaaaaaaa was left behind
+    for i, instance in enumerate(["aaaaaaaa", "bbbbbbbb", "aaaaaaaa", "bbbbbbbb", "aaaaaaaa"]):
+        fs.observe(state("a", instance=instance, received=NOW - 10 + i))
+        fs.observe(beat("a", instance=instance, ok=instance == "bbbbbbbb"))
+    facts = fs.facts("a")
+    assert facts.instance == "bbbbbbbb" and facts.online and facts.beat.ok
+    assert facts.duelling(NOW) == ("aaaaaaaa", "bbbbbbbb")       # still seen
+    fs.observe(state("a", online=False, instance="aaaaaaaa"))    # the left-over one's Will
+    assert fs.facts("a").online
+    fs.confirm("a", None)
+    fs.observe(state("a", instance="aaaaaaaa"))
+    assert fs.facts("a").instance == "aaaaaaaa"
+
+
 def test_versions_come_from_replies_as_printable_text():
     fs = fleet("a")
     reply = {"v": 1, "ts": ts(NOW), "agent": "a", "kind": "reply", "id": "c1",

@@ -27,6 +27,7 @@ from hatchery.provision.operations import deploy_plan, hatch_plan
 from hatchery.runtime import docker as docker_face
 from hatchery.runtime import for_runtime
 from hatchery.runtime import local as local_face
+from hatchery.runtime import swarm as swarm_face
 from hatchery.runtime.base import (
     INSTANCE_ENV,
     RUNTIME_CAPABILITIES,
@@ -39,8 +40,10 @@ from hatchery.runtime.base import (
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIR = ROOT / "hatchery" / "runtime"
 # What code outside hatchery/runtime may import from it: the interface and the packages' faces.
-PUBLIC = {"hatchery.runtime", "hatchery.runtime.base", "hatchery.runtime.docker", "hatchery.runtime.local"}
-FACES = {"hatchery.runtime.docker": docker_face, "hatchery.runtime.local": local_face}
+PUBLIC = {"hatchery.runtime", "hatchery.runtime.base", "hatchery.runtime.docker", "hatchery.runtime.local",
+          "hatchery.runtime.swarm"}
+FACES = {"hatchery.runtime.docker": docker_face, "hatchery.runtime.local": local_face,
+         "hatchery.runtime.swarm": swarm_face}
 
 
 def _shape(signature: inspect.Signature) -> list:
@@ -63,7 +66,7 @@ def test_each_runtime_implements_every_method_with_the_same_signature(name):
 def test_each_runtime_declares_every_capability(name):
     """Callers read the flags, never the name: every runtime must say each one."""
     runtime = for_runtime(name)
-    assert set(RUNTIME_CAPABILITIES) == {"restarts_crashed", "builds_images", "inspectable"}
+    assert set(RUNTIME_CAPABILITIES) == {"restarts_crashed", "builds_images", "inspectable", "reschedules"}
     for flag in RUNTIME_CAPABILITIES:
         assert isinstance(vars(type(runtime)).get(flag), bool), f"{name} does not declare {flag}"
 
@@ -91,7 +94,7 @@ def _reaches_in(imported: str) -> bool:
     if module in FACES and name:
         return name not in FACES[module].__all__        # only the documented face
     if module == "hatchery.runtime" and name:
-        return name not in ("for_runtime", "Runtime", "docker", "local")
+        return name not in ("for_runtime", "Runtime", "docker", "local", "swarm")
     return module.startswith("hatchery.runtime.") and module not in PUBLIC
 
 

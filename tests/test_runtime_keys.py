@@ -2,7 +2,8 @@
 validated by the loader for the agents of that runtime only.
 
 A third runtime is added here the way a new one would be: one declaration and
-one registration, nothing else. Its keys load, its traits hold (it refuses
+one registration, nothing else (its key ``spread`` is one no registered runtime
+takes). Its keys load, its traits hold (it refuses
 ``host:``), and a key of it on another runtime's agent is refused with
 file:line and the fix.
 """
@@ -21,23 +22,23 @@ from hatchery.inventory.placement import host_of
 from hatchery.inventory.runtimes import RuntimeKeys, declared
 
 
-def _placement(value) -> dict:
+def _spread(value) -> dict:
     if not isinstance(value, dict) or set(value) - {"constraints"}:
-        raise Bad(f"expected {{constraints: [...]}}, got {kind(value)}", "write placement: {constraints: [...]}")
+        raise Bad(f"expected {{constraints: [...]}}, got {kind(value)}", "write spread: {constraints: [...]}")
     return dict(value)
 
 
 def _needs_constraints(doc, node, key, agent, placing) -> None:
-    if not agent.options.get("placement"):
-        doc.add(node, key, f"agents.{agent.name}", "a cluster agent needs a placement",
-                "write placement: {constraints: [node.role==worker]}")
+    if not agent.options.get("spread"):
+        doc.add(node, key, f"agents.{agent.name}", "a cluster agent needs a spread",
+                "write spread: {constraints: [node.role==worker]}")
 
 
 CLUSTER = RuntimeKeys(
     name="cluster", implementation="tests.nowhere:Cluster",
-    agent_keys={"placement": _placement, "image": lambda v: str(v)},
+    agent_keys={"spread": _spread, "image": lambda v: str(v)},
     engine_key="docker_host", on_hosts=False,
-    pin_fix="remove host:; the cluster places it (write placement: {constraints: [...]})",
+    pin_fix="remove host:; the cluster places it (write spread: {constraints: [...]})",
     check_agent=_needs_constraints)
 
 
@@ -68,11 +69,11 @@ def test_a_new_runtimes_keys_load_into_options_and_its_engine_names_the_host(tmp
         agents:
           a:
             runtime: cluster
-            placement: {constraints: [node.role==worker]}
+            spread: {constraints: [node.role==worker]}
             image: x/y:1
     """)
     agent = inv.agents["a"]
-    assert agent.options == {"placement": {"constraints": ["node.role==worker"]}} and agent.image == "x/y:1"
+    assert agent.options == {"spread": {"constraints": ["node.role==worker"]}} and agent.image == "x/y:1"
     assert host_of(inv, agent) == "h1"          # its engine_key, defaulting to the broker's engine
 
 
@@ -84,25 +85,25 @@ def test_a_new_runtime_refuses_host_and_other_runtimes_refuse_its_keys(tmp_path,
           pinned:
             runtime: cluster
             host: h1
-            placement: {constraints: [node.role==worker]}
+            spread: {constraints: [node.role==worker]}
           unplaced:
             runtime: cluster
           elsewhere:
             runtime: docker
             host: h1
-            placement: {constraints: [node.role==worker]}
+            spread: {constraints: [node.role==worker]}
         broker: {bind: 0.0.0.0, tls: true}
     """)
     assert found == [
         (6, "agents.pinned.host", "runtime cluster does not run on a hosts: entry", CLUSTER.pin_fix),
-        (8, "agents.unplaced", "a cluster agent needs a placement",
-         "write placement: {constraints: [node.role==worker]}"),
-        (13, "agents.elsewhere.placement", "placement is read by runtime cluster only; this agent runs docker",
-         "remove placement, or set runtime: cluster")]
+        (8, "agents.unplaced", "a cluster agent needs a spread",
+         "write spread: {constraints: [node.role==worker]}"),
+        (13, "agents.elsewhere.spread", "spread is read by runtime cluster only; this agent runs docker",
+         "remove spread, or set runtime: cluster")]
 
 
 def test_without_the_registration_the_key_is_unknown(tmp_path):
     with pytest.raises(KeyError):
         declared("cluster")
-    found = _problems(tmp_path, "agents:\n  a: {placement: {constraints: []}}\n")
-    assert found[0][1] == "agents.a.placement" and found[0][2].startswith("unknown key")
+    found = _problems(tmp_path, "agents:\n  a: {spread: {constraints: []}}\n")
+    assert found[0][1] == "agents.a.spread" and found[0][2].startswith("unknown key")

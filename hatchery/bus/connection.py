@@ -22,7 +22,13 @@ from typing import Callable, Optional
 
 from hatchery.bus import wire
 from hatchery.bus.client import BusClient
-from hatchery.configs.broker import broker_endpoint, control_socket, tls_source_files
+from hatchery.configs.broker import (
+    broker_candidates,
+    broker_endpoint,
+    control_socket,
+    tls_source_files,
+)
+from hatchery.core.ports import first_listening
 from hatchery.errors import BusError
 from hatchery.inventory.model import Inventory
 from hatchery.provision.credentials import signing_keys, stored_secret
@@ -101,9 +107,19 @@ def control_target(inv: Inventory) -> Optional[str]:
 def connection_target(inv: Inventory, tls=None) -> tuple:
     """(host, port, tls) the control side connects to: the TLS listener when enabled."""
     if tls is None and inv.broker.tls:
-        host, port = broker_endpoint(inv)
+        host, port = reachable_endpoint(inv)
         return host, port, _fleet_ca_context(tls_source_files(inv)["cafile"])
-    return inv.broker.host, inv.broker.port, tls
+    return reachable_endpoint(inv, inv.broker.port)[0], inv.broker.port, tls
+
+
+def reachable_endpoint(inv: Inventory, port: Optional[int] = None) -> tuple:
+    """``broker_endpoint``, its host replaced by the first of ``broker_candidates`` that
+    listens when broker.host does not (a broker that moves between nodes)."""
+    host, wanted = broker_endpoint(inv)
+    port = port or wanted
+    if not inv.broker.alternates:
+        return host, port
+    return first_listening(broker_candidates(inv), port) or host, port
 
 
 def _fleet_ca_context(cafile: str) -> ssl.SSLContext:

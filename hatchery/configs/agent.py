@@ -40,6 +40,8 @@ def agent_config(inv: Inventory, agent: AgentSpec, layout: AgentLayout, auth=Non
         "version_command": list(version) if isinstance(version, tuple) else version,
         "reload": agent.reload.as_dict() if agent.reload else None,
     }
+    config.update({key: value for key, value in (("keepalive", layout.keepalive),
+                                                 ("reconnect_max", layout.reconnect_max)) if value})
     if inv.broker.auth:
         config.update(credential_keys(agent, layout, auth))
     return config

@@ -52,6 +52,12 @@ def broker_endpoint(inv: Inventory) -> tuple:
     return inv.broker.host, inv.broker.tls_port if inv.broker.tls else inv.broker.port
 
 
+def broker_candidates(inv: Inventory) -> list:
+    """Where the control side may find that port: broker.host, then ``broker.alternates`` (a
+    broker its runtime moves between nodes is published on the one that runs it)."""
+    return list(dict.fromkeys([inv.broker.host, *inv.broker.alternates]))
+
+
 def plain_bind(inv: Inventory) -> str:
     """Plain MQTT stays on loopback unless the bind is loopback already or the inventory allows it."""
     b = inv.broker

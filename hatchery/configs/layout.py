@@ -49,6 +49,10 @@ class AgentLayout:
     # {PASSWORD, SIGNING_KEY, BROADCAST: path}: the credential files as the handler reads them
     credential_files: dict = field(default_factory=dict)
     extra_hosts: dict = field(default_factory=dict)     # name -> address its resolver must know
+    # how soon the handler notices a broker gone without a word (a lost node sends no RST), and
+    # the longest wait between its reconnects; None: agent_kit's defaults (60 s and 30 s)
+    keepalive: Optional[int] = None
+    reconnect_max: Optional[int] = None
 
 
 CREDENTIAL_FILES = (PASSWORD, SIGNING_KEY, BROADCAST)

@@ -14,6 +14,11 @@ def listening(host: str, port: int) -> bool:
         return False
 
 
+def first_listening(hosts: list, port: int) -> str:
+    """The first of ``hosts`` where something listens on ``port`` ('' when none)."""
+    return next((h for h in hosts if listening(h, port)), "")
+
+
 def wait_until(host: str, port: int, *, up: bool = True, timeout: float = 5.0) -> bool:
     """Poll until ``port`` is (or, with ``up=False``, is no longer) listening."""
     deadline = time.monotonic() + timeout

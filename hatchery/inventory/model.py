@@ -106,6 +106,8 @@ class BrokerSpec:
     tls_key: Optional[str] = None
     on_host: Optional[str] = None       # the hosts: entry the broker runs on
     allow_plain: bool = False           # plain MQTT on a non-loopback bind, said explicitly
+    alternates: tuple = ()              # other addresses its port may be published on (a runtime
+                                        # that moves it between nodes sets them)
     options: dict = field(default_factory=dict)   # keys a runtime declares that have no field here
     defaulted: tuple = ()               # which of DEFAULTED_KEYS the inventory left to their defaults
 

@@ -42,7 +42,10 @@ def host_of(inv, agent) -> str:
     """The name the agent's host goes by: its hosts: entry, its engine address, or 'local'."""
     if agent.host:
         return agent.host
-    if declared(agent.runtime).engine_key is None:
+    runtime = declared(agent.runtime)
+    if runtime.cluster:
+        return runtime.cluster
+    if runtime.engine_key is None:
         return LOCAL_HOST
     engine = engine_of(inv, agent)
     on = inv.host_by_engine(engine)

@@ -43,6 +43,12 @@ MAX_ALERT_CODES = 32            # distinct alert codes remembered per agent
 MAX_PENDING = 10000             # commands awaiting a reply we remember, at most
 
 
+def _unconfirmed(facts: AgentFacts, instance: Optional[str]) -> bool:
+    """True for a message of another instance than the one the runtime confirmed: one left
+    running behind a partition, taking turns with the real one on the same login."""
+    return bool(facts.confirmed and instance and instance != facts.confirmed)
+
+
 class FleetState:
     """Bus messages in, per-agent facts and verdicts out; thread-safe, with change notification.
 
@@ -149,7 +155,10 @@ class FleetState:
     def _fold(self, facts: AgentFacts, message, received: float) -> bool:
         # heartbeats and states first: they are a snapshot's every message
         if isinstance(message, messages.Heartbeat):
-            facts.last_seen, facts.beat, facts.beat_received = received, message, received
+            facts.last_seen = received
+            if facts.confirmed and _unconfirmed(facts, message.instance):
+                return False
+            facts.beat, facts.beat_received = message, received
             if message.version:
                 facts.version = message.version
         elif isinstance(message, messages.State):
@@ -176,12 +185,15 @@ class FleetState:
         if not state.online and state.instance and facts.instance and state.instance != facts.instance \
                 and facts.online:
             return
+        if state.online:
+            facts.births.append((received, state.instance))    # every one: duelling() sees both
+        if facts.confirmed and _unconfirmed(facts, state.instance):
+            return
         facts.online, facts.state_ts = state.online, state.ts
         if state.online:
             if state.instance != facts.instance:
                 facts.rtt_ms = None     # the round trip belongs to the instance that answered
             facts.instance = state.instance
-            facts.births.append((received, state.instance))
 
     def _reply(self, facts: AgentFacts, reply: messages.Reply, received: float) -> None:
         if reply.version:
@@ -247,6 +259,20 @@ class FleetState:
         return False
 
     # --- output (any thread) -----------------------------------------------------------
+
+    def confirm(self, name: str, instance: Optional[str]) -> None:
+        """The instance the runtime runs ``name`` as now (None: forget it). While it is set,
+        another instance's state and heartbeats stay out of the facts, so readers show one
+        instance; its births are still counted, so ``duelling()`` still sees the duel."""
+        with self._cond:
+            facts = self._facts(name)
+            if facts is None or facts.confirmed == instance:
+                return
+            facts.confirmed = instance
+            if instance:
+                facts.instance = instance
+            facts.changed = self.version = self.version + 1
+            self._cond.notify_all()
 
     def facts(self, name: str) -> AgentFacts:
         """A copy of what the bus said about ``name`` (an empty record if nothing)."""

@@ -81,6 +81,7 @@ class AgentFacts:
     invalid: int = 0                        # payloads that broke the contract
     last_seen: Optional[float] = None       # when we last received anything valid from it
     births: deque = field(default_factory=lambda: deque(maxlen=BIRTHS_KEPT))   # (received, instance)
+    confirmed: Optional[str] = None         # the instance the runtime says runs it (FleetState.confirm)
     changed: int = 0                        # FleetState.version of its last change
 
     def age(self, now: float) -> Optional[float]:

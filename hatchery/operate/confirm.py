@@ -53,6 +53,8 @@ class Confirmation:
     started_at: Optional[float] = None      # epoch seconds of the start the runtime made
     instance: Optional[str] = None
     conflict: bool = False                  # contradictory replies to the health-check's id
+    node: Optional[str] = None              # a cluster's word: the node that runs it
+    problem: str = ""                       # what the runtime says is off (e.g. it cannot place it)
 
     @property
     def down(self) -> bool:
@@ -71,7 +73,8 @@ def finding(state: AgentState, reply: Optional[Reply], hung_after: float, probed
     """The confirmation for one agent from its runtime state and the health-check's reply;
     ``bus_problem``: why the health-check could not be sent (then it was never asked)."""
     base = dict(agent=state.agent, restarting=state.restarting, started_at=state.started_at,
-                instance=state.instance, conflict=bool(reply and reply.conflict))
+                instance=state.instance, conflict=bool(reply and reply.conflict), node=state.node,
+                problem=state.problem)
     if state.running is None:
         why = state.problem or "no answer"
         return Confirmation(finding=UNASKED, detail=f"the runtime could not be asked ({why})", **base)
@@ -108,6 +111,11 @@ def agent_state(inv: Inventory, name: str) -> AgentState:
 def restarts_itself(inv: Inventory, name: str) -> bool:
     """The runtime's capability: it restarts a crashed agent by itself (a restart policy)."""
     return bool(for_runtime(inv.agents[name].runtime).restarts_crashed)
+
+
+def reschedules(inv: Inventory, name: str) -> bool:
+    """The runtime's capability: it also moves an agent off a lost node (a cluster)."""
+    return bool(for_runtime(inv.agents[name].runtime).reschedules)
 
 
 def confirm(inv: Inventory, bus: BusClient, names: list, *, hung_after: float, state_only=()) -> dict:

@@ -51,6 +51,10 @@ from hatchery.operate import confirm as runtime_word
 from hatchery.operate.supervisor import (  # noqa: F401 (the names fleet.heal's callers use)
     CONFLICT,
     DEFAULT_BUDGET,
+    DUEL,
+    LEFT_TO_RUNTIME,
+    RESCHEDULED,
+    UNPLACEABLE,
     DEFAULT_WINDOW,
     FAILED,
     LEFT_DOWN,
@@ -71,8 +75,10 @@ CORRECTED = "corrected-retained"   # a stale retained online set offline (operat
 
 # alert codes (slugs) per action: what fleet.exporter counts (the heal- ones) and alerting routes
 CODES = {RESTARTED: "heal-restart", FAILED: "heal-failed", LEFT_DOWN: "heal-gave-up",
-         UNCONFIRMED: "heal-unconfirmed", MISMATCH: "telemetry-mismatch", CONFLICT: "conflicting-replies"}
-CRITICAL = frozenset({LEFT_DOWN, FAILED, CONFLICT})
+         UNCONFIRMED: "heal-unconfirmed", MISMATCH: "telemetry-mismatch", CONFLICT: "conflicting-replies",
+         LEFT_TO_RUNTIME: "heal-left-to-runtime", RESCHEDULED: "heal-rescheduled",
+         UNPLACEABLE: "unplaceable", DUEL: "duelling-instances"}
+CRITICAL = frozenset({LEFT_DOWN, FAILED, CONFLICT, UNPLACEABLE, DUEL})
 HEAL_CODE_PREFIX = "heal-"
 HEAL_LEASE_S = 120.0            # held only while one restart runs; expires by itself after a kill -9
 MIN_TICK_S = 0.1                # at most this often, however busy the bus
@@ -133,7 +139,8 @@ def supervisor_for(inv: Inventory, bus: BusClient, policy: Policy, state: FleetS
                                                                state_only=state_only),
         restart=lambda name: restart(inv, name), record=record,
         restarts_itself=lambda name: runtime_word.restarts_itself(inv, name),
-        runtime_unhealthy=lambda: runtime_word.runtime_unhealthy(inv), check=check)
+        runtime_unhealthy=lambda: runtime_word.runtime_unhealthy(inv), check=check,
+        reschedules=lambda name: runtime_word.reschedules(inv, name))
 
 
 def heal_once(inv: Inventory, bus: BusClient, policy: Policy, *, check: bool = False) -> list:

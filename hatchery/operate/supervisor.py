@@ -30,6 +30,11 @@ DEFAULT_BUDGET = 5
 DEFAULT_WINDOW = 600.0
 RESTARTED, FAILED, LEFT_DOWN, WOULD_RESTART = "restarted", "failed", "left-down", "would-restart"
 MISMATCH, UNCONFIRMED, CONFLICT = "mismatch", "unconfirmed", "conflicting-replies"
+# A runtime that reschedules (a cluster) restarts and moves its agents itself: heal says so,
+# says where it brought one back, and alerts when it cannot place one or when two instances
+# of one agent take turns on its login (a partition healing).
+LEFT_TO_RUNTIME, RESCHEDULED, UNPLACEABLE, DUEL = "left-to-runtime", "rescheduled", "unplaceable", "duelling"
+UNPLACEABLE_MARK = "cannot place"
 UNHEALTHY_RUNTIME = "unhealthy-container"     # the reason when the runtime, not the bus, said so
 
 
@@ -120,6 +125,8 @@ class Episode:
     changed: bool = False                   # the bus said something new since then
     pending: bool = False                   # confirmed down, but the tracker said wait
     told_unasked: bool = False
+    told_runtime: bool = False              # left to a runtime that reschedules (said once)
+    told_unplaceable: bool = False
 
 
 class Supervisor:
@@ -128,10 +135,13 @@ class Supervisor:
     def __init__(self, state: FleetState, policy: Policy, *, read_book: Callable,
                  confirm: Callable[[list, list], dict], restart: Callable[[str], tuple],
                  record: Callable[[HealAction], None], restarts_itself: Callable[[str], bool],
-                 runtime_unhealthy: Callable[[], set] = set, check: bool = False):
+                 runtime_unhealthy: Callable[[], set] = set, check: bool = False,
+                 reschedules: Callable[[str], bool] = lambda name: False):
         self.state, self.policy = state, policy
         self.read_book, self.confirm, self.restart, self.record = read_book, confirm, restart, record
         self.restarts_itself, self.runtime_unhealthy, self.check = restarts_itself, runtime_unhealthy, check
+        self.reschedules = reschedules
+        self.duels: dict = {}               # agent -> the instances seen taking turns (alerted once)
         self.trackers: dict = {}
         self.episodes: dict = {}
         self.seen = 0                       # the FleetState version already looked at
@@ -151,6 +161,7 @@ class Supervisor:
             self.next_survey = now + self.policy.survey_every
         look = list(self.state.intervals) if names is None else \
             [n for n in self.state.intervals if n in set(names) | changed_names | set(self.episodes)]
+        self._duels(now, [n for n in look if self.reschedules(n)])
         due = [j.agent for j in self.state.judge_all(book, threshold=self.policy.stale, now=now, names=look)
                if self._suspect(j, now, changed_names) and self._due(j.agent, now)]
         if due:
@@ -167,9 +178,11 @@ class Supervisor:
         name = judgement.agent
         reason = self._reason(judgement)
         if reason is None:
-            self.episodes.pop(name, None)
+            ended = self.episodes.pop(name, None)
             if judgement.verdict is Verdict.ONLINE and name in self.trackers:
                 self.trackers[name].came_back()
+            if ended is not None and ended.told_runtime and judgement.verdict is Verdict.ONLINE:
+                self._rescheduled(name, ended)
             return False
         episode = self.episodes.get(name)
         if episode is None:
@@ -214,6 +227,9 @@ class Supervisor:
         if confirmation.conflict:
             self._act(name, CONFLICT, confirmation, "contradictory replies to one health-check id: "
                       "something else answers as this agent")
+        if self.reschedules(name):
+            self._left_to_runtime(name, confirmation, episode)
+            return
         if self._runtime_goes_first(name, confirmation, episode, now):
             episode.pending = True          # asked again after reconfirm_gap, until runtime_first is over
             return
@@ -231,6 +247,54 @@ class Supervisor:
         if confirmation.finding == HUNG and starting:
             return                          # just (re)started: not connected yet
         self._down(name, confirmation, now)
+
+    # --- a runtime that reschedules: report, never restart ---------------------------------
+
+    def _left_to_runtime(self, name: str, confirmation: Confirmation, episode: Episode) -> None:
+        """Say once that the runtime brings it back (and, critical, when it cannot place it)."""
+        if UNPLACEABLE_MARK in confirmation.problem and not episode.told_unplaceable:
+            episode.told_unplaceable = True
+            self._act(name, UNPLACEABLE, confirmation, confirmation.problem)
+        if confirmation.down and not episode.told_runtime:
+            episode.told_runtime = True
+            self._act(name, LEFT_TO_RUNTIME, confirmation, f"{confirmation.finding}: {confirmation.detail}; "
+                      "its runtime restarts it and moves it off a lost node: not restarted by heal")
+        episode.pending = not confirmation.down     # alive but silent: asked again
+
+    def _rescheduled(self, name: str, ended: Episode) -> None:
+        """Back online after it was left to the runtime: where, as which instance."""
+        found = self.confirm([name], [name]).get(name)
+        if found is None:
+            return
+        where = f"task {found.instance or '?'} on {found.node or '?'}"
+        self.episodes[name] = ended         # _act names the episode's reason
+        try:
+            self._act(name, RESCHEDULED, found, f"back online: {where}, {self.state.clock() - ended.since:.1f}s "
+                      f"after it went {ended.reason}")
+        finally:
+            self.episodes.pop(name, None)
+
+    def _duels(self, now: float, names: list) -> None:
+        """Two instances of one agent taking turns on its login (a partition healing): alert once
+        per duel, and have the fleet state show the instance the runtime confirms."""
+        for name in names:
+            duel = self.state.facts(name).duelling(now)
+            if not duel:
+                if self.duels.pop(name, None) is not None:
+                    self.state.confirm(name, None)
+                continue
+            if self.duels.get(name) == duel:
+                continue
+            self.duels[name] = duel
+            found = self.confirm([name], [name]).get(name)
+            real = found.instance if found is not None and found.instance in duel else None
+            self.state.confirm(name, real)
+            self.episodes.setdefault(name, Episode(DUEL, now))
+            others = ", ".join(i for i in duel if i != real)
+            self._act(name, DUEL, found or Confirmation(name, "unasked"),
+                      f"instances {', '.join(duel)} take turns on one login; the runtime runs "
+                      f"{real or 'neither'} (on {found.node if found else '?'}), shown as the agent; "
+                      f"{others} is left over (a partition): its runtime stops it, or agent.hatch does")
 
     def _runtime_goes_first(self, name: str, confirmation: Confirmation, episode: Episode, now: float) -> bool:
         """Within ``runtime_first`` a runtime that restarts crashed agents is left to do it, unless it

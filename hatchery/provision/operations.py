@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hatchery.configs.agent import agent_config
-from hatchery.configs.broker import broker_endpoint, render_conf
+from hatchery.configs.broker import broker_candidates, broker_endpoint, render_conf
 from hatchery.configs.layout import ACL_FILE, PASSWORD_FILE
 from hatchery.core.plan import Action, Change
-from hatchery.core.ports import listening
+from hatchery.core.ports import first_listening
 from hatchery.errors import BusError
 from hatchery.inventory.model import AgentSpec, Inventory
-from hatchery.inventory.placement import by_host
+from hatchery.inventory.placement import by_host, host_of
 from hatchery.inventory.retire import retire_change
 from hatchery.provision.authcheck import check_auth_files
 from hatchery.provision.credentials import plan_auth, retired_agents
@@ -89,7 +89,11 @@ def agent_plan(inv: Inventory, agent: AgentSpec, auth) -> list:
 
 def hatch_plan(inv: Inventory, agents: list, *, named: bool = False, orphans: bool = False) -> list:
     """Make sure each agent's credentials exist, then start or update it (all hosts, in turn)."""
-    common, per_host = hatch_plans(inv, agents, named=named, orphans=orphans)
+    return flatten(*hatch_plans(inv, agents, named=named, orphans=orphans))
+
+
+def flatten(common: list, per_host: dict) -> list:
+    """(common, {host: () -> changes}) as one list, every host planned in turn (benchmarks, tests)."""
     return common + [c for plan in per_host.values() for c in plan()]
 
 
@@ -101,19 +105,20 @@ def hatch_plans(inv: Inventory, agents: list, *, named: bool = False, orphans: b
 
     A retired agent is brought back only when named (``agent.hatch --name X``):
     a plain hatch reports it and leaves it retired. With ``orphans``, handlers
-    running for names no longer in the inventory are stopped too (first). A broker
-    that cannot be reached stops the whole plan before anything is changed.
+    running for names no longer in the inventory are stopped too (first, in their
+    host's thread). A broker that cannot be reached stops the whole plan before
+    anything is changed.
     """
     require_broker(inv)
     retired = set() if named else retired_agents(inv)
     wanted = [a for a in agents if a.name not in retired]
     auth, common = auth_plan(inv, restore=[a.name for a in wanted])
     common += [_still_retired(a) for a in agents if a.name in retired]
-    common += orphan_plan(inv) if orphans else []
 
     def plan_for(group: list):
         return lambda: [c for agent in group for c in agent_plan(inv, agent, auth)]
-    return common, {host: plan_for(group) for host, group in by_host(inv, wanted).items()}
+    per_host = {host: plan_for(group) for host, group in by_host(inv, wanted).items()}
+    return common, with_orphans(inv, per_host) if orphans else per_host
 
 
 def _still_retired(agent: AgentSpec) -> Change:
@@ -124,22 +129,41 @@ def _still_retired(agent: AgentSpec) -> Change:
 def require_broker(inv: Inventory) -> None:
     """BusError (exit 3) naming the fix when nothing answers on the broker's address."""
     host, port = broker_endpoint(inv)
-    if not listening(host, port):
+    if not first_listening(broker_candidates(inv), port):
         raise BusError(f"the broker at {host}:{port} is not running or cannot be reached; "
                        "no agent was started",
                        "start it with: invoke broker.deploy (or check broker.host and broker.port "
                        "in the inventory), then hatch again")
 
 
-def orphan_plan(inv: Inventory) -> list:
-    """Stop handlers and containers of this fleet whose names are not in the inventory."""
+def with_orphans(inv: Inventory, per_host: dict) -> dict:
+    """``per_host`` with each host's orphans (handlers and containers of this fleet whose
+    names are not in the inventory) stopped first, in that host's own thread."""
     runtimes = {inv.broker.runtime, *(a.runtime for a in inv.agents.values())}
-    return [c for name in sorted(runtimes) for c in for_runtime(name).orphan_stop_plan(inv)]
+    merged = dict(per_host)
+    for name in sorted(runtimes):
+        for host, orphans in for_runtime(name).orphan_stop_plans(inv).items():
+            then = merged.get(host, list)
+            merged[host] = lambda first=orphans, then=then: first() + then()
+    return merged
+
+
+def stop_plans(inv: Inventory, agents: list, *, orphans: bool = False) -> tuple:
+    """([], {host: () -> changes that stop its agents}); with ``orphans`` its orphans too."""
+    def plan_for(group: list):
+        return lambda: [c for a in group for c in for_runtime(a.runtime).agent_stop_plan(inv, a)]
+    per_host = {host: plan_for(group) for host, group in by_host(inv, agents).items()}
+    return [], with_orphans(inv, per_host) if orphans else per_host
 
 
 def stop_plan(inv: Inventory, agents: list, *, orphans: bool = False) -> list:
-    changes = [c for a in agents for c in for_runtime(a.runtime).agent_stop_plan(inv, a)]
-    return changes + (orphan_plan(inv) if orphans else [])
+    return flatten(*stop_plans(inv, agents, orphans=orphans))
+
+
+def retire_plans(inv: Inventory, agent: AgentSpec, **bus_changes) -> tuple:
+    """([], {its host: () -> retire_plan}): planned in the host's thread, so a host that
+    cannot be reached is one failed item and nothing is retired (run it again later)."""
+    return [], {host_of(inv, agent): lambda: retire_plan(inv, agent, **bus_changes)}
 
 
 def retire_plan(inv: Inventory, agent: AgentSpec, *, clear_retained: Change, still_clear: Change) -> list:

@@ -42,7 +42,9 @@ def tls_change(inv: Inventory) -> list:
 
 
 def _names(inv: Inventory) -> list:
-    """The SANs: where the manager connects, the DNS name, the broker host's address."""
+    """The SANs: where the manager connects, the DNS name, the broker host's address, and
+    (swarm) every other node the broker may run on."""
     placed = inv.hosts.get(inv.broker.on_host) if inv.broker.on_host else None
-    names = [inv.broker.host, inv.broker.dns_name, placed.address if placed else "", "localhost"]
+    names = [inv.broker.host, inv.broker.dns_name, placed.address if placed else "", "localhost",
+             *inv.broker.alternates]
     return list(dict.fromkeys(n for n in names if n))

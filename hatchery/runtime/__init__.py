@@ -2,7 +2,7 @@
 
 Every runtime implements ``runtime.base.Runtime`` (broker_plan, broker_stop_plan,
 broker_status, auth_sync_plan, reload_broker, agent_plan, agent_stop_plan,
-agent_list, orphan_stop_plan, agent_logs, agent_provenance,
+agent_list, orphan_stop_plans, agent_logs, agent_provenance,
 agent_restart_plan, agent_restore_plan, agent_state, agent_inspect, exec_in_agent, verify_in_agent,
 write_build_files, host_resources, agent_usage, remove_fleet) and declares its capabilities (restarts_crashed,
 builds_images, inspectable), so callers need not care which one runs: they read

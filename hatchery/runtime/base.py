@@ -126,6 +126,7 @@ class Runtime(Protocol):
     restarts_crashed: bool      # it restarts a crashed agent by itself (a restart policy): heal waits for it
     builds_images: bool         # agents run from images it builds (agent.hatch --render-only writes them)
     inspectable: bool           # it reports health and start times worth checking the bus against
+    reschedules: bool           # it also moves agents off a lost node (a cluster): heal reports, never restarts
 
     # --- where things are, as the broker and each handler see them ----------------
 
@@ -172,9 +173,11 @@ class Runtime(Protocol):
         """An ``AgentState`` per agent of this runtime, then one per orphan (running for a
         name the inventory no longer has: ``in_inventory`` False)."""
 
-    def orphan_stop_plan(self, inv: Inventory) -> list:
-        """Changes that stop running agents of this fleet whose names are not in the
-        inventory (left over from a hand edit or an interrupted retire)."""
+    def orphan_stop_plans(self, inv: Inventory) -> dict:
+        """{host: () -> Changes} that stop running agents of this fleet whose names are
+        not in the inventory (left over from a hand edit or an interrupted retire), one
+        function per host it looks on (names as ``core.hosts`` gives them), so each host
+        is scanned in its own thread and a host that cannot be reached fails alone."""
 
     def agent_logs(self, inv: Inventory, agent: AgentSpec, *, lines: int = 50, follow: bool = False):
         """A generator of ``agent``'s log lines: the last ``lines``, then (``follow``)

@@ -101,26 +101,26 @@ def stop(c, name=None, group=None, pattern=None, inventory=None, check=False, js
     fleet for names that are no longer in the inventory.
     """
     from hatchery.operate import intents
-    from hatchery.provision.operations import stop_plan
+    from hatchery.provision.operations import stop_plans
     inv = load(inventory)
     targets = _targets(inv, name, group, pattern)
     orphans = not (name or group or pattern)
     if not check:
         intents.stopping(inv, targets)      # first: heal must never take this stop for a crash
-    run_plan("agent.stop", lambda: stop_plan(inv, targets, orphans=orphans), lock=inv.state_dir,
-             check=check, json=json)
+    run_host_plans("agent.stop", lambda: stop_plans(inv, targets, orphans=orphans), lock=inv.state_dir,
+                   check=check, json=json)
 
 
 @op(name="the agent to retire")
 def retire(c, name, inventory=None, check=False, json=False):
     """Retire an agent for good: stop and remove it, clear its retained topics, revoke its credentials, comment it out of the inventory."""
-    from hatchery.provision.operations import retire_plan
+    from hatchery.provision.operations import retire_plans
     inv = load(inventory)
     agent = inv.agent(name)
     # the bus's part: clear its retained topics, and read them back after the revoke
     bus_side = {"clear_retained": clear_retained_change(inv, agent), "still_clear": still_clear_change(inv, agent)}
-    run_plan("agent.retire", lambda: retire_plan(inv, agent, **bus_side), lock=inv.state_dir,
-             check=check, json=json)
+    run_host_plans("agent.retire", lambda: retire_plans(inv, agent, **bus_side), lock=inv.state_dir,
+                   check=check, json=json)
 
 
 @op(name="the agent whose credentials to rotate")

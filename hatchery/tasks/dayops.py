@@ -126,7 +126,7 @@ def heal_(c, watch=False, budget=HEAL_BUDGET, window=HEAL_WINDOW, stale=None,
             return
         actions = heal.heal_once(inv, bus, policy, check=check)
     problems = [f"{a.agent}: {a.reason}: {a.action}: {a.detail}" for a in actions
-                if a.action in (heal.FAILED, heal.LEFT_DOWN, heal.CONFLICT)]
+                if a.action in (heal.FAILED, heal.LEFT_DOWN, heal.CONFLICT, heal.UNPLACEABLE, heal.DUEL)]
     if not actions and not json:
         output.emit("fleet.heal: nothing to do: no agent meant to run is down")
     show(Rows([a.as_dict() for a in actions], ("agent", "reason", "finding", "action", "detail"),

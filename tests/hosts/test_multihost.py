@@ -24,10 +24,10 @@ from hatchery.core.plan import apply_plan
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.verify import verify
 from hatchery.provision.operations import deploy_plan, hatch_plans
-from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
 
 sys.path.insert(0, str(Path(__file__).parent))
+from answering import wait_answering  # noqa: E402
 from netns import MultiHost  # noqa: E402
 
 pytestmark = pytest.mark.docker
@@ -113,6 +113,7 @@ def test_broker_on_h1_agents_on_h2_and_h3_over_tls(hosts, fleet):
     for host, summary in warm.hosts.items():
         FIGURES[f"hatch {host}, warm (s)"] = summary["seconds"]
 
+    wait_answering(fleet, ["a2", "a3"], within=30)    # the handlers connect after the hatch
     result = verify(fleet, timeout=10)
     failed = [(c.name, c.detail) for c in result.checks if not c.ok]
     assert result.ok, failed
@@ -164,6 +165,7 @@ def test_host_flag_and_agent_list_from_the_command_line(hosts, fleet):
 def test_a_host_down_is_reported_and_the_others_go_on(hosts, fleet):
     h3 = hosts.hosts[2]
     hosts.stop_dockerd(h3)          # its containers stop with it: the handler says offline
+    hosts.stop_sshd(h3)             # and the host cannot even be reached
     answers = run_command(fleet, "version-report", timeout=5)
     states = {r.agent: r.state for r in answers.replies}
     assert states["a2"] == "answered"
@@ -180,3 +182,29 @@ def test_a_host_down_is_reported_and_the_others_go_on(hosts, fleet):
     rows = {row["agent"]: row for row in json.loads(listed.stdout)["items"]}
     assert rows["a2"]["running"] is True and rows["a3"]["status"] == "host unreachable"
     print(FIGURES)
+
+
+def _host_down_envelope(run: subprocess.CompletedProcess, address: str, hosts=("h2", "h3")) -> dict:
+    """A task with h3 down: exit 1 (not 3), h3 one failed item, every other host reported."""
+    assert run.returncode == 1, run.stdout + run.stderr
+    out = json.loads(run.stdout)
+    assert [i["item"] for i in out["items"] if i["status"] == "failed"] == ["host h3"], out["items"]
+    assert set(out["hosts"]) == set(hosts)
+    assert out["hosts"]["h3"]["failed"] == 1 and address in out["hosts"]["h3"]["error"]
+    assert all(out["hosts"][h]["failed"] == 0 for h in hosts if h != "h3")
+    return out
+
+
+def test_plain_hatch_stop_and_retire_with_a_host_down(hosts, fleet):
+    """No selector: the orphan scan asks every engine, in each host's own thread."""
+    h3 = hosts.hosts[2]
+    assert h3.sshd.poll() is not None and h3.dockerd.poll() is not None   # down since the test above
+    hatch = _host_down_envelope(cli(fleet, "agent.hatch", "--json"), h3.address)
+    assert hatch["hosts"]["h2"]["changed"] == 0
+    before = fleet.path.read_text()
+    _host_down_envelope(cli(fleet, "agent.retire", "--name", "a3", "--json"), h3.address, hosts=("h3",))
+    assert fleet.path.read_text() == before             # nothing retired: run it again later
+    stop = _host_down_envelope(cli(fleet, "agent.stop", "--json"), h3.address)
+    assert [(i["item"], i["status"]) for i in stop["items"] if i["item"] == "agent a2"] == [
+        ("agent a2", "changed")]
+    assert stop["hosts"]["h2"]["changed"] == 1

@@ -14,7 +14,7 @@ from typing import Optional
 
 from hatchery.inventory.runtimes.declaration import Placing, RuntimeKeys
 
-REGISTERED = ("local", "docker")
+REGISTERED = ("local", "docker", "swarm")
 DEFAULT_RUNTIME = REGISTERED[0]
 
 DECLARED: dict = {name: import_module(f"{__name__}.{name}").DECLARATION for name in REGISTERED}

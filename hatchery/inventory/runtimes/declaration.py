@@ -34,6 +34,9 @@ class RuntimeKeys:
     on_hosts: bool = False
     # the runtime an agent placed with host: runs in when it names none (one runtime at most)
     host_default: bool = False
+    # a runtime that places its agents itself on a cluster (swarm): the one "host" its agents
+    # are planned from and listed under until it says which node runs each; None: not a cluster
+    cluster: Optional[str] = None
     # the fix when host: (or on_host) is given to an agent of this runtime, which is not on_hosts
     pin_fix: str = ""
     # a top-level section of its own (e.g. swarm:): key -> reader(doc, data, hosts) -> value

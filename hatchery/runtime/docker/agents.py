@@ -65,6 +65,7 @@ from hatchery.runtime.docker.states import (
     agent_host,
     agent_hosts,
     fleet_agents,
+    host_name,
 )
 
 _LAYOUT = StatePaths.relative()
@@ -312,16 +313,20 @@ def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
             + (f"; kept {kept} image(s) another fleet's container runs" if kept else ""))
 
 
-def orphan_stop_plan(inv: Inventory) -> list:
-    """Stop running agent containers of this fleet whose names are not in the inventory."""
+def orphan_stop_plans(inv: Inventory) -> dict:
+    """{host: () -> Changes}: per engine, stop running agent containers of this fleet whose
+    names are not in the inventory. Each engine is asked only when its function runs."""
+    return {host_name(inv, address): (lambda a=address: _orphans_on(inv, a)) for address in agent_hosts(inv)}
+
+
+def _orphans_on(inv: Inventory, address: Optional[str]) -> list:
     changes = []
-    for host in agent_hosts(inv):
-        for container in fleet_agents(engine(host), inv):
-            name = container.labels.get(AGENT_LABEL, "")
-            if name not in inv.agents and container.status == "running":
-                changes.append(Change(f"agent {name}", Action.STOP,
-                                      f"orphan: not in the inventory, running ({container.short_id})",
-                                      apply=lambda c=container: stop_container(c)))
+    for container in fleet_agents(engine(address), inv):
+        name = container.labels.get(AGENT_LABEL, "")
+        if name not in inv.agents and container.status == "running":
+            changes.append(Change(f"agent {name}", Action.STOP,
+                                  f"orphan: not in the inventory, running ({container.short_id})",
+                                  apply=lambda c=container: stop_container(c)))
     return changes
 
 

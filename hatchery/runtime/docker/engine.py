@@ -118,13 +118,78 @@ def _tolerate_ended_ssh() -> None:
     sshconn.SSHSocket.close = close
 
 
+class _KeptOpen:
+    """An ssh process's stdout as one response's file: http.client closes the file of
+    each response it has read, and docker-py hands it the pipe itself, so the next
+    request on that connection would read from a closed pipe."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _reuse_ssh_connections() -> None:
+    """One connection pool per client. Shelling out to ssh, docker-py builds a new pool,
+    so a new ssh session and a new ``docker system dial-stdio``, for every request
+    (docker/docker-py#2966, open): ~1.7 s a call here instead of ~0.01 s. Patched on
+    the class before a client exists, so the client's own version probe opens the
+    connection the later requests reuse. A pooled connection whose ssh has ended (the
+    engine closed the stream) is replaced before it is used."""
+    import threading
+
+    from docker.transport import sshconn
+    adapter_class = sshconn.SSHHTTPAdapter
+    if getattr(adapter_class.get_connection, "hatchery_pooled", False):
+        return
+
+    def makefile(self, mode):
+        return _KeptOpen(original_makefile(self, mode))
+    original_makefile, sshconn.SSHSocket.makefile = sshconn.SSHSocket.makefile, makefile
+    original_get, original_close, lock = adapter_class.get_connection, adapter_class.close, threading.Lock()
+
+    def get_connection(self, url, proxies=None):
+        if self.ssh_client:                 # paramiko: docker-py keeps its pools already
+            return original_get(self, url, proxies)
+        with lock:
+            pool = getattr(self, "_hatchery_pool", None)
+            if pool is None:
+                pool = self._hatchery_pool = original_get(self, url, proxies)
+                pool._get_conn = _live_only(pool, pool._get_conn)
+            return pool
+
+    def close(self):
+        pool = getattr(self, "_hatchery_pool", None)
+        if pool is not None:
+            pool.close()
+            self._hatchery_pool = None
+        original_close(self)
+    get_connection.hatchery_pooled = True
+    adapter_class.get_connection, adapter_class.close = get_connection, close
+
+
+def _live_only(pool, get_conn):
+    def get(timeout=None):
+        conn = get_conn(timeout)
+        proc = getattr(conn.sock, "proc", None)
+        if proc is not None and proc.poll() is not None:
+            conn.close()
+            return pool._new_conn()
+        return conn
+    return get
+
+
 def _connect(docker_host: Optional[str]) -> docker.DockerClient:
     import docker
     if docker_host and docker_host.startswith("ssh://"):
         _tolerate_ended_ssh()
+        _reuse_ssh_connections()
         # The system ssh client honours ~/.ssh/config, agents and known_hosts.
-        return docker.DockerClient(base_url=docker_host, use_ssh_client=True,
-                                   timeout=CLIENT_TIMEOUT)
+        return docker.DockerClient(base_url=docker_host, use_ssh_client=True, timeout=CLIENT_TIMEOUT)
     if docker_host:
         return docker.DockerClient(base_url=docker_host, timeout=CLIENT_TIMEOUT)
     return docker.from_env(timeout=CLIENT_TIMEOUT)

@@ -52,6 +52,7 @@ class DockerRuntime:
     restarts_crashed = True     # restart=unless-stopped: the engine restarts a crashed agent itself
     builds_images = True        # each agent runs from an image built from its context
     inspectable = True          # the engine reports health checks, start times and restart counts
+    reschedules = False         # a container stays on its engine: a host down is heal's to report
     broker_layout = staticmethod(layout.broker_layout)
     agent_layout = staticmethod(layout.agent_layout)
     broker_plan = _named(broker.broker_plan)
@@ -62,7 +63,7 @@ class DockerRuntime:
     agent_plan = _named(agents.agent_plan)
     agent_stop_plan = _named(agents.agent_stop_plan)
     agent_list = _named(states.agent_list)
-    orphan_stop_plan = _named(agents.orphan_stop_plan)
+    orphan_stop_plans = _named(agents.orphan_stop_plans)
     agent_logs = _named(agents.agent_logs)
     agent_provenance = _named(states.agent_provenance)
     agent_restart_plan = _named(agents.agent_restart_plan)

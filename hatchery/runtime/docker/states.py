@@ -12,9 +12,9 @@ import re
 from datetime import datetime
 from typing import Optional
 
-from hatchery.inventory.placement import host_of
 from hatchery.errors import DockerError
 from hatchery.inventory.model import AgentSpec, Inventory
+from hatchery.inventory.placement import host_of
 from hatchery.runtime.base import AgentState, Provenance
 from hatchery.runtime.docker.engine import (
     AGENT_LABEL,
@@ -99,7 +99,7 @@ def agent_list(inv: Inventory) -> list:
             name = container.labels.get(AGENT_LABEL, "")
             seen.add(name)
             agent = inv.agents.get(name)
-            host = host_of(inv, agent) if agent else _host_name(inv, address)
+            host = host_of(inv, agent) if agent else host_name(inv, address)
             states.append(state_of(name, container.attrs, host=host, in_inventory=agent is not None))
     for agent in inv.agents.values():
         if agent.runtime == RUNTIME and agent.name not in seen:
@@ -115,7 +115,8 @@ def _unlisted(inv: Inventory, agent: AgentSpec, unreachable: Optional[str]) -> A
                       host=missing.host, detail={**missing.detail, "error": unreachable})
 
 
-def _host_name(inv: Inventory, address: Optional[str]) -> str:
+def host_name(inv: Inventory, address: Optional[str]) -> str:
+    """The name an engine address goes by: its hosts: entry, else the address, else local."""
     declared = inv.host_by_engine(address)
     return declared.name if declared else (address or "local")
 

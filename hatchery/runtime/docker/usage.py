@@ -109,9 +109,9 @@ def _usages(inv: Inventory, address: Optional[str], agents: list) -> list:
         client = engine(address)
         running = [c for c in fleet_agents(client, inv)
                    if c.status == "running" and c.labels.get(AGENT_LABEL) in names]
-        first = _stats(client, running)
+        first = sample_stats(client, running)
         time.sleep(SAMPLE_S)
-        second = _stats(client, running)
+        second = sample_stats(client, running)
     except DockerError:
         return []           # this engine's agents fall back on their heartbeats
     usages = []
@@ -125,7 +125,8 @@ def _usages(inv: Inventory, address: Optional[str], agents: list) -> list:
     return usages
 
 
-def _stats(client, containers: list) -> dict:
+def sample_stats(client, containers: list) -> dict:
+    """{container id: one-shot stats} of ``containers``, read in parallel (a stopped one: left out)."""
     def one(container):
         try:
             with docker_errors(f"read the stats of {container.name}"):

@@ -12,6 +12,7 @@ from pathlib import Path
 from hatchery.configs.agent import to_json
 from hatchery.core import process
 from hatchery.core.assets import PROJECT_ROOT
+from hatchery.core.hosts import LOCAL_HOST
 from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Action, Change, bind, text_diff
 from hatchery.core.render import content_hash
@@ -165,6 +166,11 @@ def agent_stop_plan(inv: Inventory, agent: AgentSpec, *, remove: bool = False) -
     what = f"running (pid {pids[0]})" if len(pids) == 1 else \
         f"{len(pids)} handlers running (pids {_pids(pids)}): duplicates"
     return [Change(item, Action.STOP, what, apply=lambda: stop_handlers(paths, agent.name, pids))]
+
+
+def orphan_stop_plans(inv: Inventory) -> dict:
+    """{'local': () -> Changes}: the orphans of this machine (one host)."""
+    return {LOCAL_HOST: lambda: orphan_stop_plan(inv)}
 
 
 def orphan_stop_plan(inv: Inventory) -> list:

@@ -11,7 +11,7 @@ from hatchery.runtime.local.agents import (
     agent_restore_plan,
     agent_stop_plan,
     exec_in_agent,
-    orphan_stop_plan,
+    orphan_stop_plans,
     stop_handlers,
     verify_in_agent,
     write_build_files,
@@ -49,6 +49,7 @@ class LocalRuntime:
     restarts_crashed = False    # a dead handler stays dead until fleet.heal (or agent.hatch) starts it
     builds_images = False       # handlers run from a copy of this checkout's agent_kit
     inspectable = False         # a process table has no health check; the pid is all it knows
+    reschedules = False
     broker_layout = staticmethod(broker_layout)
     agent_layout = staticmethod(agent_layout)
     broker_plan = staticmethod(broker_plan)
@@ -59,7 +60,7 @@ class LocalRuntime:
     agent_plan = staticmethod(agent_plan)
     agent_stop_plan = staticmethod(agent_stop_plan)
     agent_list = staticmethod(agent_list)
-    orphan_stop_plan = staticmethod(orphan_stop_plan)
+    orphan_stop_plans = staticmethod(orphan_stop_plans)
     agent_logs = staticmethod(agent_logs)
     agent_provenance = staticmethod(agent_provenance)
     agent_restart_plan = staticmethod(agent_restart_plan)
