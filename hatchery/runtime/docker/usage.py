@@ -109,20 +109,25 @@ def _usages(inv: Inventory, address: Optional[str], agents: list) -> list:
         client = engine(address)
         running = [c for c in fleet_agents(client, inv)
                    if c.status == "running" and c.labels.get(AGENT_LABEL) in names]
-        first = sample_stats(client, running)
-        time.sleep(SAMPLE_S)
-        second = sample_stats(client, running)
+        measured = sampled_usage(client, running)
     except DockerError:
         return []           # this engine's agents fall back on their heartbeats
     usages = []
     for container in running:
-        name = container.labels[AGENT_LABEL]
-        before, after = first.get(container.id), second.get(container.id)
-        if after is None:
-            continue
-        usages.append(AgentUsage(name, host_of(inv, inv.agents[name]),
-                                 *container_usage(before, after), source="runtime: container stats"))
+        if container.id in measured:
+            name = container.labels[AGENT_LABEL]
+            usages.append(AgentUsage(name, host_of(inv, inv.agents[name]), *measured[container.id],
+                                     source="runtime: container stats"))
     return usages
+
+
+def sampled_usage(client, containers: list) -> dict:
+    """{container id: (memory kB, CPU share)} from two stats samples SAMPLE_S apart (a
+    container that stopped meanwhile: left out). Raises DockerError."""
+    first = sample_stats(client, containers)
+    time.sleep(SAMPLE_S)
+    second = sample_stats(client, containers)
+    return {cid: container_usage(first.get(cid), after) for cid, after in second.items()}
 
 
 def sample_stats(client, containers: list) -> dict:

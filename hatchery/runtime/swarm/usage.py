@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
 
 from hatchery.core.procfs import parse_loadavg, parse_meminfo
 from hatchery.errors import DockerError
@@ -23,7 +21,7 @@ from hatchery.inventory.model import Inventory
 from hatchery.runtime.base import AgentUsage, HostResources
 from hatchery.runtime.docker.engine import docker_errors, engine
 from hatchery.runtime.docker.states import fleet_agents
-from hatchery.runtime.docker.usage import READ_HOST, SAMPLE_S, container_usage, sample_stats
+from hatchery.runtime.docker.usage import READ_HOST, sampled_usage
 from hatchery.runtime.swarm.facts import NANOSECONDS, manager_client, node_facts
 from hatchery.runtime.swarm.inside import TASK_LABEL
 from hatchery.runtime.swarm.states import RUNTIME, agent_list
@@ -119,16 +117,9 @@ def _node_usages(inv: Inventory, node: str, tasks: dict) -> list:
         client = engine(inv.hosts[node].docker_host)
         running = [c for c in fleet_agents(client, inv)
                    if c.status == "running" and c.labels.get(TASK_LABEL) in tasks]
-        first = sample_stats(client, running)
-        time.sleep(SAMPLE_S)
-        second = sample_stats(client, running)
+        measured = sampled_usage(client, running)
     except DockerError:
         return []           # this node's agents fall back on their heartbeats
-    usages = []
-    for container in running:
-        after: Optional[dict] = second.get(container.id)
-        if after is not None:
-            usages.append(AgentUsage(tasks[container.labels[TASK_LABEL]], node,
-                                     *container_usage(first.get(container.id), after),
-                                     source="runtime: task container stats"))
-    return usages
+    return [AgentUsage(tasks[container.labels[TASK_LABEL]], node, *measured[container.id],
+                       source="runtime: task container stats")
+            for container in running if container.id in measured]
