@@ -212,7 +212,7 @@ def test_agents_run_as_services_and_verify_checks_inside_each_task(hosts, fleet)
     names = [c["check"] for c in result["items"]]
     for agent in AGENTS:
         node = rows[agent]["node"]
-        assert f"agent {agent} on {node}: retained round trip in its task (own credentials)" in names
+        assert f"agent {agent} on {node}: its ACL, checked in its task (own credentials)" in names
     logs = cli(fleet, "agent.logs", "--name", "a2", "--lines", "20")
     assert logs.returncode == 0 and "a2" in logs.stdout, logs.stderr
 

@@ -29,22 +29,26 @@ def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) 
 def verify_in_agent(inv: Inventory, agent: AgentSpec, timeout: float = 5.0) -> list:
     """Inside the container: the broker name resolves; with the agent's own mounted
     credentials the broker takes its verify topic and refuses another (agent_kit.selftest)."""
-    host = inv.broker.dns_name
+    return checks_inside(lambda argv, seconds: exec_in_agent(inv, agent, argv, seconds),
+                         inv.broker.dns_name, timeout, f"agent {agent.name}", "in the container")
 
+
+def checks_inside(exec_in, host: str, timeout: float, who: str, where: str) -> list:
+    """verify's two checks run by ``exec_in(argv, seconds) -> (code, output)`` inside an
+    agent's container (this runtime's, or a task's on a swarm): ``host`` resolves there,
+    and agent_kit.selftest with the agent's own credentials finds its ACL as it should."""
     def run(argv: list) -> str:
-        code, out = exec_in_agent(inv, agent, argv, timeout + 2)
+        code, out = exec_in(argv, timeout + 2)
         if code != 0:
             raise DockerError(f"{' '.join(argv[:3])} exited {code}: {out.strip()[-200:]}")
         return out.strip()
 
-    def round_trip() -> str:
+    def selftest() -> str:
         got = run(["python3", "-m", "agent_kit.selftest", "--config", AGENT_CONFIG,
                    "--timeout", str(timeout)])
         if got != "ping":
             raise DockerError(f"read back {got[-80:]!r} instead of 'ping'")
         return "the broker took its own verify topic and refused another (its ACL)"
 
-    return [timed(f"agent {agent.name}: {host} resolves in the container",
-                  lambda: run(["getent", "hosts", host])),
-            timed(f"agent {agent.name}: its ACL, checked in the container (own credentials)",
-                  round_trip)]
+    return [timed(f"{who}: {host} resolves {where}", lambda: run(["getent", "hosts", host])),
+            timed(f"{who}: its ACL, checked {where} (own credentials)", selftest)]

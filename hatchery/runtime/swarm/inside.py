@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 
-from hatchery.core.checks import timed
 from hatchery.errors import DockerError
 from hatchery.inventory.model import AgentSpec, Inventory
-from hatchery.runtime.docker.build import AGENT_CONFIG
 from hatchery.runtime.docker.engine import docker_errors, engine
+from hatchery.runtime.docker.inside import checks_inside
 from hatchery.runtime.swarm.states import agent_state
 
 TASK_LABEL = "com.docker.swarm.task.id"
@@ -41,24 +40,8 @@ def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) 
 
 
 def verify_in_agent(inv: Inventory, agent: AgentSpec, timeout: float = 5.0) -> list:
-    """Inside the task: the broker's name resolves on the overlay; a retained round trip
-    works with the agent's own credentials (agent_kit.selftest)."""
-    host = inv.broker.dns_name
-
-    def run(argv: list) -> str:
-        code, out = exec_in_agent(inv, agent, argv, timeout + 2)
-        if code != 0:
-            raise DockerError(f"{' '.join(argv[:3])} exited {code}: {out.strip()[-200:]}")
-        return out.strip()
-
-    def round_trip() -> str:
-        got = run(["python3", "-m", "agent_kit.selftest", "--config", AGENT_CONFIG, "--timeout", str(timeout)])
-        if got != "ping":
-            raise DockerError(f"read back {got[-80:]!r} instead of 'ping'")
-        return "published a retained message as the agent and read it back"
-
+    """Inside the task: the broker's name resolves on the overlay; with the agent's own
+    credentials the broker takes its verify topic and refuses another (agent_kit.selftest)."""
     where = agent_state(inv, agent).node or "?"
-    return [timed(f"agent {agent.name} on {where}: {host} resolves in its task",
-                  lambda: run(["getent", "hosts", host])),
-            timed(f"agent {agent.name} on {where}: retained round trip in its task (own credentials)",
-                  round_trip)]
+    return checks_inside(lambda argv, seconds: exec_in_agent(inv, agent, argv, seconds),
+                         inv.broker.dns_name, timeout, f"agent {agent.name} on {where}", "in its task")
