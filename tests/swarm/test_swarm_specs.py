@@ -105,3 +105,14 @@ def test_the_agent_service_spec(inv, monkeypatch):
     assert "s3cret" not in json.dumps(summary)                  # --diff never shows a secret
     changed = agent_service_spec(inv, agent, "hatchery/agent-a1:abc", text, {"password": "other"})
     assert changed.summary()["files"] != files and changed.digest() != spec.digest()
+
+
+def test_the_brokers_config_has_no_control_socket_a_task_on_another_node_could_not_make(inv):
+    """The docker runtime mounts the control socket's directory into a broker on the local
+    engine; a swarm task may run on any node, so its config must not name one (Mosquitto
+    then refuses to start: the broker never accepted on any node)."""
+    from hatchery.configs.broker import render_conf
+    layout = for_runtime("swarm").broker_layout(inv)
+    assert layout.control_socket == ""
+    conf = render_conf(inv, layout)
+    assert "listener 0 " not in conf and "listener 8883" in conf

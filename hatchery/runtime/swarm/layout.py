@@ -9,6 +9,8 @@ and short reconnect waits, since a lost node sends no RST.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hatchery.configs.layout import CREDENTIAL_FILES, AgentLayout, BrokerLayout
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.docker.layout import (
@@ -28,7 +30,10 @@ RECONNECT_MAX = 5
 
 
 def broker_layout(inv: Inventory) -> BrokerLayout:
-    return docker_broker_layout(inv)
+    """The docker broker's layout, without the control socket: the broker's task runs on
+    whichever node Swarm picks, so no socket of this machine can be mounted into it (the
+    control side reaches it over TLS on the published port)."""
+    return dataclasses.replace(docker_broker_layout(inv), control_socket="")
 
 
 def agent_layout(inv: Inventory, agent: AgentSpec) -> AgentLayout:
