@@ -55,7 +55,8 @@ def test_generated_ca_tls_listener_verified_and_key_private(client, tmp_path):
     inv = load_inventory(_inventory(tmp_path), env={})
     try:
         _deploy(inv)
-        with bus_for(inv, connect_timeout=10) as bus:       # TLS, verified against the fleet CA
+        # the TLS listener itself (the manager on this machine would take the control socket)
+        with bus_for(inv, connect_timeout=10, control=False) as bus:    # TLS, verified against the fleet CA
             assert bus.port == inv.broker.tls_port and bus.ping(timeout=5) < 1000
         key = inv.state_dir / "broker" / "config" / "tls" / "server.key"
         assert oct(key.stat().st_mode & 0o777) == "0o600" and key.stat().st_uid != 0
@@ -63,7 +64,7 @@ def test_generated_ca_tls_listener_verified_and_key_private(client, tmp_path):
         assert not again.changed, [(r.item, r.reason) for r in again.changed]
         # a client that does not trust the fleet CA is refused
         with pytest.raises(HatcheryError):
-            with bus_for(inv, connect_timeout=5, tls=ssl.create_default_context()):
+            with bus_for(inv, connect_timeout=5, tls=ssl.create_default_context(), control=False):
                 pass
     finally:
         remove_fleet(inv)
