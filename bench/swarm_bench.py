@@ -2,6 +2,7 @@
 across 3 nodes), failover after node losses, rollout by batch size, memory per node.
 
     .venv/bin/python bench/swarm_bench.py [--agents 3,30] [--losses 6] [--batches 3,10,30]
+                                          [--election-tick 5]
 
 Run as root on Linux with Docker: it makes three hosts on this machine (network
 namespaces, each with its own dockerd and sshd, see tests/hosts/netns.py), forms a
@@ -12,7 +13,9 @@ hatch again, nothing to do. A node loss cuts the node off the network, kills its
 containers and stops its engine (a power loss); failover time = from the loss
 until every agent answers a health-check again; every third loss is the Raft
 leader's node (a new leader is elected first), as often as a random loss among
-three managers would hit it. Rollout by batch size = fleet.rollout of a new release
+three managers would hit it. Each loss also records when each step of the failover
+happened (bench/swarm_timeline.py: new leader, node down, broker task running, broker
+accepting, every agent's task running). Rollout by batch size = fleet.rollout of a new release
 (a new version_command: a new config, so a new task per agent) to the last fleet,
 gated on each agent answering the new version. Figures go to
 bench/results/swarm_bench.json (a partial run replaces only what it measured).
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT / "tests" / "hosts"))
 
 from answering import wait_answering  # noqa: E402
 from netns import MultiHost  # noqa: E402
+from swarm_timeline import Timeline, node_id  # noqa: E402
 
 from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.hosts import apply_per_host  # noqa: E402
@@ -47,6 +51,8 @@ from hatchery.provision.operations import deploy_plan, hatch_plans  # noqa: E402
 from hatchery.runtime import for_runtime  # noqa: E402
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections  # noqa: E402
 from hatchery.runtime.swarm import swarm_status, up_plan  # noqa: E402
+from hatchery.runtime.swarm.broker import published_port  # noqa: E402
+from hatchery.runtime.swarm.states import service_name  # noqa: E402
 
 AGENT_IMAGE = "hatchery/agent-base:bookworm-clients"
 BROKER_IMAGE = "hatchery/mosquitto:2.0.11"
@@ -161,11 +167,15 @@ def failovers(multi: MultiHost, inv, losses: int) -> dict:
         last = victim.name
         was_leader = leader(multi, inv) == victim.name
         broker = for_runtime("swarm").broker_status(inv).get("node")
+        survivors = [h for h in multi.hosts if h is not victim]
+        victim_node = node_id(victim)
         lost = time.monotonic()
-        multi.lose(victim)
-        seconds = wait_answering(inv, list(inv.agents), within=180, since=lost)
+        with Timeline(survivors, victim_node, inv.broker.container,
+                      {service_name(inv, a) for a in inv.agents}, published_port(inv), lost) as timeline:
+            multi.lose(victim)
+            seconds = wait_answering(inv, list(inv.agents), within=180, since=lost)
         rounds.append({"lost": victim.name, "leader": was_leader, "broker there": broker == victim.name,
-                       "every agent answering (s)": round(seconds, 1)})
+                       "every agent answering (s)": round(seconds, 1), "steps (s after the loss)": timeline.marks})
         print(rounds[-1], flush=True)
         multi.restore(victim)
         _wait_ready(inv)
@@ -229,12 +239,14 @@ def main() -> None:
     parser.add_argument("--agents", default="3,30")
     parser.add_argument("--losses", type=int, default=6)
     parser.add_argument("--batches", default="3,10,30", help="rollout batch sizes ('' for none)")
+    parser.add_argument("--election-tick", type=int, default=0,
+                        help="each engine's swarm-raft-election-tick (daemon.json; 0: the engine's 10)")
     args = parser.parse_args()
     # Killed (timeout, kill): exit through the finally below, so no engine or namespace is left.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     apply_plan("images", bootstrap_images(engine(None), which=("broker", "agent-clients")))
     results: dict = {"machine": "2 cores, shared; three dockerds in network namespaces"}
-    multi = MultiHost(count=3, swarm=True)
+    multi = MultiHost(count=3, swarm=True, election_tick=args.election_tick)
     try:
         multi.start()
         import os
@@ -256,7 +268,8 @@ def main() -> None:
                 inv, results[f"rollout of {len(inv.agents)} agents"] = rollouts(
                     inv, [int(n) for n in args.batches.split(",")])
             if args.losses:
-                results["failover"] = failovers(multi, inv, args.losses)
+                results["failover"] = {"election tick (1 s ticks)": args.election_tick or 10,
+                                       **failovers(multi, inv, args.losses)}
             clear(multi, inv)
     finally:
         forget_connections()

@@ -81,7 +81,7 @@ def test_the_handler_reads_the_broker_by_name_over_tls_and_mounted_secrets(inv):
     config = agent_conf(inv, inv.agents["a1"], auth=_Auth())
     assert config["broker"] == {"host": "mqtt-broker", "port": 8883, "ca_file": "/etc/hatchery/ca.crt"}
     assert config["broadcast_key_file"] == "/run/secrets/hatchery/broadcast.key"
-    assert config["keepalive"] == 5 and config["reconnect_max"] == 5      # a lost node sends no RST
+    assert config["keepalive"] == 5 and config["reconnect_max"] == 2      # a lost node sends no RST
 
 
 class _Auth:

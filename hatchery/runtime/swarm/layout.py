@@ -23,8 +23,9 @@ from hatchery.runtime.docker.layout import broker_layout as docker_broker_layout
 # node was lost (measured); the broker drops a lost node's handlers (their Wills) after 1.5x too.
 KEEPALIVE = 5
 # A broker that moved is back in ~15 s; a handler that had doubled its wait to 30 s by then
-# answered up to 30 s late.
-RECONNECT_MAX = 5
+# answered up to 30 s late, and at 5 s up to 5 s late (2.5 s on average); 30 handlers
+# trying every 2 s while it is away is 15 connect attempts a second, nothing for a broker.
+RECONNECT_MAX = 2
 
 
 def broker_layout(inv: Inventory) -> BrokerLayout:
