@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests" / "hosts"))
 
 from answering import wait_answering  # noqa: E402
 from netns import MultiHost  # noqa: E402
-from swarm_timeline import Timeline, node_id  # noqa: E402
+from swarm_timeline import Timeline, births_since, engine_log_steps, node_id  # noqa: E402
 
 from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.hosts import apply_per_host  # noqa: E402
@@ -169,13 +169,18 @@ def failovers(multi: MultiHost, inv, losses: int) -> dict:
         broker = for_runtime("swarm").broker_status(inv).get("node")
         survivors = [h for h in multi.hosts if h is not victim]
         victim_node = node_id(victim)
-        lost = time.monotonic()
+        lost, lost_wall = time.monotonic(), time.time()
         with Timeline(survivors, victim_node, inv.broker.container,
                       {service_name(inv, a) for a in inv.agents}, published_port(inv), lost) as timeline:
             multi.lose(victim)
-            seconds = wait_answering(inv, list(inv.agents), within=180, since=lost)
+            try:
+                seconds, missed = wait_answering(inv, list(inv.agents), within=180, since=lost), ""
+            except AssertionError as exc:   # recorded as 180 s and said: the other losses still count
+                seconds, missed = 180.0, str(exc)[:300]
         rounds.append({"lost": victim.name, "leader": was_leader, "broker there": broker == victim.name,
-                       "every agent answering (s)": round(seconds, 1), "steps (s after the loss)": timeline.marks})
+                       "every agent answering (s)": round(seconds, 1), "steps (s after the loss)": timeline.marks,
+                       "engine logs (s after the loss)": _safely(engine_log_steps, survivors, lost_wall),
+                       **_safely(births_since, inv, lost_wall), **({"missed": missed} if missed else {})})
         print(rounds[-1], flush=True)
         multi.restore(victim)
         _wait_ready(inv)
@@ -185,6 +190,14 @@ def failovers(multi: MultiHost, inv, losses: int) -> dict:
                for kind, lead in (("follower lost", False), ("leader lost", True))}
     return {"rounds": rounds, "p50 (s)": round(statistics.median(times), 1), "max (s)": max(times),
             **{f"{kind}: p50 / max (s)": [round(statistics.median(t), 1), max(t)] for kind, t in by_kind.items() if t}}
+
+
+def _safely(measure, *args) -> dict:
+    """A side measurement that failed is written down, not the end of the run."""
+    try:
+        return measure(*args)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
 def _wait_ready(inv, within: float = 120) -> None:

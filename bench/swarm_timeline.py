@@ -9,7 +9,9 @@ second, and notes the first moment (seconds after the loss) of each step:
 - ``node down``: the managers have declared the lost node down;
 - ``broker task running``: the broker's task runs on a surviving node;
 - ``broker accepting``: its published port accepts a TCP connection there;
-- ``agent tasks running``: every agent's service has a running task on a survivor.
+- ``agent tasks running``: every agent's service has a running task on a survivor;
+- ``a survivor unknown`` / ``a survivor down``: a node that was not lost was seen in
+  that state (after a leader change, until it reports to the new leader).
 
 The bench adds ``every agent answering`` (a health-check answer from each, through
 the broker). The differences between the steps are the breakdown in docs/swarm.md.
@@ -17,8 +19,11 @@ the broker). The differences between the steps are the breakdown in docs/swarm.m
 
 from __future__ import annotations
 
+import datetime
+import re
 import threading
 import time
+from pathlib import Path
 
 import docker
 
@@ -66,6 +71,11 @@ class Timeline:
             self._mark("leader")
         if any(n["ID"] == self.victim_node and n["Status"]["State"] == "down" for n in nodes):
             self._mark("node down")
+        others = [n["Status"]["State"] for n in nodes if n["ID"] != self.victim_node]
+        if "unknown" in others:
+            self._mark("a survivor unknown")     # a new leader's dispatcher: every node, until it reports
+        if "down" in others:
+            self._mark("a survivor down")        # it did not report to the new leader in time
         names = {s["ID"]: s["Spec"]["Name"] for s in client.api.services()}
         running = {names.get(t["ServiceID"]) for t in client.api.tasks(filters={"desired-state": "running"})
                    if t["Status"]["State"] == "running" and t.get("NodeID") != self.victim_node}
@@ -82,3 +92,54 @@ def node_id(host) -> str:
         return client.info()["Swarm"]["NodeID"]
     finally:
         client.close()
+
+
+# What the surviving engines wrote about the failover (swarmkit logs at info level).
+LOG_STEPS = {"became leader": "raft: a new leader",
+             "dispatcher starting": "dispatcher started on the new leader",
+             "was successfully registered": "a node registered with the dispatcher",
+             'in state "unknown"': "a node expired in state unknown",
+             "heartbeat expiration": "a node's heartbeat expired"}
+LOG_TIME = re.compile(r'time="([0-9T:.\-]+)Z?"')
+
+
+def engine_log_steps(survivors: list, lost_wall: float) -> dict:
+    """Seconds after the loss of the first line of each LOG_STEPS phrase in the survivors'
+    dockerd logs (``lost_wall``: time.time() at the loss)."""
+    found: dict = {}
+    for host in survivors:
+        path = Path(host.root) / "dockerd.log"
+        text = path.read_text(errors="replace").replace("\\", "") if path.exists() else ""
+        for line in text.splitlines():
+            step = next((s for p, s in LOG_STEPS.items() if p in line), None)
+            stamp = LOG_TIME.search(line) if step else None
+            if not stamp:
+                continue
+            at = _epoch(stamp.group(1)) - lost_wall
+            if at >= 0:
+                found[step] = min(found.get(step, at), round(at, 1))
+    return found
+
+
+def _epoch(text: str) -> float:
+    whole, _, fraction = text.partition(".")
+    seconds = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return seconds.timestamp() + float(f"0.{fraction.rstrip('Z') or 0}")
+
+
+def births_since(inv, lost_wall: float) -> dict:
+    """The agents' births (retained online states) stamped after the loss: how many, and the
+    last one's seconds after the loss (each agent's own clock: the machine's here)."""
+    from agent_kit.messages import State, read
+    from hatchery.bus.connection import bus_for
+    with bus_for(inv, connect_timeout=10.0) as bus:
+        retained = bus.retained(["fleet/+/status"], timeout=10.0)
+    stamps = []
+    for topic, payload in retained.items():
+        try:
+            parsed = read(topic, payload)
+        except Exception:   # noqa: BLE001 - a bad payload is not a birth
+            continue
+        if parsed and isinstance(parsed[2], State) and parsed[2].online and parsed[2].ts >= lost_wall:
+            stamps.append(parsed[2].ts - lost_wall)
+    return {"births": len(stamps), "last birth": round(max(stamps), 1) if stamps else None}
