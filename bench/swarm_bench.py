@@ -2,7 +2,6 @@
 across 3 nodes), failover after node losses, rollout by batch size, memory per node.
 
     .venv/bin/python bench/swarm_bench.py [--agents 3,30] [--losses 6] [--batches 3,10,30]
-                                          [--election-tick 5]
 
 Run as root on Linux with Docker: it makes three hosts on this machine (network
 namespaces, each with its own dockerd and sshd, see tests/hosts/netns.py), forms a
@@ -252,14 +251,12 @@ def main() -> None:
     parser.add_argument("--agents", default="3,30")
     parser.add_argument("--losses", type=int, default=6)
     parser.add_argument("--batches", default="3,10,30", help="rollout batch sizes ('' for none)")
-    parser.add_argument("--election-tick", type=int, default=0,
-                        help="each engine's swarm-raft-election-tick (daemon.json; 0: the engine's 10)")
     args = parser.parse_args()
     # Killed (timeout, kill): exit through the finally below, so no engine or namespace is left.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     apply_plan("images", bootstrap_images(engine(None), which=("broker", "agent-clients")))
     results: dict = {"machine": "2 cores, shared; three dockerds in network namespaces"}
-    multi = MultiHost(count=3, swarm=True, election_tick=args.election_tick)
+    multi = MultiHost(count=3, swarm=True)
     try:
         multi.start()
         import os
@@ -281,8 +278,7 @@ def main() -> None:
                 inv, results[f"rollout of {len(inv.agents)} agents"] = rollouts(
                     inv, [int(n) for n in args.batches.split(",")])
             if args.losses:
-                results["failover"] = {"election tick (1 s ticks)": args.election_tick or 10,
-                                       **failovers(multi, inv, args.losses)}
+                results["failover"] = failovers(multi, inv, args.losses)
             clear(multi, inv)
     finally:
         forget_connections()

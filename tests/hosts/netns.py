@@ -19,15 +19,13 @@ with ``DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1`` (no registry here: without it eve
 task start first waits ~23 s on a failed registry lookup), the swarm's ports are
 opened in each host's firewall (2377/tcp, 7946/tcp+udp, 4789/udp), and
 ``load_images()`` copies images to every engine by ``docker save | load``. The
-swarm itself is formed by the code under test (invoke swarm.up). ``election_tick``
-sets each engine's ``swarm-raft-election-tick`` (daemon.json; the Swarm spec cannot).
+swarm itself is formed by the code under test (invoke swarm.up).
 
 A plain module (not a conftest.py: see tests/docker/dockerhelpers.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -89,7 +87,6 @@ class MultiHost:
 
     count: int = 3
     swarm: bool = False           # engines fit for a swarm (see the module's docstring)
-    election_tick: int = 0        # swarm-raft-election-tick in each engine's daemon.json (0: 10, the default)
     tag: str = field(default_factory=lambda: secrets.token_hex(2))
     hosts: list = field(default_factory=list)
     made_netns: list = field(default_factory=list)
@@ -224,24 +221,11 @@ class MultiHost:
     def start_dockerd(self, host: Host) -> None:
         argv = host.nsenter(DOCKERD, "--data-root", str(host.root / "data"),
                             "--exec-root", str(host.root / "exec"), "-H", host.socket,
-                            "--pidfile", str(host.root / "dockerd.pid"), "--bip", host.bridge_ip,
-                            *self._config_file(host))
+                            "--pidfile", str(host.root / "dockerd.pid"), "--bip", host.bridge_ip)
         env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"} if self.swarm else None
         host.dockerd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env,
                                         stderr=(host.root / "dockerd.log").open("a"),
                                         start_new_session=True)
-
-    def _config_file(self, host: Host) -> list:
-        """With ``election_tick``: a config file setting the Raft election timeout in 1 s ticks
-        (a new leader is elected 1x to 2x that after the leader is lost), on top of the
-        machine's own daemon.json, which --config-file would otherwise replace."""
-        if not self.election_tick:
-            return []
-        system = Path("/etc/docker/daemon.json")
-        config = json.loads(system.read_text()) if system.exists() else {}
-        path = host.root / "daemon.json"
-        path.write_text(json.dumps({**config, "swarm-raft-election-tick": self.election_tick}))
-        return ["--config-file", str(path)]
 
     def restart_dockerd(self, host: Host) -> None:
         """Start a stopped engine again (same data root: it rejoins its swarm) and wait for it."""
