@@ -105,3 +105,18 @@ def test_the_agent_service_spec(inv, monkeypatch):
     assert "s3cret" not in json.dumps(summary)                  # --diff never shows a secret
     changed = agent_service_spec(inv, agent, "hatchery/agent-a1:abc", text, {"password": "other"})
     assert changed.summary()["files"] != files and changed.digest() != spec.digest()
+
+
+def test_the_broker_s_conf_has_no_control_socket(inv):
+    """The Docker runtime's layout has a unix listener in a directory it mounts from this
+    machine; a Swarm task runs on any node, without it, and mosquitto ended at start on
+    "Error binding unix socket" (seen on a real swarm)."""
+    from hatchery.configs.broker import render_conf
+    from hatchery.runtime.docker.layout import broker_layout as docker_layout
+    from hatchery.runtime.swarm.layout import broker_layout
+    assert docker_layout(inv).control_socket            # what the swarm layout must drop
+    layout = broker_layout(inv)
+    assert layout.control_socket == ""
+    conf = render_conf(inv, layout)
+    assert "unix" not in conf and "/mosquitto/control" not in conf
+    assert "listener 8883" in conf

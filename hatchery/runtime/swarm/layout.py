@@ -9,6 +9,8 @@ and short reconnect waits, since a lost node sends no RST.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hatchery.configs.layout import CREDENTIAL_FILES, AgentLayout, BrokerLayout
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.docker.layout import (
@@ -29,7 +31,10 @@ RECONNECT_MAX = 2
 
 
 def broker_layout(inv: Inventory) -> BrokerLayout:
-    return docker_broker_layout(inv)
+    """The Docker runtime's, without the control socket: the task runs on whichever node
+    Swarm picks, where no directory of this machine is mounted (a unix listener in a
+    directory the task lacks ends mosquitto at start: "Error binding unix socket")."""
+    return replace(docker_broker_layout(inv), control_socket="")
 
 
 def agent_layout(inv: Inventory, agent: AgentSpec) -> AgentLayout:
