@@ -115,9 +115,9 @@ def engine_log_steps(survivors: list, lost_wall: float) -> dict:
             stamp = LOG_TIME.search(line) if step else None
             if not stamp:
                 continue
-            at = _epoch(stamp.group(1)) - lost_wall
+            at = round(_epoch(stamp.group(1)) - lost_wall, 1)
             if at >= 0:
-                found[step] = min(found.get(step, at), round(at, 1))
+                found[step] = min(found.get(step, at), at)
     return found
 
 
