@@ -12,7 +12,9 @@ hatch again, nothing to do. A node loss cuts the node off the network, kills its
 containers and stops its engine (a power loss); failover time = from the loss
 until every agent answers a health-check again; every third loss is the Raft
 leader's node (a new leader is elected first), as often as a random loss among
-three managers would hit it. Rollout by batch size = fleet.rollout of a new release
+three managers would hit it. Each loss also records when each step of the failover
+happened (bench/swarm_timeline.py: new leader, node down, broker task running, broker
+accepting, every agent's task running). Rollout by batch size = fleet.rollout of a new release
 (a new version_command: a new config, so a new task per agent) to the last fleet,
 gated on each agent answering the new version. Figures go to
 bench/results/swarm_bench.json (a partial run replaces only what it measured).
@@ -28,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT / "tests" / "hosts"))
 
 from answering import wait_answering  # noqa: E402
 from netns import MultiHost  # noqa: E402
+from swarm_timeline import Timeline, births_since, engine_log_steps, node_id  # noqa: E402
 
 from hatchery.bus.connection import bus_for  # noqa: E402
 from hatchery.core.hosts import apply_per_host  # noqa: E402
@@ -47,6 +51,8 @@ from hatchery.provision.operations import deploy_plan, hatch_plans  # noqa: E402
 from hatchery.runtime import for_runtime  # noqa: E402
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections  # noqa: E402
 from hatchery.runtime.swarm import swarm_status, up_plan  # noqa: E402
+from hatchery.runtime.swarm.broker import published_port  # noqa: E402
+from hatchery.runtime.swarm.states import service_name  # noqa: E402
 
 AGENT_IMAGE = "hatchery/agent-base:bookworm-clients"
 BROKER_IMAGE = "hatchery/mosquitto:2.0.11"
@@ -161,11 +167,25 @@ def failovers(multi: MultiHost, inv, losses: int) -> dict:
         last = victim.name
         was_leader = leader(multi, inv) == victim.name
         broker = for_runtime("swarm").broker_status(inv).get("node")
-        lost = time.monotonic()
-        multi.lose(victim)
-        seconds = wait_answering(inv, list(inv.agents), within=180, since=lost)
+        survivors = [h for h in multi.hosts if h is not victim]
+        victim_node = node_id(victim)
+        lost, lost_wall = time.monotonic(), time.time()
+        with Timeline(survivors, victim_node, inv.broker.container,
+                      {service_name(inv, a) for a in inv.agents}, published_port(inv), lost) as timeline:
+            # The engine's own stop takes up to 20 s: the observer asks meanwhile (it waited
+            # for it before, and a loss with nothing to move measured 15 s).
+            multi.partition(victim)         # cut off first: nothing answers from there after this
+            losing = threading.Thread(target=multi.lose, args=(victim,))
+            losing.start()
+            try:
+                seconds, missed = wait_answering(inv, list(inv.agents), within=180, since=lost), ""
+            except AssertionError as exc:   # recorded as 180 s and said: the other losses still count
+                seconds, missed = 180.0, str(exc)[:300]
+            losing.join()
         rounds.append({"lost": victim.name, "leader": was_leader, "broker there": broker == victim.name,
-                       "every agent answering (s)": round(seconds, 1)})
+                       "every agent answering (s)": round(seconds, 1), "steps (s after the loss)": timeline.marks,
+                       "engine logs (s after the loss)": _safely(engine_log_steps, survivors, lost_wall),
+                       **_safely(births_since, inv, lost_wall), **({"missed": missed} if missed else {})})
         print(rounds[-1], flush=True)
         multi.restore(victim)
         _wait_ready(inv)
@@ -175,6 +195,14 @@ def failovers(multi: MultiHost, inv, losses: int) -> dict:
                for kind, lead in (("follower lost", False), ("leader lost", True))}
     return {"rounds": rounds, "p50 (s)": round(statistics.median(times), 1), "max (s)": max(times),
             **{f"{kind}: p50 / max (s)": [round(statistics.median(t), 1), max(t)] for kind, t in by_kind.items() if t}}
+
+
+def _safely(measure, *args) -> dict:
+    """A side measurement that failed is written down, not the end of the run."""
+    try:
+        return measure(*args)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
 def _wait_ready(inv, within: float = 120) -> None:

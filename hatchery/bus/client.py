@@ -1,7 +1,7 @@
 """The manager's connection to the bus: one MQTT link, request/reply on top.
 
 ``BusClient`` owns ONE connection (``bus.link``: MQTT v5 or 3.1.1, TCP with
-TCP_NODELAY, TLS or a unix socket, reconnecting with a 1..30 s backoff) whose
+TCP_NODELAY, TLS or a unix socket, reconnecting with a 1..5 s backoff) whose
 I/O thread decodes what arrives in batches (``bus.wire``). Everything else
 is built from two primitives: ``listen`` (route messages matching some
 filters to a callback) and ``publish``. Callbacks never block: they record

@@ -28,7 +28,9 @@ from hatchery.bus import wire
 
 RECV_SIZE = 1 << 18
 DEFAULT_QUOTA = 20            # QoS 1 publishes in flight when the broker names no Receive Maximum
-BACKOFF = (1.0, 30.0)         # reconnect delay, doubling from the first to the second
+BACKOFF = (1.0, 5.0)          # reconnect delay, doubling from the first to the second: a watcher
+                              # (heal --watch, monitor, dashboard) is back at most 5 s after a broker
+                              # that moved or restarted accepts again (30 s would be half a failover)
 
 
 class LinkError(Exception):

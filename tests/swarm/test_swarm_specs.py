@@ -81,7 +81,7 @@ def test_the_handler_reads_the_broker_by_name_over_tls_and_mounted_secrets(inv):
     config = agent_conf(inv, inv.agents["a1"], auth=_Auth())
     assert config["broker"] == {"host": "mqtt-broker", "port": 8883, "ca_file": "/etc/hatchery/ca.crt"}
     assert config["broadcast_key_file"] == "/run/secrets/hatchery/broadcast.key"
-    assert config["keepalive"] == 5 and config["reconnect_max"] == 5      # a lost node sends no RST
+    assert config["keepalive"] == 5 and config["reconnect_max"] == 2      # a lost node sends no RST
 
 
 class _Auth:
@@ -107,12 +107,16 @@ def test_the_agent_service_spec(inv, monkeypatch):
     assert changed.summary()["files"] != files and changed.digest() != spec.digest()
 
 
-def test_the_brokers_config_has_no_control_socket_a_task_on_another_node_could_not_make(inv):
-    """The docker runtime mounts the control socket's directory into a broker on the local
-    engine; a swarm task may run on any node, so its config must not name one (Mosquitto
-    then refuses to start: the broker never accepted on any node)."""
+def test_the_broker_s_conf_has_no_control_socket(inv):
+    """The Docker runtime's layout has a unix listener in a directory it mounts from this
+    machine; a Swarm task runs on any node, without it, and mosquitto ended at start on
+    "Error binding unix socket" (seen on a real swarm)."""
     from hatchery.configs.broker import render_conf
-    layout = for_runtime("swarm").broker_layout(inv)
+    from hatchery.runtime.docker.layout import broker_layout as docker_layout
+    from hatchery.runtime.swarm.layout import broker_layout
+    assert docker_layout(inv).control_socket            # what the swarm layout must drop
+    layout = broker_layout(inv)
     assert layout.control_socket == ""
     conf = render_conf(inv, layout)
-    assert "listener 0 " not in conf and "listener 8883" in conf
+    assert "unix" not in conf and "/mosquitto/control" not in conf
+    assert "listener 8883" in conf

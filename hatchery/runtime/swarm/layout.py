@@ -9,7 +9,7 @@ and short reconnect waits, since a lost node sends no RST.
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import replace
 
 from hatchery.configs.layout import CREDENTIAL_FILES, AgentLayout, BrokerLayout
 from hatchery.inventory.model import AgentSpec, Inventory
@@ -25,15 +25,16 @@ from hatchery.runtime.docker.layout import broker_layout as docker_broker_layout
 # node was lost (measured); the broker drops a lost node's handlers (their Wills) after 1.5x too.
 KEEPALIVE = 5
 # A broker that moved is back in ~15 s; a handler that had doubled its wait to 30 s by then
-# answered up to 30 s late.
-RECONNECT_MAX = 5
+# answered up to 30 s late, and at 5 s up to 5 s late (2.5 s on average); 30 handlers
+# trying every 2 s while it is away is 15 connect attempts a second, nothing for a broker.
+RECONNECT_MAX = 2
 
 
 def broker_layout(inv: Inventory) -> BrokerLayout:
-    """The docker broker's layout, without the control socket: the broker's task runs on
-    whichever node Swarm picks, so no socket of this machine can be mounted into it (the
-    control side reaches it over TLS on the published port)."""
-    return dataclasses.replace(docker_broker_layout(inv), control_socket="")
+    """The Docker runtime's, without the control socket: the task runs on whichever node
+    Swarm picks, where no directory of this machine is mounted (a unix listener in a
+    directory the task lacks ends mosquitto at start: "Error binding unix socket")."""
+    return replace(docker_broker_layout(inv), control_socket="")
 
 
 def agent_layout(inv: Inventory, agent: AgentSpec) -> AgentLayout:
