@@ -50,9 +50,7 @@ from hatchery.operate.rollout import rollout  # noqa: E402
 from hatchery.provision.operations import deploy_plan, hatch_plans  # noqa: E402
 from hatchery.runtime import for_runtime  # noqa: E402
 from hatchery.runtime.docker import bootstrap_images, engine, forget_connections  # noqa: E402
-from hatchery.runtime.swarm import swarm_status, up_plan  # noqa: E402
-from hatchery.runtime.swarm.broker import published_port  # noqa: E402
-from hatchery.runtime.swarm.states import service_name  # noqa: E402
+from hatchery.runtime.swarm import published_port, service_name, swarm_status, up_plan  # noqa: E402
 
 AGENT_IMAGE = "hatchery/agent-base:bookworm-clients"
 BROKER_IMAGE = "hatchery/mosquitto:2.0.11"

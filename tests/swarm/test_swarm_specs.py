@@ -112,10 +112,8 @@ def test_the_broker_s_conf_has_no_control_socket(inv):
     machine; a Swarm task runs on any node, without it, and mosquitto ended at start on
     "Error binding unix socket" (seen on a real swarm)."""
     from hatchery.configs.broker import render_conf
-    from hatchery.runtime.docker.layout import broker_layout as docker_layout
-    from hatchery.runtime.swarm.layout import broker_layout
-    assert docker_layout(inv).control_socket            # what the swarm layout must drop
-    layout = broker_layout(inv)
+    assert for_runtime("docker").broker_layout(inv).control_socket     # what the swarm layout must drop
+    layout = for_runtime("swarm").broker_layout(inv)
     assert layout.control_socket == ""
     conf = render_conf(inv, layout)
     assert "unix" not in conf and "/mosquitto/control" not in conf

@@ -15,6 +15,8 @@ This module is the package's public face for what only a swarm has:
   size, name and HostResources from ``docker node inspect`` (fleet.capacity).
 - ``runs_spec(task, spec)`` and ``names_in(spec)``: whether a task was made from a service
   spec, and the secrets and configs a spec mounts (the last-known-good spec).
+- ``published_port(inv)`` and ``service_name(inv, agent)``: the broker's port as the control
+  side reaches it, and an agent's service name (the benches find them by these).
 - ``SwarmRuntime``: the runtime itself (use ``hatchery.runtime.for_runtime("swarm")``).
 
 The job modules behind it (facts, cluster, status) are internal. Each name is
@@ -32,7 +34,8 @@ _HOMES = {"up_plan": ("cluster", "up_plan"), "swarm_status": ("status", "swarm_s
           "broker_service_spec": ("broker", "broker_service_spec"), "SwarmRuntime": ("runtime", "SwarmRuntime"),
           "node_size": ("usage", "node_size"), "node_name": ("usage", "node_name"),
           "node_resources": ("usage", "node_resources"), "runs_spec": ("agents", "runs_spec"),
-          "names_in": ("objects", "names_in")}
+          "names_in": ("objects", "names_in"), "published_port": ("broker", "published_port"),
+          "service_name": ("states", "service_name")}
 
 
 def __getattr__(name: str):
@@ -44,4 +47,5 @@ def __getattr__(name: str):
 
 __all__ = ["STATUS_COLUMNS", "Act", "ClusterFacts", "HostFacts", "NodeFacts", "Step", "SwarmRuntime",
            "agent_service_spec", "broker_service_spec", "decide", "names_in", "node_name",
-           "node_resources", "node_size", "runs_spec", "state_of", "swarm_status", "up_plan"]
+           "node_resources", "node_size", "published_port", "runs_spec", "service_name", "state_of",
+           "swarm_status", "up_plan"]
