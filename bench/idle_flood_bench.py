@@ -31,6 +31,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import shutil
 import tempfile
 import threading
 import time
@@ -244,6 +245,7 @@ def run(args) -> dict:
     finally:
         if lan is not None:
             lan.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _source(lan, index: int) -> str:
