@@ -28,10 +28,10 @@ import argparse
 import json
 import os
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
-import shutil
 import tempfile
 import threading
 import time
