@@ -22,38 +22,15 @@ import pytest
 from agent_kit import contract
 from hatchery.bus.connection import connection_for
 from hatchery.core.intent import read_intent
-from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
-from hatchery.inventory.load import load_inventory
 from hatchery.observe.fleetstate import FleetState, Verdict, live_filters
-from hatchery.provision.credentials import stored_secret
-from hatchery.provision.operations import deploy_plan, stop_broker_plan
+from tests.security.hostilefleet import agent_client, deployed_fleet
 
 BETA = "beta0instance01"
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    work = tmp_path_factory.mktemp("fleetstate")
-    path = work / "fleet_inventory.yaml"
-    path.write_text("\n".join([
-        "fleet:", "  manager: zephyr", f"  state_dir: {work / 'state'}",
-        "broker:", "  runtime: local", "  host: 127.0.0.1", "  bind: 127.0.0.1",
-        f"  port: {free_port()}", "agents:", "  alpha: {heartbeat_interval: 30}",
-        "  beta: {heartbeat_interval: 30}"]) + "\n")
-    inv = load_inventory(path)
-    assert apply_plan("up", deploy_plan(inv)).ok
-    yield inv
-    apply_plan("down", stop_broker_plan(inv))
-
-
-def _client(inv, name: str) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"raw-{name}-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
-    client.username_pw_set(name, stored_secret(inv, name))
-    client.connect(inv.broker.host, inv.broker.port, keepalive=30)
-    client.loop_start()
-    return client
+    yield from deployed_fleet(tmp_path_factory, "fleetstate", interval=30)
 
 
 def _raw(client: mqtt.Client, topic: str, body: dict, retain: bool = True) -> None:
@@ -87,7 +64,7 @@ def _forgeries(inv) -> list:
 def test_one_agent_cannot_change_what_the_fleet_state_says_of_another(fleet):
     inv = fleet
     state = FleetState.for_inventory(inv)
-    beta, alpha = _client(inv, "beta"), _client(inv, "alpha")
+    beta, alpha = agent_client(inv, "beta"), agent_client(inv, "alpha")
     try:
         with connection_for(inv).client() as bus, bus.listen(live_filters(inv.manager), state.observe):
             _raw(beta, contract.topic("beta", "status"), contract.make_state("beta", "online", instance=BETA))

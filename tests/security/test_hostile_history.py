@@ -17,38 +17,15 @@ import pytest
 
 from agent_kit import contract
 from hatchery.bus.connection import connection_for
-from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
-from hatchery.inventory.load import load_inventory
 from hatchery.observe import history
 from hatchery.observe.fleetstate import live_filters
 from hatchery.observe.live import FleetModel
-from hatchery.provision.credentials import stored_secret
-from hatchery.provision.operations import deploy_plan, stop_broker_plan
+from tests.security.hostilefleet import agent_client, deployed_fleet
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    work = tmp_path_factory.mktemp("history")
-    path = work / "fleet_inventory.yaml"
-    path.write_text("\n".join([
-        "fleet:", "  manager: zephyr", f"  state_dir: {work / 'state'}",
-        "broker:", "  runtime: local", "  host: 127.0.0.1", "  bind: 127.0.0.1",
-        f"  port: {free_port()}", "agents:", "  alpha: {heartbeat_interval: 600}",
-        "  beta: {heartbeat_interval: 600}"]) + "\n")
-    inv = load_inventory(path)
-    assert apply_plan("up", deploy_plan(inv)).ok
-    yield inv
-    apply_plan("down", stop_broker_plan(inv))
-
-
-def _client(inv, name: str) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"raw-{name}-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
-    client.username_pw_set(name, stored_secret(inv, name))
-    client.connect(inv.broker.host, inv.broker.port, keepalive=30)
-    client.loop_start()
-    return client
+    yield from deployed_fleet(tmp_path_factory, "history", interval=600)
 
 
 def _send(client: mqtt.Client, topic: str, message: dict, retain: bool = False) -> None:
@@ -68,7 +45,7 @@ def _until(model: FleetModel, check, timeout: float = 5.0) -> None:
 def test_one_agents_flood_cannot_push_others_out_of_the_timeline(fleet):
     inv = fleet
     model = FleetModel(inv)
-    beta, alpha = _client(inv, "beta"), _client(inv, "alpha")
+    beta, alpha = agent_client(inv, "beta"), agent_client(inv, "alpha")
     try:
         with connection_for(inv).client() as bus, bus.listen(live_filters(inv.manager), model.observe):
             status = contract.topic("beta", "status")

@@ -19,12 +19,9 @@ import pytest
 from agent_kit import contract
 from hatchery.bus import wire
 from hatchery.bus.connection import connection_for
-from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
-from hatchery.inventory.load import load_inventory
 from hatchery.observe.fleetstate import FleetState, live_filters
 from hatchery.provision.credentials import stored_secret
-from hatchery.provision.operations import deploy_plan, stop_broker_plan
+from tests.security.hostilefleet import agent_client, deployed_fleet
 
 BIG_BROKER_PACKETS = 4 * 1024 * 1024      # the operator may raise broker.max_packet_size this far
 
@@ -32,26 +29,7 @@ BIG_BROKER_PACKETS = 4 * 1024 * 1024      # the operator may raise broker.max_pa
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """broker.deploy's broker (auth, ACL) allowing 4 MiB packets; agents alpha and beta."""
-    work = tmp_path_factory.mktemp("wire")
-    path = work / "fleet_inventory.yaml"
-    path.write_text("\n".join([
-        "fleet:", "  manager: zephyr", f"  state_dir: {work / 'state'}",
-        "broker:", "  runtime: local", "  host: 127.0.0.1", "  bind: 127.0.0.1",
-        f"  port: {free_port()}", f"  max_packet_size: {BIG_BROKER_PACKETS}",
-        "agents:", "  alpha: {heartbeat_interval: 600}", "  beta: {heartbeat_interval: 600}"]) + "\n")
-    inv = load_inventory(path)
-    assert apply_plan("up", deploy_plan(inv)).ok
-    yield inv
-    apply_plan("down", stop_broker_plan(inv))
-
-
-def _agent(inv, name: str) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"raw-{name}-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
-    client.username_pw_set(name, stored_secret(inv, name))
-    client.connect(inv.broker.host, inv.broker.port, keepalive=30)
-    client.loop_start()
-    return client
+    yield from deployed_fleet(tmp_path_factory, "wire", interval=600, broker_lines=[f"  max_packet_size: {BIG_BROKER_PACKETS}"])
 
 
 def _beat(name: str, **extra) -> bytes:
@@ -59,7 +37,7 @@ def _beat(name: str, **extra) -> bytes:
 
 
 def _clear(inv, name: str) -> None:
-    agent = _agent(inv, name)
+    agent = agent_client(inv, name)
     agent.publish(contract.topic(name, "heartbeat"), b"", qos=1, retain=True).wait_for_publish(5)
     agent.disconnect()
     agent.loop_stop()
@@ -69,7 +47,7 @@ def test_an_oversized_retained_message_does_not_knock_the_manager_off_the_bus(fl
     """A retained 2 MiB heartbeat (under the broker's 4 MiB, over the manager's 1 MiB reader):
     the manager must neither drop its connection on it nor loop reconnecting to it."""
     inv = fleet
-    attacker = _agent(inv, "alpha")
+    attacker = agent_client(inv, "alpha")
     try:
         info = attacker.publish(contract.topic("alpha", "heartbeat"), b"x" * (2 << 20), qos=1, retain=True)
         info.wait_for_publish(5)
@@ -77,7 +55,7 @@ def test_an_oversized_retained_message_does_not_knock_the_manager_off_the_bus(fl
         state = FleetState.for_inventory(inv)
         with connection_for(inv).client() as bus, bus.listen(live_filters(inv.manager), state.observe):
             time.sleep(3.0)         # the retained 2 MiB came (or not) with the SUBACK
-            beta = _agent(inv, "beta")
+            beta = agent_client(inv, "beta")
             beta.publish(contract.topic("beta", "heartbeat"), _beat("beta"), qos=1,
                          retain=True).wait_for_publish(5)
             deadline = time.monotonic() + 5
@@ -106,7 +84,7 @@ def test_a_flood_from_one_agent_does_not_hold_back_what_the_manager_sends(fleet)
     sent = [0]
 
     def flood() -> None:
-        attacker = _agent(inv, "alpha")
+        attacker = agent_client(inv, "alpha")
         payload = json.dumps({"junk": "y" * 900}).encode()
         topic = contract.topic("alpha", "heartbeat")
         try:
@@ -128,7 +106,7 @@ def test_a_flood_from_one_agent_does_not_hold_back_what_the_manager_sends(fleet)
             pass
 
     got = threading.Event()
-    beta = _agent(inv, "beta")
+    beta = agent_client(inv, "beta")
     beta.on_message = lambda client, userdata, message: got.set()
     beta.subscribe(contract.topic("beta", "command"), qos=0)
     time.sleep(0.3)
@@ -195,7 +173,7 @@ def test_messages_full_of_properties_cannot_slow_the_manager_behind_other_agents
             time.sleep(0.1)
 
     flooder = threading.Thread(target=flood, daemon=True)
-    beta = _agent(inv, "beta")
+    beta = agent_client(inv, "beta")
     try:
         with connection_for(inv).client() as bus, bus.listen(live_filters(inv.manager), state.observe):
             flooder.start()
@@ -240,7 +218,7 @@ def test_whatever_bytes_an_agent_sends_the_manager_stays_up_and_hears_the_others
         _publish_raw(topic, b"\x01\x01", bad_text),
     ]
     state = FleetState.for_inventory(inv)
-    beta = _agent(inv, "beta")
+    beta = agent_client(inv, "beta")
     try:
         with connection_for(inv).client() as bus, bus.listen(live_filters(inv.manager), state.observe):
             for packet in sends:            # a fresh login each: the broker may drop one for it
