@@ -19,6 +19,7 @@ failed request left ``found = []``, so every running agent was ``hung``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -54,10 +55,14 @@ def fleet(tmp_path_factory):
     apply_plan("down", stop_plan(inv, list(inv.agents.values())) + stop_broker_plan(inv))
 
 
-def test_an_agent_the_bus_could_not_ask_is_not_called_hung(fleet):
-    inv = fleet
+def _confirm_while_broker_paused(inv, holding: tuple = ()):
+    """alpha's confirmation taken while the broker is stopped (SIGSTOP), on a manager
+    connection holding ``holding`` subscribed; alpha must answer before and after."""
     broker_pid = int(Path(state_paths(inv).broker_pid).read_text().split()[0])
-    with connection_for(inv).client() as bus:
+    with contextlib.ExitStack() as stack:
+        bus = stack.enter_context(connection_for(inv).client())
+        if holding:
+            stack.enter_context(bus.listen(list(holding), lambda message: None, qos=1))
         assert confirm(inv, bus, ["alpha"], hung_after=2.0)["alpha"].finding == ALIVE
         os.kill(broker_pid, signal.SIGSTOP)
         try:
@@ -66,6 +71,11 @@ def test_an_agent_the_bus_could_not_ask_is_not_called_hung(fleet):
             os.kill(broker_pid, signal.SIGCONT)
     assert run_command(inv, "health-check", names=["alpha"], timeout=3).replies[0].state == "answered", \
         "alpha stopped answering: the test proves nothing"
+    return found
+
+
+def test_an_agent_the_bus_could_not_ask_is_not_called_hung(fleet):
+    found = _confirm_while_broker_paused(fleet)
     assert found.finding == UNASKED, f"a running, answering agent was called {found.finding}: {found.detail}"
 
 
@@ -73,15 +83,5 @@ def test_inside_heal_watchs_subscription_a_paused_broker_still_calls_nobody_hung
     """fleet.heal --watch holds ``fleet/+/+``, so its health-check reuses that subscription
     and waits for no SUBACK: a paused broker is then only silence. The confirmation must
     still prove the bus carries messages before it calls a silent agent hung."""
-    inv = fleet
-    broker_pid = int(Path(state_paths(inv).broker_pid).read_text().split()[0])
-    with connection_for(inv).client() as bus, bus.listen(["fleet/+/+"], lambda message: None, qos=1):
-        assert confirm(inv, bus, ["alpha"], hung_after=2.0)["alpha"].finding == ALIVE
-        os.kill(broker_pid, signal.SIGSTOP)
-        try:
-            found = confirm(inv, bus, ["alpha"], hung_after=1.0)["alpha"]
-        finally:
-            os.kill(broker_pid, signal.SIGCONT)
-    assert run_command(inv, "health-check", names=["alpha"], timeout=3).replies[0].state == "answered", \
-        "alpha stopped answering: the test proves nothing"
+    found = _confirm_while_broker_paused(fleet, holding=("fleet/+/+",))
     assert found.finding == UNASKED, f"a running, answering agent was called {found.finding}: {found.detail}"
