@@ -57,11 +57,23 @@ def find(matches, *, name_prefix: str = "") -> list:
     /proc (macOS) ``ps`` is asked, and its command column split on spaces
     (good enough for our own paths, which hold none).
     """
-    found = []
+    found = {}
     for pid, argv in _process_table(name_prefix):
         if pid != os.getpid() and argv and matches(argv) and not _is_zombie(pid):
-            found.append(pid)
-    return sorted(found)
+            found[pid] = argv
+    # A process that forks (a handler running its version command) has, until
+    # the child's exec, a child with its own argv: that copy is not a second one.
+    return sorted(pid for pid, argv in found.items() if found.get(parent_of(pid)) != argv)
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent's pid from /proc/PID/stat; None when unknown (gone, or no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
 def _process_table(name_prefix: str = ""):

@@ -60,8 +60,9 @@ def handlers(state_dir: Path) -> dict:
     prefix = str(state_dir / "agents") + os.sep
     found: dict = {}
     for pid in process.find(lambda argv: (handler_config(argv) or "").startswith(prefix)):
-        config = handler_config(process.argv_of(pid)) or ""
-        found.setdefault(Path(config).parent.name, []).append(pid)
+        config = handler_config(process.argv_of(pid))
+        if config:                  # None: it ended between the scan and this read
+            found.setdefault(Path(config).parent.name, []).append(pid)
     return found
 
 

@@ -116,9 +116,23 @@ def answers_and_reads(bus: BusClient, names: list, heard: list = ()) -> tuple:
     whose other topics (fleet/+/+ brings our own commands back) are not the request's."""
     def others() -> int:
         return sum(1 for m in heard if not m.topic.endswith("/status"))
+    settled(bus, heard)         # a listener's retained burst still arriving is not the request's
     before, other = bus.received, others()
     replies = bus.request(names, "health-check", timeout=3.0, answers_only=True)
+    settled(bus, heard)         # the listener's copies are counted by the link before it appends them
     return [r.state for r in replies], bus.received - before - (others() - other)
+
+
+def settled(bus: BusClient, heard: list, quiet: float = 0.15, timeout: float = 5.0) -> None:
+    """Wait until the link's count and the listener's list have both held still for ``quiet`` s."""
+    last, since, deadline = None, time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = (bus.received, len(heard))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.02)
 
 
 def test_a_request_taking_only_answers_reuses_a_held_status_subscription(module_broker, fleet):
