@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from hatchery.configs.broker import reload_is_enough
 from hatchery.core.plan import Action, Change
+from hatchery.runtime.decisions import decide_running_broker
 from hatchery.runtime.docker.containers import differences
 from hatchery.runtime.docker.engine import CONFIG_HASH
 
@@ -104,12 +104,8 @@ def decide_broker(facts: BrokerFacts, wanted: BrokerWanted) -> list:
         return [Change("broker", Action.START, f"container {facts.status}")]
     if facts.stale_tls:
         return [Change("broker", Action.RESTART, "TLS files changed; needs a restart")]
-    if facts.conf == wanted.conf and not facts.stale_auth:
-        return [Change("broker", Action.NONE, f"running ({facts.short_id}), config unchanged")]
-    if reload_is_enough(facts.conf or "", wanted.conf):
-        what = "config" if facts.conf != wanted.conf else " and ".join(facts.stale_auth)
-        return [Change("broker", Action.RELOAD, f"{what} changed; SIGHUP is enough")]
-    return [Change("broker", Action.RESTART, "config changed; needs a restart")]
+    return [decide_running_broker(facts.short_id, facts.conf, wanted.conf, facts.stale_auth,
+                                  "config changed; needs a restart")]
 
 
 # --- a rollback ------------------------------------------------------------------------------

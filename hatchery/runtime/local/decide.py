@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from hatchery.configs.broker import reload_is_enough
 from hatchery.core.plan import Action, Change
+from hatchery.runtime.decisions import decide_running_broker
 
 
 # --- the broker ---------------------------------------------------------------------------
@@ -35,12 +35,8 @@ def decide_broker(facts: BrokerFacts, wanted: BrokerWanted) -> list:
     if facts.pid is None:
         reason = "not running" if facts.conf == wanted.conf else "not running; config rendered"
         return [Change("broker", Action.START, reason)]
-    if facts.conf == wanted.conf and not facts.stale_auth:
-        return [Change("broker", Action.NONE, f"running (pid {facts.pid}), config unchanged")]
-    if reload_is_enough(facts.conf or "", wanted.conf):
-        what = "config" if facts.conf != wanted.conf else " and ".join(facts.stale_auth)
-        return [Change("broker", Action.RELOAD, f"{what} changed; SIGHUP is enough")]
-    return [Change("broker", Action.RESTART, "config changed")]
+    return [decide_running_broker(f"pid {facts.pid}", facts.conf, wanted.conf, facts.stale_auth,
+                                  "config changed")]
 
 
 # --- an agent's handler ----------------------------------------------------------------------
