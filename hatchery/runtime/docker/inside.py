@@ -19,9 +19,15 @@ def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) 
     if container is None or container.status != "running":
         raise DockerError(f"agent {agent.name}'s container {name} is not running",
                           f"hatch it: invoke agent.hatch --name {agent.name}")
+    return exec_with_timeout(container, argv, timeout, f"exec in {name}")
+
+
+def exec_with_timeout(container, argv: list, timeout: float, doing: str) -> tuple:
+    """Run ``argv`` in a running ``container`` (this runtime's, or a swarm task's), killed
+    after ``timeout`` seconds: (exit code, output). ``doing`` names it in an error."""
     # exec has no timeout of its own; coreutils' timeout exits 124 when it fires.
     wrapped = ["timeout", "-k", "1", str(max(1, math.ceil(timeout))), *argv]
-    with docker_errors(f"exec in {name}"):
+    with docker_errors(doing):
         code, output = container.exec_run(wrapped, demux=False)
     return code, (output or b"").decode(errors="replace")
 

@@ -3,12 +3,10 @@ the checks fleet.verify runs there."""
 
 from __future__ import annotations
 
-import math
-
 from hatchery.errors import DockerError
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.docker.engine import docker_errors, engine
-from hatchery.runtime.docker.inside import checks_inside
+from hatchery.runtime.docker.inside import checks_inside, exec_with_timeout
 from hatchery.runtime.swarm.states import agent_state
 
 TASK_LABEL = "com.docker.swarm.task.id"
@@ -32,11 +30,7 @@ def task_container(inv: Inventory, agent: AgentSpec):
 def exec_in_agent(inv: Inventory, agent: AgentSpec, argv: list, timeout: float) -> tuple:
     """Run ``argv`` in the agent's task container, killed after ``timeout`` seconds: (exit code, output)."""
     container, node = task_container(inv, agent)
-    # exec has no timeout of its own; coreutils' timeout exits 124 when it fires.
-    wrapped = ["timeout", "-k", "1", str(max(1, math.ceil(timeout))), *argv]
-    with docker_errors(f"exec in {container.name} on {node}"):
-        code, output = container.exec_run(wrapped, demux=False)
-    return code, (output or b"").decode(errors="replace")
+    return exec_with_timeout(container, argv, timeout, f"exec in {container.name} on {node}")
 
 
 def verify_in_agent(inv: Inventory, agent: AgentSpec, timeout: float = 5.0) -> list:
