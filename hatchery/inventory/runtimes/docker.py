@@ -19,17 +19,25 @@ def docker_name(value) -> str:
     return name
 
 
+# What an agent in a container of a built image takes, on one engine or on a swarm
+# (runtimes/swarm.py takes these and the names below, and adds its placement).
+IMAGE_AGENT_KEYS = {
+    "image": text,                          # the agent's base image
+    "main_command": optional(command),      # the agent's own main process beside the handler
+}
+# The names the fleet's network and containers (or services) take on the engines.
+CONTAINER_NAMES = {"network": docker_name, "container": docker_name, "container_prefix": docker_name}
+
 DECLARATION = RuntimeKeys(
     name="docker",
     implementation="hatchery.runtime.docker.runtime:DockerRuntime",
     agent_keys={
-        "image": text,                          # the agent's base image
-        "main_command": optional(command),      # the agent's own main process beside the handler
+        **IMAGE_AGENT_KEYS,
         "docker_host": optional(docker_host),   # its engine (default: the broker's)
     },
     broker_keys={
         "image": text, "docker_host": optional(docker_host), "remote_dir": optional(text),
-        "network": docker_name, "container": docker_name, "container_prefix": docker_name,
+        **CONTAINER_NAMES,
     },
     engine_key="docker_host",
     on_hosts=True,

@@ -7,9 +7,9 @@ and the section's reader are in ``inventory/swarm.py``.
 
 from __future__ import annotations
 
-from hatchery.inventory.fields import command, optional, text
+from hatchery.inventory.fields import text
 from hatchery.inventory.runtimes.declaration import RuntimeKeys
-from hatchery.inventory.runtimes.docker import docker_name
+from hatchery.inventory.runtimes.docker import CONTAINER_NAMES, IMAGE_AGENT_KEYS
 from hatchery.inventory.swarm import (
     PIN_FIX,
     SECTION,
@@ -23,14 +23,10 @@ DECLARATION = RuntimeKeys(
     name="swarm",
     implementation="hatchery.runtime.swarm.runtime:SwarmRuntime",
     agent_keys={
-        "image": text,                          # the agent's base image
-        "main_command": optional(command),      # the agent's own main process beside the handler
+        **IMAGE_AGENT_KEYS,
         "placement": placement,                 # where Swarm may run it
     },
-    broker_keys={
-        "image": text, "network": docker_name, "container": docker_name, "container_prefix": docker_name,
-        "placement": placement,
-    },
+    broker_keys={"image": text, **CONTAINER_NAMES, "placement": placement},
     cluster="swarm",
     pin_fix=PIN_FIX,
     sections={SECTION: read_swarm},
