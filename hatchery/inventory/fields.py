@@ -73,6 +73,16 @@ def _one_line(text: str) -> str:
     return text
 
 
+def _text_that(fits: Callable[[str], object], what: str, fix: str) -> Callable:
+    """A check: one line of text that ``fits``, else Bad("'<text>' is not <what>", fix)."""
+    def check(value) -> str:
+        text = _text(value)
+        if not fits(text):
+            raise Bad(f"{text!r} is not {what}", fix)
+        return text
+    return check
+
+
 def _quote_fix(value) -> str:
     if isinstance(value, bool):
         return f"quote it: '{str(value).lower()}'"
@@ -146,31 +156,21 @@ def _command(value):
     return _text(value)
 
 
-def _dns_name(value) -> str:
-    text = _text(value)
-    labels = text.split(".")
-    if len(text) > 253 or not all(NAME_RE.fullmatch(label) for label in labels):
-        raise Bad(f"{text!r} is not a DNS name of lowercase labels (letters, digits, hyphens)",
-                   "use e.g. 'mqtt-broker'")
-    return text
+def _is_dns_name(text: str) -> bool:
+    return len(text) <= 253 and all(NAME_RE.fullmatch(label) for label in text.split("."))
 
 
-def _host(value) -> str:
-    text = _text(value)
-    if any(c.isspace() or c == "/" for c in text):
-        raise Bad(f"{text!r} is not a host name or address", "write e.g. 127.0.0.1")
-    return text
+def _is_host(text: str) -> bool:
+    return not any(c.isspace() or c == "/" for c in text)
 
 
 _ENGINE_SCHEMES = ("ssh://", "unix://", "tcp://")
 
-
-def _docker_host(value) -> str:
-    text = _text(value)
-    if not text.startswith(_ENGINE_SCHEMES):
-        raise Bad(f"{text!r} is not a Docker engine address",
-                   "write ssh://user@host, unix:///var/run/docker.sock or tcp://host:2376")
-    return text
+_dns_name = _text_that(_is_dns_name, "a DNS name of lowercase labels (letters, digits, hyphens)",
+                       "use e.g. 'mqtt-broker'")
+_host = _text_that(_is_host, "a host name or address", "write e.g. 127.0.0.1")
+_docker_host = _text_that(lambda text: text.startswith(_ENGINE_SCHEMES), "a Docker engine address",
+                          "write ssh://user@host, unix:///var/run/docker.sock or tcp://host:2376")
 
 
 def _mapping(value) -> dict:
@@ -259,11 +259,7 @@ def _reload_by_signal(value) -> dict:
     return {"signal": _signal(value["signal"]), "pid_file": str(value["pid_file"])}
 
 
-def _absolute_path(value) -> str:
-    text = _text(value)
-    if not text.startswith("/"):
-        raise Bad(f"{text!r} is not an absolute path", "write e.g. /run/agent.pid")
-    return text
+_absolute_path = _text_that(lambda text: text.startswith("/"), "an absolute path", "write e.g. /run/agent.pid")
 
 
 def plain(value):
@@ -282,6 +278,7 @@ def plain(value):
 
 # Public names for the runtimes' declarations (inventory/runtimes/<name>.py).
 text, optional, command, choice, docker_host = _text, _optional, _command, _choice, _docker_host
+text_that = _text_that
 
 FLEET_FIELDS = {"manager": _safe_name, "state_dir": _text}
 # The keys every runtime takes; "runtime" and each runtime's own keys are added by

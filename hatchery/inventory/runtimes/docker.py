@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import re
 
-from hatchery.inventory.fields import Bad, command, docker_host, optional, text
+from hatchery.inventory.fields import command, docker_host, optional, text, text_that
 from hatchery.inventory.runtimes.declaration import RuntimeKeys
 
 _DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 
-
-def docker_name(value) -> str:
-    """A container, network or volume name as Docker accepts it."""
-    name = text(value)
-    if not _DOCKER_NAME_RE.fullmatch(name):
-        raise Bad(f"{name!r} is not a valid Docker name",
-                  "use letters, digits, '_', '.' and '-', starting with a letter or digit")
-    return name
+# A container, network or volume name as Docker accepts it.
+docker_name = text_that(_DOCKER_NAME_RE.fullmatch, "a valid Docker name",
+                        "use letters, digits, '_', '.' and '-', starting with a letter or digit")
 
 
 # What an agent in a container of a built image takes, on one engine or on a swarm
