@@ -28,26 +28,23 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Iterable, Optional
 
 from hatchery.core.paths import RETIRED_SUFFIX, state_paths
 from hatchery.core.state import ensure_dir, write_if_changed
+from hatchery.core.words import Word
 from hatchery.errors import UsageError
 
 INTENT_VERSION = 1
 MAX_LEASE_SECONDS = 24 * 3600
 
 
-class Intent(str, Enum):
+class Intent(Word):
     RUNNING = "running"
     STOPPED = "stopped"
     RETIRED = "retired"
     IN_ROLLOUT = "in-rollout"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,16 @@ from __future__ import annotations
 import difflib
 import time
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from typing import Callable, Optional
 
 from hatchery.core.results import Result
+from hatchery.core.words import Word
 from hatchery.errors import HatcheryError, RuntimeFailure
 
 OK, CHANGED, FAILED, WOULD_CHANGE = "ok", "changed", "failed", "would change"
 
 
-class Action(str, Enum):
+class Action(Word):
     """What a plan item does: a name, never a free string (compose's ConvergenceStrategy).
 
     A str, so it prints, compares and serialises as its word ("restart"). ``FAILED``
@@ -44,12 +44,6 @@ class Action(str, Enum):
     CHECK = "check"                 # a read-back that fails when what it checks does not hold
     FAILED = "failed"
     PLAN = "plan"                   # an item whose planning itself failed (a host out of reach)
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
 
 @dataclass

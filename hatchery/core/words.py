@@ -1,8 +1,21 @@
-"""Counted nouns for messages: ``1 agent``, ``2 agents``, never ``1 agents`` or ``agent(s)``."""
+"""Words in messages: counted nouns (``1 agent``, ``2 agents``, never ``1 agents`` or
+``agent(s)``), and ``Word``, the base of our closed sets of words (Action, Intent, Verdict)."""
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Optional
+
+
+class Word(str, Enum):
+    """A closed set of words, each member its own text: it prints, formats, compares and
+    serialises as its value ("restart"), on every Python we support."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 def plural(count: int, noun: str, many: Optional[str] = None) -> str:

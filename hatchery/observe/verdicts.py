@@ -28,11 +28,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field, fields
-from enum import Enum
 from typing import Optional
 
 from agent_kit import contract, messages
 from hatchery.core.intent import Intent, IntentBook
+from hatchery.core.words import Word
 
 # The start time read from $SYS/broker/uptime is late by up to the broker's
 # sys_interval (configs.broker.SYS_INTERVAL) plus a second of rounding.
@@ -43,7 +43,7 @@ BIRTHS_KEPT = 8                 # recent births per agent, to see two instances 
 DUEL_WINDOW_S = 60.0
 
 
-class Verdict(str, Enum):
+class Verdict(Word):
     ONLINE = "online"
     UNHEALTHY = "unhealthy"
     STALE = "stale"
@@ -52,9 +52,6 @@ class Verdict(str, Enum):
     UNKNOWN = "unknown"
     STOPPED = "stopped"
     RETIRED = "retired"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Verdicts that make bus-health exit 1 and that heal looks into; stopped and retired never do.
