@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 
-def plural(count: int, noun: str, many: Optional[str] = None) -> str:
+def plural(count: Union[int, str], noun: str, many: Optional[str] = None) -> str:
     """``plural(1, 'agent')`` is '1 agent', ``plural(3, 'agent')`` '3 agents'; ``many``
-    for a noun the English rules below get wrong."""
+    for a noun the English rules below get wrong. A count not known ('?') takes the plural."""
     return f"{count} {noun}" if count == 1 else f"{count} {many or _plural_of(noun)}"
 
 
