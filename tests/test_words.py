@@ -44,8 +44,16 @@ def _strings(path: Path):
             yield node.lineno, node.value
 
 
+def _templates():
+    """Every line of a rendered template, with its line."""
+    for path in sorted((ROOT / "templates").rglob("*.j2")):
+        for line, text in enumerate(path.read_text().splitlines(), 1):
+            yield path, line, text
+
+
 def test_no_message_hedges_its_count_with_s_in_brackets():
+    strings = [(path, line, text) for package in ("hatchery", "agent_kit")
+               for path in sorted((ROOT / package).rglob("*.py")) for line, text in _strings(path)]
     hedged = [f"{path.relative_to(ROOT)}:{line}: {text.strip()[:60]!r}"
-              for package in ("hatchery", "agent_kit") for path in sorted((ROOT / package).rglob("*.py"))
-              for line, text in _strings(path) if HEDGE.search(text.replace("http(s)", ""))]
+              for path, line, text in strings + list(_templates()) if HEDGE.search(text.replace("http(s)", ""))]
     assert not hedged, "say it with hatchery.core.words.plural instead:\n" + "\n".join(hedged)
