@@ -31,10 +31,11 @@ def other(instance=FORGED, ok=True, result=None) -> dict:
 def test_only_a_birth_from_the_started_instance_after_the_restart_counts():
     gate = Gate({"a": REAL}, None, SINCE)
     gate.birth(birth("a", FORGED))
+    assert gate.result().problems["a"].endswith("; 1 birth naming another instance ignored")
     gate.birth(birth("a", None))
     gate.birth(birth("a", REAL, at=SINCE - 5))          # the previous handler's retained online
     assert gate.born() == []
-    assert "2 birth(s) naming another instance ignored" in gate.result().problems["a"]
+    assert "2 births naming another instance ignored" in gate.result().problems["a"]
     gate.birth(birth("a", REAL))
     assert gate.born() == ["a"]
 

@@ -102,14 +102,3 @@ def test_ties_keep_the_inventory_order_where_difflib_reversed_the_alphabet():
     from hatchery.inventory.select import suggest
     assert suggest("client-x", ["client-a", "client-b", "client-c"]) == \
         ["client-a", "client-b", "client-c"]
-
-
-@pytest.mark.parametrize("count, noun, text", [
-    (0, "agent", "0 agents"), (1, "agent", "1 agent"), (2, "agent", "2 agents"),
-    (1, "entry", "1 entry"), (3, "entry", "3 entries"), (2, "match", "2 matches"),
-    (2, "key", "2 keys"), (4, "more field", "4 more fields"), (2, "child", "2 children"),
-])
-def test_plural(count, noun, text):
-    from hatchery.core.words import plural
-    many = "children" if noun == "child" else None
-    assert plural(count, noun, many) == text

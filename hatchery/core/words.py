@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
+from typing import Optional, Union
 
 
 class Word(str, Enum):
@@ -18,9 +18,9 @@ class Word(str, Enum):
         return format(self.value, spec)
 
 
-def plural(count: int, noun: str, many: Optional[str] = None) -> str:
+def plural(count: Union[int, str], noun: str, many: Optional[str] = None) -> str:
     """``plural(1, 'agent')`` is '1 agent', ``plural(3, 'agent')`` '3 agents'; ``many``
-    for a noun the English rules below get wrong."""
+    for a noun the English rules below get wrong. A count not known ('?') takes the plural."""
     return f"{count} {noun}" if count == 1 else f"{count} {many or _plural_of(noun)}"
 
 

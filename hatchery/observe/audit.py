@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Optional
 
 from agent_kit import contract
 from hatchery.core.results import Result
+from hatchery.core.words import plural
 from hatchery.errors import EXIT_FAILED
 from hatchery.observe.recordfile import (
     BINARY_PROPERTIES,
@@ -119,7 +120,7 @@ def kept_findings(path: Path) -> Iterator[Finding]:
             count = line.get("count")
             count = count if isinstance(count, int) and not isinstance(count, bool) else "?"
             yield Finding(str(line.get("time", ""))[:40], "(rotated away)", str(line.get("rule", "?"))[:40],
-                          f"{count} finding(s) in {str(line.get('from', '?'))[:60]} before it rotated away")
+                          f"{plural(count, 'finding')} in {str(line.get('from', '?'))[:60]} before it rotated away")
         else:
             yield Finding(str(line.get("time", ""))[:40], str(line.get("topic", ""))[:200],
                           str(line.get("rule", "?"))[:40],
@@ -186,7 +187,7 @@ def _property_problems(props: dict, kind: Optional[str]) -> Iterator[tuple]:
     for name in sorted(props):
         if name == "UserProperty":
             pairs = props[name] if isinstance(props[name], list) else [props[name]]
-            yield USER_PROPERTY, (f"{len(pairs)} user property pair(s): key/value text beside "
+            yield USER_PROPERTY, (f"{plural(len(pairs), 'user property pair')}: key/value text beside "
                                   "the payload that no schema checks")
         elif name not in allowed:
             yield PROPERTY, (f"{content.safe_key(name)} on a {kind or 'non-fleet'} topic; the "

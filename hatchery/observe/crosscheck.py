@@ -29,6 +29,7 @@ from typing import Optional
 from hatchery.bus.client import BusClient
 from hatchery.core.intent import Intent
 from hatchery.core.results import Result
+from hatchery.core.words import plural
 from hatchery.inventory.model import Inventory
 from hatchery.observe.fleetstate import AgentFacts, Judgement, Verdict
 from hatchery.observe.health import HealthReport, classify
@@ -76,9 +77,9 @@ class CrossCheckReport(Result):
 # --- pure -------------------------------------------------------------------------------
 
 def runtime_text(state: AgentState) -> str:
-    """'running (healthy), 0 restart(s)': the runtime's word for a table."""
+    """'running (healthy), 0 restarts': the runtime's word for a table."""
     health = f" ({state.health})" if state.health else ""
-    restarts = "" if state.restarts is None else f", {state.restarts} restart(s)"
+    restarts = "" if state.restarts is None else f", {plural(state.restarts, 'restart')}"
     return f"{state.status or 'unknown'}{health}{restarts}"
 
 

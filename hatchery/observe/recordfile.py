@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Optional
 
+from hatchery.core.words import plural
+
 FINDINGS_SUFFIX = ".findings"
 # Properties whose value is binary (MQTT "Binary Data"): kept as base64 text.
 BINARY_PROPERTIES = frozenset({"CorrelationData", "AuthenticationData"})
@@ -145,4 +147,4 @@ def read_kept_findings(path: Path) -> Iterator[dict]:
     totals = read_counts(counts_path(kept))
     for rule, count in sorted(totals.get("rules", {}).items()):
         yield {"summary": True, "rule": rule, "count": count, "time": totals.get("last", ""),
-               "from": f"{totals.get('files', '?')} rotated file(s)"}
+               "from": plural(totals.get("files", "?"), "rotated file")}

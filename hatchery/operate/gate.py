@@ -31,6 +31,7 @@ from typing import Optional
 from agent_kit import contract, messages
 from hatchery.bus.client import BusClient
 from hatchery.bus.messages import ANSWERED, Reply
+from hatchery.core.words import plural
 from hatchery.errors import HatcheryError
 from hatchery.inventory.model import Inventory
 
@@ -126,7 +127,7 @@ class Gate:
     def missing(self, name: str) -> str:
         if name not in self.births:
             foreign = self.foreign_births.get(name)
-            extra = f"; {foreign} birth(s) naming another instance ignored" if foreign else ""
+            extra = f"; {plural(foreign, 'birth')} naming another instance ignored" if foreign else ""
             return f"no birth message from the instance the runtime started{extra}"
         if name not in self.healthy:
             return "no health-check answer from the instance the runtime started"

@@ -27,6 +27,7 @@ from typing import Iterable, Optional
 
 from hatchery.core.paths import BROADCAST, PASSWORD, SIGNING_KEY, state_paths
 from hatchery.core.plan import Action, Change
+from hatchery.core.words import plural
 from hatchery.errors import UsageError
 from hatchery.inventory.model import Inventory
 from hatchery.security import acl
@@ -120,7 +121,7 @@ class FleetAuth:
         reasons += [f"new signing key {k}" for k in self.new_keys if k not in
                     {c.user for c in self.changes}]
         if self.stray_lines:
-            reasons.append(f"password file rewritten without {len(self.stray_lines)} invalid line(s)")
+            reasons.append(f"password file rewritten without {plural(len(self.stray_lines), 'invalid line')}")
         diff = pw.describe(self.changes) + "".join(f"+ signing key {k}\n" for k in self.new_keys)
         diff += "".join(f"- password file {p}\n" for p in self.stray_lines)
         return Change(item, Action.UPDATE, ", ".join(reasons), diff, self._write)
@@ -142,7 +143,7 @@ class FleetAuth:
         for name in self.agents:
             retired_marker(self.inv, name).unlink(missing_ok=True)
         revoked = len(self.changes) - len(issued)
-        return f"{len(issued)} secret(s) issued, {revoked} revoked, {len(self.new_keys)} key(s) made"
+        return f"{plural(len(issued), 'secret')} issued, {revoked} revoked, {plural(len(self.new_keys), 'key')} made"
 
 
 def plan_auth(inv: Inventory, *, rotate: Iterable[str] = (), revoke: Iterable[str] = (),

@@ -66,7 +66,8 @@ def rollout_(c, batch="25%", max_failed=0, expect_version=None, timeout=15.0, na
         rows = rollout.plan_rows(inv, agents, batch)
         changing = sum(1 for r in rows if r["batch"] is not None)
         if not json:
-            output.emit(f"fleet.rollout (check): {changing} of {len(agents)} agent(s) change; "
+            output.emit(f"fleet.rollout (check): {changing} of {output.plural(len(agents), 'agent')} "
+                        f"{'changes' if changing == 1 else 'change'}; "
                         f"batches of {rollout.batch_size(batch, max(1, changing))}")
         show(Rows(rows, ("batch", "agent", "action", "reason"), extras={"check": True}), json)
         return
@@ -120,7 +121,8 @@ def heal_(c, watch=False, budget=HEAL_BUDGET, window=HEAL_WINDOW, stale=None,
                          grace=float(grace), hung_after=float(hung_after))
     with bus_for(inv, connect_timeout=5.0) as bus:
         if watch:
-            output.log_line(f"fleet.heal --watch: supervising {len(inv.agents)} agent(s); Ctrl-C stops", err=True)
+            output.log_line(f"fleet.heal --watch: supervising {output.plural(len(inv.agents), 'agent')}; Ctrl-C stops",
+                            err=True)
             heal.watch(inv, bus, policy, stop=stop_event(duration),
                        on_action=lambda a: _show_action(a, json))
             return

@@ -89,7 +89,7 @@ def test_captured_states_read_as_typed_agent_states():
     assert running.up and running.health is None and running.runtime == "docker"
     assert running.started_at == datetime(2026, 11, 24, 19, 20, 41, 853576, tzinfo=timezone.utc).timestamp()
     assert not docker_state("a", CAPTURED["unhealthy"]).up
-    assert runtime_text(docker_state("a", CAPTURED["exited"])) == "exited, 0 restart(s)"
+    assert runtime_text(docker_state("a", CAPTURED["exited"])) == "exited, 0 restarts"
     stopped = {"State": {**CAPTURED["exited"]["State"], "Health": {"Status": "unhealthy"}}}
     assert docker_state("a", stopped).health is None    # stale: kept from when it ran
     restarting = docker_state("a", CAPTURED["restarting"])
@@ -237,7 +237,7 @@ def test_a_forged_offline_state_for_a_running_container_is_inconsistent(fleet):
         health, docker = _check(fleet, threshold=1.0)   # the container is older than 1 s
         assert health.verdict == OFFLINE
         assert not docker.ok and docker.problems == [
-            f"{name}: inconsistent: Docker says running (healthy), 0 restart(s), the bus says offline"]
+            f"{name}: inconsistent: Docker says running (healthy), 0 restarts, the bus says offline"]
     finally:
         _forge(fleet, "status", contract.make_state(name, contract.STATE_ONLINE))
 
@@ -255,7 +255,7 @@ def test_a_forged_heartbeat_for_a_stopped_container_is_inconsistent(client, flee
     health, docker = _check(fleet)
     assert health.verdict == ONLINE
     assert not docker.ok and docker.agents[0].verdict == INCONSISTENT
-    assert docker.agents[0].reason == "the bus says online, Docker says exited, 0 restart(s)"
+    assert docker.agents[0].reason == "the bus says online, Docker says exited, 0 restarts"
     # through the CLI: plain bus-health is fooled, --verify-docker is not
     assert _bus_health_cli(fleet).returncode == 0
     # forged again: a loaded machine can take more than the 10 s threshold for two CLI starts
@@ -265,7 +265,7 @@ def test_a_forged_heartbeat_for_a_stopped_container_is_inconsistent(client, flee
     report = json.loads(done.stdout)
     assert [a["verdict"] for a in report["items"]] == [ONLINE] and not report["ok"]
     assert report["docker"]["problems"] == [
-        {"message": f"{agent.name}: inconsistent: the bus says online, Docker says exited, 0 restart(s)"}]
+        {"message": f"{agent.name}: inconsistent: the bus says online, Docker says exited, 0 restarts"}]
     # invoke verify carries the same cross-check and fails on it
     checks = _docker_crosscheck(verify(fleet, timeout=2))
     assert [c.ok for c in checks] == [False] and "Docker says exited" in checks[0].detail

@@ -119,7 +119,7 @@ def test_removing_one_fleet_leaves_the_other(fleets, client):
     two = load_inventory(fleets["two"])
     before = {c.name: c.attrs["State"]["StartedAt"] for c in _containers(client, two)}
     retired = _ok(hatchery(fleets["one"], "agent.retire", "--name", AGENT))
-    assert "kept 1 image(s) another fleet's container runs" in retired
+    assert "kept 1 image another fleet's container runs" in retired
     _ok(hatchery(fleets["one"], "broker.stop"))
     assert not _containers(client, load_inventory(fleets["one"]))
     assert {c.name: c.attrs["State"]["StartedAt"] for c in _containers(client, two)} == before

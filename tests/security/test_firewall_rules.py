@@ -60,6 +60,8 @@ def test_the_rules_limit_each_address_and_spare_loopback():
     assert "ct count over 20" in text and "limit rate over 5/second burst 30 packets" in text
     assert "ip6 saddr and ffff:ffff:ffff:ffff::" in text       # a /64 is one neighbour
     assert "hook prerouting priority mangle" in text            # before Docker's DNAT
+    assert "the broker's MQTT ports 1883, 8883. Install" in text
+    assert "the broker's MQTT port 1883. Install" in firewall.render_rules(ports=[1883])
 
 
 def test_a_loopback_broker_needs_no_rules(tmp_path):

@@ -21,6 +21,7 @@ from hatchery.core.paths import StatePaths, state_paths
 from hatchery.core.plan import Action, Change, bind
 from hatchery.core.render import content_hash
 from hatchery.core.state import ensure_dir, read_text
+from hatchery.core.words import plural
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.runtime.base import INSTANCE_ENV, new_instance
@@ -309,8 +310,8 @@ def _retire(client, files, inv: Inventory, agent: AgentSpec) -> str:
             client.images.remove(tag, noprune=False)
     files.remove_tree(str(_LAYOUT.agent_dir(agent.name)))
     kept = sum(1 for image in images if image.id in in_use)
-    return (f"removed container, {len(tags)} image(s) and config"
-            + (f"; kept {kept} image(s) another fleet's container runs" if kept else ""))
+    return (f"removed container, {plural(len(tags), 'image')} and config"
+            + (f"; kept {plural(kept, 'image')} another fleet's container runs" if kept else ""))
 
 
 def orphan_stop_plans(inv: Inventory) -> dict:

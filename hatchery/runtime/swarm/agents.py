@@ -18,6 +18,7 @@ from hatchery.core.paths import state_paths
 from hatchery.core.plan import Change, text_diff
 from hatchery.core.render import content_hash
 from hatchery.core.state import read_text, write_if_changed
+from hatchery.core.words import plural
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.inventory.swarm import placement_of
@@ -153,7 +154,7 @@ class _AgentHatch:
         steps.append(f"task {task['ID'][:12]} {task['Status']['State']}")
         spare = objects.names_in(read_previous(self.inv, self.agent.name))
         pruned = objects.prune(self.client, self.spec.name, labels, spare)
-        steps.append(f"{pruned} old secret/config version(s) removed" if pruned else "")
+        steps.append(f"{plural(pruned, 'old secret/config version')} removed" if pruned else "")
         return "; ".join(s for s in steps if s)
 
     def start(self) -> str:

@@ -27,6 +27,7 @@ from hatchery.core.paths import state_paths
 from hatchery.core.plan import Change, text_diff
 from hatchery.core.ports import listening
 from hatchery.core.state import ensure_dir, read_text, write_if_changed
+from hatchery.core.words import plural
 from hatchery.errors import RuntimeFailure
 from hatchery.inventory.model import Inventory
 from hatchery.inventory.swarm import placement_of
@@ -169,7 +170,7 @@ def _deploy(inv: Inventory, client, spec: ServiceSpec, missing: list) -> str:
     steps.append(f"task {task['ID'][:12]} {task['Status']['State']}")
     steps.append(wait_accepting(inv))
     pruned = objects.prune(client, spec.name, labels)
-    steps.append(f"{pruned} old secret/config version(s) removed" if pruned else "")
+    steps.append(f"{plural(pruned, 'old secret/config version')} removed" if pruned else "")
     return "; ".join(s for s in steps if s)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from hatchery.core.plan import Change
+from hatchery.core.words import plural
 from hatchery.errors import DockerError, RuntimeFailure
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.inventory.swarm import swarm_of
@@ -72,7 +73,8 @@ def _retire(inv: Inventory, agent: AgentSpec, client) -> str:
     labels = fleet_labels(inv, "agent")
     count = objects.remove_all(client, name, labels)
     images = nodes.remove_images(list(inv.hosts.values()), build.agent_image_repo(agent.name))
-    return f"{'service removed' if removed else 'no service'}; {count} secret(s)/config(s) removed; {images}"
+    removed_objects = plural(count, "secret/config", "secrets/configs")
+    return f"{'service removed' if removed else 'no service'}; {removed_objects} removed; {images}"
 
 
 def agent_restart_plan(inv: Inventory, agent: AgentSpec) -> list:

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hatchery.core.words import plural
 from hatchery.errors import DockerError, HatcheryError
 from hatchery.inventory.model import HostSpec, Inventory
 from hatchery.inventory.swarm import eligible_hosts, swarm_of
@@ -110,5 +111,5 @@ def remove_images(hosts: list, *repos: str) -> str:
             tags = [t for repo in repos for image in client.images.list(name=repo) for t in image.tags]
             for tag in tags:
                 client.images.remove(tag, force=True, noprune=False)
-        return f"{len(tags)} image(s) removed"
+        return f"{plural(len(tags), 'image')} removed"
     return _on_each(hosts, one)
