@@ -1,4 +1,5 @@
-"""Helpers for the view tests: real agent processes, an inventory file, a headless Chromium.
+"""Helpers for the view tests: real agent processes, an inventory file, a headless Chromium,
+the dashboard served in this process or by the CLI.
 
 No conftest.py here on purpose (see tests/agent_kit/akhelpers.py): test modules
 import these by name.
@@ -11,10 +12,13 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -22,6 +26,7 @@ import pytest
 
 from conftest import wait_for  # noqa: F401  (the test modules import it from here)
 from agent_kit import contract
+from hatchery.core.ports import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # The docs' pictures are refreshed by a run with HATCHERY_DOCS_IMG=1; other runs
@@ -138,10 +143,33 @@ def chromium():
     return webdriver.Chrome(service=service, options=options)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a module's tests."""
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@contextlib.contextmanager
+def dashboard_cli(inventory: Path, timeout: float = 15):
+    """``hatchery fleet.dashboard`` as its own process on a free port; yields its base url."""
+    port = free_port()
+    proc = subprocess.Popen([str(HATCHERY), "fleet.dashboard", "--inventory", str(inventory),
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until("127.0.0.1", port, timeout=timeout), \
+            proc.stderr.read() if proc.poll() is not None else "not listening yet"
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
 @contextlib.contextmanager
 def serving(model, login=None):
     """The dashboard's server in this process for ``model``; yields its base url."""
-    from hatchery.core.ports import free_port
     from hatchery.observe import dashboard
 
     port, stop, ready = free_port(), threading.Event(), threading.Event()
@@ -155,6 +183,16 @@ def serving(model, login=None):
     finally:
         stop.set()
         thread.join(5)
+
+
+def http_get(url: str, headers=None) -> tuple:
+    """(status, headers, body) of a GET, an HTTP error status included."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
 
 
 def js(driver, script: str, *args):
