@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +28,10 @@ from agent_kit import contract
 from hatchery.core.ports import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import benchkit  # noqa: E402  (pages are tested in the Chromium they are measured in)
+from benchkit import stop_all as stop_processes  # noqa: E402,F401  (the test modules import it)
+
 # The docs' pictures are refreshed by a run with HATCHERY_DOCS_IMG=1; other runs
 # write them to a throw-away directory, so a test run never dirties the checkout.
 IMG = (ROOT / "docs" / "img" if os.environ.get("HATCHERY_DOCS_IMG")
@@ -121,26 +124,16 @@ def clear_retained(broker, names) -> None:
 
 
 def need(binary: str, package: str) -> str:
-    path = shutil.which(binary)
-    if not path:
-        pytest.fail(f"{binary} is not installed: apt-get install -y {package} "
-                    "(scripts/setup.sh --test does)")
-    return path
+    """The path of ``binary``; a missing one fails the test, saying which package brings it."""
+    try:
+        return benchkit.installed(binary, package)
+    except RuntimeError as missing:
+        pytest.fail(str(missing))
 
 
 def chromium():
-    """Headless Debian Chromium driven by selenium through Debian's chromedriver."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = need("chromium", "chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-background-networking",
-                 "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900",
-                 "--disable-extensions", "--no-first-run"):
-        options.add_argument(flag)
-    service = Service(executable_path=need("chromedriver", "chromium-driver"))
-    return webdriver.Chrome(service=service, options=options)
+    """The benchmarks' headless Chromium; a missing package fails the test, saying which."""
+    return benchkit.chromium(need("chromium", "chromium"), need("chromedriver", "chromium-driver"))
 
 
 @pytest.fixture(scope="module")
