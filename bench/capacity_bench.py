@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from fleet_bench import start_broker, stop  # noqa: E402
+from benchkit import report, stop_all  # noqa: E402
+from fleet_bench import start_broker  # noqa: E402
 
 HATCHERY = Path(sys.executable).with_name("hatchery")
 
@@ -97,13 +98,8 @@ def main() -> int:
                        "sources": sources, "fits": host["fits"], "limited_by": host["limited_by"],
                        "exit_ok": envelope["ok"]}
         finally:
-            for proc in reversed(procs):
-                if proc.stdin:
-                    proc.stdin.close()
-                stop(proc)
-    print(json.dumps(figures))
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+            stop_all(procs)
+    report(figures, args.out)
     return 0
 
 

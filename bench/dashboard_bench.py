@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from fleet_bench import rss_kb, start_broker, stop  # noqa: E402
+from benchkit import chromium, report, stop_all  # noqa: E402
+from fleet_bench import rss_kb, start_broker  # noqa: E402
 
 from hatchery.core.ports import free_port, wait_until  # noqa: E402
 
@@ -87,14 +88,7 @@ class Stream:
 
 
 def browser_page(url: str):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-background-networking",
-                 "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = chromium()
     started = time.monotonic()
     driver.get(url)
     return driver, started
@@ -188,13 +182,8 @@ def main() -> int:
         finally:
             if driver:
                 driver.quit()
-            for proc in reversed(procs):
-                if proc.stdin:
-                    proc.stdin.close()
-                stop(proc)
-    print(json.dumps(figures))
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+            stop_all(procs)
+    report(figures, args.out)
     return 0
 
 

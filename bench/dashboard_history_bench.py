@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from benchkit import chromium, report  # noqa: E402
 from fleet_bench import rss_kb  # noqa: E402
 
 from agent_kit import contract  # noqa: E402
@@ -162,9 +163,6 @@ def main() -> int:
     figures["history_refresh_bytes"] = len(again[-1][1])
     figures["history_refresh_s_median"] = round(statistics.median(t for t, _ in again), 4)
     if args.browser:
-        sys.path.insert(0, str(ROOT / "tests" / "views"))
-        sys.path.insert(0, str(ROOT / "tests"))
-        from viewhelpers import chromium
         driver = chromium()
         try:
             loaded = time.perf_counter()
@@ -188,9 +186,7 @@ def main() -> int:
     figures["rss_kb_serving"] = rss_kb(os.getpid())
     stop.set()
     server.join(5)
-    print(json.dumps(figures))
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    report(figures, args.out)
     return 0
 
 

@@ -37,6 +37,8 @@ import threading
 import time
 from pathlib import Path
 
+from fleet_bench import cpu_seconds, rss_kb
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -199,22 +201,10 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(0.25):
             try:
-                self.samples.append((time.time(), _cpu(self.pid),
-                                     len(os.listdir(f"/proc/{self.pid}/fd")), _rss_kb(self.pid)))
+                self.samples.append((time.time(), cpu_seconds([self.pid]),
+                                     len(os.listdir(f"/proc/{self.pid}/fd")), rss_kb(self.pid) or 0))
             except OSError:
                 return
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def lockout(timeline: list, start: float, end: float) -> dict:

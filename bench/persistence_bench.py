@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent_kit import contract  # noqa: E402
+from fleet_bench import cpu_seconds  # noqa: E402
 from hatchery.core.ports import free_port, wait_until  # noqa: E402
 
 SETTINGS = {
@@ -37,11 +38,6 @@ SETTINGS = {
     "autosave_on_changes, every 10 changes": "autosave_on_changes true\nautosave_interval 10\n",
     "autosave_on_changes, every change": "autosave_on_changes true\nautosave_interval 1\n",
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -68,7 +64,7 @@ def run(setting: str, agents: int, rate: float, seconds: float) -> dict:
         client.connect("127.0.0.1", port)
         client.loop_start()
         names = [f"bench-{i:05d}" for i in range(agents)]
-        cpu_before, started, sent = cpu_seconds(broker.pid), time.monotonic(), 0
+        cpu_before, started, sent = cpu_seconds([broker.pid]), time.monotonic(), 0
         while time.monotonic() - started < seconds:
             name = names[sent % agents]
             beat = contract.make_heartbeat(name, True, float(sent), mem_kb=20000, cpu=0.1,
@@ -82,7 +78,7 @@ def run(setting: str, agents: int, rate: float, seconds: float) -> dict:
                 time.sleep(pause)
         info.wait_for_publish(10)
         elapsed = time.monotonic() - started
-        cpu = cpu_seconds(broker.pid) - cpu_before
+        cpu = cpu_seconds([broker.pid]) - cpu_before
         result = {"setting": setting.strip().replace("\n", "; "), "messages": sent,
                   "msg_per_s": round(sent / elapsed, 1),
                   "broker_cpu_percent": round(100 * cpu / elapsed, 2),

@@ -6,19 +6,18 @@ and everything is stopped afterwards, even when a test fails.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+from fleetcli import INVOKE, env_for
+from fleetcli import run as cli_run
 
 
 def write_inventory(directory: Path, port: int, agents=("alpha", "beta")) -> Path:
@@ -32,12 +31,7 @@ def write_inventory(directory: Path, port: int, agents=("alpha", "beta")) -> Pat
     return path
 
 
-def run(*args, inventory: Path, check=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FLEET_INVENTORY": str(inventory), "NO_COLOR": "1"}
-    proc = subprocess.run([*INVOKE, *args], capture_output=True, text=True, env=env, timeout=60)
-    if check is not None:
-        assert proc.returncode == check, f"{args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
+run = functools.partial(cli_run, timeout=60)      # every call here is a quick one
 
 
 @pytest.fixture(scope="module")
@@ -244,9 +238,8 @@ def test_bus_record_then_audit_clean_and_planted(fleet, tmp_path):
     proc = run("bus.audit", "--record", str(clean), inventory=fleet, check=0)
     assert "0 findings" in proc.stdout and clean.stat().st_size > 0     # retained states seen
     planted = tmp_path / "planted.jsonl"
-    env = {**os.environ, "FLEET_INVENTORY": str(fleet), "NO_COLOR": "1"}
     recorder = subprocess.Popen([*INVOKE, "bus.record", "--duration", "3", "--out", str(planted)],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=env_for(fleet), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 10     # subscribed once the retained states are written
         while time.monotonic() < deadline and not (planted.exists() and planted.stat().st_size):

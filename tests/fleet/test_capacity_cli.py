@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import free_port
+from fleetcli import run
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
@@ -20,18 +20,8 @@ from hatchery.inventory.load import load_inventory
 from hatchery.provision.credentials import user_secret
 from hatchery.core import procfs
 
-ROOT = Path(__file__).resolve().parents[2]
-INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
 # an engine that refuses at once: its agents can only be seen through their heartbeats
 DEAD_ENGINE = "tcp://127.0.0.1:9"
-
-
-def run(*args, inventory: Path, check=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FLEET_INVENTORY": str(inventory), "NO_COLOR": "1"}
-    proc = subprocess.run([*INVOKE, *args], capture_output=True, text=True, env=env, timeout=120)
-    if check is not None:
-        assert proc.returncode == check, f"{args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @pytest.fixture(scope="module")

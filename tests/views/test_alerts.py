@@ -12,7 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from viewhelpers import Agents, clear_retained, need, unique, wait_for
+from viewhelpers import Agents, clear_retained, need, stop_processes, unique, wait_for
 
 from hatchery.bus.client import BusClient
 from hatchery.core.ports import free_port, wait_until
@@ -50,16 +50,6 @@ class Webhook:
 
 def _spawn(argv, log_path):
     return subprocess.Popen(argv, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-
-
-def _stop(proc):
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_a_killed_agent_reaches_the_webhook_through_prometheus_and_alertmanager(
@@ -108,8 +98,7 @@ def test_a_killed_agent_reaches_the_webhook_through_prometheus_and_alertmanager(
             assert got[0]["status"] == "firing"
             assert name in got[0]["annotations"]["summary"]
     finally:
-        for proc in procs:
-            _stop(proc)
+        stop_processes(procs)
         hook.close()
         agents.stop_all()
         clear_retained(module_broker, [name])

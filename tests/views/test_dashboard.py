@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import base64
-import signal
 import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from viewhelpers import (
+from viewhelpers import (  # noqa: F401 (fixture)
     HATCHERY,
     Agents,
-    chromium,
+    browser,
     clear_retained,
+    dashboard_cli,
+    http_get,
     publish,
     raw_client,
+    serving,
     unique,
     wait_for,
     write_inventory,
@@ -45,28 +44,14 @@ def fleet(module_broker, tmp_path_factory):
     inv = write_inventory(work / "fleet.yaml", module_broker, names, manager=manager,
                           groups={"web": names[:2]})
     agents = Agents(module_broker, manager, work)
-    for name in names[:3]:
-        agents.start(name)
-    port = free_port()
-    proc = subprocess.Popen([str(HATCHERY), "fleet.dashboard", "--inventory", str(inv),
-                             "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_until("127.0.0.1", port, timeout=15), proc.stderr.read() if proc.poll() else ""
-        yield {"url": f"http://127.0.0.1:{port}/", "names": names, "agents": agents,
-               "proc": proc, "port": port, "inventory": inv}
+        for name in names[:3]:
+            agents.start(name)
+        with dashboard_cli(inv) as url:
+            yield {"url": url, "names": names, "agents": agents, "inventory": inv}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
         agents.stop_all()
         clear_retained(module_broker, names)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 def row_state(driver, name):
@@ -152,16 +137,6 @@ def test_hostile_strings_from_a_compromised_agent_stay_inert(fleet, browser, mod
     assert "onerror" not in body and "<script" not in body
 
 
-def _in_process_page(model, login=None):
-    port, stop, ready = free_port(), threading.Event(), threading.Event()
-    thread = threading.Thread(target=page.serve, args=(model,),
-                              kwargs={"port": port, "login": login, "stop": stop,
-                                      "on_ready": lambda a: ready.set()}, daemon=True)
-    thread.start()
-    assert ready.wait(5)
-    return port, stop, thread
-
-
 def test_text_that_reaches_the_page_is_shown_as_text(browser):
     """Defence in depth: even a string the contract would refuse renders inert."""
     inv = Inventory(Path("/nonexistent.yaml"), broker=BrokerSpec(),
@@ -170,18 +145,14 @@ def test_text_that_reaches_the_page_is_shown_as_text(browser):
     poisoned = model.state.agents["x"]      # the fleet state, reached behind the decoder's back
     poisoned.version, poisoned.last_alert = HOSTILE[0], HOSTILE[1]
     model.places["x"] = ((HOSTILE[1],), HOSTILE[2])
-    port, stop, thread = _in_process_page(model)
-    try:
-        browser.get(f"http://127.0.0.1:{port}/")
+    with serving(model) as url:
+        browser.get(url)
         assert wait_for(lambda: cell(browser, "x", "version") == HOSTILE[0], 5)
         assert cell(browser, "x", "last_alert") == HOSTILE[1]
         assert cell(browser, "x", "host") == HOSTILE[2]
         assert browser.execute_script("return window.__pwned") is None
         assert browser.execute_script("return document.querySelectorAll('img, svg, "
                                       "script:not([src])').length") == 0
-    finally:
-        stop.set()
-        thread.join(5)
 
 
 def test_intent_a_stopped_agent_says_so_and_a_retired_one_leaves_the_page(browser, tmp_path):
@@ -192,9 +163,8 @@ def test_intent_a_stopped_agent_says_so_and_a_retired_one_leaves_the_page(browse
     for name in ("x", "y", "z"):
         model.observe(Message(contract.topic(name, "status"),
                               contract.encode(contract.make_state(name, "offline")), True, time.time()))
-    port, stop, thread = _in_process_page(model)
-    try:
-        browser.get(f"http://127.0.0.1:{port}/")
+    with serving(model) as url:
+        browser.get(url)
         assert wait_for(lambda: [row_state(browser, n) for n in "xyz"] == ["offline"] * 3, 5)
         book[0] = IntentBook(stopped={"x": Stopped(time.time(), "agent.stop")}, retired=frozenset({"y"}))
         assert wait_for(lambda: row_state(browser, "x") == "stopped" and row_state(browser, "y") is None,
@@ -202,9 +172,6 @@ def test_intent_a_stopped_agent_says_so_and_a_retired_one_leaves_the_page(browse
         assert browser.find_element("id", "t-stopped").text == "1"
         assert browser.find_element("id", "t-offline").text == "1"
         assert browser.find_element("id", "t-agents").text == "2"
-    finally:
-        stop.set()
-        thread.join(5)
 
 
 def test_non_loopback_bind_without_a_login_is_refused(tmp_path, module_broker):
@@ -221,39 +188,21 @@ def test_non_loopback_bind_without_a_login_is_refused(tmp_path, module_broker):
     assert "at least" in str(refused.value)
 
 
-def _get(url, headers=None):
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
 def test_a_login_is_demanded_and_headers_are_strict():
     inv = Inventory(Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")},
                     state_dir=Path("/nonexistent/.hatchery"))
     login = page.Login("hatchery", "correct-horse-battery")
-    port, stop, thread = _in_process_page(FleetModel(inv), login)
-    base = f"http://127.0.0.1:{port}/"
     good = "Basic " + base64.b64encode(b"hatchery:correct-horse-battery").decode()
     bad = "Basic " + base64.b64encode(b"hatchery:wrong-password-xx").decode()
-    try:
-        assert _get(base)[0] == 401
-        assert _get(base, {"Authorization": bad})[0] == 401
-        status, headers, body = _get(base, {"Authorization": good})
+    with serving(FleetModel(inv), login) as base:
+        assert http_get(base)[0] == 401
+        assert http_get(base, {"Authorization": bad})[0] == 401
+        status, headers, body = http_get(base, {"Authorization": good})
         assert status == 200 and b"hatchery fleet" in body
         assert "script-src 'self'" in headers["Content-Security-Policy"]
         assert "'unsafe-inline'" not in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
-        assert _get(base + "nothing", {"Authorization": good})[0] == 404
-    finally:
-        stop.set()
-        thread.join(5)
-    port, stop, thread = _in_process_page(FleetModel(inv))
-    try:   # no login: loopback only, and a rebinding Host header is refused
-        assert _get(f"http://127.0.0.1:{port}/")[0] == 200
-        assert _get(f"http://127.0.0.1:{port}/", {"Host": "evil.example:80"})[0] == 403
-    finally:
-        stop.set()
-        thread.join(5)
+        assert http_get(base + "nothing", {"Authorization": good})[0] == 404
+    with serving(FleetModel(inv)) as base:   # no login: loopback only, and a rebinding Host header is refused
+        assert http_get(base)[0] == 200
+        assert http_get(base, {"Host": "evil.example:80"})[0] == 403

@@ -4,18 +4,18 @@ roll out, retire, ask for a round trip, read a log) and what the page must then 
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from viewhelpers import (
+from viewhelpers import (  # noqa: F401 (fixture)
     HATCHERY,
     Agents,
+    browser,
     canvas_ink,
-    chromium,
     clear_retained,
+    dashboard_cli,
     js,
     publish,
     raw_client,
@@ -27,7 +27,6 @@ from viewhelpers import (
 from agent_kit import contract
 from hatchery.core.intent import owner_label, release_lease, take_lease
 from hatchery.core.paths import state_paths
-from hatchery.core.ports import free_port, wait_until
 from hatchery.inventory.load import load_inventory
 from hatchery.observe import live
 
@@ -45,29 +44,16 @@ def fleet(module_broker, tmp_path_factory):
     inv = load_inventory(path)
     agents = Agents(module_broker, manager, work)
     logs = {n: Path(state_paths(inv).agent_log(n)) for n in names}
-    for name in names:
-        agents.start(name, interval=INTERVAL, version="Fleet Agent 3.2.1", log=logs[name],
-                     instance=f"{name.replace('-', '')}first")
-    port = free_port()
-    proc = subprocess.Popen([str(HATCHERY), "fleet.dashboard", "--inventory", str(path),
-                             "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_until("127.0.0.1", port, timeout=15), proc.stderr.read() if proc.poll() else ""
-        yield {"url": f"http://127.0.0.1:{port}/", "names": names, "agents": agents, "inv": inv,
-               "path": path, "manager": manager, "logs": logs}
+        for name in names:
+            agents.start(name, interval=INTERVAL, version="Fleet Agent 3.2.1", log=logs[name],
+                         instance=f"{name.replace('-', '')}first")
+        with dashboard_cli(path) as url:
+            yield {"url": url, "names": names, "agents": agents, "inv": inv,
+                   "path": path, "manager": manager, "logs": logs}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
         agents.stop_all()
         clear_retained(module_broker, names)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 def cell(driver, name, column):

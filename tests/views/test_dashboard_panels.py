@@ -8,13 +8,20 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from viewhelpers import canvas_ink, chromium, js, serving, shown_agents, wait_for
+from viewhelpers import (  # noqa: F401 (fixture)
+    browser,
+    canvas_ink,
+    http_get,
+    js,
+    serving,
+    shown_agents,
+    wait_for,
+)
 
 from agent_kit import contract
 from hatchery.bus.client import Message
@@ -23,13 +30,6 @@ from hatchery.core.paths import state_paths
 from hatchery.inventory.model import AgentSpec, Inventory
 from hatchery.observe import dashboard, dashroutes, history
 from hatchery.observe.live import FleetModel
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 class Clock:
@@ -221,15 +221,6 @@ HOSTILE_LOG = ['<img src=x onerror="window.__pwned=1">', "\x1b[2J\x1b[31mred\x1b
                "</pre><script>window.__pwned=2</script>", "\u202eevil"]
 
 
-def _get(url, headers=None):
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
 def _write_log(inv, name, lines):
     path = Path(state_paths(inv).agent_log(name))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,19 +258,19 @@ def test_the_log_route_takes_only_inventory_names_and_is_bounded(tmp_path):
     with serving(FleetModel(inv)) as url:
         for attack in ["../secrets/alpha.password", "..%2Fsecrets%2Falpha.password", "alpha/../alpha",
                        "alpha%00", "ALPHA", "alpha%0a", "%2e%2e", "", "alpha&agent=beta"]:
-            status, headers, body = _get(f"{url}logs?agent={attack}")
+            status, headers, body = http_get(f"{url}logs?agent={attack}")
             assert status in (400, 404), (attack, status)
             assert b"s3cret" not in body and b"line " not in body
-        status, headers, body = _get(f"{url}logs?agent=alpha&lines=99999")
+        status, headers, body = http_get(f"{url}logs?agent=alpha&lines=99999")
         assert status == 200 and body.count(b"\n") == dashroutes.MAX_LOG_LINES
         assert body.endswith(b"line 4999\n")
         assert headers["Content-Type"].startswith("text/plain")
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert "default-src 'none'" in headers["Content-Security-Policy"]
-        assert _get(f"{url}logs?agent=alpha&lines=ten")[0] == 400
-        assert _get(f"{url}logs?agent=alpha&lines=-5")[0] == 400
-        assert _get(f"{url}history?after=1e9")[0] == 400
-        assert _get(f"{url}history?" + "x" * 600)[0] == 400
+        assert http_get(f"{url}logs?agent=alpha&lines=ten")[0] == 400
+        assert http_get(f"{url}logs?agent=alpha&lines=-5")[0] == 400
+        assert http_get(f"{url}history?after=1e9")[0] == 400
+        assert http_get(f"{url}history?" + "x" * 600)[0] == 400
 
 
 def test_history_and_logs_want_the_login_too(tmp_path):
@@ -289,6 +280,6 @@ def test_history_and_logs_want_the_login_too(tmp_path):
     good = {"Authorization": "Basic " + base64.b64encode(b"hatchery:correct-horse-battery").decode()}
     with serving(FleetModel(inv), login=login) as url:
         for route in ("history", "logs?agent=alpha"):
-            assert _get(url + route)[0] == 401
-            status, _, body = _get(url + route, good)
+            assert http_get(url + route)[0] == 401
+            status, _, body = http_get(url + route, good)
             assert status == 200 and body

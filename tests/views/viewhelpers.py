@@ -1,4 +1,5 @@
-"""Helpers for the view tests: real agent processes, an inventory file, a headless Chromium.
+"""Helpers for the view tests: real agent processes, an inventory file, a headless Chromium,
+the dashboard served in this process or by the CLI.
 
 No conftest.py here on purpose (see tests/agent_kit/akhelpers.py): test modules
 import these by name.
@@ -10,11 +11,13 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -22,8 +25,13 @@ import pytest
 
 from conftest import wait_for  # noqa: F401  (the test modules import it from here)
 from agent_kit import contract
+from hatchery.core.ports import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import benchkit  # noqa: E402  (pages are tested in the Chromium they are measured in)
+from benchkit import stop_all as stop_processes  # noqa: E402,F401  (the test modules import it)
+
 # The docs' pictures are refreshed by a run with HATCHERY_DOCS_IMG=1; other runs
 # write them to a throw-away directory, so a test run never dirties the checkout.
 IMG = (ROOT / "docs" / "img" if os.environ.get("HATCHERY_DOCS_IMG")
@@ -116,32 +124,45 @@ def clear_retained(broker, names) -> None:
 
 
 def need(binary: str, package: str) -> str:
-    path = shutil.which(binary)
-    if not path:
-        pytest.fail(f"{binary} is not installed: apt-get install -y {package} "
-                    "(scripts/setup.sh --test does)")
-    return path
+    """The path of ``binary``; a missing one fails the test, saying which package brings it."""
+    try:
+        return benchkit.installed(binary, package)
+    except RuntimeError as missing:
+        pytest.fail(str(missing))
 
 
 def chromium():
-    """Headless Debian Chromium driven by selenium through Debian's chromedriver."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    """The benchmarks' headless Chromium; a missing package fails the test, saying which."""
+    return benchkit.chromium(need("chromium", "chromium"), need("chromedriver", "chromium-driver"))
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = need("chromium", "chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-background-networking",
-                 "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900",
-                 "--disable-extensions", "--no-first-run"):
-        options.add_argument(flag)
-    service = Service(executable_path=need("chromedriver", "chromium-driver"))
-    return webdriver.Chrome(service=service, options=options)
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a module's tests."""
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@contextlib.contextmanager
+def dashboard_cli(inventory: Path, timeout: float = 15):
+    """``hatchery fleet.dashboard`` as its own process on a free port; yields its base url."""
+    port = free_port()
+    proc = subprocess.Popen([str(HATCHERY), "fleet.dashboard", "--inventory", str(inventory),
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until("127.0.0.1", port, timeout=timeout), \
+            proc.stderr.read() if proc.poll() is not None else "not listening yet"
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
 
 
 @contextlib.contextmanager
 def serving(model, login=None):
     """The dashboard's server in this process for ``model``; yields its base url."""
-    from hatchery.core.ports import free_port
     from hatchery.observe import dashboard
 
     port, stop, ready = free_port(), threading.Event(), threading.Event()
@@ -155,6 +176,16 @@ def serving(model, login=None):
     finally:
         stop.set()
         thread.join(5)
+
+
+def http_get(url: str, headers=None) -> tuple:
+    """(status, headers, body) of a GET, an HTTP error status included."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
 
 
 def js(driver, script: str, *args):
