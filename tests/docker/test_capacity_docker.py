@@ -12,43 +12,33 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from dockerhelpers import client, hatch_changes, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
+from dockerhelpers import (
+    client,  # noqa: F401 (fixture)
+    deploy_broker,
+    docker_inventory,
+    hatch_changes,
+    remove_fleet,
+    write_for_cli,
+)
 
 from hatchery.core import procfs
 from hatchery.core.plan import apply_plan
-from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files, broker_conf
-from hatchery.runtime import for_runtime
+from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 from hatchery.runtime.docker import container_usage
 
 ROOT = Path(__file__).resolve().parents[2]
-rt = for_runtime(DOCKER)
 
 
 @pytest.fixture(scope="module")
 def fleet(client, tmp_path_factory):
     prefix = f"hcap-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("capdocker")
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
-    agents = {n: AgentSpec(n, runtime=DOCKER, heartbeat_interval=5.0) for n in (f"{prefix}a", f"{prefix}b")}
-    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker, state_dir=root / ".hatchery",
-                    agents=agents)
-    inv.path.write_text(
-        "fleet:\n  manager: zephyr\n  state_dir: .hatchery\n"
-        f"broker:\n  runtime: docker\n  port: {broker.port}\n  image: {broker.image}\n"
-        f"  network: {broker.network}\n  container: {broker.container}\n"
-        f"  container_prefix: {prefix}\ncapacity:\n  headroom: 0%\nagents:\n" +
-        "".join(f"  {n}:\n    runtime: docker\n    heartbeat_interval: 5\n" for n in agents))
+    inv = docker_inventory(root, prefix, [AgentSpec(n, runtime=DOCKER, heartbeat_interval=5.0)
+                                          for n in (f"{prefix}a", f"{prefix}b")])
+    write_for_cli(inv, extra="capacity:\n  headroom: 0%\n")
     try:
-        auth = plan_auth(inv)
-        assert apply_plan("credentials", [auth.change()]).ok
-        assert apply_plan("broker.deploy", rt.broker_plan(
-            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))).ok
-        wait_mqtt(inv)
-        for agent in agents.values():
+        auth = deploy_broker(inv)
+        for agent in inv.agents.values():
             assert apply_plan("agent.hatch", hatch_changes(inv, agent, auth)).ok
         yield inv
     finally:

@@ -21,13 +21,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from dockerhelpers import client, hatch_changes, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
+from dockerhelpers import (
+    client,  # noqa: F401 (fixture)
+    deploy_broker,
+    docker_inventory,
+    hatch_changes,
+    remove_fleet,
+    write_for_cli,
+)
 
 from agent_kit import contract, messages
 from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
-from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 from hatchery.observe import crosscheck
 from hatchery.core.intent import Intent
 from hatchery.observe.crosscheck import (
@@ -40,8 +46,7 @@ from hatchery.observe.fleetstate import AgentFacts, Judgement
 from hatchery.observe.health import OFFLINE, ONLINE, STALE, STOPPED, bus_health
 from hatchery.runtime.base import AgentState
 from hatchery.observe.verify import verify
-from hatchery.provision.credentials import plan_auth, user_secret
-from hatchery.provision.operations import auth_files, broker_conf
+from hatchery.provision.credentials import user_secret
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import state_of
 
@@ -152,33 +157,15 @@ def test_a_runtime_that_cannot_be_asked_is_no_disagreement():
 def fleet(client, tmp_path_factory):
     prefix = f"hxc-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("crosscheck")
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker",
-                        container_prefix=prefix)
     agent = AgentSpec(f"{prefix}a", runtime=DOCKER, heartbeat_interval=5.0)
-    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker,
-                    state_dir=root / ".hatchery", agents={agent.name: agent})
-    _write_inventory(inv)   # the same fleet, for the CLI
+    inv = docker_inventory(root, prefix, [agent])
+    write_for_cli(inv)   # the same fleet, for the CLI
     try:
-        auth = plan_auth(inv)
-        assert apply_plan("credentials", [auth.change()]).ok
-        assert apply_plan("broker.deploy", rt.broker_plan(
-            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))).ok
-        wait_mqtt(inv)
-        assert apply_plan("agent.hatch", hatch_changes(inv, agent)).ok
+        auth = deploy_broker(inv)
+        assert apply_plan("agent.hatch", hatch_changes(inv, agent, auth)).ok
         yield inv
     finally:
         remove_fleet(inv)
-
-
-def _write_inventory(inv: Inventory) -> None:
-    b, agent = inv.broker, _agent(inv)
-    inv.path.write_text(
-        "fleet:\n  manager: zephyr\n  state_dir: .hatchery\n"
-        f"broker:\n  runtime: docker\n  port: {b.port}\n  image: {b.image}\n"
-        f"  network: {b.network}\n  container: {b.container}\n"
-        f"  container_prefix: {b.container_prefix}\n"
-        f"agents:\n  {agent.name}:\n    runtime: docker\n    heartbeat_interval: 5\n")
 
 
 def _bus_health_cli(inv: Inventory, *flags) -> subprocess.CompletedProcess:
