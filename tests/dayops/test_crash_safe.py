@@ -15,9 +15,8 @@ import sys
 import time
 
 import pytest
-from dayops import ROOT, handlers, run, start, wait_for, write_inventory
+from dayops import ROOT, handlers, run, start, take_down, wait_for, write_inventory
 
-from hatchery.core import process
 from hatchery.core.ports import free_port
 
 AGENTS = tuple(f"a{n:02d}" for n in range(30))
@@ -30,9 +29,7 @@ def fleet(tmp_path_factory):
     state = directory / ".hatchery"
     run("broker.deploy", inventory=inventory, check=0)
     yield inventory, state
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    process.stop_all([p for pids in handlers(state).values() for p in pids])   # never leave one behind
+    take_down(inventory, state)
 
 
 def _rows(inventory) -> dict:

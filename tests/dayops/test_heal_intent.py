@@ -12,11 +12,10 @@ import threading
 import time
 
 import pytest
-from dayops import handlers, raw_client, run, start, wait_for
+from dayops import handlers, listen, raw_client, run, start, take_down, wait_for, write_inventory
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
-from hatchery.core import process
 from hatchery.core.intent import read_intent, take_lease
 from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
@@ -28,15 +27,10 @@ BUDGET = 3
 
 
 def write(directory, port: int, version: str = "1.0", broken: tuple = ()):
-    lines = ["fleet:", "  manager: zephyr", "broker:", "  runtime: local", "  host: 127.0.0.1",
-             "  bind: 127.0.0.1", f"  port: {port}", "agents:"]
-    for name in (*WORKERS, SOLO):
-        command = f"/nonexistent/agent-{version}" if name in broken else f"echo {version}"
-        lines += [f"  {name}:", f"    version_command: '{command}'", "    heartbeat_interval: 30"]
-    lines += ["groups:", "  workers:", f"    agents: [{', '.join(WORKERS)}]"]
-    path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """Every agent at ``version``; those in ``broken`` with a version_command that cannot run."""
+    return write_inventory(directory, port, {
+        name: f"/nonexistent/agent-{version}" if name in broken else f"echo {version}"
+        for name in (*WORKERS, SOLO)}, groups={"workers": WORKERS})
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def fleet(tmp_path_factory):
     state = directory / ".hatchery"
     run("broker.deploy", inventory=inventory, check=0)
     run("agent.hatch", inventory=inventory, check=0)
-    alerts, client = _alert_listener(state, port)
+    alerts, client = listen(state, port, "monitor", "fleet/zephyr/alert")
     cli = start("fleet.heal", "--watch", "--json", "--budget", str(BUDGET), "--grace", "2",
                 inventory=inventory)
     lines: list = []
@@ -62,19 +56,7 @@ def fleet(tmp_path_factory):
         cli.communicate(timeout=30)
         client.disconnect()
         client.loop_stop()
-        run("agent.stop", inventory=inventory)
-        run("broker.stop", inventory=inventory)
-        process.stop_all([p for pids in handlers(state).values() for p in pids])
-
-
-def _alert_listener(state, port):
-    client, connected = raw_client(state, port, "monitor")
-    assert connected and not connected[0].is_failure
-    alerts: list = []
-    client.on_message = lambda c, u, m: alerts.append(json.loads(m.payload))
-    client.subscribe("fleet/zephyr/alert", qos=1)
-    time.sleep(0.3)
-    return alerts, client
+        take_down(inventory, state)
 
 
 def _inv(inventory):

@@ -18,10 +18,9 @@ import threading
 import time
 
 import pytest
-from dayops import handlers, raw_client, retained_on, run, wait_for, write_inventory
+from dayops import handlers, raw_client, retained_on, run, take_down, wait_for, write_inventory
 
 from agent_kit import contract
-from hatchery.core import process
 from hatchery.core.intent import record_stopped
 from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
@@ -41,11 +40,7 @@ def fleet(tmp_path_factory):
                     timeout=30), "every agent's heartbeat and status before the tests"
     yield inventory, state, port
     write_inventory(directory, port, AGENTS)
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    left = handlers(state)
-    process.stop_all([pid for pids in left.values() for pid in pids])
-    assert left == {}
+    assert take_down(inventory, state) == {}
 
 
 def _verdicts(inventory, *flags, rc=0) -> dict:

@@ -13,11 +13,11 @@ from dayops import (
     retained_on,
     run,
     start,
+    take_down,
     wait_for,
     write_inventory,
 )
 
-from hatchery.core import process
 from hatchery.core.ports import free_port
 
 AGENTS = ("r1", "r2", "r3")
@@ -33,11 +33,7 @@ def fleet(tmp_path_factory):
     run("agent.hatch", inventory=inventory, check=0)
     yield inventory, state, port
     write_inventory(directory, port, AGENTS)        # a failed test may have left it half edited
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    left = handlers(state)
-    process.stop_all([pid for pids in left.values() for pid in pids])
-    assert left == {}
+    assert take_down(inventory, state) == {}
 
 
 def test_retire_then_hatch_stays_retired_and_its_topics_are_gone(fleet):
