@@ -26,37 +26,25 @@ from hatchery.bus.connection import bus_for, control_target
 from hatchery.configs import broker as broker_conf
 from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
 from hatchery.core.process import read_pid
 from hatchery.inventory.load import load_inventory
 from hatchery.provision.operations import broker_conf as rendered_conf
 from hatchery.provision.operations import deploy_plan, stop_broker_plan
+from tests.security.hostilefleet import deployed_fleet, local_inventory
 from tests.security.secbroker import flood, tcp_login
 
 LIMIT = 40
-
-
-def _inventory(directory: Path, port: int, tls: bool = False, state_dir: str = ".hatchery") -> Path:
-    path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(["fleet:", "  manager: zephyr", f"  state_dir: {state_dir}",
-                               "broker:", "  runtime: local",
-                               "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {port}",
-                               "agents:", "  alpha: {}", "  beta: {}"]) + "\n")
-    return path
 
 
 @pytest.fixture
 def fleet(tmp_path, monkeypatch):
     monkeypatch.setattr(broker_conf, "PUBLIC_MAX_CONNECTIONS", LIMIT)
     monkeypatch.setattr(broker_conf, "AGENT_MARGIN", 0)
-    inv = load_inventory(_inventory(tmp_path, free_port()))
-    assert apply_plan("deploy", deploy_plan(inv)).ok
-    yield inv
-    apply_plan("stop", stop_broker_plan(inv))
+    yield from deployed_fleet(tmp_path)
 
 
 def test_every_listener_has_a_connection_limit(tmp_path):
-    inv = load_inventory(_inventory(tmp_path, free_port()))
+    inv = load_inventory(local_inventory(tmp_path))
     conf = rendered_conf(inv)
     lines = conf.splitlines()
     listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
@@ -70,7 +58,7 @@ def test_every_listener_has_a_connection_limit(tmp_path):
 
 
 def test_a_big_fleet_gets_room_for_every_agent_twice(tmp_path):
-    inv = load_inventory(_inventory(tmp_path, free_port()))
+    inv = load_inventory(local_inventory(tmp_path))
     many = {f"a{i}": spec for i, spec in enumerate([inv.agents["alpha"]] * 1000)}
     inv.agents.clear()
     inv.agents.update(many)
@@ -144,7 +132,7 @@ def long_fleet(tmp_path, monkeypatch):
     monkeypatch.setattr(broker_conf, "AGENT_MARGIN", 0)
     tail = len(str(tmp_path)) + len("/s/broker/control/control.sock")
     state_dir = "s" + "x" * (SOCKET_PATH_BYTES - tail)
-    inv = load_inventory(_inventory(tmp_path, free_port(), state_dir=state_dir))
+    inv = load_inventory(local_inventory(tmp_path, state_dir=state_dir))
     in_state = Path(StatePaths(inv.state_dir).broker_control_dir) / "control.sock"
     assert len(str(in_state).encode()) == SOCKET_PATH_BYTES
     assert apply_plan("deploy", deploy_plan(inv)).ok
