@@ -12,6 +12,7 @@ from pathlib import Path
 
 from conftest import wait_for  # noqa: F401  (the test modules import it from here)
 from hatchery.core import process
+from hatchery.core.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
@@ -54,6 +55,18 @@ def start(*args, inventory: Path) -> subprocess.Popen:
     """The CLI in its own process group, as a terminal runs it (Ctrl-C reaches the group)."""
     return subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env_for(inventory), start_new_session=True)
+
+
+def bring_up(directory: Path, agents, *, hatch: bool = True, **inventory) -> tuple:
+    """(inventory path, state dir, port): a fresh fleet in ``directory`` on a free port through
+    the real CLI, broker.deploy then (with ``hatch``) agent.hatch; ``agents``, ``inventory``:
+    what write_inventory takes. take_down ends it."""
+    port = free_port()
+    path = write_inventory(directory, port, agents, **inventory)
+    run("broker.deploy", inventory=path, check=0)
+    if hatch:
+        run("agent.hatch", inventory=path, check=0)
+    return path, directory / ".hatchery", port
 
 
 def take_down(inventory: Path, state_dir: Path) -> dict:

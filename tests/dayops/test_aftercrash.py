@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dayops import retained_on, run, start, take_down, wait_for, write_inventory
+from dayops import bring_up, retained_on, run, start, take_down, wait_for, write_inventory
 
 from agent_kit import contract
 from hatchery.core.paths import StatePaths
@@ -31,9 +31,7 @@ AGENTS = ("alpha", "beta")
 
 @pytest.fixture
 def fleet(tmp_path):
-    inventory = write_inventory(tmp_path, free_port(), AGENTS)
-    state = tmp_path / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
+    inventory, state, _ = bring_up(tmp_path, AGENTS, hatch=False)
     yield inventory, state
     take_down(inventory, state)
 

@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from dayops import ROOT, handlers, run, start, take_down, wait_for, write_inventory
+from dayops import ROOT, bring_up, handlers, run, start, take_down, wait_for, write_inventory
 
 from hatchery.core.ports import free_port
 
@@ -24,10 +24,7 @@ AGENTS = tuple(f"a{n:02d}" for n in range(30))
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("crash")
-    inventory = write_inventory(directory, free_port(), AGENTS)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
+    inventory, state, _ = bring_up(tmp_path_factory.mktemp("crash"), AGENTS, hatch=False)
     yield inventory, state
     take_down(inventory, state)
 

@@ -11,12 +11,11 @@ import threading
 import time
 
 import pytest
-from dayops import handlers, listen, run, start, take_down, wait_for, write_inventory
+from dayops import bring_up, handlers, listen, run, start, take_down, wait_for, write_inventory
 
 from agent_kit import contract
 from hatchery.bus.client import Message
 from hatchery.bus.commands import run_command
-from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.exporter import BusMetrics
 from hatchery.operate.heal import (
@@ -35,11 +34,7 @@ BUDGET = 3
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("heal")
-    port = free_port()
-    inventory = write_inventory(directory, port, AGENTS)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
+    inventory, state, port = bring_up(directory, AGENTS)
     alerts, client = listen(state, port, "monitor", "fleet/zephyr/alert")
     yield inventory, state, port, alerts
     client.disconnect()

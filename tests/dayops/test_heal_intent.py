@@ -12,12 +12,11 @@ import threading
 import time
 
 import pytest
-from dayops import handlers, listen, raw_client, run, start, take_down, wait_for, write_inventory
+from dayops import bring_up, handlers, listen, raw_client, run, start, take_down, wait_for, write_inventory
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
 from hatchery.core.intent import read_intent, take_lease
-from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 from hatchery.operate.confirm import ALIVE, HUNG, confirm
 
@@ -26,21 +25,20 @@ SOLO = "solo"
 BUDGET = 3
 
 
-def write(directory, port: int, version: str = "1.0", broken: tuple = ()):
+def _versions(version: str = "1.0", broken: tuple = ()) -> dict:
     """Every agent at ``version``; those in ``broken`` with a version_command that cannot run."""
-    return write_inventory(directory, port, {
-        name: f"/nonexistent/agent-{version}" if name in broken else f"echo {version}"
-        for name in (*WORKERS, SOLO)}, groups={"workers": WORKERS})
+    return {name: f"/nonexistent/agent-{version}" if name in broken else f"echo {version}"
+            for name in (*WORKERS, SOLO)}
+
+
+def write(directory, port: int, version: str, broken: tuple = ()):
+    return write_inventory(directory, port, _versions(version, broken), groups={"workers": WORKERS})
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("healintent")
-    port = free_port()
-    inventory = write(directory, port)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
+    inventory, state, port = bring_up(directory, _versions(), groups={"workers": WORKERS})
     alerts, client = listen(state, port, "monitor", "fleet/zephyr/alert")
     cli = start("fleet.heal", "--watch", "--json", "--budget", str(BUDGET), "--grace", "2",
                 inventory=inventory)

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from dayops import (
+    bring_up,
     handlers,
     raw_client,
     retained_on,
@@ -18,7 +19,6 @@ from dayops import (
     write_inventory,
 )
 
-from hatchery.core.ports import free_port
 
 AGENTS = ("r1", "r2", "r3")
 
@@ -26,11 +26,7 @@ AGENTS = ("r1", "r2", "r3")
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("retire")
-    port = free_port()
-    inventory = write_inventory(directory, port, AGENTS)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
+    inventory, state, port = bring_up(directory, AGENTS)
     yield inventory, state, port
     write_inventory(directory, port, AGENTS)        # a failed test may have left it half edited
     assert take_down(inventory, state) == {}

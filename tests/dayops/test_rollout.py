@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from dayops import handlers, run, take_down, wait_for, write_inventory
+from dayops import bring_up, handlers, run, take_down, wait_for, write_inventory
 
 from hatchery.bus.commands import run_command
-from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 
 AGENTS = tuple(f"r{n:02d}" for n in range(1, 11))
@@ -30,11 +29,7 @@ def versions_over_bus(inventory) -> dict:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("rollout")
-    port = free_port()
-    inventory = write_inventory(directory, port, {n: "echo 1.0" for n in AGENTS})
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
+    inventory, state, port = bring_up(directory, {n: "echo 1.0" for n in AGENTS})
     yield directory, port, inventory, state
     take_down(inventory, state)
 

@@ -9,10 +9,9 @@ import json
 import time
 
 import pytest
-from dayops import listen, raw_client, run, take_down, wait_for, write_inventory
+from dayops import bring_up, listen, raw_client, run, take_down, wait_for, write_inventory
 
 from agent_kit import contract
-from hatchery.core.ports import free_port
 
 AGENTS = ("g1", "g2")
 
@@ -20,11 +19,7 @@ AGENTS = ("g1", "g2")
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("gate")
-    port = free_port()
-    inventory = write_inventory(directory, port, {n: "echo 1.0" for n in AGENTS})
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
+    inventory, state, port = bring_up(directory, {n: "echo 1.0" for n in AGENTS})
     alerts, monitor = listen(state, port, "monitor", "fleet/zephyr/alert")
     yield directory, port, inventory, state, alerts
     monitor.disconnect()
