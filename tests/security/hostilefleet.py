@@ -27,7 +27,8 @@ def local_inventory(directory: Path, agents=("alpha", "beta"), *, interval: int 
     path.write_text("\n".join([
         "fleet:", "  manager: zephyr", *([f"  state_dir: {state_dir}"] if state_dir else []),
         "broker:", "  runtime: local", "  host: 127.0.0.1", "  bind: 127.0.0.1",
-        f"  port: {free_port()}", *broker_lines, "agents:", *[f"  {name}: {agent}" for name in agents]]) + "\n")
+        f"  port: {free_port()}", *broker_lines,
+        "agents:", *[f"  {name}: {agent}" for name in agents]]) + "\n")
     return path
 
 
