@@ -13,7 +13,10 @@ never appears in an argv (``ps``, or a CalledProcessError printed in CI logs).
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +41,8 @@ def hatch_changes(inv: Inventory, agent, auth=None) -> list:
     return for_runtime(DOCKER).agent_plan(inv, agent, agent_config=agent_conf(inv, agent, auth),
                                           secret_files=auth.agent_files(agent.name))
 
+
+ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 MOSQUITTO_IMAGE = "hatchery/mosquitto:2.0.11"
 TIMINGS: dict = {}      # "bootstrap images (s)", for the modules that print figures
@@ -74,6 +79,28 @@ def deploy_broker(inv: Inventory):
         inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))).ok
     wait_mqtt(inv)
     return auth
+
+
+def hatched_fleet(root: Path, prefix: str, agents, cli_extra: str = ""):
+    """Yields the inventory of ``agents`` hatched as containers on a deployed broker, written
+    at inv.path for the CLI (``cli_extra``: see write_for_cli); all of the run removed afterwards."""
+    inv = docker_inventory(root, prefix, agents)
+    write_for_cli(inv, cli_extra)
+    try:
+        auth = deploy_broker(inv)
+        for agent in inv.agents.values():
+            assert apply_plan("agent.hatch", hatch_changes(inv, agent, auth)).ok
+        yield inv
+    finally:
+        remove_fleet(inv)
+
+
+def cli(inv: Inventory, task: str, *flags, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real CLI, ``invoke <task> --inventory <inv.path> <flags>``, without colour."""
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), task,
+            "--inventory", str(inv.path), *flags]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "NO_COLOR": "1"})
 
 
 def one_sleeping_agent(root: Path, prefix: str):

@@ -4,52 +4,29 @@ by the engine's stats and `docker info`; the stats parser on captured answers.""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from dockerhelpers import (
-    client,  # noqa: F401 (fixture)
-    deploy_broker,
-    docker_inventory,
-    hatch_changes,
-    remove_fleet,
-    write_for_cli,
-)
+from dockerhelpers import cli, client, hatched_fleet  # noqa: F401 (fixture)
 
 from hatchery.core import procfs
-from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 from hatchery.runtime.docker import container_usage
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def fleet(client, tmp_path_factory):
     prefix = f"hcap-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("capdocker")
-    inv = docker_inventory(root, prefix, [AgentSpec(n, runtime=DOCKER, heartbeat_interval=5.0)
-                                          for n in (f"{prefix}a", f"{prefix}b")])
-    write_for_cli(inv, extra="capacity:\n  headroom: 0%\n")
-    try:
-        auth = deploy_broker(inv)
-        for agent in inv.agents.values():
-            assert apply_plan("agent.hatch", hatch_changes(inv, agent, auth)).ok
-        yield inv
-    finally:
-        remove_fleet(inv)
+    agents = [AgentSpec(n, runtime=DOCKER, heartbeat_interval=5.0) for n in (f"{prefix}a", f"{prefix}b")]
+    yield from hatched_fleet(root, prefix, agents, cli_extra="capacity:\n  headroom: 0%\n")
 
 
 def _capacity(inv: Inventory, *flags) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "fleet.capacity",
-            "--inventory", str(inv.path), *flags]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NO_COLOR": "1"})
+    return cli(inv, "fleet.capacity", *flags, timeout=120)
 
 
 @pytest.mark.docker

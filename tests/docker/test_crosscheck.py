@@ -11,24 +11,14 @@ is exactly what it forges.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from dockerhelpers import (
-    client,  # noqa: F401 (fixture)
-    deploy_broker,
-    docker_inventory,
-    hatch_changes,
-    remove_fleet,
-    write_for_cli,
-)
+from dockerhelpers import cli, client, hatch_changes, hatched_fleet  # noqa: F401 (fixture)
 
 from agent_kit import contract, messages
 from hatchery.bus.connection import bus_for
@@ -51,7 +41,6 @@ from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import state_of
 
 rt = for_runtime(DOCKER)
-ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 19, 21, 0, tzinfo=timezone.utc)
 # `docker inspect` State and RestartCount, captured from Docker's engine on this host
 CAPTURED = {
@@ -157,22 +146,11 @@ def test_a_runtime_that_cannot_be_asked_is_no_disagreement():
 def fleet(client, tmp_path_factory):
     prefix = f"hxc-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("crosscheck")
-    agent = AgentSpec(f"{prefix}a", runtime=DOCKER, heartbeat_interval=5.0)
-    inv = docker_inventory(root, prefix, [agent])
-    write_for_cli(inv)   # the same fleet, for the CLI
-    try:
-        auth = deploy_broker(inv)
-        assert apply_plan("agent.hatch", hatch_changes(inv, agent, auth)).ok
-        yield inv
-    finally:
-        remove_fleet(inv)
+    yield from hatched_fleet(root, prefix, [AgentSpec(f"{prefix}a", runtime=DOCKER, heartbeat_interval=5.0)])
 
 
 def _bus_health_cli(inv: Inventory, *flags) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "fleet.bus-health",
-            "--inventory", str(inv.path), *flags]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "NO_COLOR": "1"})
+    return cli(inv, "fleet.bus-health", *flags, timeout=60)
 
 
 def _agent(inv: Inventory) -> AgentSpec:
