@@ -3,6 +3,7 @@ and real handler processes counted by their command line."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,19 +12,28 @@ from pathlib import Path
 
 from conftest import wait_for  # noqa: F401  (the test modules import it from here)
 from hatchery.core import process
+from hatchery.core.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
 
 
-def write_inventory(directory: Path, port: int, agents, *, auth: bool = True) -> Path:
+def write_inventory(directory: Path, port: int, agents, *, auth: bool = True,
+                    groups: dict | None = None) -> Path:
+    """A local fleet's inventory; ``agents``: names (each answers version ``<name>-1.0``)
+    or {name: version_command}; ``groups``: {group: [agent names]}."""
+    versions = agents if isinstance(agents, dict) else {name: f"echo {name}-1.0" for name in agents}
     lines = ["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
              "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {port}"]
     lines += [] if auth else ["  auth: false"]
     lines += ["agents:"]
-    for name in agents:
+    for name, command in versions.items():
         lines += [f"  # {name} is one of ours", f"  {name}:",
-                  f"    version_command: 'echo {name}-1.0'", "    heartbeat_interval: 30"]
+                  f"    version_command: '{command}'", "    heartbeat_interval: 30"]
+    if groups:
+        lines += ["groups:"]
+        for group, members in groups.items():
+            lines += [f"  {group}:", f"    agents: [{', '.join(members)}]"]
     path = directory / "fleet_inventory.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -45,6 +55,28 @@ def start(*args, inventory: Path) -> subprocess.Popen:
     """The CLI in its own process group, as a terminal runs it (Ctrl-C reaches the group)."""
     return subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env_for(inventory), start_new_session=True)
+
+
+def bring_up(directory: Path, agents, *, hatch: bool = True, **inventory) -> tuple:
+    """(inventory path, state dir, port): a fresh fleet in ``directory`` on a free port through
+    the real CLI, broker.deploy then (with ``hatch``) agent.hatch; ``agents``, ``inventory``:
+    what write_inventory takes. take_down ends it."""
+    port = free_port()
+    path = write_inventory(directory, port, agents, **inventory)
+    run("broker.deploy", inventory=path, check=0)
+    if hatch:
+        run("agent.hatch", inventory=path, check=0)
+    return path, directory / ".hatchery", port
+
+
+def take_down(inventory: Path, state_dir: Path) -> dict:
+    """agent.stop and broker.stop through the CLI, then kill any handler they left (never leave
+    one behind); returns the handlers that were left, {agent name: [pids]}."""
+    run("agent.stop", inventory=inventory)
+    run("broker.stop", inventory=inventory)
+    left = handlers(state_dir)
+    process.stop_all([pid for pids in left.values() for pid in pids])
+    return left
 
 
 def handler_config(argv: list) -> str | None:
@@ -80,6 +112,18 @@ def raw_client(state_dir: Path, port: int, user: str, password: str | None = Non
     client.loop_start()
     wait_for(lambda: connected, timeout=5)
     return client, connected
+
+
+def listen(state_dir: Path, port: int, user: str, topic_filter: str) -> tuple:
+    """(messages, client): a raw paho client logged in as ``user`` collecting the JSON payloads
+    on ``topic_filter`` into ``messages``; the caller disconnects it."""
+    client, connected = raw_client(state_dir, port, user)
+    assert connected and not connected[0].is_failure
+    got: list = []
+    client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+    client.subscribe(topic_filter, qos=1)
+    time.sleep(0.3)
+    return got, client
 
 
 def retained_on(state_dir: Path, port: int, topic_filter: str, wait: float = 1.0) -> dict:

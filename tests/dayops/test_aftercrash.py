@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from dayops import handlers, retained_on, run, start, wait_for, write_inventory
+from dayops import bring_up, retained_on, run, start, take_down, wait_for, write_inventory
 
 from agent_kit import contract
-from hatchery.core import process
 from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
 from hatchery.core.ports import free_port, wait_until
@@ -32,13 +31,9 @@ AGENTS = ("alpha", "beta")
 
 @pytest.fixture
 def fleet(tmp_path):
-    inventory = write_inventory(tmp_path, free_port(), AGENTS)
-    state = tmp_path / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
+    inventory, state, _ = bring_up(tmp_path, AGENTS, hatch=False)
     yield inventory, state
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    process.stop_all([p for pids in handlers(state).values() for p in pids])
+    take_down(inventory, state)
 
 
 def _status(state: Path, port: int, name: str) -> dict | None:

@@ -15,9 +15,8 @@ import sys
 import time
 
 import pytest
-from dayops import ROOT, handlers, run, start, wait_for, write_inventory
+from dayops import ROOT, bring_up, handlers, run, start, take_down, wait_for, write_inventory
 
-from hatchery.core import process
 from hatchery.core.ports import free_port
 
 AGENTS = tuple(f"a{n:02d}" for n in range(30))
@@ -25,14 +24,9 @@ AGENTS = tuple(f"a{n:02d}" for n in range(30))
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("crash")
-    inventory = write_inventory(directory, free_port(), AGENTS)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
+    inventory, state, _ = bring_up(tmp_path_factory.mktemp("crash"), AGENTS, hatch=False)
     yield inventory, state
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    process.stop_all([p for pids in handlers(state).values() for p in pids])   # never leave one behind
+    take_down(inventory, state)
 
 
 def _rows(inventory) -> dict:

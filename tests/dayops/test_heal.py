@@ -11,13 +11,11 @@ import threading
 import time
 
 import pytest
-from dayops import handlers, raw_client, run, start, wait_for, write_inventory
+from dayops import bring_up, handlers, listen, run, start, take_down, wait_for, write_inventory
 
 from agent_kit import contract
 from hatchery.bus.client import Message
 from hatchery.bus.commands import run_command
-from hatchery.core import process
-from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.exporter import BusMetrics
 from hatchery.operate.heal import (
@@ -36,29 +34,12 @@ BUDGET = 3
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("heal")
-    port = free_port()
-    inventory = write_inventory(directory, port, AGENTS)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
-    alerts, client = _alert_listener(state, port)
+    inventory, state, port = bring_up(directory, AGENTS)
+    alerts, client = listen(state, port, "monitor", "fleet/zephyr/alert")
     yield inventory, state, port, alerts
     client.disconnect()
     client.loop_stop()
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    process.stop_all([p for pids in handlers(state).values() for p in pids])
-
-
-def _alert_listener(state, port):
-    """A raw paho client (the read-only monitor role) collecting fleet/zephyr/alert."""
-    client, connected = raw_client(state, port, "monitor")
-    assert connected and not connected[0].is_failure
-    alerts: list = []
-    client.on_message = lambda c, u, m: alerts.append(json.loads(m.payload))
-    client.subscribe("fleet/zephyr/alert", qos=1)
-    time.sleep(0.3)
-    return alerts, client
+    take_down(inventory, state)
 
 
 def _answers(inventory, name: str) -> bool:

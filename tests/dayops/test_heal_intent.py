@@ -12,13 +12,11 @@ import threading
 import time
 
 import pytest
-from dayops import handlers, raw_client, run, start, wait_for
+from dayops import bring_up, handlers, listen, raw_client, run, start, take_down, wait_for, write_inventory
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
-from hatchery.core import process
 from hatchery.core.intent import read_intent, take_lease
-from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 from hatchery.operate.confirm import ALIVE, HUNG, confirm
 
@@ -27,27 +25,21 @@ SOLO = "solo"
 BUDGET = 3
 
 
-def write(directory, port: int, version: str = "1.0", broken: tuple = ()):
-    lines = ["fleet:", "  manager: zephyr", "broker:", "  runtime: local", "  host: 127.0.0.1",
-             "  bind: 127.0.0.1", f"  port: {port}", "agents:"]
-    for name in (*WORKERS, SOLO):
-        command = f"/nonexistent/agent-{version}" if name in broken else f"echo {version}"
-        lines += [f"  {name}:", f"    version_command: '{command}'", "    heartbeat_interval: 30"]
-    lines += ["groups:", "  workers:", f"    agents: [{', '.join(WORKERS)}]"]
-    path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def _versions(version: str = "1.0", broken: tuple = ()) -> dict:
+    """Every agent at ``version``; those in ``broken`` with a version_command that cannot run."""
+    return {name: f"/nonexistent/agent-{version}" if name in broken else f"echo {version}"
+            for name in (*WORKERS, SOLO)}
+
+
+def write(directory, port: int, version: str, broken: tuple = ()):
+    return write_inventory(directory, port, _versions(version, broken), groups={"workers": WORKERS})
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("healintent")
-    port = free_port()
-    inventory = write(directory, port)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
-    alerts, client = _alert_listener(state, port)
+    inventory, state, port = bring_up(directory, _versions(), groups={"workers": WORKERS})
+    alerts, client = listen(state, port, "monitor", "fleet/zephyr/alert")
     cli = start("fleet.heal", "--watch", "--json", "--budget", str(BUDGET), "--grace", "2",
                 inventory=inventory)
     lines: list = []
@@ -62,19 +54,7 @@ def fleet(tmp_path_factory):
         cli.communicate(timeout=30)
         client.disconnect()
         client.loop_stop()
-        run("agent.stop", inventory=inventory)
-        run("broker.stop", inventory=inventory)
-        process.stop_all([p for pids in handlers(state).values() for p in pids])
-
-
-def _alert_listener(state, port):
-    client, connected = raw_client(state, port, "monitor")
-    assert connected and not connected[0].is_failure
-    alerts: list = []
-    client.on_message = lambda c, u, m: alerts.append(json.loads(m.payload))
-    client.subscribe("fleet/zephyr/alert", qos=1)
-    time.sleep(0.3)
-    return alerts, client
+        take_down(inventory, state)
 
 
 def _inv(inventory):

@@ -18,12 +18,10 @@ import threading
 import time
 
 import pytest
-from dayops import handlers, raw_client, retained_on, run, wait_for, write_inventory
+from dayops import bring_up, handlers, raw_client, retained_on, run, take_down, wait_for, write_inventory
 
 from agent_kit import contract
-from hatchery.core import process
 from hatchery.core.intent import record_stopped
-from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 
 AGENTS = ("keep", "halt", "gone", "race")
@@ -32,20 +30,12 @@ AGENTS = ("keep", "halt", "gone", "race")
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("intent")
-    port = free_port()
-    inventory = write_inventory(directory, port, AGENTS)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
+    inventory, state, port = bring_up(directory, AGENTS)
     assert wait_for(lambda: all(len(retained_on(state, port, f"fleet/{n}/#", 0.3)) == 2 for n in AGENTS),
                     timeout=30), "every agent's heartbeat and status before the tests"
     yield inventory, state, port
     write_inventory(directory, port, AGENTS)
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    left = handlers(state)
-    process.stop_all([pid for pids in left.values() for pid in pids])
-    assert left == {}
+    assert take_down(inventory, state) == {}
 
 
 def _verdicts(inventory, *flags, rc=0) -> dict:

@@ -8,17 +8,17 @@ import threading
 
 import pytest
 from dayops import (
+    bring_up,
     handlers,
     raw_client,
     retained_on,
     run,
     start,
+    take_down,
     wait_for,
     write_inventory,
 )
 
-from hatchery.core import process
-from hatchery.core.ports import free_port
 
 AGENTS = ("r1", "r2", "r3")
 
@@ -26,18 +26,10 @@ AGENTS = ("r1", "r2", "r3")
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("retire")
-    port = free_port()
-    inventory = write_inventory(directory, port, AGENTS)
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
+    inventory, state, port = bring_up(directory, AGENTS)
     yield inventory, state, port
     write_inventory(directory, port, AGENTS)        # a failed test may have left it half edited
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    left = handlers(state)
-    process.stop_all([pid for pids in left.values() for pid in pids])
-    assert left == {}
+    assert take_down(inventory, state) == {}
 
 
 def test_retire_then_hatch_stays_retired_and_its_topics_are_gone(fleet):

@@ -11,25 +11,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from dayops import handlers, run, wait_for
+from dayops import bring_up, handlers, run, take_down, wait_for, write_inventory
 
 from hatchery.bus.commands import run_command
-from hatchery.core import process
-from hatchery.core.ports import free_port
 from hatchery.inventory.load import load_inventory
 
 AGENTS = tuple(f"r{n:02d}" for n in range(1, 11))
 BROKEN = "r05"          # in batch 2 (r04 r05 r06) with --batch 3
-
-
-def write(directory, port: int, versions: dict):
-    lines = ["fleet:", "  manager: zephyr", "broker:", "  runtime: local", "  host: 127.0.0.1",
-             "  bind: 127.0.0.1", f"  port: {port}", "agents:"]
-    for name in AGENTS:
-        lines += [f"  {name}:", f"    version_command: '{versions[name]}'", "    heartbeat_interval: 30"]
-    path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def versions_over_bus(inventory) -> dict:
@@ -41,15 +29,9 @@ def versions_over_bus(inventory) -> dict:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("rollout")
-    port = free_port()
-    inventory = write(directory, port, {n: "echo 1.0" for n in AGENTS})
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
+    inventory, state, port = bring_up(directory, {n: "echo 1.0" for n in AGENTS})
     yield directory, port, inventory, state
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    process.stop_all([p for pids in handlers(state).values() for p in pids])
+    take_down(inventory, state)
 
 
 def _pids(state) -> dict:
@@ -64,7 +46,7 @@ def test_provenance_outdated_check_and_restart(fleet):
     current = run("agent.hatch", "--check", "--json", inventory=inventory, check=0)
     assert all(r["action"] == "none" for r in json.loads(current.stdout)["items"]
                if r["item"].startswith("agent ")), current.stdout
-    write(directory, port, {n: ("echo 1.1" if n == "r02" else "echo 1.0") for n in AGENTS})
+    write_inventory(directory, port, {n: ("echo 1.1" if n == "r02" else "echo 1.0") for n in AGENTS})
     try:
         check = json.loads(run("agent.hatch", "--check", "--json", inventory=inventory, check=0).stdout)
         by_item = {r["item"]: r for r in check["items"]}
@@ -73,7 +55,7 @@ def test_provenance_outdated_check_and_restart(fleet):
         assert by_item["agent r02"]["reason"].startswith(f"outdated: config {old} → ")
         assert by_item["agent r01"]["action"] == "none"
     finally:
-        write(directory, port, {n: "echo 1.0" for n in AGENTS})
+        write_inventory(directory, port, {n: "echo 1.0" for n in AGENTS})
     before = _pids(state)
     run("agent.restart", "--name", "r03", inventory=inventory, check=0)
     after = _pids(state)
@@ -83,7 +65,7 @@ def test_provenance_outdated_check_and_restart(fleet):
 
 def test_rollout_in_batches_of_three_reaches_every_agent(fleet):
     directory, port, inventory, state = fleet
-    write(directory, port, {n: "echo 2.0" for n in AGENTS})
+    write_inventory(directory, port, {n: "echo 2.0" for n in AGENTS})
     checked = run("fleet.rollout", "--batch", "3", "--check", "--json", inventory=inventory, check=0)
     plan = json.loads(checked.stdout)
     assert [r["batch"] for r in plan["items"]] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
@@ -99,10 +81,10 @@ def test_rollout_in_batches_of_three_reaches_every_agent(fleet):
 
 def test_rollout_failing_in_batch_two_aborts_and_rolls_back(fleet):
     directory, port, inventory, state = fleet
-    write(directory, port, {n: "echo 2.0" for n in AGENTS})
+    write_inventory(directory, port, {n: "echo 2.0" for n in AGENTS})
     run("agent.hatch", inventory=inventory, check=0)           # everyone on 2.0 (the test above)
     before = _pids(state)
-    write(directory, port, {n: ("/nonexistent/agent-3.0 --version" if n == BROKEN else "echo 3.0")
+    write_inventory(directory, port, {n: ("/nonexistent/agent-3.0 --version" if n == BROKEN else "echo 3.0")
                             for n in AGENTS})
     done = run("fleet.rollout", "--batch", "3", "--expect-version", "3.0", "--timeout", "5",
                "--json", inventory=inventory, check=1)

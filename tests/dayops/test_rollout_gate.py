@@ -9,50 +9,22 @@ import json
 import time
 
 import pytest
-from dayops import handlers, raw_client, run, wait_for
+from dayops import bring_up, listen, raw_client, run, take_down, wait_for, write_inventory
 
 from agent_kit import contract
-from hatchery.core import process
-from hatchery.core.ports import free_port
 
 AGENTS = ("g1", "g2")
-
-
-def write(directory, port: int, versions: dict):
-    lines = ["fleet:", "  manager: zephyr", "broker:", "  runtime: local", "  host: 127.0.0.1",
-             "  bind: 127.0.0.1", f"  port: {port}", "agents:"]
-    for name in AGENTS:
-        lines += [f"  {name}:", f"    version_command: '{versions[name]}'", "    heartbeat_interval: 30"]
-    path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     directory = tmp_path_factory.mktemp("gate")
-    port = free_port()
-    inventory = write(directory, port, {n: "echo 1.0" for n in AGENTS})
-    state = directory / ".hatchery"
-    run("broker.deploy", inventory=inventory, check=0)
-    run("agent.hatch", inventory=inventory, check=0)
-    alerts, monitor = _listen(state, port, "monitor", "fleet/zephyr/alert")
+    inventory, state, port = bring_up(directory, {n: "echo 1.0" for n in AGENTS})
+    alerts, monitor = listen(state, port, "monitor", "fleet/zephyr/alert")
     yield directory, port, inventory, state, alerts
     monitor.disconnect()
     monitor.loop_stop()
-    run("agent.stop", inventory=inventory)
-    run("broker.stop", inventory=inventory)
-    process.stop_all([p for pids in handlers(state).values() for p in pids])
-
-
-def _listen(state, port, user: str, topic: str):
-    client, connected = raw_client(state, port, user)
-    assert connected and not connected[0].is_failure
-    got: list = []
-    client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
-    client.subscribe(topic, qos=1)
-    time.sleep(0.3)
-    return got, client
+    take_down(inventory, state)
 
 
 def _impostor(state, port, name: str, version: str):
@@ -75,7 +47,7 @@ def _impostor(state, port, name: str, version: str):
 
 
 def _roll(directory, port, inventory, state, versions: dict, expect: str):
-    write(directory, port, versions)
+    write_inventory(directory, port, versions)
     impostor, answered = _impostor(state, port, "g1", expect)
     try:
         done = run("fleet.rollout", "--batch", "2", "--expect-version", expect, "--timeout", "8",

@@ -1,4 +1,5 @@
-"""What the docker test modules share: the engine fixture, clean-up, MQTT readiness.
+"""What the docker test modules share: the engine fixture, a fleet named by a random
+prefix, its broker deployed, clean-up, MQTT readiness.
 
 A plain module, not a conftest.py: pytest runs in prepend import mode and the
 tests import ``tests/conftest.py`` as ``conftest``; a second conftest.py here
@@ -12,16 +13,21 @@ never appears in an argv (``ps``, or a CalledProcessError printed in CI logs).
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from agent_kit import bus
 from hatchery.core.plan import apply_plan
-from hatchery.inventory.model import DOCKER, Inventory
+from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
 from hatchery.provision.credentials import plan_auth, user_secret
-from hatchery.provision.operations import agent_conf
+from hatchery.provision.operations import agent_conf, auth_files, broker_conf, hatch_plan
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import bootstrap_images, engine
 
@@ -35,8 +41,80 @@ def hatch_changes(inv: Inventory, agent, auth=None) -> list:
     return for_runtime(DOCKER).agent_plan(inv, agent, agent_config=agent_conf(inv, agent, auth),
                                           secret_files=auth.agent_files(agent.name))
 
+
+ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
+MOSQUITTO_IMAGE = "hatchery/mosquitto:2.0.11"
 TIMINGS: dict = {}      # "bootstrap images (s)", for the modules that print figures
+
+
+def docker_inventory(root: Path, prefix: str, agents=(), state_dir: Path | None = None) -> Inventory:
+    """A fleet on the local engine whose broker container and network are named by ``prefix``
+    (which also makes them this run's), on a free port, its state under ``root``."""
+    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image=MOSQUITTO_IMAGE,
+                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
+    return Inventory(path=root / "fleet_inventory.yaml", broker=broker,
+                     state_dir=state_dir or root / ".hatchery", agents={a.name: a for a in agents})
+
+
+def write_for_cli(inv: Inventory, extra: str = "") -> None:
+    """``inv`` as YAML at ``inv.path`` for the real CLI: its broker, and each agent's name and
+    heartbeat interval (what these fleets set); ``extra``, more top-level sections."""
+    b = inv.broker
+    inv.path.write_text(
+        "fleet:\n  manager: zephyr\n  state_dir: .hatchery\n"
+        f"broker:\n  runtime: docker\n  port: {b.port}\n  image: {b.image}\n"
+        f"  network: {b.network}\n  container: {b.container}\n"
+        f"  container_prefix: {b.container_prefix}\n{extra}agents:\n" +
+        "".join(f"  {a.name}:\n    runtime: docker\n    heartbeat_interval: {a.heartbeat_interval:g}\n"
+                for a in inv.agents.values()))
+
+
+def deploy_broker(inv: Inventory):
+    """What broker.deploy does: the credentials, then the broker container, then wait until it
+    accepts the manager. Returns the credentials' plan (``hatch_changes`` takes it)."""
+    auth = plan_auth(inv)
+    assert apply_plan("credentials", [auth.change()]).ok
+    assert apply_plan("broker.deploy", for_runtime(DOCKER).broker_plan(
+        inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))).ok
+    wait_mqtt(inv)
+    return auth
+
+
+def hatched_fleet(root: Path, prefix: str, agents, cli_extra: str = ""):
+    """Yields the inventory of ``agents`` hatched as containers on a deployed broker, written
+    at inv.path for the CLI (``cli_extra``: see write_for_cli); all of the run removed afterwards."""
+    inv = docker_inventory(root, prefix, agents)
+    write_for_cli(inv, cli_extra)
+    try:
+        auth = deploy_broker(inv)
+        for agent in inv.agents.values():
+            assert apply_plan("agent.hatch", hatch_changes(inv, agent, auth)).ok
+        yield inv
+    finally:
+        remove_fleet(inv)
+
+
+def cli(inv: Inventory, task: str, *flags, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real CLI, ``invoke <task> --inventory <inv.path> <flags>``, without colour."""
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), task,
+            "--inventory", str(inv.path), *flags]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "NO_COLOR": "1"})
+
+
+def one_sleeping_agent(root: Path, prefix: str):
+    """Yields (inventory, agent): a deployed broker and one hatched agent container whose
+    main command sleeps (version 1.0); everything of the run removed afterwards."""
+    (root / "fleet_inventory.yaml").write_text("fleet:\n  manager: zephyr\n")
+    agent = AgentSpec(f"{prefix}a", runtime=DOCKER, version_command="echo 1.0", main_command="sleep infinity")
+    inv = docker_inventory(root, prefix, [agent])
+    try:
+        deploy_broker(inv)
+        assert apply_plan("hatch", hatch_plan(inv, [agent])).ok
+        yield inv, agent
+    finally:
+        remove_fleet(inv)
 
 
 @pytest.fixture(scope="module")

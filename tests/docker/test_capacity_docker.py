@@ -4,62 +4,29 @@ by the engine's stats and `docker info`; the stats parser on captured answers.""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from dockerhelpers import client, hatch_changes, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
+from dockerhelpers import cli, client, hatched_fleet  # noqa: F401 (fixture)
 
 from hatchery.core import procfs
-from hatchery.core.plan import apply_plan
-from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files, broker_conf
-from hatchery.runtime import for_runtime
+from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 from hatchery.runtime.docker import container_usage
-
-ROOT = Path(__file__).resolve().parents[2]
-rt = for_runtime(DOCKER)
 
 
 @pytest.fixture(scope="module")
 def fleet(client, tmp_path_factory):
     prefix = f"hcap-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("capdocker")
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
-    agents = {n: AgentSpec(n, runtime=DOCKER, heartbeat_interval=5.0) for n in (f"{prefix}a", f"{prefix}b")}
-    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker, state_dir=root / ".hatchery",
-                    agents=agents)
-    inv.path.write_text(
-        "fleet:\n  manager: zephyr\n  state_dir: .hatchery\n"
-        f"broker:\n  runtime: docker\n  port: {broker.port}\n  image: {broker.image}\n"
-        f"  network: {broker.network}\n  container: {broker.container}\n"
-        f"  container_prefix: {prefix}\ncapacity:\n  headroom: 0%\nagents:\n" +
-        "".join(f"  {n}:\n    runtime: docker\n    heartbeat_interval: 5\n" for n in agents))
-    try:
-        auth = plan_auth(inv)
-        assert apply_plan("credentials", [auth.change()]).ok
-        assert apply_plan("broker.deploy", rt.broker_plan(
-            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))).ok
-        wait_mqtt(inv)
-        for agent in agents.values():
-            assert apply_plan("agent.hatch", hatch_changes(inv, agent, auth)).ok
-        yield inv
-    finally:
-        remove_fleet(inv)
+    agents = [AgentSpec(n, runtime=DOCKER, heartbeat_interval=5.0) for n in (f"{prefix}a", f"{prefix}b")]
+    yield from hatched_fleet(root, prefix, agents, cli_extra="capacity:\n  headroom: 0%\n")
 
 
 def _capacity(inv: Inventory, *flags) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "fleet.capacity",
-            "--inventory", str(inv.path), *flags]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NO_COLOR": "1"})
+    return cli(inv, "fleet.capacity", *flags, timeout=120)
 
 
 @pytest.mark.docker

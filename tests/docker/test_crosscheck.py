@@ -11,23 +11,19 @@ is exactly what it forges.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from conftest import free_port
-from dockerhelpers import client, hatch_changes, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
+from dockerhelpers import cli, client, hatch_changes, hatched_fleet  # noqa: F401 (fixture)
 
 from agent_kit import contract, messages
 from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
-from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 from hatchery.observe import crosscheck
 from hatchery.core.intent import Intent
 from hatchery.observe.crosscheck import (
@@ -40,13 +36,11 @@ from hatchery.observe.fleetstate import AgentFacts, Judgement
 from hatchery.observe.health import OFFLINE, ONLINE, STALE, STOPPED, bus_health
 from hatchery.runtime.base import AgentState
 from hatchery.observe.verify import verify
-from hatchery.provision.credentials import plan_auth, user_secret
-from hatchery.provision.operations import auth_files, broker_conf
+from hatchery.provision.credentials import user_secret
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import state_of
 
 rt = for_runtime(DOCKER)
-ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 19, 21, 0, tzinfo=timezone.utc)
 # `docker inspect` State and RestartCount, captured from Docker's engine on this host
 CAPTURED = {
@@ -152,40 +146,11 @@ def test_a_runtime_that_cannot_be_asked_is_no_disagreement():
 def fleet(client, tmp_path_factory):
     prefix = f"hxc-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("crosscheck")
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker",
-                        container_prefix=prefix)
-    agent = AgentSpec(f"{prefix}a", runtime=DOCKER, heartbeat_interval=5.0)
-    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker,
-                    state_dir=root / ".hatchery", agents={agent.name: agent})
-    _write_inventory(inv)   # the same fleet, for the CLI
-    try:
-        auth = plan_auth(inv)
-        assert apply_plan("credentials", [auth.change()]).ok
-        assert apply_plan("broker.deploy", rt.broker_plan(
-            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))).ok
-        wait_mqtt(inv)
-        assert apply_plan("agent.hatch", hatch_changes(inv, agent)).ok
-        yield inv
-    finally:
-        remove_fleet(inv)
-
-
-def _write_inventory(inv: Inventory) -> None:
-    b, agent = inv.broker, _agent(inv)
-    inv.path.write_text(
-        "fleet:\n  manager: zephyr\n  state_dir: .hatchery\n"
-        f"broker:\n  runtime: docker\n  port: {b.port}\n  image: {b.image}\n"
-        f"  network: {b.network}\n  container: {b.container}\n"
-        f"  container_prefix: {b.container_prefix}\n"
-        f"agents:\n  {agent.name}:\n    runtime: docker\n    heartbeat_interval: 5\n")
+    yield from hatched_fleet(root, prefix, [AgentSpec(f"{prefix}a", runtime=DOCKER, heartbeat_interval=5.0)])
 
 
 def _bus_health_cli(inv: Inventory, *flags) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "fleet.bus-health",
-            "--inventory", str(inv.path), *flags]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "NO_COLOR": "1"})
+    return cli(inv, "fleet.bus-health", *flags, timeout=60)
 
 
 def _agent(inv: Inventory) -> AgentSpec:

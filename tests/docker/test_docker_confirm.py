@@ -8,21 +8,18 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import replace
 
 import pytest
-from conftest import free_port
-from dockerhelpers import LOOPBACK, client, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
+from conftest import wait_for
+from dockerhelpers import LOOPBACK, client, one_sleeping_agent  # noqa: F401 (fixture)
 
 from agent_kit import bus as kit_bus
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
-from hatchery.core.plan import apply_plan
-from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.inventory.model import DOCKER, Inventory
 from hatchery.operate import heal
 from hatchery.operate.confirm import ALIVE, confirm
-from hatchery.provision.credentials import plan_auth, user_secret
-from hatchery.provision.operations import auth_files, broker_conf, hatch_plan
+from hatchery.provision.credentials import user_secret
 from hatchery.runtime import for_runtime
 
 pytestmark = pytest.mark.docker
@@ -31,32 +28,7 @@ rt = for_runtime(DOCKER)
 
 @pytest.fixture(scope="module")
 def fleet(client, tmp_path_factory):  # noqa: F811 (fixture)
-    prefix = f"htc-{secrets.token_hex(3)}-"
-    root = tmp_path_factory.mktemp("confirm")
-    (root / "fleet_inventory.yaml").write_text("fleet:\n  manager: zephyr\n")
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
-    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker, state_dir=root / ".hatchery")
-    agent = AgentSpec(f"{prefix}a", runtime=DOCKER, version_command="echo 1.0", main_command="sleep infinity")
-    inv = replace(inv, agents={agent.name: agent})
-    try:
-        auth = plan_auth(inv)
-        assert apply_plan("deploy", [auth.change(), *rt.broker_plan(
-            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))]).ok
-        wait_mqtt(inv)
-        assert apply_plan("hatch", hatch_plan(inv, [agent])).ok
-        yield inv, agent
-    finally:
-        remove_fleet(inv)
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+    yield from one_sleeping_agent(tmp_path_factory.mktemp("confirm"), f"htc-{secrets.token_hex(3)}-")
 
 
 def _forge_offline(inv: Inventory, name: str) -> None:
@@ -69,7 +41,8 @@ def _forge_offline(inv: Inventory, name: str) -> None:
 def test_a_forged_offline_for_a_running_container_is_a_mismatch_not_a_restart(fleet):
     inv, agent = fleet
     with bus_for(inv) as bus:
-        assert _wait(lambda: confirm(inv, bus, [agent.name], hung_after=1.0)[agent.name].finding == ALIVE, 60)
+        assert wait_for(lambda: confirm(inv, bus, [agent.name], hung_after=1.0)[agent.name].finding == ALIVE,
+                        60, step=0.1)
         state = rt.agent_state(inv, agent)
         assert state.instance and confirm(inv, bus, [agent.name], hung_after=2.0)[agent.name].instance \
             == state.instance
@@ -81,7 +54,7 @@ def test_a_forged_offline_for_a_running_container_is_a_mismatch_not_a_restart(fl
             try:
                 time.sleep(1.0)
                 _forge_offline(inv, agent.name)
-                assert _wait(lambda: any(a["code"] == "telemetry-mismatch" for a in alerts), 15)
+                assert wait_for(lambda: any(a["code"] == "telemetry-mismatch" for a in alerts), 15, step=0.1)
                 time.sleep(2.0)
             finally:
                 stop.set()

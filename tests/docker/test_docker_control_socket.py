@@ -13,23 +13,20 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
+from dockerhelpers import client, docker_inventory, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
 
 from hatchery.bus.connection import bus_for, control_target
 from hatchery.configs import broker as broker_conf
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-from hatchery.provision import credentials as cr
 from hatchery.provision.operations import deploy_plan
 from hatchery.runtime import for_runtime
-from tests.security.secbroker import Probe
+from tests.security.secbroker import flood, tcp_login
 
 pytestmark = pytest.mark.docker
 LIMIT = 40
@@ -40,29 +37,13 @@ def fleet(client, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
     monkeypatch.setattr(broker_conf, "PUBLIC_MAX_CONNECTIONS", LIMIT)
     monkeypatch.setattr(broker_conf, "AGENT_MARGIN", 0)
     prefix = f"hty-{secrets.token_hex(3)}-"
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
     state = tmp_path / ("s" + "x" * 60)            # the socket's path in it: well past 107 bytes
-    inv = Inventory(path=tmp_path / "fleet_inventory.yaml", broker=broker, state_dir=state,
-                    agents={"alpha": AgentSpec("alpha", runtime=DOCKER)})
+    inv = docker_inventory(tmp_path, prefix, [AgentSpec("alpha", runtime=DOCKER)], state_dir=state)
     assert apply_plan("deploy", deploy_plan(inv)).ok
     wait_mqtt(inv)
     yield inv
     remove_fleet(inv)
     shutil.rmtree(Path(broker_conf.control_socket(inv)).parent, ignore_errors=True)
-
-
-def _tcp_login(inv, user: str) -> bool:
-    class Addr:
-        host, port = "127.0.0.1", inv.broker.port
-    probe = Probe(Addr, user, cr.stored_secret(inv, user))
-    try:
-        return not probe.connect(timeout=2).is_failure
-    except (TimeoutError, OSError):
-        return False
-    finally:
-        probe.client.loop_stop()
-        probe.client.disconnect()
 
 
 def test_the_manager_gets_in_through_the_mounted_socket_during_a_flood(fleet):
@@ -72,12 +53,10 @@ def test_the_manager_gets_in_through_the_mounted_socket_during_a_flood(fleet):
     while control_target(fleet) != path:               # the broker makes it as it starts
         assert time.monotonic() < deadline, "no control socket on the host"
         time.sleep(0.1)
-    assert _tcp_login(fleet, "alpha")
-    socks = [socket.create_connection(("127.0.0.1", fleet.broker.port), timeout=2)
-             for _ in range(LIMIT + 60)]
+    assert tcp_login(fleet, "alpha")
+    socks = flood(fleet.broker.port, LIMIT + 60, settle=0.5)
     try:
-        time.sleep(0.5)
-        assert not _tcp_login(fleet, "alpha"), "the flood did not fill the published port"
+        assert not tcp_login(fleet, "alpha"), "the flood did not fill the published port"
         for role in (None, "monitor"):
             with bus_for(fleet, role=role, connect_timeout=3) as bus:     # raises if refused
                 assert bus.unix_socket == path

@@ -13,16 +13,13 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import free_port
-from dockerhelpers import client, remove_fleet, wait_mqtt  # noqa: F401 (fixture)
+from conftest import wait_for
+from dockerhelpers import client, one_sleeping_agent  # noqa: F401 (fixture)
 
 from hatchery.bus.commands import run_command
 from hatchery.bus.connection import bus_for
-from hatchery.core.plan import apply_plan
-from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.inventory.model import DOCKER, Inventory
 from hatchery.operate import heal, rollout
-from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files, broker_conf, hatch_plan
 from hatchery.runtime import for_runtime
 
 pytestmark = pytest.mark.docker
@@ -35,23 +32,7 @@ KILL_HANDLER = ["sh", "-c", "for p in /proc/[0-9]*; do grep -q 'agent_kit[.]hand
 
 @pytest.fixture(scope="module")
 def fleet(client, tmp_path_factory):  # noqa: F811 (fixture)
-    prefix = f"hty-{secrets.token_hex(3)}-"
-    root = tmp_path_factory.mktemp("heal")
-    (root / "fleet_inventory.yaml").write_text("fleet:\n  manager: zephyr\n")
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
-    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker, state_dir=root / ".hatchery")
-    agent = AgentSpec(f"{prefix}a", runtime=DOCKER, version_command="echo 1.0", main_command="sleep infinity")
-    inv = replace(inv, agents={agent.name: agent})
-    try:
-        auth = plan_auth(inv)
-        assert apply_plan("deploy", [auth.change(), *rt.broker_plan(
-            inv, conf_text=broker_conf(inv), auth_files=auth_files(auth))]).ok
-        wait_mqtt(inv)
-        assert apply_plan("hatch", hatch_plan(inv, [agent])).ok
-        yield inv, agent
-    finally:
-        remove_fleet(inv)
+    yield from one_sleeping_agent(tmp_path_factory.mktemp("heal"), f"hty-{secrets.token_hex(3)}-")
 
 
 def _answers(inv: Inventory, name: str) -> bool:
@@ -60,7 +41,7 @@ def _answers(inv: Inventory, name: str) -> bool:
 
 def test_killed_container_handler_answers_again_within_five_seconds(fleet):
     inv, agent = fleet
-    assert _wait(lambda: _answers(inv, agent.name), 60)
+    assert wait_for(lambda: _answers(inv, agent.name), 60, step=0.1)
     stop = threading.Event()
     with bus_for(inv) as bus:
         supervisor = threading.Thread(target=heal.watch, args=(inv, bus, heal.Policy()),
@@ -72,7 +53,7 @@ def test_killed_container_handler_answers_again_within_five_seconds(fleet):
             code, _ = rt.exec_in_agent(inv, agent, KILL_HANDLER, 10)
             killed = time.monotonic()
             assert code == 0
-            assert _wait(lambda: _answers(inv, agent.name), 5.0)
+            assert wait_for(lambda: _answers(inv, agent.name), 5.0, step=0.1)
             assert time.monotonic() - killed < 5.0
             assert rt.agent_provenance(inv, agent).started != started    # a new handler answered
         finally:
@@ -91,14 +72,6 @@ def test_failed_rollout_puts_the_container_back_on_its_previous_image_and_config
     after = rt.agent_provenance(inv, agent)
     assert (after.image, after.config) == (before.image, before.config)
     assert after.instance != before.instance        # a new container: a new instance
-    assert _wait(lambda: run_command(inv, "version-report", names=[agent.name], timeout=2.0)
-                 .replies[0].result.get("version") == "1.0", 30)
+    assert wait_for(lambda: run_command(inv, "version-report", names=[agent.name], timeout=2.0)
+                    .replies[0].result.get("version") == "1.0", 30, step=0.1)
 
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()

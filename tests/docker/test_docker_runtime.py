@@ -20,6 +20,7 @@ from conftest import free_port
 from dockerhelpers import (
     TIMINGS,
     client,  # noqa: F401 (fixture)
+    docker_inventory,
     hatch_changes,
     publish,
     remove_fleet,
@@ -32,7 +33,7 @@ from agent_kit import contract
 from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
 from hatchery.errors import RuntimeFailure
-from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
+from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 from hatchery.provision.credentials import plan_auth
 from hatchery.provision.operations import auth_files, broker_conf
 from hatchery.runtime import for_runtime
@@ -52,9 +53,7 @@ MEASURED: dict = {}     # figures printed at the end (pytest -s) for the report
 def fleet(client, tmp_path_factory):
     prefix = f"hty-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("fleet")
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
-    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker, state_dir=root / ".hatchery")
+    inv = docker_inventory(root, prefix)
     inv = replace(inv, agents={a.name: a for a in _agents(inv) + [_third(inv)]})
     assert apply_plan("credentials", [plan_auth(inv).change()]).ok   # what broker.deploy does first
     yield inv

@@ -19,23 +19,20 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import free_port
 from dockerhelpers import (  # noqa: F401
     TIMINGS,
     client,
+    deploy_broker,
+    docker_inventory,
     hatch_changes,
     manager_session,
     remove_fleet,
-    wait_mqtt,
 )
 
 from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
 from hatchery.errors import UsageError
-from hatchery.inventory.model import DOCKER, AgentSpec, BrokerSpec, Inventory
-from hatchery.provision.credentials import plan_auth
-from hatchery.provision.operations import auth_files, broker_conf
-from hatchery.runtime import for_runtime
+from hatchery.inventory.model import DOCKER, AgentSpec, Inventory
 from hatchery.runtime.docker import (
     agent_container,
     bootstrap_images,
@@ -44,7 +41,6 @@ from hatchery.runtime.docker import (
 )
 
 pytestmark = pytest.mark.docker
-rt = for_runtime(DOCKER)
 MEASURED: dict = {}
 NO_PYTHON = "hatchery/base:bookworm"
 NODE = "hatchery/node-demo:bookworm"
@@ -57,15 +53,9 @@ def fleet(client, tmp_path_factory):
     TIMINGS["bootstrap node-demo (s)"] = round(time.monotonic() - started, 1)
     prefix = f"hty-{secrets.token_hex(3)}-"
     root = tmp_path_factory.mktemp("anyimage")
-    broker = BrokerSpec(runtime=DOCKER, port=free_port(), image="hatchery/mosquitto:2.0.11",
-                        network=f"{prefix}net", container=f"{prefix}broker", container_prefix=prefix)
-    inv = Inventory(path=root / "fleet_inventory.yaml", broker=broker, state_dir=root / ".hatchery")
+    inv = docker_inventory(root, prefix)
     inv = replace(inv, agents={a.name: a for a in _agents(inv)})
-    assert apply_plan("credentials", [plan_auth(inv).change()]).ok
-    auth = plan_auth(inv)
-    conf = broker_conf(inv)
-    assert apply_plan("broker.deploy", rt.broker_plan(inv, conf_text=conf, auth_files=auth_files(auth))).ok
-    wait_mqtt(inv)
+    deploy_broker(inv)
     yield inv
     remove_fleet(inv)
     for line in (f"{k}: {v}" for k, v in {**TIMINGS, **MEASURED}.items()):

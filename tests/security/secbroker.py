@@ -1,4 +1,5 @@
-"""A real Mosquitto with our own full config (no anonymous), and a small paho probe.
+"""A real Mosquitto with our own full config (no anonymous), a small paho probe, and the
+hostile neighbour's idle-socket flood.
 
 tests/conftest.py's broker allows anonymous clients; the security tests need
 the whole config to be theirs, so they write it here and run /usr/sbin/mosquitto
@@ -24,6 +25,7 @@ from typing import Optional
 import paho.mqtt.client as mqtt
 
 from hatchery.core.ports import free_port
+from hatchery.provision.credentials import stored_secret
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -167,3 +169,23 @@ class Probe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def tcp_login(inv, user: str) -> bool:
+    """Can ``user`` (raw paho, TCP to 127.0.0.1, its stored secret) log in to ``inv``'s broker now?"""
+    probe = Probe(inv.broker, user, stored_secret(inv, user), host="127.0.0.1")
+    try:
+        return not probe.connect(timeout=2).is_failure
+    except (TimeoutError, OSError):
+        return False
+    finally:
+        probe.client.loop_stop()
+        probe.client.disconnect()
+
+
+def flood(port: int, count: int, settle: float = 0.3) -> list:
+    """``count`` idle TCP connections to 127.0.0.1:``port`` that never send CONNECT (the hostile
+    neighbour), after ``settle`` seconds: the broker accepts (and refuses) them in its own time."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(count)]
+    time.sleep(settle)
+    return socks

@@ -12,43 +12,24 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from agent_kit import contract
 from hatchery.bus.connection import connection_for
-from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
-from hatchery.inventory.load import load_inventory
 from hatchery.observe import capacity, resources
 from hatchery.observe.capacitywatch import CapacityWatch
-from hatchery.provision.credentials import stored_secret
-from hatchery.provision.operations import deploy_plan, stop_broker_plan
+from tests.security.hostilefleet import agent_client, deployed_fleet
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    work = tmp_path_factory.mktemp("capacity")
-    path = work / "fleet_inventory.yaml"
-    path.write_text("\n".join([
-        "fleet:", "  manager: zephyr", f"  state_dir: {work / 'state'}",
-        "broker:", "  runtime: local", "  host: 127.0.0.1", "  bind: 127.0.0.1",
-        f"  port: {free_port()}", "agents:", "  alpha: {heartbeat_interval: 600}"]) + "\n")
-    inv = load_inventory(path)
-    assert apply_plan("up", deploy_plan(inv)).ok
-    yield inv
-    apply_plan("down", stop_broker_plan(inv))
+    yield from deployed_fleet(tmp_path_factory.mktemp("capacity"), agents=("alpha",), interval=600)
 
 
 def _forge(inv, payload: bytes) -> None:
     """Publish ``payload`` raw, retained, on alpha's heartbeat topic, with alpha's password."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"raw-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
-    client.username_pw_set("alpha", stored_secret(inv, "alpha"))
-    client.connect(inv.broker.host, inv.broker.port, keepalive=30)
-    client.loop_start()
+    client = agent_client(inv, "alpha")
     try:
         client.publish(contract.topic("alpha", "heartbeat"), payload, qos=1,
                        retain=True).wait_for_publish(5)

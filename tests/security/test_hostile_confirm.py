@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -30,29 +29,13 @@ import pytest
 from hatchery.bus.commands import run_command
 from hatchery.bus.connection import connection_for
 from hatchery.core.paths import state_paths
-from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
-from hatchery.inventory.load import load_inventory
 from hatchery.operate.confirm import ALIVE, UNASKED, confirm
-from hatchery.provision.operations import deploy_plan, hatch_plan, stop_broker_plan, stop_plan
+from tests.security.hostilefleet import deployed_fleet
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    work = tmp_path_factory.mktemp("confirm")
-    path = work / "fleet_inventory.yaml"
-    path.write_text("\n".join(["fleet:", "  manager: zephyr", f"  state_dir: {work / 'state'}",
-                               "broker:", "  runtime: local", "  host: 127.0.0.1",
-                               "  bind: 127.0.0.1", f"  port: {free_port()}", "agents:",
-                               "  alpha:", "    heartbeat_interval: 600"]) + "\n")
-    inv = load_inventory(path)
-    assert apply_plan("up", deploy_plan(inv)).ok
-    assert apply_plan("up", hatch_plan(inv, list(inv.agents.values()))).ok
-    deadline = time.monotonic() + 15
-    while run_command(inv, "health-check", names=["alpha"], timeout=2).replies[0].state != "answered":
-        assert time.monotonic() < deadline, "alpha never answered"
-    yield inv
-    apply_plan("down", stop_plan(inv, list(inv.agents.values())) + stop_broker_plan(inv))
+    yield from deployed_fleet(tmp_path_factory.mktemp("confirm"), agents=("alpha",), interval=600, hatch=True)
 
 
 def _confirm_while_broker_paused(inv, holding: tuple = ()):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -25,9 +24,8 @@ from hatchery.bus.connection import bus_for
 from hatchery.configs import broker as broker_conf
 from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port, wait_until
+from hatchery.core.ports import wait_until
 from hatchery.core.process import read_pid
-from hatchery.inventory.load import load_inventory
 from hatchery.core.intent import Intent
 from hatchery.observe import fleetstate, health
 from hatchery.observe.fleetstate import AgentFacts, FleetState, judge
@@ -39,25 +37,13 @@ from hatchery.provision.operations import (
     stop_broker_plan,
     stop_plan,
 )
+from tests.security.hostilefleet import deployed_fleet
 from tests.security.secbroker import Probe
-
-
-def _inventory(directory: Path) -> Path:
-    path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
-                               "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {free_port()}",
-                               "agents:", "  alpha:", "    heartbeat_interval: 30",
-                               "  beta:", "    heartbeat_interval: 30"]) + "\n")
-    return path
 
 
 @pytest.fixture
 def fleet(tmp_path):
-    inv = load_inventory(_inventory(tmp_path))
-    assert apply_plan("deploy", deploy_plan(inv)).ok
-    yield inv
-    apply_plan("stop agents", stop_plan(inv, list(inv.agents.values())))
-    apply_plan("stop", stop_broker_plan(inv))
+    yield from deployed_fleet(tmp_path, interval=30)
 
 
 def _verdicts(inv) -> dict:

@@ -30,7 +30,7 @@ BETA = "beta0instance01"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    yield from deployed_fleet(tmp_path_factory, "fleetstate", interval=30)
+    yield from deployed_fleet(tmp_path_factory.mktemp("fleetstate"), interval=30)
 
 
 def _raw(client: mqtt.Client, topic: str, body: dict, retain: bool = True) -> None:

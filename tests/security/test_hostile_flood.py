@@ -11,7 +11,6 @@ signed health-check sent in the middle of it must be answered.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -21,32 +20,16 @@ from agent_kit import contract
 from hatchery.bus.commands import run_command
 from hatchery.configs import broker as broker_conf
 from hatchery.core.paths import StatePaths
-from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
-from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
-from hatchery.provision.operations import (
-    broker_conf as rendered_conf,
-    deploy_plan,
-    hatch_plan,
-    stop_broker_plan,
-    stop_plan,
-)
+from hatchery.provision.operations import broker_conf as rendered_conf
+from tests.security.hostilefleet import deployed_fleet
 
 FLOOD = 10_000
 
 
 @pytest.fixture
 def fleet(tmp_path):
-    path = tmp_path / "fleet_inventory.yaml"
-    path.write_text("\n".join(["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
-                               "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {free_port()}",
-                               "agents:", "  alpha:", "    heartbeat_interval: 600"]) + "\n")
-    inv = load_inventory(path)
-    assert apply_plan("up", deploy_plan(inv)).ok   # hatch plans only against a running broker
-    assert apply_plan("up", hatch_plan(inv, list(inv.agents.values()))).ok
-    yield inv
-    apply_plan("down", stop_plan(inv, list(inv.agents.values())) + stop_broker_plan(inv))
+    yield from deployed_fleet(tmp_path, agents=("alpha",), interval=600, hatch=True)
 
 
 def test_the_rendered_config_queues_a_burst(fleet):

@@ -25,7 +25,7 @@ from tests.security.hostilefleet import agent_client, deployed_fleet
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    yield from deployed_fleet(tmp_path_factory, "history", interval=600)
+    yield from deployed_fleet(tmp_path_factory.mktemp("history"), interval=600)
 
 
 def _send(client: mqtt.Client, topic: str, message: dict, retain: bool = False) -> None:

@@ -26,38 +26,25 @@ from hatchery.bus.connection import bus_for, control_target
 from hatchery.configs import broker as broker_conf
 from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
 from hatchery.core.process import read_pid
 from hatchery.inventory.load import load_inventory
-from hatchery.provision import credentials as cr
 from hatchery.provision.operations import broker_conf as rendered_conf
 from hatchery.provision.operations import deploy_plan, stop_broker_plan
-from tests.security.secbroker import Probe
+from tests.security.hostilefleet import deployed_fleet, local_inventory
+from tests.security.secbroker import flood, tcp_login
 
 LIMIT = 40
-
-
-def _inventory(directory: Path, port: int, tls: bool = False, state_dir: str = ".hatchery") -> Path:
-    path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(["fleet:", "  manager: zephyr", f"  state_dir: {state_dir}",
-                               "broker:", "  runtime: local",
-                               "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {port}",
-                               "agents:", "  alpha: {}", "  beta: {}"]) + "\n")
-    return path
 
 
 @pytest.fixture
 def fleet(tmp_path, monkeypatch):
     monkeypatch.setattr(broker_conf, "PUBLIC_MAX_CONNECTIONS", LIMIT)
     monkeypatch.setattr(broker_conf, "AGENT_MARGIN", 0)
-    inv = load_inventory(_inventory(tmp_path, free_port()))
-    assert apply_plan("deploy", deploy_plan(inv)).ok
-    yield inv
-    apply_plan("stop", stop_broker_plan(inv))
+    yield from deployed_fleet(tmp_path)
 
 
 def test_every_listener_has_a_connection_limit(tmp_path):
-    inv = load_inventory(_inventory(tmp_path, free_port()))
+    inv = load_inventory(local_inventory(tmp_path))
     conf = rendered_conf(inv)
     lines = conf.splitlines()
     listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
@@ -71,35 +58,11 @@ def test_every_listener_has_a_connection_limit(tmp_path):
 
 
 def test_a_big_fleet_gets_room_for_every_agent_twice(tmp_path):
-    inv = load_inventory(_inventory(tmp_path, free_port()))
+    inv = load_inventory(local_inventory(tmp_path))
     many = {f"a{i}": spec for i, spec in enumerate([inv.agents["alpha"]] * 1000)}
     inv.agents.clear()
     inv.agents.update(many)
     assert broker_conf.public_max_connections(inv) >= 2000
-
-
-def _flood(port: int, count: int) -> list:
-    """Idle TCP connections that never send CONNECT (the hostile neighbour)."""
-    socks = []
-    for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=2)
-        socks.append(sock)
-    time.sleep(0.3)     # the broker accepts (and refuses) them in its own time
-    return socks
-
-
-def _tcp_login(inv, user: str) -> bool:
-    """Can ``user`` (raw paho, TCP) log in right now?"""
-    class Addr:
-        host, port = "127.0.0.1", inv.broker.port
-    probe = Probe(Addr, user, cr.stored_secret(inv, user))
-    try:
-        return not probe.connect(timeout=2).is_failure
-    except (TimeoutError, OSError):
-        return False
-    finally:
-        probe.client.loop_stop()
-        probe.client.disconnect()
 
 
 def _open_fds(inv) -> int:
@@ -109,10 +72,10 @@ def _open_fds(inv) -> int:
 
 def test_an_idle_socket_flood_cannot_lock_the_manager_out(fleet):
     assert control_target(fleet) == broker_conf.control_socket(fleet)
-    assert _tcp_login(fleet, "alpha")
-    socks = _flood(fleet.broker.port, LIMIT + 60)
+    assert tcp_login(fleet, "alpha")
+    socks = flood(fleet.broker.port, LIMIT + 60)
     try:
-        assert not _tcp_login(fleet, "alpha"), "the flood did not reach the public limit"
+        assert not tcp_login(fleet, "alpha"), "the flood did not reach the public limit"
         assert _open_fds(fleet) < LIMIT + broker_conf.CONTROL_MAX_CONNECTIONS + 32
         for role in (None, "monitor", "exporter", "recorder"):
             with bus_for(fleet, role=role, connect_timeout=3) as bus:    # raises if refused
@@ -123,7 +86,7 @@ def test_an_idle_socket_flood_cannot_lock_the_manager_out(fleet):
         for sock in socks:
             sock.close()
     deadline = time.monotonic() + 5
-    while not _tcp_login(fleet, "alpha"):       # the flood gone, agents get back in
+    while not tcp_login(fleet, "alpha"):       # the flood gone, agents get back in
         assert time.monotonic() < deadline, "the public listener did not recover"
         time.sleep(0.1)
 
@@ -169,7 +132,7 @@ def long_fleet(tmp_path, monkeypatch):
     monkeypatch.setattr(broker_conf, "AGENT_MARGIN", 0)
     tail = len(str(tmp_path)) + len("/s/broker/control/control.sock")
     state_dir = "s" + "x" * (SOCKET_PATH_BYTES - tail)
-    inv = load_inventory(_inventory(tmp_path, free_port(), state_dir=state_dir))
+    inv = load_inventory(local_inventory(tmp_path, state_dir=state_dir))
     in_state = Path(StatePaths(inv.state_dir).broker_control_dir) / "control.sock"
     assert len(str(in_state).encode()) == SOCKET_PATH_BYTES
     assert apply_plan("deploy", deploy_plan(inv)).ok
@@ -186,9 +149,9 @@ def test_a_long_state_dir_keeps_its_control_listener_and_the_manager_gets_in(lon
     for private in (directory, directory.parent):
         assert private.stat().st_uid == os.geteuid() and private.stat().st_mode & 0o077 == 0
     assert control_target(long_fleet) == path
-    socks = _flood(long_fleet.broker.port, LIMIT + 60)
+    socks = flood(long_fleet.broker.port, LIMIT + 60)
     try:
-        assert not _tcp_login(long_fleet, "alpha"), "the flood did not reach the public limit"
+        assert not tcp_login(long_fleet, "alpha"), "the flood did not reach the public limit"
         for role in (None, "monitor"):
             with bus_for(long_fleet, role=role, connect_timeout=3) as bus:   # raises if refused
                 assert bus.unix_socket == path

@@ -28,37 +28,26 @@ from agent_kit.bus import BusError
 from hatchery.configs import broker as broker_conf
 from hatchery.core.paths import StatePaths
 from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
 from hatchery.core.process import read_pid
 from hatchery.core.state import forget_socket_dir, ready_socket_dir
 from hatchery.inventory.load import load_inventory
 from hatchery.provision import credentials as cr
 from hatchery.provision import operations
-from hatchery.provision.operations import deploy_plan, stop_broker_plan
+from hatchery.provision.operations import stop_broker_plan
 from hatchery.security import acl
 from hatchery.security import passwords as pw
 from tests.conftest import wait_for
 from tests.security import rawmqtt as raw
+from tests.security.hostilefleet import deployed_fleet, local_inventory
 from tests.security.secbroker import start_secure_broker
 
 PAYLOAD = 60 * 1024
 AGENT = "alpha"
 
 
-def _inventory(directory: Path) -> Path:
-    path = directory / "fleet_inventory.yaml"
-    path.write_text("\n".join(["fleet:", "  manager: zephyr", "broker:", "  runtime: local",
-                               "  host: 127.0.0.1", "  bind: 127.0.0.1", f"  port: {free_port()}",
-                               "agents:", f"  {AGENT}: {{}}"]) + "\n")
-    return path
-
-
 @pytest.fixture
 def fleet(tmp_path):
-    inv = load_inventory(_inventory(tmp_path))
-    assert apply_plan("deploy", deploy_plan(inv)).ok
-    yield inv
-    apply_plan("stop", stop_broker_plan(inv))
+    yield from deployed_fleet(tmp_path, agents=(AGENT,))
 
 
 def _login(inv, client_id: str, user: str = AGENT, **options) -> raw.RawClient:
@@ -94,7 +83,7 @@ def _acks(client: raw.RawClient, kind: int) -> tuple:
 
 
 def test_every_listener_refuses_qos_2_and_sessions_expire(tmp_path):
-    lines = operations.broker_conf(load_inventory(_inventory(tmp_path))).splitlines()
+    lines = operations.broker_conf(load_inventory(local_inventory(tmp_path, (AGENT,)))).splitlines()
     listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
     assert len(listeners) == 2
     for index in listeners:

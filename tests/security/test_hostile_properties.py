@@ -36,12 +36,9 @@ from hatchery.bus.connection import bus_for
 from hatchery.bus.messages import Message
 from hatchery.bus.requests import Pending
 from hatchery.bus.commands import run_command
-from hatchery.core.plan import apply_plan
-from hatchery.core.ports import free_port
-from hatchery.inventory.load import load_inventory
 from hatchery.observe.fleetstate import FleetState, retained_filters
 from hatchery.provision import credentials as cr
-from hatchery.provision.operations import deploy_plan, hatch_plan, stop_broker_plan, stop_plan
+from tests.security.hostilefleet import deployed_fleet
 
 HATCHERY = Path(sys.executable).with_name("hatchery")
 EMAIL, PHONE, AWS = "john.doe@example.com", "+44 20 7946 0958", "AKIAIOSFODNN7EXAMPLE"
@@ -50,20 +47,7 @@ EMAIL, PHONE, AWS = "john.doe@example.com", "+44 20 7946 0958", "AKIAIOSFODNN7EX
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """The product's broker (auth, ACL) and one real handler, alpha, with signed commands."""
-    work = tmp_path_factory.mktemp("props")
-    path = work / "fleet_inventory.yaml"
-    path.write_text("\n".join(["fleet:", "  manager: zephyr", f"  state_dir: {work / 'state'}",
-                               "broker:", "  runtime: local", "  host: 127.0.0.1",
-                               "  bind: 127.0.0.1", f"  port: {free_port()}", "agents:",
-                               "  alpha:", "    heartbeat_interval: 600"]) + "\n")
-    inv = load_inventory(path)
-    assert apply_plan("up", deploy_plan(inv)).ok
-    assert apply_plan("up", hatch_plan(inv, list(inv.agents.values()))).ok
-    deadline = time.monotonic() + 15       # the handler subscribes once it has connected
-    while run_command(inv, "health-check", names=["alpha"], timeout=2).replies[0].state != "answered":
-        assert time.monotonic() < deadline, "alpha never answered"
-    yield inv
-    apply_plan("down", stop_plan(inv, list(inv.agents.values())) + stop_broker_plan(inv))
+    yield from deployed_fleet(tmp_path_factory.mktemp("props"), agents=("alpha",), interval=600, hatch=True)
 
 
 def _raw(inv, user: str) -> tuple:

@@ -29,7 +29,8 @@ BIG_BROKER_PACKETS = 4 * 1024 * 1024      # the operator may raise broker.max_pa
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """broker.deploy's broker (auth, ACL) allowing 4 MiB packets; agents alpha and beta."""
-    yield from deployed_fleet(tmp_path_factory, "wire", interval=600, broker_lines=[f"  max_packet_size: {BIG_BROKER_PACKETS}"])
+    yield from deployed_fleet(tmp_path_factory.mktemp("wire"), interval=600,
+                              broker_lines=[f"  max_packet_size: {BIG_BROKER_PACKETS}"])
 
 
 def _beat(name: str, **extra) -> bytes:
