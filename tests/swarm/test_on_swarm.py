@@ -22,7 +22,7 @@ from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.fleetstate import FleetState, live_filters
-from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
+from hatchery.runtime.docker import bootstrap_images, engine
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hosts"))
 from answering import wait_answering  # noqa: E402
@@ -49,12 +49,8 @@ def hosts():
         started = time.monotonic()
         multi.load_images(AGENT_IMAGE, BROKER_IMAGE)
         FIGURES["images loaded on three nodes, in parallel (s)"] = round(time.monotonic() - started, 1)
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in multi.env().items():
-                patch.setenv(key, value)
-            patch.delenv("SSH_AUTH_SOCK", raising=False)
+        with multi.control_side():
             yield multi
-            forget_connections()
     finally:
         multi.close()
         print(FIGURES)
