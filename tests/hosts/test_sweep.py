@@ -144,3 +144,52 @@ def test_a_marker_cannot_point_the_sweep_at_any_directory(tag, tmp_path):
     started = time.monotonic()
     assert f"{tag}odd" in sweep().removed and time.monotonic() - started < 10
     assert (victim / "file").read_text() == "mine"
+
+
+# A whole MultiHost run (one host: its dockerd, containerd, sshd, a container) killed
+# after start: what the next run's start() sweeps must leave nothing of it behind.
+KILLED_RUN = """
+import json, sys, time
+sys.path.insert(0, {here!r})
+from netns import MultiHost
+multi = MultiHost(count=1).start()
+host = multi.hosts[0]
+multi.load_images({image!r})
+multi.docker(host, "run", "-d", "--network", "none", "--entrypoint", "sleep", {image!r}, "600")
+pid = multi.docker(host, "ps", "-q").stdout.split()[0]
+pid = int(multi.docker(host, "inspect", "-f", "{{{{.State.Pid}}}}", pid).stdout)
+print(json.dumps({{"tag": multi.tag, "root": str(multi.root), "container": pid,
+                  "dockerd": host.dockerd.pid, "sshd": host.sshd.pid}}), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and mounts need root")
+def test_a_killed_multihost_run_is_swept_whole():
+    import json
+
+    from netns import MultiHost
+    script = KILLED_RUN.format(here=str(Path(__file__).parent), image="hatchery/mosquitto:2.0.11")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        line = run.stdout.readline()
+        assert line.startswith("{"), f"the run did not start: {line!r}"
+        made = json.loads(line)
+        run.send_signal(signal.SIGKILL)
+        run.wait(5)
+        ghost = MultiHost(tag=made["tag"], root=Path(made["root"]))   # only to list what is left
+        left = ghost.leftovers()
+        assert any(x.startswith("netns") for x in left) and any(x.startswith("mount") for x in left), left
+        assert all(_alive(made[p]) for p in ("dockerd", "sshd", "container"))
+
+        result = sweep()
+
+        assert {f"{made['tag']}lan", f"{made['tag']}h1"} <= set(result.removed), result
+        assert ghost.leftovers() == []
+        assert not any(_alive(made[p]) for p in ("dockerd", "sshd", "container"))
+    finally:
+        run.kill()
+        run.wait(5)
+        sweep()

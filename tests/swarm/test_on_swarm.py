@@ -337,6 +337,7 @@ def test_fleet_capacity_lists_each_node_with_the_agents_its_tasks_run(hosts, fle
             assert row["cpu_busy"] is not None and row["fits"] is not None, row
         else:
             assert row["mem_available_kb"] is None and "no running agent task" in row["problem"], row
+            assert row["fits"] is None and row["limited_by"] == "unknown", row      # not a guess by CPU
     text = cli(fleet, "fleet.capacity", "--headroom", "0%", "--agents")
     assert text.returncode == 0 and "(node)" in text.stdout, text.stdout + text.stderr
     FIGURES["fleet.capacity text"] = text.stdout
