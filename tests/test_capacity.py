@@ -94,3 +94,46 @@ def test_what_an_agent_only_told_us_is_cut_to_its_host_and_does_not_decide_the_h
     # a host that gives no load of its own has only the agents' word: cut to its size
     blind = plan([HostResources("h", 8 * GB, 6 * GB, 4.0)], [forged], headroom=0.2)
     assert blind.hosts[0].cpu_free == 0.0
+
+
+@pytest.mark.parametrize("total,available", [(8 * GB, None), (None, 6 * GB), (None, None)],
+                         ids=["free unknown", "total unknown", "both unknown"])
+def test_a_host_whose_free_memory_is_unknown_does_not_fit_agents_on_its_cpus_word(total, available):
+    # a swarm node that is down, or an engine whose /proc could not be read, still says its CPUs
+    node = HostResources("n1", total, available, 8.0, kind="node", problem="free memory unknown")
+    known = HostResources("h1", 8 * GB, 6 * GB, 8.0)
+    result = plan([node, known], [usage("a", "h1", 100, 0.1)], headroom=0.2)
+    unknown, fine = result.hosts
+    assert (unknown.fits, unknown.limited_by) == (None, "unknown")
+    assert unknown.as_dict()["fits"] is None and fine.fits == 45
+    assert set(unknown.as_dict()) == set(fine.as_dict())       # the JSON keys do not change
+
+
+def test_a_host_with_unknown_memory_and_no_cpu_to_spare_fits_none():
+    node = HostResources("n1", 8 * GB, None, 2.0, cpu_busy=2.0, kind="node")
+    row = plan([node], [usage("a", "n1", 100, 0.1)], headroom=0.2).hosts[0]
+    assert (row.fits, row.limited_by) == (0, "cpu"), "out of CPU is certain whatever its memory"
+
+
+def test_the_views_say_unknown_for_a_host_whose_free_memory_is_unknown():
+    import json
+
+    from hatchery.core.results import envelope
+    from hatchery.observe.capacitywatch import CapacityWatch
+    from hatchery.observe.resources import CapacityReport, Facts
+
+    hosts = [HostResources("n1", 8 * GB, None, 8.0, kind="node", problem="node down: free memory unknown"),
+             HostResources("h1", 8 * GB, 6 * GB, 8.0)]
+    usages = [usage("a", "h1", 100, 0.1)]
+    result = CapacityReport(plan(hosts, usages, headroom=0.2), Facts(hosts, usages))
+    node_row, host_row = result.rows()
+    assert (node_row["fits"], node_row["limited_by"]) == ("?", "unknown")      # the text table
+    assert node_row["warning"] == "node down: free memory unknown" and host_row["fits"] == 45
+    items = json.loads(json.dumps(envelope("fleet.capacity", result, seconds=0.1)))["items"]
+    assert (items[0]["fits"], items[0]["limited_by"]) == (None, "unknown")  # --json: null
+    watch = CapacityWatch(inv=None)
+    watch.plan, watch.gathered_at = result.plan, 0.0
+    metrics = watch.render().decode()
+    assert 'hatchery_host_agent_fits{host="h1"} 45' in metrics
+    assert 'hatchery_host_agent_fits{host="n1"}' not in metrics            # absent: unknown
+    assert 'hatchery_host_cpus{host="n1"} 8' in metrics                    # what is known stays

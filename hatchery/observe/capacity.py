@@ -11,7 +11,8 @@ Pure planning over two kinds of facts:
 A host fits ``min(by memory, by CPU)`` more agents of the fleet's median size
 while staying under the operator's headroom (``capacity: {headroom: 20%}`` in
 the inventory: that share of each host is kept free). A host already inside
-its headroom gets a warning.
+its headroom gets a warning. A host whose free memory is unknown fits an
+unknown number (None: ``?`` in the table, ``null`` in --json, no metric).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def host_capacity(host: HostResources, usages: list, median: MedianAgent,
     cpu_free = None if host.cpus is None else max(0.0, round(host.cpus - busy, 3))
     by_mem = _fit(host.mem_available_kb, _reserve(host.mem_total_kb, headroom), median.mem_kb)
     by_cpu = _fit(cpu_free, _reserve(host.cpus, headroom), median.cpu)
-    fits, limited = _tighter(by_mem, by_cpu)
+    fits, limited = _verdict(host, by_mem, by_cpu)
     return HostCapacity(host.host, len(usages), mem_used, cpu_used, host.mem_total_kb,
                         host.mem_available_kb, host.cpus, cpu_free, fits, limited,
                         _warning(host, cpu_free, headroom), host.source, host.kind,
@@ -156,6 +157,15 @@ def _fit(free, reserve, each) -> Optional[int]:
     if not each:
         return None                     # nothing to divide by: this resource sets no limit
     return max(0, math.floor((free - reserve) / each + 1e-9))   # 6.9999 is 7: float noise
+
+
+def _verdict(host: HostResources, by_mem: Optional[int], by_cpu: Optional[int]) -> tuple:
+    """(fits, limited_by). A host whose free memory is unknown (an engine or node that did not
+    say) takes no agents on its CPUs' word: it may be out of memory. Only a certain "none"
+    (its CPUs past the headroom) is said; anything else is unknown."""
+    if host.mem_total_kb is None or host.mem_available_kb is None:
+        return (0, "cpu") if by_cpu == 0 else (None, "unknown")
+    return _tighter(by_mem, by_cpu)
 
 
 def _tighter(by_mem: Optional[int], by_cpu: Optional[int]) -> tuple:

@@ -13,6 +13,8 @@ and dockerd fails with "Devices cgroup isn't mounted"). Each sshd sets
 host's engine the way a real host's would. The control side reaches the hosts
 only over SSH (and MQTT). ``MultiHost.close()`` removes everything it made, and
 runs even when setting up failed half way; ``leftovers()`` lists what it missed.
+A run that was killed before its ``close()`` is cleaned up by the next one's
+``start()`` (``namespaces.sweep()``: only namespaces whose maker is dead).
 
 ``MultiHost(swarm=True)`` makes engines fit for a Docker Swarm: each dockerd runs
 with ``DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1`` (no registry here: without it every
@@ -27,32 +29,23 @@ A plain module (not a conftest.py: see tests/docker/dockerhelpers.py).
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from namespaces import (claim_netns, free_subnet, release, remove_netns, run_tag, sh, stop,
+                        sweep, unmount_under)
 
 SSHD = "/usr/sbin/sshd"
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
 # What a swarm node must accept from the others: cluster management, node gossip, VXLAN.
 SWARM_PORTS = (("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789))
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
-
-
-def _free_subnet() -> int:
-    used = sh("ip", "-4", "-o", "addr").stdout + sh("ip", "-4", "route").stdout
-    candidates = [s for s in range(100, 250) if f"10.250.{s}." not in used]
-    if not candidates:
-        raise RuntimeError("no free 10.250.x.0/24 subnet")
-    return secrets.choice(candidates)
 
 
 @dataclass
@@ -87,7 +80,7 @@ class MultiHost:
 
     count: int = 3
     swarm: bool = False           # engines fit for a swarm (see the module's docstring)
-    tag: str = field(default_factory=lambda: secrets.token_hex(2))
+    tag: str = field(default_factory=run_tag)          # hty + 4 hex: every name this run makes
     hosts: list = field(default_factory=list)
     made_netns: list = field(default_factory=list)
     made_links: list = field(default_factory=list)
@@ -95,17 +88,19 @@ class MultiHost:
     control_ip: str = ""
     home: Path | None = None      # $HOME for the control side: ~/.ssh/config names every host
     shim_dir: Path | None = None  # an `ssh` first on $PATH that reads that config
+    swept: object = None          # what the start-up sweep removed of runs killed before
 
     def start(self) -> "MultiHost":
         if not os.path.exists(SSHD):
             raise RuntimeError("sshd is not installed: apt-get install -y openssh-server")
+        self.swept = sweep()           # namespaces, engines and mounts of killed runs
         # short: a unix socket path is limited to 108 bytes
-        self.root = Path(tempfile.mkdtemp(prefix=f"hty{self.tag}-", dir="/tmp"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{self.tag}-", dir="/tmp"))
+        lan = self._netns("lan")       # claimed with the root: a sweep finds the mount by it
         # in memory: three engines' image layers are thousands of small files, which
         # take ~20 s to delete from disk on a busy machine; unmounting takes none
-        sh("mount", "-t", "tmpfs", "-o", "mode=0700,size=6g", f"hty{self.tag}", str(self.root))
-        subnet = _free_subnet()
-        lan = self._netns("lan")
+        sh("mount", "-t", "tmpfs", "-o", "mode=0700,size=6g", self.tag, str(self.root))
+        subnet = free_subnet("10.250", first=100)
         sh("ip", "netns", "exec", lan, "ip", "link", "add", "br0", "type", "bridge")
         sh("ip", "netns", "exec", lan, "ip", "link", "set", "br0", "up")
         self.control_ip = f"10.250.{subnet}.1"
@@ -129,15 +124,13 @@ class MultiHost:
     # --- network ---------------------------------------------------------------------------
 
     def _netns(self, suffix: str) -> str:
-        name = f"hty{self.tag}{suffix}"
-        sh("ip", "netns", "add", name)
+        name = claim_netns(f"{self.tag}{suffix}", root=self.root)
         self.made_netns.append(name)
-        sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
         return name
 
     def _wire(self, lan: str, netns: str | None, address: str, suffix: str) -> None:
         """A veth pair: one end on the lan bridge, the other in ``netns`` (None: root) with ``address``."""
-        outer, inner = f"hty{self.tag}{suffix}l", f"hty{self.tag}{suffix}h"
+        outer, inner = f"{self.tag}{suffix}l", f"{self.tag}{suffix}h"
         sh("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
         self.made_links.append(inner)          # deleting one end deletes both
         sh("ip", "link", "set", outer, "netns", lan)
@@ -163,7 +156,7 @@ class MultiHost:
         ids = sh("docker", "-H", host.socket, "ps", "-q", check=False).stdout.split()
         if ids:
             sh("docker", "-H", host.socket, "kill", *ids, check=False)
-        _stop(host.dockerd, timeout=20)
+        stop(host.dockerd, timeout=20)
 
     def restore(self, host: Host) -> None:
         """A lost host comes back: on the lan again, its engine started (it rejoins its swarm)."""
@@ -176,7 +169,7 @@ class MultiHost:
            "down" if cut else "up")
 
     def _inner(self, host: Host) -> str:
-        return f"hty{self.tag}{host.name[1:]}h"
+        return f"{self.tag}{host.name[1:]}h"
 
     # --- sshd ------------------------------------------------------------------------------
 
@@ -199,7 +192,7 @@ class MultiHost:
                                      stderr=(host.root / "sshd.log").open("w"))
 
     def stop_sshd(self, host: Host) -> None:
-        _stop(host.sshd)
+        stop(host.sshd)
 
     def _ssh_config(self) -> None:
         self.home = self.root / "home"
@@ -233,7 +226,7 @@ class MultiHost:
         self._wait_engine(host)
 
     def stop_dockerd(self, host: Host) -> None:
-        _stop(host.dockerd, timeout=20)
+        stop(host.dockerd, timeout=20)
 
     def _wait_engine(self, host: Host, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -268,6 +261,26 @@ class MultiHost:
         """What the control side's environment needs: $HOME and the ssh shim first on $PATH."""
         return {"HOME": str(self.home), "PATH": f"{self.shim_dir}:{os.environ['PATH']}"}
 
+    @contextmanager
+    def control_side(self):
+        """This process as the control side while the hosts are in use: ``env()`` set and no
+        SSH agent; afterwards the environment restored and the cached engine connections
+        (SSH tunnels to these hosts) forgotten."""
+        from hatchery.runtime.docker import forget_connections
+        wanted = self.env()
+        saved = {key: os.environ.get(key) for key in (*wanted, "SSH_AUTH_SOCK")}
+        os.environ.update(wanted)
+        os.environ.pop("SSH_AUTH_SOCK", None)
+        try:
+            yield self
+        finally:
+            forget_connections()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
     # --- clean-up --------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -277,21 +290,22 @@ class MultiHost:
         for link in self.made_links:
             sh("ip", "link", "del", link, check=False)
         for name in reversed(self.made_netns):
-            sh("ip", "netns", "del", name, check=False)
+            remove_netns(name)
         if self.root is not None:
             sh("umount", "-l", str(self.root), check=False)
             shutil.rmtree(self.root, ignore_errors=True)
+        release(self.made_netns)       # last: a sweep elsewhere must not race this clean-up
 
     def _close_host(self, host: Host) -> None:
         self._remove_containers(host)
-        _stop(host.dockerd, timeout=20)
-        _stop(host.sshd)
+        stop(host.dockerd, timeout=20)
+        stop(host.sshd)
         _kill_strays(host.root)
-        _unmount_under(host.root)
+        unmount_under(host.root)
 
     def leftovers(self) -> list:
         """What close() missed: namespaces, interfaces, mounts, processes of this run ([] when clean)."""
-        tag = f"hty{self.tag}"
+        tag = self.tag
         found = [f"netns {n}" for n in sh("ip", "netns", "list").stdout.split() if n.startswith(tag)]
         found += [f"link {line.split(':')[1].strip()}" for line in sh("ip", "-o", "link").stdout.splitlines()
                   if f" {tag}" in line]
@@ -310,17 +324,6 @@ class MultiHost:
             sh("docker", "-H", host.socket, "rm", "-f", *ids, check=False)
 
 
-def _stop(proc: subprocess.Popen | None, timeout: float = 5) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def _kill_strays(root: Path) -> None:
     """containerd and its shims outlive a dockerd that had to be killed: end them by id
     (found by this run's own directory in their command line)."""
@@ -330,10 +333,3 @@ def _kill_strays(root: Path) -> None:
         except ProcessLookupError:
             pass
 
-
-def _unmount_under(root: Path) -> None:
-    """dockerd leaves overlay and netns mounts under its data/exec roots when killed."""
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-              if line.split()[1].startswith(str(root))]
-    for mount in sorted(mounts, key=len, reverse=True):
-        sh("umount", "-l", mount, check=False)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import textwrap
-
-from hatchery.inventory.load import load_inventory
+from tests.hosts.fleettext import load_text
 
 INVENTORY = """
 hosts:
@@ -26,9 +24,7 @@ agents:
 
 
 def test_hosts_and_placement_per_agent_and_per_group(tmp_path):
-    path = tmp_path / "fleet_inventory.yaml"
-    path.write_text(textwrap.dedent(INVENTORY))
-    inv = load_inventory(path, env={})
+    inv = load_text(tmp_path, INVENTORY)
     assert inv.hosts["h1"].address == "10.250.1.2"           # from docker_host when not given
     assert inv.hosts["h1"].labels == {"site": "nas"}
     assert inv.hosts["h2"].address == "10.250.2.2"
@@ -43,8 +39,5 @@ def test_hosts_and_placement_per_agent_and_per_group(tmp_path):
 
 
 def test_plain_mqtt_across_hosts_only_when_said_so(tmp_path):
-    path = tmp_path / "fleet_inventory.yaml"
-    text = INVENTORY.replace("  tls: true\n", "  allow_plain: true\n")
-    path.write_text(textwrap.dedent(text))
-    inv = load_inventory(path, env={})
+    inv = load_text(tmp_path, INVENTORY.replace("  tls: true\n", "  allow_plain: true\n"))
     assert inv.broker.allow_plain and not inv.broker.tls

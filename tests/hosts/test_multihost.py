@@ -24,7 +24,7 @@ from hatchery.core.plan import apply_plan
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.verify import verify
 from hatchery.provision.operations import deploy_plan, hatch_plans
-from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
+from hatchery.runtime.docker import bootstrap_images, engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from answering import wait_answering  # noqa: E402
@@ -46,12 +46,8 @@ def hosts():
     multi = MultiHost(count=3)
     try:
         multi.start()
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in multi.env().items():
-                patch.setenv(key, value)
-            patch.delenv("SSH_AUTH_SOCK", raising=False)
+        with multi.control_side():
             yield multi
-            forget_connections()
     finally:
         multi.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pytest
@@ -11,11 +10,11 @@ from hatchery.configs.broker import settings
 from hatchery.core.hosts import apply_per_host
 from hatchery.core.plan import Change
 from hatchery.errors import DockerError, UsageError
-from hatchery.inventory.load import load_inventory
 from hatchery.inventory.placement import by_host
 from hatchery.provision.operations import agent_conf, broker_conf
 from hatchery.runtime import for_runtime
 from hatchery.runtime.docker import broker_ports
+from tests.hosts.fleettext import load_text
 
 INVENTORY = """
 hosts:
@@ -31,9 +30,7 @@ agents:
 
 @pytest.fixture
 def inv(tmp_path):
-    path = tmp_path / "fleet_inventory.yaml"
-    path.write_text(textwrap.dedent(INVENTORY))
-    return load_inventory(path, env={})
+    return load_text(tmp_path, INVENTORY)
 
 
 def _sleeper(name: str, seconds: float):

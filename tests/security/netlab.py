@@ -13,27 +13,18 @@ namespaces, which removes their links and firewall tables with them.
     finally:
         lan.close()
 
+The namespaces are claimed and made by tests/hosts/namespaces.py, like the
+multi-host harness's: ``start()`` first sweeps those of runs that were killed.
+
 Needs root and iproute2. A plain module (imported by tests and bench/).
 """
 
 from __future__ import annotations
 
-import secrets
-import signal
 import subprocess
 from dataclasses import dataclass, field
 
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
-
-
-def _free_subnet() -> int:
-    used = sh("ip", "-4", "-o", "addr").stdout + sh("ip", "-4", "route").stdout
-    candidates = [s for s in range(10, 250) if f"10.251.{s}." not in used]
-    if not candidates:
-        raise RuntimeError("no free 10.251.x.0/24 subnet")
-    return secrets.choice(candidates)
+from tests.hosts.namespaces import claim_netns, free_subnet, release, remove_netns, run_tag, sh, stop, sweep
 
 
 @dataclass
@@ -41,20 +32,21 @@ class Lan:
     """Namespaces on one bridge (itself in a namespace); ``start()`` then ``close()`` (always)."""
 
     hosts: tuple = ("broker", "neighbour", "agent")
-    tag: str = field(default_factory=lambda: secrets.token_hex(2))
+    tag: str = field(default_factory=run_tag)      # hty + 4 hex
     subnet: int = 0
     made: list = field(default_factory=list)
     procs: list = field(default_factory=list)
 
     def netns(self, host: str) -> str:
-        return f"s2{self.tag}{host[:4]}"
+        return f"{self.tag}{host[:4]}"
 
     def address(self, host: str) -> str:
         return f"10.251.{self.subnet}.{self.hosts.index(host) + 2}"
 
     def start(self) -> "Lan":
+        sweep()                         # what runs killed before left
         try:
-            self.subnet = _free_subnet()
+            self.subnet = free_subnet("10.251")
             lan = self._add("lan0")
             sh("ip", "-n", lan, "link", "add", "br0", "type", "bridge")
             sh("ip", "-n", lan, "link", "set", "br0", "up")
@@ -72,11 +64,8 @@ class Lan:
         return self
 
     def _add(self, host: str) -> str:
-        name = self.netns(host)
-        sh("ip", "netns", "add", name)
-        self.made.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
+        self.made.append(claim_netns(self.netns(host)))
+        return self.made[-1]
 
     def run(self, host: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         return sh("ip", "netns", "exec", self.netns(host), *argv, check=check)
@@ -90,18 +79,9 @@ class Lan:
 
     def close(self) -> None:
         for proc in self.procs:
-            _stop(proc)
+            stop(proc)
         for name in reversed(self.made):
-            sh("ip", "netns", "del", name, check=False)
+            remove_netns(name)
+        release(self.made)
         self.made.clear()
 
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)

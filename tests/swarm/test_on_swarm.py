@@ -22,7 +22,7 @@ from hatchery.bus.connection import bus_for
 from hatchery.core.plan import apply_plan
 from hatchery.inventory.load import load_inventory
 from hatchery.observe.fleetstate import FleetState, live_filters
-from hatchery.runtime.docker import bootstrap_images, engine, forget_connections
+from hatchery.runtime.docker import bootstrap_images, engine
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hosts"))
 from answering import wait_answering  # noqa: E402
@@ -49,12 +49,8 @@ def hosts():
         started = time.monotonic()
         multi.load_images(AGENT_IMAGE, BROKER_IMAGE)
         FIGURES["images loaded on three nodes, in parallel (s)"] = round(time.monotonic() - started, 1)
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in multi.env().items():
-                patch.setenv(key, value)
-            patch.delenv("SSH_AUTH_SOCK", raising=False)
+        with multi.control_side():
             yield multi
-            forget_connections()
     finally:
         multi.close()
         print(FIGURES)
@@ -341,6 +337,7 @@ def test_fleet_capacity_lists_each_node_with_the_agents_its_tasks_run(hosts, fle
             assert row["cpu_busy"] is not None and row["fits"] is not None, row
         else:
             assert row["mem_available_kb"] is None and "no running agent task" in row["problem"], row
+            assert row["fits"] is None and row["limited_by"] == "unknown", row      # not a guess by CPU
     text = cli(fleet, "fleet.capacity", "--headroom", "0%", "--agents")
     assert text.returncode == 0 and "(node)" in text.stdout, text.stdout + text.stderr
     FIGURES["fleet.capacity text"] = text.stdout

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
-from hatchery.inventory.load import load_inventory
 from hatchery.runtime.swarm import Act, ClusterFacts, HostFacts, NodeFacts, decide
+from tests.hosts.fleettext import load_text
 
 INVENTORY = """
 hosts:
@@ -21,9 +19,7 @@ swarm: {managers: [h2, h1, h3]}
 
 @pytest.fixture
 def inv(tmp_path):
-    path = tmp_path / "fleet_inventory.yaml"
-    path.write_text(textwrap.dedent(INVENTORY))
-    return load_inventory(path, env={})
+    return load_text(tmp_path, INVENTORY)
 
 
 def fresh(*down) -> dict:

@@ -3,11 +3,8 @@ The bad cases are data: tests/inventory_cases/swarm_*.yaml."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
-from hatchery.inventory.load import load_inventory
 from hatchery.inventory.swarm import (
     HOST_LABEL,
     Placement,
@@ -17,6 +14,7 @@ from hatchery.inventory.swarm import (
     quorum_problem,
     swarm_of,
 )
+from tests.hosts.fleettext import load_text
 
 INVENTORY = """
 hosts:
@@ -41,9 +39,7 @@ agents:
 
 @pytest.fixture
 def inv(tmp_path):
-    path = tmp_path / "fleet_inventory.yaml"
-    path.write_text(textwrap.dedent(INVENTORY))
-    return load_inventory(path, env={})
+    return load_text(tmp_path, INVENTORY)
 
 
 def test_the_swarm_section_and_placement_load(inv):

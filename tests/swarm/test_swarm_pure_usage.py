@@ -3,12 +3,10 @@ size and name from `docker node inspect`, and whether a task runs a given spec."
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
-from hatchery.inventory.load import load_inventory
 from hatchery.runtime.swarm import names_in, node_name, node_resources, node_size, runs_spec
+from tests.hosts.fleettext import load_text
 
 INVENTORY = """
 hosts:
@@ -23,9 +21,7 @@ agents:
 
 @pytest.fixture
 def inv(tmp_path):
-    path = tmp_path / "fleet_inventory.yaml"
-    path.write_text(textwrap.dedent(INVENTORY))
-    return load_inventory(path, env={})
+    return load_text(tmp_path, INVENTORY)
 
 
 def node(state="ready", label="h2", addr="10.250.1.3", memory=8_342_429_696, nanos=2_000_000_000) -> dict:

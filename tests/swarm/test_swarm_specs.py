@@ -4,14 +4,13 @@ handler's config as its task reads it, and the wanted service specs (no engine).
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
-from hatchery.inventory.load import load_inventory
 from hatchery.provision.operations import agent_conf
 from hatchery.runtime import for_runtime
 from hatchery.runtime.swarm import agent_service_spec, state_of
+from tests.hosts.fleettext import load_text
 
 INVENTORY = """
 hosts:
@@ -29,9 +28,7 @@ NODES = {"n1": {"host": "h1", "state": "ready"}, "n2": {"host": "h2", "state": "
 
 @pytest.fixture
 def inv(tmp_path):
-    path = tmp_path / "fleet_inventory.yaml"
-    path.write_text(textwrap.dedent(INVENTORY))
-    return load_inventory(path, env={})
+    return load_text(tmp_path, INVENTORY)
 
 
 def service(replicas=1) -> dict:
