@@ -230,6 +230,25 @@ def _get(url, headers=None):
         return exc.code, dict(exc.headers), exc.read()
 
 
+def test_behind_a_login_the_page_its_scripts_and_its_history_load(browser):
+    """The page is module scripts (app.js imports the others): the browser must fetch each,
+    and /events and /history, with the login it holds, or the table stays empty."""
+    inv = Inventory(Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")},
+                    state_dir=Path("/nonexistent/.hatchery"))
+    port, stop, thread = _in_process_page(FleetModel(inv), page.Login("hatchery", "correct-horse-battery"))
+    try:
+        # Log in once, then open the page as a person would after the prompt: a page URL
+        # holding credentials would pass them to every relative URL, which fetch() refuses.
+        browser.get(f"http://hatchery:correct-horse-battery@127.0.0.1:{port}/")
+        browser.get(f"http://127.0.0.1:{port}/")
+        assert wait_for(lambda: row_state(browser, "x") == "missing", 10)
+        assert browser.find_element("id", "link").get_attribute("data-state") == "live"
+        assert wait_for(lambda: browser.execute_script("return document.body.dataset.historyMs"), 10)
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def test_a_login_is_demanded_and_headers_are_strict():
     inv = Inventory(Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")},
                     state_dir=Path("/nonexistent/.hatchery"))
