@@ -51,7 +51,8 @@ from hatchery.observe.live import FleetModel
 PAGE_DIR = TEMPLATES / "dashboard"
 JS = "text/javascript; charset=utf-8"
 # Every file the page loads, and nothing else. app.js is a module script: it imports the
-# other three (the browser fetches them as it meets the imports; no order to keep here).
+# other scripts (lasthour.js imports charts.js), and the browser fetches each as it meets
+# its import, so no order is kept here.
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", JS), "/lasthour.js": ("lasthour.js", JS),
           "/charts.js": ("charts.js", JS), "/format.js": ("format.js", JS),
