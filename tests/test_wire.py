@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hatchery.bus import wire
+from hatchery.bus import encode, wire
 from hatchery.bus.requests import filter_matches, filter_regex
 
 # --- an independent encoder -------------------------------------------------------------
@@ -243,12 +243,12 @@ def test_random_properties_are_read_or_refused_never_crash(raw):
 # --- the encoder, read back by the independent decoder above's counterpart ---------------
 
 def test_our_publish_encoder_reads_back():
-    data = wire.publish(5, "fleet/a/command", b"{}", qos=1, packet_id=9, expiry=7)
+    data = encode.publish(5, "fleet/a/command", b"{}", qos=1, packet_id=9, expiry=7)
     messages, acks, _, _ = decode_all(data)
     assert messages == [("fleet/a/command", b"{}", False, {"MessageExpiryInterval": 7})]
     assert acks == [9]
-    assert wire.publish(4, "t", b"p", retain=True) == frame(0x31, utf8("t") + b"p")
-    assert wire.puback([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
+    assert encode.publish(4, "t", b"p", retain=True) == frame(0x31, utf8("t") + b"p")
+    assert encode.puback([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
 
 
 # --- topic filters: the compiled form agrees with MQTT (paho) ----------------------------
@@ -271,11 +271,11 @@ def test_compiled_filters_match_as_paho_does(filter_levels, topic_levels):
 def test_a_publish_full_of_properties_is_read_past_them_without_decoding_them_all():
     """13,000 user properties (an agent can send them): the first MAX_PUBLISH_PROPERTIES
     are decoded, the rest skipped; the payload is intact and the message is marked."""
-    one = b"\x26" + wire.text("k") + wire.text("v")
+    one = b"\x26" + encode.text("k") + encode.text("v")
     properties = one * 9000
-    body = wire.text("fleet/alpha/heartbeat") + wire.varint(len(properties)) + properties + b"{}"
+    body = encode.text("fleet/alpha/heartbeat") + encode.varint(len(properties)) + properties + b"{}"
     reader = wire.Reader(wire.MQTTv5)
-    [message], _, _ = reader.feed(wire.packet(wire.PUBLISH, 0, body), 1.0)
+    [message], _, _ = reader.feed(encode.packet(wire.PUBLISH, 0, body), 1.0)
     assert message.payload == b"{}" and reader.dropped == 0
     assert message.properties == {"UserProperty": [("k", "v")] * wire.MAX_PUBLISH_PROPERTIES}
     assert not message.properties_ok

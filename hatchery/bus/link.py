@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from hatchery.bus import wire
+from hatchery.bus import encode, wire
 
 RECV_SIZE = 1 << 18
 DEFAULT_QUOTA = 20            # QoS 1 publishes in flight when the broker names no Receive Maximum
@@ -118,7 +118,7 @@ class Link:
             self._closing = True
             self._fail_all("the connection was closed", keep_output=True)
             if self._connected:   # after what is queued, so that is still sent
-                self._out += wire.disconnect(self.login.level)
+                self._out += encode.disconnect(self.login.level)
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -174,7 +174,7 @@ class Link:
         deadline = time.monotonic() + timeout
         try:
             sock.settimeout(timeout)
-            sock.sendall(wire.connect(login.level, login.client_id, login.keepalive,
+            sock.sendall(encode.connect(login.level, login.client_id, login.keepalive,
                                       username=login.username, password=login.password,
                                       max_packet=login.max_packet))
             while True:
@@ -234,7 +234,7 @@ class Link:
         """Queue a PUBLISH; for QoS 1 the Ticket settles on its PUBACK."""
         level = self.login.level
         if not qos:
-            data = wire.publish(level, topic, payload, retain=retain, expiry=expiry)
+            data = encode.publish(level, topic, payload, retain=retain, expiry=expiry)
             self._check_size(data, topic)
             self.send(data)
             return None
@@ -247,10 +247,10 @@ class Link:
 
     def subscribe(self, filters: list) -> Ticket:
         """Queue a SUBSCRIBE for [(filter, qos)]; the Ticket carries the SUBACK's codes."""
-        return self._acknowledged(lambda pid: wire.subscribe(self.login.level, pid, filters))
+        return self._acknowledged(lambda pid: encode.subscribe(self.login.level, pid, filters))
 
     def unsubscribe(self, filters: list) -> Ticket:
-        return self._acknowledged(lambda pid: wire.unsubscribe(self.login.level, pid, filters))
+        return self._acknowledged(lambda pid: encode.unsubscribe(self.login.level, pid, filters))
 
     def wait(self, ticket: Ticket, timeout: float) -> bool:
         """True once ``ticket`` is acknowledged; False on timeout. LinkError if the link broke."""
@@ -275,7 +275,7 @@ class Link:
             topic, payload, retain, expiry, ticket = self._queued.popleft()
             packet_id = self._packet_id()
             try:
-                data = wire.publish(self.login.level, topic, payload, qos=1, retain=retain,
+                data = encode.publish(self.login.level, topic, payload, qos=1, retain=retain,
                                     packet_id=packet_id, expiry=expiry)
                 self._check_size(data, topic)
             except (ValueError, LinkError) as exc:
@@ -374,7 +374,7 @@ class Link:
                 raise _Lost(f"the broker sent a malformed packet: {exc}") from None
             if acks:
                 with self._cond:
-                    self._out += wire.puback(acks)
+                    self._out += encode.puback(acks)
             if messages:
                 self.received += len(messages)
                 self._on_messages(messages)   # BusClient guards each callback
@@ -433,7 +433,7 @@ class Link:
         if not self._ping_at and (now - self._last_out >= half or now - self._last_in >= half):
             self._ping_at = now
             with self._cond:
-                self._out += wire.PINGREQ_PACKET
+                self._out += encode.PINGREQ_PACKET
 
     # --- losing the connection and getting it back -------------------------------------
 

@@ -1,11 +1,11 @@
-"""MQTT 3.1.1 and 5 on the wire: the few packets the manager sends, and a fast
-reader of what the broker sends it.
+"""MQTT 3.1.1 and 5 on the wire: packet types, properties, and a fast reader
+of what the broker sends the manager (the packets it sends: ``bus.encode``).
 
-Pure code: bytes in, bytes or values out, no sockets (``bus.link`` does the
-I/O). The reader takes whatever a ``recv`` returned -- half a frame, or a
-hundred frames -- and decodes every complete PUBLISH with slicing and
-indexing only: no object per packet but the ``Message`` itself, no property
-object when a packet has no properties. paho's read path, by contrast, costs
+Pure code: bytes in, values out, no sockets (``bus.link`` does the I/O). The
+reader takes whatever a ``recv`` returned -- half a frame, or a hundred
+frames -- and decodes every complete PUBLISH with slicing and indexing only:
+no object per packet but the ``Message`` itself, no property object when a
+packet has no properties. paho's read path, by contrast, costs
 several reads and a few dozen Python calls per message.
 
 Two kinds of bad input, two answers:
@@ -20,7 +20,6 @@ Two kinds of bad input, two answers:
 
 from __future__ import annotations
 
-import struct
 from agent_kit.contract import disallowed_properties
 from hatchery.bus.messages import Message
 
@@ -28,7 +27,6 @@ MQTTv311, MQTTv5 = 4, 5
 (CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBSCRIBE, SUBACK,
  UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH) = range(1, 16)
 MAX_REMAINING = 268_435_455            # the largest remaining length MQTT can express
-PINGREQ_PACKET = b"\xc0\x00"
 
 
 class Malformed(ValueError):
@@ -58,7 +56,6 @@ PROPERTIES = {
     40: ("WildcardSubscriptionAvailable", BYTE), 41: ("SubscriptionIdentifierAvailable", BYTE),
     42: ("SharedSubscriptionAvailable", BYTE),
 }
-PROPERTY_IDS = {name: (ident, kind) for ident, (name, kind) in PROPERTIES.items()}
 # What a PUBLISH may carry (spec 3.3.2.3). TopicAlias is left out: we never
 # allow the broker any (Topic Alias Maximum 0), so one is a protocol error.
 PUBLISH_PROPERTIES = frozenset((1, 2, 3, 8, 9, 11, 38))
@@ -317,92 +314,3 @@ def _properties_or_malformed(body: bytes, pos: int) -> tuple:
         return read_properties(body, pos, len(body))
     except BadPacket as exc:
         raise Malformed(str(exc)) from None
-
-
-# --- what the manager sends ----------------------------------------------------------
-
-def varint(value: int) -> bytes:
-    if not 0 <= value <= MAX_REMAINING:
-        raise ValueError(f"{value} does not fit a variable byte integer")
-    out = bytearray()
-    while True:
-        value, digit = divmod(value, 128)
-        out.append(digit | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def text(value: str) -> bytes:
-    data = value.encode("utf-8")
-    if len(data) > 0xFFFF:
-        raise ValueError("a string longer than 65535 bytes")
-    return struct.pack("!H", len(data)) + data
-
-
-def properties(values: dict) -> bytes:
-    """A property list from {paho name: value}; b'\\x00' when empty."""
-    out = bytearray()
-    for name, value in values.items():
-        ident, kind = PROPERTY_IDS[name]
-        for one in (value if name in REPEATABLE else (value,)):
-            out += varint(ident) + _encode_value(kind, one)
-    return varint(len(out)) + bytes(out)
-
-
-def _encode_value(kind: int, value) -> bytes:
-    if kind == VARINT:
-        return varint(value)
-    if kind == TEXT:
-        return text(value)
-    if kind == BINARY:
-        return struct.pack("!H", len(value)) + bytes(value)
-    if kind == PAIR:
-        return text(value[0]) + text(value[1])
-    return int(value).to_bytes((1, 2, 4)[kind], "big")
-
-
-def packet(kind: int, flags: int, body: bytes) -> bytes:
-    return bytes([kind << 4 | flags]) + varint(len(body)) + body
-
-
-def connect(level: int, client_id: str, keepalive: int, *, username=None, password=None,
-            max_packet: int = 1 << 20) -> bytes:
-    """CONNECT with a clean start; in MQTT 5 it tells the broker our maximum packet size."""
-    flags = 0x02 | (0x80 if username else 0) | (0x40 if username and password else 0)
-    head = text("MQTT") + bytes([level, flags]) + struct.pack("!H", keepalive)
-    if level == MQTTv5:
-        head += properties({"MaximumPacketSize": max_packet})
-    body = head + text(client_id)
-    if username:
-        body += text(username) + (text(password) if password else b"")
-    return packet(CONNECT, 0, body)
-
-
-def subscribe(level: int, packet_id: int, filters: list) -> bytes:
-    """SUBSCRIBE [(filter, qos)]."""
-    body = struct.pack("!H", packet_id) + (b"\x00" if level == MQTTv5 else b"")
-    body += b"".join(text(f) + bytes([qos]) for f, qos in filters)
-    return packet(SUBSCRIBE, 2, body)
-
-
-def unsubscribe(level: int, packet_id: int, filters: list) -> bytes:
-    body = struct.pack("!H", packet_id) + (b"\x00" if level == MQTTv5 else b"")
-    return packet(UNSUBSCRIBE, 2, body + b"".join(text(f) for f in filters))
-
-
-def publish(level: int, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False,
-            packet_id: int = 0, expiry: int = 0) -> bytes:
-    """PUBLISH; ``expiry`` (seconds, MQTT 5 only) is the Message Expiry Interval."""
-    head = text(topic) + (struct.pack("!H", packet_id) if qos else b"")
-    if level == MQTTv5:
-        head += properties({"MessageExpiryInterval": expiry}) if expiry else b"\x00"
-    return packet(PUBLISH, qos << 1 | int(retain), head + bytes(payload))
-
-
-def puback(packet_ids: list) -> bytes:
-    """PUBACKs for every id, as one buffer (one write for a whole batch)."""
-    return b"".join(b"\x40\x02" + struct.pack("!H", i) for i in packet_ids)
-
-
-def disconnect(level: int) -> bytes:
-    return b"\xe0\x00"   # MQTT 5: no reason code and no properties means "normal"

@@ -1,7 +1,8 @@
 """fleet.dashboard: one read-only web page, fed live from the bus by Server-Sent Events.
 
-The server (stdlib ``http.server``, one thread per request) serves three static
-files from templates/dashboard/ and one event stream, ``/events``: the first
+The server (stdlib ``http.server``, one thread per request) serves the page's
+static files from templates/dashboard/ (``STATIC``: the page, its style and
+its module scripts) and one event stream, ``/events``: the first
 event carries every agent, later ones only the agents that changed. The last
 hour (``/history``) and an agent's recent log lines (``/logs``) are read-only
 routes of their own (``observe.dashroutes``). The page
@@ -48,8 +49,13 @@ from hatchery.observe import httplimits as limits
 from hatchery.observe.live import FleetModel
 
 PAGE_DIR = TEMPLATES / "dashboard"
+JS = "text/javascript; charset=utf-8"
+# Every file the page loads, and nothing else. app.js is a module script: it imports the
+# other scripts (lasthour.js imports charts.js), and the browser fetches each as it meets
+# its import, so no order is kept here.
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
-          "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          "/app.js": ("app.js", JS), "/lasthour.js": ("lasthour.js", JS),
+          "/charts.js": ("charts.js", JS), "/format.js": ("format.js", JS),
           "/app.css": ("app.css", "text/css; charset=utf-8")}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
        "img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agent_kit import actions, contract, signing
 from agent_kit.config import AgentConfig
-from agent_kit.handler import DROPPED, CommandHandler
+from agent_kit.commandhandler import DROPPED, CommandHandler
 
 KEY, BROADCAST_KEY = b"k" * 32, b"b" * 32
 TOPIC = "fleet/fuzz/command"

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent_kit import contract
-from hatchery.bus import wire
+from hatchery.bus import encode, wire
 from hatchery.bus.connection import connection_for
 from hatchery.observe.fleetstate import FleetState, live_filters
 from hatchery.provision.credentials import stored_secret
@@ -137,7 +137,7 @@ def test_a_flood_from_one_agent_does_not_hold_back_what_the_manager_sends(fleet)
 def _raw_login(inv, name: str) -> socket.socket:
     """A raw MQTT v5 session as ``name`` (the attacker writes its own packets)."""
     sock = socket.create_connection((inv.broker.host, inv.broker.port), 5)
-    sock.sendall(wire.connect(wire.MQTTv5, f"raw-{name}-{time.time_ns()}", 30,
+    sock.sendall(encode.connect(wire.MQTTv5, f"raw-{name}-{time.time_ns()}", 30,
                               username=name, password=stored_secret(inv, name)))
     reader = wire.Reader(wire.MQTTv5)
     controls: list = []
@@ -150,10 +150,10 @@ def _raw_login(inv, name: str) -> socket.socket:
 def _packed_with_user_properties(topic: str, payload: bytes, size: int) -> bytes:
     """A QoS 0 PUBLISH of ``size`` bytes, its properties all empty user properties (5 bytes each)."""
     one = b"\x26\x00\x00\x00\x00"
-    head = wire.text(topic)
+    head = encode.text(topic)
     count = (size - len(head) - len(payload) - 10) // len(one)
     properties = one * count
-    return wire.packet(wire.PUBLISH, 0, head + wire.varint(len(properties)) + properties + payload)
+    return encode.packet(wire.PUBLISH, 0, head + encode.varint(len(properties)) + properties + payload)
 
 
 def test_messages_full_of_properties_cannot_slow_the_manager_behind_other_agents(fleet):
@@ -197,7 +197,7 @@ def test_messages_full_of_properties_cannot_slow_the_manager_behind_other_agents
 
 
 def _publish_raw(topic: str, properties: bytes, payload: bytes) -> bytes:
-    return wire.packet(wire.PUBLISH, 0, wire.text(topic) + wire.varint(len(properties)) + properties + payload)
+    return encode.packet(wire.PUBLISH, 0, encode.text(topic) + encode.varint(len(properties)) + properties + payload)
 
 
 def test_whatever_bytes_an_agent_sends_the_manager_stays_up_and_hears_the_others(fleet):
@@ -213,8 +213,8 @@ def test_whatever_bytes_an_agent_sends_the_manager_stays_up_and_hears_the_others
         _publish_raw(topic, b"", b"{" * 2000),
         _publish_raw(topic, b"", b"[" * 2000 + b"]" * 2000),
         _publish_raw(topic, b"", b"x" * 60000),
-        _publish_raw(topic, b"\x26" + struct.pack("!H", 4) + bad_text + wire.text("v"), b"{}"),
-        _publish_raw(topic, b"\x26" + wire.text("k") + wire.text("a\x00b"), b"{}"),
+        _publish_raw(topic, b"\x26" + struct.pack("!H", 4) + bad_text + encode.text("v"), b"{}"),
+        _publish_raw(topic, b"\x26" + encode.text("k") + encode.text("a\x00b"), b"{}"),
         _publish_raw(topic, b"\x03" + struct.pack("!H", 4) + bad_text, b"{}"),
         _publish_raw(topic, b"\x01\x01", bad_text),
     ]

@@ -188,6 +188,21 @@ def test_non_loopback_bind_without_a_login_is_refused(tmp_path, module_broker):
     assert "at least" in str(refused.value)
 
 
+def test_behind_a_login_the_page_its_scripts_and_its_history_load(browser):
+    """The page is module scripts (app.js imports the others): the browser must fetch each,
+    and /events and /history, with the login it holds, or the table stays empty."""
+    inv = Inventory(Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")},
+                    state_dir=Path("/nonexistent/.hatchery"))
+    with serving(FleetModel(inv), page.Login("hatchery", "correct-horse-battery")) as base:
+        # Log in once, then open the page as a person would after the prompt: a page URL
+        # holding credentials would pass them to every relative URL, which fetch() refuses.
+        browser.get(base.replace("http://", "http://hatchery:correct-horse-battery@"))
+        browser.get(base)
+        assert wait_for(lambda: row_state(browser, "x") == "missing", 10)
+        assert browser.find_element("id", "link").get_attribute("data-state") == "live"
+        assert wait_for(lambda: browser.execute_script("return document.body.dataset.historyMs"), 10)
+
+
 def test_a_login_is_demanded_and_headers_are_strict():
     inv = Inventory(Path("/nonexistent.yaml"), agents={"x": AgentSpec("x")},
                     state_dir=Path("/nonexistent/.hatchery"))
