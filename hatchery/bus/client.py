@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Optional
 
 from agent_kit import contract, signing
 from hatchery.bus import PROBE_PREFIX, wire
-from hatchery.bus.link import Endpoint, Link, LinkError, Login
+from hatchery.bus.dial import Endpoint, LinkError, Login
+from hatchery.bus.link import Link
 from hatchery.bus.messages import Message
 from hatchery.bus.requests import Pending, Route, checked_name, status_filters
 from hatchery.bus.standing import StatusBoard

@@ -1,5 +1,6 @@
-"""One MQTT connection for the manager: the handshake, one I/O thread, flow control,
-keepalive and reconnection, over TCP, TLS or a unix socket.
+"""One MQTT connection for the manager: one I/O thread, flow control, keepalive and
+reconnection, over TCP, TLS or a unix socket (reaching the broker and the
+CONNECT/CONNACK handshake are ``bus.dial``).
 
 Why not paho: its read path costs several ``recv`` calls and a few dozen
 Python calls per message, three quarters of the manager's CPU in a
@@ -21,47 +22,15 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from hatchery.bus import encode, wire
+from hatchery.bus.dial import RECV_SIZE, Endpoint, LinkError, Login, connect
 
-RECV_SIZE = 1 << 18
 DEFAULT_QUOTA = 20            # QoS 1 publishes in flight when the broker names no Receive Maximum
 BACKOFF = (1.0, 5.0)          # reconnect delay, doubling from the first to the second: a watcher
                               # (heal --watch, monitor, dashboard) is back at most 5 s after a broker
                               # that moved or restarted accepts again (30 s would be half a failover)
-
-
-class LinkError(Exception):
-    """The broker could not be reached, refused us, or went away. ``refused``: it said no."""
-
-    def __init__(self, message: str, *, refused: bool = False):
-        super().__init__(message)
-        self.refused = refused
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the broker listens: host:port (with TLS when ``tls``), or a unix socket."""
-
-    host: str
-    port: int
-    unix_socket: Optional[str] = None
-    tls: Optional[ssl.SSLContext] = None
-
-    def __str__(self) -> str:
-        return self.unix_socket or f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Login:
-    client_id: str
-    username: Optional[str] = None
-    password: Optional[str] = None
-    level: int = wire.MQTTv5
-    keepalive: int = 30
-    max_packet: int = 1 << 20      # what we accept; MQTT 5 tells the broker so in CONNECT
 
 
 class Ticket:
@@ -105,7 +74,7 @@ class Link:
 
     def open(self, timeout: float) -> None:
         """Connect and wait for CONNACK, then start the I/O thread; LinkError on failure."""
-        self._attach(*self._connect(timeout))
+        self._attach(*connect(self.endpoint, self.login, timeout))
         self._thread = threading.Thread(target=self._run, name=f"bus-{self.login.client_id}",
                                         daemon=True)
         self._thread.start()
@@ -135,73 +104,7 @@ class Link:
         """Packets from the broker dropped for what was inside them (see ``bus.wire``)."""
         return self._reader.dropped if self._reader else 0
 
-    def _connect(self, timeout: float) -> tuple:
-        sock = self._dial(timeout)
-        try:
-            return sock, self._handshake(sock, timeout)
-        except BaseException:
-            sock.close()
-            raise
-
-    def _dial(self, timeout: float) -> socket.socket:
-        where = self.endpoint
-        try:
-            if where.unix_socket:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    sock.settimeout(timeout)
-                    sock.connect(where.unix_socket)
-                except BaseException:
-                    sock.close()
-                    raise
-                return sock
-            sock = socket.create_connection((where.host, where.port), timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if where.tls is None:
-                return sock
-            try:
-                return where.tls.wrap_socket(sock, server_hostname=where.host)
-            except BaseException:
-                sock.close()
-                raise
-        except (OSError, ValueError) as exc:        # ssl.SSLError is an OSError
-            raise LinkError(f"cannot connect to the broker at {where}: {exc}") from None
-
-    def _handshake(self, sock: socket.socket, timeout: float) -> tuple:
-        """Send CONNECT, read CONNACK: (reader, CONNACK properties)."""
-        login = self.login
-        reader = wire.Reader(login.level, login.max_packet)
-        deadline = time.monotonic() + timeout
-        try:
-            sock.settimeout(timeout)
-            sock.sendall(encode.connect(login.level, login.client_id, login.keepalive,
-                                      username=login.username, password=login.password,
-                                      max_packet=login.max_packet))
-            while True:
-                sock.settimeout(max(0.001, deadline - time.monotonic()))
-                data = sock.recv(RECV_SIZE)
-                if not data:
-                    raise LinkError(f"the broker at {self.endpoint} closed the connection "
-                                    "before accepting us")
-                _, _, controls = reader.feed(data, time.time())
-                if controls:
-                    break
-        except socket.timeout:
-            raise LinkError(f"the broker at {self.endpoint} did not accept us: "
-                            f"no CONNACK within {timeout:g}s") from None
-        except (OSError, wire.Malformed) as exc:
-            raise LinkError(f"cannot connect to the broker at {self.endpoint}: {exc}") from None
-        kind, _, body = controls[0]
-        if kind != wire.CONNACK:
-            raise LinkError(f"the broker at {self.endpoint} answered CONNECT with packet type {kind}")
-        code, props = wire.parse_connack(login.level, body)
-        if code:
-            raise LinkError(f"the broker at {self.endpoint} refused us: "
-                            f"{refusal(login.level, code)}", refused=True)
-        return reader, props
-
-    def _attach(self, sock: socket.socket, accepted: tuple) -> None:
-        reader, props = accepted
+    def _attach(self, sock: socket.socket, reader: wire.Reader, props: dict) -> None:
         sock.setblocking(False)
         with self._cond:
             self._sock, self._reader = sock, reader
@@ -448,7 +351,7 @@ class Link:
             if self._closing:
                 return
             try:
-                self._attach(*self._connect(max(5.0, delay)))
+                self._attach(*connect(self.endpoint, self.login, max(5.0, delay)))
             except LinkError:
                 delay = min(delay * 2, BACKOFF[1])
                 continue
@@ -468,19 +371,3 @@ class Link:
             self._out.clear()
         self._inflight = 0
         self._cond.notify_all()
-
-
-V311_REFUSALS = {1: "unacceptable protocol version", 2: "client identifier rejected",
-                 3: "server unavailable", 4: "bad user name or password", 5: "not authorised"}
-V5_REFUSALS = {0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protocol error",
-               0x84: "unsupported protocol version", 0x85: "client identifier not valid",
-               0x86: "bad user name or password", 0x87: "not authorised",
-               0x88: "server unavailable", 0x89: "server busy", 0x8A: "banned",
-               0x95: "packet too large", 0x97: "quota exceeded",
-               0x9F: "connection rate exceeded"}
-
-
-def refusal(level: int, code: int) -> str:
-    """The CONNACK reason in words."""
-    table = V5_REFUSALS if level == wire.MQTTv5 else V311_REFUSALS
-    return f"{table.get(code, 'refused')} (code {code:#04x})"
