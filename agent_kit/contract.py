@@ -5,36 +5,35 @@ this module; nothing here imports the control side. The allowed/prohibited
 lists of the fleet ADR are enforced by *shape*: every payload is a JSON object
 with a fixed set of keys and types, so there is no field that could carry free
 text between agents.
+
+The verbs, schemas, validators and payload makers are here; the bytes and
+timestamps (``codec``) and names and topics (``topics``) are beside it and
+re-exported, so ``contract.X`` is the one way to reach any of them.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import math
 import re
-from datetime import datetime, timezone
+
+# The bytes, the timestamps and the error every check raises (agent_kit.codec),
+# and names and topics (agent_kit.topics): re-exported, as this is the contract's
+# one public face (``contract.X``).
+from .codec import (CHECKED_JSON, MAX_NUMBER, MAX_PAYLOAD_BYTES, RFC3339_RE, ContractError,  # noqa: F401
+                    decode, encode, now_rfc3339, parse_rfc3339, parse_rfc3339_uncached)
+from .topics import (ALLOWED_PROPERTIES, COMMAND_PROPERTIES, FLEET_PREFIX, KINDS,  # noqa: F401
+                     NAME_RE, broadcast_topic, check_name, disallowed_properties,
+                     name_problem, parse_topic, properties_kind, topic)
 
 SCHEMA_VERSION = 1
-MAX_PAYLOAD_BYTES = 4096
 
 VERBS = ("health-check", "version-report", "config-reload", "status-report")
-KINDS = ("heartbeat", "status", "alert", "command")
-FLEET_PREFIX = "fleet"
 
-# One safe label: a name is a topic segment, a DNS label and a container name.
-# Anchored with \A...\Z, never ^...$: "$" also matches before a final newline,
-# and "client-x\n" once rendered a stray line into the broker's ACL. Callers
-# use fullmatch; the \Z keeps a caller that uses .match() safe too.
-NAME_RE = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 COMMAND_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 # A handler instance: a random token the runtime gives each handler it starts
 # (agent_kit.config ``instance``), carried in its birth message, Will, heartbeats
 # and replies, so the control side can tell the handler it started from anything
 # else speaking with the agent's login.
 INSTANCE_RE = re.compile(r"\A[a-z0-9]{8,32}\Z")
-_RFC3339_RE = re.compile(
-    r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z", re.ASCII)
 
 # A timestamp further ahead of the reader's clock than this is suspect: a
 # heartbeat dated in the future must not look fresh forever.
@@ -42,177 +41,6 @@ FUTURE_SLACK_S = 10.0
 
 STATE_ONLINE = "online"
 STATE_OFFLINE = "offline"
-
-
-class ContractError(ValueError):
-    """A name, topic or payload that breaks the contract.
-
-    ``reason`` is a short machine-readable code (``not-json``, ``unknown-verb``,
-    ...) used to count and report drops without echoing the payload.
-    """
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-# --- names and topics -------------------------------------------------------
-
-def check_name(name: object) -> str:
-    """Return ``name`` if it is one safe label, else raise ContractError."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ContractError("bad-name", name_problem(name))
-    return name
-
-
-def name_problem(name: object) -> str:
-    """Explain why ``name`` is not a safe label (empty string if it is)."""
-    if not isinstance(name, str):
-        return f"a name must be a string, not {type(name).__name__}"
-    if isinstance(name, str) and NAME_RE.fullmatch(name):
-        return ""
-    if not name:
-        return "a name must not be empty"
-    if len(name) > 63:
-        return f"{name!r} is {len(name)} characters; at most 63 are allowed"
-    bad = sorted({c for c in name if not (c.isascii() and (c.islower() or c.isdigit() or c == "-"))})
-    if bad:
-        shown = " ".join(repr(c) for c in bad)
-        return (f"{name!r} contains {shown}; use only lowercase letters, digits "
-                "and hyphens (a name becomes an MQTT topic segment, a DNS label "
-                "and a container name)")
-    return f"{name!r} must start and end with a letter or digit"
-
-
-def topic(name: str, kind: str) -> str:
-    """``fleet/{name}/{kind}`` for one of KINDS."""
-    if kind not in KINDS:
-        raise ContractError("unknown-kind", kind)
-    return f"{FLEET_PREFIX}/{check_name(name)}/{kind}"
-
-
-def broadcast_topic(manager: str) -> str:
-    """``{manager}/broadcast``: fleet-wide commands from the manager."""
-    return f"{check_name(manager)}/broadcast"
-
-
-def parse_topic(topic_name: str) -> tuple[str, str] | None:
-    """Split ``fleet/{name}/{kind}`` into (name, kind); None if not a fleet topic."""
-    parts = topic_name.split("/")
-    if (len(parts) == 3 and parts[0] == FLEET_PREFIX and parts[2] in KINDS
-            and NAME_RE.fullmatch(parts[1])):
-        return parts[1], parts[2]
-    return None
-
-
-# --- time -------------------------------------------------------------------
-
-def now_rfc3339() -> str:
-    """UTC now, RFC 3339 with millisecond precision (``2026-03-18T21:30:00.123Z``)."""
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def parse_rfc3339(value: object) -> datetime:
-    """Parse an RFC 3339 timestamp into an aware datetime, or raise ContractError."""
-    if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
-        raise ContractError("bad-ts", "ts must be an RFC 3339 timestamp")
-    text = value.replace("Z", "+00:00")
-    if "." in text:  # fromisoformat on 3.9/3.10 takes at most 6 fraction digits
-        head, rest = text.split(".", 1)
-        digits = re.match(r"\d+", rest).group(0)
-        text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ContractError("bad-ts", str(exc)) from None
-
-
-# --- encoding ---------------------------------------------------------------
-
-def encode(payload: dict) -> bytes:
-    """Compact JSON bytes; raises ContractError if over MAX_PAYLOAD_BYTES."""
-    try:
-        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=True,
-                          allow_nan=False).encode()
-    except ValueError:
-        raise ContractError("bad-number", "NaN or Infinity is not JSON") from None
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise ContractError("oversized", f"{len(data)} bytes > {MAX_PAYLOAD_BYTES}")
-    return data
-
-
-# Numbers on the bus are finite and no larger than a float holds exactly (2**53,
-# JSON's safe-integer range). Python's json accepts NaN, Infinity and integers
-# of thousands of digits; one 400-digit number in a heartbeat once made the
-# exporter's /metrics answer 500 for the whole fleet, and NaN is not JSON.
-MAX_NUMBER = 2 ** 53
-_MAX_NUMBER_TEXT = 32     # characters of one number literal (a float's repr fits in 24)
-
-
-def _bounded(value):
-    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
-        raise ContractError("bad-number", "a number is not finite or exceeds 2**53")
-    return value
-
-
-# The hooks run once per number of every payload (five in a heartbeat): one call
-# each, the bound as one chained comparison (NaN fails it, as +-inf does).
-def _parse_int(text: str) -> int:
-    if len(text) > _MAX_NUMBER_TEXT:
-        raise ContractError("bad-number", f"a {len(text)}-digit integer")
-    value = int(text)
-    if -MAX_NUMBER <= value <= MAX_NUMBER:
-        return value
-    raise ContractError("bad-number", "a number is not finite or exceeds 2**53")
-
-
-def _parse_float(text: str) -> float:
-    if len(text) > _MAX_NUMBER_TEXT:
-        raise ContractError("bad-number", f"a {len(text)}-character number")
-    value = float(text)
-    if -MAX_NUMBER <= value <= MAX_NUMBER:
-        return value
-    raise ContractError("bad-number", "a number is not finite or exceeds 2**53")
-
-
-def _refuse_constant(text: str):
-    raise ContractError("bad-number", f"{text} is not JSON")
-
-
-# Every number goes through the checking hooks. Measured (Python 3.11), a hooked
-# C decoder costs about what plain json.loads does, while a regex that looked
-# for the rare unbounded literal first cost more than the parse itself.
-_CHECKED_JSON = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float,
-                                 parse_constant=_refuse_constant)
-
-
-def decode(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict:
-    """Bytes to a JSON object, refusing oversized, non-UTF-8 and non-object input,
-    and any number that is not finite or not within +-2**53 (``bad-number``)."""
-    if len(data) > limit:
-        raise ContractError("oversized", f"{len(data)} bytes > {limit}")
-    try:
-        text = data.decode("utf-8")
-        # JSONDecoder.decode without its two Python layers (what it does, in one call):
-        # leading whitespace, one value, trailing whitespace, nothing else.
-        value, end = _SCAN(text, _SPACE(text, 0).end())
-        if _SPACE(text, end).end() != len(text):
-            raise ContractError("not-json")
-    except ContractError:
-        raise
-    except (UnicodeDecodeError, ValueError, StopIteration):
-        raise ContractError("not-json") from None
-    except RecursionError:  # 4 KiB of '[' nests deeper than the parser's stack
-        raise ContractError("too-deep") from None
-    if not isinstance(value, dict):
-        raise ContractError("not-object", type(value).__name__)
-    return value
-
-
-_SCAN = _CHECKED_JSON.scan_once
-_SPACE = json.decoder.WHITESPACE.match
 
 
 # --- schemas ----------------------------------------------------------------
@@ -263,39 +91,6 @@ def check_schema(payload: dict, schema: dict) -> dict:
     if "instance" in payload and not INSTANCE_RE.fullmatch(payload["instance"]):
         raise ContractError("bad-instance")
     return payload
-
-
-# --- MQTT v5 properties -------------------------------------------------------
-# The payload is the whole message. MQTT v5 lets a publisher put properties
-# beside it (user properties: free key/value text; content type, response
-# topic, correlation data...). No schema sees them, the broker stores them with
-# a retained message and hands them to every v5 reader. So the contract names
-# the properties each topic may carry, by paho's names, and nothing else
-# passes: the manager's commands carry a Message Expiry (a command stuck in a
-# queue must not run long after the manager stopped waiting); agents send none
-# (heartbeat, status, alert, their verify topic). A handler drops a command
-# with any other property (``bad-properties``, counted and alerted); the
-# manager's readers count such an agent message as invalid; bus.audit reports
-# every disallowed property and every user property, and scans their values.
-
-COMMAND_PROPERTIES = frozenset({"MessageExpiryInterval"})
-ALLOWED_PROPERTIES = {"command": COMMAND_PROPERTIES, "broadcast": COMMAND_PROPERTIES,
-                      "heartbeat": frozenset(), "status": frozenset(), "alert": frozenset()}
-
-
-def properties_kind(topic_name: str) -> str | None:
-    """The kind whose property rule applies to ``topic_name`` (None: no properties allowed)."""
-    parsed = parse_topic(topic_name)
-    if parsed:
-        return parsed[1]
-    head, sep, tail = topic_name.partition("/")
-    return "broadcast" if sep and tail == "broadcast" and NAME_RE.fullmatch(head) else None
-
-
-def disallowed_properties(topic_name: str, names) -> tuple:
-    """The property names among ``names`` that ``topic_name`` may not carry, sorted."""
-    allowed = ALLOWED_PROPERTIES.get(properties_kind(topic_name), frozenset())
-    return tuple(sorted(str(n) for n in names if n not in allowed))
 
 
 # --- commands ---------------------------------------------------------------
@@ -530,18 +325,3 @@ def validate_status(payload: dict) -> dict:
         raise ContractError("bad-state")
     return payload
 
-
-# --- a parsed ts is remembered ------------------------------------------------------
-# A payload's ts is parsed by check_schema and again by its reader (monitor,
-# exporter): 20,000 parses for a 10,000-agent snapshot. Only strings are cached
-# (errors never are), so any other value still gets the uncached answer.
-
-_parse_rfc3339_uncached = parse_rfc3339
-_parse_rfc3339_cached = functools.lru_cache(maxsize=1024)(_parse_rfc3339_uncached)
-
-
-def parse_rfc3339(value: object) -> datetime:  # noqa: F811  (the cached form of the above)
-    """Parse an RFC 3339 timestamp into an aware datetime, or raise ContractError."""
-    if isinstance(value, str):
-        return _parse_rfc3339_cached(value)
-    return _parse_rfc3339_uncached(value)

@@ -42,7 +42,8 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 # The modules whose code decides what an Inventory looks like.
 # agent_kit/__init__.py holds the version both halves share: a release changes the key.
 CODE = (*sorted((_PACKAGE / "inventory").rglob("*.py")), _PACKAGE / "errors.py",
-        _PACKAGE / "core" / "assets.py", _PACKAGE.parent / "agent_kit" / "contract.py",
+        _PACKAGE / "core" / "assets.py",
+        *(_PACKAGE.parent / "agent_kit" / f"{name}.py" for name in ("contract", "codec", "topics")),
         _PACKAGE.parent / "agent_kit" / "__init__.py")
 
 

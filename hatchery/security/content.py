@@ -150,7 +150,7 @@ def _is_timestamp(value: str) -> bool:
     # An RFC 3339 timestamp holds digits and separators only: nothing to scan,
     # and its 17 digits would otherwise wake every digit detector.
     return 20 <= len(value) <= 35 and value[4:5] == "-" and \
-        contract._RFC3339_RE.fullmatch(value) is not None
+        contract.RFC3339_RE.fullmatch(value) is not None
 
 
 def _string_problems(value: str, path: str, key: str, seen: set) -> list:

@@ -33,7 +33,7 @@ def reference_decode(data: bytes, limit: int = contract.MAX_PAYLOAD_BYTES) -> di
     if len(data) > limit:
         raise contract.ContractError("oversized", f"{len(data)} bytes > {limit}")
     try:
-        value = contract._CHECKED_JSON.decode(data.decode("utf-8"))
+        value = contract.CHECKED_JSON.decode(data.decode("utf-8"))
     except contract.ContractError:
         raise
     except (UnicodeDecodeError, ValueError):
@@ -193,7 +193,7 @@ def test_the_json_decoder_refuses_as_json_does(data):
 def test_epoch_is_exactly_what_datetime_says(text):
     fast = fastdecode.epoch(text)
     if text.endswith("Z"):
-        assert fast == contract._parse_rfc3339_uncached(text).timestamp()
+        assert fast == contract.parse_rfc3339_uncached(text).timestamp()
     else:
         assert fast is None
 
@@ -289,4 +289,4 @@ def test_a_snapshot_is_dated_as_before_across_days_and_fractions():
     for step in range(0, 5000, 7):
         moment = start + timedelta(milliseconds=step * 13)
         text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}Z"
-        assert fastdecode.epoch(text) == contract._parse_rfc3339_uncached(text).timestamp()
+        assert fastdecode.epoch(text) == contract.parse_rfc3339_uncached(text).timestamp()
