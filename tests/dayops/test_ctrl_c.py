@@ -3,7 +3,8 @@
 A test run started in the background of a non-interactive shell (``pytest ... &`` in a script)
 ignores SIGINT, and a CLI it starts would too (an ignored signal survives exec): every test that
 Ctrl-Cs a long-running CLI (fleet.heal --watch, fleet.rollout, agent.logs --follow) would wait
-out its timeout. A real CLI following a real log file; no broker is needed to follow a log."""
+out its timeout. A real CLI following a real log file (no broker needed), and fleet.heal --watch
+on a real local fleet telling how it can be stopped when it was started that way."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import signal
 import subprocess
 import threading
 
-from dayops import start, wait_for, write_inventory
+from dayops import INVOKE, bring_up, env_for, start, take_down, wait_for, write_inventory
 
 from hatchery.core.ports import free_port
+from hatchery.tasks.common import how_to_stop
 
+TERM_ONLY = "SIGTERM stops (SIGINT is ignored: started in the background)"
 LAST = "2026-01-01 00:00:00,000 solo: the last line so far"
 
 
@@ -44,3 +47,34 @@ def test_a_follower_started_by_a_run_that_ignores_sigint_still_ends_on_ctrl_c(tm
             os.killpg(follow.pid, signal.SIGKILL)
             follow.wait()
     assert follow.returncode == 0, follow.stderr.read()
+
+
+def test_a_supervisor_started_in_the_background_says_sigterm_stops_it_and_sigterm_does(tmp_path):
+    inventory, state, _ = bring_up(tmp_path, ["solo"])
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)     # not dayops.start: SIGINT stays ignored
+    try:
+        heal = subprocess.Popen([*INVOKE, "fleet.heal", "--watch", "--json"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env_for(inventory),
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        first = heal.stderr.readline()
+        assert "supervising 1 agent;" in first and first.rstrip().endswith(TERM_ONLY), first
+        heal.send_signal(signal.SIGTERM)
+        heal.wait(timeout=30)
+    finally:
+        if heal.poll() is None:
+            os.killpg(heal.pid, signal.SIGKILL)
+            heal.wait()
+        take_down(inventory, state)
+    assert heal.returncode == 0, heal.stderr.read()
+
+
+def test_the_hint_names_ctrl_c_unless_sigint_is_ignored():
+    assert how_to_stop() == "Ctrl-C stops"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert how_to_stop() == TERM_ONLY
+    finally:
+        signal.signal(signal.SIGINT, previous)
