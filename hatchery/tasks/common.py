@@ -242,6 +242,15 @@ def stop_event(duration: Optional[float] = None) -> threading.Event:
     return stop
 
 
+def how_to_stop() -> str:
+    """What stops a long-running task, for its first log line. Started in the background of a
+    script (``cmd &`` in a non-interactive shell) it inherits SIGINT ignored, as every program
+    does (Python then never raises KeyboardInterrupt): there only SIGTERM (``stop_event``) does."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return "SIGTERM stops (SIGINT is ignored: started in the background)"
+    return "Ctrl-C stops"
+
+
 def fail_unless(ok: bool) -> None:
     if not ok:
         raise Exit(code=EXIT_FAILED)

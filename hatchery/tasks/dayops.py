@@ -9,7 +9,7 @@ from invoke import Exit
 from hatchery.core.results import Rows
 from hatchery.errors import EXIT_FAILED
 from hatchery.tasks import output
-from hatchery.tasks.common import load, op, run_plan, show, stop_event
+from hatchery.tasks.common import how_to_stop, load, op, run_plan, show, stop_event
 
 # The planners, the bus and the supervisor (hatchery.operate.*, bus.connection) are
 # imported inside each task: `hatchery --list` and every other task register these
@@ -121,8 +121,8 @@ def heal_(c, watch=False, budget=HEAL_BUDGET, window=HEAL_WINDOW, stale=None,
                          grace=float(grace), hung_after=float(hung_after))
     with bus_for(inv, connect_timeout=5.0) as bus:
         if watch:
-            output.log_line(f"fleet.heal --watch: supervising {output.plural(len(inv.agents), 'agent')}; Ctrl-C stops",
-                            err=True)
+            output.log_line(f"fleet.heal --watch: supervising {output.plural(len(inv.agents), 'agent')}; "
+                            f"{how_to_stop()}", err=True)
             heal.watch(inv, bus, policy, stop=stop_event(duration),
                        on_action=lambda a: _show_action(a, json))
             return

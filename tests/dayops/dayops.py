@@ -3,8 +3,10 @@ and real handler processes counted by their command line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,8 +55,28 @@ def run(*args, inventory: Path, check=None, timeout=120) -> subprocess.Completed
 
 def start(*args, inventory: Path) -> subprocess.Popen:
     """The CLI in its own process group, as a terminal runs it (Ctrl-C reaches the group)."""
-    return subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env_for(inventory), start_new_session=True)
+    with ctrl_c_reaches_children():
+        return subprocess.Popen([*INVOKE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env_for(inventory), start_new_session=True)
+
+
+@contextlib.contextmanager
+def ctrl_c_reaches_children():
+    """Children started inside get SIGINT at its default, as a terminal's foreground job does.
+
+    A test run started in the background of a non-interactive shell (``pytest ... &`` in a
+    script) ignores SIGINT, an ignored signal stays ignored across exec, and Python then never
+    raises KeyboardInterrupt: every CLI a test Ctrl-Cs would run on until its own end. A
+    handled signal is reset to its default by exec, so a handler here for the Popen is enough.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def bring_up(directory: Path, agents, *, hatch: bool = True, **inventory) -> tuple:
