@@ -11,7 +11,17 @@ import threading
 import time
 
 import pytest
-from dayops import bring_up, handlers, listen, run, start, take_down, wait_for, write_inventory
+from dayops import (
+    bring_up,
+    handlers,
+    listen,
+    retained_on,
+    run,
+    start,
+    take_down,
+    wait_for,
+    write_inventory,
+)
 
 from agent_kit import contract
 from hatchery.bus.client import Message
@@ -47,6 +57,12 @@ def _answers(inventory, name: str) -> bool:
     return run_command(inv, "health-check", names=[name], timeout=1.0).ok
 
 
+def _retained_state(state, port: int, name: str) -> str | None:
+    topic = contract.topic(name, "status")
+    payload = retained_on(state, port, topic, wait=0.3).get(topic)
+    return json.loads(payload).get("state") if payload else None
+
+
 def _kill(state, name: str) -> int:
     [pid] = handlers(state)[name]
     os.kill(pid, signal.SIGKILL)
@@ -54,9 +70,10 @@ def _kill(state, name: str) -> int:
 
 
 def test_one_pass_restarts_a_killed_handler(fleet):
-    inventory, state, _, alerts = fleet
+    inventory, state, port, alerts = fleet
     old = _kill(state, "h1")
-    time.sleep(0.5)                     # the broker publishes the Last Will at once
+    # the broker publishes the Last Will at once, but a busy machine may run it late
+    assert wait_for(lambda: _retained_state(state, port, "h1") == "offline", timeout=10)
     done = run("fleet.heal", "--json", inventory=inventory, check=0)
     actions = json.loads(done.stdout)["items"]
     assert [(a["agent"], a["reason"], a["action"]) for a in actions] == [("h1", "offline", RESTARTED)]
