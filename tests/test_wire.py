@@ -11,35 +11,12 @@ import struct
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from mqttbytes import frame, properties, utf8, varint
 
 from hatchery.bus import encode, wire
 from hatchery.bus.requests import filter_matches, filter_regex
 
-# --- an independent encoder -------------------------------------------------------------
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        value, digit = value // 128, value % 128
-        out.append(digit | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def utf8(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def frame(first: int, body: bytes) -> bytes:
-    return bytes([first]) + varint(len(body)) + body
-
-
-def encode_properties(props: list) -> bytes:
-    """[(id, raw value bytes)] -> a property list."""
-    body = b"".join(varint(ident) + raw for ident, raw in props)
-    return varint(len(body)) + body
+# --- frames built with the independent encoder (tests/mqttbytes.py) --------------------
 
 
 def publish(topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, packet_id: int = 1,
@@ -97,7 +74,7 @@ def publishes(draw, level=5):
             raw.append((8, utf8("reply/here")))
             expected["ResponseTopic"] = "reply/here"
     packet = publish(topic, payload, qos=qos, retain=retain, packet_id=packet_id, level=level,
-                     props=encode_properties(raw))
+                     props=properties(raw))
     return packet, (topic, payload, retain, expected), packet_id if qos else None
 
 
@@ -184,12 +161,12 @@ def test_qos_3_qos_2_and_reserved_packet_types_are_malformed(first):
 
 
 BAD_INSIDE = {
-    "unknown property": publish("a", b"x", props=encode_properties([(0x7F, b"\x01")])),
-    "CONNACK-only property": publish("a", b"x", props=encode_properties([(0x12, utf8("id"))])),
-    "topic alias we never allowed": publish("a", b"x", props=encode_properties([(35, b"\x00\x01")])),
+    "unknown property": publish("a", b"x", props=properties([(0x7F, b"\x01")])),
+    "CONNACK-only property": publish("a", b"x", props=properties([(0x12, utf8("id"))])),
+    "topic alias we never allowed": publish("a", b"x", props=properties([(35, b"\x00\x01")])),
     "property overruns": publish("a", b"x", props=b"\x0a\x02\x00"),
-    "a property twice": publish("a", b"x", props=encode_properties([(2, b"\0\0\0\1"), (2, b"\0\0\0\2")])),
-    "string property not UTF-8": publish("a", b"x", props=encode_properties([(3, b"\x00\x02\xc3\x28")])),
+    "a property twice": publish("a", b"x", props=properties([(2, b"\0\0\0\1"), (2, b"\0\0\0\2")])),
+    "string property not UTF-8": publish("a", b"x", props=properties([(3, b"\x00\x02\xc3\x28")])),
     "topic not UTF-8": publish("", b"x", raw_topic=b"\x00\x02\xc3\x28"),
     "wildcard in topic": publish("fleet/+/status", b"x"),
     "empty topic": publish("", b"x"),

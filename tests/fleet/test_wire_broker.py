@@ -17,27 +17,10 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mqttbytes import frame, properties, utf8
 from responders import unique
 
 from hatchery.bus.client import BusClient
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        value, digit = value // 128, value % 128
-        out.append(digit | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def utf8(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def frame(first: int, body: bytes) -> bytes:
-    return bytes([first]) + varint(len(body)) + body
 
 
 class RawClient:
@@ -102,11 +85,6 @@ class Inbox:
         with self.cond:
             self.cond.wait_for(lambda: len(self.got) >= count, timeout)
             return list(self.got)
-
-
-def properties(items: list) -> bytes:
-    body = b"".join(varint(ident) + raw for ident, raw in items)
-    return varint(len(body)) + body
 
 
 # Mosquitto refuses control characters (U+0000..U+001F, U+007F..U+009F) in UTF-8 strings
