@@ -7,6 +7,7 @@ handlers for one agent (and a repair stop one of them).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -57,3 +58,32 @@ def test_two_unrelated_processes_with_one_argv_are_both_found():
         for twin in twins:
             twin.kill()
             twin.wait()
+
+
+# A local user names a process with bytes that are not UTF-8 (prctl PR_SET_NAME) and gives it
+# an argv like ours: the scan must neither crash nor lose it.
+HOSTILE_NAME = ("import ctypes, time\n"
+                "ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b'python\\xff)x'), 0, 0, 0)\n"
+                "time.sleep(30)\n")
+
+
+def test_a_process_name_that_is_not_utf8_neither_crashes_the_scan_nor_hides():
+    marker = f"oddname-{uuid.uuid4().hex}"
+    odd = subprocess.Popen([sys.executable, "-c", HOSTILE_NAME, marker])
+    try:
+        deadline = time.monotonic() + 10
+        while b"\xff" not in _comm(odd.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b"\xff" in _comm(odd.pid)
+        assert process.find(lambda argv: marker in argv, name_prefix="python") == [odd.pid]
+        assert process.parent_of(odd.pid) == os.getpid()
+    finally:
+        odd.kill()
+        odd.wait()
+
+
+def _comm(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/comm").read_bytes()
+    except OSError:
+        return b""

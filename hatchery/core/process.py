@@ -68,12 +68,18 @@ def find(matches, *, name_prefix: str = "") -> list:
 
 def parent_of(pid: int) -> int | None:
     """The parent's pid from /proc/PID/stat; None when unknown (gone, or no /proc)."""
+    fields = _stat_after_name(pid)
+    return int(fields[1]) if fields and len(fields) > 1 and fields[1].isdigit() else None
+
+
+def _stat_after_name(pid: int) -> list | None:
+    """/proc/PID/stat's fields after the name, as bytes: the name (comm) is whatever bytes
+    the process set (prctl), so it is never decoded, and it may hold ')' itself."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+    return raw.rsplit(b")", 1)[-1].split()
 
 
 def _process_table(name_prefix: str = ""):
@@ -116,11 +122,8 @@ def running_pid(pid_file: Path, marker: str) -> int | None:
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    fields = _stat_after_name(pid)
+    return bool(fields) and fields[0] == b"Z"
 
 
 def spawn(argv: list, *, log: Path, pid_file: Path, env: dict | None = None) -> int:
