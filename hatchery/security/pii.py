@@ -18,8 +18,8 @@ from typing import Iterator, Optional
 
 from hatchery.security.detectors import (  # noqa: F401  (the rule names and Hit: pii.X)
     CARD, DIGIT_DETECTORS, EMAIL, ENOUGH_DIGITS, HIGH_ENTROPY, IBAN, MIN_DIGITS, NATIONAL_ID,
-    PHONE, SECRET, Hit, cards, emails, high_entropy, ibans, mask_tail, national_ids, phones,
-    tokens)
+    PHONE, SECRET, Hit, cards, emails, high_entropy, iban_ok, ibans, luhn_ok, mask_email, mask_tail,
+    national_ids, phones, shannon_bits, tokens)
 
 _CACHE_BELOW = 128   # telemetry repeats its short values; long strings are rare
 
