@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from hatchery.core import process
+from hatchery.core import process, procfs
 
 # The parent forks a child that never execs (it sleeps with the parent's argv), then waits.
 FORKS = "import os, sys, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)\ntime.sleep(30)\n"
@@ -77,6 +77,8 @@ def test_a_process_name_that_is_not_utf8_neither_crashes_the_scan_nor_hides():
         assert b"\xff" in _comm(odd.pid)
         assert process.find(lambda argv: marker in argv, name_prefix="python") == [odd.pid]
         assert process.parent_of(odd.pid) == os.getpid()
+        assert procfs.cpu_ticks(procfs.read(f"/proc/{odd.pid}/stat")) is not None      # capacity reads it
+        assert procfs.rss_kb(procfs.read(f"/proc/{odd.pid}/status")) > 0
     finally:
         odd.kill()
         odd.wait()

@@ -13,9 +13,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def read(path: str) -> str:
-    """The file's text, '' when it cannot be read (no /proc, the process is gone)."""
+    """The file's text, '' when it cannot be read (no /proc, the process is gone). A process's
+    name in its stat and status is whatever bytes it set: never decoded strictly."""
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             return handle.read()
     except OSError:
         return ""
