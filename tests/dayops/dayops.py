@@ -60,6 +60,18 @@ def start(*args, inventory: Path) -> subprocess.Popen:
                                 text=True, env=env_for(inventory), start_new_session=True)
 
 
+def interrupt(cli: subprocess.Popen, timeout: float = 30) -> tuple:
+    """Ctrl-C the CLI's process group and wait for it: (stdout, stderr). One that outlives
+    ``timeout`` is killed, so a failing test leaves no CLI behind, and the test fails."""
+    os.killpg(cli.pid, signal.SIGINT)
+    try:
+        return cli.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(cli.pid, signal.SIGKILL)
+        cli.communicate()
+        raise AssertionError(f"{' '.join(cli.args[3:])} ran on {timeout} s after Ctrl-C") from None
+
+
 @contextlib.contextmanager
 def ctrl_c_reaches_children():
     """Children started inside get SIGINT at its default, as a terminal's foreground job does.

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dayops import bring_up, retained_on, run, start, take_down, wait_for, write_inventory
+from dayops import bring_up, interrupt, retained_on, run, start, take_down, wait_for, write_inventory
 
 from agent_kit import contract
 from hatchery.core.paths import StatePaths
@@ -107,8 +107,7 @@ def test_heal_watch_corrects_it_when_it_sees_the_broker_restart(fleet):
         assert _status(state, port, "alpha")["instance"] == instance
         assert wait_for(lambda: _agrees(inventory), 20), _health(inventory)
     finally:
-        os.killpg(heal.pid, signal.SIGINT)
-        out, err = heal.communicate(timeout=30)
+        out, err = interrupt(heal)
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     corrected = [a for a in lines if a["action"] == "corrected-retained"]
     assert [a["agent"] for a in corrected] == ["alpha"], (out, err)

@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from dayops import ROOT, bring_up, handlers, run, start, take_down, wait_for, write_inventory
+from dayops import ROOT, bring_up, handlers, interrupt, run, start, take_down, wait_for, write_inventory
 
 from hatchery.core.ports import free_port
 
@@ -38,8 +38,7 @@ def _interrupt_hatch(inventory, state, when) -> int:
     """Start agent.hatch, send SIGINT to its process group once ``when()`` holds; its exit code."""
     cli = start("agent.hatch", inventory=inventory)
     wait_for(lambda: when() or cli.poll() is not None, timeout=60, step=0.02)
-    os.killpg(cli.pid, signal.SIGINT)
-    cli.communicate(timeout=60)
+    interrupt(cli, timeout=60)
     return cli.returncode
 
 

@@ -14,6 +14,7 @@ import pytest
 from dayops import (
     bring_up,
     handlers,
+    interrupt,
     listen,
     retained_on,
     run,
@@ -96,8 +97,7 @@ def supervisor(fleet):
     time.sleep(2.0)                     # connected and subscribed
     assert cli.poll() is None, cli.stderr.read()
     yield lines
-    os.killpg(cli.pid, signal.SIGINT)
-    cli.communicate(timeout=30)
+    interrupt(cli)
 
 
 def test_watch_brings_a_killed_handler_back_within_five_seconds(fleet, supervisor):

@@ -12,7 +12,18 @@ import threading
 import time
 
 import pytest
-from dayops import bring_up, handlers, listen, raw_client, run, start, take_down, wait_for, write_inventory
+from dayops import (
+    bring_up,
+    handlers,
+    interrupt,
+    listen,
+    raw_client,
+    run,
+    start,
+    take_down,
+    wait_for,
+    write_inventory,
+)
 
 from agent_kit import contract
 from hatchery.bus.connection import bus_for
@@ -50,11 +61,12 @@ def fleet(tmp_path_factory):
     try:
         yield directory, port, inventory, state, alerts, lines
     finally:
-        os.killpg(cli.pid, signal.SIGINT)
-        cli.communicate(timeout=30)
-        client.disconnect()
-        client.loop_stop()
-        take_down(inventory, state)
+        try:
+            interrupt(cli)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            take_down(inventory, state)
 
 
 def _inv(inventory):
@@ -167,8 +179,7 @@ def test_ctrl_c_during_a_rollout_releases_its_lease(fleet):
                     inventory=inventory)
         assert wait_for(lambda: read_intent(_inv(inventory)).lease("w-b") is not None, timeout=20)
         time.sleep(1.0)                                  # in the gate, waiting for 5.0
-        os.killpg(cli.pid, signal.SIGINT)
-        cli.communicate(timeout=30)
+        interrupt(cli)
         assert read_intent(_inv(inventory)).leases == {}
     finally:
         write(directory, port, "4.0")

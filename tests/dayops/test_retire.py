@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import threading
 
 import pytest
 from dayops import (
     bring_up,
     handlers,
+    interrupt,
     raw_client,
     retained_on,
     run,
@@ -93,9 +93,8 @@ def test_logs_tail_and_follow(fleet):
         assert wait_for(lambda: any("dropped a message on fleet/r1/command (not-json" in line
                                     for line in lines), timeout=10), lines
     finally:
-        follow.send_signal(signal.SIGINT)
-        follow.wait(timeout=10)
-    assert follow.returncode == 0, follow.stderr.read()
+        _, err = interrupt(follow, timeout=10)
+    assert follow.returncode == 0, err
 
 
 def test_logs_of_an_unknown_agent_is_a_usage_error(fleet):
