@@ -14,6 +14,8 @@ package's public face for what only Docker has; the job modules behind it
   ``old_names_kept(inv)``, ``describe_names(inv)``; ``forget_names()`` (tests).
 - ``engine(docker_host)``: the cached client for an engine address;
   ``forget_connections()`` closes every cached engine and SSH connection.
+- ``through_elections(request)``: a session's ``request`` that sends a call again while
+  the swarm answers it has no leader (every engine client is made so; pure, tests feed it).
 - ``agent_container(inv, agent)``: the name of an agent's container.
 - ``state_of(name, attrs, host=...)``: an agent's ``AgentState`` from its container's
   ``docker inspect`` attributes (pure; tests feed it captured data).
@@ -44,7 +46,7 @@ from importlib import import_module
 # engine.py imports the SDK only inside its functions, so it is cheap to load
 # now; and it must be: the function ``engine`` shares the submodule's name,
 # and importing the submodule later would rebind ``engine`` to the module.
-from hatchery.runtime.docker.engine import FLEET, engine, forget_engines
+from hatchery.runtime.docker.engine import FLEET, engine, forget_engines, through_elections
 
 # public name -> (job module, its name there)
 _HOMES = {"agent_container": ("states", "agent_container"), "broker_ports": ("broker", "broker_ports"),
@@ -80,4 +82,4 @@ __all__ = ["broker_ports", "DECISIONS", "DEFAULT_IMAGES", "FLEET", "RECIPES", "B
            "agent_container", "agent_context", "base_image", "bootstrap_images", "checked_base_user", "engine",
            "forget_base_images", "forget_connections", "inspect_base_image", "parse_ssh_url",
            "shown_env", "state_of", "container_usage", "recipe_for", "resolved_names", "old_names_kept",
-           "describe_names", "forget_names"]
+           "describe_names", "forget_names", "through_elections"]

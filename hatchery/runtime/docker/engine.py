@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 START_DOCKERD = "is dockerd running? start it with: scripts/start-dockerd.sh (or: dockerd &)"
 CLIENT_TIMEOUT = 300        # seconds; an image build streams for longer than the default 60
+ELECTION_WAIT = 20.0        # seconds a call waits while a swarm's managers elect a leader
+NO_LEADER = b"does not have a leader"
 
 # Labels every object we create carries; the fleet label scopes lists and clean-ups.
 MANAGED = "io.hatchery.managed"
@@ -87,8 +89,26 @@ def engine(docker_host: Optional[str] = None) -> docker.DockerClient:
     key = docker_host or ""
     if key not in _clients:
         with docker_errors(f"connect to the Docker engine {docker_host or '(local)'}", _unreachable_fix(docker_host)):
-            _clients[key] = _connect(docker_host)
+            client = _connect(docker_host)
+        client.api.request = through_elections(client.api.request)
+        _clients[key] = client
     return _clients[key]
+
+
+def through_elections(request, wait: float = ELECTION_WAIT, pause: float = 0.5,
+                      clock=time.monotonic, sleep=time.sleep):
+    """``request`` (a requests.Session's) sent again while the engine answers that its swarm
+    has no leader. A manager back from a partition makes the others elect again: for a few
+    seconds, at any call of a task, every call that needs the leader is refused, and
+    refused before anything was done, so sending it again is safe."""
+    def patient(method, url, *args, **kwargs):
+        deadline = clock() + wait
+        while True:
+            response = request(method, url, *args, **kwargs)
+            if response.status_code < 400 or NO_LEADER not in response.content or clock() >= deadline:
+                return response
+            sleep(pause)
+    return patient
 
 
 def _unreachable_fix(docker_host: Optional[str]) -> str:

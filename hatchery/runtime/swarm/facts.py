@@ -8,7 +8,6 @@ not an error.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
@@ -16,7 +15,7 @@ from typing import Optional
 from hatchery.errors import DockerError, HatcheryError
 from hatchery.inventory.model import HostSpec, Inventory
 from hatchery.inventory.swarm import HOST_LABEL, swarm_of
-from hatchery.runtime.docker.engine import docker_errors, engine
+from hatchery.runtime.docker.engine import ELECTION_WAIT, docker_errors, engine
 
 SWARM_PORT = 2377
 PORTS_FIX = ("open 2377/tcp, 7946/tcp+udp and 4789/udp between the hosts, and check that "
@@ -106,9 +105,9 @@ def manager_client(inv: Inventory, hosts: Optional[dict] = None):
         facts = (hosts or {}).get(name) or read_host(inv.hosts[name])
         if facts.reachable and facts.manager:
             client = engine(inv.hosts[name].docker_host)
-            if led(name, client):
+            if led(client):
                 return name, client
-            tried.append(f"{name}: no leader elected within {LEADER_WAIT:g}s")
+            tried.append(f"{name}: no leader elected within {ELECTION_WAIT:g}s")
             continue
         tried.append(f"{name}: {facts.error or 'not a manager of a swarm'}")
     raise DockerError("no manager of the swarm answers (" + "; ".join(tried) + ")",
@@ -116,28 +115,15 @@ def manager_client(inv: Inventory, hosts: Optional[dict] = None):
                       "managers back (swarm.managers in the inventory)")
 
 
-LEADER_WAIT = 20.0          # seconds to wait while the managers elect a leader
-_led: dict = {}             # manager -> when it last answered a call that needs a leader
-
-
-def led(name: str, client) -> bool:
-    """True when the swarm ``client`` manages has a leader, waiting out an election (a manager
-    back from a partition makes the others elect again: a few seconds with no leader)."""
+def led(client) -> bool:
+    """True when the swarm ``client`` manages has a leader. Every call waits out an
+    election (``through_elections``), so False means none was elected in that time."""
     import docker.errors
-    if time.monotonic() - _led.get(name, float("-inf")) < 5:
+    try:
+        client.api.nodes()              # refused while there is no leader
         return True
-    deadline = time.monotonic() + LEADER_WAIT
-    while True:
-        try:
-            client.api.nodes()              # refused while there is no leader
-            _led[name] = time.monotonic()
-            return True
-        except docker.errors.APIError as exc:
-            if "does not have a leader" not in str(exc) or time.monotonic() > deadline:
-                return False
-        except docker.errors.DockerException:
-            return False
-        time.sleep(0.5)
+    except docker.errors.DockerException:
+        return False
 
 
 def read_cluster(inv: Inventory, hosts: Optional[dict] = None) -> ClusterFacts:
