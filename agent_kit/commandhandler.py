@@ -305,9 +305,12 @@ class CommandHandler:
             instance=self.config.instance)
 
     def _publish_heartbeat(self) -> dict:
+        # Due again before the beat is read: a version found while it is built (the probe's
+        # thread calls _beat_soon) then asks for the next tick. Set after, it was overwritten,
+        # and the version waited a whole interval.
+        self._next_heartbeat = time.monotonic() + self.config.heartbeat_interval
         beat = self.heartbeat()
         self.client.publish(self.topics["heartbeat"], contract.encode(beat), qos=1, retain=True)
-        self._next_heartbeat = time.monotonic() + self.config.heartbeat_interval
         return beat
 
     def _beat_soon(self) -> None:

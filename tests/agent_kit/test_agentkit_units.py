@@ -149,3 +149,35 @@ def test_counters_by_prefix():
     counters.add("received", 3)
     assert counters.with_prefix("dropped:") == {"not-json": 2}
     assert counters.get("received") == 3 and counters.get("missing") == 0
+
+
+class PublishedBeats:
+    """Stands for the MQTT client: records what is published, connects nowhere."""
+
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        self.sent.append((topic, payload))
+
+
+def test_a_version_found_while_a_heartbeat_is_built_goes_out_at_the_next_tick():
+    """The probe's thread may find the version between the beat being read (no version
+    yet) and it being sent: that beat is then due again at once, not an interval later."""
+    from agent_kit.commandhandler import CommandHandler
+    from agent_kit.config import AgentConfig
+    handler = CommandHandler(AgentConfig(name="racer", heartbeat_interval=600), password="")
+    handler.client = PublishedBeats()
+    built = handler.heartbeat
+
+    def found_meanwhile():
+        beat = built()
+        handler.versions._set("agent-1.0")          # what the probe's thread does
+        return beat
+    handler.heartbeat = found_meanwhile
+    assert "version" not in handler._publish_heartbeat()
+    assert handler._next_heartbeat <= time.monotonic()          # due at the next tick
+    handler.heartbeat = built
+    assert handler._publish_heartbeat()["version"] == "agent-1.0"
+    assert handler._next_heartbeat > time.monotonic() + 500     # then an interval away
+    assert len(handler.client.sent) == 2
