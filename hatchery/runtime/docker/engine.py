@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 START_DOCKERD = "is dockerd running? start it with: scripts/start-dockerd.sh (or: dockerd &)"
 CLIENT_TIMEOUT = 300        # seconds; an image build streams for longer than the default 60
-ELECTION_WAIT = 20.0        # seconds a call waits while a swarm's managers elect a leader
+ELECTION_WAIT = 60.0        # seconds a call waits while a swarm's managers elect a leader
 NO_LEADER = b"does not have a leader"
+DEADLINE = b"code = DeadlineExceeded"
 
 # Labels every object we create carries; the fleet label scopes lists and clean-ups.
 MANAGED = "io.hatchery.managed"
@@ -74,6 +75,9 @@ def _api_fix(exc: docker.errors.APIError) -> str:
     text = _explain(exc)
     if "port is already allocated" in text or "address already in use" in text:
         return "another program or container holds that host port; set broker.port to a free one"
+    if "does not have a leader" in text or "DeadlineExceeded" in text:
+        return ("the swarm's managers are electing a leader, or too few of them are up: "
+                "run the task again in a minute; invoke swarm.status shows the managers")
     if "Conflict" in text or exc.status_code == 409:
         return "a container with that name exists but is not managed by hatchery; remove or rename it"
     return "see the engine's message above"
@@ -97,17 +101,27 @@ def engine(docker_host: Optional[str] = None) -> docker.DockerClient:
 
 def through_elections(request, wait: float = ELECTION_WAIT, pause: float = 0.5,
                       clock=time.monotonic, sleep=time.sleep):
-    """``request`` (a requests.Session's) sent again while the engine answers that its swarm
-    has no leader. A manager back from a partition makes the others elect again: for a few
-    seconds, at any call of a task, every call that needs the leader is refused, and
-    refused before anything was done, so sending it again is safe."""
+    """``request`` (a requests.Session's) sent again while the swarm is electing a leader.
+
+    A manager back from a partition makes the others elect again, and an election can
+    take longer than one call waits (10 s election ticks, and elections lost to split
+    votes). For up to ``wait`` seconds:
+    - a call refused with "does not have a leader" is sent again: it was refused before
+      anything was done;
+    - a read that timed out in the managers' consensus (DeadlineExceeded, after the
+      engine's own 20 s) is sent once more. A write is not: it may yet be applied."""
     def patient(method, url, *args, **kwargs):
-        deadline = clock() + wait
+        deadline, timed_out = clock() + wait, 0
         while True:
             response = request(method, url, *args, **kwargs)
-            if response.status_code < 400 or NO_LEADER not in response.content or clock() >= deadline:
+            if response.status_code < 400 or clock() >= deadline:
                 return response
-            sleep(pause)
+            if NO_LEADER in response.content:
+                sleep(pause)
+            elif DEADLINE in response.content and method.upper() == "GET" and not timed_out:
+                timed_out += 1
+            else:
+                return response
     return patient
 
 

@@ -15,7 +15,7 @@ from typing import Optional
 from hatchery.errors import DockerError, HatcheryError
 from hatchery.inventory.model import HostSpec, Inventory
 from hatchery.inventory.swarm import HOST_LABEL, swarm_of
-from hatchery.runtime.docker.engine import ELECTION_WAIT, docker_errors, engine
+from hatchery.runtime.docker.engine import docker_errors, engine
 
 SWARM_PORT = 2377
 PORTS_FIX = ("open 2377/tcp, 7946/tcp+udp and 4789/udp between the hosts, and check that "
@@ -105,9 +105,10 @@ def manager_client(inv: Inventory, hosts: Optional[dict] = None):
         facts = (hosts or {}).get(name) or read_host(inv.hosts[name])
         if facts.reachable and facts.manager:
             client = engine(inv.hosts[name].docker_host)
-            if led(client):
+            problem = leader_problem(client)
+            if not problem:
                 return name, client
-            tried.append(f"{name}: no leader elected within {ELECTION_WAIT:g}s")
+            tried.append(f"{name}: {problem}")
             continue
         tried.append(f"{name}: {facts.error or 'not a manager of a swarm'}")
     raise DockerError("no manager of the swarm answers (" + "; ".join(tried) + ")",
@@ -115,15 +116,17 @@ def manager_client(inv: Inventory, hosts: Optional[dict] = None):
                       "managers back (swarm.managers in the inventory)")
 
 
-def led(client) -> bool:
-    """True when the swarm ``client`` manages has a leader. Every call waits out an
-    election (``through_elections``), so False means none was elected in that time."""
+def leader_problem(client) -> str:
+    """Why the swarm ``client`` manages cannot act now ("" when it has a leader). Every
+    call waits out an election (``through_elections``) before it says so."""
     import docker.errors
     try:
         client.api.nodes()              # refused while there is no leader
-        return True
-    except docker.errors.DockerException:
-        return False
+        return ""
+    except docker.errors.APIError as exc:
+        return str(getattr(exc, "explanation", None) or exc)
+    except docker.errors.DockerException as exc:
+        return str(exc)
 
 
 def read_cluster(inv: Inventory, hosts: Optional[dict] = None) -> ClusterFacts:
