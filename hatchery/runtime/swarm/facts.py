@@ -8,6 +8,7 @@ not an error.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
@@ -105,7 +106,7 @@ def manager_client(inv: Inventory, hosts: Optional[dict] = None):
         facts = (hosts or {}).get(name) or read_host(inv.hosts[name])
         if facts.reachable and facts.manager:
             client = engine(inv.hosts[name].docker_host)
-            problem = leader_problem(client)
+            problem = leader_problem(name, client)
             if not problem:
                 return name, client
             tried.append(f"{name}: {problem}")
@@ -116,12 +117,21 @@ def manager_client(inv: Inventory, hosts: Optional[dict] = None):
                       "managers back (swarm.managers in the inventory)")
 
 
-def leader_problem(client) -> str:
-    """Why the swarm ``client`` manages cannot act now ("" when it has a leader). Every
-    call waits out an election (``through_elections``) before it says so."""
+LEADER_SEEN_FOR = 5.0       # seconds a manager's answer with a leader is taken as still true
+_led: dict = {}             # manager -> when it last answered with a leader
+
+
+def leader_problem(name: str, client) -> str:
+    """Why the swarm manager ``name`` (through ``client``) cannot act now; "" when it has
+    a leader. Every call waits out an election (``through_elections``) before it says
+    so. A manager that had a leader a moment ago is not asked again: a task asks once
+    per agent."""
     import docker.errors
+    if time.monotonic() - _led.get(name, float("-inf")) < LEADER_SEEN_FOR:
+        return ""
     try:
         client.api.nodes()              # refused while there is no leader
+        _led[name] = time.monotonic()
         return ""
     except docker.errors.APIError as exc:
         return str(getattr(exc, "explanation", None) or exc)
