@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from dayops import (
@@ -196,6 +197,19 @@ def test_the_runtime_confirms_a_stopped_process_hung_and_a_running_one_alive(fle
         os.kill(pid, signal.SIGSTOP)
         try:
             found = confirm(inv, bus, ["w-d"], hung_after=1.0)["w-d"]
+            running = _run_states(handlers(state).get("w-d", []))     # who could have answered
         finally:
             os.kill(pid, signal.SIGCONT)
-    assert found.finding == HUNG and "did not answer" in found.detail
+    assert found.finding == HUNG and "did not answer" in found.detail, (found.detail, pid, running)
+
+
+def _run_states(pids: list) -> dict:
+    """{pid: (its state letter, its parent)} from /proc: T is stopped."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        found[pid] = (fields[0].decode(), int(fields[1]))
+    return found
