@@ -49,7 +49,7 @@ def docker_errors(action: str, unreachable_fix: str = START_DOCKERD) -> Iterator
     try:
         yield
     except docker.errors.ImageNotFound as exc:
-        raise DockerError(f"{action}: image not found ({_explain(exc)})",
+        raise DockerError(f"{action}: image not found ({explained(exc)})",
                           "build the offline images with: invoke images.bootstrap, "
                           "or set an image that exists in the inventory") from None
     except docker.errors.BuildError as exc:
@@ -58,24 +58,24 @@ def docker_errors(action: str, unreachable_fix: str = START_DOCKERD) -> Iterator
                           "read the build output above; render the Dockerfile with "
                           "--render-only to inspect it") from None
     except docker.errors.NotFound as exc:
-        raise DockerError(f"{action}: not found ({_explain(exc)})",
+        raise DockerError(f"{action}: not found ({explained(exc)})",
                           "it was removed meanwhile; run the task again") from None
     except docker.errors.APIError as exc:
-        raise DockerError(f"{action}: the Docker engine refused: {_explain(exc)}",
+        raise DockerError(f"{action}: the Docker engine refused: {explained(exc)}",
                           _api_fix(exc)) from None
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise DockerError(f"{action}: cannot talk to the Docker engine: {exc}", unreachable_fix) from None
 
 
-def _explain(exc: docker.errors.APIError) -> str:
+def explained(exc: docker.errors.APIError) -> str:
     return str(getattr(exc, "explanation", None) or exc)
 
 
 def _api_fix(exc: docker.errors.APIError) -> str:
-    text = _explain(exc)
+    text = explained(exc)
     if "port is already allocated" in text or "address already in use" in text:
         return "another program or container holds that host port; set broker.port to a free one"
-    if "does not have a leader" in text or "DeadlineExceeded" in text:
+    if NO_LEADER.decode() in text or DEADLINE.decode() in text:
         return ("the swarm's managers are electing a leader, or too few of them are up: "
                 "run the task again in a minute; invoke swarm.status shows the managers")
     if "Conflict" in text or exc.status_code == 409:
@@ -111,15 +111,15 @@ def through_elections(request, wait: float = ELECTION_WAIT, pause: float = 0.5,
     - a read that timed out in the managers' consensus (DeadlineExceeded, after the
       engine's own 20 s) is sent once more. A write is not: it may yet be applied."""
     def patient(method, url, *args, **kwargs):
-        deadline, timed_out = clock() + wait, 0
+        deadline, resent_a_timeout = clock() + wait, False
         while True:
             response = request(method, url, *args, **kwargs)
             if response.status_code < 400 or clock() >= deadline:
                 return response
             if NO_LEADER in response.content:
                 sleep(pause)
-            elif DEADLINE in response.content and method.upper() == "GET" and not timed_out:
-                timed_out += 1
+            elif DEADLINE in response.content and method.upper() == "GET" and not resent_a_timeout:
+                resent_a_timeout = True
             else:
                 return response
     return patient

@@ -16,7 +16,7 @@ from typing import Optional
 from hatchery.errors import DockerError, HatcheryError
 from hatchery.inventory.model import HostSpec, Inventory
 from hatchery.inventory.swarm import HOST_LABEL, swarm_of
-from hatchery.runtime.docker.engine import docker_errors, engine
+from hatchery.runtime.docker.engine import docker_errors, engine, explained
 
 SWARM_PORT = 2377
 PORTS_FIX = ("open 2377/tcp, 7946/tcp+udp and 4789/udp between the hosts, and check that "
@@ -134,7 +134,7 @@ def leader_problem(name: str, client) -> str:
         _led[name] = time.monotonic()
         return ""
     except docker.errors.APIError as exc:
-        return str(getattr(exc, "explanation", None) or exc)
+        return explained(exc)
     except docker.errors.DockerException as exc:
         return str(exc)
 
